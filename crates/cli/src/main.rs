@@ -1,0 +1,42 @@
+//! `cumulo`: the command-line front of Cumulo. Each subcommand lives in `cmd/`; output goes
+//! through `output` so that every command prints a table by default and JSON with `-o json`.
+
+mod cmd;
+mod output;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use output::{Format, print_json};
+
+#[derive(Parser)]
+#[command(name = "cumulo", version, about = "Multi-cloud compute control plane for AI", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<std::process::ExitCode> = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cumulo", &mut std::io::stdout());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Jobs as Cumulo understands them once a job file is parsed and normalised.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::gpu::{GpuSelector, MilliGpu};
+use crate::infra::InfraSelector;
+use crate::money::Money;
+
+/// A job's id, assigned by the store when the job is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One try at running a job: the job id and the attempt's number (1, 2, ...). Drivers key their
+/// idempotence on its text form `JOB.N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AttemptId {
+    pub job: JobId,
+    pub attempt: u32,
+}
+
+impl fmt::Display for AttemptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.job.0, self.attempt)
+    }
+}
+
+/// What kind of work a job is; it decides defaults (preemptible sandboxes, restartable training).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Training,
+    Inference,
+    #[default]
+    Batch,
+    Sandbox,
+}
+
+impl JobKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Training => "training",
+            JobKind::Inference => "inference",
+            JobKind::Batch => "batch",
+            JobKind::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's priority: higher runs first and may preempt lower preemptible work. Named classes map
+/// to fixed values; any integer is accepted too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Priority(pub i32);
+
+impl Priority {
+    pub const LOW: Priority = Priority(100);
+    pub const NORMAL: Priority = Priority(500);
+    pub const HIGH: Priority = Priority(1000);
+    pub const CRITICAL: Priority = Priority(10_000);
+    pub const CLASSES: &'static [(&'static str, Priority)] = &[
+        ("low", Priority::LOW),
+        ("normal", Priority::NORMAL),
+        ("high", Priority::HIGH),
+        ("critical", Priority::CRITICAL),
+    ];
+
+    pub fn parse(text: &str) -> Result<Priority, crate::Error> {
+        let t = text.trim();
+        if let Some((_, p)) = Priority::CLASSES.iter().find(|(name, _)| name.eq_ignore_ascii_case(t)) {
+            return Ok(*p);
+        }
+        t.parse::<i32>().map(Priority).map_err(|_| crate::Error::Invalid {
+            what: "priority",
+            value: t.to_string(),
+            expected: "low, normal, high, critical or an integer",
+        })
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::NORMAL
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Priority::CLASSES.iter().find(|(_, p)| p == self) {
+            Some((name, _)) => f.write_str(name),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl FromStr for Priority {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Priority::parse(s)
+    }
+}
+
+impl Serialize for Priority {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Priority {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i32),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(i) => Ok(Priority(i)),
+            Raw::Name(n) => Priority::parse(&n).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Where the nodes of a gang must sit relative to each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopologyNeed {
+    /// All nodes in one NVLink domain (an NVL72 rack; an 8-GPU node is its own domain).
+    NvlinkDomain,
+    /// All nodes in one network block (a set of racks on one non-blocking fabric).
+    Block,
+    /// All nodes in one availability zone.
+    Zone,
+    #[default]
+    Any,
+}
+
+impl TopologyNeed {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TopologyNeed::NvlinkDomain => "nvlink-domain",
+            TopologyNeed::Block => "block",
+            TopologyNeed::Zone => "zone",
+            TopologyNeed::Any => "any",
+        }
+    }
+}
+
+impl fmt::Display for TopologyNeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an inference job's replicas are spread for resilience.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpreadPolicy {
+    #[default]
+    None,
+    /// Replicas over at least two providers.
+    Providers,
+    /// Replicas over at least two regions.
+    Regions,
+}
+
+/// GPUs wanted on each node: which models and how many (possibly a fraction of one GPU).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AcceleratorDemand {
+    pub selector: GpuSelector,
+    pub per_node: MilliGpu,
+}
+
+impl fmt::Display for AcceleratorDemand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.selector, self.per_node)
+    }
+}
+
+/// One acceptable shape of resources per node. A job lists one or more (SkyPilot's `any_of` /
+/// `ordered`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ResourceOption {
+    /// GPUs per node; `None` for CPU-only work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerators: Option<AcceleratorDemand>,
+    /// vCPUs per node in thousandths (at least this many).
+    #[serde(default)]
+    pub cpus_milli: u32,
+    /// Memory per node in MiB (at least this much).
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// Where it may run; `None` is anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infra: Option<InfraSelector>,
+    /// Whether spot capacity may be used.
+    #[serde(default)]
+    pub use_spot: bool,
+    /// A specific instance type (SkyPilot's `instance_type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+}
+
+/// Limits on where a job may go beyond its resource options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Constraints {
+    /// Places the job must never go.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<InfraSelector>,
+    /// The most the job may cost per hour, all nodes together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price_per_hour: Option<Money>,
+}
+
+/// Where a training job writes checkpoints, so a later attempt can resume.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub dir: String,
+    /// How often the job checkpoints, in seconds (used to estimate work lost on failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_s: Option<u64>,
+}
+
+/// A job as submitted and normalised: the unit the store keeps and the scheduler places.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub kind: JobKind,
+    pub tenant: String,
+    pub priority: Priority,
+    /// Whether higher-priority work may preempt it.
+    pub preemptible: bool,
+    /// Acceptable resource shapes per node, at least one.
+    pub resources: Vec<ResourceOption>,
+    /// True when `resources` is in order of preference (SkyPilot's `ordered`).
+    #[serde(default)]
+    pub ordered: bool,
+    /// Nodes in the gang; all are placed or none.
+    pub num_nodes: u32,
+    pub topology: TopologyNeed,
+    /// Replicas of an inference job; 1 otherwise.
+    pub replicas: u32,
+    #[serde(default)]
+    pub spread: SpreadPolicy,
+    #[serde(default)]
+    pub constraints: Constraints,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub envs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+    /// Attempts before the job is failed for good.
+    pub max_attempts: u32,
+    /// Expected run time in seconds, when the user knows it (used by the simulator and backfill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+}
+
+impl JobSpec {
+    /// A CPU-only single-node batch job with defaults, for tests and generators.
+    pub fn new(name: &str, tenant: &str) -> JobSpec {
+        JobSpec {
+            name: name.to_string(),
+            kind: JobKind::Batch,
+            tenant: tenant.to_string(),
+            priority: Priority::NORMAL,
+            preemptible: false,
+            resources: vec![ResourceOption { cpus_milli: 1000, ..ResourceOption::default() }],
+            ordered: false,
+            num_nodes: 1,
+            topology: TopologyNeed::Any,
+            replicas: 1,
+            spread: SpreadPolicy::None,
+            constraints: Constraints::default(),
+            envs: BTreeMap::new(),
+            workdir: None,
+            setup: None,
+            run: None,
+            checkpoint: None,
+            max_attempts: 3,
+            duration_s: None,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Accepted, waiting for capacity.
+    Pending,
+    /// Placed; its attempt is being launched.
+    Launching,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: &'static [JobState] = &[
+        JobState::Pending,
+        JobState::Launching,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Launching => "launching",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL.iter().copied().find(|st| st.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
+            crate::Error::Invalid {
+                what: "job state",
+                value: s.to_string(),
+                expected: "pending, launching, running, succeeded, failed or cancelled",
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_parse_by_name_or_number() {
+        assert_eq!(Priority::parse("high").unwrap(), Priority::HIGH);
+        assert_eq!(Priority::parse("42").unwrap(), Priority(42));
+        assert!(Priority::parse("urgent").is_err());
+        assert_eq!(Priority::HIGH.to_string(), "high");
+        let p: Priority = serde_json::from_str("\"critical\"").unwrap();
+        assert_eq!(p, Priority::CRITICAL);
+    }
+
+    #[test]
+    fn attempt_ids_print_as_job_dot_attempt() {
+        assert_eq!(AttemptId { job: JobId(42), attempt: 3 }.to_string(), "42.3");
+    }
+
+    #[test]
+    fn job_spec_round_trips_through_json() {
+        let job = JobSpec::new("x", "research");
+        let text = serde_json::to_string(&job).unwrap();
+        assert_eq!(serde_json::from_str::<JobSpec>(&text).unwrap(), job);
+    }
+}
