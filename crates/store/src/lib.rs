@@ -1,0 +1,347 @@
+//! Durable state behind one object-safe trait: jobs, attempts, tokens, leadership and events.
+//!
+//! The `Store` trait is what the API and the reconcile loop (`control`) talk to; `store-sqlite` (the
+//! default, one file) and `store-postgres` implement it, and both run the one conformance suite in
+//! [`conformance`] (feature `conformance`).
+//!
+//! Guarantees every implementation keeps (each checked by a conformance test):
+//! - a submit is durable before it returns, and a batch is all-or-nothing;
+//! - a retried submit with the same `(tenant, idempotency key)` returns the first job's id and creates
+//!   nothing (`Submitted::created == false`);
+//! - attempt ids are assigned and persisted by `commit_plan` before the caller may dispatch them, in
+//!   the same transaction as the job's move out of `pending`;
+//! - attempt states only move forward: an update to an attempt already in a terminal state is ignored;
+//! - a failed call changes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// What went wrong in a store call. `Backend` carries text for logs; API layers must not send it to
+/// clients.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid {field} `{value}`: expected {expected}")]
+    Invalid { field: &'static str, value: String, expected: &'static str },
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One job to submit. The key, when given, makes retries safe: it is unique per tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub spec: JobSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer for one submitted job, in the order of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: JobId,
+    /// False when an earlier submit with the same tenant and idempotency key already created it.
+    pub created: bool,
+}
+
+/// Where one attempt is in its life. `Planned` is written by `commit_plan` before dispatch;
+/// the last five are terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptState {
+    Planned,
+    Launching,
+    Running,
+    Succeeded,
+    Failed,
+    Lost,
+    Cancelled,
+    Preempted,
+}
+
+impl AttemptState {
+    pub const ALL: &'static [AttemptState] = &[
+        AttemptState::Planned,
+        AttemptState::Launching,
+        AttemptState::Running,
+        AttemptState::Succeeded,
+        AttemptState::Failed,
+        AttemptState::Lost,
+        AttemptState::Cancelled,
+        AttemptState::Preempted,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Planned => "planned",
+            AttemptState::Launching => "launching",
+            AttemptState::Running => "running",
+            AttemptState::Succeeded => "succeeded",
+            AttemptState::Failed => "failed",
+            AttemptState::Lost => "lost",
+            AttemptState::Cancelled => "cancelled",
+            AttemptState::Preempted => "preempted",
+        }
+    }
+
+    pub const fn is_terminal(self) -> bool {
+        !matches!(self, AttemptState::Planned | AttemptState::Launching | AttemptState::Running)
+    }
+}
+
+impl fmt::Display for AttemptState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttemptState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        AttemptState::ALL.iter().copied().find(|st| st.as_str() == s).ok_or_else(|| Error::Invalid {
+            field: "attempt state",
+            value: s.to_string(),
+            expected: "planned, launching, running, succeeded, failed, lost, cancelled or preempted",
+        })
+    }
+}
+
+/// One attempt of a job as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub id: AttemptId,
+    pub state: AttemptState,
+    /// Where the plan put it (the scheduler's placement, as JSON: cluster, nodes, price...).
+    pub placement: serde_json::Value,
+    /// The last thing a driver or the loop said about it (exit reason, loss reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A job as stored. `attempts` is filled by `get_job` (oldest first) and left empty by `list_jobs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub state: JobState,
+    /// Why the last scheduling pass left it pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+    /// A cancel was asked for while an attempt was active; the loop stops the attempt.
+    pub cancel_requested: bool,
+    /// Attempts made so far (the number of the latest).
+    pub attempt_count: u32,
+    pub submitted_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// Which jobs `list_jobs` returns: ids ascending, strictly after `after` (keyset pagination).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub tenant: Option<String>,
+    pub after: Option<JobId>,
+    /// At most this many; 0 means [`JobFilter::DEFAULT_LIMIT`], larger than [`JobFilter::MAX_LIMIT`] is
+    /// capped.
+    pub limit: u32,
+}
+
+impl JobFilter {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+/// One page of `list_jobs`. `next` is the `after` for the next page, `None` on the last page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobRecord>,
+    pub next: Option<JobId>,
+}
+
+/// What an API token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" => Ok(Role::Admin),
+            "member" => Ok(Role::Member),
+            "viewer" => Ok(Role::Viewer),
+            _ => Err(Error::Invalid { field: "role", value: s.to_string(), expected: "admin, member or viewer" }),
+        }
+    }
+}
+
+/// An API token as stored: only its hash (the caller hashes; the store never sees the secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub hash: String,
+    pub tenant: String,
+    pub role: Role,
+    /// A label for people (`admin`, `ci-bot`).
+    pub name: String,
+}
+
+/// An attempt the loop must watch, with its job's spec (for the snapshot's used capacity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActiveAttempt {
+    pub attempt: AttemptRecord,
+    pub spec: JobSpec,
+    pub cancel_requested: bool,
+}
+
+/// A placement decided by a scheduling pass, to be persisted as a new attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewAttempt {
+    pub job: JobId,
+    pub placement: serde_json::Value,
+}
+
+/// Everything one scheduling pass decided, applied by `commit_plan` in one transaction.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanCommit {
+    /// New attempts: each job must still be `pending` and not cancel-requested, else it is skipped.
+    pub launches: Vec<NewAttempt>,
+    /// Jobs left pending and why.
+    pub pending_reasons: Vec<(JobId, String)>,
+    /// Active attempts to preempt: marked `preempted` (the loop then stops them) and their jobs
+    /// requeued.
+    pub preemptions: Vec<AttemptId>,
+}
+
+/// What `commit_plan` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanApplied {
+    /// The attempts created, in the order of `launches` less the skipped ones; state `planned`.
+    pub attempts: Vec<AttemptId>,
+    /// Launches skipped because their job was no longer pending (cancelled or placed meanwhile).
+    pub skipped: Vec<JobId>,
+}
+
+/// A change to an attempt observed by the loop (from a driver, or a decision such as "lost").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptUpdate {
+    pub id: AttemptId,
+    pub state: AttemptState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One line of a job's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub job: JobId,
+    pub at: DateTime<Utc>,
+    /// Short machine-readable kind: `cancel_requested`, `attempt_planned`, `attempt_running`, ...
+    pub kind: String,
+    pub message: String,
+}
+
+/// Durable state. Every method is one transaction: when it returns an error nothing was changed.
+/// Implementations are `Send + Sync` and shared as `Arc<dyn Store>`.
+///
+/// Job state follows the attempts (the store derives it, callers never set it directly):
+/// `commit_plan` moves a job `pending → launching`; an attempt `running` makes it `running`;
+/// `succeeded` makes it `succeeded`; `cancelled` makes it `cancelled`; `failed` or `lost` requeue it
+/// (`pending`) while its failed and lost attempts are fewer than `spec.max_attempts` and fail it
+/// otherwise; `preempted` always requeues it (a cancel-requested job is cancelled instead of
+/// requeued).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Accepts jobs atomically: all are durable when it returns `Ok`, or none is stored. Per
+    /// `(tenant, idempotency_key)` at most one job exists; a repeat returns that job's id with
+    /// `created: false` (also within one batch).
+    async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>>;
+
+    /// A job with its attempts (oldest first). `Error::NotFound` when there is none.
+    async fn get_job(&self, id: JobId) -> Result<JobRecord>;
+
+    /// Jobs by ascending id after `filter.after`, without attempts.
+    async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage>;
+
+    /// Cancels a job: a pending job becomes `cancelled` at once; a job with an active attempt gets
+    /// `cancel_requested` (the loop stops the attempt, whose `cancelled` update ends the job).
+    /// Cancelling a cancelled job is a no-op; a succeeded or failed job gives `Error::Conflict`.
+    /// Returns the job after the change.
+    async fn cancel_job(&self, id: JobId) -> Result<JobRecord>;
+
+    /// How many jobs are in each state (every state present, zero included).
+    async fn job_counts_by_state(&self) -> Result<BTreeMap<JobState, u64>>;
+
+    /// A job's history, oldest first. Empty for an unknown job.
+    async fn job_events(&self, id: JobId) -> Result<Vec<EventRecord>>;
+
+    /// Stores a token; `Error::Conflict` when the hash already exists.
+    async fn create_token(&self, token: TokenRecord) -> Result<()>;
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    async fn token_count(&self) -> Result<u64>;
+
+    /// Up to `limit` pending, not cancel-requested jobs, oldest first.
+    async fn pending_jobs(&self, limit: u32) -> Result<Vec<JobRecord>>;
+
+    /// Attempts in `planned`, `launching` or `running`, with their jobs' specs.
+    async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>>;
+
+    /// Persists one scheduling pass in one transaction (see [`PlanCommit`]). The new attempt ids are
+    /// durable when it returns; only then may they be dispatched.
+    async fn commit_plan(&self, plan: PlanCommit) -> Result<PlanApplied>;
+
+    /// Applies observed attempt changes in one transaction and derives job states. Updates to unknown
+    /// attempts give `Error::NotFound` (and nothing is applied); updates to terminal attempts and
+    /// repeats of the current state are ignored.
+    async fn update_attempts(&self, updates: Vec<AttemptUpdate>) -> Result<()>;
+
+    /// Takes or renews leadership for `ttl_s` seconds. True when `holder` leads now. A single-process
+    /// backend (SQLite) always answers true.
+    async fn try_lead(&self, holder: &str, ttl_s: u32) -> Result<bool>;
+}
