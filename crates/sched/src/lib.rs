@@ -1,0 +1,42 @@
+//! Cumulo's scheduling core: a pure function from a fleet snapshot and a queue to a plan.
+//!
+//! No I/O, no clock, no randomness: `now` comes in as an argument and every tie is broken by ids,
+//! so the same input always gives the same plan. The live server and the simulator both call
+//! [`schedule`]; nothing else in this crate is needed to use it.
+
+mod engine;
+mod explain;
+mod model;
+
+pub use engine::Scheduler;
+pub use model::{
+    Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption,
+    QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TenantPolicy, Timestamp,
+};
+
+/// A snapshot that cannot be scheduled on: it contradicts itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("duplicate pool id {0}: pool ids must be unique in a snapshot")]
+    DuplicatePool(PoolId),
+    #[error("pool {pool}: node type `{node_type}` has {gpus} GPUs per node, expected at most 64")]
+    TooManyGpus { pool: PoolId, node_type: String, gpus: u32 },
+    #[error("running job {job}: pool {pool} is not in the snapshot")]
+    UnknownPool { job: cumulo_types::JobId, pool: PoolId },
+    #[error("running job {job}: node {node} is out of range for pool {pool} ({nodes} nodes)")]
+    NodeOutOfRange { job: cumulo_types::JobId, pool: PoolId, node: u32, nodes: usize },
+    #[error("running job {job}: pool {pool} node {node} is over-committed on {resource}")]
+    OverCommitted { job: cumulo_types::JobId, pool: PoolId, node: u32, resource: &'static str },
+}
+
+/// Decides placements, preemptions and pending reasons for `queue` on `snapshot` at `now`, with
+/// the default [`Config`].
+pub fn schedule(snapshot: &Snapshot, queue: &[QueuedJob], now: Timestamp) -> Result<Plan, Error> {
+    schedule_with(snapshot, queue, now, &Config::default())
+}
+
+/// [`schedule`] with explicit settings.
+pub fn schedule_with(snapshot: &Snapshot, queue: &[QueuedJob], now: Timestamp, config: &Config) -> Result<Plan, Error> {
+    let mut scheduler = Scheduler::new(snapshot, *config)?;
+    Ok(scheduler.schedule(queue, now))
+}
