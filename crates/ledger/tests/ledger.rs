@@ -1,0 +1,246 @@
+//! Metering scenarios checkable by hand: an invoice worked out line by line, an attempt crossing a
+//! month, a contract ending mid-month, a price change during an attempt, replays, and bad input.
+
+mod common;
+
+use common::{Obs, aws, book, t, usd};
+use cumulo_ledger::{
+    BurnStatus, Commitment, GroupBy, Ledger, Month, PriceKey, UsageFilter, burn_down, chargeback, invoice, usage_by,
+};
+use cumulo_types::{CapacityKind, Money};
+
+fn ledger_of(observations: Vec<cumulo_ledger::Observation>) -> Ledger {
+    let prices = book();
+    let mut ledger = Ledger::new();
+    for obs in &observations {
+        ledger.ingest(obs, &prices).unwrap();
+    }
+    ledger
+}
+
+/// November 2026 at AWS, one job of each kind (see `common::book` for the prices).
+fn november() -> Ledger {
+    ledger_of(vec![
+        // two contract nodes, 10 h each at $60 = $1,200
+        Obs::new(1, "2026-11-10T00:00:00Z", "2026-11-10T10:00:00Z").contract("aws-2026").build(),
+        Obs::new(1, "2026-11-10T00:00:00Z", "2026-11-10T10:00:00Z").contract("aws-2026").rank(1).build(),
+        // on-demand, 3 h at $98.32 = $294.96
+        Obs::new(2, "2026-11-05T00:00:00Z", "2026-11-05T03:00:00Z").tenant("serving").build(),
+        // spot, 30 min at $40 = $20
+        Obs::new(3, "2026-11-06T00:00:00Z", "2026-11-06T00:30:00Z").spot().build(),
+        // GB200 under the contract, which ends at 2026-11-20T00:00: 4 h at $70, then 4 h on-demand at $120
+        Obs::new(4, "2026-11-19T20:00:00Z", "2026-11-20T04:00:00Z").gb200().contract("aws-2026").build(),
+    ])
+}
+
+#[test]
+fn invoice_checked_by_hand() {
+    let inv = invoice(november().records(), &aws(), Month::parse("2026-11").unwrap());
+    let lines: Vec<(String, &str, Money, i64, Money)> =
+        inv.lines.iter().map(|l| (l.item.clone(), l.node_type.as_str(), l.rate, l.node_seconds, l.amount)).collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("aws-2026".into(), "p5.48xlarge", usd("60"), 20 * 3600, usd("1200")),
+            ("aws-2026".into(), "p6e-gb200", usd("70"), 4 * 3600, usd("280")),
+            ("on-demand".into(), "p5.48xlarge", usd("98.32"), 3 * 3600, usd("294.96")),
+            ("on-demand".into(), "p6e-gb200", usd("120"), 4 * 3600, usd("480")),
+            ("spot".into(), "p5.48xlarge", usd("40"), 1800, usd("20")),
+        ]
+    );
+    assert_eq!(inv.total, usd("2274.96"));
+    assert_eq!(inv.total, inv.lines.iter().map(|l| l.amount).sum());
+    // another provider or month has nothing
+    assert!(invoice(november().records(), &aws(), Month::parse("2026-10").unwrap()).lines.is_empty());
+}
+
+#[test]
+fn contract_ending_mid_month_falls_back_to_on_demand() {
+    let ledger = november();
+    let job4: Vec<_> = ledger.records().filter(|r| r.job().0 == 4).collect();
+    assert_eq!(job4.len(), 2);
+    assert_eq!(
+        (job4[0].capacity, job4[0].contract.as_deref(), job4[0].stop),
+        (CapacityKind::Contract, Some("aws-2026"), t("2026-11-20"))
+    );
+    assert_eq!(
+        (job4[1].capacity, job4[1].contract.as_deref(), job4[1].start),
+        (CapacityKind::OnDemand, None, t("2026-11-20"))
+    );
+    assert_eq!(job4[1].rate, usd("120"));
+}
+
+#[test]
+fn attempt_crossing_a_month_is_split_between_invoices() {
+    let ledger = ledger_of(vec![Obs::new(5, "2026-11-30T22:00:00Z", "2026-12-01T02:00:00Z").build()]);
+    assert_eq!(ledger.len(), 2);
+    let nov = invoice(ledger.records(), &aws(), Month::parse("2026-11").unwrap());
+    let dec = invoice(ledger.records(), &aws(), Month::parse("2026-12").unwrap());
+    assert_eq!((nov.lines[0].node_seconds, nov.total), (7200, usd("196.64")));
+    assert_eq!((dec.lines[0].node_seconds, dec.total), (7200, usd("196.64")));
+    assert_eq!(nov.total + dec.total, ledger.total_cost());
+}
+
+#[test]
+fn price_change_during_an_attempt_bills_each_part_at_its_price() {
+    let mut prices = book();
+    prices.set_price(PriceKey::on_demand(&aws(), "p5.48xlarge"), t("2026-11-15T12:00:00Z"), usd("55")).unwrap();
+    let mut ledger = Ledger::new();
+    let obs = Obs::new(6, "2026-11-15T10:00:00Z", "2026-11-15T14:00:00Z").build();
+    let got = ledger.ingest(&obs, &prices).unwrap();
+    assert_eq!((got.records, got.new_seconds, got.cost), (2, 4 * 3600, usd("306.64"))); // 2 h × 98.32 + 2 h × 55
+    let inv = invoice(ledger.records(), &aws(), Month::parse("2026-11").unwrap());
+    let rates: Vec<(Money, Money)> = inv.lines.iter().map(|l| (l.rate, l.amount)).collect();
+    assert_eq!(rates, vec![(usd("55"), usd("110")), (usd("98.32"), usd("196.64"))]);
+    // the list price moves with it, so a contract node sees its list cost change too
+    let mut contract = Ledger::new();
+    contract
+        .ingest(&Obs::new(7, "2026-11-15T11:00:00Z", "2026-11-15T13:00:00Z").contract("aws-2026").build(), &prices)
+        .unwrap();
+    let list: Vec<Money> = contract.records().map(|r| r.list_cost).collect();
+    assert_eq!(list, vec![usd("98.32"), usd("55")]);
+    assert_eq!(contract.total_cost(), usd("120"));
+}
+
+#[test]
+fn the_same_observation_twice_bills_once() {
+    let prices = book();
+    let obs = Obs::new(8, "2026-11-03T00:00:00Z", "2026-11-03T05:00:00Z").build();
+    let mut ledger = Ledger::new();
+    let first = ledger.ingest(&obs, &prices).unwrap();
+    let before = ledger.clone();
+    let second = ledger.ingest(&obs, &prices).unwrap();
+    assert_eq!((first.new_seconds, first.cost), (5 * 3600, usd("491.6")));
+    assert_eq!((second.new_seconds, second.duplicate_seconds, second.cost), (0, 5 * 3600, Money::ZERO));
+    assert_eq!(ledger, before);
+}
+
+#[test]
+fn growing_heartbeats_bill_only_new_seconds() {
+    let prices = book();
+    let mut beats = Ledger::new();
+    for stop in ["2026-11-03T01:00:00Z", "2026-11-03T02:30:00Z", "2026-11-03T02:00:00Z", "2026-11-03T04:00:00Z"] {
+        beats.ingest(&Obs::new(9, "2026-11-03T00:00:00Z", stop).build(), &prices).unwrap();
+    }
+    let once = ledger_of(vec![Obs::new(9, "2026-11-03T00:00:00Z", "2026-11-03T04:00:00Z").build()]);
+    assert_eq!(beats.total_cost(), once.total_cost());
+    assert_eq!(beats.total_cost(), usd("393.28"));
+    // a new attempt of the same job is new node-time
+    beats.ingest(&Obs::new(9, "2026-11-03T00:00:00Z", "2026-11-03T01:00:00Z").attempt(2).build(), &prices).unwrap();
+    assert_eq!(beats.total_cost(), usd("491.6"));
+}
+
+#[test]
+fn conflicting_and_bad_observations_are_refused_and_change_nothing() {
+    let prices = book();
+    let mut ledger = november();
+    let before = ledger.clone();
+    let err = ledger.ingest(&Obs::new(2, "2026-11-05T00:00:00Z", "2026-11-05T04:00:00Z").build(), &prices).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "observation for attempt 2.1 node 0 conflicts with what is already metered: tenant was `serving`, now `research`"
+    );
+    let err =
+        ledger.ingest(&Obs::new(10, "2026-11-05T04:00:00Z", "2026-11-05T03:00:00Z").build(), &prices).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid stop `2026-11-05T03:00:00Z (start 2026-11-05T04:00:00Z)`: expected an instant after start"
+    );
+    let err =
+        ledger.ingest(&Obs::new(11, "2025-12-31T23:00:00Z", "2026-01-01T01:00:00Z").build(), &prices).unwrap_err();
+    assert_eq!(err.to_string(), "no on-demand price for aws p5.48xlarge on-demand at 2025-12-31T23:00:00Z");
+    let err = ledger
+        .ingest(&Obs::new(12, "2026-11-05T00:00:00Z", "2026-11-05T01:00:00Z").contract("azure-1").build(), &prices)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no contract price for aws p5.48xlarge contract (contract azure-1) at 2026-11-05T00:00:00Z"
+    );
+    assert_eq!(ledger, before);
+}
+
+#[test]
+fn stored_records_reload_and_tampering_is_caught() {
+    let ledger = november();
+    let records = ledger.to_records();
+    let mut doubled = records.clone();
+    doubled.extend(records.clone());
+    assert_eq!(Ledger::from_records(doubled).unwrap(), Ledger::from_records(records.clone()).unwrap());
+    let mut bad = records[0].clone();
+    bad.cost += Money(1);
+    assert_eq!(
+        Ledger::from_records(vec![bad]).unwrap_err().to_string(),
+        "usage record for attempt 1.1 node 0 from 2026-11-10T00:00:00Z: cost $600.000001 does not match rate $60.00 over 36000 s (expected $600.00)"
+    );
+    let mut overlapping = records[0].clone();
+    overlapping.start = t("2026-11-10T01:00:00Z");
+    overlapping.cost = usd("540");
+    overlapping.list_cost = records[0].list_cost - usd("98.32");
+    assert_eq!(
+        Ledger::from_records(vec![records[0].clone(), overlapping]).unwrap_err().to_string(),
+        "usage record for attempt 1.1 node 0 from 2026-11-10T01:00:00Z: overlaps node-time already in the ledger"
+    );
+}
+
+#[test]
+fn usage_views_group_and_clip_exactly() {
+    let ledger = november();
+    let by_tenant = usage_by(ledger.records(), &UsageFilter::default(), GroupBy::Tenant);
+    let rows: Vec<(&str, Money)> = by_tenant.iter().map(|r| (r.group.as_str(), r.cost)).collect();
+    assert_eq!(rows, vec![("research", usd("1980")), ("serving", usd("294.96"))]);
+    let by_contract = usage_by(ledger.records(), &UsageFilter::default(), GroupBy::Contract);
+    let rows: Vec<(&str, Money)> = by_contract.iter().map(|r| (r.group.as_str(), r.cost)).collect();
+    assert_eq!(rows, vec![("aws-2026", usd("1480")), ("on-demand", usd("774.96")), ("spot", usd("20"))]);
+    let by_gpu = usage_by(ledger.records(), &UsageFilter::default(), GroupBy::Gpu);
+    let rows: Vec<(&str, i64)> = by_gpu.iter().map(|r| (r.group.as_str(), r.gpu_seconds / 3600)).collect();
+    // 8 GB200 node-hours × 4 GPUs; 23.5 H100 node-hours × 8 GPUs
+    assert_eq!(rows, vec![("GB200", 32), ("H100", 188)]);
+    // since 05:00 on the 10th and until the 12th: job 1's two nodes for 5 h each at $60
+    let filter =
+        UsageFilter { since: Some(t("2026-11-10T05:00:00Z")), until: Some(t("2026-11-12")), ..Default::default() };
+    let by_job = usage_by(ledger.records(), &filter, GroupBy::Job);
+    assert_eq!(by_job.len(), 1);
+    assert_eq!((by_job[0].group.as_str(), by_job[0].node_seconds, by_job[0].cost), ("1", 10 * 3600, usd("600")));
+    let serving = UsageFilter { tenant: Some("serving".into()), ..Default::default() };
+    assert_eq!(usage_by(ledger.records(), &serving, GroupBy::Provider)[0].cost, usd("294.96"));
+}
+
+#[test]
+fn chargeback_is_at_prices_actually_paid() {
+    let rows = chargeback(november().records(), &UsageFilter::default());
+    assert_eq!(rows.len(), 2);
+    let research = &rows[0];
+    assert_eq!(research.tenant, "research");
+    assert_eq!((research.contract, research.on_demand, research.spot), (usd("1480"), usd("480"), usd("20")));
+    assert_eq!(research.total, usd("1980"));
+    // list: 20 h × 98.32 + 8 h × 120 + 0.5 h × 98.32
+    assert_eq!(research.list, usd("2975.56"));
+    assert_eq!(research.savings, usd("995.56"));
+    assert_eq!(rows[1].total, usd("294.96"));
+    assert_eq!(rows.iter().map(|r| r.total).sum::<Money>(), november().total_cost());
+}
+
+#[test]
+fn burn_down_from_metered_usage() {
+    // $2,000 over 20 days; by the 11th (half way) $1,000 was due and $1,200 was used
+    let c = Commitment {
+        id: "aws-2026".into(),
+        provider: aws(),
+        committed: usd("2000"),
+        start: t("2026-11-01"),
+        end: t("2026-11-21"),
+        schedule: vec![],
+    };
+    let b = &burn_down(std::slice::from_ref(&c), november().records(), t("2026-11-11"))[0];
+    assert_eq!((b.consumed, b.expected, b.status), (usd("1200"), usd("1000"), BurnStatus::Ahead));
+    assert_eq!((b.projected_at_end, b.overrun, b.shortfall), (usd("2400"), usd("400"), Money::ZERO));
+    // by the 20th everything ($1,480) is in and $1,900 was due: behind, short $2,000 − 1,480 × 20/19
+    let b = &burn_down(std::slice::from_ref(&c), november().records(), t("2026-11-20"))[0];
+    assert_eq!((b.consumed, b.expected, b.status), (usd("1480"), usd("1900"), BurnStatus::Behind));
+    assert_eq!(b.projected_at_end, usd("1480") + usd("1480").mul_div(1, 19));
+    assert_eq!(b.shortfall, usd("2000") - b.projected_at_end);
+    // a ramp: nothing due until the 11th, then all of it by the end
+    let ramp = Commitment { schedule: vec![(t("2026-11-11"), Money::ZERO)], ..c };
+    assert_eq!(ramp.expected_by(t("2026-11-16")), usd("1000"));
+    assert_eq!(burn_down(&[ramp], november().records(), t("2026-11-01"))[0].status, BurnStatus::NotStarted);
+}
