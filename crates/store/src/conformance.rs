@@ -1,19 +1,44 @@
 //! The conformance suite every `Store` backend runs, each case on a fresh database.
 //!
 //! A backend's test file calls [`crate::conformance_tests!`] with an async expression that opens a
-//! fresh, migrated store (or `None` to skip, e.g. when no PostgreSQL URL is set).
+//! fresh, migrated store (or `None` to skip, e.g. when no PostgreSQL URL is set). Cases panic with a
+//! message on failure; they are plain async functions so a backend may also call one directly.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::Store;
+use cumulo_types::{JobId, JobSpec, JobState, Priority};
 
-/// Generates one `#[tokio::test]` per conformance case. `$open` is an async block evaluating to
-/// `Option<Arc<dyn Store>>` that returns a fresh store each time.
+use crate::{
+    AttemptId, AttemptState, AttemptUpdate, Error, JobFilter, NewAttempt, NewJob, PlanCommit, Role, Store, TokenRecord,
+};
+
+/// Generates one `#[tokio::test]` per conformance case. `$open` is an async expression evaluating to
+/// `Option<Arc<dyn Store>>`, a fresh store each time it is evaluated.
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:expr) => {
         $crate::conformance_tests!(@cases $open;
-            submit_returns_ids_and_is_durable
+            submit_returns_ids_and_stores_specs
+            submit_is_idempotent_per_tenant_and_key
+            a_bad_job_fails_the_whole_batch
+            unknown_jobs_are_not_found
+            list_jobs_paginates_and_filters
+            cancel_follows_the_job_state
+            counts_cover_every_state
+            tokens_are_found_by_hash
+            commit_plan_persists_attempts_before_dispatch
+            commit_plan_skips_jobs_no_longer_pending
+            lost_attempts_requeue_until_max_attempts
+            attempt_states_only_move_forward
+            a_bad_update_applies_nothing
+            preemption_requeues_the_job
+            cancel_of_an_active_job_ends_with_its_attempt
+            pending_jobs_come_by_priority
+            concurrent_submits_get_distinct_ids
+            concurrent_retries_create_one_job
+            events_tell_a_jobs_history
+            a_single_holder_leads
         );
     };
     (@cases $open:expr; $($case:ident)*) => {
@@ -27,6 +52,377 @@ macro_rules! conformance_tests {
     };
 }
 
-pub async fn submit_returns_ids_and_is_durable(store: Arc<dyn Store>) {
-    let _ = store;
+fn job(name: &str, tenant: &str) -> NewJob {
+    NewJob { spec: JobSpec::new(name, tenant), idempotency_key: None }
+}
+
+fn keyed(name: &str, tenant: &str, key: &str) -> NewJob {
+    NewJob { spec: JobSpec::new(name, tenant), idempotency_key: Some(key.to_string()) }
+}
+
+async fn submit_one(store: &Arc<dyn Store>, new: NewJob) -> JobId {
+    store.submit(vec![new]).await.expect("submit")[0].id
+}
+
+/// Submits a job and commits a plan placing it; returns its attempt id.
+async fn placed(store: &Arc<dyn Store>, spec: JobSpec) -> AttemptId {
+    let id = submit_one(store, NewJob { spec, idempotency_key: None }).await;
+    let applied = store
+        .commit_plan(PlanCommit {
+            launches: vec![NewAttempt { job: id, placement: serde_json::json!({"node": "n1"}) }],
+            ..PlanCommit::default()
+        })
+        .await
+        .expect("commit plan");
+    assert_eq!(applied.attempts.len(), 1, "job {id} should be placed");
+    applied.attempts[0]
+}
+
+async fn update(store: &Arc<dyn Store>, id: AttemptId, state: AttemptState) {
+    store.update_attempts(vec![AttemptUpdate { id, state, message: None }]).await.expect("update attempt");
+}
+
+async fn state_of(store: &Arc<dyn Store>, id: JobId) -> JobState {
+    store.get_job(id).await.expect("get job").state
+}
+
+pub async fn submit_returns_ids_and_stores_specs(store: Arc<dyn Store>) {
+    let mut spec = JobSpec::new("train", "research");
+    spec.priority = Priority::HIGH;
+    spec.run = Some("echo hi".to_string());
+    let answers =
+        store.submit(vec![NewJob { spec: spec.clone(), idempotency_key: None }, job("b", "research")]).await.unwrap();
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|a| a.created));
+    assert_ne!(answers[0].id, answers[1].id);
+    let stored = store.get_job(answers[0].id).await.unwrap();
+    assert_eq!(stored.spec, spec);
+    assert_eq!(stored.state, JobState::Pending);
+    assert_eq!(stored.attempt_count, 0);
+    assert!(stored.attempts.is_empty());
+    assert!(!stored.cancel_requested);
+    assert!(store.submit(Vec::new()).await.unwrap().is_empty());
+}
+
+pub async fn submit_is_idempotent_per_tenant_and_key(store: Arc<dyn Store>) {
+    let first = store.submit(vec![keyed("a", "t1", "k1")]).await.unwrap()[0];
+    assert!(first.created);
+    let retry = store.submit(vec![keyed("a", "t1", "k1")]).await.unwrap()[0];
+    assert_eq!(retry.id, first.id);
+    assert!(!retry.created, "a retry must not create a job");
+    let other_tenant = store.submit(vec![keyed("a", "t2", "k1")]).await.unwrap()[0];
+    assert!(other_tenant.created);
+    assert_ne!(other_tenant.id, first.id);
+    let batch =
+        store.submit(vec![keyed("b", "t1", "k2"), keyed("b", "t1", "k2"), keyed("c", "t1", "k1")]).await.unwrap();
+    assert!(batch[0].created);
+    assert_eq!((batch[1].id, batch[1].created), (batch[0].id, false), "duplicate key within one batch");
+    assert_eq!((batch[2].id, batch[2].created), (first.id, false));
+    let page = store.list_jobs(JobFilter::default()).await.unwrap();
+    assert_eq!(page.jobs.len(), 3, "three jobs exist: t1/k1, t2/k1, t1/k2");
+}
+
+pub async fn a_bad_job_fails_the_whole_batch(store: Arc<dyn Store>) {
+    let bad = NewJob { spec: JobSpec::new("x", ""), idempotency_key: None };
+    let err = store.submit(vec![job("good", "t"), bad]).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid { field: "tenant", .. }), "{err}");
+    assert_eq!(err.to_string(), "invalid tenant ``: expected a non-empty tenant name");
+    assert!(store.list_jobs(JobFilter::default()).await.unwrap().jobs.is_empty(), "nothing is stored");
+}
+
+pub async fn unknown_jobs_are_not_found(store: Arc<dyn Store>) {
+    let err = store.get_job(JobId(4242)).await.unwrap_err();
+    assert_eq!(err.to_string(), "job `4242` not found");
+    let err = store.cancel_job(JobId(4242)).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { what: "job", .. }), "{err}");
+}
+
+pub async fn list_jobs_paginates_and_filters(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let tenant = if i % 2 == 0 { "even" } else { "odd" };
+        ids.push(submit_one(&store, job(&format!("j{i}"), tenant)).await);
+    }
+    store.cancel_job(ids[3]).await.unwrap();
+    let mut seen = Vec::new();
+    let mut filter = JobFilter { limit: 10, ..JobFilter::default() };
+    loop {
+        let page = store.list_jobs(filter.clone()).await.unwrap();
+        assert!(page.jobs.len() <= 10);
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "pages cover every job once, in id order");
+    let odd = store.list_jobs(JobFilter { tenant: Some("odd".into()), ..JobFilter::default() }).await.unwrap();
+    assert_eq!(odd.jobs.len(), 12);
+    assert!(odd.jobs.iter().all(|j| j.spec.tenant == "odd"));
+    let cancelled =
+        store.list_jobs(JobFilter { state: Some(JobState::Cancelled), ..JobFilter::default() }).await.unwrap();
+    assert_eq!(cancelled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3]]);
+    let both = JobFilter { state: Some(JobState::Pending), tenant: Some("odd".into()), limit: 5, after: None };
+    let page = store.list_jobs(both).await.unwrap();
+    assert_eq!(page.jobs.len(), 5);
+    assert!(page.jobs.iter().all(|j| j.spec.tenant == "odd" && j.state == JobState::Pending && j.id != ids[3]));
+    assert_eq!(page.next, Some(page.jobs[4].id));
+}
+
+pub async fn cancel_follows_the_job_state(store: Arc<dyn Store>) {
+    let pending = submit_one(&store, job("p", "t")).await;
+    let record = store.cancel_job(pending).await.unwrap();
+    assert_eq!(record.state, JobState::Cancelled);
+    assert_eq!(store.cancel_job(pending).await.unwrap().state, JobState::Cancelled, "cancel twice is a no-op");
+
+    let attempt = placed(&store, JobSpec::new("r", "t")).await;
+    update(&store, attempt, AttemptState::Running).await;
+    let record = store.cancel_job(attempt.job).await.unwrap();
+    assert_eq!(record.state, JobState::Running, "an active job keeps running until its attempt stops");
+    assert!(record.cancel_requested);
+
+    let done = placed(&store, JobSpec::new("d", "t")).await;
+    update(&store, done, AttemptState::Succeeded).await;
+    let err = store.cancel_job(done.job).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert_eq!(err.to_string(), format!("conflict: job {} already succeeded", done.job));
+    assert_eq!(state_of(&store, done.job).await, JobState::Succeeded);
+}
+
+pub async fn counts_cover_every_state(store: Arc<dyn Store>) {
+    let counts = store.job_counts_by_state().await.unwrap();
+    assert_eq!(counts.len(), JobState::ALL.len());
+    assert!(counts.values().all(|n| *n == 0));
+    for i in 0..3 {
+        submit_one(&store, job(&format!("{i}"), "t")).await;
+    }
+    let cancelled = submit_one(&store, job("c", "t")).await;
+    store.cancel_job(cancelled).await.unwrap();
+    let running = placed(&store, JobSpec::new("r", "t")).await;
+    update(&store, running, AttemptState::Running).await;
+    let counts = store.job_counts_by_state().await.unwrap();
+    assert_eq!(counts[&JobState::Pending], 3);
+    assert_eq!(counts[&JobState::Cancelled], 1);
+    assert_eq!(counts[&JobState::Running], 1);
+    assert_eq!(counts[&JobState::Failed], 0);
+}
+
+pub async fn tokens_are_found_by_hash(store: Arc<dyn Store>) {
+    assert_eq!(store.token_count().await.unwrap(), 0);
+    let token = TokenRecord { hash: "h1".into(), tenant: "research".into(), role: Role::Member, name: "ci".into() };
+    store.create_token(token.clone()).await.unwrap();
+    assert_eq!(store.token_by_hash("h1").await.unwrap(), Some(token.clone()));
+    assert_eq!(store.token_by_hash("h2").await.unwrap(), None);
+    let err = store.create_token(token).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert_eq!(store.token_count().await.unwrap(), 1);
+}
+
+pub async fn commit_plan_persists_attempts_before_dispatch(store: Arc<dyn Store>) {
+    let a = submit_one(&store, job("a", "t")).await;
+    let b = submit_one(&store, job("b", "t")).await;
+    let placement = serde_json::json!({"cluster": "local", "nodes": ["n1", "n2"]});
+    let applied = store
+        .commit_plan(PlanCommit {
+            launches: vec![NewAttempt { job: a, placement: placement.clone() }],
+            pending_reasons: vec![(b, "no node has 8 free H100".into())],
+            preemptions: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(applied.attempts, vec![AttemptId { job: a, attempt: 1 }]);
+    assert!(applied.skipped.is_empty());
+    let record = store.get_job(a).await.unwrap();
+    assert_eq!(record.state, JobState::Launching);
+    assert_eq!(record.attempt_count, 1);
+    assert_eq!(record.attempts.len(), 1);
+    assert_eq!(record.attempts[0].state, AttemptState::Planned);
+    assert_eq!(record.attempts[0].placement, placement);
+    assert_eq!(store.get_job(b).await.unwrap().pending_reason.as_deref(), Some("no node has 8 free H100"));
+    let active = store.active_attempts().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].attempt.id, applied.attempts[0]);
+    assert_eq!(active[0].spec.name, "a");
+    let pending: Vec<JobId> = store.pending_jobs(10).await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(pending, vec![b]);
+}
+
+pub async fn commit_plan_skips_jobs_no_longer_pending(store: Arc<dyn Store>) {
+    let first = placed(&store, JobSpec::new("a", "t")).await;
+    let cancelled = submit_one(&store, job("c", "t")).await;
+    store.cancel_job(cancelled).await.unwrap();
+    let fresh = submit_one(&store, job("f", "t")).await;
+    let launches = [first.job, cancelled, fresh, JobId(999_999)]
+        .into_iter()
+        .map(|job| NewAttempt { job, placement: serde_json::json!({}) })
+        .collect();
+    let applied = store.commit_plan(PlanCommit { launches, ..PlanCommit::default() }).await.unwrap();
+    assert_eq!(applied.attempts, vec![AttemptId { job: fresh, attempt: 1 }]);
+    assert_eq!(applied.skipped, vec![first.job, cancelled, JobId(999_999)]);
+    assert_eq!(store.get_job(first.job).await.unwrap().attempts.len(), 1, "no second attempt for a placed job");
+}
+
+pub async fn lost_attempts_requeue_until_max_attempts(store: Arc<dyn Store>) {
+    let mut spec = JobSpec::new("flaky", "t");
+    spec.max_attempts = 2;
+    let first = placed(&store, spec).await;
+    update(&store, first, AttemptState::Running).await;
+    assert_eq!(state_of(&store, first.job).await, JobState::Running);
+    store
+        .update_attempts(vec![AttemptUpdate {
+            id: first,
+            state: AttemptState::Lost,
+            message: Some("node gone".into()),
+        }])
+        .await
+        .unwrap();
+    let record = store.get_job(first.job).await.unwrap();
+    assert_eq!(record.state, JobState::Pending);
+    assert_eq!(
+        record.pending_reason.as_deref(),
+        Some(format!("requeued after attempt {first} was lost: node gone").as_str())
+    );
+    assert_eq!(record.attempts[0].message.as_deref(), Some("node gone"));
+    let applied = store
+        .commit_plan(PlanCommit {
+            launches: vec![NewAttempt { job: first.job, placement: serde_json::json!({}) }],
+            ..PlanCommit::default()
+        })
+        .await
+        .unwrap();
+    let second = applied.attempts[0];
+    assert_eq!(second, AttemptId { job: first.job, attempt: 2 });
+    update(&store, second, AttemptState::Failed).await;
+    assert_eq!(state_of(&store, first.job).await, JobState::Failed, "two failures of two attempts");
+    assert!(store.active_attempts().await.unwrap().is_empty());
+}
+
+pub async fn attempt_states_only_move_forward(store: Arc<dyn Store>) {
+    let attempt = placed(&store, JobSpec::new("a", "t")).await;
+    update(&store, attempt, AttemptState::Running).await;
+    update(&store, attempt, AttemptState::Launching).await;
+    assert_eq!(store.get_job(attempt.job).await.unwrap().attempts[0].state, AttemptState::Running);
+    update(&store, attempt, AttemptState::Succeeded).await;
+    update(&store, attempt, AttemptState::Lost).await;
+    let record = store.get_job(attempt.job).await.unwrap();
+    assert_eq!(record.attempts[0].state, AttemptState::Succeeded, "terminal states are final");
+    assert_eq!(record.state, JobState::Succeeded);
+}
+
+pub async fn a_bad_update_applies_nothing(store: Arc<dyn Store>) {
+    let attempt = placed(&store, JobSpec::new("a", "t")).await;
+    let unknown = AttemptId { job: attempt.job, attempt: 7 };
+    let err = store
+        .update_attempts(vec![
+            AttemptUpdate { id: attempt, state: AttemptState::Running, message: None },
+            AttemptUpdate { id: unknown, state: AttemptState::Running, message: None },
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), format!("attempt `{unknown}` not found"));
+    let record = store.get_job(attempt.job).await.unwrap();
+    assert_eq!(record.attempts[0].state, AttemptState::Planned, "the valid update was rolled back too");
+    assert_eq!(record.state, JobState::Launching);
+}
+
+pub async fn preemption_requeues_the_job(store: Arc<dyn Store>) {
+    let mut spec = JobSpec::new("low", "t");
+    spec.max_attempts = 1;
+    let victim = placed(&store, spec).await;
+    update(&store, victim, AttemptState::Running).await;
+    let urgent = submit_one(&store, job("urgent", "t")).await;
+    let applied = store
+        .commit_plan(PlanCommit {
+            launches: vec![NewAttempt { job: urgent, placement: serde_json::json!({}) }],
+            pending_reasons: Vec::new(),
+            preemptions: vec![victim],
+        })
+        .await
+        .unwrap();
+    assert_eq!(applied.attempts.len(), 1);
+    let record = store.get_job(victim.job).await.unwrap();
+    assert_eq!(record.attempts[0].state, AttemptState::Preempted);
+    assert_eq!(record.state, JobState::Pending, "preemption does not use up max_attempts");
+    let active: Vec<AttemptId> = store.active_attempts().await.unwrap().iter().map(|a| a.attempt.id).collect();
+    assert_eq!(active, applied.attempts);
+}
+
+pub async fn cancel_of_an_active_job_ends_with_its_attempt(store: Arc<dyn Store>) {
+    let attempt = placed(&store, JobSpec::new("a", "t")).await;
+    update(&store, attempt, AttemptState::Running).await;
+    store.cancel_job(attempt.job).await.unwrap();
+    let active = store.active_attempts().await.unwrap();
+    assert!(active[0].cancel_requested, "the loop sees the cancel request");
+    assert!(store.pending_jobs(10).await.unwrap().is_empty());
+    update(&store, attempt, AttemptState::Cancelled).await;
+    assert_eq!(state_of(&store, attempt.job).await, JobState::Cancelled);
+
+    // A cancel-requested job whose attempt is lost is cancelled, not requeued.
+    let other = placed(&store, JobSpec::new("b", "t")).await;
+    store.cancel_job(other.job).await.unwrap();
+    update(&store, other, AttemptState::Lost).await;
+    assert_eq!(state_of(&store, other.job).await, JobState::Cancelled);
+}
+
+pub async fn pending_jobs_come_by_priority(store: Arc<dyn Store>) {
+    let low = submit_one(&store, job("low", "t")).await;
+    let mut spec = JobSpec::new("high", "t");
+    spec.priority = Priority::HIGH;
+    let high = submit_one(&store, NewJob { spec, idempotency_key: None }).await;
+    let low2 = submit_one(&store, job("low2", "t")).await;
+    let order: Vec<JobId> = store.pending_jobs(10).await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(order, vec![high, low, low2]);
+    assert_eq!(store.pending_jobs(1).await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_submits_get_distinct_ids(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                let answer = store.submit(vec![keyed("c", "t", &format!("{t}-{i}"))]).await.unwrap();
+                ids.push(answer[0].id);
+            }
+            ids
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            assert!(all.insert(id), "id {id} given twice");
+        }
+    }
+    assert_eq!(all.len(), 200);
+    assert_eq!(store.job_counts_by_state().await.unwrap()[&JobState::Pending], 200);
+}
+
+pub async fn concurrent_retries_create_one_job(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.submit(vec![keyed("r", "t", "same")]).await.unwrap()[0] }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(answers.iter().filter(|a| a.created).count(), 1);
+    assert!(answers.iter().all(|a| a.id == answers[0].id));
+    assert_eq!(store.list_jobs(JobFilter::default()).await.unwrap().jobs.len(), 1);
+}
+
+pub async fn events_tell_a_jobs_history(store: Arc<dyn Store>) {
+    let attempt = placed(&store, JobSpec::new("a", "t")).await;
+    update(&store, attempt, AttemptState::Running).await;
+    store.cancel_job(attempt.job).await.unwrap();
+    let kinds: Vec<String> = store.job_events(attempt.job).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec!["attempt_planned", "attempt_running", "cancel_requested"]);
+    assert!(store.job_events(JobId(777)).await.unwrap().is_empty());
+}
+
+pub async fn a_single_holder_leads(store: Arc<dyn Store>) {
+    assert!(store.try_lead("node-a", 10).await.unwrap());
+    assert!(store.try_lead("node-a", 10).await.unwrap(), "renewing keeps the lead");
 }

@@ -345,3 +345,114 @@ pub trait Store: Send + Sync + 'static {
     /// backend (SQLite) always answers true.
     async fn try_lead(&self, holder: &str, ttl_s: u32) -> Result<bool>;
 }
+
+/// What a job becomes when its latest attempt moves to `attempt`. `failures` counts the job's failed
+/// and lost attempts including this one. Shared by every backend so they derive states alike.
+pub fn job_state_after_attempt(
+    attempt: AttemptState,
+    cancel_requested: bool,
+    failures: u32,
+    max_attempts: u32,
+) -> JobState {
+    match attempt {
+        AttemptState::Planned | AttemptState::Launching => JobState::Launching,
+        AttemptState::Running => JobState::Running,
+        AttemptState::Succeeded => JobState::Succeeded,
+        AttemptState::Cancelled => JobState::Cancelled,
+        _ if cancel_requested => JobState::Cancelled,
+        AttemptState::Preempted => JobState::Pending,
+        AttemptState::Failed | AttemptState::Lost if failures >= max_attempts.max(1) => JobState::Failed,
+        AttemptState::Failed | AttemptState::Lost => JobState::Pending,
+    }
+}
+
+/// Whether an attempt may move from `from` to `to`: terminal states are final and active states only
+/// move forward (planned → launching → running). Repeats are not moves.
+pub fn attempt_may_move(from: AttemptState, to: AttemptState) -> bool {
+    !from.is_terminal() && from != to && (to.is_terminal() || to > from)
+}
+
+/// Checks a job before it is stored: the store keeps what the scheduler can read back.
+pub fn check_new_job(job: &NewJob) -> Result<()> {
+    if job.spec.tenant.trim().is_empty() {
+        return Err(Error::Invalid {
+            field: "tenant",
+            value: job.spec.tenant.clone(),
+            expected: "a non-empty tenant name",
+        });
+    }
+    if let Some(key) = &job.idempotency_key
+        && (key.is_empty() || key.len() > 255)
+    {
+        return Err(Error::Invalid {
+            field: "idempotency key",
+            value: key.chars().take(64).collect(),
+            expected: "1 to 255 characters",
+        });
+    }
+    Ok(())
+}
+
+/// Microseconds since the Unix epoch, the form both backends store times in.
+pub fn to_micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+pub fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_state_follows_the_latest_attempt() {
+        use AttemptState as A;
+        use JobState as J;
+        let check = |a, cancel, failures, max, expect: JobState| {
+            assert_eq!(
+                job_state_after_attempt(a, cancel, failures, max),
+                expect,
+                "{a} cancel={cancel} {failures}/{max}"
+            );
+        };
+        check(A::Planned, false, 0, 3, J::Launching);
+        check(A::Running, false, 0, 3, J::Running);
+        check(A::Succeeded, true, 0, 3, J::Succeeded);
+        check(A::Lost, false, 1, 3, J::Pending);
+        check(A::Failed, false, 3, 3, J::Failed);
+        check(A::Failed, true, 1, 3, J::Cancelled);
+        check(A::Preempted, false, 9, 3, J::Pending);
+        check(A::Preempted, true, 0, 3, J::Cancelled);
+        check(A::Cancelled, false, 0, 3, J::Cancelled);
+    }
+
+    #[test]
+    fn attempts_only_move_forward() {
+        use AttemptState as A;
+        assert!(attempt_may_move(A::Planned, A::Running));
+        assert!(attempt_may_move(A::Running, A::Lost));
+        assert!(!attempt_may_move(A::Running, A::Launching));
+        assert!(!attempt_may_move(A::Running, A::Running));
+        assert!(!attempt_may_move(A::Succeeded, A::Failed));
+    }
+
+    #[test]
+    fn bad_roles_and_states_name_the_field() {
+        assert_eq!("Admin".parse::<Role>().unwrap(), Role::Admin);
+        let err = "root".parse::<Role>().unwrap_err().to_string();
+        assert_eq!(err, "invalid role `root`: expected admin, member or viewer");
+        let err = "gone".parse::<AttemptState>().unwrap_err().to_string();
+        assert!(err.starts_with("invalid attempt state `gone`"), "{err}");
+    }
+
+    #[test]
+    fn empty_idempotency_keys_are_refused() {
+        let job = NewJob { spec: JobSpec::new("x", "t"), idempotency_key: Some(String::new()) };
+        let err = check_new_job(&job).unwrap_err().to_string();
+        assert_eq!(err, "invalid idempotency key ``: expected 1 to 255 characters");
+        let job = NewJob { spec: JobSpec::new("x", " "), idempotency_key: None };
+        assert!(check_new_job(&job).unwrap_err().to_string().contains("invalid tenant"));
+    }
+}

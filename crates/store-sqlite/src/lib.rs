@@ -1,0 +1,662 @@
+//! The default `Store`: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! Durability (invariant 3, "a job is durable before the API answers"): every write is a transaction
+//! that commits before the call returns, and `synchronous=FULL` makes SQLite fsync the WAL on each
+//! commit, so an answered submit survives a process kill *and* a power loss (`NORMAL` would survive
+//! only a process kill). To keep that affordable, submits are group-committed: one writer task
+//! drains every submit that is waiting, writes them in one transaction and answers each caller after
+//! the one fsync. All other writes share the same single writer connection; reads use a small pool of
+//! read-only connections, which WAL lets run beside the writer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cumulo_store::{
+    ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, JobFilter, JobPage, JobRecord,
+    NewJob, PlanApplied, PlanCommit, Result, Role, Store, Submitted, TokenRecord, attempt_may_move, check_new_job,
+    from_micros, job_state_after_attempt,
+};
+use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+/// Schema migrations, applied in order; the applied version is kept in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The most jobs one group commit writes.
+const MAX_GROUP_JOBS: usize = 4096;
+
+/// How to open the database.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The database file; created with its directory when missing.
+    pub path: PathBuf,
+    /// Read-only connections beside the one writer.
+    pub readers: u32,
+}
+
+impl Options {
+    pub fn new(path: impl Into<PathBuf>) -> Options {
+        Options { path: path.into(), readers: 4 }
+    }
+}
+
+/// A SQLite-backed [`Store`]. Cheap to share behind an `Arc`; dropping the last handle stops the
+/// group-commit task.
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    submits: mpsc::UnboundedSender<SubmitRequest>,
+    path: PathBuf,
+}
+
+/// A job ready to write: checked and serialised outside the writer.
+struct PreparedJob {
+    tenant: String,
+    idem_key: Option<String>,
+    priority: i64,
+    max_attempts: i64,
+    spec: String,
+}
+
+struct SubmitRequest {
+    jobs: Vec<PreparedJob>,
+    reply: oneshot::Sender<Result<Vec<Submitted>>>,
+}
+
+fn backend(err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return Error::Conflict(db.message().to_string());
+    }
+    Error::Backend(err.to_string())
+}
+
+fn now_micros() -> i64 {
+    cumulo_store::to_micros(chrono::Utc::now())
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `options.path` and applies pending migrations.
+    /// Must be called inside a tokio runtime (it spawns the group-commit task).
+    pub async fn open(options: Options) -> Result<SqliteStore> {
+        if let Some(dir) = options.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+        let base = SqliteConnectOptions::new()
+            .filename(&options.path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .map_err(|e| Error::Backend(format!("cannot open {}: {e}", options.path.display())))?;
+        migrate(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(backend)?;
+        let (submits, queue) = mpsc::unbounded_channel();
+        tokio::spawn(group_commit(writer.clone(), queue));
+        Ok(SqliteStore { writer, readers, submits, path: options.path })
+    }
+
+    /// Opens `path` with default options, shared.
+    pub async fn open_path(path: impl AsRef<Path>) -> Result<Arc<SqliteStore>> {
+        Ok(Arc::new(SqliteStore::open(Options::new(path.as_ref())).await?))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(backend)
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    let mut conn = pool.acquire().await.map_err(backend)?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await.map_err(backend)?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(Error::Backend(format!(
+            "database schema version {version} is newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::raw_sql(&format!("PRAGMA user_version = {}", index + 1)).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::info!(version = index + 1, "applied sqlite migration");
+    }
+    Ok(())
+}
+
+/// Writes waiting submits in groups: one transaction and one fsync for many callers. When a group
+/// fails, each request is retried alone so one bad request cannot fail the others.
+async fn group_commit(pool: SqlitePool, mut queue: mpsc::UnboundedReceiver<SubmitRequest>) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = first.jobs.len();
+        let mut group = vec![first];
+        while jobs < MAX_GROUP_JOBS {
+            match queue.try_recv() {
+                Ok(next) => {
+                    jobs += next.jobs.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_submits(&pool, &group).await {
+            Ok(answers) => {
+                for (request, answer) in group.into_iter().zip(answers) {
+                    let _ = request.reply.send(Ok(answer));
+                }
+            }
+            Err(err) if group.len() == 1 => {
+                let _ = group.pop().expect("one request").reply.send(Err(err));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, requests = group.len(), "group commit failed, retrying one by one");
+                for request in group {
+                    let answer = write_submits(&pool, std::slice::from_ref(&request)).await;
+                    let _ = request.reply.send(answer.map(|mut all| all.pop().unwrap_or_default()));
+                }
+            }
+        }
+    }
+}
+
+async fn write_submits(pool: &SqlitePool, group: &[SubmitRequest]) -> Result<Vec<Vec<Submitted>>> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let now = now_micros();
+    let mut next_id: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetch_one(&mut *tx).await.map_err(backend)?;
+    let mut answers = Vec::with_capacity(group.len());
+    for request in group {
+        let mut answer = Vec::with_capacity(request.jobs.len());
+        for job in &request.jobs {
+            let inserted = sqlx::query(
+                "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
+                 VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(next_id)
+            .bind(&job.tenant)
+            .bind(&job.idem_key)
+            .bind(job.priority)
+            .bind(&job.spec)
+            .bind(job.max_attempts)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if inserted.rows_affected() == 1 {
+                answer.push(Submitted { id: JobId(next_id as u64), created: true });
+                next_id += 1;
+            } else {
+                let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+                    .bind(&job.tenant)
+                    .bind(&job.idem_key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                answer.push(Submitted { id: JobId(existing as u64), created: false });
+            }
+        }
+        answers.push(answer);
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(answers)
+}
+
+const JOB_COLUMNS: &str = "id, state, spec, pending_reason, cancel_requested, attempt_count, submitted_at, updated_at";
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
+    let id: i64 = row.try_get("id").map_err(backend)?;
+    let state: String = row.try_get("state").map_err(backend)?;
+    let spec: String = row.try_get("spec").map_err(backend)?;
+    let spec: JobSpec =
+        serde_json::from_str(&spec).map_err(|e| Error::Backend(format!("job {id} has an unreadable spec: {e}")))?;
+    Ok(JobRecord {
+        id: JobId(id as u64),
+        spec,
+        state: JobState::from_str(&state).map_err(|e| Error::Backend(format!("job {id}: {e}")))?,
+        pending_reason: row.try_get("pending_reason").map_err(backend)?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested").map_err(backend)? != 0,
+        attempt_count: row.try_get::<i64, _>("attempt_count").map_err(backend)? as u32,
+        submitted_at: from_micros(row.try_get("submitted_at").map_err(backend)?),
+        updated_at: from_micros(row.try_get("updated_at").map_err(backend)?),
+        attempts: Vec::new(),
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<AttemptRecord> {
+    let job: i64 = row.try_get("job_id").map_err(backend)?;
+    let attempt: i64 = row.try_get("attempt").map_err(backend)?;
+    let state: String = row.try_get("a_state").map_err(backend)?;
+    let placement: String = row.try_get("placement").map_err(backend)?;
+    Ok(AttemptRecord {
+        id: AttemptId { job: JobId(job as u64), attempt: attempt as u32 },
+        state: state.parse()?,
+        placement: serde_json::from_str(&placement)
+            .map_err(|e| Error::Backend(format!("attempt {job}.{attempt} has an unreadable placement: {e}")))?,
+        message: row.try_get("message").map_err(backend)?,
+        created_at: from_micros(row.try_get("a_created_at").map_err(backend)?),
+        updated_at: from_micros(row.try_get("a_updated_at").map_err(backend)?),
+    })
+}
+
+const ATTEMPT_COLUMNS: &str = "attempts.job_id, attempts.attempt, attempts.state AS a_state, attempts.placement, \
+     attempts.message, attempts.created_at AS a_created_at, attempts.updated_at AS a_updated_at";
+
+async fn add_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: JobId,
+    at: i64,
+    kind: &str,
+    message: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO events (job_id, at, kind, message) VALUES ($1, $2, $3, $4)")
+        .bind(job.0 as i64)
+        .bind(at)
+        .bind(kind)
+        .bind(message)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Moves one attempt and derives its job's state. Returns false (and changes nothing) when the move
+/// is not allowed or the attempt is unknown and `must_exist` is false.
+async fn move_attempt(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: AttemptId,
+    to: AttemptState,
+    message: Option<&str>,
+    now: i64,
+    must_exist: bool,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT attempts.state, jobs.cancel_requested, jobs.failures, jobs.max_attempts, jobs.attempt_count
+         FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.job_id = $1 AND attempts.attempt = $2",
+    )
+    .bind(id.job.0 as i64)
+    .bind(id.attempt as i64)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return if must_exist { Err(Error::NotFound { what: "attempt", id: id.to_string() }) } else { Ok(false) };
+    };
+    let from: AttemptState = row.try_get::<String, _>(0).map_err(backend)?.parse()?;
+    if !attempt_may_move(from, to) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE attempts SET state = $1, message = COALESCE($2, message), updated_at = $3 WHERE job_id = $4 AND attempt = $5",
+    )
+    .bind(to.as_str())
+    .bind(message)
+    .bind(now)
+    .bind(id.job.0 as i64)
+    .bind(id.attempt as i64)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let cancel_requested = row.try_get::<i64, _>(1).map_err(backend)? != 0;
+    let counts_as_failure = matches!(to, AttemptState::Failed | AttemptState::Lost);
+    let failures = row.try_get::<i64, _>(2).map_err(backend)? as u32 + u32::from(counts_as_failure);
+    let max_attempts = row.try_get::<i64, _>(3).map_err(backend)? as u32;
+    let latest = row.try_get::<i64, _>(4).map_err(backend)? as u32 == id.attempt;
+    if latest {
+        let state = job_state_after_attempt(to, cancel_requested, failures, max_attempts);
+        let reason = (state == JobState::Pending).then(|| match message {
+            Some(message) => format!("requeued after attempt {id} was {to}: {message}"),
+            None => format!("requeued after attempt {id} was {to}"),
+        });
+        sqlx::query("UPDATE jobs SET state = $1, failures = $2, pending_reason = $3, updated_at = $4 WHERE id = $5")
+            .bind(state.as_str())
+            .bind(failures as i64)
+            .bind(reason)
+            .bind(now)
+            .bind(id.job.0 as i64)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    } else if counts_as_failure {
+        sqlx::query("UPDATE jobs SET failures = $1 WHERE id = $2")
+            .bind(failures as i64)
+            .bind(id.job.0 as i64)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    let text = match message {
+        Some(message) => format!("attempt {id} {to}: {message}"),
+        None => format!("attempt {id} {to}"),
+    };
+    add_event(tx, id.job, now, &format!("attempt_{to}"), &text).await?;
+    Ok(true)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            check_new_job(&job)?;
+            let spec =
+                serde_json::to_string(&job.spec).map_err(|e| Error::Backend(format!("cannot encode job spec: {e}")))?;
+            prepared.push(PreparedJob {
+                tenant: job.spec.tenant,
+                idem_key: job.idempotency_key,
+                priority: i64::from(job.spec.priority.0),
+                max_attempts: i64::from(job.spec.max_attempts),
+                spec,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.submits
+            .send(SubmitRequest { jobs: prepared, reply })
+            .map_err(|_| Error::Backend("the sqlite writer has stopped".to_string()))?;
+        answer.await.map_err(|_| Error::Backend("the sqlite writer dropped a submit".to_string()))?
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<JobRecord> {
+        let mut conn = self.readers.acquire().await.map_err(backend)?;
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.0 as i64)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::NotFound { what: "job", id: id.to_string() })?;
+        let mut job = job_from_row(&row)?;
+        let rows = sqlx::query(&format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = $1 ORDER BY attempt"))
+            .bind(id.0 as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        job.attempts = rows.iter().map(attempt_from_row).collect::<Result<_>>()?;
+        Ok(job)
+    }
+
+    async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage> {
+        let limit = filter.effective_limit();
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id > $1");
+        if filter.state.is_some() {
+            sql.push_str(" AND state = $2");
+        }
+        if filter.tenant.is_some() {
+            sql.push_str(" AND tenant = $3");
+        }
+        sql.push_str(" ORDER BY id LIMIT $4");
+        let mut query = sqlx::query(&sql).bind(filter.after.map_or(0, |id| id.0 as i64));
+        if let Some(state) = filter.state {
+            query = query.bind(state.as_str());
+        } else {
+            // Keep positional numbering: SQLite binds `$N` by number, an unused slot is harmless.
+            query = query.bind(None::<String>);
+        }
+        query = query.bind(filter.tenant.clone()).bind(i64::from(limit) + 1);
+        let rows = query.fetch_all(&self.readers).await.map_err(backend)?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        let next = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+
+    async fn cancel_job(&self, id: JobId) -> Result<JobRecord> {
+        let mut tx = self.begin().await?;
+        let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+            .bind(id.0 as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::NotFound { what: "job", id: id.to_string() })?;
+        let state = JobState::from_str(&state).map_err(|e| Error::Backend(e.to_string()))?;
+        let now = now_micros();
+        match state {
+            JobState::Cancelled => {}
+            JobState::Succeeded | JobState::Failed => {
+                return Err(Error::Conflict(format!("job {id} already {state}")));
+            }
+            JobState::Pending => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, pending_reason = NULL, updated_at = $1
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                add_event(&mut tx, id, now, "cancelled", "cancelled while pending").await?;
+            }
+            JobState::Launching | JobState::Running => {
+                sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id.0 as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                add_event(&mut tx, id, now, "cancel_requested", "cancel requested; stopping the active attempt")
+                    .await?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        // Read back through the writer so the answer reflects this commit.
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.0 as i64)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)?;
+        job_from_row(&row)
+    }
+
+    async fn job_counts_by_state(&self) -> Result<BTreeMap<JobState, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?;
+        let mut counts: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|state| (*state, 0)).collect();
+        for (state, count) in rows {
+            let state = JobState::from_str(&state).map_err(|e| Error::Backend(e.to_string()))?;
+            counts.insert(state, count as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn job_events(&self, id: JobId) -> Result<Vec<EventRecord>> {
+        let rows: Vec<(i64, i64, String, String)> =
+            sqlx::query_as("SELECT seq, at, kind, message FROM events WHERE job_id = $1 ORDER BY seq")
+                .bind(id.0 as i64)
+                .fetch_all(&self.readers)
+                .await
+                .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, at, kind, message)| EventRecord { seq, job: id, at: from_micros(at), kind, message })
+            .collect())
+    }
+
+    async fn create_token(&self, token: TokenRecord) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (hash, tenant, role, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&token.hash)
+            .bind(&token.tenant)
+            .bind(token.role.as_str())
+            .bind(&token.name)
+            .bind(now_micros())
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match backend(e) {
+                Error::Conflict(_) => {
+                    Error::Conflict(format!("a token named `{}` with this hash already exists", token.name))
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row: Option<(String, String, String, String)> =
+            sqlx::query_as("SELECT hash, tenant, role, name FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(backend)?;
+        row.map(|(hash, tenant, role, name)| Ok(TokenRecord { hash, tenant, role: role.parse::<Role>()?, name }))
+            .transpose()
+    }
+
+    async fn token_count(&self) -> Result<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&self.readers).await.map_err(backend)?;
+        Ok(count as u64)
+    }
+
+    async fn pending_jobs(&self, limit: u32) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND cancel_requested = 0
+             ORDER BY priority DESC, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
+             WHERE attempts.state IN ('planned', 'launching', 'running') ORDER BY attempts.job_id, attempts.attempt"
+        ))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let attempt = attempt_from_row(row)?;
+                let spec: String = row.try_get("spec").map_err(backend)?;
+                Ok(ActiveAttempt {
+                    spec: serde_json::from_str(&spec)
+                        .map_err(|e| Error::Backend(format!("job {} has an unreadable spec: {e}", attempt.id.job)))?,
+                    cancel_requested: row.try_get::<i64, _>("cancel_requested").map_err(backend)? != 0,
+                    attempt,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_plan(&self, plan: PlanCommit) -> Result<PlanApplied> {
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        let mut applied = PlanApplied::default();
+        for preempted in &plan.preemptions {
+            move_attempt(&mut tx, *preempted, AttemptState::Preempted, Some("preempted by the scheduler"), now, false)
+                .await?;
+        }
+        for launch in &plan.launches {
+            let number: Option<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'launching', attempt_count = attempt_count + 1, pending_reason = NULL,
+                 updated_at = $1 WHERE id = $2 AND state = 'pending' AND cancel_requested = 0 RETURNING attempt_count",
+            )
+            .bind(now)
+            .bind(launch.job.0 as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let Some(number) = number else {
+                applied.skipped.push(launch.job);
+                continue;
+            };
+            let id = AttemptId { job: launch.job, attempt: number as u32 };
+            sqlx::query(
+                "INSERT INTO attempts (job_id, attempt, state, placement, created_at, updated_at)
+                 VALUES ($1, $2, 'planned', $3, $4, $4)",
+            )
+            .bind(launch.job.0 as i64)
+            .bind(number)
+            .bind(launch.placement.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            add_event(&mut tx, launch.job, now, "attempt_planned", &format!("attempt {id} planned")).await?;
+            applied.attempts.push(id);
+        }
+        for (job, reason) in &plan.pending_reasons {
+            sqlx::query("UPDATE jobs SET pending_reason = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(reason)
+                .bind(job.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
+    }
+
+    async fn update_attempts(&self, updates: Vec<AttemptUpdate>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        for update in &updates {
+            move_attempt(&mut tx, update.id, update.state, update.message.as_deref(), now, true).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn try_lead(&self, _holder: &str, _ttl_s: u32) -> Result<bool> {
+        // One process owns the file, so it always leads.
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reopening_keeps_jobs_and_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/cumulo.db");
+        let first = SqliteStore::open_path(&path).await.unwrap();
+        let ids = first.submit(vec![NewJob { spec: JobSpec::new("a", "t"), idempotency_key: None }]).await.unwrap();
+        drop(first);
+        let again = SqliteStore::open_path(&path).await.unwrap();
+        assert_eq!(again.get_job(ids[0].id).await.unwrap().spec.name, "a");
+    }
+}
