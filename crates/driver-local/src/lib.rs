@@ -1,0 +1,423 @@
+//! The embedded default driver: every node (rank) of an attempt is a local process group running
+//! the job's `setup` then `run` under bash.
+//!
+//! State lives in files under the driver's root, one directory per attempt, so that a restarted
+//! driver finds what an earlier one launched:
+//!
+//! ```text
+//! <root>/attempts/<job>.<attempt>/
+//!     script.sh       setup then run (LaunchRequest::node_script)
+//!     ranks           number of ranks
+//!     launched        written once every rank was spawned
+//!     cancelled       written by cancel
+//!     rank-<r>/pid    "<pid> <start time in clock ticks>" of the rank's process group leader
+//!     rank-<r>/log    stdout and stderr
+//!     rank-<r>/started, rank-<r>/exit   written by the rank's wrapper: epoch seconds; "<code> <epoch>"
+//! ```
+//!
+//! Idempotence: the attempt directory is created with `create_dir`, which fails when it exists, so
+//! a second launch of the same attempt id (concurrent, or after a restart) starts nothing. The
+//! pid file records the process start time as well, so a reused pid is never mistaken for a rank.
+
+pub mod host;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cumulo_driver::{
+    AttemptId, AttemptState, Capabilities, Capacity, Driver, JobId, LaunchOutcome, LaunchRequest, LogChunk, NodeInfo,
+    NodeStatus, Observation, Timestamp,
+};
+
+/// Errors opening a local driver.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot use local driver state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a local driver is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where attempt directories, scripts and logs go.
+    pub root: PathBuf,
+    /// The `nvidia-smi` to query for GPUs (looked up on `PATH` when relative).
+    pub nvidia_smi: PathBuf,
+    /// Time between SIGTERM and SIGKILL when cancelling.
+    pub kill_grace: Duration,
+}
+
+impl Config {
+    pub fn new(root: impl Into<PathBuf>) -> Config {
+        Config { root: root.into(), nvidia_smi: PathBuf::from("nvidia-smi"), kill_grace: Duration::from_secs(5) }
+    }
+}
+
+/// Runs attempts as local process groups. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalDriver {
+    config: Arc<Config>,
+    attempts_dir: PathBuf,
+    /// Attempts whose launch is in progress in this process (directory made, ranks not all spawned).
+    launching: Arc<Mutex<HashSet<AttemptId>>>,
+}
+
+/// The bash wrapper each rank runs as its process group leader: it records the start time, runs
+/// the node script with the log as stdout and stderr, and records the exit code and time.
+const RANK_WRAPPER: &str = r#"printf '%s\n' "$EPOCHREALTIME" > started
+bash "$1" < /dev/null
+rc=$?
+printf '%s %s\n' "$rc" "$EPOCHREALTIME" > exit.tmp && mv exit.tmp exit
+exit $rc"#;
+
+impl LocalDriver {
+    /// Opens (creating if needed) the state directory.
+    pub fn open(config: Config) -> Result<LocalDriver, Error> {
+        let attempts_dir = config.root.join("attempts");
+        fs::create_dir_all(&attempts_dir).map_err(|source| Error::StateDir { path: attempts_dir.clone(), source })?;
+        Ok(LocalDriver { config: Arc::new(config), attempts_dir, launching: Arc::default() })
+    }
+
+    fn attempt_dir(&self, attempt: AttemptId) -> PathBuf {
+        self.attempts_dir.join(attempt.to_string())
+    }
+
+    /// The log file of one rank, for callers that tail it directly.
+    pub fn log_path(&self, attempt: AttemptId, rank: u32) -> PathBuf {
+        self.attempt_dir(attempt).join(format!("rank-{rank}")).join("log")
+    }
+
+    /// Attempts this driver has a directory for, e.g. to re-observe after a restart.
+    pub fn known_attempts(&self) -> Vec<AttemptId> {
+        let Ok(entries) = fs::read_dir(&self.attempts_dir) else { return Vec::new() };
+        let mut ids: Vec<AttemptId> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let (job, n) = name.split_once('.')?;
+                Some(AttemptId { job: JobId(job.parse().ok()?), attempt: n.parse().ok()? })
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn spawn_rank(&self, request: &LaunchRequest, dir: &Path, rank: u32) -> Result<(), cumulo_driver::Error> {
+        let rank_dir = dir.join(format!("rank-{rank}"));
+        fs::create_dir(&rank_dir)
+            .map_err(|e| cumulo_driver::Error::io(format!("creating {}", rank_dir.display()), e))?;
+        let log_path = rank_dir.join("log");
+        let log = fs::File::create(&log_path)
+            .map_err(|e| cumulo_driver::Error::io(format!("creating {}", log_path.display()), e))?;
+        let log_err = log.try_clone().map_err(|e| cumulo_driver::Error::io("duplicating the log handle", e))?;
+        let mut cmd = tokio::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(RANK_WRAPPER)
+            .arg("cumulo-rank")
+            .arg(dir.join("script.sh"))
+            .current_dir(&rank_dir)
+            .envs(request.environment(rank))
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| cumulo_driver::Error::io(format!("starting rank {rank} of {}", request.attempt), e))?;
+        let pid = child.id().unwrap_or(0);
+        let ticks = proc_start_ticks(pid).unwrap_or(0);
+        write_atomically(&rank_dir.join("pid"), &format!("{pid} {ticks}\n"))?;
+        // Reap the child so it never lingers as a zombie; its exit code is in the `exit` file.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
+    }
+
+    fn observe_blocking(&self, attempt: AttemptId, now: Timestamp) -> Observation {
+        let dir = self.attempt_dir(attempt);
+        if !dir.is_dir() {
+            return Observation::unknown(attempt, now);
+        }
+        let in_progress = self.launching.lock().expect("launching set poisoned").contains(&attempt);
+        let launched = dir.join("launched").exists();
+        let cancelled = dir.join("cancelled").exists();
+        let ranks: u32 = read_trimmed(&dir.join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut nodes = Vec::with_capacity(ranks as usize);
+        let (mut alive, mut exited, mut vanished) = (0u32, 0u32, None);
+        let mut first_failure: Option<i32> = None;
+        let mut last_finish: Option<Timestamp> = None;
+        let mut last_start: Option<Timestamp> = None;
+        for rank in 0..ranks {
+            let rank_dir = dir.join(format!("rank-{rank}"));
+            let started_at = read_trimmed(&rank_dir.join("started")).and_then(|s| parse_epoch(&s));
+            let exit = read_trimmed(&rank_dir.join("exit")).and_then(|s| {
+                let (code, at) = s.split_once(' ')?;
+                Some((code.parse::<i32>().ok()?, parse_epoch(at)?))
+            });
+            let mut status = NodeStatus { rank, node: host::hostname(), started_at, ..NodeStatus::default() };
+            if let Some((code, at)) = exit {
+                exited += 1;
+                status.exit_code = Some(code);
+                status.finished_at = Some(at);
+                last_finish = last_finish.max(Some(at));
+                if code != 0 && first_failure.is_none() {
+                    first_failure = Some(code);
+                }
+            } else if pid_file_alive(&rank_dir.join("pid")) {
+                alive += 1;
+            } else if rank_dir.join("pid").exists() && vanished.is_none() {
+                vanished = Some(rank);
+            }
+            last_start = last_start.max(started_at);
+            nodes.push(status);
+        }
+        let state = if ranks == 0 || (!launched && in_progress) {
+            AttemptState::Pending
+        } else if exited == ranks {
+            AttemptState::Exited { code: first_failure.unwrap_or(0), finished_at: last_finish.unwrap_or(now) }
+        } else if alive > 0 && !cancelled && vanished.is_none() {
+            match last_start {
+                Some(started_at) if nodes.iter().all(|n| n.started_at.is_some()) => {
+                    AttemptState::Running { started_at }
+                }
+                _ => AttemptState::Pending,
+            }
+        } else if cancelled {
+            if alive > 0 {
+                AttemptState::Running { started_at: last_start.unwrap_or(now) }
+            } else {
+                AttemptState::Cancelled
+            }
+        } else if !launched {
+            AttemptState::Lost { reason: "launch was interrupted before every rank started".into() }
+        } else if let Some(rank) = vanished {
+            AttemptState::Lost { reason: format!("rank {rank} vanished without an exit code") }
+        } else {
+            AttemptState::Pending
+        };
+        Observation { attempt, state, nodes, observed_at: now }
+    }
+
+    fn signal_attempt(&self, attempt: AttemptId, signal: libc::c_int) -> usize {
+        let dir = self.attempt_dir(attempt);
+        let ranks: u32 = read_trimmed(&dir.join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut signalled = 0;
+        for rank in 0..ranks {
+            if let Some(pid) = live_pid(&dir.join(format!("rank-{rank}")).join("pid")) {
+                // The rank's wrapper leads its own process group: signal the whole group.
+                // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
+                if unsafe { libc::kill(-(pid as libc::pid_t), signal) } == 0 {
+                    signalled += 1;
+                }
+            }
+        }
+        signalled
+    }
+}
+
+#[async_trait]
+impl Driver for LocalDriver {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kind: "local".into(),
+            simulated: false,
+            gangs: true,
+            node_selection: false,
+            gpu_indices: true,
+            logs: true,
+            max_nodes_per_attempt: None,
+        }
+    }
+
+    async fn discover(&self) -> Result<Capacity, cumulo_driver::Error> {
+        let gpus = host::query_nvidia_smi(&self.config.nvidia_smi)
+            .await
+            .map_err(|reason| cumulo_driver::Error::Protocol { engine: "local", what: "nvidia-smi".into(), reason })?;
+        let mut node = NodeInfo {
+            name: host::hostname(),
+            gpus: gpus.len() as u32,
+            vcpus: host::vcpus(),
+            memory_mib: host::memory_mib(),
+            ..NodeInfo::default()
+        };
+        if let Some(first) = gpus.first() {
+            node.gpu = first.model;
+            node.gpu_name = Some(first.name.clone());
+            node.labels.insert("gpu-memory-mib".into(), first.memory_mib.to_string());
+        }
+        node.nvlink_domain = Some(node.name.clone());
+        Ok(Capacity { nodes: vec![node], simulated: false })
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, cumulo_driver::Error> {
+        request.validate()?;
+        let attempt = request.attempt;
+        let engine_id = format!("local:{attempt}");
+        let dir = self.attempt_dir(attempt);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(LaunchOutcome { engine_id, newly_started: false });
+            }
+            Err(e) => return Err(cumulo_driver::Error::io(format!("creating {}", dir.display()), e)),
+        }
+        self.launching.lock().expect("launching set poisoned").insert(attempt);
+        let result = (|| {
+            write_atomically(&dir.join("script.sh"), &request.node_script())?;
+            let json = serde_json::to_string_pretty(request).unwrap_or_default();
+            write_atomically(&dir.join("request.json"), &json)?;
+            write_atomically(&dir.join("ranks"), &format!("{}\n", request.nodes.len()))?;
+            for rank in 0..request.nodes.len() as u32 {
+                self.spawn_rank(request, &dir, rank)?;
+            }
+            write_atomically(&dir.join("launched"), "")
+        })();
+        self.launching.lock().expect("launching set poisoned").remove(&attempt);
+        match result {
+            Ok(()) => {
+                tracing::info!(%attempt, ranks = request.nodes.len(), "launched local attempt");
+                Ok(LaunchOutcome { engine_id, newly_started: true })
+            }
+            Err(e) => {
+                // Ranks already started are stopped; the directory stays, so the id is never reused.
+                self.signal_attempt(attempt, libc::SIGKILL);
+                Err(e)
+            }
+        }
+    }
+
+    async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
+        let dir = self.attempt_dir(attempt);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        if !dir.join("cancelled").exists() {
+            write_atomically(&dir.join("cancelled"), "")?;
+        }
+        if self.signal_attempt(attempt, libc::SIGTERM) > 0 {
+            let this = self.clone();
+            let grace = self.config.kill_grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                this.signal_attempt(attempt, libc::SIGKILL);
+            });
+        }
+        Ok(())
+    }
+
+    async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
+        let this = self.clone();
+        let ids = attempts.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            ids.iter().map(|a| this.observe_blocking(*a, now)).collect()
+        })
+        .await
+        .map_err(|e| cumulo_driver::Error::io("observing local attempts", std::io::Error::other(e.to_string())))
+    }
+
+    async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
+        const MAX_CHUNK: u64 = 1 << 20;
+        let path = self.log_path(attempt, rank);
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(cumulo_driver::Error::NotFound { attempt, rank });
+            }
+            Err(e) => return Err(cumulo_driver::Error::io(format!("opening {}", path.display()), e)),
+        };
+        let len = file.metadata().map_err(|e| cumulo_driver::Error::io("reading log size", e))?.len();
+        let start = offset.min(len);
+        file.seek(SeekFrom::Start(start)).map_err(|e| cumulo_driver::Error::io("seeking in log", e))?;
+        let mut data = Vec::new();
+        file.take(MAX_CHUNK).read_to_end(&mut data).map_err(|e| cumulo_driver::Error::io("reading log", e))?;
+        let next_offset = start + data.len() as u64;
+        let terminal = self.observe_blocking(attempt, chrono::Utc::now()).state.is_terminal();
+        Ok(LogChunk { data, next_offset, complete: terminal && next_offset >= len })
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), cumulo_driver::Error> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| cumulo_driver::Error::io(format!("writing {}", path.display()), e))
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Parses bash's `$EPOCHREALTIME` (`1700000000.123456`).
+fn parse_epoch(text: &str) -> Option<Timestamp> {
+    let (secs, frac) = text.split_once(['.', ',']).unwrap_or((text, "0"));
+    let secs: i64 = secs.parse().ok()?;
+    let frac = format!("{frac:0<9}");
+    let nanos: u32 = frac.get(..9)?.parse().ok()?;
+    chrono::DateTime::from_timestamp(secs, nanos)
+}
+
+/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), and whether
+/// it is a zombie.
+fn proc_stat(pid: u32) -> Option<(u64, bool)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
+    Some((fields.get(19)?.parse().ok()?, zombie))
+}
+
+fn proc_start_ticks(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(ticks, _)| ticks)
+}
+
+/// The pid in a pid file when that process is still the one that was started (same start time)
+/// and not a zombie.
+fn live_pid(pid_file: &Path) -> Option<u32> {
+    let text = read_trimmed(pid_file)?;
+    let (pid, ticks) = text.split_once(' ')?;
+    let (pid, ticks): (u32, u64) = (pid.parse().ok()?, ticks.parse().ok()?);
+    let (now_ticks, zombie) = proc_stat(pid)?;
+    (pid != 0 && now_ticks == ticks && !zombie).then_some(pid)
+}
+
+fn pid_file_alive(pid_file: &Path) -> bool {
+    live_pid(pid_file).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_times_parse_with_microseconds() {
+        let t = parse_epoch("1700000000.250000").unwrap();
+        assert_eq!(t.timestamp(), 1_700_000_000);
+        assert_eq!(t.timestamp_subsec_millis(), 250);
+        assert_eq!(parse_epoch("1700000000").unwrap().timestamp(), 1_700_000_000);
+        assert!(parse_epoch("soon").is_none());
+    }
+
+    #[test]
+    fn own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        let ticks = proc_start_ticks(pid).unwrap();
+        let file = dir.path().join("pid");
+        fs::write(&file, format!("{pid} {ticks}\n")).unwrap();
+        assert_eq!(live_pid(&file), Some(pid));
+        fs::write(&file, format!("{pid} {}\n", ticks + 1)).unwrap();
+        assert_eq!(live_pid(&file), None, "a reused pid must not count as the rank");
+    }
+}

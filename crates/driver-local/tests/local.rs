@@ -1,0 +1,246 @@
+//! End-to-end tests of the local driver: real bash process groups on this machine.
+
+use std::time::Duration;
+
+use cumulo_driver::conformance::{Behaviour, Suite};
+use cumulo_driver::{AttemptId, AttemptState, Driver, JobId, JobSpec, LaunchRequest, NodeAssignment};
+use cumulo_driver_local::{Config, LocalDriver};
+
+fn attempt(job: u64, n: u32) -> AttemptId {
+    AttemptId { job: JobId(job), attempt: n }
+}
+
+fn request(a: AttemptId, nodes: u32, run: &str) -> LaunchRequest {
+    let mut job = JobSpec::new("t", "test");
+    job.num_nodes = nodes;
+    job.run = Some(run.to_string());
+    LaunchRequest::new(a, job)
+}
+
+fn driver(dir: &tempfile::TempDir) -> LocalDriver {
+    let mut config = Config::new(dir.path());
+    config.kill_grace = Duration::from_millis(500);
+    LocalDriver::open(config).unwrap()
+}
+
+async fn wait_terminal(driver: &LocalDriver, a: AttemptId) -> cumulo_driver::Observation {
+    for _ in 0..400 {
+        let obs = driver.observe(&[a]).await.unwrap().remove(0);
+        if obs.state.is_terminal() {
+            return obs;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("attempt {a} did not finish in 10 s");
+}
+
+async fn log_text(driver: &LocalDriver, a: AttemptId, rank: u32) -> String {
+    String::from_utf8(driver.logs(a, rank, 0).await.unwrap().data).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_driver_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let make = |a: AttemptId, nodes: u32, b: Behaviour| {
+        let run = match b {
+            Behaviour::Succeeds => "echo ok".to_string(),
+            Behaviour::Fails(code) => format!("echo failing >&2; exit {code}"),
+            Behaviour::RunsLong => "sleep 300".to_string(),
+        };
+        request(a, nodes, &run)
+    };
+    let suite = Suite {
+        driver: &driver,
+        request: &make,
+        first_job: 1000,
+        timeout: Duration::from_secs(10),
+        poll: Duration::from_millis(20),
+        tick: None,
+    };
+    suite.run_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_rank_sees_its_environment_and_the_jobs_envs() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(42, 3);
+    let mut req = request(
+        a,
+        2,
+        "echo \"$CUMULO_JOB_ID $CUMULO_ATTEMPT $CUMULO_NODE_RANK/$CUMULO_NUM_NODES $CUMULO_CHECKPOINT_DIR [$CUDA_VISIBLE_DEVICES] $LR\"",
+    );
+    req.nodes = vec![NodeAssignment::new("a", [0, 1]), NodeAssignment::new("b", [2, 3])];
+    req.checkpoint_dir = Some("/ckpt/x".into());
+    req.job.envs.insert("LR".into(), "3e-4".into());
+    driver.launch(&req).await.unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    assert!(obs.state.is_success(), "{}", obs.state);
+    assert_eq!(log_text(&driver, a, 0).await, "42 3 0/2 /ckpt/x [0,1] 3e-4\n");
+    assert_eq!(log_text(&driver, a, 1).await, "42 3 1/2 /ckpt/x [2,3] 3e-4\n");
+    assert_eq!(obs.nodes.len(), 2);
+    assert!(obs.nodes.iter().all(|n| n.started_at.is_some() && n.finished_at.is_some() && n.exit_code == Some(0)));
+}
+
+#[tokio::test]
+async fn setup_runs_before_run_and_its_failure_ends_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let ok = attempt(1, 1);
+    let mut req = request(ok, 1, "cat marker");
+    req.job.setup = Some("echo from-setup > marker".into());
+    driver.launch(&req).await.unwrap();
+    assert!(wait_terminal(&driver, ok).await.state.is_success());
+    assert_eq!(log_text(&driver, ok, 0).await, "from-setup\n");
+
+    let bad = attempt(2, 1);
+    let mut req = request(bad, 1, "echo never-runs");
+    req.job.setup = Some("exit 7".into());
+    driver.launch(&req).await.unwrap();
+    let obs = wait_terminal(&driver, bad).await;
+    assert!(matches!(obs.state, AttemptState::Exited { code: 7, .. }), "{}", obs.state);
+    assert_eq!(log_text(&driver, bad, 0).await, "cumulo: setup failed with exit code 7\n");
+}
+
+#[tokio::test]
+async fn a_gang_exits_with_the_first_failing_ranks_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(5, 1);
+    driver.launch(&request(a, 3, "exit $((CUMULO_NODE_RANK * 2))")).await.unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    assert!(matches!(obs.state, AttemptState::Exited { code: 2, .. }), "{}", obs.state);
+    let codes: Vec<Option<i32>> = obs.nodes.iter().map(|n| n.exit_code).collect();
+    assert_eq!(codes, [Some(0), Some(2), Some(4)]);
+}
+
+#[tokio::test]
+async fn a_restarted_driver_neither_relaunches_nor_forgets_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = attempt(9, 1);
+    let req = request(a, 1, "echo run >> $CUMULO_CHECKPOINT_DIR/runs; sleep 0.3");
+    let ckpt = tempfile::tempdir().unwrap();
+    let mut req = req;
+    req.checkpoint_dir = Some(ckpt.path().display().to_string());
+    assert!(driver(&dir).launch(&req).await.unwrap().newly_started);
+    // A new driver over the same state directory, as after a crash of the control plane.
+    let second = driver(&dir);
+    assert!(!second.launch(&req).await.unwrap().newly_started);
+    assert_eq!(second.known_attempts(), vec![a]);
+    assert!(wait_terminal(&second, a).await.state.is_success());
+    assert_eq!(std::fs::read_to_string(ckpt.path().join("runs")).unwrap(), "run\n", "the attempt ran exactly once");
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(11, 1);
+    // A background grandchild that would outlive a kill of the rank's shell alone.
+    driver.launch(&request(a, 1, "sleep 300 & echo $! > child.pid; wait")).await.unwrap();
+    let child_pid_file = dir.path().join("attempts/11.1/rank-0/child.pid");
+    let mut child_pid = None;
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(&child_pid_file)
+            && text.ends_with('\n')
+        {
+            child_pid = Some(text.trim().parse::<u32>().unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let child_pid = child_pid.expect("grandchild started");
+    assert!(std::path::Path::new(&format!("/proc/{child_pid}")).exists());
+    driver.cancel(a).await.unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    assert_eq!(obs.state, AttemptState::Cancelled);
+    // The grandchild is gone too (or a zombie about to be reaped by init).
+    let mut gone = false;
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{child_pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "grandchild {child_pid} survived cancel");
+}
+
+#[tokio::test]
+async fn a_rank_killed_from_outside_is_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(12, 1);
+    driver.launch(&request(a, 1, "sleep 300")).await.unwrap();
+    let pid_file = dir.path().join("attempts/12.1/rank-0/pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().split(' ').next().unwrap().parse().unwrap();
+    // Simulates a node failure: the whole group dies without the wrapper writing an exit code.
+    std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    assert_eq!(obs.state, AttemptState::Lost { reason: "rank 0 vanished without an exit code".into() });
+}
+
+#[tokio::test]
+async fn logs_stream_from_an_offset_until_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(13, 1);
+    driver.launch(&request(a, 1, "echo one; sleep 0.3; echo two")).await.unwrap();
+    let mut text = Vec::new();
+    let mut offset = 0;
+    for _ in 0..400 {
+        let chunk = driver.logs(a, 0, offset).await.unwrap();
+        text.extend_from_slice(&chunk.data);
+        offset = chunk.next_offset;
+        if chunk.complete {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(String::from_utf8(text).unwrap(), "one\ntwo\n");
+    let err = driver.logs(a, 5, 0).await.unwrap_err();
+    assert_eq!(err.to_string(), "attempt 13.1 rank 5 not found");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(14, 1);
+    let mut req = request(a, 2, "true");
+    req.nodes.pop();
+    let err = driver.launch(&req).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid launch request for attempt 14.1: nodes `1 assignments`: expected one assignment per node of the gang (job.num_nodes)"
+    );
+    assert_eq!(driver.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown);
+}
+
+#[tokio::test]
+async fn discover_reports_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    // A fake nvidia-smi printing a captured sample, to exercise the GPU path on a machine without GPUs.
+    let fake = dir.path().join("nvidia-smi");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nprintf '0, NVIDIA H100 80GB HBM3, 81559, GPU-a\\n1, NVIDIA H100 80GB HBM3, 81559, GPU-b\\n'\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod").args(["+x", fake.to_str().unwrap()]).status().unwrap();
+    config.nvidia_smi = fake;
+    let capacity = LocalDriver::open(config).unwrap().discover().await.unwrap();
+    let node = &capacity.nodes[0];
+    assert_eq!(node.gpus, 2);
+    assert_eq!(node.gpu, Some(cumulo_driver::GpuModel::H100));
+    assert_eq!(node.vcpus as usize, std::thread::available_parallelism().unwrap().get());
+    assert!(node.memory_mib > 0);
+
+    let mut config = Config::new(dir.path());
+    config.nvidia_smi = dir.path().join("no-such-nvidia-smi");
+    let capacity = LocalDriver::open(config).unwrap().discover().await.unwrap();
+    assert_eq!(capacity.nodes[0].gpus, 0, "no nvidia-smi means no GPUs");
+}
