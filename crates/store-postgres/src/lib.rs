@@ -1,0 +1,636 @@
+//! `Store` on PostgreSQL: for production and for several servers sharing one database.
+//!
+//! Every call is one transaction at READ COMMITTED; rows a call reads in order to change them are
+//! locked (`FOR UPDATE`) so concurrent servers cannot lose each other's updates. A submit batch is
+//! three statements whatever its size (ids from the sequence, one `INSERT ... SELECT FROM UNNEST`,
+//! look-ups only for idempotent repeats). Leadership is a lease row judged by the database's clock.
+//! Durability is PostgreSQL's: with the default `synchronous_commit=on` a committed submit is on disk.
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cumulo_store::{
+    ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, JobFilter, JobPage, JobRecord,
+    NewJob, PlanApplied, PlanCommit, Result, Role, Store, Submitted, TokenRecord, attempt_may_move, check_new_job,
+    from_micros, job_state_after_attempt,
+};
+use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+/// Schema migrations, applied in order; the applied version is kept in `cumulo_schema_version`.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// How to connect.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Tables live in this schema (created when missing) instead of the URL's default; tests use a
+    /// fresh schema each.
+    pub schema: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Options {
+    pub fn new(url: impl Into<String>) -> Options {
+        Options { url: url.into(), schema: None, max_connections: 16 }
+    }
+}
+
+/// A PostgreSQL-backed [`Store`].
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn backend(err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return Error::Conflict(db.message().to_string());
+    }
+    Error::Backend(err.to_string())
+}
+
+fn now_micros() -> i64 {
+    cumulo_store::to_micros(chrono::Utc::now())
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema when asked for one, and applies pending migrations (serialised
+    /// across servers by an advisory lock).
+    pub async fn open(options: Options) -> Result<PostgresStore> {
+        let bad_url = || Error::Invalid {
+            field: "database url",
+            value: redact(&options.url),
+            expected: "a URL such as postgres://user@host:5432/cumulo",
+        };
+        if !(options.url.starts_with("postgres://") || options.url.starts_with("postgresql://")) {
+            return Err(bad_url());
+        }
+        let mut connect: PgConnectOptions = options.url.parse().map_err(|_| bad_url())?;
+        if let Some(schema) = &options.schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
+                return Err(Error::Invalid {
+                    field: "schema",
+                    value: schema.clone(),
+                    expected: "letters, digits and underscores",
+                });
+            }
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(connect.clone())
+                .await
+                .map_err(|e| Error::Backend(format!("cannot connect to {}: {e}", redact(&options.url))))?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&admin).await.map_err(backend)?;
+            admin.close().await;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await
+            .map_err(|e| Error::Backend(format!("cannot connect to {}: {e}", redact(&options.url))))?;
+        migrate(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Closes the connections (tests drop their schema after).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(backend)
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_info = &url[scheme + 3..at];
+            let user = user_info.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7438210)").execute(&mut *tx).await.map_err(backend)?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS cumulo_schema_version (version BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM cumulo_schema_version")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let version = version.unwrap_or(0) as usize;
+    if version > MIGRATIONS.len() {
+        return Err(Error::Backend(format!(
+            "database schema version {version} is newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("INSERT INTO cumulo_schema_version (version) VALUES ($1)")
+            .bind((index + 1) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tracing::info!(version = index + 1, "applied postgres migration");
+    }
+    tx.commit().await.map_err(backend)
+}
+
+const JOB_COLUMNS: &str = "id, state, spec, pending_reason, cancel_requested, attempt_count, submitted_at, updated_at";
+
+fn job_from_row(row: &PgRow) -> Result<JobRecord> {
+    let id: i64 = row.try_get("id").map_err(backend)?;
+    let state: String = row.try_get("state").map_err(backend)?;
+    let spec: String = row.try_get("spec").map_err(backend)?;
+    let spec: JobSpec =
+        serde_json::from_str(&spec).map_err(|e| Error::Backend(format!("job {id} has an unreadable spec: {e}")))?;
+    Ok(JobRecord {
+        id: JobId(id as u64),
+        spec,
+        state: JobState::from_str(&state).map_err(|e| Error::Backend(format!("job {id}: {e}")))?,
+        pending_reason: row.try_get("pending_reason").map_err(backend)?,
+        cancel_requested: row.try_get::<bool, _>("cancel_requested").map_err(backend)?,
+        attempt_count: row.try_get::<i64, _>("attempt_count").map_err(backend)? as u32,
+        submitted_at: from_micros(row.try_get("submitted_at").map_err(backend)?),
+        updated_at: from_micros(row.try_get("updated_at").map_err(backend)?),
+        attempts: Vec::new(),
+    })
+}
+
+fn attempt_from_row(row: &PgRow) -> Result<AttemptRecord> {
+    let job: i64 = row.try_get("job_id").map_err(backend)?;
+    let attempt: i64 = row.try_get("attempt").map_err(backend)?;
+    let state: String = row.try_get("a_state").map_err(backend)?;
+    let placement: String = row.try_get("placement").map_err(backend)?;
+    Ok(AttemptRecord {
+        id: AttemptId { job: JobId(job as u64), attempt: attempt as u32 },
+        state: state.parse()?,
+        placement: serde_json::from_str(&placement)
+            .map_err(|e| Error::Backend(format!("attempt {job}.{attempt} has an unreadable placement: {e}")))?,
+        message: row.try_get("message").map_err(backend)?,
+        created_at: from_micros(row.try_get("a_created_at").map_err(backend)?),
+        updated_at: from_micros(row.try_get("a_updated_at").map_err(backend)?),
+    })
+}
+
+const ATTEMPT_COLUMNS: &str = "attempts.job_id, attempts.attempt, attempts.state AS a_state, attempts.placement, \
+     attempts.message, attempts.created_at AS a_created_at, attempts.updated_at AS a_updated_at";
+
+async fn add_event(
+    tx: &mut Transaction<'static, Postgres>,
+    job: JobId,
+    at: i64,
+    kind: &str,
+    message: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO events (job_id, at, kind, message) VALUES ($1, $2, $3, $4)")
+        .bind(job.0 as i64)
+        .bind(at)
+        .bind(kind)
+        .bind(message)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Moves one attempt and derives its job's state. Returns false (and changes nothing) when the move
+/// is not allowed or the attempt is unknown and `must_exist` is false.
+async fn move_attempt(
+    tx: &mut Transaction<'static, Postgres>,
+    id: AttemptId,
+    to: AttemptState,
+    message: Option<&str>,
+    now: i64,
+    must_exist: bool,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT attempts.state, jobs.cancel_requested, jobs.failures, jobs.max_attempts, jobs.attempt_count
+         FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.job_id = $1 AND attempts.attempt = $2
+         FOR UPDATE",
+    )
+    .bind(id.job.0 as i64)
+    .bind(id.attempt as i64)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return if must_exist { Err(Error::NotFound { what: "attempt", id: id.to_string() }) } else { Ok(false) };
+    };
+    let from: AttemptState = row.try_get::<String, _>(0).map_err(backend)?.parse()?;
+    if !attempt_may_move(from, to) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE attempts SET state = $1, message = COALESCE($2, message), updated_at = $3 WHERE job_id = $4 AND attempt = $5",
+    )
+    .bind(to.as_str())
+    .bind(message)
+    .bind(now)
+    .bind(id.job.0 as i64)
+    .bind(id.attempt as i64)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let cancel_requested = row.try_get::<bool, _>(1).map_err(backend)?;
+    let counts_as_failure = matches!(to, AttemptState::Failed | AttemptState::Lost);
+    let failures = row.try_get::<i64, _>(2).map_err(backend)? as u32 + u32::from(counts_as_failure);
+    let max_attempts = row.try_get::<i64, _>(3).map_err(backend)? as u32;
+    let latest = row.try_get::<i64, _>(4).map_err(backend)? as u32 == id.attempt;
+    if latest {
+        let state = job_state_after_attempt(to, cancel_requested, failures, max_attempts);
+        let reason = (state == JobState::Pending).then(|| match message {
+            Some(message) => format!("requeued after attempt {id} was {to}: {message}"),
+            None => format!("requeued after attempt {id} was {to}"),
+        });
+        sqlx::query("UPDATE jobs SET state = $1, failures = $2, pending_reason = $3, updated_at = $4 WHERE id = $5")
+            .bind(state.as_str())
+            .bind(failures as i64)
+            .bind(reason)
+            .bind(now)
+            .bind(id.job.0 as i64)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    } else if counts_as_failure {
+        sqlx::query("UPDATE jobs SET failures = $1 WHERE id = $2")
+            .bind(failures as i64)
+            .bind(id.job.0 as i64)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    let text = match message {
+        Some(message) => format!("attempt {id} {to}: {message}"),
+        None => format!("attempt {id} {to}"),
+    };
+    add_event(tx, id.job, now, &format!("attempt_{to}"), &text).await?;
+    Ok(true)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = jobs.len();
+        let mut tenants = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut priorities = Vec::with_capacity(n);
+        let mut specs = Vec::with_capacity(n);
+        let mut max_attempts = Vec::with_capacity(n);
+        for job in jobs {
+            check_new_job(&job)?;
+            specs.push(
+                serde_json::to_string(&job.spec).map_err(|e| Error::Backend(format!("cannot encode job spec: {e}")))?,
+            );
+            priorities.push(i64::from(job.spec.priority.0));
+            max_attempts.push(i64::from(job.spec.max_attempts));
+            tenants.push(job.spec.tenant);
+            keys.push(job.idempotency_key);
+        }
+        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
+            .bind(n as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // ON CONFLICT DO NOTHING also skips a key repeated within this batch; the lookup below finds
+        // the row the first occurrence inserted.
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
+             SELECT id, tenant, idem_key, 'pending', priority, spec, max_attempts, $7, $7
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+                  WITH ORDINALITY AS u (id, tenant, idem_key, priority, spec, max_attempts, ord)
+             ORDER BY ord
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&keys)
+        .bind(&priorities)
+        .bind(&specs)
+        .bind(&max_attempts)
+        .bind(now_micros())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let inserted: HashSet<i64> = inserted.into_iter().collect();
+        let mut answers = Vec::with_capacity(n);
+        for (index, id) in ids.iter().enumerate() {
+            if inserted.contains(id) {
+                answers.push(Submitted { id: JobId(*id as u64), created: true });
+                continue;
+            }
+            let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+                .bind(&tenants[index])
+                .bind(&keys[index])
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            answers.push(Submitted { id: JobId(existing as u64), created: false });
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(answers)
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<JobRecord> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.0 as i64)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::NotFound { what: "job", id: id.to_string() })?;
+        let mut job = job_from_row(&row)?;
+        let rows = sqlx::query(&format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = $1 ORDER BY attempt"))
+            .bind(id.0 as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        job.attempts = rows.iter().map(attempt_from_row).collect::<Result<_>>()?;
+        Ok(job)
+    }
+
+    async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage> {
+        let limit = filter.effective_limit();
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id > $1");
+        let mut next_param = 2;
+        if filter.state.is_some() {
+            sql.push_str(&format!(" AND state = ${next_param}"));
+            next_param += 1;
+        }
+        if filter.tenant.is_some() {
+            sql.push_str(&format!(" AND tenant = ${next_param}"));
+            next_param += 1;
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT ${next_param}"));
+        let mut query = sqlx::query(&sql).bind(filter.after.map_or(0, |id| id.0 as i64));
+        if let Some(state) = filter.state {
+            query = query.bind(state.as_str());
+        }
+        if let Some(tenant) = &filter.tenant {
+            query = query.bind(tenant.clone());
+        }
+        query = query.bind(i64::from(limit) + 1);
+        let rows = query.fetch_all(&self.pool).await.map_err(backend)?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        let next = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+
+    async fn cancel_job(&self, id: JobId) -> Result<JobRecord> {
+        let mut tx = self.begin().await?;
+        let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.0 as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::NotFound { what: "job", id: id.to_string() })?;
+        let state = JobState::from_str(&state).map_err(|e| Error::Backend(e.to_string()))?;
+        let now = now_micros();
+        match state {
+            JobState::Cancelled => {}
+            JobState::Succeeded | JobState::Failed => {
+                return Err(Error::Conflict(format!("job {id} already {state}")));
+            }
+            JobState::Pending => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'cancelled', cancel_requested = TRUE, pending_reason = NULL, updated_at = $1
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                add_event(&mut tx, id, now, "cancelled", "cancelled while pending").await?;
+            }
+            JobState::Launching | JobState::Running => {
+                sqlx::query("UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id.0 as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                add_event(&mut tx, id, now, "cancel_requested", "cancel requested; stopping the active attempt")
+                    .await?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        // Read back through the writer so the answer reflects this commit.
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.0 as i64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        job_from_row(&row)
+    }
+
+    async fn job_counts_by_state(&self) -> Result<BTreeMap<JobState, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut counts: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|state| (*state, 0)).collect();
+        for (state, count) in rows {
+            let state = JobState::from_str(&state).map_err(|e| Error::Backend(e.to_string()))?;
+            counts.insert(state, count as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn job_events(&self, id: JobId) -> Result<Vec<EventRecord>> {
+        let rows: Vec<(i64, i64, String, String)> =
+            sqlx::query_as("SELECT seq, at, kind, message FROM events WHERE job_id = $1 ORDER BY seq")
+                .bind(id.0 as i64)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, at, kind, message)| EventRecord { seq, job: id, at: from_micros(at), kind, message })
+            .collect())
+    }
+
+    async fn create_token(&self, token: TokenRecord) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (hash, tenant, role, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&token.hash)
+            .bind(&token.tenant)
+            .bind(token.role.as_str())
+            .bind(&token.name)
+            .bind(now_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match backend(e) {
+                Error::Conflict(_) => {
+                    Error::Conflict(format!("a token named `{}` with this hash already exists", token.name))
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row: Option<(String, String, String, String)> =
+            sqlx::query_as("SELECT hash, tenant, role, name FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(|(hash, tenant, role, name)| Ok(TokenRecord { hash, tenant, role: role.parse::<Role>()?, name }))
+            .transpose()
+    }
+
+    async fn token_count(&self) -> Result<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&self.pool).await.map_err(backend)?;
+        Ok(count as u64)
+    }
+
+    async fn pending_jobs(&self, limit: u32) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND cancel_requested = FALSE
+             ORDER BY priority DESC, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
+             WHERE attempts.state IN ('planned', 'launching', 'running') ORDER BY attempts.job_id, attempts.attempt"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let attempt = attempt_from_row(row)?;
+                let spec: String = row.try_get("spec").map_err(backend)?;
+                Ok(ActiveAttempt {
+                    spec: serde_json::from_str(&spec)
+                        .map_err(|e| Error::Backend(format!("job {} has an unreadable spec: {e}", attempt.id.job)))?,
+                    cancel_requested: row.try_get::<bool, _>("cancel_requested").map_err(backend)?,
+                    attempt,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_plan(&self, plan: PlanCommit) -> Result<PlanApplied> {
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        let mut applied = PlanApplied::default();
+        for preempted in &plan.preemptions {
+            move_attempt(&mut tx, *preempted, AttemptState::Preempted, Some("preempted by the scheduler"), now, false)
+                .await?;
+        }
+        for launch in &plan.launches {
+            let number: Option<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'launching', attempt_count = attempt_count + 1, pending_reason = NULL,
+                 updated_at = $1 WHERE id = $2 AND state = 'pending' AND cancel_requested = FALSE RETURNING attempt_count",
+            )
+            .bind(now)
+            .bind(launch.job.0 as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let Some(number) = number else {
+                applied.skipped.push(launch.job);
+                continue;
+            };
+            let id = AttemptId { job: launch.job, attempt: number as u32 };
+            sqlx::query(
+                "INSERT INTO attempts (job_id, attempt, state, placement, created_at, updated_at)
+                 VALUES ($1, $2, 'planned', $3, $4, $4)",
+            )
+            .bind(launch.job.0 as i64)
+            .bind(number)
+            .bind(launch.placement.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            add_event(&mut tx, launch.job, now, "attempt_planned", &format!("attempt {id} planned")).await?;
+            applied.attempts.push(id);
+        }
+        for (job, reason) in &plan.pending_reasons {
+            sqlx::query("UPDATE jobs SET pending_reason = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(reason)
+                .bind(job.0 as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
+    }
+
+    async fn update_attempts(&self, updates: Vec<AttemptUpdate>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        for update in &updates {
+            move_attempt(&mut tx, update.id, update.state, update.message.as_deref(), now, true).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn try_lead(&self, holder: &str, ttl_s: u32) -> Result<bool> {
+        // A lease row, judged by the database's clock so servers' clocks need not agree. The holder
+        // keeps it by renewing before it expires; anyone may take an expired one.
+        let row: Option<String> = sqlx::query_scalar(
+            "WITH now AS (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS us)
+             INSERT INTO leases (name, holder, expires_at)
+             SELECT 'control', $1, now.us + $2 FROM now
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+             WHERE leases.holder = EXCLUDED.holder
+                OR leases.expires_at < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint
+             RETURNING holder",
+        )
+        .bind(holder)
+        .bind(i64::from(ttl_s) * 1_000_000)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/cumulo"), "postgres://app@db:5432/cumulo");
+        assert_eq!(redact("postgres://db/cumulo"), "postgres://db/cumulo");
+    }
+}
