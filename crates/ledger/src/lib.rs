@@ -2,13 +2,14 @@
 //! and the records become invoices, chargeback, contract burn-down and a FOCUS export.
 //!
 //! The crate is pure: no I/O, no clock, no randomness. Time always comes in as an argument, prices come
-//! in as a [`PriceBook`], and every figure is exact integer micro-dollars ([`Money`]).
+//! in as a [`PriceBook`] (built by hand, or from a portfolio and a catalog), and every figure is exact
+//! integer micro-dollars ([`Money`]). Contract burn-down reuses the portfolio crate's maths.
 //!
 //! Rating is *telescoping*: the cost of node-time at rate `r` between `a` and `b` (Unix seconds) is
 //! `F(b) − F(a)` with `F(t) = round(r × t / 3600)`. Splitting an interval anywhere therefore never changes
 //! its cost by a single micro-dollar, which keeps invoices, chargeback and clipped views consistent.
 
-pub mod burndown;
+pub mod contracts;
 pub mod focus;
 pub mod invoice;
 pub mod meter;
@@ -16,7 +17,7 @@ pub mod price;
 pub mod time;
 pub mod views;
 
-pub use burndown::{BurnDown, BurnStatus, Commitment, burn_down, consumed_by_contract};
+pub use contracts::{burn_down, contract_spend};
 pub use focus::{FocusOptions, to_focus_csv};
 pub use invoice::{Invoice, InvoiceLine, invoice};
 pub use meter::{Ingested, Ledger, NodeMeta, Observation, UsageRecord};

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Obs, aws, book, t, usd};
 use cumulo_ledger::{
-    BurnStatus, Commitment, GroupBy, Ledger, Month, PriceKey, UsageFilter, burn_down, chargeback, invoice, usage_by,
+    GroupBy, Ledger, Month, PriceBook, PriceKey, UsageFilter, burn_down, chargeback, invoice, usage_by,
 };
 use cumulo_types::{CapacityKind, Money};
 
@@ -220,27 +220,59 @@ fn chargeback_is_at_prices_actually_paid() {
     assert_eq!(rows.iter().map(|r| r.total).sum::<Money>(), november().total_cost());
 }
 
+/// The contract of `common::book` as a portfolio: $2,000 over 2026-11-01..=2026-11-19, two p5 nodes
+/// delivered from the start (2 × $60 × 24 h = $2,880 of capacity a day).
+const PORTFOLIO: &str = "
+name: ledger-test
+node_types:
+  - {name: p5.48xlarge, gpu: H100, gpus: 8, vcpus: 192, memory_gb: 2048}
+  - {name: p6e-gb200, gpu: GB200, gpus: 4, vcpus: 144, memory_gb: 960}
+contracts:
+  - id: aws-2026
+    provider: aws
+    committed_usd: 2000
+    term: {start: 2026-11-01, end: 2026-11-19}
+    ramp:
+      - {date: 2026-11-01, region: us-east-1, node_type: p5.48xlarge, nodes: 2}
+    rates:
+      - {node_type: p5.48xlarge, per_node_hour: 60}
+      - {node_type: p6e-gb200, per_node_hour: 70}
+";
+
 #[test]
-fn burn_down_from_metered_usage() {
-    // $2,000 over 20 days; by the 11th (half way) $1,000 was due and $1,200 was used
-    let c = Commitment {
-        id: "aws-2026".into(),
-        provider: aws(),
-        committed: usd("2000"),
-        start: t("2026-11-01"),
-        end: t("2026-11-21"),
-        schedule: vec![],
-    };
-    let b = &burn_down(std::slice::from_ref(&c), november().records(), t("2026-11-11"))[0];
-    assert_eq!((b.consumed, b.expected, b.status), (usd("1200"), usd("1000"), BurnStatus::Ahead));
-    assert_eq!((b.projected_at_end, b.overrun, b.shortfall), (usd("2400"), usd("400"), Money::ZERO));
-    // by the 20th everything ($1,480) is in and $1,900 was due: behind, short $2,000 − 1,480 × 20/19
-    let b = &burn_down(std::slice::from_ref(&c), november().records(), t("2026-11-20"))[0];
-    assert_eq!((b.consumed, b.expected, b.status), (usd("1480"), usd("1900"), BurnStatus::Behind));
-    assert_eq!(b.projected_at_end, usd("1480") + usd("1480").mul_div(1, 19));
-    assert_eq!(b.shortfall, usd("2000") - b.projected_at_end);
-    // a ramp: nothing due until the 11th, then all of it by the end
-    let ramp = Commitment { schedule: vec![(t("2026-11-11"), Money::ZERO)], ..c };
-    assert_eq!(ramp.expected_by(t("2026-11-16")), usd("1000"));
-    assert_eq!(burn_down(&[ramp], november().records(), t("2026-11-01"))[0].status, BurnStatus::NotStarted);
+fn burn_down_from_metered_usage_uses_the_portfolio_maths() {
+    let portfolio = cumulo_portfolio::Portfolio::from_yaml(PORTFOLIO, "test").unwrap();
+    let b = burn_down(&portfolio, november().records(), t("2026-11-11"));
+    let c = &b.contracts[0];
+    // 10 of 19 days: $2,000 × 10/19 scheduled; job 1's $1,200 consumed
+    assert_eq!((c.consumed, c.scheduled), (usd("1200"), usd("1052.631579")));
+    assert_eq!(c.status_text, "14% ahead of schedule");
+    // the trailing week (1,200 of 7 × 2,880 of capacity) carried over the 9 days left
+    assert_eq!(c.projected_consumed, usd("1200") + usd("1200").mul_div(9, 7));
+    assert_eq!(c.projected_overrun, c.projected_consumed - usd("2000"));
+    assert_eq!(c.projected_shortfall, Money::ZERO);
+    // after the term: everything metered under the contract counts ($1,480), short $520
+    let c = &burn_down(&portfolio, november().records(), t("2026-11-25")).contracts[0];
+    assert_eq!((c.consumed, c.status_text.as_str()), (usd("1480"), "term ended"));
+    assert_eq!(c.projected_shortfall, usd("520"));
+}
+
+#[test]
+fn price_book_from_a_portfolio_rates_like_the_hand_built_one() {
+    let portfolio = cumulo_portfolio::Portfolio::from_yaml(PORTFOLIO, "test").unwrap();
+    let mut prices = PriceBook::new();
+    prices.add_portfolio(&portfolio).unwrap();
+    let from_hand = book();
+    for (key, when) in [
+        (PriceKey::contract(&aws(), "p5.48xlarge", "aws-2026"), "2026-11-10"),
+        (PriceKey::contract(&aws(), "p6e-gb200", "aws-2026"), "2026-11-19T23:59:59Z"),
+    ] {
+        assert_eq!(prices.rate_at(&key, t(when)), from_hand.rate_at(&key, t(when)));
+    }
+    assert_eq!(prices.contract_end("aws-2026"), Some(t("2026-11-20")));
+    // list prices from the built-in catalog
+    let catalog = cumulo_catalog::Catalog::builtin().unwrap();
+    prices.add_catalog(&catalog, t("2026-01-01")).unwrap();
+    let p5 = prices.rate_at(&PriceKey::on_demand(&aws(), "p5.48xlarge"), t("2026-11-10")).unwrap();
+    assert!(p5 > usd("0"), "{p5}");
 }
