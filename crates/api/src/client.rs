@@ -1,0 +1,150 @@
+//! A typed HTTP client for the API, used by the CLI and `cumulo bench submit`.
+
+use cumulo_store::JobRecord;
+use cumulo_types::JobId;
+use serde::de::DeserializeOwned;
+
+use crate::wire::{
+    BatchRequest, BatchResponse, ClusterView, JobDetail, JobList, ListQuery, NodeView, SubmitResponse, TokenRequest,
+    TokenResponse, WhoAmI,
+};
+use crate::{Error, ErrorBody, ErrorBodyDisplay};
+
+/// A connection to one server with one token. Cheap to clone (connections are pooled).
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (`http://127.0.0.1:8080`); `token` is sent as a bearer
+    /// token.
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, Error> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Invalid {
+                field: "server",
+                value: base,
+                expected: "a URL such as http://127.0.0.1:8080",
+            });
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        Ok(Client { base, token, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+        let response = request.send().await.map_err(|e| Error::Connect {
+            url: self.base.clone(),
+            reason: std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string()),
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
+            error: "http".to_string(),
+            field: None,
+            reason: if text.is_empty() { format!("HTTP {status}") } else { text },
+        });
+        Err(Error::Api { status, body: ErrorBodyDisplay(body) })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, Error> {
+        let response = self.send(request).await?;
+        let bytes = response.bytes().await.map_err(|e| Error::Protocol(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("cannot read the answer: {e}")))
+    }
+
+    pub async fn healthz(&self) -> Result<(), Error> {
+        self.send(self.request(reqwest::Method::GET, "/healthz")).await.map(|_| ())
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/whoami")).await
+    }
+
+    /// Submits one job file (YAML or JSON text).
+    pub async fn submit(&self, job_file: &str, idempotency_key: Option<&str>) -> Result<SubmitResponse, Error> {
+        let mut request = self
+            .request(reqwest::Method::POST, "/v1/jobs")
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(job_file.to_string());
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.json(request).await
+    }
+
+    /// Submits job files (as JSON values: objects, or YAML text as strings) all or nothing.
+    pub async fn submit_batch(
+        &self,
+        jobs: Vec<serde_json::Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<BatchResponse, Error> {
+        let mut request = self.request(reqwest::Method::POST, "/v1/jobs:batch").json(&BatchRequest { jobs });
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.json(request).await
+    }
+
+    pub async fn list_jobs(&self, query: &ListQuery) -> Result<JobList, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/jobs").query(query)).await
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<JobDetail, Error> {
+        self.json(self.request(reqwest::Method::GET, &format!("/v1/jobs/{id}"))).await
+    }
+
+    pub async fn cancel(&self, id: JobId) -> Result<JobRecord, Error> {
+        self.json(self.request(reqwest::Method::POST, &format!("/v1/jobs/{id}/cancel"))).await
+    }
+
+    /// The log answer, to read whole or chunk by chunk (`follow`).
+    pub async fn logs(&self, id: JobId, follow: bool, attempt: Option<u32>) -> Result<reqwest::Response, Error> {
+        let mut query = vec![("follow", follow.to_string())];
+        if let Some(a) = attempt {
+            query.push(("attempt", a.to_string()));
+        }
+        self.send(self.request(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs")).query(&query)).await
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<ClusterView>, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/clusters")).await
+    }
+
+    pub async fn nodes(&self, cluster: Option<&str>) -> Result<Vec<NodeView>, Error> {
+        let mut request = self.request(reqwest::Method::GET, "/v1/nodes");
+        if let Some(c) = cluster {
+            request = request.query(&[("cluster", c)]);
+        }
+        self.json(request).await
+    }
+
+    pub async fn contracts(&self) -> Result<serde_json::Value, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/contracts")).await
+    }
+
+    pub async fn create_token(&self, request: &TokenRequest) -> Result<TokenResponse, Error> {
+        self.json(self.request(reqwest::Method::POST, "/v1/tokens").json(request)).await
+    }
+}

@@ -1,0 +1,99 @@
+//! `ApiError`: the one error type every handler returns, rendered as JSON `{error, field?, reason}`.
+//!
+//! Store errors are mapped here; backend text goes to the log, never to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// The JSON body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A short machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, ...
+    pub error: String,
+    /// The request field at fault (`tenant`, `resources.accelerators`, `state`...), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What was wrong and what was expected, for people.
+    pub reason: String,
+}
+
+/// An error answer. Build one with the constructors; the status code follows the variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    BadRequest { field: Option<String>, reason: String },
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
+    /// Something failed inside; the text is logged, the client sees "internal error".
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(field: impl Into<String>, reason: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { field: Some(field.into()), reason: reason.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (error, field, reason) = match self {
+            ApiError::BadRequest { field, reason } => ("bad_request", field.clone(), reason.clone()),
+            ApiError::Unauthorized(r) => ("unauthorized", None, r.clone()),
+            ApiError::Forbidden(r) => ("forbidden", None, r.clone()),
+            ApiError::NotFound(r) => ("not_found", None, r.clone()),
+            ApiError::Conflict(r) => ("conflict", None, r.clone()),
+            ApiError::PayloadTooLarge(r) => ("payload_too_large", None, r.clone()),
+            ApiError::UnsupportedMediaType(r) => ("unsupported_media_type", None, r.clone()),
+            ApiError::Internal(_) => ("internal", None, "internal error; see the server log".to_string()),
+        };
+        ErrorBody { error: error.to_string(), field, reason }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = self.body();
+        match body.field {
+            Some(field) => write!(f, "{} ({field}): {}", body.error, body.reason),
+            None => write!(f, "{}: {}", body.error, body.reason),
+        }
+    }
+}
+
+impl From<cumulo_store::Error> for ApiError {
+    fn from(err: cumulo_store::Error) -> ApiError {
+        match err {
+            cumulo_store::Error::NotFound { what, id } => ApiError::NotFound(format!("{what} `{id}` not found")),
+            cumulo_store::Error::Conflict(reason) => ApiError::Conflict(reason),
+            cumulo_store::Error::Invalid { field, value, expected } => {
+                ApiError::bad_request(field, format!("invalid {field} `{value}`: expected {expected}"))
+            }
+            cumulo_store::Error::Backend(text) => ApiError::Internal(text),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "request failed inside the server");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,142 @@
+//! Cumulo's REST API: everything under `/v1`, plus `/healthz` and `/metrics`, as one axum router
+//! over an `Arc<dyn Store>`, and a typed HTTP [`client`] for the CLI and benchmarks.
+//!
+//! Invariants (each kept by a test in `tests/router.rs`):
+//! - every route but `/healthz` answers 401 without a valid token;
+//! - a member sees and cancels only its tenant's jobs, a viewer only reads;
+//! - a bad request gets a 4xx naming the field and changes nothing;
+//! - a submit answers 2xx only after the store made the job durable, and a retried submit with the
+//!   same `Idempotency-Key` never creates a second job.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod fleet;
+mod jobs;
+mod logs;
+pub mod metrics;
+pub mod openapi;
+mod tokens;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use cumulo_store::Store;
+
+pub use error::{ApiError, ErrorBody};
+pub use fleet::Fleet;
+pub use metrics::Metrics;
+
+/// Errors of the client side of this crate (the server side answers with [`ApiError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error body.
+    #[error("server answered {status}: {body}")]
+    Api { status: u16, body: ErrorBodyDisplay },
+    #[error("cannot reach the server at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error("invalid {field} `{value}`: expected {expected}")]
+    Invalid { field: &'static str, value: String, expected: &'static str },
+}
+
+/// An [`ErrorBody`] printed as `reason (field: F)`.
+#[derive(Debug)]
+pub struct ErrorBodyDisplay(pub ErrorBody);
+
+impl std::fmt::Display for ErrorBodyDisplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.field {
+            Some(field) => write!(f, "{} (field `{field}`)", self.0.reason),
+            None => write!(f, "{}", self.0.reason),
+        }
+    }
+}
+
+/// Settings of the API layer.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Most jobs in one batch submit.
+    pub max_batch_jobs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { body_limit_bytes: 16 * 1024 * 1024, max_batch_jobs: 10_000 }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub fleet: Arc<Fleet>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    /// The driver that answers `GET /v1/jobs/{id}/logs`; `None` when no driver keeps logs.
+    pub logs: Option<Arc<dyn cumulo_driver::Driver>>,
+    pub(crate) tokens: Arc<auth::TokenCache>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, fleet: Arc<Fleet>, metrics: Arc<Metrics>, config: Config) -> AppState {
+        AppState { store, fleet, metrics, config: Arc::new(config), logs: None, tokens: Arc::default() }
+    }
+
+    /// Reads logs through `driver`.
+    pub fn with_logs(mut self, driver: Arc<dyn cumulo_driver::Driver>) -> AppState {
+        self.logs = Some(driver);
+        self
+    }
+}
+
+/// Every route with its method, path and summary: the router and the OpenAPI document are both
+/// checked against this list by tests.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/healthz", "liveness: 200 while the server runs; needs no token"),
+    ("get", "/metrics", "Prometheus text: queue depth by state, placements, decision latency, utilisation"),
+    ("get", "/v1/openapi.json", "this document"),
+    ("get", "/v1/whoami", "the tenant and role of the calling token"),
+    ("post", "/v1/jobs", "submit one job (YAML or JSON job file); Idempotency-Key makes retries safe"),
+    ("get", "/v1/jobs", "list jobs, filtered by state and tenant, paginated by id"),
+    ("post", "/v1/jobs:batch", "submit many jobs at once, all or nothing"),
+    ("get", "/v1/jobs/{id}", "one job with its attempts, placement, pending reason and events"),
+    ("post", "/v1/jobs/{id}/cancel", "cancel a job"),
+    ("get", "/v1/jobs/{id}/logs", "a job's log (latest attempt by default); follow=true streams it"),
+    ("get", "/v1/clusters", "clusters of the fleet with capacity and use"),
+    ("get", "/v1/nodes", "nodes of the fleet with capacity and use"),
+    ("get", "/v1/contracts", "the contract portfolio"),
+    ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
+];
+
+/// The whole HTTP surface. `/healthz` is open; everything else needs a token.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics::handler))
+        .route("/v1/openapi.json", get(openapi::handler))
+        .route("/v1/whoami", get(tokens::whoami))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs:batch", post(jobs::submit_batch))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/logs", get(logs::handler))
+        .route("/v1/clusters", get(fleet::clusters))
+        .route("/v1/nodes", get(fleet::nodes))
+        .route("/v1/contracts", get(fleet::contracts))
+        .route("/v1/tokens", post(tokens::create))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .fallback(|| async { ApiError::NotFound("no such route; see /v1/openapi.json".to_string()) })
+        // The body limit is enforced by `jobs::read_body` with a clear message; axum's own limit is
+        // lifted so that it does not answer first with plain text.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

@@ -1,0 +1,182 @@
+//! The OpenAPI 3 document at `/v1/openapi.json`, kept by hand beside [`crate::ROUTES`]; a test checks
+//! that every route is described and every described route answers.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use crate::ROUTES;
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": "job id", "schema": {"type": "integer", "minimum": 1}})
+}
+
+fn idempotency_param() -> Value {
+    json!({"name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "a retried request with the same key (per tenant) returns the first job instead of creating another",
+        "schema": {"type": "string", "maxLength": crate::jobs::MAX_IDEMPOTENCY_KEY_LEN}})
+}
+
+/// What one operation takes and answers.
+fn operation(method: &str, path: &str, summary: &str) -> Value {
+    let mut op = json!({"summary": summary});
+    let mut responses = json!({});
+    if path != "/healthz" {
+        responses["401"] = error_response("missing or invalid token");
+    }
+    match (method, path) {
+        ("get", "/healthz") => {
+            responses["200"] = json!({"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}});
+            op["security"] = json!([]);
+        }
+        ("get", "/metrics") => {
+            responses["200"] =
+                json!({"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}});
+        }
+        ("get", "/v1/openapi.json") => responses["200"] = json_response("this document", json!({"type": "object"})),
+        ("get", "/v1/whoami") => responses["200"] = json_response("the caller", schema_ref("WhoAmI")),
+        ("post", "/v1/jobs") => {
+            op["parameters"] = json!([idempotency_param()]);
+            op["requestBody"] = json!({"required": true, "description": "a job file (see DESIGN.md), YAML or JSON",
+                "content": {"application/yaml": {"schema": schema_ref("JobFile")}, "application/json": {"schema": schema_ref("JobFile")}}});
+            responses["201"] = json_response("created", schema_ref("Submitted"));
+            responses["200"] = json_response("an earlier submit with this Idempotency-Key created it", schema_ref("Submitted"));
+            responses["400"] = error_response("the job file is invalid; `field` names the problem");
+            responses["403"] = error_response("the token may not submit for this tenant");
+            responses["413"] = error_response("the body is over the limit");
+        }
+        ("post", "/v1/jobs:batch") => {
+            op["parameters"] = json!([idempotency_param()]);
+            op["requestBody"] = json!({"required": true, "description": "all jobs are stored or none",
+                "content": {"application/json": {"schema": schema_ref("BatchRequest")},
+                    "application/yaml": {"schema": {"type": "string", "description": "job files separated by `---` lines"}}}});
+            responses["201"] = json_response("created", schema_ref("BatchResponse"));
+            responses["200"] = json_response("all already created by an earlier submit", schema_ref("BatchResponse"));
+            responses["400"] = error_response("a job file is invalid; `field` starts with `jobs[i].`");
+            responses["403"] = error_response("the token may not submit for this tenant");
+            responses["413"] = error_response("the body is over the limit");
+        }
+        ("get", "/v1/jobs") => {
+            op["parameters"] = json!([
+                query_param("state", "only jobs in this state", json!({"type": "string", "enum": ["pending", "launching", "running", "succeeded", "failed", "cancelled"]})),
+                query_param("tenant", "only this tenant's jobs (members and viewers: their own only)", json!({"type": "string"})),
+                query_param("after", "jobs with ids after this one (the `next` of the previous page)", json!({"type": "integer"})),
+                query_param("limit", "page size, 1 to 1000 (default 100)", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+            ]);
+            responses["200"] = json_response("one page", schema_ref("JobList"));
+            responses["400"] = error_response("a filter is invalid");
+            responses["403"] = error_response("the token may not read that tenant");
+        }
+        ("get", "/v1/jobs/{id}") => {
+            op["parameters"] = json!([id_param()]);
+            responses["200"] = json_response("the job", schema_ref("JobDetail"));
+            responses["404"] = error_response("no such job visible to this token");
+        }
+        ("post", "/v1/jobs/{id}/cancel") => {
+            op["parameters"] = json!([id_param()]);
+            responses["200"] = json_response("the job after the cancel", schema_ref("Job"));
+            responses["403"] = error_response("viewers may not cancel");
+            responses["404"] = error_response("no such job visible to this token");
+            responses["409"] = error_response("the job already ended");
+        }
+        ("get", "/v1/jobs/{id}/logs") => {
+            op["parameters"] = json!([id_param(),
+                query_param("follow", "stream new output until the attempt ends", json!({"type": "boolean"})),
+                query_param("attempt", "attempt number (default: the latest)", json!({"type": "integer", "minimum": 1}))]);
+            responses["200"] = json!({"description": "the log text (chunked when following)", "content": {"text/plain": {"schema": {"type": "string"}}}});
+            responses["404"] = error_response("no such job, or no attempt yet");
+        }
+        ("get", "/v1/clusters") => {
+            responses["200"] = json_response("clusters", json!({"type": "array", "items": schema_ref("Cluster")}))
+        }
+        ("get", "/v1/nodes") => {
+            op["parameters"] = json!([query_param("cluster", "only this cluster's nodes", json!({"type": "string"}))]);
+            responses["200"] = json_response("nodes", json!({"type": "array", "items": schema_ref("Node")}));
+            responses["400"] = error_response("unknown cluster");
+        }
+        ("get", "/v1/contracts") => responses["200"] = json_response("the portfolio", json!({})),
+        ("post", "/v1/tokens") => {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref("TokenRequest")}}});
+            responses["201"] = json_response("the new token; its secret is never shown again", schema_ref("Token"));
+            responses["400"] = error_response("unknown tenant or role");
+            responses["403"] = error_response("only admins create tokens");
+        }
+        _ => {}
+    }
+    op["responses"] = responses;
+    op
+}
+
+fn schemas() -> Value {
+    let string = json!({"type": "string"});
+    let integer = json!({"type": "integer"});
+    json!({
+        "Error": {"type": "object", "required": ["error", "reason"], "properties": {
+            "error": {"type": "string", "description": "machine-readable code"},
+            "field": {"type": "string", "description": "the request field at fault"},
+            "reason": {"type": "string"}}},
+        "JobFile": {"type": "object", "description": "a Cumulo job file: a superset of SkyPilot's task YAML", "properties": {
+            "name": string, "kind": {"type": "string", "enum": ["training", "inference", "batch", "sandbox"]},
+            "tenant": string, "priority": {"oneOf": [string, integer]}, "resources": {"type": "object"},
+            "num_nodes": integer, "topology": {"type": "string", "enum": ["nvlink-domain", "block", "zone", "any"]},
+            "run": string, "setup": string, "envs": {"type": "object"}}},
+        "Submitted": {"type": "object", "required": ["id", "created"], "properties": {"id": integer, "created": {"type": "boolean"}}},
+        "BatchRequest": {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array",
+            "items": {"oneOf": [schema_ref("JobFile"), {"type": "string", "description": "a job file as YAML text"}]}}}},
+        "BatchResponse": {"type": "object", "properties": {"jobs": {"type": "array", "items": schema_ref("Submitted")}}},
+        "Attempt": {"type": "object", "properties": {"id": {"type": "object", "properties": {"job": integer, "attempt": integer}},
+            "state": {"type": "string", "enum": ["planned", "launching", "running", "succeeded", "failed", "lost", "cancelled", "preempted"]},
+            "placement": {"type": "object"}, "message": string, "created_at": string, "updated_at": string}},
+        "Job": {"type": "object", "properties": {"id": integer, "spec": {"type": "object"}, "state": string,
+            "pending_reason": string, "cancel_requested": {"type": "boolean"}, "attempt_count": integer,
+            "submitted_at": string, "updated_at": string, "attempts": {"type": "array", "items": schema_ref("Attempt")}}},
+        "JobDetail": {"allOf": [schema_ref("Job"), {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}}]},
+        "JobList": {"type": "object", "properties": {"jobs": {"type": "array", "items": schema_ref("Job")},
+            "next": {"type": ["integer", "null"], "description": "pass as `after` for the next page"}}},
+        "Cluster": {"type": "object", "properties": {"name": string, "provider": string, "region": string, "driver": string,
+            "pools": integer, "nodes": integer, "gpus": integer, "gpus_used_milli": integer}},
+        "Node": {"type": "object", "properties": {"name": string, "cluster": string, "pool": string, "zone": string,
+            "capacity": string, "node_type": string, "gpu": string, "gpus": integer, "gpus_used_milli": integer,
+            "vcpus": integer, "cpus_used_milli": integer, "schedulable": {"type": "boolean"}}},
+        "TokenRequest": {"type": "object", "required": ["tenant", "role"], "properties": {"tenant": string,
+            "role": {"type": "string", "enum": ["admin", "member", "viewer"]}, "name": string}},
+        "Token": {"type": "object", "properties": {"token": string, "tenant": string, "role": string, "name": string}},
+        "WhoAmI": {"type": "object", "properties": {"tenant": string, "role": string, "name": string}},
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary) in ROUTES {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = operation(method, path, summary);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Cumulo API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Multi-cloud compute control plane for AI: jobs, fleet, contracts"},
+        "paths": paths,
+        "components": {"schemas": schemas(), "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"token": []}],
+    })
+}
+
+pub(crate) async fn handler() -> Json<Value> {
+    Json(document())
+}

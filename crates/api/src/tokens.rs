@@ -1,0 +1,44 @@
+//! Token routes: who am I, and creating tokens (admin only).
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use cumulo_store::Role;
+
+use crate::AppState;
+use crate::auth::{Principal, issue_token};
+use crate::error::ApiError;
+use crate::wire::{TokenRequest, TokenResponse, WhoAmI};
+
+/// `GET /v1/whoami`.
+pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<WhoAmI> {
+    Json(WhoAmI { tenant: principal.tenant, role: principal.role, name: principal.name })
+}
+
+/// `POST /v1/tokens`: admin only; answers the secret once.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
+    principal.require_admin()?;
+    let headers = axum::http::HeaderMap::new();
+    let text = crate::jobs::read_body(&state, &headers, body).await?;
+    let request: TokenRequest = serde_json::from_str(&text).map_err(|e| {
+        ApiError::bad_request("body", format!("invalid token request: {e}; expected {{\"tenant\": T, \"role\": R}}"))
+    })?;
+    let role: Role = request.role.parse().map_err(|_| {
+        ApiError::bad_request("role", format!("unknown role `{}`: expected admin, member or viewer", request.role))
+    })?;
+    let tenant = request.tenant.trim().to_string();
+    if tenant.is_empty() || !state.fleet.knows_tenant(&tenant) {
+        return Err(ApiError::bad_request(
+            "tenant",
+            format!("unknown tenant `{tenant}`: known tenants are {}", state.fleet.tenant_names().join(", ")),
+        ));
+    }
+    let name = request.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("{tenant}-{role}"));
+    let token = issue_token(state.store.as_ref(), &tenant, role, &name).await?;
+    tracing::info!(tenant = %tenant, role = %role, name = %name, by = %principal.name, "api token created");
+    Ok((StatusCode::CREATED, Json(TokenResponse { token, tenant, role, name })))
+}

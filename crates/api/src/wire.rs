@@ -1,0 +1,141 @@
+//! The JSON shapes of requests and answers, shared by the server and the [`crate::client`].
+
+use cumulo_store::{EventRecord, JobRecord, Role};
+use cumulo_types::{JobId, JobState};
+use serde::{Deserialize, Serialize};
+
+/// The answer to a submit: the job's id, and whether this request created it (false when the
+/// `Idempotency-Key` matched an earlier submit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub id: JobId,
+    pub created: bool,
+}
+
+/// `POST /v1/jobs:batch` with a JSON body: job files as objects (the YAML schema in JSON) or as
+/// YAML text.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BatchRequest {
+    pub jobs: Vec<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub jobs: Vec<SubmitResponse>,
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+/// One page of jobs; pass `next` as `after` to get the next page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobRecord>,
+    pub next: Option<JobId>,
+}
+
+/// `GET /v1/jobs/{id}`: the job with its attempts (each with its placement) and its history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    #[serde(default)]
+    pub events: Vec<EventRecord>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub tenant: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A new token: the secret appears here once and is never shown again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub tenant: String,
+    pub role: Role,
+    pub name: String,
+}
+
+/// `GET /v1/whoami`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub tenant: String,
+    pub role: Role,
+    pub name: String,
+}
+
+/// A cluster: the pools of one provider and region, reached through one driver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub name: String,
+    pub provider: String,
+    pub region: String,
+    /// The driver that runs its work (`simulated` when nothing real runs).
+    pub driver: String,
+    pub pools: u32,
+    pub nodes: u32,
+    pub gpus: u64,
+    /// GPUs held by active attempts, in thousandths.
+    pub gpus_used_milli: u64,
+}
+
+/// A node with what its pool offers and what active attempts hold on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub cluster: String,
+    pub pool: String,
+    pub zone: String,
+    pub capacity: String,
+    pub node_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    pub gpus: u32,
+    pub gpus_used_milli: u64,
+    pub vcpus: u32,
+    pub cpus_used_milli: u64,
+    pub schedulable: bool,
+}
+
+/// Filters of `GET /v1/nodes`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeQuery {
+    #[serde(default)]
+    pub cluster: Option<String>,
+}
+
+/// Query of `GET /v1/jobs/{id}/logs`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// Keep the answer open and send new lines until the attempt ends.
+    #[serde(default)]
+    pub follow: Option<String>,
+    /// Which attempt (1, 2, ...); the latest by default.
+    #[serde(default)]
+    pub attempt: Option<String>,
+}
+
+/// Parses a job state from a query parameter, naming the field on failure.
+pub fn parse_state(text: &str) -> Result<JobState, crate::ApiError> {
+    text.parse::<JobState>().map_err(|_| {
+        crate::ApiError::bad_request(
+            "state",
+            format!("unknown job state `{text}`: expected pending, launching, running, succeeded, failed or cancelled"),
+        )
+    })
+}

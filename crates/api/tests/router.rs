@@ -1,0 +1,420 @@
+//! The router in-process (`tower::ServiceExt::oneshot`) over a real SQLite store in a temporary
+//! directory: auth, roles, tenant isolation, malformed requests, idempotency, the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use cumulo_api::auth::issue_token;
+use cumulo_api::wire::{BatchResponse, JobDetail, JobList, SubmitResponse, TokenResponse};
+use cumulo_api::{AppState, Config, ErrorBody, Fleet, Metrics, ROUTES, router};
+use cumulo_sched::{NodeState, Pool, PoolId, Snapshot, TenantPolicy};
+use cumulo_store::{Role, Store};
+use cumulo_types::{CapacityKind, GpuModel, JobState, Money, NodeType};
+use tower::ServiceExt;
+
+struct Harness {
+    app: Router,
+    store: Arc<dyn Store>,
+    admin: String,
+    member_a: String,
+    member_b: String,
+    viewer_a: String,
+    _dir: tempfile::TempDir,
+}
+
+fn fleet() -> Fleet {
+    let node_type = NodeType {
+        name: "p5.48xlarge".into(),
+        gpu: Some(GpuModel::H100),
+        gpus: 8,
+        vcpus: 192,
+        memory_gb: 2048,
+        nvlink_domain_nodes: 1,
+    };
+    let pool = Pool {
+        id: PoolId(1),
+        name: "aws/us-east-1/use1-az1/p5/on-demand".into(),
+        provider: "aws".into(),
+        region: "us-east-1".into(),
+        zone: "use1-az1".into(),
+        capacity: CapacityKind::OnDemand,
+        node_type,
+        price_per_node_hour: Money(98_320_000),
+        nodes: (0..2).map(|i| NodeState::new(format!("p5-{i}"), 0, i)).collect(),
+    };
+    let tenants = ["a", "b", "default"]
+        .iter()
+        .map(|t| TenantPolicy { name: t.to_string(), weight: 1, quota: Default::default() })
+        .collect();
+    Fleet {
+        snapshot: Snapshot { pools: vec![pool], running: vec![], tenants },
+        contracts: serde_json::json!([{"name": "aws-2026", "provider": "aws"}]),
+        driver: "simulated".into(),
+    }
+}
+
+async fn harness_with(config: Config) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = cumulo_store_sqlite::SqliteStore::open_path(dir.path().join("cumulo.db")).await.unwrap();
+    let admin = issue_token(store.as_ref(), "default", Role::Admin, "admin").await.unwrap();
+    let member_a = issue_token(store.as_ref(), "a", Role::Member, "alice").await.unwrap();
+    let member_b = issue_token(store.as_ref(), "b", Role::Member, "bob").await.unwrap();
+    let viewer_a = issue_token(store.as_ref(), "a", Role::Viewer, "vera").await.unwrap();
+    let state = AppState::new(store.clone(), Arc::new(fleet()), Arc::new(Metrics::default()), config);
+    Harness { app: router(state), store, admin, member_a, member_b, viewer_a, _dir: dir }
+}
+
+async fn harness() -> Harness {
+    harness_with(Config::default()).await
+}
+
+struct Answer {
+    status: StatusCode,
+    text: String,
+}
+
+impl Answer {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("answer is not the expected JSON ({e}): {}", self.text))
+    }
+
+    fn error(&self) -> ErrorBody {
+        self.json()
+    }
+}
+
+impl Harness {
+    async fn call(&self, method: Method, uri: &str, token: Option<&str>, headers: &[(&str, &str)], body: Body) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = self.app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer { status, text: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> Answer {
+        self.call(Method::GET, uri, Some(token), &[], Body::empty()).await
+    }
+
+    async fn post(&self, uri: &str, token: &str, content_type: &str, body: &str) -> Answer {
+        self.call(Method::POST, uri, Some(token), &[("content-type", content_type)], Body::from(body.to_string()))
+            .await
+    }
+
+    async fn submit(&self, token: &str, yaml: &str) -> Answer {
+        self.post("/v1/jobs", token, "application/yaml", yaml).await
+    }
+
+    async fn job_count(&self) -> u64 {
+        self.store.job_counts_by_state().await.unwrap().values().sum()
+    }
+}
+
+const JOB: &str = "name: train\nresources:\n  accelerators: H100:8\nrun: echo hi\n";
+
+#[tokio::test]
+async fn healthz_needs_no_token_and_everything_else_answers_401_without_one() {
+    let h = harness().await;
+    let ok = h.call(Method::GET, "/healthz", None, &[], Body::empty()).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    for (method, path, _) in ROUTES.iter().filter(|(_, p, _)| *p != "/healthz") {
+        let uri = path.replace("{id}", "1");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let missing = h.call(method.clone(), &uri, None, &[], Body::empty()).await;
+        assert_eq!(missing.status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token");
+        assert!(missing.error().reason.contains("missing Authorization header"), "{}", missing.text);
+        let bad = h.call(method.clone(), &uri, Some("cum_not-a-real-token"), &[], Body::empty()).await;
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "{method} {uri} with a bad token");
+        assert_eq!(bad.error().reason, "invalid token: no such API token");
+        let basic = h.call(method, &uri, None, &[("authorization", "Basic YTpi")], Body::empty()).await;
+        assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+        assert!(basic.error().reason.contains("expected `Bearer <token>`"));
+    }
+    assert_eq!(h.job_count().await, 0);
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_route_and_every_route_exists() {
+    let h = harness().await;
+    let doc: serde_json::Value = h.get("/v1/openapi.json", &h.admin).await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path, _) in ROUTES {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing from the OpenAPI document");
+        assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
+        // The route exists in the router: with a token it answers anything but 404 for the route or 405.
+        let uri = path.replace("{id}", "999");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let answer = h.call(m, &uri, Some(&h.admin), &[], Body::empty()).await;
+        assert_ne!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if answer.status == StatusCode::NOT_FOUND {
+            assert!(!answer.text.contains("no such route"), "{method} {path} is not routed");
+        }
+    }
+    let described = doc["paths"].as_object().unwrap().values().map(|v| v.as_object().unwrap().len()).sum::<usize>();
+    assert_eq!(described, ROUTES.len(), "the document describes routes that ROUTES does not list");
+}
+
+#[tokio::test]
+async fn submit_get_and_list_a_yaml_and_a_json_job() {
+    let h = harness().await;
+    let yaml = h.submit(&h.member_a, JOB).await;
+    assert_eq!(yaml.status, StatusCode::CREATED, "{}", yaml.text);
+    let first: SubmitResponse = yaml.json();
+    assert!(first.created);
+    let json_body = r#"{"name": "serve", "kind": "inference", "resources": {"accelerators": "H100:1"}, "run": "serve"}"#;
+    let json = h.post("/v1/jobs", &h.member_a, "application/json", json_body).await;
+    assert_eq!(json.status, StatusCode::CREATED, "{}", json.text);
+    let second: SubmitResponse = json.json();
+    assert_ne!(first.id, second.id);
+
+    let detail: JobDetail = h.get(&format!("/v1/jobs/{}", first.id), &h.member_a).await.json();
+    assert_eq!(detail.job.spec.name, "train");
+    assert_eq!(detail.job.spec.tenant, "a", "a job file without a tenant belongs to the caller's tenant");
+    assert_eq!(detail.job.state, JobState::Pending);
+    let list: JobList = h.get("/v1/jobs", &h.member_a).await.json();
+    assert_eq!(list.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first.id, second.id]);
+    assert_eq!(list.next, None);
+}
+
+#[tokio::test]
+async fn a_retried_submit_with_the_same_idempotency_key_creates_one_job() {
+    let h = harness().await;
+    let headers = [("content-type", "application/yaml"), ("idempotency-key", "retry-1")];
+    let first = h.call(Method::POST, "/v1/jobs", Some(&h.member_a), &headers, Body::from(JOB)).await;
+    let again = h.call(Method::POST, "/v1/jobs", Some(&h.member_a), &headers, Body::from(JOB)).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(again.status, StatusCode::OK);
+    let (first, again): (SubmitResponse, SubmitResponse) = (first.json(), again.json());
+    assert_eq!(first.id, again.id);
+    assert!(first.created && !again.created);
+    assert_eq!(h.job_count().await, 1);
+    // The same key from another tenant is another job.
+    let other = h.call(Method::POST, "/v1/jobs", Some(&h.member_b), &headers, Body::from(JOB)).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_eq!(h.job_count().await, 2);
+    let bad_key = "x".repeat(300);
+    let bad = h
+        .call(Method::POST, "/v1/jobs", Some(&h.member_a), &[("idempotency-key", bad_key.as_str())], Body::from(JOB))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.error().field.as_deref(), Some("Idempotency-Key"));
+    assert_eq!(h.job_count().await, 2);
+}
+
+#[tokio::test]
+async fn batch_submit_is_all_or_nothing_and_idempotent() {
+    let h = harness().await;
+    let body = serde_json::json!({"jobs": [
+        {"name": "j0", "resources": {"cpus": 2}, "run": "true"},
+        {"name": "j1", "resources": {"cpus": 2}, "run": "true"},
+        "name: j2\nrun: 'true'\n",
+    ]})
+    .to_string();
+    let headers = [("content-type", "application/json"), ("idempotency-key", "batch-1")];
+    let first = h.call(Method::POST, "/v1/jobs:batch", Some(&h.member_a), &headers, Body::from(body.clone())).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let first: BatchResponse = first.json();
+    assert_eq!(first.jobs.len(), 3);
+    let again: BatchResponse =
+        h.call(Method::POST, "/v1/jobs:batch", Some(&h.member_a), &headers, Body::from(body)).await.json();
+    assert_eq!(first.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), again.jobs.iter().map(|j| j.id).collect::<Vec<_>>());
+    assert!(again.jobs.iter().all(|j| !j.created));
+    assert_eq!(h.job_count().await, 3);
+
+    let yaml = h.post("/v1/jobs:batch", &h.member_a, "application/yaml", "name: y0\n---\nname: y1\n").await;
+    assert_eq!(yaml.status, StatusCode::CREATED, "{}", yaml.text);
+    assert_eq!(yaml.json::<BatchResponse>().jobs.len(), 2);
+    assert_eq!(h.job_count().await, 5);
+
+    // One bad job refuses the whole batch, naming the job and the field.
+    let bad = serde_json::json!({"jobs": [{"name": "ok"}, {"name": "bad", "num_nodes": "many"}]}).to_string();
+    let answer = h.post("/v1/jobs:batch", &h.member_a, "application/json", &bad).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert_eq!(answer.error().field.as_deref(), Some("jobs[1].num_nodes"));
+    assert_eq!(h.job_count().await, 5);
+    let empty = h.post("/v1/jobs:batch", &h.member_a, "application/json", r#"{"jobs": []}"#).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(empty.error().reason.contains("no jobs"));
+}
+
+/// `check(body, status, field, words)`: a malformed submit gets `status` naming `field` with a
+/// reason containing `words`, and stores nothing.
+async fn check_refused(h: &Harness, content_type: &str, body: &str, status: StatusCode, field: &str, words: &str) {
+    let answer = h.post("/v1/jobs", &h.member_a, content_type, body).await;
+    assert_eq!(answer.status, status, "{body:.80}: {}", answer.text);
+    let error = answer.error();
+    assert_eq!(error.field.as_deref(), Some(field), "{body:.80}: {}", answer.text);
+    assert!(error.reason.contains(words), "`{}` does not contain `{words}`", error.reason);
+    assert_eq!(h.job_count().await, 0, "a refused submit stored something");
+}
+
+#[tokio::test]
+async fn malformed_submits_get_400_naming_the_problem_and_change_nothing() {
+    let h = harness().await;
+    check_refused(&h, "application/yaml", "name: [unclosed\n", StatusCode::BAD_REQUEST, "body", "request body").await;
+    check_refused(&h, "application/yaml", "name: x\nnum_nodes: many\n", StatusCode::BAD_REQUEST, "num_nodes", "many")
+        .await;
+    check_refused(
+        &h,
+        "application/json",
+        r#"{"name": "x", "resources": {"accelerators": "H900:8"}}"#,
+        StatusCode::BAD_REQUEST,
+        "resources.accelerators",
+        "H900",
+    )
+    .await;
+    check_refused(&h, "application/yaml", "name: x\ntenant: nobody\n", StatusCode::BAD_REQUEST, "tenant", "unknown tenant `nobody`")
+        .await;
+    check_refused(&h, "application/yaml", "", StatusCode::BAD_REQUEST, "body", "empty job file").await;
+}
+
+#[tokio::test]
+async fn a_100_mb_body_gets_413_with_a_message() {
+    let h = harness().await;
+    let big = vec![b'a'; 100 * 1024 * 1024];
+    let with_length = h
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&h.member_a),
+            &[("content-length", &big.len().to_string())],
+            Body::from(big.clone()),
+        )
+        .await;
+    assert_eq!(with_length.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(with_length.error().reason.contains("over the limit of 16777216 bytes"), "{}", with_length.text);
+    // Without a length header (chunked), the limit holds while reading.
+    let stream = futures_util::stream::iter(big.chunks(1 << 20).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let chunked = h.call(Method::POST, "/v1/jobs:batch", Some(&h.member_a), &[], Body::from_stream(stream)).await;
+    assert_eq!(chunked.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(chunked.error().error, "payload_too_large");
+    assert_eq!(h.job_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_member_can_neither_see_nor_cancel_another_tenants_jobs() {
+    let h = harness().await;
+    let job: SubmitResponse = h.submit(&h.member_a, JOB).await.json();
+    let uri = format!("/v1/jobs/{}", job.id);
+
+    let peek = h.get(&uri, &h.member_b).await;
+    assert_eq!(peek.status, StatusCode::NOT_FOUND);
+    assert_eq!(peek.error().reason, format!("job `{}` not found", job.id));
+    let cancel = h.post(&format!("{uri}/cancel"), &h.member_b, "application/json", "").await;
+    assert_eq!(cancel.status, StatusCode::NOT_FOUND);
+    let logs = h.get(&format!("{uri}/logs"), &h.member_b).await;
+    assert_eq!(logs.status, StatusCode::NOT_FOUND);
+    let list: JobList = h.get("/v1/jobs", &h.member_b).await.json();
+    assert!(list.jobs.is_empty());
+    let cross = h.get("/v1/jobs?tenant=a", &h.member_b).await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert!(cross.error().reason.contains("cannot list jobs of tenant `a`"));
+    let foreign = h.submit(&h.member_b, "name: x\ntenant: a\n").await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    assert!(foreign.error().reason.contains("cannot submit jobs for tenant `a`"));
+    assert_eq!(h.store.get_job(job.id).await.unwrap().state, JobState::Pending, "b's attempts changed a's job");
+    assert_eq!(h.job_count().await, 1);
+
+    // Its own member cancels it; the admin sees every tenant.
+    let cancelled = h.post(&format!("{uri}/cancel"), &h.member_a, "application/json", "").await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    assert_eq!(h.store.get_job(job.id).await.unwrap().state, JobState::Cancelled);
+    let all: JobList = h.get("/v1/jobs", &h.admin).await.json();
+    assert_eq!(all.jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_viewer_only_reads() {
+    let h = harness().await;
+    let job: SubmitResponse = h.submit(&h.member_a, JOB).await.json();
+    assert_eq!(h.get(&format!("/v1/jobs/{}", job.id), &h.viewer_a).await.status, StatusCode::OK);
+    assert_eq!(h.get("/v1/jobs", &h.viewer_a).await.json::<JobList>().jobs.len(), 1);
+    let submit = h.submit(&h.viewer_a, JOB).await;
+    assert_eq!(submit.status, StatusCode::FORBIDDEN);
+    assert!(submit.error().reason.contains("role viewer"));
+    let cancel = h.post(&format!("/v1/jobs/{}/cancel", job.id), &h.viewer_a, "application/json", "").await;
+    assert_eq!(cancel.status, StatusCode::FORBIDDEN);
+    let token = h.post("/v1/tokens", &h.viewer_a, "application/json", r#"{"tenant": "a", "role": "admin"}"#).await;
+    assert_eq!(token.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.store.get_job(job.id).await.unwrap().state, JobState::Pending);
+    assert_eq!(h.job_count().await, 1);
+}
+
+#[tokio::test]
+async fn admins_create_tokens_that_work_and_others_cannot() {
+    let h = harness().await;
+    let created = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "b", "role": "member"}"#).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let token: TokenResponse = created.json();
+    assert_eq!((token.tenant.as_str(), token.role), ("b", Role::Member));
+    let who: serde_json::Value = h.get("/v1/whoami", &token.token).await.json();
+    assert_eq!(who["tenant"], "b");
+    assert_eq!(h.submit(&token.token, JOB).await.status, StatusCode::CREATED);
+
+    let by_member = h.post("/v1/tokens", &h.member_a, "application/json", r#"{"tenant": "a", "role": "admin"}"#).await;
+    assert_eq!(by_member.status, StatusCode::FORBIDDEN);
+    let bad_role = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "a", "role": "root"}"#).await;
+    assert_eq!(bad_role.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_role.error().field.as_deref(), Some("role"));
+    let bad_tenant = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "zz", "role": "member"}"#).await;
+    assert_eq!(bad_tenant.error().field.as_deref(), Some("tenant"));
+    let wrong_type = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": 5, "role": "member"}"#).await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
+    assert!(wrong_type.error().reason.contains("invalid type"), "{}", wrong_type.text);
+}
+
+#[tokio::test]
+async fn lists_filter_by_state_and_paginate() {
+    let h = harness().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(h.submit(&h.member_a, &format!("name: j{i}\n")).await.json::<SubmitResponse>().id);
+    }
+    h.post(&format!("/v1/jobs/{}/cancel", ids[0]), &h.member_a, "application/json", "").await;
+    let page1: JobList = h.get("/v1/jobs?limit=2", &h.member_a).await.json();
+    assert_eq!(page1.jobs.len(), 2);
+    let next = page1.next.expect("a next page");
+    let page2: JobList = h.get(&format!("/v1/jobs?limit=2&after={next}"), &h.member_a).await.json();
+    assert_eq!(page2.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids[2..4].to_vec());
+    let pending: JobList = h.get("/v1/jobs?state=pending", &h.member_a).await.json();
+    assert_eq!(pending.jobs.len(), 4);
+    let cancelled: JobList = h.get("/v1/jobs?state=cancelled&tenant=a", &h.admin).await.json();
+    assert_eq!(cancelled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[0]]);
+    for (query, field) in [("state=done", "state"), ("limit=0", "limit"), ("limit=x", "limit"), ("after=-1", "after")] {
+        let answer = h.get(&format!("/v1/jobs?{query}"), &h.member_a).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(answer.error().field.as_deref(), Some(field), "{query}");
+    }
+    let bad_id = h.get("/v1/jobs/abc", &h.member_a).await;
+    assert_eq!(bad_id.error().field.as_deref(), Some("id"));
+}
+
+#[tokio::test]
+async fn metrics_and_fleet_views() {
+    let h = harness().await;
+    h.submit(&h.member_a, JOB).await;
+    h.submit(&h.member_a, JOB).await;
+    let metrics = h.get("/metrics", &h.viewer_a).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.text.contains("cumulo_jobs{state=\"pending\"} 2\n"), "{}", metrics.text);
+    assert!(metrics.text.contains("cumulo_gpus{provider=\"aws\",gpu=\"H100\"} 16\n"));
+    assert!(metrics.text.contains("cumulo_gpu_utilisation{provider=\"aws\",gpu=\"H100\"} 0\n"));
+    let clusters: serde_json::Value = h.get("/v1/clusters", &h.viewer_a).await.json();
+    assert_eq!(clusters[0]["name"], "aws/us-east-1");
+    assert_eq!(clusters[0]["gpus"], 16);
+    let nodes: serde_json::Value = h.get("/v1/nodes?cluster=aws/us-east-1", &h.viewer_a).await.json();
+    assert_eq!(nodes.as_array().unwrap().len(), 2);
+    let unknown = h.get("/v1/nodes?cluster=gcp/x", &h.viewer_a).await;
+    assert_eq!(unknown.error().field.as_deref(), Some("cluster"));
+    let contracts: serde_json::Value = h.get("/v1/contracts", &h.viewer_a).await.json();
+    assert_eq!(contracts[0]["name"], "aws-2026");
+}
