@@ -1,0 +1,328 @@
+//! Effective prices, offer ranking and clauses: examples on the built-in catalog and the demo
+//! portfolio, the scheduler adapter, and the four properties of issue 3 with proptest.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{at, gpu_job, ten_day_yaml};
+use cumulo_catalog::{Catalog, Offer};
+use cumulo_portfolio::model::in_scope;
+use cumulo_portfolio::offers::{Query, Ranking, rank};
+use cumulo_portfolio::pricing::{self, PricingConfig, price_pools};
+use cumulo_portfolio::{Forecast, Portfolio, Usage};
+use cumulo_sched::{NodeState, Pool, PoolId, Snapshot};
+use cumulo_types::{CapacityKind, GpuModel, GpuSelector, InfraSelector, JobSpec, Money, NodeType, TopologyNeed};
+use proptest::prelude::*;
+
+fn ranking(job: &JobSpec, catalog: &Catalog, portfolio: Option<&Portfolio>, usage: &Usage, now: &str, waited_s: u64) -> Ranking {
+    rank(&Query { job, catalog, portfolio, usage, now: at(now), waited_s, config: PricingConfig::default() })
+}
+
+fn demo_at(now: &str) -> (Portfolio, Usage) {
+    let demo = Portfolio::demo().unwrap();
+    let usage = Usage::at(&demo, &Forecast::Utilisation { bps: 7000 }, at(now));
+    (demo, usage)
+}
+
+fn offer(provider: &str, gpu: GpuModel, gpus: u32, price: i64, spot: Option<i64>) -> Offer {
+    Offer {
+        provider: provider.to_string(),
+        region: format!("{provider}-r1"),
+        zone: None,
+        instance_type: format!("{provider}-{gpu}-{gpus}x"),
+        gpu: Some(gpu),
+        gpus,
+        vcpus_milli: 64_000,
+        memory_mib: 512 * 1024,
+        price: Some(Money::from_micros(price)),
+        spot_price: spot.map(Money::from_micros),
+        source: "test".to_string(),
+    }
+}
+
+#[test]
+fn h100_offers_are_ranked_cheapest_effective_first_with_reasons() {
+    let catalog = Catalog::builtin().unwrap();
+    let (demo, usage) = demo_at("2026-11-26");
+    let r = ranking(&gpu_job(GpuModel::H100, 8, 1), &catalog, Some(&demo), &usage, "2026-11-26", 0);
+    assert!(r.infeasible.is_none());
+    assert!(r.feasible.windows(2).all(|w| w[0].effective_per_hour <= w[1].effective_per_hour));
+    assert!(r.feasible.iter().all(|row| row.gpu == Some(GpuModel::H100) && row.gpus_per_node >= 8));
+    // CoreWeave's H100 contract capacity is in the ranking with its schedule state as the reason.
+    let cw = r.feasible.iter().find(|row| row.contract.as_deref() == Some("coreweave-2025")).unwrap();
+    assert!(cw.why.starts_with("coreweave-2025 contract "), "{}", cw.why);
+    // On-demand rows cost their list price.
+    for row in r.feasible.iter().filter(|row| row.capacity == CapacityKind::OnDemand) {
+        assert_eq!(row.list_per_hour, row.effective_per_hour);
+        assert_eq!(row.why, "on-demand at list price");
+    }
+}
+
+#[test]
+fn behind_schedule_capacity_is_nearly_free_and_ahead_costs_the_rate() {
+    let p = Portfolio::from_yaml(&ten_day_yaml("240", ""), "t").unwrap();
+    let c = p.contract("c1").unwrap();
+    let now = at("2026-01-06");
+    let cfg = PricingConfig::default();
+    let behind = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(60))]) };
+    let price = pricing::committed(c, "one", &behind, now, &cfg).unwrap();
+    assert_eq!(price.effective, Money::from_micros(10_000), "1% of $1");
+    assert_eq!(price.why, "c1 contract 50% behind schedule: committed spend is paid anyway");
+    let ahead = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(200))]) };
+    let price = pricing::committed(c, "one", &ahead, now, &cfg).unwrap();
+    assert_eq!(price.effective, Money::from_dollars(1));
+    assert_eq!(price.why, "c1 contract 67% ahead of schedule: contract rate");
+    assert!(pricing::committed(c, "one", &ahead, at("2026-02-01"), &cfg).is_none(), "term over");
+    let s = pricing::spot(Money::from_dollars(10), &cfg);
+    assert_eq!((s.premium, s.effective), (Money::from_dollars(2) + Money::from_micros(500_000), Money::from_micros(12_500_000)));
+}
+
+#[test]
+fn infeasible_jobs_say_why() {
+    let catalog = Catalog::builtin().unwrap();
+    let none = Usage::default();
+    let r = ranking(&gpu_job(GpuModel::MI325X, 8, 1), &catalog, None, &none, "2026-11-26", 0);
+    let why = r.infeasible.unwrap();
+    assert!(why.starts_with("no offer has MI325X (catalog `built-in` and portfolio offer: "), "{why}");
+
+    let mut job = gpu_job(GpuModel::H100, 8, 1);
+    job.resources[0].infra = Some(InfraSelector::parse("aws/eu-west-9").unwrap());
+    let why = ranking(&job, &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
+    assert_eq!(why, "infra `aws/eu-west-9` excludes every region that offers H100:8");
+
+    let mut job = gpu_job(GpuModel::H100, 8, 4);
+    job.topology = TopologyNeed::NvlinkDomain;
+    let why = ranking(&job, &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
+    assert_eq!(
+        why,
+        "topology nvlink-domain needs 4 nodes in one NVLink domain; the matching offers have at most 1 node(s) per domain"
+    );
+
+    let why = ranking(&gpu_job(GpuModel::H100, 16, 1), &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
+    assert_eq!(why, "no offer has H100:16 per node (H100 offers have at most 8 per node)");
+
+    let mut job = gpu_job(GpuModel::H100, 8, 1);
+    job.constraints.max_price_per_hour = Some(Money::from_dollars(1));
+    let why = ranking(&job, &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
+    assert_eq!(why, "every feasible offer costs more than max_price_per_hour $1.00");
+
+    let mut job = gpu_job(GpuModel::H100, 8, 1);
+    job.resources[0].use_spot = true;
+    let why = ranking(&job, &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
+    assert_eq!(why, "use_spot is true but no matching offer has a spot price");
+}
+
+#[test]
+fn demo_gb300_rack_goes_only_to_aws_under_its_exclusive_clause() {
+    let catalog = Catalog::builtin().unwrap();
+    let (demo, usage) = demo_at("2026-12-31");
+    let mut job = gpu_job(GpuModel::GB300, 4, 18);
+    job.topology = TopologyNeed::NvlinkDomain;
+    let r = ranking(&job, &catalog, Some(&demo), &usage, "2026-12-31", 0);
+    assert!(!r.feasible.is_empty());
+    assert!(r.feasible.iter().all(|row| row.provider == "aws"), "{:?}", r.feasible);
+    assert!(r.excluded_by_exclusive > 0, "the OCI GB300 offer is excluded");
+    // Without the portfolio the OCI offer is back.
+    let r = ranking(&job, &catalog, None, &Usage::default(), "2026-12-31", 0);
+    assert!(r.feasible.iter().any(|row| row.provider == "oci"));
+}
+
+#[test]
+fn demo_h200_is_held_for_azure_until_the_first_refusal_wait() {
+    let catalog = Catalog::builtin().unwrap();
+    let (demo, usage) = demo_at("2026-11-26");
+    let job = gpu_job(GpuModel::H200, 8, 1);
+    let early = ranking(&job, &catalog, Some(&demo), &usage, "2026-11-26", 3600);
+    assert!(early.feasible.iter().all(|row| row.provider == "azure"), "{:?}", early.feasible);
+    assert!(!early.held_back.is_empty());
+    assert!(early.held_back[0].reason.starts_with("first refusal of azure-2025: H200 work is offered to azure first; other providers after 2h (waited 1h)"));
+    let late = ranking(&job, &catalog, Some(&demo), &usage, "2026-11-26", 7200);
+    assert!(late.held_back.is_empty());
+    assert!(late.feasible.iter().any(|row| row.provider != "azure"));
+}
+
+fn pool(id: u32, provider: &str, region: &str, capacity: CapacityKind, node_type: &str, price: Money) -> Pool {
+    Pool {
+        id: PoolId(id),
+        name: format!("{provider}/{region}/{node_type}/{capacity}"),
+        provider: provider.to_string(),
+        region: region.to_string(),
+        zone: format!("{region}a"),
+        capacity,
+        node_type: NodeType {
+            name: node_type.to_string(),
+            gpu: Some(GpuModel::H100),
+            gpus: 1,
+            vcpus: 8,
+            memory_gb: 64,
+            nvlink_domain_nodes: 1,
+        },
+        price_per_node_hour: price,
+        nodes: vec![NodeState { name: "n0".into(), block: 0, nvlink_domain: 0, schedulable: true }],
+    }
+}
+
+#[test]
+fn price_pools_writes_effective_prices_into_the_snapshot() {
+    let p = Portfolio::from_yaml(&ten_day_yaml("240", ""), "t").unwrap();
+    let now = at("2026-01-06");
+    let usage = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(60))]) };
+    let mut snapshot = Snapshot {
+        pools: vec![
+            pool(0, "acme", "r1", CapacityKind::Contract, "one", Money::ZERO),
+            pool(1, "aws", "us-east-1", CapacityKind::OnDemand, "one", Money::from_dollars(4)),
+            pool(2, "aws", "us-east-1", CapacityKind::Spot, "one", Money::from_dollars(2)),
+            pool(3, "acme", "r9", CapacityKind::Contract, "one", Money::from_dollars(7)),
+        ],
+        ..Snapshot::default()
+    };
+    let set = price_pools(&mut snapshot, &p, &usage, now, &PricingConfig::default());
+    let prices: Vec<Money> = snapshot.pools.iter().map(|p| p.price_per_node_hour).collect();
+    assert_eq!(
+        prices,
+        [Money::from_micros(10_000), Money::from_dollars(4), Money::from_micros(2_500_000), Money::from_dollars(7)]
+    );
+    assert_eq!(set[0].price.why, "c1 contract 50% behind schedule: committed spend is paid anyway");
+    assert_eq!(set[3].price.why, "no running contract delivers this pool: price left as given");
+}
+
+// ---- properties ---------------------------------------------------------------------------
+
+const PROVIDERS: &[&str] = &["aws", "azure", "oci", "lambda"];
+const MODELS: &[GpuModel] = &[GpuModel::H100, GpuModel::H200];
+
+fn offers_strategy() -> impl Strategy<Value = Vec<Offer>> {
+    prop::collection::vec(
+        (0..PROVIDERS.len(), 0..MODELS.len(), 1u32..=8, 1i64..200_000_000, prop::option::of(1i64..100_000_000)),
+        1..30,
+    )
+    .prop_map(|rows| {
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (p, m, g, price, spot))| {
+                let mut o = offer(PROVIDERS[p], MODELS[m], g, price, spot);
+                o.instance_type = format!("{}-{i}", o.instance_type);
+                o
+            })
+            .collect()
+    })
+}
+
+fn any_h100_or_h200_job() -> JobSpec {
+    let mut job = gpu_job(GpuModel::H100, 1, 1);
+    job.resources[0].accelerators.as_mut().unwrap().selector = GpuSelector::Models(MODELS.to_vec());
+    job
+}
+
+/// A portfolio with one contract held by `holder` (capacity `one` = 1 × H100 in region r1) and
+/// the given clauses YAML.
+fn holder_portfolio(holder: &str, rate_micros: i64, clauses: &str) -> Portfolio {
+    let yaml = ten_day_yaml("240", clauses)
+        .replace("provider: acme", &format!("provider: {holder}"))
+        .replace("per_node_hour: 1}", &format!("per_node_hour: \"{}\"}}", Money::from_micros(rate_micros)));
+    Portfolio::from_yaml(&yaml, "prop").unwrap()
+}
+
+fn scope_yaml(models: &[GpuModel]) -> String {
+    let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+    format!("[{}]", names.join(", "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn effective_price_is_never_negative_nor_above_list_plus_premium(
+        list in 0i64..1_000_000_000,
+        spot_bps in 0u32..20_000,
+        behind_bps in 0u32..=10_000,
+        consumed in 0i64..1_000,
+        hour in 0i64..300,
+    ) {
+        let cfg = PricingConfig { spot_premium_bps: spot_bps, behind_schedule_bps: behind_bps };
+        let p = holder_portfolio("acme", list, "");
+        let now = at("2026-01-01") + chrono::Duration::hours(hour);
+        let usage = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(consumed))]) };
+        let mut prices = vec![pricing::on_demand(Money::from_micros(list)), pricing::spot(Money::from_micros(list), &cfg)];
+        prices.extend(pricing::committed(p.contract("c1").unwrap(), "one", &usage, now, &cfg));
+        for price in prices {
+            prop_assert!(price.effective >= Money::ZERO, "{price:?}");
+            prop_assert!(price.effective <= price.list + price.premium, "{price:?}");
+        }
+    }
+
+    #[test]
+    fn when_every_contract_is_ahead_the_ranking_is_the_list_price_ranking(
+        offers in offers_strategy(),
+        holder in 0..PROVIDERS.len(),
+        rate in 1i64..200_000_000,
+    ) {
+        let catalog = Catalog::new("prop", offers);
+        let p = holder_portfolio(PROVIDERS[holder], rate, "");
+        let now = at("2026-01-05");
+        // Consumed far beyond anything scheduled: every contract is ahead.
+        let usage = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(1_000_000))]) };
+        let job = any_h100_or_h200_job();
+        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now, waited_s: 0, config: PricingConfig::default() });
+        prop_assert!(r.feasible.iter().any(|row| row.contract.is_some()));
+        for row in &r.feasible {
+            prop_assert_eq!(row.effective_per_hour, row.list_per_hour);
+        }
+        let mut by_list = r.feasible.clone();
+        by_list.sort_by_key(|row| row.list_per_hour);
+        let ranked: Vec<Money> = r.feasible.iter().map(|row| row.list_per_hour).collect();
+        let listed: Vec<Money> = by_list.iter().map(|row| row.list_per_hour).collect();
+        prop_assert_eq!(ranked, listed);
+    }
+
+    #[test]
+    fn an_exclusive_clause_is_never_violated(
+        offers in offers_strategy(),
+        holder in 0..PROVIDERS.len(),
+        scope in prop::sample::subsequence(MODELS.to_vec(), 0..=MODELS.len()),
+        use_spot in any::<bool>(),
+    ) {
+        let catalog = Catalog::new("prop", offers);
+        let p = holder_portfolio(PROVIDERS[holder], 1_000_000, &format!("    clauses:\n      exclusive: {{gpus: {}}}\n", scope_yaml(&scope)));
+        let usage = Usage::default();
+        let mut job = any_h100_or_h200_job();
+        job.resources[0].use_spot = use_spot;
+        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now: at("2026-01-05"), waited_s: 0, config: PricingConfig::default() });
+        for row in &r.feasible {
+            prop_assert!(!(in_scope(&scope, row.gpu) && row.provider != PROVIDERS[holder]), "{row:?}");
+        }
+    }
+
+    #[test]
+    fn first_refusal_falls_through_only_after_its_wait(
+        offers in offers_strategy(),
+        holder in 0..PROVIDERS.len(),
+        scope in prop::sample::subsequence(MODELS.to_vec(), 0..=MODELS.len()),
+        wait_s in 0u64..20_000,
+        waited_s in 0u64..20_000,
+    ) {
+        let others_in_scope = offers
+            .iter()
+            .filter(|o| o.provider != PROVIDERS[holder] && in_scope(&scope, o.gpu) && o.price.is_some())
+            .count();
+        let catalog = Catalog::new("prop", offers);
+        let clauses = format!("    clauses:\n      first_refusal: {{wait: {wait_s}s, gpus: {}}}\n", scope_yaml(&scope));
+        let p = holder_portfolio(PROVIDERS[holder], 1_000_000, &clauses);
+        let usage = Usage::default();
+        let job = any_h100_or_h200_job();
+        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now: at("2026-01-05"), waited_s, config: PricingConfig::default() });
+        let placed_elsewhere = r
+            .feasible
+            .iter()
+            .filter(|row| row.provider != PROVIDERS[holder] && in_scope(&scope, row.gpu))
+            .count();
+        if waited_s < wait_s {
+            prop_assert_eq!(placed_elsewhere, 0);
+            prop_assert_eq!(r.held_back.len(), others_in_scope);
+        } else {
+            prop_assert_eq!(placed_elsewhere, others_in_scope);
+            prop_assert!(r.held_back.is_empty());
+        }
+    }
+}
