@@ -33,7 +33,8 @@ pub enum Forecast {
 }
 
 impl Forecast {
-    /// Parses `70`, `70%` or `0.7` as a utilisation.
+    /// Parses `70`, `70%` or `0.7` as a utilisation: a bare number up to 1 is a fraction (`1` is
+    /// 100%), above 1 a percentage.
     pub fn parse_utilisation(text: &str) -> Result<Forecast, Error> {
         let t = text.trim();
         let invalid = || Error::Value { what: "utilisation", value: t.to_string(), expected: "a share of 0..100%, e.g. 70 or 70% or 0.7" };
@@ -175,7 +176,7 @@ mod tests {
 
     #[test]
     fn utilisation_forms() {
-        for (text, bps) in [("70", 7000), ("70%", 7000), ("0.7", 7000), ("100", 10_000), ("0", 0), ("1", 100)] {
+        for (text, bps) in [("70", 7000), ("70%", 7000), ("0.7", 7000), ("100", 10_000), ("0", 0), ("1", 10_000), ("1%", 100), ("0.5", 5000)] {
             assert_eq!(Forecast::parse_utilisation(text).unwrap(), Forecast::Utilisation { bps }, "{text}");
         }
         assert_eq!(
