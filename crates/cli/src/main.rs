@@ -22,6 +22,10 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Metered usage: totals, chargeback, burn-down or FOCUS CSV
+    Usage(cmd::usage::Args),
+    /// A provider's invoice for a month, from metered usage
+    Invoice(cmd::invoice::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +35,8 @@ fn main() -> std::process::ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "cumulo", &mut std::io::stdout());
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Usage(args) => cmd::usage::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Invoice(args) => cmd::invoice::run(args).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,3 @@
 //! One module per `cumulo` subcommand.
+pub mod invoice;
+pub mod usage;
