@@ -1,0 +1,471 @@
+//! The reconcile loop: the leader observes what runs, schedules what waits, persists the plan and
+//! only then dispatches it.
+//!
+//! One pass ([`Controller::reconcile_once`]) is three steps, each safe to cut short by a crash:
+//! 1. [`Controller::observe`]: ask each cluster's driver about every active attempt, write what
+//!    changed (running, exited, lost after `lost_after` without an answer) and stop attempts whose
+//!    job asked to be cancelled.
+//! 2. [`Controller::plan`]: build a snapshot (discovered nodes, active attempts), call
+//!    `cumulo_sched::schedule`, and commit the plan with its new attempt ids in one store
+//!    transaction (`Store::commit_plan`). Preempted attempts are stopped after the commit.
+//! 3. [`Controller::dispatch`]: launch every attempt still `planned`, from this pass or an earlier
+//!    one that crashed, through its cluster's driver; a launched attempt becomes `launching`.
+//!
+//! Level-triggered: a pass looks only at stored state and drivers' answers, never at what an
+//! earlier pass meant to do. Attempt ids are durable before dispatch and drivers are idempotent on
+//! them, so a crash between any two steps converges on the next pass with nothing lost and nothing
+//! launched twice (tests in `tests/crash.rs`).
+
+mod fleet;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment};
+use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
+use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanCommit, Store};
+use cumulo_types::{AttemptId, JobId};
+use serde::Serialize;
+
+pub use fleet::{ClusterInfo, Fleet, PlacedNode, StoredPlacement};
+
+/// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
+/// committed; the next pass starts over from stored state.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store: {0}")]
+    Store(#[from] cumulo_store::Error),
+    #[error("scheduler: {0}")]
+    Sched(#[from] cumulo_sched::Error),
+    #[error("invalid database `{value}`: expected {expected}")]
+    InvalidDatabase { value: String, expected: &'static str },
+}
+
+/// Where the loop reads the time; tests pass a manual clock.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// One execution endpoint: where it is, what it costs, and its driver.
+#[derive(Clone)]
+pub struct Cluster {
+    pub info: ClusterInfo,
+    pub driver: Arc<dyn Driver>,
+}
+
+/// Settings of a controller.
+#[derive(Clone)]
+pub struct Options {
+    pub store: Arc<dyn Store>,
+    pub clusters: Vec<Cluster>,
+    /// This server's name in the leadership lease.
+    pub holder: String,
+    /// Time between passes in [`Controller::run`].
+    pub interval: Duration,
+    /// The lease lasts this long; passes must come more often.
+    pub lease_ttl_s: u32,
+    /// An active attempt its driver has no record of, or whose cluster does not answer, for this
+    /// long is marked lost (and its job requeued).
+    pub lost_after: Duration,
+    /// The most pending jobs one pass schedules.
+    pub queue_limit: u32,
+    pub sched: cumulo_sched::Config,
+    pub tenants: Vec<TenantPolicy>,
+    pub clock: Clock,
+}
+
+impl Options {
+    pub fn new(store: Arc<dyn Store>, clusters: Vec<Cluster>) -> Options {
+        Options {
+            store,
+            clusters,
+            holder: format!("cumulo-{}", std::process::id()),
+            interval: Duration::from_secs(1),
+            lease_ttl_s: 15,
+            lost_after: Duration::from_secs(60),
+            queue_limit: 10_000,
+            sched: cumulo_sched::Config::default(),
+            tenants: Vec::new(),
+            clock: Arc::new(Utc::now),
+        }
+    }
+}
+
+/// What one pass did, for logs and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// False when another server holds the lease; nothing else was done.
+    pub leading: bool,
+    /// Attempt state changes written from drivers' answers.
+    pub observed: usize,
+    /// Attempts marked lost in this pass.
+    pub lost: Vec<AttemptId>,
+    /// Attempts created by this pass's plan.
+    pub planned: Vec<AttemptId>,
+    pub preempted: Vec<AttemptId>,
+    /// Jobs the plan left pending.
+    pub pending: usize,
+    /// Attempts launched (or found already launched) by drivers in this pass.
+    pub launched: Vec<AttemptId>,
+    /// Launches that failed and will be retried with the same attempt id.
+    pub launch_retries: usize,
+    /// Time spent in `cumulo_sched::schedule`, in microseconds.
+    pub decision_micros: u64,
+}
+
+/// A cluster's nodes as last discovered, for the API's clusters and nodes views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterView {
+    pub info: ClusterInfo,
+    pub kind: String,
+    pub simulated: bool,
+    /// `None` until the first successful discovery.
+    pub capacity: Option<Capacity>,
+    /// Set while the cluster does not answer.
+    pub unreachable_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct Memory {
+    capacities: Vec<Option<Capacity>>,
+    unreachable_since: HashMap<usize, DateTime<Utc>>,
+    unknown_since: HashMap<AttemptId, DateTime<Utc>>,
+    last_report: Option<Report>,
+}
+
+/// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
+pub struct Controller {
+    options: Options,
+    memory: Mutex<Memory>,
+}
+
+impl Controller {
+    pub fn new(options: Options) -> Controller {
+        let memory = Memory { capacities: vec![None; options.clusters.len()], ..Memory::default() };
+        Controller { options, memory: Mutex::new(memory) }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The last pass's report.
+    pub fn last_report(&self) -> Option<Report> {
+        self.lock().last_report.clone()
+    }
+
+    /// Every cluster with its last discovered capacity.
+    pub fn clusters(&self) -> Vec<ClusterView> {
+        let memory = self.lock();
+        self.options
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, cluster)| {
+                let caps = cluster.driver.capabilities();
+                ClusterView {
+                    info: cluster.info.clone(),
+                    kind: caps.kind,
+                    simulated: caps.simulated,
+                    capacity: memory.capacities.get(i).cloned().flatten(),
+                    unreachable_since: memory.unreachable_since.get(&i).copied(),
+                }
+            })
+            .collect()
+    }
+
+    /// Runs passes every `interval` until `shutdown` completes. A failed pass is logged and the
+    /// next one starts from stored state.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.options.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    match self.reconcile_once().await {
+                        Ok(report) if report.leading => tracing::debug!(
+                            planned = report.planned.len(),
+                            launched = report.launched.len(),
+                            lost = report.lost.len(),
+                            pending = report.pending,
+                            "reconcile pass"
+                        ),
+                        Ok(_) => tracing::debug!(holder = %self.options.holder, "not the leader"),
+                        Err(err) => tracing::warn!(error = %err, "reconcile pass failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One full pass: lead, observe, plan, dispatch.
+    pub async fn reconcile_once(&self) -> Result<Report, Error> {
+        let mut report = Report::default();
+        if !self.options.store.try_lead(&self.options.holder, self.options.lease_ttl_s).await? {
+            self.lock().last_report = Some(report.clone());
+            return Ok(report);
+        }
+        report.leading = true;
+        self.observe(&mut report).await?;
+        self.plan(&mut report).await?;
+        self.dispatch(&mut report).await?;
+        self.lock().last_report = Some(report.clone());
+        Ok(report)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().expect("controller memory poisoned")
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.options.clock)()
+    }
+
+    fn cluster_index(&self, name: &str) -> Option<usize> {
+        self.options.clusters.iter().position(|c| c.info.name == name)
+    }
+
+    /// Step 1: drivers' answers for every active attempt become store updates; cancel requests
+    /// are passed on; attempts unheard of for `lost_after` are marked lost.
+    pub async fn observe(&self, report: &mut Report) -> Result<(), Error> {
+        let now = self.now();
+        let active = self.options.store.active_attempts().await?;
+        let mut by_cluster: BTreeMap<usize, Vec<&ActiveAttempt>> = BTreeMap::new();
+        let mut updates = Vec::new();
+        for attempt in &active {
+            match placement_of(attempt).and_then(|p| self.cluster_index(&p.cluster)) {
+                Some(cluster) => by_cluster.entry(cluster).or_default().push(attempt),
+                None => updates.push(AttemptUpdate {
+                    id: attempt.attempt.id,
+                    state: AttemptState::Lost,
+                    message: Some("its cluster is no longer configured".into()),
+                }),
+            }
+        }
+        for (cluster, attempts) in by_cluster {
+            let driver = &self.options.clusters[cluster].driver;
+            let ids: Vec<AttemptId> = attempts.iter().map(|a| a.attempt.id).collect();
+            let observations = match driver.observe(&ids).await {
+                Ok(observations) if observations.len() == ids.len() => {
+                    self.lock().unreachable_since.remove(&cluster);
+                    observations
+                }
+                answer => {
+                    let reason = match answer {
+                        Err(err) => err.to_string(),
+                        Ok(_) => "the driver answered for the wrong number of attempts".to_string(),
+                    };
+                    let since = *self.lock().unreachable_since.entry(cluster).or_insert(now);
+                    tracing::warn!(cluster = %self.options.clusters[cluster].info.name, %reason, "cannot observe attempts");
+                    if elapsed(since, now) >= self.options.lost_after {
+                        for attempt in attempts.iter().filter(|a| a.attempt.state != AttemptState::Planned) {
+                            updates.push(AttemptUpdate {
+                                id: attempt.attempt.id,
+                                state: AttemptState::Lost,
+                                message: Some(format!("cluster unreachable since {}: {reason}", since.to_rfc3339())),
+                            });
+                        }
+                    }
+                    continue;
+                }
+            };
+            for (attempt, observation) in attempts.into_iter().zip(observations) {
+                let stored = attempt.attempt.state;
+                let engine_terminal = observation.state.is_terminal();
+                let (state, message) = match observation.state {
+                    // Never launched (or forgotten before it was marked launching): dispatch will
+                    // launch it, or nothing must run when its job was cancelled.
+                    DriverState::Unknown if stored == AttemptState::Planned => {
+                        if attempt.cancel_requested {
+                            (AttemptState::Cancelled, Some("cancelled before launch".to_string()))
+                        } else {
+                            continue;
+                        }
+                    }
+                    DriverState::Unknown => {
+                        let since = *self.lock().unknown_since.entry(attempt.attempt.id).or_insert(now);
+                        if elapsed(since, now) < self.options.lost_after {
+                            continue;
+                        }
+                        (AttemptState::Lost, Some("the cluster has no record of it".to_string()))
+                    }
+                    DriverState::Pending => (AttemptState::Launching, None),
+                    DriverState::Running { .. } => (AttemptState::Running, None),
+                    DriverState::Exited { code: 0, .. } => (AttemptState::Succeeded, None),
+                    DriverState::Exited { code, .. } => (AttemptState::Failed, Some(format!("exit code {code}"))),
+                    DriverState::Failed { reason } => (AttemptState::Failed, Some(reason)),
+                    DriverState::Cancelled => (AttemptState::Cancelled, None),
+                    DriverState::Lost { reason } => (AttemptState::Lost, Some(reason)),
+                };
+                self.lock().unknown_since.remove(&attempt.attempt.id);
+                if attempt.cancel_requested
+                    && !engine_terminal
+                    && let Err(err) = driver.cancel(attempt.attempt.id).await
+                {
+                    tracing::warn!(attempt = %attempt.attempt.id, error = %err, "cancel failed, will retry");
+                }
+                if state != stored {
+                    updates.push(AttemptUpdate { id: attempt.attempt.id, state, message });
+                }
+            }
+        }
+        report.lost = updates.iter().filter(|u| u.state == AttemptState::Lost).map(|u| u.id).collect();
+        report.observed = updates.len();
+        for update in &updates {
+            if update.state.is_terminal() {
+                self.lock().unknown_since.remove(&update.id);
+            }
+        }
+        self.options.store.update_attempts(updates).await?;
+        Ok(())
+    }
+
+    /// Step 2: discover capacity, schedule the pending queue on it, and commit the plan. Returns
+    /// after the commit: the new attempts are durable (state `planned`) and not yet dispatched.
+    pub async fn plan(&self, report: &mut Report) -> Result<(), Error> {
+        let now = self.now();
+        for (index, cluster) in self.options.clusters.iter().enumerate() {
+            match cluster.driver.discover().await {
+                Ok(capacity) => self.lock().capacities[index] = Some(capacity),
+                Err(err) => {
+                    tracing::warn!(cluster = %cluster.info.name, error = %err, "discovery failed, using the last picture")
+                }
+            }
+        }
+        let infos: Vec<ClusterInfo> = self.options.clusters.iter().map(|c| c.info.clone()).collect();
+        let fleet = Fleet::build(&infos, &self.lock().capacities);
+        let active = self.options.store.active_attempts().await?;
+        let mut running = Vec::new();
+        let mut attempt_of_job: HashMap<JobId, AttemptId> = HashMap::new();
+        for attempt in &active {
+            attempt_of_job.insert(attempt.attempt.id.job, attempt.attempt.id);
+            let Some(placement) = placement_of(attempt) else { continue };
+            let started = attempt.attempt.created_at.timestamp().max(0) as u64;
+            if let Some(mut alloc) = fleet.running_alloc(&placement, &attempt.spec, started) {
+                alloc.job = attempt.attempt.id.job;
+                running.push(alloc);
+            }
+        }
+        let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
+        let pending = self.options.store.pending_jobs(self.options.queue_limit).await?;
+        // One queue entry per job: an attempt runs one gang (replicas of inference jobs are not
+        // split into separate attempts yet).
+        let queue: Vec<QueuedJob> = pending
+            .iter()
+            .filter_map(|job| {
+                QueuedJob::from_spec(job.id, &job.spec, job.submitted_at.timestamp().max(0) as u64).into_iter().next()
+            })
+            .collect();
+        let started = Instant::now();
+        let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
+        report.decision_micros = started.elapsed().as_micros() as u64;
+
+        let mut commit = PlanCommit::default();
+        for placement in plan.placements.iter().filter(|p| p.replica == 0) {
+            match fleet.store_placement(&infos, placement) {
+                Some(stored) => commit.launches.push(NewAttempt {
+                    job: placement.job,
+                    placement: serde_json::to_value(&stored).expect("placements serialise"),
+                }),
+                None => commit.pending_reasons.push((placement.job, "placed on a node that vanished".into())),
+            }
+        }
+        let mut victims = Vec::new();
+        for preemption in &plan.preemptions {
+            if let Some(attempt) = attempt_of_job.get(&preemption.victim)
+                && !victims.contains(attempt)
+            {
+                victims.push(*attempt);
+            }
+        }
+        commit.preemptions = victims.clone();
+        commit.pending_reasons.extend(plan.pending.iter().map(|p| (p.job, p.reason.to_string())));
+        report.pending = plan.pending.len();
+        let applied = self.options.store.commit_plan(commit).await?;
+        report.planned = applied.attempts;
+        // The plan is durable; stop the victims. A crash before this leaves them running on their
+        // cluster while the store says preempted: see the crate docs' known gap.
+        for victim in &victims {
+            let Some(attempt) = active.iter().find(|a| a.attempt.id == *victim) else { continue };
+            let Some(cluster) = placement_of(attempt).and_then(|p| self.cluster_index(&p.cluster)) else { continue };
+            if let Err(err) = self.options.clusters[cluster].driver.cancel(*victim).await {
+                tracing::warn!(attempt = %victim, error = %err, "stopping a preempted attempt failed");
+            }
+        }
+        report.preempted = victims;
+        Ok(())
+    }
+
+    /// Step 3: launch every `planned` attempt through its cluster's driver, with the same attempt
+    /// id however often it is tried; a launched attempt becomes `launching`.
+    pub async fn dispatch(&self, report: &mut Report) -> Result<(), Error> {
+        let active = self.options.store.active_attempts().await?;
+        let mut updates = Vec::new();
+        for attempt in active.iter().filter(|a| a.attempt.state == AttemptState::Planned && !a.cancel_requested) {
+            let id = attempt.attempt.id;
+            let Some(placement) = placement_of(attempt) else {
+                updates.push(AttemptUpdate {
+                    id,
+                    state: AttemptState::Failed,
+                    message: Some("unreadable placement".into()),
+                });
+                continue;
+            };
+            let Some(cluster) = self.cluster_index(&placement.cluster) else { continue };
+            let request = LaunchRequest {
+                attempt: id,
+                job: attempt.spec.clone(),
+                nodes: placement.nodes.iter().map(|n| NodeAssignment::new(&n.node, n.gpus.iter().copied())).collect(),
+                checkpoint_dir: attempt.spec.checkpoint.as_ref().map(|c| c.dir.clone()),
+                env: BTreeMap::new(),
+            };
+            match self.options.clusters[cluster].driver.launch(&request).await {
+                Ok(outcome) => {
+                    if !outcome.newly_started {
+                        tracing::info!(attempt = %id, engine_id = %outcome.engine_id, "attempt was already launched");
+                    }
+                    report.launched.push(id);
+                    updates.push(AttemptUpdate { id, state: AttemptState::Launching, message: None });
+                }
+                Err(err) if err.is_transient() => {
+                    tracing::warn!(attempt = %id, error = %err, "launch failed, will retry with the same attempt id");
+                    report.launch_retries += 1;
+                }
+                Err(err) => {
+                    updates.push(AttemptUpdate { id, state: AttemptState::Failed, message: Some(err.to_string()) });
+                }
+            }
+        }
+        self.options.store.update_attempts(updates).await?;
+        Ok(())
+    }
+}
+
+fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {
+    serde_json::from_value(attempt.attempt.placement.clone()).ok()
+}
+
+fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (now - since).to_std().unwrap_or_default()
+}
+
+/// Opens the store a `--db` value names: `postgres://...` or `postgresql://...` for PostgreSQL,
+/// `sqlite://PATH` or a plain file path for SQLite. Migrations are applied.
+pub async fn open_store(db: &str) -> Result<Arc<dyn Store>, Error> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let store = cumulo_store_postgres::PostgresStore::open(cumulo_store_postgres::Options::new(db)).await?;
+        return Ok(Arc::new(store));
+    }
+    let path = db.strip_prefix("sqlite://").unwrap_or(db);
+    if path.is_empty() || path.contains("://") {
+        return Err(Error::InvalidDatabase {
+            value: db.to_string(),
+            expected: "postgres://user@host:port/db, sqlite://PATH or a file path",
+        });
+    }
+    let store = cumulo_store_sqlite::SqliteStore::open(cumulo_store_sqlite::Options::new(path)).await?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,335 @@
+//! The reconcile loop against a real SQLite store and simulated clusters with a manual clock:
+//! jobs run to completion, failures requeue, cancels stop attempts, and a crash between any two
+//! steps of a pass converges with every attempt launched exactly once (counted in the simulated
+//! driver's dispatch log, which survives the "restart").
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cumulo_control::{Cluster, ClusterInfo, Controller, Options, Report, open_store};
+use cumulo_driver::{Capabilities, Capacity, Driver, LaunchOutcome, LaunchRequest, LogChunk, Observation};
+use cumulo_driver_sim::{SimClock, SimConfig, SimDriver, read_dispatch_log};
+use cumulo_store::{AttemptState, NewJob, Store};
+use cumulo_types::{
+    AcceleratorDemand, AttemptId, CapacityKind, GpuModel, GpuSelector, JobId, JobSpec, JobState, MilliGpu, Money,
+};
+
+struct World {
+    dir: PathBuf,
+    clock: SimClock,
+    store: Arc<dyn Store>,
+    sim: SimDriver,
+}
+
+fn start_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap()
+}
+
+fn sim_config(dir: &Path) -> SimConfig {
+    let mut config = SimConfig::uniform("sim-a", 2, Some(GpuModel::H100), 8, 64, 512 * 1024);
+    config.dispatch_log = Some(dir.join("dispatch.jsonl"));
+    config
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let clock = SimClock::manual(start_time());
+        let store = open_store(dir.join("cumulo.db").to_str().unwrap()).await.unwrap();
+        let sim = SimDriver::open(sim_config(&dir), clock.clone()).unwrap();
+        World { dir, clock, store, sim }
+    }
+
+    /// A controller over this world's store and simulated cluster, whose driver is `driver`.
+    fn controller_with(&self, driver: Arc<dyn Driver>) -> Controller {
+        let info = ClusterInfo {
+            name: "sim-a".into(),
+            provider: "local".into(),
+            region: "sim".into(),
+            capacity: CapacityKind::OnDemand,
+            price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
+        };
+        let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver }]);
+        let clock = self.clock.clone();
+        options.clock = Arc::new(move || clock.now());
+        options.lost_after = Duration::from_secs(30);
+        Controller::new(options)
+    }
+
+    fn controller(&self) -> Controller {
+        self.controller_with(Arc::new(self.sim.clone()))
+    }
+
+    /// The process "restarts": the store file and the simulated cluster are reopened from disk.
+    async fn restart(&mut self) {
+        self.store = open_store(self.dir.join("cumulo.db").to_str().unwrap()).await.unwrap();
+        self.sim = SimDriver::open(sim_config(&self.dir), self.clock.clone()).unwrap();
+    }
+
+    async fn submit(&self, spec: JobSpec) -> JobId {
+        self.store.submit(vec![NewJob { spec, idempotency_key: None }]).await.unwrap()[0].id
+    }
+
+    fn advance(&self, seconds: u64) {
+        self.clock.advance(Duration::from_secs(seconds));
+    }
+
+    async fn state(&self, job: JobId) -> JobState {
+        self.store.get_job(job).await.unwrap().state
+    }
+
+    /// How often each attempt was dispatched, over every driver instance that used the log.
+    fn dispatch_counts(&self) -> BTreeMap<AttemptId, usize> {
+        let mut counts = BTreeMap::new();
+        for record in read_dispatch_log(&self.dir.join("dispatch.jsonl")).unwrap() {
+            *counts.entry(record.attempt).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+fn gpu_job(name: &str, gpus: u32) -> JobSpec {
+    let mut spec = JobSpec::new(name, "research");
+    spec.resources[0].accelerators = Some(AcceleratorDemand {
+        selector: GpuSelector::Models(vec![GpuModel::H100]),
+        per_node: MilliGpu::whole(gpus),
+    });
+    spec.duration_s = Some(100);
+    spec
+}
+
+#[tokio::test]
+async fn jobs_run_to_success_through_the_simulated_cluster() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let jobs = [world.submit(gpu_job("a", 4)).await, world.submit(gpu_job("b", 8)).await];
+    let report = controller.reconcile_once().await.unwrap();
+    assert!(report.leading);
+    assert_eq!(report.planned.len(), 2, "{report:?}");
+    assert_eq!(report.launched, report.planned, "planned attempts are dispatched in the same pass");
+    for job in jobs {
+        assert_eq!(world.state(job).await, JobState::Launching);
+    }
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    for job in jobs {
+        assert_eq!(world.state(job).await, JobState::Running);
+    }
+    world.advance(100);
+    controller.reconcile_once().await.unwrap();
+    for job in jobs {
+        let record = world.store.get_job(job).await.unwrap();
+        assert_eq!(record.state, JobState::Succeeded);
+        assert_eq!(record.attempts.len(), 1);
+        assert_eq!(record.attempts[0].state, AttemptState::Succeeded);
+        assert_eq!(record.attempts[0].placement["cluster"], "sim-a");
+    }
+    assert!(world.dispatch_counts().values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn jobs_that_do_not_fit_wait_with_a_reason() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let big = world.submit(gpu_job("big", 8)).await;
+    let bigger = world.submit(gpu_job("bigger", 8)).await;
+    let third = world.submit(gpu_job("third", 8)).await;
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.planned.len(), 2, "two nodes of 8 GPUs: {report:?}");
+    assert_eq!(report.pending, 1);
+    let waiting = [big, bigger, third].into_iter().find(|j| !report.planned.iter().any(|a| a.job == *j)).unwrap();
+    let record = world.store.get_job(waiting).await.unwrap();
+    assert_eq!(record.state, JobState::Pending);
+    assert!(record.pending_reason.as_deref().is_some_and(|r| !r.is_empty()), "{record:?}");
+    // When capacity frees up, the waiting job is placed.
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    world.advance(100);
+    controller.reconcile_once().await.unwrap();
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    assert_ne!(world.state(waiting).await, JobState::Pending);
+}
+
+#[tokio::test]
+async fn a_crash_between_persist_and_dispatch_launches_exactly_once() {
+    let mut world = World::new().await;
+    let jobs = [world.submit(gpu_job("a", 8)).await, world.submit(gpu_job("b", 8)).await];
+    {
+        let controller = world.controller();
+        let mut report = Report::default();
+        controller.observe(&mut report).await.unwrap();
+        controller.plan(&mut report).await.unwrap();
+        assert_eq!(report.planned.len(), 2);
+        // Crash here: the plan is committed, nothing was dispatched.
+    }
+    assert!(world.dispatch_counts().is_empty());
+    world.restart().await;
+    let controller = world.controller();
+    let report = controller.reconcile_once().await.unwrap();
+    assert!(report.planned.is_empty(), "no new attempts for already planned jobs: {report:?}");
+    assert_eq!(report.launched.len(), 2);
+    controller.reconcile_once().await.unwrap();
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    let counts = world.dispatch_counts();
+    assert_eq!(counts.len(), 2);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    for job in jobs {
+        let record = world.store.get_job(job).await.unwrap();
+        assert_eq!(record.state, JobState::Running);
+        assert_eq!(record.attempts.len(), 1, "exactly one attempt per job");
+    }
+}
+
+/// A driver that launches and then fails to answer, as if the process died between the launch
+/// and writing `launching` to the store.
+struct LaunchThenCrash(SimDriver);
+
+#[async_trait]
+impl Driver for LaunchThenCrash {
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    async fn discover(&self) -> Result<Capacity, cumulo_driver::Error> {
+        self.0.discover().await
+    }
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, cumulo_driver::Error> {
+        self.0.launch(request).await?;
+        Err(cumulo_driver::Error::Unreachable {
+            engine: "simulated",
+            endpoint: "sim-a".into(),
+            reason: "connection reset after launch".into(),
+        })
+    }
+    async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
+        self.0.cancel(attempt).await
+    }
+    async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
+        self.0.observe(attempts).await
+    }
+    async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
+        self.0.logs(attempt, rank, offset).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_dispatch_and_its_record_does_not_launch_again() {
+    let mut world = World::new().await;
+    let job = world.submit(gpu_job("a", 8)).await;
+    let report = world.controller_with(Arc::new(LaunchThenCrash(world.sim.clone()))).reconcile_once().await.unwrap();
+    assert_eq!(report.launch_retries, 1, "{report:?}");
+    assert_eq!(world.store.get_job(job).await.unwrap().attempts[0].state, AttemptState::Planned);
+    world.restart().await;
+    let controller = world.controller();
+    for _ in 0..3 {
+        controller.reconcile_once().await.unwrap();
+        world.advance(2);
+    }
+    assert_eq!(world.dispatch_counts().into_values().collect::<Vec<_>>(), vec![1]);
+    let record = world.store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Running);
+    assert_eq!(record.attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_node_requeues_the_job_on_another_node() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let job = world.submit(gpu_job("a", 8)).await;
+    controller.reconcile_once().await.unwrap();
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    let first = world.store.get_job(job).await.unwrap();
+    let node = first.attempts[0].placement["nodes"][0]["node"].as_str().unwrap().to_string();
+    world.sim.lose_node(&node);
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.lost, vec![AttemptId { job, attempt: 1 }]);
+    assert_eq!(report.planned, vec![AttemptId { job, attempt: 2 }], "requeued and placed in the same pass");
+    let record = world.store.get_job(job).await.unwrap();
+    assert_eq!(record.attempts[0].state, AttemptState::Lost);
+    assert_ne!(record.attempts[1].placement["nodes"][0]["node"].as_str().unwrap(), node, "not on the lost node");
+    assert_eq!(record.state, JobState::Launching);
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_loses_its_attempts_only_after_the_timeout() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let job = world.submit(gpu_job("a", 8)).await;
+    controller.reconcile_once().await.unwrap();
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    world.sim.set_unreachable(true);
+    let report = controller.reconcile_once().await.unwrap();
+    assert!(report.lost.is_empty());
+    assert_eq!(world.state(job).await, JobState::Running);
+    world.advance(31);
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.lost, vec![AttemptId { job, attempt: 1 }]);
+    let record = world.store.get_job(job).await.unwrap();
+    assert!(record.attempts[0].message.as_deref().unwrap().contains("cluster unreachable since"));
+}
+
+#[tokio::test]
+async fn failing_attempts_are_retried_up_to_max_attempts() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let mut spec = gpu_job("flaky", 8);
+    spec.max_attempts = 2;
+    spec.envs.insert("SIM_EXIT_CODE".into(), "3".into());
+    let job = world.submit(spec).await;
+    for _ in 0..6 {
+        controller.reconcile_once().await.unwrap();
+        world.advance(60);
+    }
+    let record = world.store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Failed);
+    assert_eq!(record.attempts.len(), 2);
+    assert!(record.attempts.iter().all(|a| a.message.as_deref() == Some("exit code 3")), "{record:?}");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_attempt() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let job = world.submit(gpu_job("a", 8)).await;
+    controller.reconcile_once().await.unwrap();
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    world.store.cancel_job(job).await.unwrap();
+    controller.reconcile_once().await.unwrap();
+    world.advance(1);
+    controller.reconcile_once().await.unwrap();
+    let record = world.store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Cancelled);
+    assert_eq!(record.attempts[0].state, AttemptState::Cancelled);
+}
+
+#[tokio::test]
+async fn cancel_before_dispatch_launches_nothing() {
+    let world = World::new().await;
+    let job = world.submit(gpu_job("a", 8)).await;
+    {
+        let controller = world.controller();
+        let mut report = Report::default();
+        controller.plan(&mut report).await.unwrap();
+        assert_eq!(report.planned.len(), 1);
+    }
+    world.store.cancel_job(job).await.unwrap();
+    world.controller().reconcile_once().await.unwrap();
+    assert_eq!(world.state(job).await, JobState::Cancelled);
+    assert!(world.dispatch_counts().is_empty(), "nothing was launched");
+}
+
+#[tokio::test]
+async fn bad_database_values_name_the_problem() {
+    let Err(err) = open_store("mysql://db/x").await else { panic!("mysql must be refused") };
+    assert_eq!(
+        err.to_string(),
+        "invalid database `mysql://db/x`: expected postgres://user@host:port/db, sqlite://PATH or a file path"
+    );
+}
