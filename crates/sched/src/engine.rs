@@ -1,35 +1,782 @@
-//! The scheduling pass: indexes built once from the snapshot, then jobs placed one by one.
+//! The scheduling pass: indexes built once from the snapshot, then jobs placed one by one in
+//! priority order, tenants interleaved by weighted dominant resource fairness.
+//!
+//! Per job the cost is a hash lookup of its request shape (whose feasible pools are computed once
+//! per pass and kept sorted by price), then a few bucket lookups per pool tried. A shape that
+//! failed stays failed until capacity is freed (by preemption), so a long pending tail costs
+//! nanoseconds per job.
 
-use crate::model::{Config, Pending, PendingReason, Plan, QueuedJob, Snapshot, Timestamp};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// One scheduling pass over a snapshot. `new` builds the indexes; `schedule` places the queue.
+use cumulo_types::{CapacityKind, Constraints, Money, Priority, ResourceOption, TopologyNeed};
+
+use crate::model::{
+    Config, NodeAlloc, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption, QueuedJob, QuotaResource,
+    Snapshot, Timestamp,
+};
+use crate::pool::{Need, PoolState};
+
+/// FxHash: a fast, deterministic hasher for the shape table (no iteration order ever leaks out).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A (pool, resource option) pair a shape may use, with what one node of it costs per hour there.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    pool: u32,
+    option: u32,
+    node_cost: Money,
+}
+
+/// Everything about a request shape that does not depend on the job's tenant or priority.
+struct Shape {
+    resources: Vec<ResourceOption>,
+    ordered: bool,
+    num_nodes: u32,
+    topology: TopologyNeed,
+    constraints: Constraints,
+    needs: Vec<Need>,
+    candidates: Vec<Candidate>,
+    static_reason: Option<PendingReason>,
+    /// `candidates[..cursor]` are known full for this shape while `cursor_generation` holds.
+    cursor: usize,
+    cursor_generation: u64,
+    /// The shape failed (preemption included) at this generation for jobs of this priority.
+    failed_generation: u64,
+    failed_priority: Priority,
+}
+
+const NEVER: u64 = u64::MAX;
+
+struct Running {
+    pool: u32,
+    tenant: u32,
+    alive: bool,
+    gpu_milli: u64,
+    cpu_milli: u64,
+}
+
+struct Tenant {
+    name: String,
+    weight: u64,
+    quota_gpu: Option<u64>,
+    quota_cpu: Option<u64>,
+    used_gpu: u64,
+    used_cpu: u64,
+    rank: u32,
+}
+
+/// One scheduling pass over a snapshot. `new` builds the indexes (checking that the snapshot is
+/// consistent); `schedule` places a queue. A second `schedule` call continues from the state the
+/// first left (its placements hold capacity but are not preemption victims).
 pub struct Scheduler<'s> {
     snapshot: &'s Snapshot,
     config: Config,
+    pools: Vec<PoolState>,
+    running: Vec<Running>,
+    /// Per pool, preemptible running allocations, least valuable first.
+    victims: Vec<Vec<u32>>,
+    tenants: Vec<Tenant>,
+    tenant_ids: HashMap<String, u32>,
+    total_gpu_milli: u64,
+    total_cpu_milli: u64,
+    shapes: Vec<Shape>,
+    shape_ids: FxMap<u64, Vec<u32>>,
+    /// Bumped whenever capacity is freed; invalidates cursors and failure marks.
+    generation: u64,
+}
+
+fn need_of(option: &ResourceOption) -> Result<Need, String> {
+    let (gpus, fraction) = match &option.accelerators {
+        None => (0, 0),
+        Some(d) => {
+            let m = d.per_node.0;
+            if m == 0 {
+                return Err(format!("accelerators {d}: expected a positive GPU count"));
+            } else if m < 1000 {
+                (0, m as u16)
+            } else if m % 1000 != 0 {
+                return Err(format!("accelerators {d}: a count above one GPU must be whole"));
+            } else {
+                (m / 1000, 0)
+            }
+        }
+    };
+    Ok(Need { gpus, fraction, cpus_milli: option.cpus_milli, memory_mib: option.memory_mib })
+}
+
+/// What one node of `need` costs per hour in `pool`: the pool's node price times the largest share
+/// of the node (GPUs, vCPUs or memory) the need takes.
+fn node_cost(pool: &Pool, need: &Need) -> Money {
+    let price = pool.price_per_node_hour;
+    let nt = &pool.node_type;
+    let mut cost = Money::ZERO;
+    if nt.gpus > 0 {
+        cost = cost.max(price.mul_div(need.gpu_milli() as i64, i64::from(nt.gpus) * 1000));
+    }
+    if nt.vcpus > 0 {
+        cost = cost.max(price.mul_div(i64::from(need.cpus_milli), i64::from(nt.vcpus) * 1000));
+    }
+    if nt.memory_gb > 0 {
+        cost = cost.max(price.mul_div(need.memory_mib as i64, i64::from(nt.memory_gb) * 1024));
+    }
+    cost
+}
+
+fn describe_options(resources: &[ResourceOption]) -> String {
+    let parts: Vec<String> = resources
+        .iter()
+        .map(|r| match &r.accelerators {
+            Some(d) => format!("GPU {d}"),
+            None => "CPU-only nodes".to_string(),
+        })
+        .collect();
+    parts.join(" or ")
+}
+
+fn describe_need(resources: &[ResourceOption]) -> String {
+    let parts: Vec<String> = resources
+        .iter()
+        .map(|r| {
+            let gpu = r.accelerators.as_ref().map(|d| format!("{d}, ")).unwrap_or_default();
+            format!("{gpu}{} vCPUs, {} MiB per node", r.cpus_milli as f64 / 1000.0, r.memory_mib)
+        })
+        .collect();
+    parts.join(" or ")
 }
 
 impl<'s> Scheduler<'s> {
     pub fn new(snapshot: &'s Snapshot, config: Config) -> Result<Scheduler<'s>, crate::Error> {
-        Ok(Scheduler { snapshot, config })
+        let mut pool_index: HashMap<PoolId, u32> = HashMap::with_capacity(snapshot.pools.len());
+        let mut pools = Vec::with_capacity(snapshot.pools.len());
+        let (mut total_gpu_milli, mut total_cpu_milli) = (0u64, 0u64);
+        for (i, pool) in snapshot.pools.iter().enumerate() {
+            if pool_index.insert(pool.id, i as u32).is_some() {
+                return Err(crate::Error::DuplicatePool(pool.id));
+            }
+            if pool.node_type.gpus > 64 {
+                return Err(crate::Error::TooManyGpus {
+                    pool: pool.id,
+                    node_type: pool.node_type.name.clone(),
+                    gpus: pool.node_type.gpus,
+                });
+            }
+            let nodes = pool.nodes.len() as u64;
+            total_gpu_milli += nodes * u64::from(pool.node_type.gpus) * 1000;
+            total_cpu_milli += nodes * u64::from(pool.node_type.vcpus) * 1000;
+            pools.push(PoolState::new(pool));
+        }
+        let mut scheduler = Scheduler {
+            snapshot,
+            config,
+            pools,
+            running: Vec::with_capacity(snapshot.running.len()),
+            victims: vec![Vec::new(); snapshot.pools.len()],
+            tenants: Vec::new(),
+            tenant_ids: HashMap::new(),
+            total_gpu_milli: total_gpu_milli.max(1),
+            total_cpu_milli: total_cpu_milli.max(1),
+            shapes: Vec::new(),
+            shape_ids: FxMap::default(),
+            generation: 0,
+        };
+        for policy in &snapshot.tenants {
+            let t = scheduler.tenant_id(&policy.name);
+            let tenant = &mut scheduler.tenants[t as usize];
+            tenant.weight = u64::from(policy.weight.max(1));
+            tenant.quota_gpu = policy.quota.gpus_milli;
+            tenant.quota_cpu = policy.quota.cpus_milli;
+        }
+        for alloc in &snapshot.running {
+            let pool = *pool_index.get(&alloc.pool).ok_or(crate::Error::UnknownPool { job: alloc.job, pool: alloc.pool })?;
+            let state = &mut scheduler.pools[pool as usize];
+            for a in &alloc.nodes {
+                if a.node as usize >= state.node_count() {
+                    return Err(crate::Error::NodeOutOfRange {
+                        job: alloc.job,
+                        pool: alloc.pool,
+                        node: a.node,
+                        nodes: state.node_count(),
+                    });
+                }
+                if !state.take_exact(a) {
+                    return Err(crate::Error::OverCommitted {
+                        job: alloc.job,
+                        pool: alloc.pool,
+                        node: a.node,
+                        resource: "gpus, cpus or memory",
+                    });
+                }
+            }
+            let tenant = scheduler.tenant_id(&alloc.tenant);
+            let gpu_milli: u64 = alloc.nodes.iter().map(|a| a.gpus.milli()).sum();
+            let cpu_milli: u64 = alloc.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum();
+            let t = &mut scheduler.tenants[tenant as usize];
+            t.used_gpu += gpu_milli;
+            t.used_cpu += cpu_milli;
+            let id = scheduler.running.len() as u32;
+            scheduler.running.push(Running { pool, tenant, alive: true, gpu_milli, cpu_milli });
+            if alloc.preemptible {
+                scheduler.victims[pool as usize].push(id);
+            }
+        }
+        for list in &mut scheduler.victims {
+            list.sort_by_key(|&v| {
+                let r = &snapshot.running[v as usize];
+                let run = &scheduler.running[v as usize];
+                (r.priority, Reverse(r.started_at), run.gpu_milli, run.cpu_milli, r.job, r.replica)
+            });
+        }
+        Ok(scheduler)
     }
 
+    fn tenant_id(&mut self, name: &str) -> u32 {
+        if let Some(&t) = self.tenant_ids.get(name) {
+            return t;
+        }
+        let t = self.tenants.len() as u32;
+        self.tenants.push(Tenant {
+            name: name.to_string(),
+            weight: 1,
+            quota_gpu: None,
+            quota_cpu: None,
+            used_gpu: 0,
+            used_cpu: 0,
+            rank: 0,
+        });
+        self.tenant_ids.insert(name.to_string(), t);
+        t
+    }
+
+    /// Places `queue` and returns the plan.
     pub fn schedule(&mut self, queue: &[QueuedJob], now: Timestamp) -> Plan {
-        let _ = (self.snapshot, self.config);
-        Plan {
-            at: now,
-            pending: queue
+        self.schedule_observed(queue, now, |_| {})
+    }
+
+    /// [`Scheduler::schedule`], calling `after_each(queue_index)` after every decision, so that a
+    /// benchmark can time decisions without the core reading a clock.
+    pub fn schedule_observed(
+        &mut self,
+        queue: &[QueuedJob],
+        now: Timestamp,
+        mut after_each: impl FnMut(usize),
+    ) -> Plan {
+        let mut plan = Plan { at: now, ..Plan::default() };
+        let tenant_of: Vec<u32> = queue.iter().map(|j| self.tenant_id(&j.tenant)).collect();
+        let mut by_name: Vec<u32> = (0..self.tenants.len() as u32).collect();
+        by_name.sort_by(|&a, &b| self.tenants[a as usize].name.cmp(&self.tenants[b as usize].name));
+        for (rank, &t) in by_name.iter().enumerate() {
+            self.tenants[t as usize].rank = rank as u32;
+        }
+        let mut order: Vec<u32> = (0..queue.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (ja, jb) = (&queue[a as usize], &queue[b as usize]);
+            let (ra, rb) = (self.tenants[tenant_of[a as usize] as usize].rank, self.tenants[tenant_of[b as usize] as usize].rank);
+            jb.priority
+                .cmp(&ja.priority)
+                .then(ra.cmp(&rb))
+                .then(ja.submitted_at.cmp(&jb.submitted_at))
+                .then(ja.id.cmp(&jb.id))
+                .then(ja.replica.cmp(&jb.replica))
+                .then(a.cmp(&b))
+        });
+        let mut start = 0;
+        while start < order.len() {
+            let priority = queue[order[start] as usize].priority;
+            let mut end = start;
+            while end < order.len() && queue[order[end] as usize].priority == priority {
+                end += 1;
+            }
+            self.schedule_priority_group(queue, &tenant_of, &order[start..end], &mut plan, &mut after_each);
+            start = end;
+        }
+        plan
+    }
+
+    /// Jobs of one priority, tenants interleaved by weighted dominant share (lowest first).
+    fn schedule_priority_group(
+        &mut self,
+        queue: &[QueuedJob],
+        tenant_of: &[u32],
+        group: &[u32],
+        plan: &mut Plan,
+        after_each: &mut impl FnMut(usize),
+    ) {
+        // Runs of one tenant, in rank order (the group is sorted by tenant rank).
+        let mut runs: Vec<(u32, usize, usize)> = Vec::new();
+        for (i, &j) in group.iter().enumerate() {
+            let t = tenant_of[j as usize];
+            match runs.last_mut() {
+                Some((last, _, end)) if *last == t => *end = i + 1,
+                _ => runs.push((t, i, i + 1)),
+            }
+        }
+        if runs.len() == 1 {
+            for &j in group {
+                self.decide(queue, j as usize, tenant_of[j as usize], plan);
+                after_each(j as usize);
+            }
+            return;
+        }
+        let mut heap: BinaryHeap<Reverse<(u128, u32, usize)>> = BinaryHeap::with_capacity(runs.len());
+        let mut cursor: Vec<usize> = runs.iter().map(|r| r.1).collect();
+        for (k, r) in runs.iter().enumerate() {
+            heap.push(Reverse((self.weighted_share(r.0), self.tenants[r.0 as usize].rank, k)));
+        }
+        while let Some(Reverse((_, _, k))) = heap.pop() {
+            let (t, _, end) = runs[k];
+            let j = group[cursor[k]] as usize;
+            self.decide(queue, j, t, plan);
+            after_each(j);
+            cursor[k] += 1;
+            if cursor[k] < end {
+                heap.push(Reverse((self.weighted_share(t), self.tenants[t as usize].rank, k)));
+            }
+        }
+    }
+
+    /// The tenant's dominant share (GPUs or vCPUs of the fleet), divided by its weight.
+    fn weighted_share(&self, t: u32) -> u128 {
+        let tenant = &self.tenants[t as usize];
+        const SCALE: u128 = 1_000_000_000_000;
+        let gpu = u128::from(tenant.used_gpu) * SCALE / u128::from(self.total_gpu_milli);
+        let cpu = u128::from(tenant.used_cpu) * SCALE / u128::from(self.total_cpu_milli);
+        gpu.max(cpu) / u128::from(tenant.weight)
+    }
+
+    fn shape_of(&mut self, job: &QueuedJob) -> usize {
+        let mut h = FxHasher::default();
+        job.resources.hash(&mut h);
+        job.ordered.hash(&mut h);
+        job.num_nodes.hash(&mut h);
+        job.topology.hash(&mut h);
+        job.constraints.hash(&mut h);
+        let key = h.finish();
+        if let Some(ids) = self.shape_ids.get(&key) {
+            for &id in ids {
+                let s = &self.shapes[id as usize];
+                if s.num_nodes == job.num_nodes
+                    && s.topology == job.topology
+                    && s.ordered == job.ordered
+                    && s.resources == job.resources
+                    && s.constraints == job.constraints
+                {
+                    return id as usize;
+                }
+            }
+        }
+        let shape = self.build_shape(job);
+        let id = self.shapes.len();
+        self.shapes.push(shape);
+        self.shape_ids.entry(key).or_default().push(id as u32);
+        id
+    }
+
+    /// Works out, once per shape, which (pool, option) pairs could ever hold it, cheapest first,
+    /// or the reason none can.
+    fn build_shape(&self, job: &QueuedJob) -> Shape {
+        let mut shape = Shape {
+            resources: job.resources.clone(),
+            ordered: job.ordered,
+            num_nodes: job.num_nodes,
+            topology: job.topology,
+            constraints: job.constraints.clone(),
+            needs: Vec::new(),
+            candidates: Vec::new(),
+            static_reason: None,
+            cursor: 0,
+            cursor_generation: 0,
+            failed_generation: NEVER,
+            failed_priority: Priority(i32::MIN),
+        };
+        let invalid = |detail: String| Some(PendingReason::InvalidRequest { detail });
+        if job.resources.is_empty() {
+            shape.static_reason = invalid("resources: expected at least one resource option".into());
+            return shape;
+        }
+        if job.num_nodes == 0 {
+            shape.static_reason = invalid("num_nodes 0: expected at least 1".into());
+            return shape;
+        }
+        for option in &job.resources {
+            match need_of(option) {
+                Ok(need) => shape.needs.push(need),
+                Err(detail) => {
+                    shape.static_reason = invalid(detail);
+                    return shape;
+                }
+            }
+        }
+        // How far the best (pool, option) pair got: 0 model, 1 size, 2 constraints, 3 topology.
+        let mut stage = 0;
+        let mut details: BTreeSet<String> = BTreeSet::new();
+        let mut largest_group = 0;
+        let n = job.num_nodes;
+        for (oi, option) in job.resources.iter().enumerate() {
+            let need = &shape.needs[oi];
+            for (pi, pool) in self.snapshot.pools.iter().enumerate() {
+                let nt = &pool.node_type;
+                let model_ok = match (&option.accelerators, nt.gpu) {
+                    (Some(d), Some(m)) => nt.gpus > 0 && d.selector.accepts(m),
+                    (None, _) => nt.gpus == 0,
+                    _ => false,
+                };
+                if !model_ok {
+                    continue;
+                }
+                stage = stage.max(1);
+                let size_ok = need.gpus <= nt.gpus
+                    && (need.fraction == 0 || nt.gpus > 0)
+                    && u64::from(need.cpus_milli) <= u64::from(nt.vcpus) * 1000
+                    && need.memory_mib <= u64::from(nt.memory_gb) * 1024;
+                if !size_ok {
+                    continue;
+                }
+                stage = stage.max(2);
+                let cost = node_cost(pool, need);
+                let failed_constraint = if let Some(infra) = option.infra.as_ref().filter(|i| !pool.matches(i)) {
+                    Some(format!("infra {infra}"))
+                } else if let Some(deny) = job.constraints.deny.iter().find(|d| pool.matches(d)) {
+                    Some(format!("deny {deny}"))
+                } else if option.use_spot != (pool.capacity == CapacityKind::Spot) {
+                    Some(format!("use_spot {}", option.use_spot))
+                } else if let Some(t) = option.instance_type.as_ref().filter(|t| **t != nt.name) {
+                    Some(format!("instance_type {t}"))
+                } else if let Some(max) = job.constraints.max_price_per_hour.filter(|m| cost.saturating_mul(i64::from(n)) > *m)
+                {
+                    Some(format!("max_price_per_hour {max}"))
+                } else {
+                    None
+                };
+                if let Some(detail) = failed_constraint {
+                    if details.len() < 4 {
+                        details.insert(detail);
+                    }
+                    continue;
+                }
+                stage = stage.max(3);
+                let state = &self.pools[pi];
+                let group = match (n, job.topology) {
+                    (1, _) => state.schedulable_nodes.min(1),
+                    (_, TopologyNeed::NvlinkDomain) => state.largest_domain,
+                    (_, TopologyNeed::Block) => state.largest_block,
+                    (_, TopologyNeed::Zone | TopologyNeed::Any) => state.schedulable_nodes,
+                };
+                largest_group = largest_group.max(group);
+                if group < n {
+                    continue;
+                }
+                shape.candidates.push(Candidate { pool: pi as u32, option: oi as u32, node_cost: cost });
+            }
+        }
+        if shape.candidates.is_empty() {
+            shape.static_reason = Some(match stage {
+                0 => PendingReason::NoSuchGpuModel { wanted: describe_options(&job.resources) },
+                1 => PendingReason::NoNodeLargeEnough { wanted: describe_need(&job.resources) },
+                2 => PendingReason::ConstraintExcludesAllPools { detail: details.into_iter().collect::<Vec<_>>().join(", ") },
+                _ => PendingReason::TopologyUnsatisfiable { nodes: n, topology: job.topology, largest_group },
+            });
+        }
+        let pools = &self.snapshot.pools;
+        if job.ordered {
+            shape.candidates.sort_by_key(|c| (c.option, c.node_cost, pools[c.pool as usize].id));
+        } else {
+            shape.candidates.sort_by_key(|c| (c.node_cost, pools[c.pool as usize].id, c.option));
+        }
+        shape
+    }
+
+    /// The quota the tenant would break by taking `gpu`/`cpu` more thousandths, if any.
+    fn quota_break(&self, t: u32, gpu: u64, cpu: u64) -> Option<PendingReason> {
+        let tenant = &self.tenants[t as usize];
+        if let Some(limit) = tenant.quota_gpu
+            && tenant.used_gpu + gpu > limit
+            && gpu > 0
+        {
+            return Some(PendingReason::Quota {
+                tenant: tenant.name.clone(),
+                resource: QuotaResource::GpusMilli,
+                limit,
+                used: tenant.used_gpu,
+                wanted: gpu,
+            });
+        }
+        if let Some(limit) = tenant.quota_cpu
+            && tenant.used_cpu + cpu > limit
+            && cpu > 0
+        {
+            return Some(PendingReason::Quota {
+                tenant: tenant.name.clone(),
+                resource: QuotaResource::CpusMilli,
+                limit,
+                used: tenant.used_cpu,
+                wanted: cpu,
+            });
+        }
+        None
+    }
+
+    fn usage(need: &Need, nodes: u32) -> (u64, u64) {
+        (need.gpu_milli() * u64::from(nodes), u64::from(need.cpus_milli) * u64::from(nodes))
+    }
+
+    fn has_quota(&self, t: u32) -> bool {
+        let tenant = &self.tenants[t as usize];
+        tenant.quota_gpu.is_some() || tenant.quota_cpu.is_some()
+    }
+
+    fn insufficient(&self, s: usize) -> PendingReason {
+        let shape = &self.shapes[s];
+        let mut pools: Vec<u32> = shape.candidates.iter().map(|c| c.pool).collect();
+        pools.sort_unstable();
+        pools.dedup();
+        PendingReason::InsufficientCapacity {
+            nodes: shape.num_nodes,
+            topology: shape.topology,
+            eligible_pools: pools.len() as u32,
+        }
+    }
+
+    fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, plan: &mut Plan) {
+        let job = &queue[j];
+        match self.try_place(job, t, plan) {
+            Ok((pool, option, nodes, node_cost)) => {
+                let need = self.shapes_need(job, option);
+                let (gpu, cpu) = Self::usage(&need, job.num_nodes);
+                let tenant = &mut self.tenants[t as usize];
+                tenant.used_gpu += gpu;
+                tenant.used_cpu += cpu;
+                plan.placements.push(Placement {
+                    job: job.id,
+                    replica: job.replica,
+                    pool: self.snapshot.pools[pool as usize].id,
+                    option,
+                    price_per_hour: node_cost.saturating_mul(i64::from(job.num_nodes)),
+                    nodes,
+                });
+            }
+            Err(reason) => plan.pending.push(Pending { job: job.id, replica: job.replica, reason }),
+        }
+    }
+
+    fn shapes_need(&self, job: &QueuedJob, option: u32) -> Need {
+        need_of(&job.resources[option as usize]).expect("validated when the shape was built")
+    }
+
+    /// Tries the job's candidates cheapest first, then preemption. On success returns the pool,
+    /// the option used, the node allocations and the cost of one node.
+    fn try_place(
+        &mut self,
+        job: &QueuedJob,
+        t: u32,
+        plan: &mut Plan,
+    ) -> Result<(u32, u32, Vec<NodeAlloc>, Money), PendingReason> {
+        let s = self.shape_of(job);
+        if let Some(reason) = &self.shapes[s].static_reason {
+            return Err(reason.clone());
+        }
+        let with_quota = self.has_quota(t);
+        if with_quota {
+            let mut first_break = None;
+            let mut any_ok = false;
+            for need in &self.shapes[s].needs {
+                let (gpu, cpu) = Self::usage(need, job.num_nodes);
+                match self.quota_break(t, gpu, cpu) {
+                    None => any_ok = true,
+                    Some(r) => {
+                        first_break.get_or_insert(r);
+                    }
+                }
+            }
+            if !any_ok {
+                return Err(first_break.expect("some option broke the quota"));
+            }
+        }
+        let generation = self.generation;
+        let shape = &self.shapes[s];
+        if shape.failed_generation == generation && job.priority <= shape.failed_priority {
+            return Err(self.insufficient(s));
+        }
+        if shape.cursor_generation != generation {
+            let shape = &mut self.shapes[s];
+            shape.cursor = 0;
+            shape.cursor_generation = generation;
+        }
+        let mut quota_skipped = false;
+        let mut i = self.shapes[s].cursor;
+        while i < self.shapes[s].candidates.len() {
+            let c = self.shapes[s].candidates[i];
+            let need = self.shapes[s].needs[c.option as usize];
+            if with_quota {
+                let (gpu, cpu) = Self::usage(&need, job.num_nodes);
+                if self.quota_break(t, gpu, cpu).is_some() {
+                    quota_skipped = true;
+                    i += 1;
+                    continue;
+                }
+            }
+            if let Some(nodes) = self.pools[c.pool as usize].place(&need, job.num_nodes, job.topology) {
+                return Ok((c.pool, c.option, nodes, c.node_cost));
+            }
+            if !quota_skipped {
+                self.shapes[s].cursor = i + 1;
+            }
+            i += 1;
+        }
+        if self.config.preemption
+            && let Some(found) = self.try_preempt(job, s, t, plan)
+        {
+            return Ok(found);
+        }
+        if !quota_skipped {
+            let shape = &mut self.shapes[s];
+            shape.failed_generation = self.generation;
+            shape.failed_priority = job.priority;
+            return Err(self.insufficient(s));
+        }
+        let mut first_break = None;
+        for need in &self.shapes[s].needs {
+            let (gpu, cpu) = Self::usage(need, job.num_nodes);
+            if let Some(r) = self.quota_break(t, gpu, cpu) {
+                first_break = Some(r);
+                break;
+            }
+        }
+        Err(first_break.unwrap_or_else(|| self.insufficient(s)))
+    }
+
+    fn free_running(&mut self, v: u32) {
+        let alloc = &self.snapshot.running[v as usize];
+        let pool = &mut self.pools[self.running[v as usize].pool as usize];
+        for a in &alloc.nodes {
+            pool.give(a);
+        }
+    }
+
+    fn restore_running(&mut self, v: u32) -> bool {
+        let alloc = &self.snapshot.running[v as usize];
+        let pool = &mut self.pools[self.running[v as usize].pool as usize];
+        if !alloc.nodes.iter().all(|a| pool.can_take_exact(a)) {
+            return false;
+        }
+        for a in &alloc.nodes {
+            let ok = pool.take_exact(a);
+            debug_assert!(ok, "restoring a victim on its own free resources");
+        }
+        true
+    }
+
+    /// Preempts lower-priority preemptible work to place `job`: per candidate pool, frees victims
+    /// one at a time, least valuable first (lowest priority, then newest, then smallest), until the
+    /// job fits, then spares every victim whose resources the placement left free.
+    fn try_preempt(
+        &mut self,
+        job: &QueuedJob,
+        s: usize,
+        t: u32,
+        plan: &mut Plan,
+    ) -> Option<(u32, u32, Vec<NodeAlloc>, Money)> {
+        let with_quota = self.has_quota(t);
+        for i in 0..self.shapes[s].candidates.len() {
+            let c = self.shapes[s].candidates[i];
+            let need = self.shapes[s].needs[c.option as usize];
+            if with_quota {
+                let (gpu, cpu) = Self::usage(&need, job.num_nodes);
+                if self.quota_break(t, gpu, cpu).is_some() {
+                    continue;
+                }
+            }
+            let eligible: Vec<u32> = self.victims[c.pool as usize]
                 .iter()
-                .map(|j| Pending {
-                    job: j.id,
-                    replica: j.replica,
-                    reason: PendingReason::InsufficientCapacity {
-                        nodes: j.num_nodes,
-                        topology: j.topology,
-                        eligible_pools: 0,
-                    },
-                })
-                .collect(),
-            ..Plan::default()
+                .copied()
+                .take_while(|&v| self.snapshot.running[v as usize].priority < job.priority)
+                .filter(|&v| self.running[v as usize].alive)
+                .take(self.config.max_victims_per_job as usize)
+                .collect();
+            if eligible.is_empty() {
+                continue;
+            }
+            let mut freed = 0;
+            let mut placed = None;
+            while freed < eligible.len() {
+                self.free_running(eligible[freed]);
+                freed += 1;
+                if let Some(nodes) = self.pools[c.pool as usize].place(&need, job.num_nodes, job.topology) {
+                    placed = Some(nodes);
+                    break;
+                }
+            }
+            match placed {
+                None => {
+                    for &v in eligible[..freed].iter().rev() {
+                        let ok = self.restore_running(v);
+                        debug_assert!(ok, "restoring victims after a failed preemption");
+                    }
+                }
+                Some(nodes) => {
+                    let mut preempted = Vec::new();
+                    for &v in eligible[..freed].iter().rev() {
+                        if !self.restore_running(v) {
+                            preempted.push(v);
+                        }
+                    }
+                    preempted.reverse();
+                    for v in preempted {
+                        let run = &mut self.running[v as usize];
+                        run.alive = false;
+                        let (tenant, gpu, cpu) = (run.tenant, run.gpu_milli, run.cpu_milli);
+                        let tenant = &mut self.tenants[tenant as usize];
+                        tenant.used_gpu -= gpu;
+                        tenant.used_cpu -= cpu;
+                        let r = &self.snapshot.running[v as usize];
+                        plan.preemptions.push(Preemption {
+                            victim: r.job,
+                            victim_replica: r.replica,
+                            pool: r.pool,
+                            for_job: job.id,
+                        });
+                    }
+                    self.generation += 1;
+                    return Some((c.pool, c.option, nodes, c.node_cost));
+                }
+            }
+        }
+        None
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_consistent(&self) {
+        for p in &self.pools {
+            p.check_consistent();
         }
     }
 }

@@ -6,13 +6,17 @@
 
 mod engine;
 mod explain;
+mod index;
 mod model;
+mod pool;
+mod verify;
 
 pub use engine::Scheduler;
 pub use model::{
     Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption,
     QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TenantPolicy, Timestamp,
 };
+pub use verify::verify_plan;
 
 /// A snapshot that cannot be scheduled on: it contradicts itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +31,8 @@ pub enum Error {
     NodeOutOfRange { job: cumulo_types::JobId, pool: PoolId, node: u32, nodes: usize },
     #[error("running job {job}: pool {pool} node {node} is over-committed on {resource}")]
     OverCommitted { job: cumulo_types::JobId, pool: PoolId, node: u32, resource: &'static str },
+    #[error("plan violates {rule}: {detail}")]
+    PlanViolation { rule: &'static str, detail: String },
 }
 
 /// Decides placements, preemptions and pending reasons for `queue` on `snapshot` at `now`, with

@@ -1,0 +1,147 @@
+//! Bucketed sets: items (dense `u32` ids) kept in numbered buckets with O(1) insert, remove and
+//! move, and a bitmask of non-empty buckets so "the first non-empty bucket at or above k" costs a
+//! few word scans. The scheduler keeps nodes bucketed by free capacity, NVLink domains and blocks
+//! by their count of fully free nodes, and shared GPUs by their free thousandths.
+
+const ABSENT: u32 = u32::MAX;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Buckets {
+    bucket_of: Vec<u32>,
+    position: Vec<u32>,
+    lists: Vec<Vec<u32>>,
+    non_empty: Vec<u64>,
+}
+
+impl Buckets {
+    pub(crate) fn new(items: usize, buckets: usize) -> Buckets {
+        Buckets {
+            bucket_of: vec![ABSENT; items],
+            position: vec![0; items],
+            lists: vec![Vec::new(); buckets],
+            non_empty: vec![0; buckets.div_ceil(64).max(1)],
+        }
+    }
+
+    pub(crate) fn bucket_count(&self) -> u32 {
+        self.lists.len() as u32
+    }
+
+    #[cfg(test)]
+    pub(crate) fn bucket_of(&self, item: u32) -> Option<u32> {
+        let b = self.bucket_of[item as usize];
+        (b != ABSENT).then_some(b)
+    }
+
+    pub(crate) fn insert(&mut self, item: u32, bucket: u32) {
+        debug_assert_eq!(self.bucket_of[item as usize], ABSENT, "item {item} inserted twice");
+        let list = &mut self.lists[bucket as usize];
+        self.position[item as usize] = list.len() as u32;
+        list.push(item);
+        self.bucket_of[item as usize] = bucket;
+        self.non_empty[(bucket / 64) as usize] |= 1u64 << (bucket % 64);
+    }
+
+    pub(crate) fn remove(&mut self, item: u32) {
+        let bucket = self.bucket_of[item as usize];
+        if bucket == ABSENT {
+            return;
+        }
+        let list = &mut self.lists[bucket as usize];
+        let at = self.position[item as usize] as usize;
+        let last = list.pop().expect("bucket holds the item");
+        if last != item {
+            list[at] = last;
+            self.position[last as usize] = at as u32;
+        }
+        if list.is_empty() {
+            self.non_empty[(bucket / 64) as usize] &= !(1u64 << (bucket % 64));
+        }
+        self.bucket_of[item as usize] = ABSENT;
+    }
+
+    /// Puts `item` in `bucket`, inserting or moving it.
+    pub(crate) fn set(&mut self, item: u32, bucket: u32) {
+        if self.bucket_of[item as usize] == bucket {
+            return;
+        }
+        self.remove(item);
+        self.insert(item, bucket);
+    }
+
+    /// The lowest non-empty bucket numbered `from` or above.
+    pub(crate) fn first_at_least(&self, from: u32) -> Option<u32> {
+        if from >= self.bucket_count() {
+            return None;
+        }
+        let mut word = (from / 64) as usize;
+        let mut bits = self.non_empty[word] & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(word as u32 * 64 + bits.trailing_zeros());
+            }
+            word += 1;
+            if word >= self.non_empty.len() {
+                return None;
+            }
+            bits = self.non_empty[word];
+        }
+    }
+
+    pub(crate) fn items(&self, bucket: u32) -> &[u32] {
+        &self.lists[bucket as usize]
+    }
+
+    /// How many items sit in buckets numbered `from` or above.
+    pub(crate) fn count_at_least(&self, from: u32) -> usize {
+        let mut total = 0;
+        let mut next = self.first_at_least(from);
+        while let Some(b) = next {
+            total += self.lists[b as usize].len();
+            next = self.first_at_least(b + 1);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_non_empty_bucket_and_moves_items() {
+        let mut b = Buckets::new(10, 130);
+        b.insert(3, 70);
+        b.insert(4, 129);
+        b.insert(5, 2);
+        assert_eq!(b.first_at_least(0), Some(2));
+        assert_eq!(b.first_at_least(3), Some(70));
+        assert_eq!(b.first_at_least(71), Some(129));
+        assert_eq!(b.count_at_least(3), 2);
+        b.set(3, 128);
+        assert_eq!(b.first_at_least(3), Some(128));
+        b.remove(3);
+        b.remove(4);
+        assert_eq!(b.first_at_least(3), None);
+        assert_eq!(b.bucket_of(5), Some(2));
+        assert_eq!(b.bucket_of(3), None);
+        assert_eq!(b.first_at_least(500), None);
+    }
+
+    #[test]
+    fn removal_keeps_positions_consistent() {
+        let mut b = Buckets::new(5, 4);
+        for i in 0..5 {
+            b.insert(i, 1);
+        }
+        b.remove(0);
+        b.remove(3);
+        let mut left: Vec<u32> = b.items(1).to_vec();
+        left.sort();
+        assert_eq!(left, vec![1, 2, 4]);
+        for i in [1, 2, 4] {
+            b.remove(i);
+        }
+        assert_eq!(b.first_at_least(0), None);
+    }
+}

@@ -1,0 +1,599 @@
+//! Free capacity of one pool and the indexes over it: nodes bucketed by free units, NVLink
+//! domains and blocks bucketed by their count of fully free nodes, shared GPUs by free
+//! thousandths. Every change of a node goes through `take`/`give` so the indexes never drift.
+
+use crate::index::Buckets;
+use crate::model::{GpuAlloc, NodeAlloc, Pool};
+
+/// What one node of a gang needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Need {
+    /// Whole GPUs (0 for a fraction or CPU-only work).
+    pub gpus: u32,
+    /// Thousandths of one shared GPU (0 unless a fraction).
+    pub fraction: u16,
+    pub cpus_milli: u32,
+    pub memory_mib: u64,
+}
+
+impl Need {
+    pub(crate) fn gpu_milli(&self) -> u64 {
+        u64::from(self.gpus) * 1000 + u64::from(self.fraction)
+    }
+}
+
+pub(crate) struct PoolState {
+    pub gpus: u32,
+    pub full_mask: u64,
+    pub cpu_cap: u32,
+    pub mem_cap: u64,
+    /// MiB of memory per vCPU, to count a CPU node's free units (0: memory not counted).
+    mem_per_unit: u64,
+    pub free_cpu: Vec<u32>,
+    pub free_mem: Vec<u64>,
+    pub free_mask: Vec<u64>,
+    /// Thousandths used of each GPU (`node * gpus + gpu`).
+    used_milli: Vec<u16>,
+    pub schedulable: Vec<bool>,
+    held: Vec<bool>,
+    pub domain_of: Vec<u32>,
+    pub block_of: Vec<u32>,
+    pub domain_nodes: Vec<Vec<u32>>,
+    pub block_nodes: Vec<Vec<u32>>,
+    block_domains: Vec<Vec<u32>>,
+    domain_free: Vec<u32>,
+    block_free: Vec<u32>,
+    pub pool_free: u32,
+    /// Largest count of schedulable nodes in one domain / block, and in the pool.
+    pub largest_domain: u32,
+    pub largest_block: u32,
+    pub schedulable_nodes: u32,
+    /// Nodes whose GPUs are all free but which are not fully free (CPU or memory in use).
+    dirty: u32,
+    nodes_ix: Buckets,
+    domains_ix: Option<Buckets>,
+    blocks_ix: Buckets,
+    shared_ix: Option<Buckets>,
+}
+
+fn dense_ids(raw: impl Iterator<Item = u32>) -> (Vec<u32>, usize) {
+    let raw: Vec<u32> = raw.collect();
+    let mut sorted = raw.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let dense = raw.iter().map(|r| sorted.binary_search(r).expect("present") as u32).collect();
+    (dense, sorted.len())
+}
+
+impl PoolState {
+    pub(crate) fn new(pool: &Pool) -> PoolState {
+        let nt = &pool.node_type;
+        let n = pool.nodes.len();
+        let gpus = nt.gpus;
+        let full_mask = if gpus >= 64 { u64::MAX } else { (1u64 << gpus) - 1 };
+        let cpu_cap = nt.vcpus.saturating_mul(1000);
+        let mem_cap = u64::from(nt.memory_gb) * 1024;
+        let mem_per_unit = if gpus == 0 && nt.vcpus > 0 { mem_cap / u64::from(nt.vcpus) } else { 0 };
+        let (domain_of, domains) = dense_ids(pool.nodes.iter().map(|s| s.nvlink_domain));
+        let (block_of, blocks) = dense_ids(pool.nodes.iter().map(|s| s.block));
+        let mut domain_nodes = vec![Vec::new(); domains];
+        let mut block_nodes = vec![Vec::new(); blocks];
+        let mut block_domains: Vec<Vec<u32>> = vec![Vec::new(); blocks];
+        for i in 0..n {
+            domain_nodes[domain_of[i] as usize].push(i as u32);
+            block_nodes[block_of[i] as usize].push(i as u32);
+        }
+        for (d, nodes) in domain_nodes.iter().enumerate() {
+            for &node in nodes {
+                let b = block_of[node as usize] as usize;
+                if !block_domains[b].contains(&(d as u32)) {
+                    block_domains[b].push(d as u32);
+                }
+            }
+        }
+        let schedulable: Vec<bool> = pool.nodes.iter().map(|s| s.schedulable).collect();
+        let count_sched = |nodes: &Vec<u32>| nodes.iter().filter(|&&i| schedulable[i as usize]).count() as u32;
+        let largest_domain = domain_nodes.iter().map(count_sched).max().unwrap_or(0);
+        let largest_block = block_nodes.iter().map(count_sched).max().unwrap_or(0);
+        let schedulable_nodes = schedulable.iter().filter(|s| **s).count() as u32;
+        let units_max = if gpus > 0 { gpus } else { nt.vcpus };
+        let max_domain_size = domain_nodes.iter().map(Vec::len).max().unwrap_or(0);
+        let max_block_size = block_nodes.iter().map(Vec::len).max().unwrap_or(0);
+        let mut state = PoolState {
+            gpus,
+            full_mask,
+            cpu_cap,
+            mem_cap,
+            mem_per_unit,
+            free_cpu: vec![cpu_cap; n],
+            free_mem: vec![mem_cap; n],
+            free_mask: vec![full_mask; n],
+            used_milli: vec![0; n * gpus as usize],
+            domain_free: domain_nodes.iter().map(count_sched).collect(),
+            block_free: block_nodes.iter().map(count_sched).collect(),
+            schedulable,
+            held: vec![false; n],
+            domain_of,
+            block_of,
+            domain_nodes,
+            block_nodes,
+            block_domains,
+            pool_free: schedulable_nodes,
+            largest_domain,
+            largest_block,
+            schedulable_nodes,
+            dirty: 0,
+            nodes_ix: Buckets::new(n, (units_max as usize + 1) * 4),
+            domains_ix: (max_domain_size > 1).then(|| Buckets::new(domains, (max_domain_size + 1) * 2)),
+            blocks_ix: Buckets::new(blocks, max_block_size + 1),
+            shared_ix: (gpus > 0).then(|| Buckets::new(n * gpus as usize, 1001)),
+        };
+        for i in 0..n as u32 {
+            state.rekey_node(i);
+        }
+        for d in 0..domains as u32 {
+            state.rekey_domain(d);
+        }
+        for b in 0..blocks as u32 {
+            state.blocks_ix.set(b, state.block_free[b as usize]);
+        }
+        state
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.free_cpu.len()
+    }
+
+    pub(crate) fn is_fully_free(&self, n: u32) -> bool {
+        let i = n as usize;
+        self.schedulable[i]
+            && self.free_mask[i] == self.full_mask
+            && self.free_cpu[i] == self.cpu_cap
+            && self.free_mem[i] == self.mem_cap
+    }
+
+    fn is_dirty(&self, n: u32) -> bool {
+        let i = n as usize;
+        self.gpus > 0 && self.schedulable[i] && self.free_mask[i] == self.full_mask && !self.is_fully_free(n)
+    }
+
+    fn domain_pristine(&self, d: u32) -> bool {
+        self.domain_free[d as usize] as usize == self.domain_nodes[d as usize].len()
+    }
+
+    fn block_pristine(&self, b: u32) -> bool {
+        self.block_free[b as usize] as usize == self.block_nodes[b as usize].len()
+    }
+
+    /// Free units of a node: whole free GPUs on a GPU node; free vCPUs (bounded by memory at the
+    /// node's ratio) on a CPU node.
+    fn units(&self, n: u32) -> u32 {
+        let i = n as usize;
+        if self.gpus > 0 {
+            self.free_mask[i].count_ones()
+        } else {
+            let cpu = self.free_cpu[i] / 1000;
+            if self.mem_per_unit == 0 { cpu } else { cpu.min((self.free_mem[i] / self.mem_per_unit) as u32) }
+        }
+    }
+
+    /// Units a node must have to possibly fit `need` (never more than any fitting node has).
+    pub(crate) fn need_units(&self, need: &Need) -> u32 {
+        if self.gpus > 0 {
+            if need.fraction > 0 { 1 } else { need.gpus }
+        } else {
+            let cpu = need.cpus_milli / 1000;
+            if self.mem_per_unit == 0 { cpu } else { cpu.min((need.memory_mib / self.mem_per_unit) as u32) }
+        }
+    }
+
+    /// Bucket of a node: free units first; among equals, nodes in touched blocks and domains first
+    /// so that untouched NVLink domains and blocks stay whole for gangs.
+    fn node_key(&self, n: u32) -> u32 {
+        let d = self.domain_of[n as usize];
+        let b = self.block_of[n as usize];
+        self.units(n) * 4 + u32::from(self.block_pristine(b)) * 2 + u32::from(self.domain_pristine(d))
+    }
+
+    fn rekey_node(&mut self, n: u32) {
+        if self.schedulable[n as usize] && !self.held[n as usize] {
+            let key = self.node_key(n);
+            self.nodes_ix.set(n, key);
+        }
+    }
+
+    fn rekey_domain(&mut self, d: u32) {
+        if self.domains_ix.is_some() {
+            let b = self.block_of[self.domain_nodes[d as usize][0] as usize];
+            let key = self.domain_free[d as usize] * 2 + u32::from(self.block_pristine(b));
+            if let Some(ix) = self.domains_ix.as_mut() {
+                ix.set(d, key);
+            }
+        }
+    }
+
+    fn set_shared(&mut self, slot: usize) {
+        let used = self.used_milli[slot];
+        if let Some(ix) = self.shared_ix.as_mut() {
+            if used > 0 && used < 1000 {
+                ix.set(slot as u32, u32::from(1000 - used));
+            } else {
+                ix.remove(slot as u32);
+            }
+        }
+    }
+
+    /// Updates counters and indexes after node `n` changed, given what it was before.
+    fn after_change(&mut self, n: u32, was_free: bool, was_dirty: bool) {
+        let now_free = self.is_fully_free(n);
+        let now_dirty = self.is_dirty(n);
+        if was_dirty != now_dirty {
+            if now_dirty {
+                self.dirty += 1
+            } else {
+                self.dirty -= 1
+            }
+        }
+        if was_free != now_free {
+            let d = self.domain_of[n as usize];
+            let b = self.block_of[n as usize];
+            let dom_was = self.domain_pristine(d);
+            let blk_was = self.block_pristine(b);
+            if now_free {
+                self.domain_free[d as usize] += 1;
+                self.block_free[b as usize] += 1;
+                self.pool_free += 1;
+            } else {
+                self.domain_free[d as usize] -= 1;
+                self.block_free[b as usize] -= 1;
+                self.pool_free -= 1;
+            }
+            self.blocks_ix.set(b, self.block_free[b as usize]);
+            self.rekey_domain(d);
+            if blk_was != self.block_pristine(b) {
+                for k in 0..self.block_nodes[b as usize].len() {
+                    let other = self.block_nodes[b as usize][k];
+                    self.rekey_node(other);
+                }
+                for k in 0..self.block_domains[b as usize].len() {
+                    let dd = self.block_domains[b as usize][k];
+                    self.rekey_domain(dd);
+                }
+            }
+            if dom_was != self.domain_pristine(d) {
+                for k in 0..self.domain_nodes[d as usize].len() {
+                    let other = self.domain_nodes[d as usize][k];
+                    self.rekey_node(other);
+                }
+            }
+        }
+        self.rekey_node(n);
+    }
+
+    fn cpu_mem_fit(&self, n: u32, need: &Need) -> bool {
+        let i = n as usize;
+        self.free_cpu[i] >= need.cpus_milli && self.free_mem[i] >= need.memory_mib
+    }
+
+    /// The GPU of node `n` a fraction would take: the fullest shared GPU it fits on, else a free one.
+    fn fraction_gpu(&self, n: u32, fraction: u16) -> Option<u8> {
+        let base = n as usize * self.gpus as usize;
+        let mut best: Option<(u16, u8)> = None;
+        for g in 0..self.gpus as usize {
+            let used = self.used_milli[base + g];
+            if used > 0 && used + fraction <= 1000 && best.is_none_or(|(u, _)| used > u) {
+                best = Some((used, g as u8));
+            }
+        }
+        if let Some((_, g)) = best {
+            return Some(g);
+        }
+        let free = self.free_mask[n as usize];
+        (free != 0).then(|| free.trailing_zeros() as u8)
+    }
+
+    pub(crate) fn fits(&self, n: u32, need: &Need) -> bool {
+        let i = n as usize;
+        if !self.schedulable[i] || self.held[i] || !self.cpu_mem_fit(n, need) {
+            return false;
+        }
+        if need.fraction > 0 {
+            self.fraction_gpu(n, need.fraction).is_some()
+        } else {
+            self.free_mask[i].count_ones() >= need.gpus
+        }
+    }
+
+    /// Takes `need` on node `n` (which must fit it); `gpu` names the shared GPU for a fraction.
+    pub(crate) fn take(&mut self, n: u32, need: &Need, gpu: Option<u8>) -> NodeAlloc {
+        debug_assert!(self.fits(n, need), "take on a node that does not fit");
+        let i = n as usize;
+        let (was_free, was_dirty) = (self.is_fully_free(n), self.is_dirty(n));
+        let gpus = if need.fraction > 0 {
+            let g = gpu.or_else(|| self.fraction_gpu(n, need.fraction)).expect("fits");
+            let slot = i * self.gpus as usize + g as usize;
+            self.used_milli[slot] += need.fraction;
+            self.free_mask[i] &= !(1u64 << g);
+            self.set_shared(slot);
+            GpuAlloc::Fraction { gpu: g, milli: need.fraction }
+        } else if need.gpus > 0 {
+            let mut mask = 0u64;
+            let mut free = self.free_mask[i];
+            for _ in 0..need.gpus {
+                let bit = free & free.wrapping_neg();
+                mask |= bit;
+                free &= !bit;
+            }
+            self.free_mask[i] &= !mask;
+            let mut m = mask;
+            while m != 0 {
+                let g = m.trailing_zeros() as usize;
+                self.used_milli[i * self.gpus as usize + g] = 1000;
+                m &= m - 1;
+            }
+            GpuAlloc::Whole { mask }
+        } else {
+            GpuAlloc::None
+        };
+        self.free_cpu[i] -= need.cpus_milli;
+        self.free_mem[i] -= need.memory_mib;
+        self.after_change(n, was_free, was_dirty);
+        NodeAlloc { node: n, gpus, cpus_milli: need.cpus_milli, memory_mib: need.memory_mib }
+    }
+
+    /// Whether exactly this allocation could be taken now (used to restore spared victims).
+    pub(crate) fn can_take_exact(&self, a: &NodeAlloc) -> bool {
+        let i = a.node as usize;
+        if self.free_cpu[i] < a.cpus_milli || self.free_mem[i] < a.memory_mib {
+            return false;
+        }
+        match a.gpus {
+            GpuAlloc::None => true,
+            GpuAlloc::Whole { mask } => self.free_mask[i] & mask == mask,
+            GpuAlloc::Fraction { gpu, milli } => {
+                self.used_milli.get(i * self.gpus as usize + gpu as usize).is_some_and(|u| u + milli <= 1000)
+            }
+        }
+    }
+
+    /// Takes exactly this allocation (a running one from the snapshot, or a restored victim).
+    /// Returns false, changing nothing, when it does not fit.
+    pub(crate) fn take_exact(&mut self, a: &NodeAlloc) -> bool {
+        if a.node as usize >= self.node_count() || !self.can_take_exact(a) {
+            return false;
+        }
+        let i = a.node as usize;
+        let (was_free, was_dirty) = (self.is_fully_free(a.node), self.is_dirty(a.node));
+        match a.gpus {
+            GpuAlloc::None => {}
+            GpuAlloc::Whole { mask } => {
+                self.free_mask[i] &= !mask;
+                let mut m = mask;
+                while m != 0 {
+                    let g = m.trailing_zeros() as usize;
+                    self.used_milli[i * self.gpus as usize + g] = 1000;
+                    m &= m - 1;
+                }
+            }
+            GpuAlloc::Fraction { gpu, milli } => {
+                let slot = i * self.gpus as usize + gpu as usize;
+                self.used_milli[slot] += milli;
+                self.free_mask[i] &= !(1u64 << gpu);
+                self.set_shared(slot);
+            }
+        }
+        self.free_cpu[i] -= a.cpus_milli;
+        self.free_mem[i] -= a.memory_mib;
+        self.after_change(a.node, was_free, was_dirty);
+        true
+    }
+
+    /// Gives back an allocation taken before.
+    pub(crate) fn give(&mut self, a: &NodeAlloc) {
+        let i = a.node as usize;
+        let (was_free, was_dirty) = (self.is_fully_free(a.node), self.is_dirty(a.node));
+        match a.gpus {
+            GpuAlloc::None => {}
+            GpuAlloc::Whole { mask } => {
+                self.free_mask[i] |= mask;
+                let mut m = mask;
+                while m != 0 {
+                    let g = m.trailing_zeros() as usize;
+                    self.used_milli[i * self.gpus as usize + g] = 0;
+                    m &= m - 1;
+                }
+            }
+            GpuAlloc::Fraction { gpu, milli } => {
+                let slot = i * self.gpus as usize + gpu as usize;
+                self.used_milli[slot] -= milli;
+                if self.used_milli[slot] == 0 {
+                    self.free_mask[i] |= 1u64 << gpu;
+                }
+                self.set_shared(slot);
+            }
+        }
+        self.free_cpu[i] += a.cpus_milli;
+        self.free_mem[i] += a.memory_mib;
+        self.after_change(a.node, was_free, was_dirty);
+    }
+
+    fn hold(&mut self, n: u32) {
+        self.held[n as usize] = true;
+        self.nodes_ix.remove(n);
+    }
+
+    fn release(&mut self, n: u32) {
+        self.held[n as usize] = false;
+        self.rekey_node(n);
+    }
+
+    /// The best-fitting single node for `need`, and the shared GPU for a fraction.
+    pub(crate) fn find_one(&self, need: &Need) -> Option<(u32, Option<u8>)> {
+        if need.fraction > 0
+            && let Some(shared) = &self.shared_ix
+        {
+            let mut next = shared.first_at_least(u32::from(need.fraction));
+            while let Some(b) = next {
+                for &slot in shared.items(b).iter().rev() {
+                    let n = slot / self.gpus;
+                    if !self.held[n as usize] && self.schedulable[n as usize] && self.cpu_mem_fit(n, need) {
+                        return Some((n, Some((slot % self.gpus) as u8)));
+                    }
+                }
+                next = shared.first_at_least(b + 1);
+            }
+        }
+        let mut next = self.nodes_ix.first_at_least(self.need_units(need) * 4);
+        while let Some(b) = next {
+            for &n in self.nodes_ix.items(b).iter().rev() {
+                if self.fits(n, need) {
+                    return Some((n, None));
+                }
+            }
+            next = self.nodes_ix.first_at_least(b + 1);
+        }
+        None
+    }
+
+    /// A whole-node request whose fitting nodes are exactly the fully free ones.
+    fn whole_node_fast_path(&self, need: &Need) -> bool {
+        self.gpus > 0 && need.gpus == self.gpus && need.fraction == 0 && self.dirty == 0
+    }
+
+    /// Places a gang of `count` nodes with the topology need, all or nothing.
+    pub(crate) fn place(&mut self, need: &Need, count: u32, topology: cumulo_types::TopologyNeed) -> Option<Vec<NodeAlloc>> {
+        use cumulo_types::TopologyNeed as T;
+        if count == 1 {
+            let (n, gpu) = self.find_one(need)?;
+            return Some(vec![self.take(n, need, gpu)]);
+        }
+        let group_limit = match topology {
+            T::NvlinkDomain => self.largest_domain,
+            T::Block => self.largest_block,
+            T::Zone | T::Any => self.schedulable_nodes,
+        };
+        if count > group_limit {
+            return None;
+        }
+        if self.whole_node_fast_path(need) {
+            if self.pool_free < count {
+                return None;
+            }
+            let nodes: Vec<u32> = match topology {
+                T::NvlinkDomain => {
+                    let ix = self.domains_ix.as_ref()?;
+                    let d = *ix.items(ix.first_at_least(count * 2)?).last()?;
+                    self.domain_nodes[d as usize]
+                        .iter()
+                        .copied()
+                        .filter(|&n| self.is_fully_free(n))
+                        .take(count as usize)
+                        .collect()
+                }
+                T::Block => {
+                    let b = self.blocks_ix.first_at_least(count)?;
+                    let block = *self.blocks_ix.items(b).last()?;
+                    let mut domains: Vec<u32> = self.block_domains[block as usize]
+                        .iter()
+                        .copied()
+                        .filter(|&d| self.domain_free[d as usize] > 0)
+                        .collect();
+                    domains.sort_unstable_by_key(|&d| (self.domain_free[d as usize], d));
+                    let mut nodes = Vec::with_capacity(count as usize);
+                    'outer: for d in domains {
+                        for &n in &self.domain_nodes[d as usize] {
+                            if self.block_of[n as usize] == block && self.is_fully_free(n) {
+                                nodes.push(n);
+                                if nodes.len() == count as usize {
+                                    break 'outer;
+                                }
+                            }
+                        }
+                    }
+                    nodes
+                }
+                T::Zone | T::Any => return self.place_greedy(need, count),
+            };
+            if nodes.len() < count as usize {
+                debug_assert!(false, "fully free counts disagree with nodes");
+                return None;
+            }
+            return Some(nodes.into_iter().map(|n| self.take(n, need, None)).collect());
+        }
+        match topology {
+            T::Zone | T::Any => {
+                if self.nodes_ix.count_at_least(self.need_units(need) * 4) < count as usize {
+                    return None;
+                }
+                self.place_greedy(need, count)
+            }
+            T::NvlinkDomain | T::Block => self.place_in_group_scan(need, count, topology == T::NvlinkDomain),
+        }
+    }
+
+    /// Takes best-fitting nodes one at a time (each node at most once), undoing all on failure.
+    fn place_greedy(&mut self, need: &Need, count: u32) -> Option<Vec<NodeAlloc>> {
+        let mut taken = Vec::with_capacity(count as usize);
+        while taken.len() < count as usize {
+            match self.find_one(need) {
+                Some((n, gpu)) => {
+                    let a = self.take(n, need, gpu);
+                    self.hold(n);
+                    taken.push(a);
+                }
+                None => break,
+            }
+        }
+        for a in &taken {
+            self.release(a.node);
+        }
+        if taken.len() < count as usize {
+            for a in &taken {
+                self.give(a);
+            }
+            return None;
+        }
+        Some(taken)
+    }
+
+    /// The general path for gangs that need one domain or block: counts fitting nodes per group,
+    /// takes the group with the fewest that still holds the gang (best fit).
+    fn place_in_group_scan(&mut self, need: &Need, count: u32, domain: bool) -> Option<Vec<NodeAlloc>> {
+        let groups = if domain { &self.domain_nodes } else { &self.block_nodes };
+        let mut best: Option<(usize, usize)> = None;
+        for (g, nodes) in groups.iter().enumerate() {
+            if nodes.len() < count as usize {
+                continue;
+            }
+            let fitting = nodes.iter().filter(|&&n| self.fits(n, need)).count();
+            if fitting >= count as usize && best.is_none_or(|(c, _)| fitting < c) {
+                best = Some((fitting, g));
+            }
+        }
+        let (_, g) = best?;
+        let groups = if domain { &self.domain_nodes } else { &self.block_nodes };
+        let mut nodes: Vec<u32> = groups[g].iter().copied().filter(|&n| self.fits(n, need)).collect();
+        nodes.sort_unstable_by_key(|&n| (self.node_key(n), n));
+        nodes.truncate(count as usize);
+        Some(nodes.into_iter().map(|n| self.take(n, need, None)).collect())
+    }
+
+    /// Checks the indexes against a recount (tests and debug builds).
+    #[cfg(test)]
+    pub(crate) fn check_consistent(&self) {
+        let mut pool_free = 0;
+        for n in 0..self.node_count() as u32 {
+            if self.is_fully_free(n) {
+                pool_free += 1;
+            }
+            if self.schedulable[n as usize] && !self.held[n as usize] {
+                assert_eq!(self.nodes_ix.bucket_of(n), Some(self.node_key(n)), "node {n} key");
+            }
+        }
+        assert_eq!(pool_free, self.pool_free);
+        for (d, nodes) in self.domain_nodes.iter().enumerate() {
+            let free = nodes.iter().filter(|&&n| self.is_fully_free(n)).count() as u32;
+            assert_eq!(free, self.domain_free[d], "domain {d}");
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Scheduling scenarios written as data: a fleet, a queue, and what the plan must say.
+
+use cumulo_sched::{
+    Error, GpuAlloc, PendingReason, Placement, Plan, PoolId, QueuedJob, Quota, Snapshot, schedule, verify_plan,
+};
+use cumulo_synth::{FleetBuilder, job};
+use cumulo_types::{CapacityKind, GpuModel, JobId, Money, Priority, TopologyNeed};
+
+const NOW: u64 = 1_000_000;
+
+/// Schedules, checks the plan with the independent verifier, and returns it.
+fn check(snapshot: &Snapshot, queue: &[QueuedJob]) -> Plan {
+    let plan = schedule(snapshot, queue, NOW).expect("snapshot is consistent");
+    verify_plan(snapshot, queue, &plan).expect("plan keeps every invariant");
+    let again = schedule(snapshot, queue, NOW).unwrap();
+    assert_eq!(plan, again, "same input, same plan");
+    plan
+}
+
+fn placed(plan: &Plan, id: u64) -> &Placement {
+    plan.placements
+        .iter()
+        .find(|p| p.job == JobId(id))
+        .unwrap_or_else(|| panic!("job {id} not placed: {:?}", plan.pending.iter().find(|p| p.job == JobId(id))))
+}
+
+fn reason(plan: &Plan, id: u64) -> &PendingReason {
+    &plan.pending.iter().find(|p| p.job == JobId(id)).unwrap_or_else(|| panic!("job {id} not pending")).reason
+}
+
+fn domains(snapshot: &Snapshot, p: &Placement) -> Vec<u32> {
+    let pool = &snapshot.pools[p.pool.0 as usize];
+    let mut d: Vec<u32> = p.nodes.iter().map(|a| pool.nodes[a.node as usize].nvlink_domain).collect();
+    d.dedup();
+    d
+}
+
+fn blocks(snapshot: &Snapshot, p: &Placement) -> Vec<u32> {
+    let pool = &snapshot.pools[p.pool.0 as usize];
+    let mut b: Vec<u32> = p.nodes.iter().map(|a| pool.nodes[a.node as usize].block).collect();
+    b.sort();
+    b.dedup();
+    b
+}
+
+#[test]
+fn an_18_node_gb200_gang_lands_in_one_untouched_nvl72_rack() {
+    let fleet = FleetBuilder::new().nvl72_racks("aws", 2).running(100, &[0], 4, Priority::NORMAL, false).build();
+    let queue = [job(1).gpus("GB200", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(domains(&fleet, placed(&plan, 1)), vec![1], "rack 0 has a busy node, rack 1 is whole");
+}
+
+#[test]
+fn small_jobs_fill_a_touched_rack_and_keep_a_whole_rack_free() {
+    let fleet = FleetBuilder::new().nvl72_racks("aws", 2).build();
+    let mut queue: Vec<QueuedJob> = (1..=10).map(|i| job(i).gpus("GB200", "2").build()).collect();
+    queue.push(job(11).gpus("GB200", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).submitted_at(99).build());
+    let plan = check(&fleet, &queue);
+    let small: Vec<u32> = (1..=10).flat_map(|i| domains(&fleet, placed(&plan, i))).collect();
+    assert!(small.windows(2).all(|w| w[0] == w[1]), "all small jobs in one rack: {small:?}");
+    let used_nodes: std::collections::BTreeSet<u32> =
+        (1..=10).flat_map(|i| placed(&plan, i).nodes.iter().map(|a| a.node)).collect();
+    assert_eq!(used_nodes.len(), 5, "two 2-GPU jobs share each 4-GPU node");
+    assert_ne!(domains(&fleet, placed(&plan, 11)), vec![small[0]]);
+}
+
+#[test]
+fn a_block_gang_stays_in_one_block_and_avoids_a_touched_one() {
+    let fleet = FleetBuilder::new()
+        .nvl72_racks("aws", 4)
+        .nodes_per_block(36)
+        .running(100, &[0], 4, Priority::NORMAL, false)
+        .build();
+    let queue = [job(1).gpus("GB200", "4").nodes(30).topology(TopologyNeed::Block).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(blocks(&fleet, placed(&plan, 1)), vec![0], "block 0 has 35 free nodes: best fit for 30");
+    let queue = [job(1).gpus("GB200", "4").nodes(36).topology(TopologyNeed::Block).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(blocks(&fleet, placed(&plan, 1)), vec![1]);
+}
+
+#[test]
+fn the_cheapest_eligible_pool_wins_and_the_price_is_per_node_share() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 2)
+        .price(30)
+        .hgx("gcp", GpuModel::H100, 2)
+        .price(20)
+        .hgx("oci", GpuModel::H200, 2)
+        .price(10)
+        .build();
+    let queue = [job(1).gpus("H100", "4").build(), job(2).gpus("H100|H200", "8").nodes(2).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(placed(&plan, 1).pool, PoolId(1));
+    assert_eq!(placed(&plan, 1).price_per_hour, Money::from_dollars(10), "half a $20 node");
+    assert_eq!(placed(&plan, 2).pool, PoolId(2));
+    assert_eq!(placed(&plan, 2).price_per_hour, Money::from_dollars(20));
+}
+
+#[test]
+fn ordered_options_are_tried_in_order_before_price() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).price(30).hgx("gcp", GpuModel::H200, 1).price(10).build();
+    let queue = [job(1).gpus("H100", "8").or().gpus("H200", "8").ordered().build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!((placed(&plan, 1).pool, placed(&plan, 1).option), (PoolId(0), 0));
+}
+
+#[test]
+fn fractions_share_one_physical_gpu_before_opening_another() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).build();
+    let mut queue: Vec<QueuedJob> = (1..=5).map(|i| job(i).gpus("H100", "0.25").build()).collect();
+    queue.push(job(6).gpus("H100", "7").build());
+    queue.push(job(7).gpus("H100", "6").build());
+    let plan = check(&fleet, &queue);
+    for i in 1..=4 {
+        assert_eq!(placed(&plan, i).nodes[0].gpus, GpuAlloc::Fraction { gpu: 0, milli: 250 });
+    }
+    assert!(matches!(placed(&plan, 5).nodes[0].gpus, GpuAlloc::Fraction { gpu, milli: 250 } if gpu != 0));
+    assert!(matches!(reason(&plan, 6), PendingReason::InsufficientCapacity { .. }), "only 6 whole GPUs left");
+    assert_eq!(placed(&plan, 7).nodes[0].gpus.milli(), 6000);
+}
+
+#[test]
+fn higher_priority_goes_first() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).build();
+    let queue = [job(1).gpus("H100", "8").build(), job(2).gpus("H100", "8").priority(Priority::HIGH).build()];
+    let plan = check(&fleet, &queue);
+    placed(&plan, 2);
+    reason(&plan, 1);
+}
+
+#[test]
+fn preemption_takes_the_least_disruptive_victim() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 4)
+        .running(10, &[0], 8, Priority::NORMAL, true)
+        .running(11, &[1], 8, Priority::LOW, true)
+        .running(12, &[2], 8, Priority::LOW, true)
+        .running(13, &[3], 8, Priority::LOW, false)
+        .build();
+    let queue = [job(1).gpus("H100", "8").priority(Priority::HIGH).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(placed(&plan, 1).nodes[0].node, 2, "lowest priority, newest start: job 12");
+    assert_eq!(plan.preemptions.len(), 1);
+    assert_eq!(plan.preemptions[0].victim, JobId(12));
+    assert_eq!(plan.preemptions[0].for_job, JobId(1));
+}
+
+#[test]
+fn preemption_frees_only_what_the_gang_needs() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 4)
+        .running(10, &[0], 8, Priority::LOW, true)
+        .running(11, &[1], 8, Priority::LOW, true)
+        .running(12, &[2], 8, Priority::LOW, true)
+        .build();
+    let queue = [job(1).gpus("H100", "8").nodes(2).priority(Priority::HIGH).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(placed(&plan, 1).nodes.len(), 2);
+    assert_eq!(plan.preemptions.len(), 1, "node 3 is free; one victim suffices");
+}
+
+#[test]
+fn no_preemption_of_equal_priority_or_non_preemptible_work() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 2)
+        .running(10, &[0], 8, Priority::HIGH, true)
+        .running(11, &[1], 8, Priority::LOW, false)
+        .build();
+    let queue = [job(1).gpus("H100", "8").priority(Priority::HIGH).build()];
+    let plan = check(&fleet, &queue);
+    assert!(plan.preemptions.is_empty());
+    assert!(matches!(reason(&plan, 1), PendingReason::InsufficientCapacity { .. }));
+}
+
+#[test]
+fn tenants_share_by_weighted_dominant_resource() {
+    let even = FleetBuilder::new().cpu_nodes("aws", 1, 8).build();
+    let weighted = FleetBuilder::new()
+        .cpu_nodes("aws", 1, 8)
+        .tenant("a", 3, Quota::default())
+        .tenant("b", 1, Quota::default())
+        .build();
+    let mut queue: Vec<QueuedJob> = (1..=8).map(|i| job(i).cpus(1).tenant("a").build()).collect();
+    queue.extend((11..=18).map(|i| job(i).cpus(1).tenant("b").submitted_at(100 + i).build()));
+    let count = |plan: &Plan, t: std::ops::RangeInclusive<u64>| plan.placements.iter().filter(|p| t.contains(&p.job.0)).count();
+    let plan = check(&even, &queue);
+    assert_eq!((count(&plan, 1..=8), count(&plan, 11..=18)), (4, 4));
+    let plan = check(&weighted, &queue);
+    assert_eq!((count(&plan, 1..=8), count(&plan, 11..=18)), (6, 2));
+}
+
+#[test]
+fn cordoned_nodes_get_nothing() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 2).cordon(0).build();
+    let queue = [job(1).gpus("H100", "8").build(), job(2).gpus("H100", "8").build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(placed(&plan, 1).nodes[0].node, 1);
+    reason(&plan, 2);
+}
+
+#[test]
+fn spot_only_when_asked_and_deny_and_infra_respected() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 1)
+        .spot()
+        .price(5)
+        .hgx("gcp", GpuModel::H100, 1)
+        .price(30)
+        .hgx("azure", GpuModel::H100, 1)
+        .price(20)
+        .build();
+    let queue = [
+        job(1).gpus("H100", "8").spot().build(),
+        job(2).gpus("H100", "8").deny("azure").build(),
+        job(3).gpus("H100", "8").infra("azure").build(),
+    ];
+    let plan = check(&fleet, &queue);
+    assert_eq!(fleet.pools[placed(&plan, 1).pool.0 as usize].capacity, CapacityKind::Spot);
+    assert_eq!(placed(&plan, 2).pool, PoolId(1));
+    assert_eq!(placed(&plan, 3).pool, PoolId(2));
+}
+
+// One test per pending reason, asserting the message a user reads.
+
+#[test]
+fn reason_no_such_gpu_model() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).build();
+    let plan = check(&fleet, &[job(1).gpus("MI300X", "8").build()]);
+    assert_eq!(reason(&plan, 1).to_string(), "no pool in the fleet has GPU MI300X:8");
+}
+
+#[test]
+fn reason_no_node_large_enough() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).build();
+    let plan = check(&fleet, &[job(1).gpus("H100", "16").build()]);
+    assert_eq!(
+        reason(&plan, 1).to_string(),
+        "no node type is large enough for one node of H100:16, 0 vCPUs, 0 MiB per node"
+    );
+}
+
+#[test]
+fn reason_constraint_excludes_all_pools() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).price(30).build();
+    let plan = check(
+        &fleet,
+        &[
+            job(1).gpus("H100", "8").infra("gcp").build(),
+            job(2).gpus("H100", "8").max_price(10).build(),
+            job(3).gpus("H100", "8").spot().build(),
+        ],
+    );
+    assert_eq!(reason(&plan, 1).to_string(), "constraints exclude every pool with fitting nodes: infra gcp");
+    assert_eq!(
+        reason(&plan, 2).to_string(),
+        "constraints exclude every pool with fitting nodes: max_price_per_hour $10.00"
+    );
+    assert_eq!(reason(&plan, 3).to_string(), "constraints exclude every pool with fitting nodes: use_spot true");
+}
+
+#[test]
+fn reason_topology_unsatisfiable() {
+    let fleet = FleetBuilder::new().nvl72_racks("aws", 2).build();
+    let plan = check(&fleet, &[job(1).gpus("GB200", "4").nodes(19).topology(TopologyNeed::NvlinkDomain).build()]);
+    assert_eq!(reason(&plan, 1).to_string(), "needs 19 nodes in one NVLink domain, but the largest eligible one has 18");
+}
+
+#[test]
+fn reason_quota() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 2)
+        .tenant("t", 1, Quota { gpus_milli: Some(8000), cpus_milli: None })
+        .build();
+    let plan = check(&fleet, &[job(1).gpus("H100", "8").build(), job(2).gpus("H100", "8").build()]);
+    placed(&plan, 1);
+    assert_eq!(reason(&plan, 2).to_string(), "tenant t quota of 8 GPUs reached (8 used, job wants 8)");
+}
+
+#[test]
+fn reason_insufficient_capacity() {
+    let fleet = FleetBuilder::new().nvl72_racks("aws", 1).running(100, &[0], 4, Priority::NORMAL, false).build();
+    let plan = check(&fleet, &[job(1).gpus("GB200", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).build()]);
+    assert_eq!(
+        reason(&plan, 1).to_string(),
+        "not enough free capacity now: needs 18 fitting node(s) in one NVLink domain across 1 eligible pool(s)"
+    );
+}
+
+#[test]
+fn reason_invalid_request() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).build();
+    let plan = check(&fleet, &[job(1).gpus("H100", "8").nodes(0).build()]);
+    assert_eq!(reason(&plan, 1).to_string(), "invalid request: num_nodes 0: expected at least 1");
+    assert_eq!(reason(&plan, 1).code(), "invalid_request");
+}
+
+#[test]
+fn inconsistent_snapshots_are_refused_with_the_field_named() {
+    let mut fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).hgx("gcp", GpuModel::H100, 1).build();
+    fleet.pools[1].id = PoolId(0);
+    assert_eq!(schedule(&fleet, &[], NOW).unwrap_err(), Error::DuplicatePool(PoolId(0)));
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 1)
+        .running(1, &[0], 8, Priority::LOW, true)
+        .running(2, &[0], 8, Priority::LOW, true)
+        .build();
+    assert_eq!(
+        schedule(&fleet, &[], NOW).unwrap_err().to_string(),
+        "running job 2: pool 0 node 0 is over-committed on gpus, cpus or memory"
+    );
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).running(3, &[5], 8, Priority::LOW, true).build();
+    assert_eq!(
+        schedule(&fleet, &[], NOW).unwrap_err().to_string(),
+        "running job 3: node 5 is out of range for pool 0 (1 nodes)"
+    );
+}
+
+#[test]
+fn the_verifier_catches_an_over_committed_plan() {
+    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).build();
+    let queue = [job(1).gpus("H100", "8").build(), job(2).gpus("H100", "8").build()];
+    let mut plan = check(&fleet, &queue);
+    let mut copy = plan.placements[0].clone();
+    copy.job = JobId(2);
+    plan.pending.clear();
+    plan.placements.push(copy);
+    assert_eq!(
+        verify_plan(&fleet, &queue, &plan).unwrap_err().to_string(),
+        "plan violates capacity: pool 0 node 0 is over-committed"
+    );
+}
+
+#[test]
+fn plans_round_trip_through_json_and_explain_themselves() {
+    let fleet = FleetBuilder::new()
+        .nvl72_racks("aws", 1)
+        .hgx("gcp", GpuModel::H100, 1)
+        .running(50, &[0], 8, Priority::LOW, true)
+        .build();
+    let queue = [
+        job(7).gpus("GB200", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).build(),
+        job(8).gpus("H100", "8").priority(Priority::HIGH).build(),
+        job(9).gpus("GB300", "4").build(),
+    ];
+    let plan = check(&fleet, &queue);
+    let text = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&text).unwrap(), plan);
+    let lines = plan.explain(&fleet, &queue);
+    assert!(lines.iter().any(|l| l.starts_with("job 7 → aws/aws-region-1/aws-zone-a/gb200x4/contract on 18 node(s) in one nvlink-domain [p0n0 … p0n17], 72 × GB200, $504.00/h")), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "job 50 preempted on gcp/gcp-region-1/gcp-zone-a/h100x8/contract to make room for job 8"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "job 9 pending: no pool in the fleet has GPU GB300:4 (wants 1 × GB300:4 0vCPU)"), "{lines:?}");
+}
