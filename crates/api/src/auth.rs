@@ -133,9 +133,7 @@ pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Prin
         ));
     };
     let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
-        return Err(ApiError::Unauthorized(
-            "malformed Authorization header: expected `Bearer <token>`".to_string(),
-        ));
+        return Err(ApiError::Unauthorized("malformed Authorization header: expected `Bearer <token>`".to_string()));
     };
     let hash = hash_token(token);
     if let Some(principal) = state.tokens.get(&hash) {

@@ -22,7 +22,10 @@ pub struct ErrorBody {
 /// An error answer. Build one with the constructors; the status code follows the variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiError {
-    BadRequest { field: Option<String>, reason: String },
+    BadRequest {
+        field: Option<String>,
+        reason: String,
+    },
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),

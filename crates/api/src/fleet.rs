@@ -1,84 +1,146 @@
-//! The fleet as the API shows it: clusters and nodes (from the scheduler's pools, with what active
-//! attempts hold), the contract portfolio, and the tenants the server knows.
+//! The fleet as the API shows it: clusters and their nodes (asked of each cluster's driver, with
+//! what active attempts hold), the contract portfolio, and the tenants the server knows.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use cumulo_sched::{Placement, Pool, PoolId, Snapshot};
+use cumulo_driver::{Capacity, Driver};
 use cumulo_store::ActiveAttempt;
+use cumulo_types::CapacityKind;
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::wire::{ClusterView, NodeQuery, NodeView};
 
-/// What the server runs on: the pools of the scheduler's snapshot, the contracts, the tenants.
-#[derive(Clone, Debug, Default)]
+/// One execution endpoint and the driver that reaches it.
+#[derive(Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub provider: String,
+    pub region: String,
+    pub capacity: CapacityKind,
+    pub driver: Arc<dyn Driver>,
+}
+
+/// What the server runs on: its clusters, the contracts, the tenants.
+#[derive(Clone, Default)]
 pub struct Fleet {
-    /// Pools and tenant policies; `running` is ignored here (use comes from the store).
-    pub snapshot: Snapshot,
+    pub clusters: Vec<Cluster>,
+    /// Tenants jobs and tokens may name; empty accepts any tenant.
+    pub tenants: Vec<String>,
     /// The contract portfolio as JSON (the `portfolio` crate's shape).
     pub contracts: serde_json::Value,
-    /// The driver that runs work (`local`, `simulated`, ...), shown per cluster.
-    pub driver: String,
 }
 
 impl Fleet {
-    /// Whether jobs may be submitted for `tenant`: any tenant when no tenant policy is configured,
-    /// otherwise only the configured ones.
+    /// Whether jobs may be submitted for `tenant`.
     pub fn knows_tenant(&self, tenant: &str) -> bool {
-        self.snapshot.tenants.is_empty() || self.snapshot.tenants.iter().any(|t| t.name == tenant)
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
     }
 
     pub fn tenant_names(&self) -> Vec<String> {
-        self.snapshot.tenants.iter().map(|t| t.name.clone()).collect()
+        self.tenants.clone()
     }
 
-    fn cluster_of(pool: &Pool) -> String {
-        format!("{}/{}", pool.provider, pool.region)
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
     }
 }
 
-/// GPU and CPU thousandths held per (pool, node index) by active attempts. Placements the API
-/// cannot read (another shape) are skipped: the views are for people, not for scheduling.
-pub fn usage_by_node(active: &[ActiveAttempt]) -> HashMap<(PoolId, u32), (u64, u64)> {
-    let mut used: HashMap<(PoolId, u32), (u64, u64)> = HashMap::new();
+/// The fields of a stored placement the views need (the reconcile loop stores more).
+#[derive(Deserialize)]
+struct PlacementView {
+    cluster: String,
+    #[serde(default)]
+    nodes: Vec<PlacedNodeView>,
+}
+
+#[derive(Deserialize)]
+struct PlacedNodeView {
+    node: String,
+    #[serde(default)]
+    gpus: Vec<u32>,
+    #[serde(default)]
+    gpu_milli: u32,
+    #[serde(default)]
+    cpus_milli: u32,
+}
+
+/// The cluster an attempt's stored placement names, when it names one.
+pub fn placement_cluster(placement: &serde_json::Value) -> Option<String> {
+    placement.get("cluster").and_then(|c| c.as_str()).map(str::to_string)
+}
+
+/// GPU and CPU thousandths held per (cluster, node) by active attempts. Placements of another
+/// shape are skipped: these views are for people, not for scheduling.
+pub fn usage_by_node(active: &[ActiveAttempt]) -> HashMap<(String, String), (u64, u64)> {
+    let mut used: HashMap<(String, String), (u64, u64)> = HashMap::new();
     for attempt in active {
-        let Ok(placement) = serde_json::from_value::<Placement>(attempt.attempt.placement.clone()) else {
+        let Ok(placement) = serde_json::from_value::<PlacementView>(attempt.attempt.placement.clone()) else {
             continue;
         };
-        for node in &placement.nodes {
-            let entry = used.entry((placement.pool, node.node)).or_default();
-            entry.0 += node.gpus.milli();
+        for node in placement.nodes {
+            let gpus = if node.gpu_milli > 0 { u64::from(node.gpu_milli) } else { node.gpus.len() as u64 * 1000 };
+            let entry = used.entry((placement.cluster.clone(), node.node)).or_default();
+            entry.0 += gpus;
             entry.1 += u64::from(node.cpus_milli);
         }
     }
     used
 }
 
+/// Each cluster with what its driver discovered now (`Err` text when it did not answer).
+pub async fn discover_all(fleet: &Fleet) -> Vec<(&Cluster, Result<Capacity, String>)> {
+    let mut out = Vec::with_capacity(fleet.clusters.len());
+    for cluster in &fleet.clusters {
+        out.push((cluster, cluster.driver.discover().await.map_err(|e| e.to_string())));
+    }
+    out
+}
+
 /// `GET /v1/clusters`.
 pub(crate) async fn clusters(State(state): State<AppState>) -> Result<Json<Vec<ClusterView>>, ApiError> {
     let used = usage_by_node(&state.store.active_attempts().await?);
-    let mut clusters: BTreeMap<String, ClusterView> = BTreeMap::new();
-    for pool in &state.fleet.snapshot.pools {
-        let name = Fleet::cluster_of(pool);
-        let view = clusters.entry(name.clone()).or_insert_with(|| ClusterView {
-            name,
-            provider: pool.provider.clone(),
-            region: pool.region.clone(),
-            driver: state.fleet.driver.clone(),
-            pools: 0,
+    let mut out = Vec::new();
+    for (cluster, capacity) in discover_all(&state.fleet).await {
+        let capabilities = cluster.driver.capabilities();
+        let mut view = ClusterView {
+            name: cluster.name.clone(),
+            provider: cluster.provider.clone(),
+            region: cluster.region.clone(),
+            capacity: cluster.capacity.as_str().to_string(),
+            driver: capabilities.kind.clone(),
+            simulated: capabilities.simulated,
+            status: "up".to_string(),
             nodes: 0,
+            nodes_up: 0,
             gpus: 0,
             gpus_used_milli: 0,
-        });
-        view.pools += 1;
-        view.nodes += pool.nodes.len() as u32;
-        view.gpus += u64::from(pool.node_type.gpus) * pool.nodes.len() as u64;
-        view.gpus_used_milli +=
-            (0..pool.nodes.len() as u32).filter_map(|i| used.get(&(pool.id, i))).map(|(g, _)| g).sum::<u64>();
+            vcpus: 0,
+        };
+        match capacity {
+            Ok(capacity) => {
+                view.simulated |= capacity.simulated;
+                view.nodes = capacity.nodes.len() as u32;
+                view.nodes_up =
+                    capacity.nodes.iter().filter(|n| n.state == cumulo_driver::NodeState::Up).count() as u32;
+                view.gpus = capacity.total_gpus();
+                view.vcpus = capacity.total_vcpus();
+                view.gpus_used_milli = capacity
+                    .nodes
+                    .iter()
+                    .filter_map(|n| used.get(&(cluster.name.clone(), n.name.clone())))
+                    .map(|(g, _)| g)
+                    .sum();
+            }
+            Err(reason) => view.status = format!("unreachable: {reason}"),
+        }
+        out.push(view);
     }
-    Ok(Json(clusters.into_values().collect()))
+    Ok(Json(out))
 }
 
 /// `GET /v1/nodes?cluster=C`.
@@ -86,33 +148,37 @@ pub(crate) async fn nodes(
     State(state): State<AppState>,
     Query(query): Query<NodeQuery>,
 ) -> Result<Json<Vec<NodeView>>, ApiError> {
-    if let Some(cluster) = &query.cluster
-        && !state.fleet.snapshot.pools.iter().any(|p| &Fleet::cluster_of(p) == cluster)
+    if let Some(name) = &query.cluster
+        && state.fleet.cluster(name).is_none()
     {
-        return Err(ApiError::bad_request("cluster", format!("unknown cluster `{cluster}`: see /v1/clusters")));
+        let known: Vec<&str> = state.fleet.clusters.iter().map(|c| c.name.as_str()).collect();
+        return Err(ApiError::bad_request(
+            "cluster",
+            format!("unknown cluster `{name}`: known clusters are {}", known.join(", ")),
+        ));
     }
     let used = usage_by_node(&state.store.active_attempts().await?);
     let mut out = Vec::new();
-    for pool in &state.fleet.snapshot.pools {
-        let cluster = Fleet::cluster_of(pool);
-        if query.cluster.as_ref().is_some_and(|c| c != &cluster) {
+    for (cluster, capacity) in discover_all(&state.fleet).await {
+        if query.cluster.as_ref().is_some_and(|c| c != &cluster.name) {
             continue;
         }
-        for (i, node) in pool.nodes.iter().enumerate() {
-            let (gpus_used, cpus_used) = used.get(&(pool.id, i as u32)).copied().unwrap_or_default();
+        let Ok(capacity) = capacity else { continue };
+        for node in &capacity.nodes {
+            let (gpus_used, cpus_used) =
+                used.get(&(cluster.name.clone(), node.name.clone())).copied().unwrap_or_default();
             out.push(NodeView {
                 name: node.name.clone(),
-                cluster: cluster.clone(),
-                pool: pool.name.clone(),
-                zone: pool.zone.clone(),
-                capacity: pool.capacity.as_str().to_string(),
-                node_type: pool.node_type.name.clone(),
-                gpu: pool.node_type.gpu.map(|g| g.name().to_string()),
-                gpus: pool.node_type.gpus,
+                cluster: cluster.name.clone(),
+                zone: node.zone.clone().unwrap_or_default(),
+                state: format!("{:?}", node.state).to_lowercase(),
+                simulated: capacity.simulated,
+                gpu: node.gpu.map(|g| g.name().to_string()).or_else(|| node.gpu_name.clone()),
+                gpus: node.gpus,
                 gpus_used_milli: gpus_used,
-                vcpus: pool.node_type.vcpus,
+                vcpus: node.vcpus,
                 cpus_used_milli: cpus_used,
-                schedulable: node.schedulable,
+                memory_mib: node.memory_mib,
             });
         }
     }
@@ -122,4 +188,22 @@ pub(crate) async fn nodes(
 /// `GET /v1/contracts`.
 pub(crate) async fn contracts(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.fleet.contracts.clone())
+}
+
+/// GPUs per (provider, GPU model): (total, thousandths held), for `/metrics`.
+pub async fn gpu_use_by_provider_and_model(
+    state: &AppState,
+) -> Result<BTreeMap<(String, String), (u64, u64)>, ApiError> {
+    let used = usage_by_node(&state.store.active_attempts().await?);
+    let mut out: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for (cluster, capacity) in discover_all(&state.fleet).await {
+        let Ok(capacity) = capacity else { continue };
+        for node in capacity.nodes.iter().filter(|n| n.gpus > 0) {
+            let model = node.gpu.map(|g| g.name().to_string()).or_else(|| node.gpu_name.clone()).unwrap_or_default();
+            let entry = out.entry((cluster.provider.clone(), model)).or_default();
+            entry.0 += u64::from(node.gpus);
+            entry.1 += used.get(&(cluster.name.clone(), node.name.clone())).map(|(g, _)| *g).unwrap_or(0);
+        }
+    }
+    Ok(out)
 }

@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use cumulo_store::Store;
 
 pub use error::{ApiError, ErrorBody};
-pub use fleet::Fleet;
+pub use fleet::{Cluster, Fleet};
 pub use metrics::Metrics;
 
 /// Errors of the client side of this crate (the server side answers with [`ApiError`]).
@@ -79,20 +79,12 @@ pub struct AppState {
     pub fleet: Arc<Fleet>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    /// The driver that answers `GET /v1/jobs/{id}/logs`; `None` when no driver keeps logs.
-    pub logs: Option<Arc<dyn cumulo_driver::Driver>>,
     pub(crate) tokens: Arc<auth::TokenCache>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, fleet: Arc<Fleet>, metrics: Arc<Metrics>, config: Config) -> AppState {
-        AppState { store, fleet, metrics, config: Arc::new(config), logs: None, tokens: Arc::default() }
-    }
-
-    /// Reads logs through `driver`.
-    pub fn with_logs(mut self, driver: Arc<dyn cumulo_driver::Driver>) -> AppState {
-        self.logs = Some(driver);
-        self
+        AppState { store, fleet, metrics, config: Arc::new(config), tokens: Arc::default() }
     }
 }
 

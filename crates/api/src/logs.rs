@@ -14,6 +14,7 @@ use cumulo_types::{AttemptId, JobId};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::fleet::placement_cluster;
 use crate::jobs::visible_job;
 use crate::wire::LogQuery;
 
@@ -65,10 +66,16 @@ pub(crate) async fn handler(
     if number > job.attempt_count {
         return Err(ApiError::NotFound(format!("job `{id}` has no attempt {number} (it has {})", job.attempt_count)));
     }
-    let Some(driver) = state.logs.clone() else {
-        return Err(ApiError::NotFound("this server has no driver that keeps logs".to_string()));
-    };
     let attempt = AttemptId { job: id, attempt: number };
+    let cluster = job
+        .attempts
+        .iter()
+        .find(|a| a.id == attempt)
+        .and_then(|a| placement_cluster(&a.placement))
+        .ok_or_else(|| ApiError::NotFound(format!("attempt {attempt} has no placement on a cluster")))?;
+    let driver = state.fleet.cluster(&cluster).map(|c| c.driver.clone()).ok_or_else(|| {
+        ApiError::NotFound(format!("attempt {attempt} ran on cluster `{cluster}`, which this server does not know"))
+    })?;
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !follow {
         let mut out = Vec::new();
@@ -81,7 +88,10 @@ pub(crate) async fn handler(
         }
         return Ok((headers, out).into_response());
     }
-    let stream = futures_util::stream::unfold(Follow { state: state.clone(), driver, attempt, offset: 0, done: false }, follow_step);
+    let stream = futures_util::stream::unfold(
+        Follow { state: state.clone(), driver, attempt, offset: 0, done: false },
+        follow_step,
+    );
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 

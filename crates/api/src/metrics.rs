@@ -17,7 +17,6 @@ use cumulo_types::JobState;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::fleet::usage_by_node;
 
 /// Upper bounds (seconds) of the decision latency histogram's buckets.
 pub const LATENCY_BUCKETS_S: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -127,17 +126,13 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> String {
 /// `GET /metrics`.
 pub(crate) async fn handler(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let jobs_by_state = state.store.job_counts_by_state().await?;
-    let active = state.store.active_attempts().await?;
-    let used = usage_by_node(&active);
-    let mut gpus: BTreeMap<(String, String), GpuUse> = BTreeMap::new();
-    for pool in &state.fleet.snapshot.pools {
-        let Some(model) = pool.node_type.gpu else { continue };
-        let entry = gpus.entry((pool.provider.clone(), model.name().to_string())).or_default();
-        entry.total += u64::from(pool.node_type.gpus) * pool.nodes.len() as u64;
-        entry.used_milli +=
-            (0..pool.nodes.len() as u32).filter_map(|i| used.get(&(pool.id, i))).map(|(g, _)| g).sum::<u64>();
-    }
-    let scrape = Scrape { jobs_by_state, active_attempts: active.len() as u64, gpus };
+    let active = state.store.active_attempts().await?.len() as u64;
+    let gpus = crate::fleet::gpu_use_by_provider_and_model(&state)
+        .await?
+        .into_iter()
+        .map(|(key, (total, used_milli))| (key, GpuUse { total, used_milli }))
+        .collect();
+    let scrape = Scrape { jobs_by_state, active_attempts: active, gpus };
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&scrape, &state.metrics)))
 }
 

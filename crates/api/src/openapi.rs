@@ -45,8 +45,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             op["security"] = json!([]);
         }
         ("get", "/metrics") => {
-            responses["200"] =
-                json!({"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}});
+            responses["200"] = json!({"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}});
         }
         ("get", "/v1/openapi.json") => responses["200"] = json_response("this document", json!({"type": "object"})),
         ("get", "/v1/whoami") => responses["200"] = json_response("the caller", schema_ref("WhoAmI")),
@@ -55,7 +54,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             op["requestBody"] = json!({"required": true, "description": "a job file (see DESIGN.md), YAML or JSON",
                 "content": {"application/yaml": {"schema": schema_ref("JobFile")}, "application/json": {"schema": schema_ref("JobFile")}}});
             responses["201"] = json_response("created", schema_ref("Submitted"));
-            responses["200"] = json_response("an earlier submit with this Idempotency-Key created it", schema_ref("Submitted"));
+            responses["200"] =
+                json_response("an earlier submit with this Idempotency-Key created it", schema_ref("Submitted"));
             responses["400"] = error_response("the job file is invalid; `field` names the problem");
             responses["403"] = error_response("the token may not submit for this tenant");
             responses["413"] = error_response("the body is over the limit");
@@ -73,10 +73,26 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         }
         ("get", "/v1/jobs") => {
             op["parameters"] = json!([
-                query_param("state", "only jobs in this state", json!({"type": "string", "enum": ["pending", "launching", "running", "succeeded", "failed", "cancelled"]})),
-                query_param("tenant", "only this tenant's jobs (members and viewers: their own only)", json!({"type": "string"})),
-                query_param("after", "jobs with ids after this one (the `next` of the previous page)", json!({"type": "integer"})),
-                query_param("limit", "page size, 1 to 1000 (default 100)", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+                query_param(
+                    "state",
+                    "only jobs in this state",
+                    json!({"type": "string", "enum": ["pending", "launching", "running", "succeeded", "failed", "cancelled"]})
+                ),
+                query_param(
+                    "tenant",
+                    "only this tenant's jobs (members and viewers: their own only)",
+                    json!({"type": "string"})
+                ),
+                query_param(
+                    "after",
+                    "jobs with ids after this one (the `next` of the previous page)",
+                    json!({"type": "integer"})
+                ),
+                query_param(
+                    "limit",
+                    "page size, 1 to 1000 (default 100)",
+                    json!({"type": "integer", "minimum": 1, "maximum": 1000})
+                ),
             ]);
             responses["200"] = json_response("one page", schema_ref("JobList"));
             responses["400"] = error_response("a filter is invalid");
@@ -95,9 +111,15 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["409"] = error_response("the job already ended");
         }
         ("get", "/v1/jobs/{id}/logs") => {
-            op["parameters"] = json!([id_param(),
+            op["parameters"] = json!([
+                id_param(),
                 query_param("follow", "stream new output until the attempt ends", json!({"type": "boolean"})),
-                query_param("attempt", "attempt number (default: the latest)", json!({"type": "integer", "minimum": 1}))]);
+                query_param(
+                    "attempt",
+                    "attempt number (default: the latest)",
+                    json!({"type": "integer", "minimum": 1})
+                )
+            ]);
             responses["200"] = json!({"description": "the log text (chunked when following)", "content": {"text/plain": {"schema": {"type": "string"}}}});
             responses["404"] = error_response("no such job, or no attempt yet");
         }
@@ -111,7 +133,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         }
         ("get", "/v1/contracts") => responses["200"] = json_response("the portfolio", json!({})),
         ("post", "/v1/tokens") => {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref("TokenRequest")}}});
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema_ref("TokenRequest")}}});
             responses["201"] = json_response("the new token; its secret is never shown again", schema_ref("Token"));
             responses["400"] = error_response("unknown tenant or role");
             responses["403"] = error_response("only admins create tokens");

@@ -79,37 +79,44 @@ pub struct WhoAmI {
     pub name: String,
 }
 
-/// A cluster: the pools of one provider and region, reached through one driver.
+/// A cluster: one execution endpoint reached through one driver.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
     pub name: String,
     pub provider: String,
     pub region: String,
-    /// The driver that runs its work (`simulated` when nothing real runs).
+    /// How its capacity is held: `contract`, `on-demand` or `spot`.
+    pub capacity: String,
+    /// The driver kind: `local`, `slurm`, `ray` or `simulated`.
     pub driver: String,
-    pub pools: u32,
+    /// True when nothing real runs there.
+    pub simulated: bool,
+    /// `up`, or `unreachable: REASON` when its driver did not answer.
+    pub status: String,
     pub nodes: u32,
+    pub nodes_up: u32,
     pub gpus: u64,
     /// GPUs held by active attempts, in thousandths.
     pub gpus_used_milli: u64,
+    pub vcpus: u64,
 }
 
-/// A node with what its pool offers and what active attempts hold on it.
+/// A node as its driver reports it, with what active attempts hold on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeView {
     pub name: String,
     pub cluster: String,
-    pub pool: String,
     pub zone: String,
-    pub capacity: String,
-    pub node_type: String,
+    /// `up`, `drained` or `down`.
+    pub state: String,
+    pub simulated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
     pub gpus: u32,
     pub gpus_used_milli: u64,
     pub vcpus: u32,
     pub cpus_used_milli: u64,
-    pub schedulable: bool,
+    pub memory_mib: u64,
 }
 
 /// Filters of `GET /v1/nodes`.

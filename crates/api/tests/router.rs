@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use cumulo_api::auth::issue_token;
 use cumulo_api::wire::{BatchResponse, JobDetail, JobList, SubmitResponse, TokenResponse};
-use cumulo_api::{AppState, Config, ErrorBody, Fleet, Metrics, ROUTES, router};
-use cumulo_sched::{NodeState, Pool, PoolId, Snapshot, TenantPolicy};
+use cumulo_api::{AppState, Cluster, Config, ErrorBody, Fleet, Metrics, ROUTES, router};
+use cumulo_driver_sim::{SimClock, SimConfig, SimDriver};
 use cumulo_store::{Role, Store};
-use cumulo_types::{CapacityKind, GpuModel, JobState, Money, NodeType};
+use cumulo_types::{CapacityKind, GpuModel, JobState};
 use tower::ServiceExt;
 
 struct Harness {
@@ -25,39 +25,25 @@ struct Harness {
 }
 
 fn fleet() -> Fleet {
-    let node_type = NodeType {
-        name: "p5.48xlarge".into(),
-        gpu: Some(GpuModel::H100),
-        gpus: 8,
-        vcpus: 192,
-        memory_gb: 2048,
-        nvlink_domain_nodes: 1,
-    };
-    let pool = Pool {
-        id: PoolId(1),
-        name: "aws/us-east-1/use1-az1/p5/on-demand".into(),
-        provider: "aws".into(),
-        region: "us-east-1".into(),
-        zone: "use1-az1".into(),
-        capacity: CapacityKind::OnDemand,
-        node_type,
-        price_per_node_hour: Money(98_320_000),
-        nodes: (0..2).map(|i| NodeState::new(format!("p5-{i}"), 0, i)).collect(),
-    };
-    let tenants = ["a", "b", "default"]
-        .iter()
-        .map(|t| TenantPolicy { name: t.to_string(), weight: 1, quota: Default::default() })
-        .collect();
+    let config = SimConfig::uniform("sim-aws", 2, Some(GpuModel::H100), 8, 192, 2048 * 1024);
+    let driver = SimDriver::open(config, SimClock::manual(chrono::Utc::now())).unwrap();
     Fleet {
-        snapshot: Snapshot { pools: vec![pool], running: vec![], tenants },
+        clusters: vec![Cluster {
+            name: "sim-aws".into(),
+            provider: "aws".into(),
+            region: "us-east-1".into(),
+            capacity: CapacityKind::OnDemand,
+            driver: Arc::new(driver),
+        }],
+        tenants: vec!["a".into(), "b".into(), "default".into()],
         contracts: serde_json::json!([{"name": "aws-2026", "provider": "aws"}]),
-        driver: "simulated".into(),
     }
 }
 
 async fn harness_with(config: Config) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = cumulo_store_sqlite::SqliteStore::open_path(dir.path().join("cumulo.db")).await.unwrap();
+    let store: Arc<dyn Store> =
+        cumulo_store_sqlite::SqliteStore::open_path(dir.path().join("cumulo.db")).await.unwrap();
     let admin = issue_token(store.as_ref(), "default", Role::Admin, "admin").await.unwrap();
     let member_a = issue_token(store.as_ref(), "a", Role::Member, "alice").await.unwrap();
     let member_b = issue_token(store.as_ref(), "b", Role::Member, "bob").await.unwrap();
@@ -77,7 +63,8 @@ struct Answer {
 
 impl Answer {
     fn json<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("answer is not the expected JSON ({e}): {}", self.text))
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("answer is not the expected JSON ({e}): {}", self.text))
     }
 
     fn error(&self) -> ErrorBody {
@@ -86,7 +73,14 @@ impl Answer {
 }
 
 impl Harness {
-    async fn call(&self, method: Method, uri: &str, token: Option<&str>, headers: &[(&str, &str)], body: Body) -> Answer {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Answer {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             request = request.header("authorization", format!("Bearer {t}"));
@@ -105,8 +99,7 @@ impl Harness {
     }
 
     async fn post(&self, uri: &str, token: &str, content_type: &str, body: &str) -> Answer {
-        self.call(Method::POST, uri, Some(token), &[("content-type", content_type)], Body::from(body.to_string()))
-            .await
+        self.call(Method::POST, uri, Some(token), &[("content-type", content_type)], Body::from(body.to_string())).await
     }
 
     async fn submit(&self, token: &str, yaml: &str) -> Answer {
@@ -170,7 +163,8 @@ async fn submit_get_and_list_a_yaml_and_a_json_job() {
     assert_eq!(yaml.status, StatusCode::CREATED, "{}", yaml.text);
     let first: SubmitResponse = yaml.json();
     assert!(first.created);
-    let json_body = r#"{"name": "serve", "kind": "inference", "resources": {"accelerators": "H100:1"}, "run": "serve"}"#;
+    let json_body =
+        r#"{"name": "serve", "kind": "inference", "resources": {"accelerators": "H100:1"}, "run": "serve"}"#;
     let json = h.post("/v1/jobs", &h.member_a, "application/json", json_body).await;
     assert_eq!(json.status, StatusCode::CREATED, "{}", json.text);
     let second: SubmitResponse = json.json();
@@ -226,7 +220,10 @@ async fn batch_submit_is_all_or_nothing_and_idempotent() {
     assert_eq!(first.jobs.len(), 3);
     let again: BatchResponse =
         h.call(Method::POST, "/v1/jobs:batch", Some(&h.member_a), &headers, Body::from(body)).await.json();
-    assert_eq!(first.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), again.jobs.iter().map(|j| j.id).collect::<Vec<_>>());
+    assert_eq!(
+        first.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        again.jobs.iter().map(|j| j.id).collect::<Vec<_>>()
+    );
     assert!(again.jobs.iter().all(|j| !j.created));
     assert_eq!(h.job_count().await, 3);
 
@@ -272,8 +269,15 @@ async fn malformed_submits_get_400_naming_the_problem_and_change_nothing() {
         "H900",
     )
     .await;
-    check_refused(&h, "application/yaml", "name: x\ntenant: nobody\n", StatusCode::BAD_REQUEST, "tenant", "unknown tenant `nobody`")
-        .await;
+    check_refused(
+        &h,
+        "application/yaml",
+        "name: x\ntenant: nobody\n",
+        StatusCode::BAD_REQUEST,
+        "tenant",
+        "unknown tenant `nobody`",
+    )
+    .await;
     check_refused(&h, "application/yaml", "", StatusCode::BAD_REQUEST, "body", "empty job file").await;
 }
 
@@ -293,7 +297,9 @@ async fn a_100_mb_body_gets_413_with_a_message() {
     assert_eq!(with_length.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(with_length.error().reason.contains("over the limit of 16777216 bytes"), "{}", with_length.text);
     // Without a length header (chunked), the limit holds while reading.
-    let stream = futures_util::stream::iter(big.chunks(1 << 20).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures_util::stream::iter(
+        big.chunks(1 << 20).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
     let chunked = h.call(Method::POST, "/v1/jobs:batch", Some(&h.member_a), &[], Body::from_stream(stream)).await;
     assert_eq!(chunked.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(chunked.error().error, "payload_too_large");
@@ -409,9 +415,11 @@ async fn metrics_and_fleet_views() {
     assert!(metrics.text.contains("cumulo_gpus{provider=\"aws\",gpu=\"H100\"} 16\n"));
     assert!(metrics.text.contains("cumulo_gpu_utilisation{provider=\"aws\",gpu=\"H100\"} 0\n"));
     let clusters: serde_json::Value = h.get("/v1/clusters", &h.viewer_a).await.json();
-    assert_eq!(clusters[0]["name"], "aws/us-east-1");
+    assert_eq!(clusters[0]["name"], "sim-aws");
     assert_eq!(clusters[0]["gpus"], 16);
-    let nodes: serde_json::Value = h.get("/v1/nodes?cluster=aws/us-east-1", &h.viewer_a).await.json();
+    assert_eq!(clusters[0]["driver"], "simulated");
+    assert_eq!(clusters[0]["simulated"], true);
+    let nodes: serde_json::Value = h.get("/v1/nodes?cluster=sim-aws", &h.viewer_a).await.json();
     assert_eq!(nodes.as_array().unwrap().len(), 2);
     let unknown = h.get("/v1/nodes?cluster=gcp/x", &h.viewer_a).await;
     assert_eq!(unknown.error().field.as_deref(), Some("cluster"));
