@@ -4,6 +4,12 @@
 //! Everything here is simulated; nothing talks to a real cloud. The engine is pure over its inputs
 //! (a scenario, a seed): the same inputs give the same report, byte for byte.
 
+pub mod engine;
+pub mod fleet;
+pub mod generator;
+pub mod report;
+pub mod scenario;
+pub mod simulate;
 pub mod speed;
 pub mod trace;
 pub mod transform;

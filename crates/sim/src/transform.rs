@@ -81,7 +81,7 @@ mod tests {
     use super::*;
     use crate::speed::{ModelSet, SpeedRow};
     use crate::workload::TraceJob;
-    use cumulo_types::{JobKind, MilliGpu, Priority};
+    use cumulo_types::{JobKind, MilliGpu, Priority, TopologyNeed};
 
     fn job(arrival_s: u64, work_s: u64, gpus: u32) -> TraceJob {
         TraceJob {
@@ -91,6 +91,7 @@ mod tests {
             priority: Priority::NORMAL,
             preemptible: false,
             num_nodes: 1,
+            topology: TopologyNeed::Any,
             gpus_per_node: MilliGpu::whole(gpus),
             cpus_milli: 1000,
             memory_mib: 1024,

@@ -1,7 +1,7 @@
 //! Work as the simulator sees it: jobs with an arrival time, a shape and an amount of work,
 //! whatever trace or generator they came from.
 
-use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority};
+use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority, TopologyNeed};
 
 use crate::speed::{ModelSet, SpeedRow};
 
@@ -16,6 +16,8 @@ pub struct TraceJob {
     pub priority: Priority,
     pub preemptible: bool,
     pub num_nodes: u32,
+    /// Where the gang's nodes must sit relative to each other.
+    pub topology: TopologyNeed,
     /// GPUs per node; zero for CPU-only work.
     pub gpus_per_node: MilliGpu,
     pub cpus_milli: u32,

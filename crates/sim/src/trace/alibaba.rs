@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority};
+use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority, TopologyNeed};
 
 use super::{OnBadRow, RowErrors};
 use crate::Error;
@@ -215,6 +215,7 @@ pub fn import_pods(path: &Path, names: &GpuNames, on_bad: OnBadRow) -> Result<Wo
                 priority,
                 preemptible,
                 num_nodes: 1,
+                topology: TopologyNeed::Any,
                 gpus_per_node,
                 cpus_milli: cols.num(&record, "cpu_milli")?,
                 memory_mib: cols.num(&record, "memory_mib")?,
@@ -292,6 +293,7 @@ pub fn import_dlrm(path: &Path, on_bad: OnBadRow) -> Result<Workload, Error> {
                 priority: Priority::HIGH,
                 preemptible: false,
                 num_nodes,
+                topology: TopologyNeed::Any,
                 gpus_per_node: MilliGpu::whole(per_node),
                 cpus_milli: (cpus * 1000.0).round() as u32,
                 memory_mib: (memory_gb * 1024.0).round() as u64,

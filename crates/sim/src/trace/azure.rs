@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use cumulo_types::{JobKind, MilliGpu, Priority};
+use cumulo_types::{JobKind, MilliGpu, Priority, TopologyNeed};
 use serde::Deserialize;
 
 use super::{OnBadRow, RowErrors};
@@ -144,6 +144,7 @@ pub fn import(path: &Path, scale: &Autoscale, on_bad: OnBadRow) -> Result<(Workl
         priority: Priority::HIGH,
         preemptible: false,
         num_nodes: 1,
+        topology: TopologyNeed::Any,
         gpus_per_node: MilliGpu::whole(scale.gpus_per_replica),
         cpus_milli: 8000 * scale.gpus_per_replica,
         memory_mib: 64 * 1024 * scale.gpus_per_replica as u64,

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cumulo_types::{JobKind, MilliGpu, Priority};
+use cumulo_types::{JobKind, MilliGpu, Priority, TopologyNeed};
 
 use super::{OnBadRow, RowErrors, gang_shape, read_to_string};
 use crate::Error;
@@ -115,6 +115,7 @@ pub fn import(path: &Path, throughputs: &Throughputs, on_bad: OnBadRow) -> Resul
                     priority: row.priority,
                     preemptible: true,
                     num_nodes,
+                    topology: TopologyNeed::Any,
                     gpus_per_node: MilliGpu::whole(per_node),
                     cpus_milli: 4000 * per_node,
                     memory_mib: 32 * 1024 * per_node as u64,

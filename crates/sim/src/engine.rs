@@ -1,0 +1,853 @@
+//! The discrete-event simulation: a virtual clock, the simulated fleet and driver, and the real
+//! `cumulo_sched::schedule_with` deciding every placement.
+//!
+//! Time advances from event to event (arrivals, completions, outages, deliveries, price changes,
+//! samples). Scheduling passes run on multiples of `tick_s` after something changed, on a
+//! snapshot the simulator keeps up to date incrementally. A policy is only a different input to
+//! the same core: different pool prices, resource options, priorities or settings.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Snapshot};
+use cumulo_types::{
+    AcceleratorDemand, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, Money, Priority, ResourceOption,
+};
+
+use crate::Error;
+use crate::fleet::Fleet;
+use crate::report::{Collector, PolicyReport};
+use crate::scenario::{EventSpec, PolicyName, SimSettings, days_to_s};
+use crate::speed::{ModelSet, SpeedRow, model_index};
+use crate::workload::TraceJob;
+
+/// Progress, reported now and then: simulated seconds and jobs finished so far.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub now_s: u64,
+    pub arrived: u64,
+    pub finished: u64,
+}
+
+/// Everything one run needs besides the workload stream.
+pub struct RunInput<'a> {
+    pub fleet: &'a Fleet,
+    pub speeds: &'a [SpeedRow],
+    pub tenants: &'a [String],
+    pub events: &'a [EventSpec],
+    pub settings: &'a SimSettings,
+    pub policy: PolicyName,
+    /// Stop at this time; `None` runs until the workload drains.
+    pub horizon_s: Option<u64>,
+    /// Seconds between samples.
+    pub sample_s: u64,
+    /// The simulated span the run expects (the horizon, or the workload's last arrival plus a
+    /// margin): commitments are spread over it.
+    pub span_s: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    /// Job id and attempt: stale when the job has moved on to a later attempt.
+    Complete(u64, u32),
+    Delivery(u32, u32),
+    OutageStart(u32),
+    OutageEnd(u32),
+    PriceChange(u32),
+}
+
+struct Run {
+    start_s: u64,
+    end_s: u64,
+    pool: u32,
+    model: Option<GpuModel>,
+    gpu_milli: u64,
+    /// Sum over the job's nodes of its dominant share of each node, in thousandths of a node.
+    node_share_milli: u64,
+}
+
+struct Active {
+    job: TraceJob,
+    attempt: u32,
+    /// Work left in reference seconds.
+    remaining: f64,
+    first_start: Option<u64>,
+    run: Option<Run>,
+}
+
+/// Why a running job stops before it is done.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Preempted,
+    Failed,
+}
+
+struct PoolRt {
+    delivered: u32,
+    down: u32,
+    price_factor: f64,
+    /// Thousandths of a node busy right now (dominant share) and since when it has been accrued.
+    busy_milli: u64,
+    accrued_at: u64,
+    /// Thousandth-node-seconds used, accrued at the list price in force (on-demand, spot) or the
+    /// contract rate (contract).
+    cost: Money,
+    used_milli_s: u128,
+    delivered_node_s: u128,
+    gpu_used_milli: Vec<u32>,
+}
+
+struct Sim<'a> {
+    input: &'a RunInput<'a>,
+    config: Config,
+    snapshot: Snapshot,
+    pools: Vec<PoolRt>,
+    running_at: HashMap<u64, usize>,
+    active: HashMap<u64, Active>,
+    queue: Vec<QueuedJob>,
+    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    seq: u64,
+    now: u64,
+    dirty: bool,
+    pass_at: u64,
+    price_epoch: u64,
+    options_epoch: u64,
+    option_cache: HashMap<(u16, ModelSet, u32), (Vec<ResourceOption>, bool)>,
+    models_present: Vec<GpuModel>,
+    allocated_gpu_milli: u64,
+    pub collect: Collector,
+}
+
+/// Runs one policy over a workload stream and returns its part of the report.
+pub fn run(
+    input: &RunInput<'_>,
+    workload: &mut dyn Iterator<Item = TraceJob>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PolicyReport, Error> {
+    let mut sim = Sim::new(input)?;
+    sim.run(workload, progress)?;
+    Ok(sim.finish())
+}
+
+fn ceil_to(t: u64, step: u64) -> u64 {
+    t.div_ceil(step) * step
+}
+
+impl<'a> Sim<'a> {
+    fn new(input: &'a RunInput<'a>) -> Result<Sim<'a>, Error> {
+        let config = match input.policy {
+            PolicyName::FifoFirstFit => Config { preemption: false, ..Config::default() },
+            _ => Config::default(),
+        };
+        let snapshot = Snapshot {
+            pools: input.fleet.pools.iter().map(|p| p.pool.clone()).collect(),
+            running: Vec::new(),
+            tenants: Vec::new(),
+        };
+        let pools = input
+            .fleet
+            .pools
+            .iter()
+            .map(|p| PoolRt {
+                delivered: p.initial_nodes,
+                down: 0,
+                price_factor: 1.0,
+                busy_milli: 0,
+                accrued_at: 0,
+                cost: Money::ZERO,
+                used_milli_s: 0,
+                delivered_node_s: 0,
+                gpu_used_milli: vec![0; p.pool.nodes.len()],
+            })
+            .collect();
+        let mut sim = Sim {
+            input,
+            config,
+            snapshot,
+            pools,
+            running_at: HashMap::new(),
+            active: HashMap::new(),
+            queue: Vec::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            dirty: false,
+            pass_at: 0,
+            price_epoch: 0,
+            options_epoch: u64::MAX,
+            option_cache: HashMap::new(),
+            models_present: input.fleet.models(),
+            allocated_gpu_milli: 0,
+            collect: Collector::new(input),
+        };
+        for (i, p) in input.fleet.pools.iter().enumerate() {
+            for (at, nodes) in &p.deliveries {
+                sim.push(*at, Ev::Delivery(i as u32, *nodes));
+            }
+        }
+        for (i, e) in input.events.iter().enumerate() {
+            match e {
+                EventSpec::Outage { at_days, for_hours, .. } => {
+                    let at = days_to_s("outage.at_days", *at_days)?;
+                    sim.push(at, Ev::OutageStart(i as u32));
+                    sim.push(at + days_to_s("outage.for_hours", for_hours / 24.0)?, Ev::OutageEnd(i as u32));
+                }
+                EventSpec::PriceChange { at_days, .. } => {
+                    sim.push(days_to_s("price_change.at_days", *at_days)?, Ev::PriceChange(i as u32));
+                }
+                EventSpec::DeliveryDelay { .. } => {} // applied when the fleet was built
+            }
+        }
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, ev)));
+    }
+
+    fn mark_dirty(&mut self) {
+        if !self.dirty {
+            self.dirty = true;
+            self.pass_at = ceil_to(self.now, self.input.settings.tick_s);
+        }
+    }
+
+    fn run(
+        &mut self,
+        workload: &mut dyn Iterator<Item = TraceJob>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), Error> {
+        let mut next_job = workload.next();
+        let mut next_id: u64 = 0;
+        let mut next_sample = 0u64;
+        let mut last_progress_day = u64::MAX;
+        let horizon = self.input.horizon_s.unwrap_or(u64::MAX);
+        loop {
+            let t_heap = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let t_arrival = next_job.as_ref().map(|j| j.arrival_s);
+            let t_pass = (self.dirty && !self.queue.is_empty()).then_some(self.pass_at);
+            let Some(t_work) = [t_heap, t_arrival, t_pass].into_iter().flatten().min() else { break };
+            if t_work > horizon {
+                break;
+            }
+            let t = if next_sample <= t_work { next_sample } else { t_work };
+            self.advance(t);
+            if t == next_sample {
+                self.sample();
+                next_sample += self.input.sample_s;
+                if t < t_work {
+                    continue;
+                }
+            }
+            while let Some(Reverse((at, _, ev))) = self.heap.peek().copied() {
+                if at != t {
+                    break;
+                }
+                self.heap.pop();
+                self.handle(ev);
+            }
+            while next_job.as_ref().is_some_and(|j| j.arrival_s == t) {
+                let job = next_job.take().expect("checked");
+                self.arrive(next_id, job);
+                next_id += 1;
+                next_job = workload.next();
+            }
+            if self.dirty && !self.queue.is_empty() && self.pass_at == t {
+                self.pass()?;
+            } else if self.dirty && self.queue.is_empty() {
+                self.dirty = false;
+            }
+            let day = t / 86_400;
+            if day != last_progress_day {
+                last_progress_day = day;
+                progress(Progress { now_s: t, arrived: next_id, finished: self.collect.finished });
+            }
+        }
+        let end = match self.input.horizon_s {
+            Some(h) => h,
+            None => self.now,
+        };
+        self.advance(end.max(self.now));
+        if next_sample <= self.now {
+            self.sample();
+        }
+        self.collect.jobs = next_id;
+        progress(Progress { now_s: self.now, arrived: next_id, finished: self.collect.finished });
+        Ok(())
+    }
+
+    /// Moves the clock, accruing costs and contract delivery over the elapsed time.
+    fn advance(&mut self, t: u64) {
+        if t <= self.now {
+            return;
+        }
+        for i in 0..self.pools.len() {
+            self.accrue(i, t);
+        }
+        self.now = t;
+    }
+
+    fn accrue(&mut self, i: usize, t: u64) {
+        let sp = &self.input.fleet.pools[i];
+        let rt = &mut self.pools[i];
+        if t <= rt.accrued_at {
+            return;
+        }
+        let dt = (t - rt.accrued_at) as u128;
+        rt.accrued_at = t;
+        let used = rt.busy_milli as u128 * dt;
+        rt.used_milli_s += used;
+        rt.delivered_node_s += rt.delivered as u128 * dt;
+        let price = match sp.pool.capacity {
+            CapacityKind::Contract => sp.contract_rate.micros() as f64,
+            _ => sp.list_price.micros() as f64 * rt.price_factor,
+        };
+        // thousandth-node-seconds × µ$/node-hour
+        let micros = (used as f64 * price / 3_600_000.0).round() as i64;
+        rt.cost += Money::from_micros(micros);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Complete(id, attempt) => {
+                if self.active.get(&id).is_some_and(|a| a.attempt == attempt && a.run.is_some()) {
+                    self.complete(id);
+                }
+            }
+            Ev::Delivery(pool, nodes) => {
+                let rt = &mut self.pools[pool as usize];
+                let from = rt.delivered;
+                rt.delivered = (rt.delivered + nodes).min(self.snapshot.pools[pool as usize].nodes.len() as u32);
+                if rt.down == 0 {
+                    for n in from..rt.delivered {
+                        self.snapshot.pools[pool as usize].nodes[n as usize].schedulable = true;
+                    }
+                }
+                self.mark_dirty();
+            }
+            Ev::OutageStart(e) => {
+                let affected = self.event_pools(e);
+                let mut victims = Vec::new();
+                for &p in &affected {
+                    self.pools[p].down += 1;
+                    for node in &mut self.snapshot.pools[p].nodes {
+                        node.schedulable = false;
+                    }
+                    victims.extend(self.snapshot.running.iter().filter(|r| r.pool.0 as usize == p).map(|r| r.job.0));
+                }
+                victims.sort_unstable();
+                self.collect.outages += 1;
+                for v in victims {
+                    self.stop(v, Stop::Failed);
+                }
+                self.mark_dirty();
+            }
+            Ev::OutageEnd(e) => {
+                for p in self.event_pools(e) {
+                    let rt = &mut self.pools[p];
+                    rt.down = rt.down.saturating_sub(1);
+                    if rt.down == 0 {
+                        let delivered = rt.delivered as usize;
+                        for node in &mut self.snapshot.pools[p].nodes[..delivered] {
+                            node.schedulable = true;
+                        }
+                    }
+                }
+                self.mark_dirty();
+            }
+            Ev::PriceChange(e) => {
+                if let EventSpec::PriceChange { factor, .. } = &self.input.events[e as usize] {
+                    for p in self.event_pools(e) {
+                        self.accrue(p, self.now);
+                        self.pools[p].price_factor *= factor;
+                    }
+                }
+                self.price_epoch += 1;
+                self.mark_dirty();
+            }
+        }
+    }
+
+    fn event_pools(&self, e: u32) -> Vec<usize> {
+        let (provider, region, capacity) = match &self.input.events[e as usize] {
+            EventSpec::Outage { provider, region, .. } => (provider, region.as_ref(), None),
+            EventSpec::PriceChange { provider, capacity, .. } => (provider, None, *capacity),
+            EventSpec::DeliveryDelay { provider, region, .. } => (provider, region.as_ref(), None),
+        };
+        self.snapshot
+            .pools
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                &p.provider == provider
+                    && region.is_none_or(|r| r == &p.region)
+                    && capacity.is_none_or(|c| c == p.capacity)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn arrive(&mut self, id: u64, job: TraceJob) {
+        self.collect.arrived(&job);
+        let remaining = job.work_s as f64;
+        let queued = self.queued(id, &job);
+        self.queue.push(queued);
+        self.active.insert(id, Active { job, attempt: 1, remaining, first_start: None, run: None });
+        self.mark_dirty();
+    }
+
+    /// The job as this policy presents it to the scheduler.
+    fn queued(&mut self, id: u64, job: &TraceJob) -> QueuedJob {
+        let (resources, ordered) = self.options_for(job);
+        let (tenant, priority, preemptible) = match self.input.policy {
+            PolicyName::FifoFirstFit => ("fifo".to_string(), Priority::NORMAL, false),
+            _ => (
+                self.input.tenants.get(job.tenant as usize).cloned().unwrap_or_else(|| format!("t{}", job.tenant)),
+                job.priority,
+                job.preemptible,
+            ),
+        };
+        QueuedJob {
+            id: JobId(id),
+            replica: 0,
+            tenant,
+            priority,
+            preemptible,
+            resources,
+            ordered,
+            num_nodes: job.num_nodes,
+            topology: job.topology,
+            constraints: Default::default(),
+            submitted_at: job.arrival_s,
+        }
+    }
+
+    /// Resource options: one option over every acceptable model for the baselines; for Cumulo,
+    /// one option per model ordered by effective price per unit of work (price / speed).
+    fn options_for(&mut self, job: &TraceJob) -> (Vec<ResourceOption>, bool) {
+        let key = (job.job_type, job.models, job.gpus_per_node.0);
+        if let Some(hit) = self.option_cache.get(&key) {
+            return (hit.0.iter().map(|o| with_job(o, job)).collect(), hit.1);
+        }
+        let base = ResourceOption { use_spot: job.preemptible, ..ResourceOption::default() };
+        let built: (Vec<ResourceOption>, bool) = if job.gpus_per_node.is_zero() {
+            (vec![base], false)
+        } else {
+            let speed_row = self.input.speeds.get(job.job_type as usize);
+            let usable: Vec<GpuModel> = self
+                .models_present
+                .iter()
+                .copied()
+                .filter(|m| job.models.contains(*m) && speed_row.is_none_or(|r| r.on(*m) > 0.0))
+                .collect();
+            let demand = |selector| Some(AcceleratorDemand { selector, per_node: job.gpus_per_node });
+            if usable.is_empty() {
+                let wanted = job.models.models();
+                let selector =
+                    if wanted.is_empty() { GpuSelector::MinMemoryGb(0) } else { GpuSelector::Models(wanted) };
+                (vec![ResourceOption { accelerators: demand(selector), ..base }], false)
+            } else if self.input.policy == PolicyName::Cumulo && usable.len() > 1 {
+                let mut scored: Vec<(f64, GpuModel)> = usable
+                    .iter()
+                    .map(|m| {
+                        let price = self.cheapest_gpu_hour(*m);
+                        let speed = speed_row.map_or(1.0, |r| r.on(*m) as f64);
+                        (price / speed.max(1e-9), *m)
+                    })
+                    .collect();
+                scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(model_index(a.1).cmp(&model_index(b.1))));
+                let options = scored
+                    .into_iter()
+                    .map(|(_, m)| ResourceOption { accelerators: demand(GpuSelector::Models(vec![m])), ..base.clone() })
+                    .collect();
+                (options, true)
+            } else {
+                let selector = if job.models.is_any() && usable.len() == self.models_present.len() {
+                    GpuSelector::MinMemoryGb(0)
+                } else {
+                    GpuSelector::Models(usable)
+                };
+                (vec![ResourceOption { accelerators: demand(selector), ..base }], false)
+            }
+        };
+        let out = (built.0.iter().map(|o| with_job(o, job)).collect(), built.1);
+        self.option_cache.insert(key, built);
+        out
+    }
+
+    /// The lowest price per GPU-hour, as this policy sees it, among pools of a model.
+    fn cheapest_gpu_hour(&self, model: GpuModel) -> f64 {
+        self.snapshot
+            .pools
+            .iter()
+            .filter(|p| p.node_type.gpu == Some(model) && p.node_type.gpus > 0)
+            .map(|p| p.price_per_node_hour.micros() as f64 / p.node_type.gpus as f64)
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Writes this policy's prices into the snapshot's pools.
+    fn reprice(&mut self) {
+        let fleet = self.input.fleet;
+        let mut changed = false;
+        let consumed = self.pools_consumed();
+        let scheduled = self.contract_schedule();
+        for (i, sp) in fleet.pools.iter().enumerate() {
+            let rt = &self.pools[i];
+            let list = Money::from_micros((sp.list_price.micros() as f64 * rt.price_factor).round() as i64);
+            let price = match self.input.policy {
+                PolicyName::FifoFirstFit => Money::from_dollars(1),
+                PolicyName::CheapestFirst => list,
+                PolicyName::Cumulo => match sp.pool.capacity {
+                    CapacityKind::Contract => {
+                        let behind = sp.contract.is_some_and(|c| consumed[c] < scheduled[c]);
+                        if behind { Money::from_micros(sp.contract_rate.micros() / 100) } else { sp.contract_rate }
+                    }
+                    CapacityKind::OnDemand => list,
+                    CapacityKind::Spot => Money::from_micros(
+                        (list.micros() as f64 * (1.0 + self.input.settings.spot_risk_premium)).round() as i64,
+                    ),
+                },
+            };
+            if self.snapshot.pools[i].price_per_node_hour != price {
+                self.snapshot.pools[i].price_per_node_hour = price;
+                changed = true;
+            }
+        }
+        if changed {
+            self.price_epoch += 1;
+        }
+    }
+
+    /// Contract value consumed so far per contract (contract rate × used node-hours).
+    fn pools_consumed(&self) -> Vec<Money> {
+        let mut consumed = vec![Money::ZERO; self.input.fleet.contracts.len()];
+        for (i, sp) in self.input.fleet.pools.iter().enumerate() {
+            if let Some(c) = sp.contract {
+                consumed[c] += self.pools[i].cost;
+            }
+        }
+        consumed
+    }
+
+    /// What each contract should have consumed by now: its committed spend spread evenly over
+    /// the run's span, or (without a commitment) its rate for every node-hour delivered so far.
+    fn contract_schedule(&self) -> Vec<Money> {
+        let fleet = self.input.fleet;
+        let mut scheduled = vec![Money::ZERO; fleet.contracts.len()];
+        for (i, sp) in fleet.pools.iter().enumerate() {
+            if let Some(c) = sp.contract
+                && fleet.contracts[c].committed.is_none()
+            {
+                let node_s = self.pools[i].delivered_node_s.min(i64::MAX as u128) as i64;
+                scheduled[c] += sp.contract_rate.mul_div(node_s, 3600);
+            }
+        }
+        for (c, contract) in fleet.contracts.iter().enumerate() {
+            if let Some(committed) = contract.committed {
+                let span = self.input.span_s.max(1);
+                scheduled[c] = committed.mul_div(self.now.min(span) as i64, span as i64);
+            }
+        }
+        scheduled
+    }
+
+    fn pass(&mut self) -> Result<(), Error> {
+        self.dirty = false;
+        self.reprice();
+        if self.input.policy == PolicyName::Cumulo && self.options_epoch != self.price_epoch {
+            self.options_epoch = self.price_epoch;
+            self.option_cache.clear();
+            let mut queue = std::mem::take(&mut self.queue);
+            for q in &mut queue {
+                if let Some(a) = self.active.get(&q.id.0) {
+                    let job = a.job.clone();
+                    let (resources, ordered) = self.options_for(&job);
+                    q.resources = resources;
+                    q.ordered = ordered;
+                }
+            }
+            self.queue = queue;
+        }
+        self.expire_inference();
+        let cap = self.input.settings.max_queue_per_pass.max(1);
+        let slice_len = self.queue.len().min(cap);
+        let plan = cumulo_sched::schedule_with(&self.snapshot, &self.queue[..slice_len], self.now, &self.config)
+            .map_err(|e| Error::Scenario(format!("the scheduler refused the simulated snapshot: {e}")))?;
+        self.collect.passes += 1;
+        for p in &plan.preemptions {
+            if self.running_at.contains_key(&p.victim.0) {
+                self.collect.preemptions += 1;
+                self.stop(p.victim.0, Stop::Preempted);
+            }
+        }
+        let mut placed: HashSet<u64> = HashSet::with_capacity(plan.placements.len());
+        for p in plan.placements {
+            placed.insert(p.job.0);
+            self.start(p);
+        }
+        if !placed.is_empty() {
+            self.queue.retain(|q| !placed.contains(&q.id.0));
+            if slice_len == cap {
+                self.mark_dirty();
+                self.pass_at = self.now + self.input.settings.tick_s;
+            }
+        }
+        self.collect.last_pending = plan.pending.iter().fold(BTreeMap::new(), |mut acc, p| {
+            *acc.entry(p.reason.code().to_string()).or_insert(0u64) += 1;
+            acc
+        });
+        Ok(())
+    }
+
+    /// Inference demand whose window has passed while it waited is dropped (unserved).
+    fn expire_inference(&mut self) {
+        let now = self.now;
+        let active = &mut self.active;
+        let collect = &mut self.collect;
+        self.queue.retain(|q| {
+            let a = &active[&q.id.0];
+            if a.job.kind == JobKind::Inference
+                && a.run.is_none()
+                && a.job.arrival_s.saturating_add(a.job.work_s) <= now
+            {
+                collect.inference_expired(&a.job);
+                active.remove(&q.id.0);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn start(&mut self, p: Placement) {
+        let id = p.job.0;
+        let pool_i = p.pool.0 as usize;
+        let sp = &self.input.fleet.pools[pool_i];
+        let nt = &sp.pool.node_type;
+        let model = nt.gpu;
+        let a = self.active.get_mut(&id).expect("placed jobs are active");
+        let now = self.now;
+        let run_s = if a.job.kind == JobKind::Inference {
+            a.job.arrival_s.saturating_add(a.job.work_s).saturating_sub(now).max(1)
+        } else if a.remaining.is_infinite() || a.job.work_s == u64::MAX {
+            u64::MAX - now
+        } else {
+            let speed = self.input.speeds.get(a.job.job_type as usize).map_or(1.0, |r| model.map_or(1.0, |m| r.on(m)));
+            ((a.remaining / speed.max(1e-9) as f64).ceil() as u64).max(1)
+        };
+        let gpu_milli: u64 = p.nodes.iter().map(|n| n.gpus.milli()).sum();
+        let share: u64 = p.nodes.iter().map(|n| node_share_milli(n, nt)).sum();
+        let first = a.first_start.is_none();
+        a.first_start.get_or_insert(now);
+        a.run = Some(Run {
+            start_s: now,
+            end_s: now.saturating_add(run_s),
+            pool: p.pool.0,
+            model,
+            gpu_milli,
+            node_share_milli: share,
+        });
+        let attempt = a.attempt;
+        let (priority, preemptible) = (a.job.priority, a.job.preemptible);
+        if first {
+            self.collect.started(&a.job, now);
+        }
+        let tenant = self.queue_tenant(&self.active[&id].job);
+        let alloc = RunningAlloc {
+            job: p.job,
+            replica: 0,
+            tenant,
+            priority: if self.input.policy == PolicyName::FifoFirstFit { Priority::NORMAL } else { priority },
+            preemptible: self.input.policy != PolicyName::FifoFirstFit && preemptible,
+            pool: p.pool,
+            nodes: p.nodes,
+            started_at: now,
+        };
+        self.accrue(pool_i, now);
+        let rt = &mut self.pools[pool_i];
+        rt.busy_milli += share;
+        for n in &alloc.nodes {
+            rt.gpu_used_milli[n.node as usize] += n.gpus.milli() as u32;
+        }
+        self.allocated_gpu_milli += gpu_milli;
+        self.running_at.insert(id, self.snapshot.running.len());
+        self.snapshot.running.push(alloc);
+        if run_s < u64::MAX - now {
+            self.push(now + run_s, Ev::Complete(id, attempt));
+        }
+    }
+
+    fn queue_tenant(&self, job: &TraceJob) -> String {
+        match self.input.policy {
+            PolicyName::FifoFirstFit => "fifo".to_string(),
+            _ => self.input.tenants.get(job.tenant as usize).cloned().unwrap_or_else(|| format!("t{}", job.tenant)),
+        }
+    }
+
+    /// Takes a job's allocation out of the snapshot and the pool's books.
+    fn release(&mut self, id: u64) -> Option<Run> {
+        let idx = self.running_at.remove(&id)?;
+        let alloc = self.snapshot.running.swap_remove(idx);
+        if idx < self.snapshot.running.len() {
+            let moved = self.snapshot.running[idx].job.0;
+            self.running_at.insert(moved, idx);
+        }
+        let run = self.active.get_mut(&id)?.run.take()?;
+        let pool_i = run.pool as usize;
+        self.accrue(pool_i, self.now);
+        let rt = &mut self.pools[pool_i];
+        rt.busy_milli -= run.node_share_milli;
+        for n in &alloc.nodes {
+            rt.gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
+        }
+        self.allocated_gpu_milli -= run.gpu_milli;
+        let job = &self.active[&id].job;
+        self.collect.held(job, run.model, run.gpu_milli, self.now - run.start_s);
+        self.mark_dirty();
+        Some(run)
+    }
+
+    fn complete(&mut self, id: u64) {
+        if let Some(run) = self.release(id) {
+            let a = self.active.remove(&id).expect("released jobs are active");
+            debug_assert!(a.first_start.is_some_and(|s| s <= run.start_s));
+            self.collect.finished(&a.job, self.now);
+        }
+    }
+
+    /// Stops a running job (preempted or failed) and puts it back in the queue.
+    fn stop(&mut self, id: u64, why: Stop) {
+        let Some(run) = self.release(id) else { return };
+        let now = self.now;
+        let checkpoint_s = self.input.settings.checkpoint_s.max(1);
+        let a = self.active.get_mut(&id).expect("released jobs are active");
+        let elapsed = now - run.start_s;
+        let speed = self.input.speeds.get(a.job.job_type as usize).map_or(1.0, |r| run.model.map_or(1.0, |m| r.on(m)));
+        let kept_s = match a.job.kind {
+            JobKind::Training => elapsed / checkpoint_s * checkpoint_s,
+            JobKind::Inference => elapsed,
+            JobKind::Batch | JobKind::Sandbox => 0,
+        };
+        if a.job.kind != JobKind::Inference && a.remaining.is_finite() && a.job.work_s != u64::MAX {
+            a.remaining = (a.remaining - kept_s as f64 * speed as f64).max(1.0);
+        }
+        let lost_gpu_s = (elapsed - kept_s) as u128 * run.gpu_milli as u128;
+        a.attempt += 1;
+        self.collect.stopped(why == Stop::Failed, lost_gpu_s);
+        let job = a.job.clone();
+        let mut q = self.queued(id, &job);
+        q.submitted_at = job.arrival_s;
+        self.queue.push(q);
+    }
+
+    fn sample(&mut self) {
+        let mut capacity = 0u64;
+        let mut fragmented = 0u64;
+        let mut free = 0u64;
+        // the smallest per-node GPU need of a pending job, per model
+        let mut smallest: Vec<u32> = vec![u32::MAX; crate::speed::MODELS];
+        let mut any_pending_gpu = false;
+        for q in &self.queue {
+            let Some(a) = self.active.get(&q.id.0) else { continue };
+            let need = a.job.gpus_per_node.0;
+            if need == 0 {
+                continue;
+            }
+            any_pending_gpu = true;
+            for m in &self.models_present {
+                if a.job.models.contains(*m) {
+                    let s = &mut smallest[model_index(*m)];
+                    *s = (*s).min(need);
+                }
+            }
+        }
+        for (i, sp) in self.input.fleet.pools.iter().enumerate() {
+            let Some(model) = sp.gpu() else { continue };
+            let rt = &self.pools[i];
+            if rt.down > 0 {
+                continue;
+            }
+            let per_node = sp.gpus_per_node() * 1000;
+            capacity += rt.delivered as u64 * per_node as u64;
+            let threshold = smallest[model_index(model)];
+            for used in &rt.gpu_used_milli[..rt.delivered as usize] {
+                let f = per_node - used;
+                free += f as u64;
+                if any_pending_gpu && f > 0 && f < threshold {
+                    fragmented += f as u64;
+                }
+            }
+        }
+        let consumed = self.pools_consumed();
+        let scheduled = self.contract_schedule();
+        self.collect.sample(
+            crate::report::Sample {
+                t_s: self.now,
+                capacity_gpus: capacity as f64 / 1000.0,
+                allocated_gpus: self.allocated_gpu_milli as f64 / 1000.0,
+                demand_gpus: (self.allocated_gpu_milli
+                    + self
+                        .queue
+                        .iter()
+                        .filter_map(|q| self.active.get(&q.id.0))
+                        .map(|a| a.job.total_gpus_milli())
+                        .sum::<u64>()) as f64
+                    / 1000.0,
+                free_gpus: free as f64 / 1000.0,
+                fragmented_gpus: fragmented as f64 / 1000.0,
+                pending_jobs: self.queue.len() as u64,
+                running_jobs: self.snapshot.running.len() as u64,
+            },
+            &consumed,
+            &scheduled,
+        );
+    }
+
+    fn finish(mut self) -> PolicyReport {
+        let now = self.now;
+        for i in 0..self.pools.len() {
+            self.accrue(i, now);
+        }
+        let running: Vec<(u64, u64)> =
+            self.active.iter().filter_map(|(id, a)| a.run.as_ref().map(|r| (*id, r.end_s))).collect();
+        let unfinished = self.active.len() as u64;
+        let still_running = running.len() as u64;
+        let pools: Vec<crate::report::PoolBooks> = self
+            .input
+            .fleet
+            .pools
+            .iter()
+            .zip(&self.pools)
+            .map(|(sp, rt)| crate::report::PoolBooks {
+                provider: sp.pool.provider.clone(),
+                capacity: sp.pool.capacity,
+                contract: sp.contract,
+                cost: rt.cost,
+                contract_rate: sp.contract_rate,
+                used_node_hours: rt.used_milli_s as f64 / 1000.0 / 3600.0,
+                delivered_node_hours: rt.delivered_node_s as f64 / 3600.0,
+            })
+            .collect();
+        self.collect.report(self.input, now, unfinished, still_running, &pools)
+    }
+}
+
+fn with_job(option: &ResourceOption, job: &TraceJob) -> ResourceOption {
+    ResourceOption { cpus_milli: job.cpus_milli, memory_mib: job.memory_mib, ..option.clone() }
+}
+
+/// A job's dominant share of one node, in thousandths of the node.
+fn node_share_milli(n: &NodeAlloc, nt: &cumulo_types::NodeType) -> u64 {
+    let mut share = 0u64;
+    if nt.gpus > 0 {
+        share = share.max(n.gpus.milli() / nt.gpus as u64);
+    }
+    if nt.vcpus > 0 {
+        share = share.max(n.cpus_milli as u64 / nt.vcpus as u64);
+    }
+    if nt.memory_gb > 0 {
+        share = share.max(n.memory_mib * 1000 / (nt.memory_gb as u64 * 1024));
+    }
+    share.min(1000)
+}

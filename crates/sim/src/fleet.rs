@@ -1,0 +1,252 @@
+//! The simulated fleet: the scheduler's pools plus what the simulator needs around them (list
+//! prices, contracts, delivery schedules).
+
+use std::collections::BTreeMap;
+
+use cumulo_sched::{NodeState, Pool, PoolId};
+use cumulo_types::{CapacityKind, GpuModel, Money, NodeType};
+
+use crate::Error;
+use crate::scenario::{DAY, EventSpec, FleetSpec, days_to_s};
+use crate::trace::alibaba::{GpuNames, NodeRow};
+
+/// A pool as simulated: the scheduler's view (every node it will ever have; undelivered ones
+/// unschedulable) and the facts around it.
+#[derive(Clone, Debug)]
+pub struct SimPool {
+    pub pool: Pool,
+    pub list_price: Money,
+    /// Index into [`Fleet::contracts`].
+    pub contract: Option<usize>,
+    pub contract_rate: Money,
+    /// Nodes delivered at the start.
+    pub initial_nodes: u32,
+    /// (time, nodes) delivered later, in time order.
+    pub deliveries: Vec<(u64, u32)>,
+}
+
+impl SimPool {
+    pub fn gpu(&self) -> Option<GpuModel> {
+        self.pool.node_type.gpu
+    }
+
+    pub fn gpus_per_node(&self) -> u32 {
+        self.pool.node_type.gpus
+    }
+}
+
+/// A contract: its name and, when given, the committed spend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contract {
+    pub name: String,
+    pub provider: String,
+    pub committed: Option<Money>,
+}
+
+/// Every pool and contract of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Fleet {
+    pub pools: Vec<SimPool>,
+    pub contracts: Vec<Contract>,
+}
+
+/// Simulated list prices per GPU-hour for the Alibaba fleet, in US dollars, so that its costs are
+/// comparable (its own capacity is owned: priced as one contract).
+fn alibaba_gpu_hour(model: Option<GpuModel>) -> f64 {
+    match model {
+        None => 0.0,
+        Some(GpuModel::T4) => 0.53,
+        Some(GpuModel::P100) => 1.46,
+        Some(GpuModel::V100 | GpuModel::V100_32) => 2.48,
+        Some(GpuModel::A10 | GpuModel::A10G) => 1.01,
+        Some(GpuModel::A100 | GpuModel::A100_80) => 3.67,
+        Some(_) => 4.0,
+    }
+}
+
+impl Fleet {
+    /// Builds the fleet from a scenario's spec (and node list, when it names one), with delivery
+    /// delays already applied.
+    pub fn build(spec: &FleetSpec, alibaba_nodes: &[NodeRow], events: &[EventSpec]) -> Result<Fleet, Error> {
+        let mut fleet = Fleet::default();
+        let mut contract_ids: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &spec.contracts {
+            let committed = match c.committed_usd {
+                Some(usd) => Some(Money::from_dollars_f64(usd).ok_or_else(|| {
+                    Error::invalid(
+                        &format!("fleet.contracts.{}.committed_usd", c.name),
+                        usd,
+                        "a non-negative amount of US dollars",
+                    )
+                })?),
+                None => None,
+            };
+            contract_ids.insert(c.name.clone(), fleet.contracts.len());
+            fleet.contracts.push(Contract { name: c.name.clone(), provider: String::new(), committed });
+        }
+        for (i, p) in spec.pools.iter().enumerate() {
+            let domain = p.nvlink_domain_nodes.unwrap_or_else(|| NodeType::default_nvlink_domain_nodes(p.gpu)).max(1);
+            let block = p.block_nodes.unwrap_or(domain * 8).max(domain);
+            let node_type = NodeType {
+                name: match p.gpu {
+                    Some(m) => format!("{}x{}", m.name().to_ascii_lowercase(), p.gpus_per_node),
+                    None => format!("cpu{}", p.vcpus),
+                },
+                gpu: p.gpu,
+                gpus: p.gpus_per_node,
+                vcpus: p.vcpus,
+                memory_gb: p.memory_gb,
+                nvlink_domain_nodes: domain,
+            };
+            let mut deliveries: Vec<(u64, u32)> = p
+                .deliveries
+                .iter()
+                .enumerate()
+                .map(|(j, d)| {
+                    Ok((days_to_s(&format!("fleet.pools[{i}].deliveries[{j}].at_days"), d.at_days)?, d.nodes))
+                })
+                .collect::<Result<_, Error>>()?;
+            for e in events {
+                if let EventSpec::DeliveryDelay { provider, region, after_days, by_days } = e
+                    && provider == &p.provider
+                    && region.as_ref().is_none_or(|r| r == &p.region)
+                {
+                    let after = (after_days * DAY) as u64;
+                    for d in &mut deliveries {
+                        if d.0 >= after {
+                            d.0 += (by_days * DAY) as u64;
+                        }
+                    }
+                }
+            }
+            deliveries.sort();
+            let total = p.nodes + deliveries.iter().map(|d| d.1).sum::<u32>();
+            let contract = match &p.contract {
+                Some(name) => Some(match contract_ids.get(name) {
+                    Some(c) => *c,
+                    None => {
+                        contract_ids.insert(name.clone(), fleet.contracts.len());
+                        fleet.contracts.push(Contract { name: name.clone(), provider: String::new(), committed: None });
+                        fleet.contracts.len() - 1
+                    }
+                }),
+                None => None,
+            };
+            if let Some(c) = contract {
+                fleet.contracts[c].provider = p.provider.clone();
+            }
+            let list_price = Money::from_dollars_f64(p.price_per_node_hour).ok_or_else(|| {
+                Error::invalid(
+                    &format!("fleet.pools[{i}].price_per_node_hour"),
+                    p.price_per_node_hour,
+                    "a price in US dollars",
+                )
+            })?;
+            let contract_rate = match p.contract_rate_per_node_hour {
+                Some(r) => Money::from_dollars_f64(r).ok_or_else(|| {
+                    Error::invalid(&format!("fleet.pools[{i}].contract_rate_per_node_hour"), r, "a price in US dollars")
+                })?,
+                None => list_price,
+            };
+            let zone = p.zone.clone().unwrap_or_else(|| format!("{}-a", p.region));
+            let nodes = (0..total)
+                .map(|n| NodeState {
+                    name: format!("p{i}-n{n}"),
+                    block: n / block,
+                    nvlink_domain: n / domain,
+                    schedulable: n < p.nodes,
+                })
+                .collect();
+            let pool = Pool {
+                id: PoolId(i as u32),
+                name: format!("{}/{}/{}/{}/{}", p.provider, p.region, zone, node_type.name, p.capacity),
+                provider: p.provider.clone(),
+                region: p.region.clone(),
+                zone,
+                capacity: p.capacity,
+                node_type,
+                price_per_node_hour: list_price,
+                nodes,
+            };
+            fleet.pools.push(SimPool { pool, list_price, contract, contract_rate, initial_nodes: p.nodes, deliveries });
+        }
+        if !alibaba_nodes.is_empty() {
+            fleet.add_alibaba(alibaba_nodes);
+        }
+        Ok(fleet)
+    }
+
+    /// Groups an Alibaba node list into pools of identical nodes (one simulated region), all under
+    /// one owned-capacity contract `alibaba-owned`.
+    fn add_alibaba(&mut self, nodes: &[NodeRow]) {
+        let mut groups: BTreeMap<(Option<GpuModel>, u32, u32, u64), u32> = BTreeMap::new();
+        for n in nodes {
+            *groups.entry((n.model, n.gpus, n.cpus_milli, n.memory_mib)).or_default() += 1;
+        }
+        let contract = self.contracts.len();
+        self.contracts.push(Contract {
+            name: "alibaba-owned".to_string(),
+            provider: "alibaba".to_string(),
+            committed: None,
+        });
+        for ((model, gpus, cpus_milli, memory_mib), count) in groups {
+            let id = self.pools.len() as u32;
+            let node_type = NodeType {
+                name: match model {
+                    Some(m) => format!("{}x{gpus}-c{}", m.name().to_ascii_lowercase(), cpus_milli / 1000),
+                    None => format!("cpu{}", cpus_milli / 1000),
+                },
+                gpu: model,
+                gpus,
+                vcpus: cpus_milli / 1000,
+                memory_gb: (memory_mib / 1024) as u32,
+                nvlink_domain_nodes: 1,
+            };
+            let price =
+                Money::from_dollars_f64(alibaba_gpu_hour(model) * gpus as f64 + 0.04 * (cpus_milli / 1000) as f64)
+                    .unwrap_or(Money::ZERO);
+            let pool = Pool {
+                id: PoolId(id),
+                name: format!("alibaba/cn-sim/cn-sim-a/{}/contract", node_type.name),
+                provider: "alibaba".to_string(),
+                region: "cn-sim".to_string(),
+                zone: "cn-sim-a".to_string(),
+                capacity: CapacityKind::Contract,
+                node_type,
+                price_per_node_hour: price,
+                nodes: (0..count).map(|n| NodeState::new(format!("p{id}-n{n}"), n / 32, n)).collect(),
+            };
+            self.pools.push(SimPool {
+                pool,
+                list_price: price,
+                contract: Some(contract),
+                contract_rate: price,
+                initial_nodes: count,
+                deliveries: Vec::new(),
+            });
+        }
+    }
+
+    /// GPUs of every node ever delivered.
+    pub fn total_gpus(&self) -> u64 {
+        self.pools.iter().map(|p| p.pool.nodes.len() as u64 * p.gpus_per_node() as u64).sum()
+    }
+
+    /// The GPU models present, in `GpuModel::ALL` order.
+    pub fn models(&self) -> Vec<GpuModel> {
+        let mut v: Vec<GpuModel> = self.pools.iter().filter_map(|p| p.gpu()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Reads the node list a scenario names, if any.
+pub fn load_alibaba_nodes(spec: &FleetSpec, on_bad: crate::trace::OnBadRow) -> Result<Vec<NodeRow>, Error> {
+    match &spec.alibaba_nodes {
+        Some(path) => {
+            Ok(crate::trace::alibaba::import_nodes(std::path::Path::new(path), &GpuNames::default(), on_bad)?.0)
+        }
+        None => Ok(Vec::new()),
+    }
+}

@@ -1,0 +1,393 @@
+//! Scenario files (YAML): the fleet, the workload, the policies to compare, and the events.
+//!
+//! Paths in a scenario are absolute, relative to the scenario file, or start with `data:` to
+//! resolve against `$CUMULO_DATA_DIR` (where the real traces live).
+
+use std::path::{Path, PathBuf};
+
+use cumulo_types::{CapacityKind, GpuModel};
+use serde::Deserialize;
+
+use crate::Error;
+use crate::generator::Generator;
+use crate::trace::OnBadRow;
+use crate::trace::azure::Autoscale;
+use crate::transform::Transform;
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seed for everything random in the run (generators, transforms without their own seed).
+    #[serde(default)]
+    pub seed: u64,
+    /// Simulated time to run, in days. Without it the run ends when the workload has drained (or
+    /// after 10 years of simulated time).
+    #[serde(default)]
+    pub horizon_days: Option<f64>,
+    #[serde(default)]
+    pub sim: SimSettings,
+    pub fleet: FleetSpec,
+    pub workload: WorkloadSpec,
+    #[serde(default = "all_policies")]
+    pub policies: Vec<PolicyName>,
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    pub events: Vec<EventSpec>,
+}
+
+fn all_policies() -> Vec<PolicyName> {
+    vec![PolicyName::Cumulo, PolicyName::FifoFirstFit, PolicyName::CheapestFirst]
+}
+
+/// Engine settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSettings {
+    /// Scheduling passes happen on multiples of this many seconds, when something changed.
+    pub tick_s: u64,
+    /// Seconds between samples of the time series in the report.
+    pub sample_s: Option<u64>,
+    /// Training jobs checkpoint this often (seconds of run time); work since the last checkpoint
+    /// is lost when a node fails or the job is preempted.
+    pub checkpoint_s: u64,
+    /// An inference job meets its SLO when it starts within this many seconds of arriving.
+    pub inference_slo_s: u64,
+    /// At most this many queued jobs (in priority, then arrival order) go to one pass.
+    pub max_queue_per_pass: usize,
+    /// Cumulo's policy adds this share of the price to spot pools for the risk of preemption.
+    pub spot_risk_premium: f64,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            tick_s: 60,
+            sample_s: None,
+            checkpoint_s: 1800,
+            inference_slo_s: 300,
+            max_queue_per_pass: 20_000,
+            spot_risk_premium: 0.3,
+        }
+    }
+}
+
+/// The policies a run compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyName {
+    /// The real scheduler with contract-aware effective prices and heterogeneity-aware GPU order.
+    Cumulo,
+    /// Arrival order, priorities flattened, no preemption, every pool at the same price (first fit).
+    FifoFirstFit,
+    /// Commitment-blind cheapest-first at list price, as SkyPilot ranks offers.
+    CheapestFirst,
+}
+
+impl PolicyName {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Cumulo => "cumulo",
+            PolicyName::FifoFirstFit => "fifo-first-fit",
+            PolicyName::CheapestFirst => "cheapest-first",
+        }
+    }
+}
+
+/// The fleet: pools written out, or an Alibaba node list.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    #[serde(default)]
+    pub pools: Vec<PoolSpec>,
+    /// Nodes of an Alibaba 2023 node list, as owned (contract) capacity in one simulated region.
+    #[serde(default)]
+    pub alibaba_nodes: Option<String>,
+    /// Contracts: what was committed for which pools.
+    #[serde(default)]
+    pub contracts: Vec<ContractSpec>,
+}
+
+/// Identical nodes in one zone, held one way.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub provider: String,
+    pub region: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    pub capacity: CapacityKind,
+    #[serde(default)]
+    pub gpu: Option<GpuModel>,
+    #[serde(default)]
+    pub gpus_per_node: u32,
+    pub vcpus: u32,
+    pub memory_gb: u32,
+    /// Nodes per NVLink domain; by default the GPU model's (18 for GB200/GB300, else 1).
+    #[serde(default)]
+    pub nvlink_domain_nodes: Option<u32>,
+    /// Nodes per network block; by default 8 NVLink domains.
+    #[serde(default)]
+    pub block_nodes: Option<u32>,
+    /// Nodes delivered when the simulation starts.
+    pub nodes: u32,
+    /// Later deliveries (a contract's ramp).
+    #[serde(default)]
+    pub deliveries: Vec<DeliverySpec>,
+    /// List price of one node for one hour, in US dollars.
+    pub price_per_node_hour: f64,
+    /// Contract the pool belongs to (capacity `contract` only).
+    #[serde(default)]
+    pub contract: Option<String>,
+    /// The contract's rate per node-hour, in US dollars (defaults to the list price).
+    #[serde(default)]
+    pub contract_rate_per_node_hour: Option<f64>,
+}
+
+/// Nodes that arrive at a time.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySpec {
+    pub at_days: f64,
+    pub nodes: u32,
+}
+
+/// A take-or-pay commitment over pools that name it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractSpec {
+    pub name: String,
+    /// Committed spend over the simulated horizon, US dollars. Without it the commitment is the
+    /// contract rate for every delivered node-hour (pure take-or-pay).
+    #[serde(default)]
+    pub committed_usd: Option<f64>,
+}
+
+/// Where the work comes from, and how it is transformed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    pub sources: Vec<SourceSpec>,
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
+    pub on_bad_row: OnBadRow,
+}
+
+/// One source of jobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    Gavel {
+        trace: String,
+        throughputs: String,
+    },
+    AlibabaPods {
+        pods: String,
+    },
+    AlibabaDlrm {
+        instances: String,
+    },
+    AzureLlm {
+        trace: String,
+        #[serde(default)]
+        autoscale: Autoscale,
+    },
+    Generator(Generator),
+}
+
+/// Something that happens to the fleet at a time.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventSpec {
+    /// Every pool of a provider (and region, when given) goes down for a while; what runs there
+    /// is lost since its last checkpoint and re-queued.
+    Outage {
+        provider: String,
+        #[serde(default)]
+        region: Option<String>,
+        at_days: f64,
+        for_hours: f64,
+    },
+    /// Deliveries of a provider's pools (and region, when given) due after `after_days` come
+    /// `by_days` later.
+    DeliveryDelay {
+        provider: String,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        after_days: f64,
+        by_days: f64,
+    },
+    /// List prices of a provider's pools (optionally one capacity kind) are multiplied by
+    /// `factor` from a time on.
+    PriceChange {
+        provider: String,
+        #[serde(default)]
+        capacity: Option<CapacityKind>,
+        at_days: f64,
+        factor: f64,
+    },
+}
+
+/// Seconds in a day.
+pub const DAY: f64 = 86_400.0;
+
+pub(crate) fn days_to_s(field: &str, days: f64) -> Result<u64, Error> {
+    if !(days.is_finite() && days >= 0.0) {
+        return Err(Error::invalid(field, days, "a non-negative number of days"));
+    }
+    Ok((days * DAY).round() as u64)
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut scenario = Scenario::parse(&text)?;
+        scenario.resolve_paths(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(scenario)
+    }
+
+    /// Parses scenario YAML; paths stay as written.
+    pub fn parse(text: &str) -> Result<Scenario, Error> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let mut inner = e.inner().to_string();
+            // serde_yaml prefixes its own (shorter) path; keep the full one only
+            if let Some((head, rest)) = inner.split_once(": ")
+                && !head.contains(' ')
+                && path.starts_with(head)
+            {
+                inner = rest.to_string();
+            }
+            Error::Scenario(if path == "." { inner } else { format!("{path}: {inner}") })
+        })?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.sim.tick_s == 0 {
+            return Err(Error::invalid("sim.tick_s", 0, "a positive number of seconds"));
+        }
+        if let Some(h) = self.horizon_days {
+            days_to_s("horizon_days", h)?;
+        }
+        if self.policies.is_empty() {
+            return Err(Error::invalid("policies", "[]", "at least one of cumulo, fifo-first-fit, cheapest-first"));
+        }
+        if self.fleet.pools.is_empty() && self.fleet.alibaba_nodes.is_none() {
+            return Err(Error::invalid("fleet", "no pools", "`pools` or `alibaba_nodes`"));
+        }
+        if self.workload.sources.is_empty() {
+            return Err(Error::invalid("workload.sources", "[]", "at least one trace or generator"));
+        }
+        for (i, p) in self.fleet.pools.iter().enumerate() {
+            let field = |f: &str| format!("fleet.pools[{i}].{f}");
+            if p.gpu.is_some() != (p.gpus_per_node > 0) {
+                return Err(Error::invalid(
+                    &field("gpus_per_node"),
+                    p.gpus_per_node,
+                    "a positive count exactly when `gpu` is set",
+                ));
+            }
+            if p.gpus_per_node > 64 {
+                return Err(Error::invalid(&field("gpus_per_node"), p.gpus_per_node, "at most 64"));
+            }
+            if !(p.price_per_node_hour.is_finite() && p.price_per_node_hour >= 0.0) {
+                return Err(Error::invalid(
+                    &field("price_per_node_hour"),
+                    p.price_per_node_hour,
+                    "a non-negative price in US dollars",
+                ));
+            }
+            if p.contract.is_some() != (p.capacity == CapacityKind::Contract) {
+                return Err(Error::invalid(
+                    &field("contract"),
+                    p.contract.as_deref().unwrap_or("none"),
+                    "a contract name exactly when capacity is `contract`",
+                ));
+            }
+            if let Some(name) = &p.contract
+                && !self.fleet.contracts.is_empty()
+                && !self.fleet.contracts.iter().any(|c| &c.name == name)
+            {
+                return Err(Error::invalid(&field("contract"), name, "a contract listed in fleet.contracts"));
+            }
+            for (j, d) in p.deliveries.iter().enumerate() {
+                days_to_s(&field(&format!("deliveries[{j}].at_days")), d.at_days)?;
+            }
+            if p.nodes == 0 && p.deliveries.is_empty() {
+                return Err(Error::invalid(&field("nodes"), 0, "some nodes now or in `deliveries`"));
+            }
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            match e {
+                EventSpec::Outage { at_days, for_hours, .. } => {
+                    days_to_s(&format!("events[{i}].outage.at_days"), *at_days)?;
+                    days_to_s(&format!("events[{i}].outage.for_hours"), for_hours / 24.0)?;
+                }
+                EventSpec::DeliveryDelay { after_days, by_days, .. } => {
+                    days_to_s(&format!("events[{i}].delivery_delay.after_days"), *after_days)?;
+                    days_to_s(&format!("events[{i}].delivery_delay.by_days"), *by_days)?;
+                }
+                EventSpec::PriceChange { at_days, factor, .. } => {
+                    days_to_s(&format!("events[{i}].price_change.at_days"), *at_days)?;
+                    if !(factor.is_finite() && *factor >= 0.0) {
+                        return Err(Error::invalid(
+                            &format!("events[{i}].price_change.factor"),
+                            factor,
+                            "a non-negative multiplier such as 0.8",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites every path to an absolute or scenario-relative one.
+    pub fn resolve_paths(&mut self, base: &Path) -> Result<(), Error> {
+        let resolve = |p: &mut String| -> Result<(), Error> {
+            *p = resolve_path(p, base)?.display().to_string();
+            Ok(())
+        };
+        if let Some(p) = &mut self.fleet.alibaba_nodes {
+            resolve(p)?;
+        }
+        for s in &mut self.workload.sources {
+            match s {
+                SourceSpec::Gavel { trace, throughputs } => {
+                    resolve(trace)?;
+                    resolve(throughputs)?;
+                }
+                SourceSpec::AlibabaPods { pods } => resolve(pods)?,
+                SourceSpec::AlibabaDlrm { instances } => resolve(instances)?,
+                SourceSpec::AzureLlm { trace, .. } => resolve(trace)?,
+                SourceSpec::Generator(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `data:REL` against `$CUMULO_DATA_DIR`, a relative path against `base`.
+pub fn resolve_path(text: &str, base: &Path) -> Result<PathBuf, Error> {
+    if let Some(rel) = text.strip_prefix("data:") {
+        let dir = std::env::var_os("CUMULO_DATA_DIR").ok_or_else(|| {
+            Error::invalid(
+                "path",
+                text,
+                "CUMULO_DATA_DIR to be set for a `data:` path (the directory of the real traces)",
+            )
+        })?;
+        return Ok(PathBuf::from(dir).join(rel));
+    }
+    let path = PathBuf::from(text);
+    Ok(if path.is_absolute() { path } else { base.join(path) })
+}
