@@ -26,6 +26,8 @@ enum Command {
     Usage(cmd::usage::Args),
     /// A provider's invoice for a month, from metered usage
     Invoice(cmd::invoice::Args),
+    /// Check job files and print each normalised job, or every problem (exit 1 if any is invalid)
+    Validate(cmd::validate::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Usage(args) => cmd::usage::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Invoice(args) => cmd::invoice::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Validate(args) => cmd::validate::run(args),
     };
     match result {
         Ok(code) => code,

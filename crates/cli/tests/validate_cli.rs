@@ -1,0 +1,136 @@
+//! `cumulo validate` end to end: the real binary on the shipped example job files and on broken
+//! ones, in table and JSON form, with its exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cumulo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cumulo")).args(args).output().expect("cumulo runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn example(name: &str) -> String {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jobs")).join(name).display().to_string()
+}
+
+/// A scratch file under the system temp dir, unique to this test process and name.
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cumulo-validate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn valid_files_print_a_table_and_exit_zero() {
+    let pretrain = example("pretrain-gb200-nvl72.yaml");
+    let notebook = example("notebook-quarter-gpu.yaml");
+    let out = cumulo(&["validate", &pretrain, &notebook]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let table = stdout(&out);
+    for want in
+        ["pretrain-70b", "training", "research", "high", "GB200:4 GPU", "nvlink-domain", "18", "deny aws/us-east-2"]
+    {
+        assert!(table.contains(want), "`{want}` missing from:\n{table}");
+    }
+    assert!(table.contains("A100|L4:0.25 GPU"), "{table}");
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn json_output_holds_each_normalised_job() {
+    let out = cumulo(&["validate", "-o", "json", &example("inference-service.yaml"), &example("batch-sweep.yaml")]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "one service and two sweep documents: {entries:?}");
+    let service = &entries[0];
+    assert_eq!(service["ok"], true);
+    assert_eq!(service["job"]["kind"], "inference");
+    assert_eq!(service["job"]["replicas"], 4);
+    assert_eq!(service["job"]["spread"], "providers");
+    assert_eq!(service["job"]["resources"][0]["accelerators"]["selector"]["min_memory_gb"], 80);
+    assert_eq!(entries[2]["document"], 2);
+    assert_eq!(entries[2]["job"]["name"], "sweep-lr-3e-4");
+}
+
+#[test]
+fn invalid_files_list_every_problem_and_exit_non_zero() {
+    let good = example("agent-sandbox.yaml");
+    let bad = scratch("bad.yaml", "name: x\nnum_nodes: 0\nresources:\n  accelerators: H900:8\n");
+    let bad = bad.display().to_string();
+
+    let out = cumulo(&["validate", &good, &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("agent-sandbox"), "the valid file is still shown:\n{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{bad}:2: num_nodes: invalid value `0`: expected a positive integer (nodes in the gang)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{bad}:4: resources.accelerators: unknown GPU model `H900` (did you mean `H100`?)")),
+        "{err}"
+    );
+    assert!(err.contains("error: 1 of 2 job files are invalid"), "{err}");
+
+    let out = cumulo(&["validate", "-o", "json", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entry = &entries[0];
+    assert_eq!(entry["ok"], false);
+    assert_eq!(entry["file"], bad.as_str());
+    assert_eq!(entry["errors"][0]["path"], "num_nodes");
+    assert_eq!(entry["errors"][0]["line"], 2);
+    assert_eq!(entry["errors"][0]["message"], "invalid value `0`: expected a positive integer (nodes in the gang)");
+    assert_eq!(entry["errors"][1]["path"], "resources.accelerators");
+    assert_eq!(entry["errors"][1]["line"], 4);
+}
+
+#[test]
+fn every_broken_example_fails() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jobs/broken"));
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    let mut args = vec!["validate", "-o", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let out = cumulo(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), files.len());
+    assert!(entries.iter().all(|e| e["ok"] == false && !e["errors"].as_array().unwrap().is_empty()), "{entries:?}");
+}
+
+#[test]
+fn missing_file_is_an_invalid_file() {
+    let out = cumulo(&["validate", "/nonexistent/job.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("/nonexistent/job.yaml: cannot read job file: "), "{}", stderr(&out));
+}
+
+#[test]
+fn help_describes_the_command() {
+    let out = cumulo(&["validate", "--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    assert!(help.contains("Check job files"), "{help}");
+    assert!(help.contains("--output"), "{help}");
+    let out = cumulo(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "a FILE is required");
+}
