@@ -19,10 +19,8 @@ fn parse_builtin(text: &str) -> Result<Vec<Offer>, Error> {
     let mut reader = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(text.as_bytes());
     let mut offers = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| Error::Builtin {
-            line: e.position().map_or(0, |p| p.line()),
-            reason: e.to_string(),
-        })?;
+        let record =
+            record.map_err(|e| Error::Builtin { line: e.position().map_or(0, |p| p.line()), reason: e.to_string() })?;
         let line = record.position().map_or(0, |p| p.line());
         let bad = |reason: String| Error::Builtin { line, reason };
         let get = |i: usize| record.get(i).unwrap_or("").trim();
@@ -71,6 +69,9 @@ mod tests {
         let err = parse_builtin(&format!("{head}aws,us-east-1,,x,H900,8,1,1,1,,here\n")).unwrap_err();
         assert!(err.to_string().starts_with("built-in catalog line 2: unknown GPU model `H900`"), "{err}");
         let err = parse_builtin(&format!("{head}aws,us-east-1,,x,H100,8,1,1,1,,\n")).unwrap_err();
-        assert_eq!(err.to_string(), "built-in catalog line 2: empty source: every built-in figure must say where it comes from");
+        assert_eq!(
+            err.to_string(),
+            "built-in catalog line 2: empty source: every built-in figure must say where it comes from"
+        );
     }
 }

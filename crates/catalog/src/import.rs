@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::{Catalog, Error, Offer};
 
 /// Columns every offers file must have.
-const REQUIRED: &[&str] = &["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "Region"];
+const REQUIRED: &[&str] =
+    &["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "Region"];
 
 /// Known errors in the upstream catalogs, corrected on import and reported:
 /// (provider, instance type, GPU count in the file, true GPU count, why).
@@ -179,7 +180,8 @@ pub(crate) fn import_text(text: &str, provider: &str, display: &str) -> Result<(
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
     let header = reader.headers().map_err(|e| csv_error(display, e))?.clone();
     let cols = Columns::find(&header, display)?;
-    let mut summary = FileSummary { file: display.to_string(), provider: provider.to_string(), ..FileSummary::default() };
+    let mut summary =
+        FileSummary { file: display.to_string(), provider: provider.to_string(), ..FileSummary::default() };
     let mut offers = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
@@ -191,7 +193,12 @@ pub(crate) fn import_text(text: &str, provider: &str, display: &str) -> Result<(
         summary.rows += 1;
         let line = record.position().map_or(0, |p| p.line());
         let instance_type = record.get(cols.instance_type).unwrap_or("").trim().to_string();
-        let skip = |reason: String| SkippedRow { file: display.to_string(), line, instance_type: instance_type.clone(), reason };
+        let skip = |reason: String| SkippedRow {
+            file: display.to_string(),
+            line,
+            instance_type: instance_type.clone(),
+            reason,
+        };
         match parse_row(&record, &cols, provider, display, line) {
             Ok((offer, correction)) => {
                 if let Some(c) = correction {
@@ -356,7 +363,10 @@ mod tests {
 
     #[test]
     fn gpu_info_in_both_dialects() {
-        assert_eq!(gpu_name_from_info("{'Gpus': [{'Name': 'A100', 'Manufacturer': 'NVIDIA'}]}").as_deref(), Some("A100"));
+        assert_eq!(
+            gpu_name_from_info("{'Gpus': [{'Name': 'A100', 'Manufacturer': 'NVIDIA'}]}").as_deref(),
+            Some("A100")
+        );
         assert_eq!(gpu_name_from_info(r#"{"Gpus":[{"Name":"A100-80GB","Count":8}]}"#).as_deref(), Some("A100-80GB"));
         assert_eq!(gpu_name_from_info("T4").as_deref(), Some("T4"));
         assert_eq!(gpu_name_from_info(""), None);

@@ -127,7 +127,11 @@ fn bad_rows_are_skipped_with_file_line_and_reason() {
 #[test]
 fn missing_required_column_is_an_error_naming_column_and_file() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "acme/vms.csv", "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Region\nx,,,1,1,r\n");
+    write(
+        dir.path(),
+        "acme/vms.csv",
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Region\nx,,,1,1,r\n",
+    );
     let err = import_dir(dir.path()).unwrap_err();
     assert!(matches!(err, Error::MissingColumn { column: "Price", .. }));
     assert_eq!(

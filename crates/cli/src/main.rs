@@ -26,6 +26,12 @@ enum Command {
     Usage(cmd::usage::Args),
     /// A provider's invoice for a month, from metered usage
     Invoice(cmd::invoice::Args),
+    /// Cloud offers: import SkyPilot catalog CSVs, list offers
+    Catalog(cmd::catalog::Args),
+    /// Rank a job's feasible placements by effective cost (contract-aware)
+    Offers(cmd::offers::Args),
+    /// Contracts: burn-down against schedule, delivered capacity
+    Portfolio(cmd::portfolio::Args),
     /// Check job files and print each normalised job, or every problem (exit 1 if any is invalid)
     Validate(cmd::validate::Args),
 }
@@ -39,6 +45,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Usage(args) => cmd::usage::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Invoice(args) => cmd::invoice::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Catalog(args) => cmd::catalog::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Offers(args) => cmd::offers::run(args),
+        Command::Portfolio(args) => cmd::portfolio::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Validate(args) => cmd::validate::run(args),
     };
     match result {

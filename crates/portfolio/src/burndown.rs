@@ -50,9 +50,13 @@ pub enum Status {
     /// Within 1% of schedule.
     OnSchedule,
     /// Consumed less than scheduled, by this share of the scheduled amount (basis points).
-    Behind { bps: u32 },
+    Behind {
+        bps: u32,
+    },
     /// Consumed more than scheduled, by this share (basis points).
-    Ahead { bps: u32 },
+    Ahead {
+        bps: u32,
+    },
     Ended,
 }
 
@@ -72,7 +76,8 @@ impl Status {
             return if consumed.micros() > 0 { Status::Ahead { bps: 10_000 } } else { Status::OnSchedule };
         }
         let diff = consumed - plan;
-        let bps = (i128::from(diff.micros()).abs() * 10_000 / i128::from(plan.micros())).min(i128::from(u32::MAX)) as u32;
+        let bps =
+            (i128::from(diff.micros()).abs() * 10_000 / i128::from(plan.micros())).min(i128::from(u32::MAX)) as u32;
         match (diff.micros().signum(), bps) {
             (_, b) if b < Self::ON_SCHEDULE_BPS => Status::OnSchedule,
             (-1, b) => Status::Behind { bps: b },

@@ -25,7 +25,8 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
 /// Parses a duration in seconds from `90s`, `30m`, `2h`, `7d` or a bare number of seconds.
 pub fn parse_duration_s(text: &str) -> Result<u64, Error> {
     let t = text.trim();
-    let invalid = || Error::Value { what: "duration", value: t.to_string(), expected: "a number with s, m, h or d, e.g. 2h" };
+    let invalid =
+        || Error::Value { what: "duration", value: t.to_string(), expected: "a number with s, m, h or d, e.g. 2h" };
     let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => (&t[..i], &t[i..]),
         None => (t, "s"),

@@ -13,7 +13,9 @@ pub mod usage;
 
 pub use burndown::{BurnDown, ContractBurn, Status};
 pub use demo::DEMO_PORTFOLIO_YAML;
-pub use model::{Clauses, Contract, Delivered, Expansion, FirstRefusal, MinimumSpend, Period, Portfolio, RampStep, Rate};
+pub use model::{
+    Clauses, Contract, Delivered, Expansion, FirstRefusal, MinimumSpend, Period, Portfolio, RampStep, Rate,
+};
 pub use usage::{Forecast, Usage, UsageRecord};
 
 /// Errors raised while reading or checking a portfolio or a usage file.
@@ -29,6 +31,8 @@ pub enum Error {
     InvalidPortfolio { field: String, reason: String },
     #[error("usage `{source_name}` line {line}: {reason}")]
     Usage { source_name: String, line: u64, reason: String },
+    #[error("invalid usage contract `{contract}`: expected one of {known}")]
+    UnknownUsageContract { contract: String, known: String },
     #[error("invalid {what} `{value}`: expected {expected}")]
     Value { what: &'static str, value: String, expected: &'static str },
 }

@@ -173,8 +173,8 @@ impl Portfolio {
 
     /// Reads and checks a portfolio file.
     pub fn from_file(path: &Path) -> Result<Portfolio, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         Portfolio::from_yaml(&text, &path.display().to_string())
     }
 
@@ -329,7 +329,10 @@ impl RawPortfolio {
         let mut node_types = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, raw) in self.node_types.into_iter().enumerate() {
-            let bad = |field: &str, reason: String| Error::InvalidPortfolio { field: format!("node_types[{i}].{field}"), reason };
+            let bad = |field: &str, reason: String| Error::InvalidPortfolio {
+                field: format!("node_types[{i}].{field}"),
+                reason,
+            };
             if !seen.insert(raw.name.clone()) {
                 return Err(bad("name", format!("`{}` is declared twice", raw.name)));
             }
@@ -352,9 +355,8 @@ impl RawPortfolio {
         let mut contracts: Vec<Contract> = Vec::new();
         for raw in self.contracts {
             let contract = raw.check(&node_types)?;
-            if let Some(other) = contracts
-                .iter()
-                .find(|c| c.id == contract.id && c.start <= contract.end && contract.start <= c.end)
+            if let Some(other) =
+                contracts.iter().find(|c| c.id == contract.id && c.start <= contract.end && contract.start <= c.end)
             {
                 return Err(Error::Invalid {
                     contract: contract.id.clone(),
@@ -458,13 +460,22 @@ impl RawContract {
             Some(e) => {
                 let nt = node_type("expansion.node_type".into(), &e.node_type)?;
                 if e.until < start || e.until > end {
-                    return Err(bad("expansion.until".into(), format!("{} is outside the term {start}..{end}", e.until)));
+                    return Err(bad(
+                        "expansion.until".into(),
+                        format!("{} is outside the term {start}..{end}", e.until),
+                    ));
                 }
                 let nodes = u32::try_from(e.nodes).ok().filter(|n| *n > 0).ok_or_else(|| {
                     bad("expansion.nodes".into(), format!("{}: expected a positive number of nodes", e.nodes))
                 })?;
                 let per_node_hour = per_node("expansion", nt, &e.per_gpu_hour, &e.per_node_hour)?;
-                Some(Expansion { until: e.until, region: e.region.clone(), node_type: e.node_type.clone(), nodes, per_node_hour })
+                Some(Expansion {
+                    until: e.until,
+                    region: e.region.clone(),
+                    node_type: e.node_type.clone(),
+                    nodes,
+                    per_node_hour,
+                })
             }
             None => None,
         };
@@ -478,7 +489,8 @@ impl RawContract {
             },
             first_refusal: match &self.clauses.first_refusal {
                 Some(fr) => Some(FirstRefusal {
-                    wait_s: parse_duration_s(&fr.wait).map_err(|e| bad("clauses.first_refusal.wait".into(), e.to_string()))?,
+                    wait_s: parse_duration_s(&fr.wait)
+                        .map_err(|e| bad("clauses.first_refusal.wait".into(), e.to_string()))?,
                     gpus: gpus("clauses.first_refusal.gpus".into(), &fr.gpus)?,
                 }),
                 None => None,

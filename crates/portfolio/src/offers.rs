@@ -114,12 +114,16 @@ pub fn rank(query: &Query<'_>) -> Ranking {
     // The furthest stage reached by any candidate that failed, with its message.
     let mut furthest: Option<(Stage, String)> = None;
     let mut saw_model = false;
+    // The largest GPU count per node and NVLink domain among candidates, for explanations.
+    let (mut max_gpus, mut max_domain) = (0u32, 0u32);
     let clauses = active_clauses(query.portfolio, query.now);
 
     for (option_index, option) in job.resources.iter().enumerate() {
         let candidates = candidates(query, option);
         saw_model |= !candidates.is_empty();
         for c in candidates {
+            max_gpus = max_gpus.max(c.gpus);
+            max_domain = max_domain.max(c.nvlink_domain_nodes);
             match check(query, option, &c, &clauses) {
                 Ok(()) => ranking.feasible.push(OfferRow {
                     provider: c.provider.to_string(),
@@ -163,15 +167,34 @@ pub fn rank(query: &Query<'_>) -> Ranking {
     ranking.feasible.sort_by(|a, b| {
         let key = |r: &OfferRow| if ordered { r.option } else { 0 };
         (key(a), a.effective_per_hour, a.list_per_hour, &a.provider, &a.region, &a.zone, &a.instance_type, a.capacity)
-            .cmp(&(key(b), b.effective_per_hour, b.list_per_hour, &b.provider, &b.region, &b.zone, &b.instance_type, b.capacity))
+            .cmp(&(
+                key(b),
+                b.effective_per_hour,
+                b.list_per_hour,
+                &b.provider,
+                &b.region,
+                &b.zone,
+                &b.instance_type,
+                b.capacity,
+            ))
     });
-    ranking.held_back.sort_by(|a, b| (a.effective_per_hour, &a.provider, &a.region).cmp(&(b.effective_per_hour, &b.provider, &b.region)));
+    ranking.held_back.sort_by(|a, b| {
+        (a.effective_per_hour, &a.provider, &a.region).cmp(&(b.effective_per_hour, &b.provider, &b.region))
+    });
     if ranking.feasible.is_empty() {
         ranking.infeasible = Some(if !saw_model {
             no_model_reason(query)
         } else if let Some((Stage::FirstRefusal, reason)) = &furthest {
             reason.clone()
-        } else if let Some((_, reason)) = furthest {
+        } else if let Some((stage, reason)) = furthest {
+            let reason = match stage {
+                Stage::GpusPerNode => format!("no offer has {} per node (the matching offers have at most {max_gpus})", demand_text(job)),
+                Stage::Topology => format!(
+                    "topology nvlink-domain needs {} nodes in one NVLink domain; the matching offers have at most {max_domain} node(s) per domain",
+                    job.num_nodes
+                ),
+                _ => reason,
+            };
             if ranking.excluded_by_exclusive > 0 {
                 format!("{reason}; {} more excluded by an exclusive clause", ranking.excluded_by_exclusive)
             } else {
@@ -342,10 +365,7 @@ fn check(
     if let Some(a) = &option.accelerators {
         let need = a.per_node.0;
         if u64::from(c.gpus) * 1000 < u64::from(need) {
-            return Err((
-                Stage::GpusPerNode,
-                format!("no offer has {} per node ({} offers have at most {} per node)", a, c.gpu.map_or("", |g| g.name()), c.gpus),
-            ));
+            return Err((Stage::GpusPerNode, String::new()));
         }
     }
     if c.vcpus_milli < option.cpus_milli || c.memory_mib < option.memory_mib {
@@ -365,7 +385,10 @@ fn check(
     }
     if let Some(infra) = &option.infra {
         if !infra.matches(c.provider, &c.region, c.zone) {
-            return Err((Stage::Infra, format!("infra `{infra}` excludes every region that offers {}", demand_text(job))));
+            return Err((
+                Stage::Infra,
+                format!("infra `{infra}` excludes every region that offers {}", demand_text(job)),
+            ));
         }
     }
     if let Some(deny) = job.constraints.deny.iter().find(|d| d.matches(c.provider, &c.region, c.zone)) {
@@ -385,26 +408,26 @@ fn check(
             _ => true,
         };
         if !fits {
-            return Err((
-                Stage::Topology,
-                format!(
-                    "topology nvlink-domain needs {} nodes in one NVLink domain; the matching offers have at most {} node(s) per domain",
-                    job.num_nodes, c.nvlink_domain_nodes
-                ),
-            ));
+            return Err((Stage::Topology, String::new()));
         }
     }
     if let Some(available) = c.available_nodes {
         if available < job.num_nodes {
             return Err((
                 Stage::ContractSize,
-                format!("contract capacity holds {available} nodes of the matching type, the job needs {}", job.num_nodes),
+                format!(
+                    "contract capacity holds {available} nodes of the matching type, the job needs {}",
+                    job.num_nodes
+                ),
             ));
         }
     }
     for (id, provider, scope) in &clauses.exclusive {
         if in_scope(scope, c.gpu) && c.provider != *provider {
-            return Err((Stage::Exclusive, format!("exclusive clause of {id}: {} work only on {provider}", c.gpu.map_or("", |g| g.name()))));
+            return Err((
+                Stage::Exclusive,
+                format!("exclusive clause of {id}: {} work only on {provider}", c.gpu.map_or("", |g| g.name())),
+            ));
         }
     }
     for (id, provider, wait_s, scope) in &clauses.first_refusal {

@@ -154,7 +154,9 @@ pub fn price_pools(
                 let best = delivered
                     .iter()
                     .filter(|d| {
-                        d.provider.as_str() == pool.provider && d.region == pool.region && d.node_type == pool.node_type.name
+                        d.provider.as_str() == pool.provider
+                            && d.region == pool.region
+                            && d.node_type == pool.node_type.name
                     })
                     .filter_map(|d| portfolio.contract(&d.contract))
                     .filter_map(|c| committed(c, &pool.node_type.name, usage, now, config))

@@ -37,7 +37,11 @@ impl Forecast {
     /// 100%), above 1 a percentage.
     pub fn parse_utilisation(text: &str) -> Result<Forecast, Error> {
         let t = text.trim();
-        let invalid = || Error::Value { what: "utilisation", value: t.to_string(), expected: "a share of 0..100%, e.g. 70 or 70% or 0.7" };
+        let invalid = || Error::Value {
+            what: "utilisation",
+            value: t.to_string(),
+            expected: "a share of 0..100%, e.g. 70 or 70% or 0.7",
+        };
         let (number, percent) = match t.strip_suffix('%') {
             Some(n) => (n.trim(), true),
             None => (t, false),
@@ -63,9 +67,10 @@ impl Forecast {
         let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
         let header = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
         let col = |name: &'static str| {
-            header.iter().position(|h| h == name).ok_or_else(|| {
-                bad(1, format!("no column `{name}` (required: contract, start, end, spend_usd)"))
-            })
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| bad(1, format!("no column `{name}` (required: contract, start, end, spend_usd)")))
         };
         let (c, s, e, m) = (col("contract")?, col("start")?, col("end")?, col("spend_usd")?);
         let mut records = Vec::new();
@@ -90,11 +95,7 @@ impl Forecast {
         if let Forecast::Series(records) = self {
             if let Some(r) = records.iter().find(|r| portfolio.contract(&r.contract).is_none()) {
                 let known: Vec<&str> = portfolio.contracts.iter().map(|c| c.id.as_str()).collect();
-                return Err(Error::Value {
-                    what: "usage contract",
-                    value: r.contract.clone(),
-                    expected: Box::leak(format!("one of {}", known.join(", ")).into_boxed_str()),
-                });
+                return Err(Error::UnknownUsageContract { contract: r.contract.clone(), known: known.join(", ") });
             }
         }
         Ok(())
@@ -176,7 +177,16 @@ mod tests {
 
     #[test]
     fn utilisation_forms() {
-        for (text, bps) in [("70", 7000), ("70%", 7000), ("0.7", 7000), ("100", 10_000), ("0", 0), ("1", 10_000), ("1%", 100), ("0.5", 5000)] {
+        for (text, bps) in [
+            ("70", 7000),
+            ("70%", 7000),
+            ("0.7", 7000),
+            ("100", 10_000),
+            ("0", 0),
+            ("1", 10_000),
+            ("1%", 100),
+            ("0.5", 5000),
+        ] {
             assert_eq!(Forecast::parse_utilisation(text).unwrap(), Forecast::Utilisation { bps }, "{text}");
         }
         assert_eq!(

@@ -78,7 +78,14 @@ fn validation_errors_name_contract_and_field() {
         &ten_day_yaml("240", "").replace("region: r1, node_type: one", "region: r1, node_type: two"),
         "contract `c1` field `ramp[0].node_type`: unknown node type `two` (declared: one)",
     );
-    let twice = ten_day_yaml("240", "") + &ten_day_yaml("240", "").split("contracts:\n").nth(1).unwrap().replace("2026-01-01}", "2026-01-01}").replace("start: 2026-01-01, end: 2026-01-10", "start: 2026-01-10, end: 2026-01-20").replace("date: 2026-01-01,", "date: 2026-01-10,");
+    let twice = ten_day_yaml("240", "")
+        + &ten_day_yaml("240", "")
+            .split("contracts:\n")
+            .nth(1)
+            .unwrap()
+            .replace("2026-01-01}", "2026-01-01}")
+            .replace("start: 2026-01-01, end: 2026-01-10", "start: 2026-01-10, end: 2026-01-20")
+            .replace("date: 2026-01-01,", "date: 2026-01-10,");
     check_error(
         &twice,
         "contract `c1` field `term`: 2026-01-10..2026-01-20 overlaps the term 2026-01-01..2026-01-10 of another contract with the same id",
@@ -99,7 +106,10 @@ fn validation_errors_name_contract_and_field() {
         ),
     );
     check_error(
-        &ten_day_yaml("240", "    expansion: {until: 2027-01-01, region: r1, node_type: one, nodes: 1, per_node_hour: 1}\n"),
+        &ten_day_yaml(
+            "240",
+            "    expansion: {until: 2027-01-01, region: r1, node_type: one, nodes: 1, per_node_hour: 1}\n",
+        ),
         "contract `c1` field `expansion.until`: 2027-01-01 is outside the term 2026-01-01..2026-01-10",
     );
     check_error(
@@ -107,7 +117,8 @@ fn validation_errors_name_contract_and_field() {
         "contract `c1` field `rates[0]`: give exactly one of per_gpu_hour or per_node_hour",
     );
     check_error(
-        &ten_day_yaml("240", "").replace("term: {start: 2026-01-01, end: 2026-01-10}", "term: {start: 2026-01-10, end: 2026-01-01}"),
+        &ten_day_yaml("240", "")
+            .replace("term: {start: 2026-01-01, end: 2026-01-10}", "term: {start: 2026-01-10, end: 2026-01-01}"),
         "contract `c1` field `term.end`: 2026-01-01 is before the start 2026-01-10",
     );
     let err = Portfolio::from_yaml("contracts: []\nsurprise: 1\n", "p.yaml").unwrap_err().to_string();

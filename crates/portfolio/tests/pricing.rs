@@ -15,7 +15,14 @@ use cumulo_sched::{NodeState, Pool, PoolId, Snapshot};
 use cumulo_types::{CapacityKind, GpuModel, GpuSelector, InfraSelector, JobSpec, Money, NodeType, TopologyNeed};
 use proptest::prelude::*;
 
-fn ranking(job: &JobSpec, catalog: &Catalog, portfolio: Option<&Portfolio>, usage: &Usage, now: &str, waited_s: u64) -> Ranking {
+fn ranking(
+    job: &JobSpec,
+    catalog: &Catalog,
+    portfolio: Option<&Portfolio>,
+    usage: &Usage,
+    now: &str,
+    waited_s: u64,
+) -> Ranking {
     rank(&Query { job, catalog, portfolio, usage, now: at(now), waited_s, config: PricingConfig::default() })
 }
 
@@ -75,7 +82,10 @@ fn behind_schedule_capacity_is_nearly_free_and_ahead_costs_the_rate() {
     assert_eq!(price.why, "c1 contract 67% ahead of schedule: contract rate");
     assert!(pricing::committed(c, "one", &ahead, at("2026-02-01"), &cfg).is_none(), "term over");
     let s = pricing::spot(Money::from_dollars(10), &cfg);
-    assert_eq!((s.premium, s.effective), (Money::from_dollars(2) + Money::from_micros(500_000), Money::from_micros(12_500_000)));
+    assert_eq!(
+        (s.premium, s.effective),
+        (Money::from_dollars(2) + Money::from_micros(500_000), Money::from_micros(12_500_000))
+    );
 }
 
 #[test]
@@ -100,7 +110,7 @@ fn infeasible_jobs_say_why() {
     );
 
     let why = ranking(&gpu_job(GpuModel::H100, 16, 1), &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
-    assert_eq!(why, "no offer has H100:16 per node (H100 offers have at most 8 per node)");
+    assert_eq!(why, "no offer has H100:16 per node (the matching offers have at most 8)");
 
     let mut job = gpu_job(GpuModel::H100, 8, 1);
     job.constraints.max_price_per_hour = Some(Money::from_dollars(1));
@@ -136,7 +146,9 @@ fn demo_h200_is_held_for_azure_until_the_first_refusal_wait() {
     let early = ranking(&job, &catalog, Some(&demo), &usage, "2026-11-26", 3600);
     assert!(early.feasible.iter().all(|row| row.provider == "azure"), "{:?}", early.feasible);
     assert!(!early.held_back.is_empty());
-    assert!(early.held_back[0].reason.starts_with("first refusal of azure-2025: H200 work is offered to azure first; other providers after 2h (waited 1h)"));
+    assert!(early.held_back[0].reason.starts_with(
+        "first refusal of azure-2025: H200 work is offered to azure first; other providers after 2h (waited 1h)"
+    ));
     let late = ranking(&job, &catalog, Some(&demo), &usage, "2026-11-26", 7200);
     assert!(late.held_back.is_empty());
     assert!(late.feasible.iter().any(|row| row.provider != "azure"));

@@ -1,4 +1,7 @@
 //! One module per `cumulo` subcommand.
+pub mod catalog;
 pub mod invoice;
+pub mod offers;
+pub mod portfolio;
 pub mod usage;
 pub mod validate;

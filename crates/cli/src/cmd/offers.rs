@@ -1,0 +1,192 @@
+//! `cumulo offers JOB.yaml`: the feasible placements of a job ranked by effective cost, given the
+//! catalog and the portfolio's burn-down state.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use cumulo_portfolio::clock::parse_duration_s;
+use cumulo_portfolio::offers::{HeldBack, OfferRow, Query, rank};
+use cumulo_portfolio::pricing::PricingConfig;
+use cumulo_portfolio::{Portfolio, Usage};
+use serde::Serialize;
+
+use super::portfolio::{ForecastArgs, label, time_arg};
+use crate::output::{Format, print_json, table};
+
+/// Rank the feasible placements of a job by effective cost: provider, region, instance type,
+/// nodes, list $/h, effective $/h and why. Effective cost counts committed capacity behind its
+/// burn schedule as nearly free, ahead of schedule at its contract rate, on-demand at list and
+/// spot at its price plus a preemption-risk premium. Exclusive and first-refusal clauses are
+/// honoured. Exits non-zero, saying why, when no placement is feasible.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job file (SkyPilot task YAML plus Cumulo's fields)
+    job: PathBuf,
+    /// A directory of SkyPilot catalog CSVs; the built-in catalog when absent
+    #[arg(long, value_name = "DIR")]
+    catalog: Option<PathBuf>,
+    /// A portfolio YAML file; the built-in demo portfolio (illustrative) when absent
+    #[arg(long, value_name = "FILE", conflicts_with = "no_portfolio")]
+    portfolio: Option<PathBuf>,
+    /// Rank at list prices only, without any contracts
+    #[arg(long)]
+    no_portfolio: bool,
+    #[command(flatten)]
+    forecast: ForecastArgs,
+    /// The time to decide at: 2026-12-31 or an RFC 3339 time (default: now)
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// How long the job has already waited (first-refusal clauses hold other providers back
+    /// until then), e.g. 90m or 2h
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    waited: String,
+    /// Premium on spot prices for preemption risk, in percent
+    #[arg(long, value_name = "PERCENT", default_value_t = 25)]
+    spot_premium: u32,
+    /// Rows to show in the table (JSON always has all)
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    job: &'a str,
+    at: DateTime<Utc>,
+    catalog: &'a str,
+    portfolio: Option<&'a str>,
+    illustrative: bool,
+    forecast: Option<String>,
+    /// Microseconds spent deciding (usage state and ranking), excluding file loading.
+    decision_us: u128,
+    feasible: &'a [OfferRow],
+    held_back: &'a [HeldBack],
+    excluded_by_exclusive: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    infeasible: Option<&'a str>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let job = cumulo_jobfile::parse_file(&args.job).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let catalog = super::catalog::load(args.catalog.as_deref())?;
+    let portfolio: Option<Portfolio> =
+        if args.no_portfolio { None } else { Some(super::portfolio::load(args.portfolio.as_deref())?) };
+    let forecast = match &portfolio {
+        Some(p) => Some(args.forecast.load(p)?),
+        None => None,
+    };
+    let now = time_arg(args.at.as_deref())?;
+    let waited_s = parse_duration_s(&args.waited).context("--waited")?;
+    let config = PricingConfig { spot_premium_bps: args.spot_premium.saturating_mul(100), ..PricingConfig::default() };
+
+    let started = Instant::now();
+    let usage = match (&portfolio, &forecast) {
+        (Some(p), Some(f)) => Usage::at(p, f, now),
+        _ => Usage::default(),
+    };
+    let ranking = rank(&Query {
+        job: &job,
+        catalog: &catalog,
+        portfolio: portfolio.as_ref(),
+        usage: &usage,
+        now,
+        waited_s,
+        config,
+    });
+    let decision_us = started.elapsed().as_micros();
+
+    if args.output == Format::Json {
+        print_json(&Output {
+            job: &job.name,
+            at: now,
+            catalog: &catalog.origin,
+            portfolio: portfolio.as_ref().map(|p| p.name.as_str()),
+            illustrative: portfolio.as_ref().is_some_and(|p| p.illustrative),
+            forecast: forecast.as_ref().map(|f| f.describe()),
+            decision_us,
+            feasible: &ranking.feasible,
+            held_back: &ranking.held_back,
+            excluded_by_exclusive: ranking.excluded_by_exclusive,
+            infeasible: ranking.infeasible.as_deref(),
+        })?;
+    } else {
+        let demand: Vec<String> = job
+            .resources
+            .iter()
+            .map(|o| o.accelerators.as_ref().map_or("CPU".to_string(), |a| a.to_string()))
+            .collect();
+        println!(
+            "offers for job `{}` ({} x {}) at {}; catalog {}; portfolio {}{}",
+            job.name,
+            job.num_nodes,
+            demand.join(" or "),
+            now.format("%Y-%m-%d %H:%M UTC"),
+            catalog.origin,
+            portfolio.as_ref().map_or("none (list prices)".to_string(), label),
+            forecast.as_ref().map_or(String::new(), |f| format!(", {}", f.describe())),
+        );
+        print_rows(&ranking.feasible, args.limit);
+        if let Some((first, rest)) = ranking.held_back.split_first() {
+            println!("held back: {} offer(s): {}", rest.len() + 1, first.reason);
+        }
+        if ranking.excluded_by_exclusive > 0 {
+            println!("excluded: {} offer(s) by an exclusive clause", ranking.excluded_by_exclusive);
+        }
+        if let Some(why) = &ranking.infeasible {
+            println!("infeasible: {why}");
+        }
+        println!("decided in {decision_us} µs");
+    }
+    Ok(if ranking.infeasible.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The table: rows that differ only by region or zone (OCI lists one price in 54 domains) are
+/// folded into one line with a count.
+fn print_rows(rows: &[OfferRow], limit: usize) {
+    let mut t =
+        table(["#", "provider", "region", "instance type", "kind", "nodes", "list $/h", "effective $/h", "why"]);
+    let mut shown = 0;
+    let mut i = 0;
+    while i < rows.len() && shown < limit {
+        let r = &rows[i];
+        let same = rows[i..]
+            .iter()
+            .take_while(|o| {
+                o.provider == r.provider
+                    && o.instance_type == r.instance_type
+                    && o.capacity == r.capacity
+                    && o.effective_per_hour == r.effective_per_hour
+                    && o.list_per_hour == r.list_per_hour
+                    && o.why == r.why
+            })
+            .count();
+        let mut region = match &r.zone {
+            Some(z) => format!("{}/{z}", r.region),
+            None => r.region.clone(),
+        };
+        if same > 1 {
+            region.push_str(&format!(" (+{} more)", same - 1));
+        }
+        shown += 1;
+        t.add_row([
+            shown.to_string(),
+            r.provider.clone(),
+            region,
+            r.instance_type.clone(),
+            r.capacity.to_string(),
+            r.nodes.to_string(),
+            r.list_per_hour.to_string(),
+            r.effective_per_hour.to_string(),
+            r.why.clone(),
+        ]);
+        i += same;
+    }
+    println!("{t}");
+    if i < rows.len() {
+        println!("... {} more feasible offers (--limit, or -o json for all)", rows.len() - i);
+    }
+}
