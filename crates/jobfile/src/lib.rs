@@ -220,6 +220,8 @@ fn build(document: &Document, source: &str) -> Result<JobSpec, Vec<Problem>> {
 
 /// Splits the text into YAML documents, each with the line map of its own lines.
 fn documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
+    // Editors on Windows may start a file with a byte order mark, which the YAML parser refuses.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut values = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         match Value::deserialize(document) {

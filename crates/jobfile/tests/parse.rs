@@ -529,3 +529,114 @@ fn parse_file_reports_missing_files() {
     assert!(err.to_string().starts_with("/nonexistent/job.yaml: cannot read job file: "), "{err}");
     assert!(err.problems().is_empty());
 }
+
+#[test]
+fn windows_line_endings_and_byte_order_mark() {
+    let job = ok("\u{feff}name: crlf\r\nresources:\r\n  accelerators: H100:8\r\nrun: |\r\n  echo hi\r\n");
+    assert_eq!(job.name, "crlf");
+    assert_eq!(job.resources[0].accelerators, gpus(&[GpuModel::H100], 8000));
+    check_err(
+        "\u{feff}num_nodes: 0\r\nkind: batch\r\n",
+        "job.yaml:1: num_nodes: invalid value `0`: expected a positive integer (nodes in the gang)",
+    );
+}
+
+#[test]
+fn odd_but_valid_spellings() {
+    let job = ok(
+        "resources:\n  accelerators: \"H100: 8\"\n  cpus: \"0.5\"\n  memory: 512MB\ntopology: NVLink_Domain\nkind: Training\n",
+    );
+    assert_eq!(job.resources[0].accelerators, gpus(&[GpuModel::H100], 8000));
+    assert_eq!((job.resources[0].cpus_milli, job.resources[0].memory_mib), (500, 512));
+    assert_eq!((job.kind, job.topology), (JobKind::Training, TopologyNeed::NvlinkDomain));
+    check_err(
+        "num_nodes: 4294967296\n",
+        "job.yaml:1: num_nodes: invalid value `4294967296`: expected a positive integer (nodes in the gang)",
+    );
+    check_err(
+        "resources:\n  accelerators: {\"H100:8\": 2}\n",
+        "job.yaml:2: resources.accelerators: invalid value `H100:8: 2`: expected the count once, as H100:8 or {H100: 8}",
+    );
+    check_err(
+        "resources:\n  any_of:\n    - any_of: [{infra: aws}]\n",
+        &format!(
+            "job.yaml:3: resources.any_of[0].any_of: unknown field `any_of`: expected one of {}",
+            "infra, accelerators, cpus, memory, use_spot, instance_type, cloud, region, zone, max_hourly_cost, priority, accelerator_args, disk_size, disk_tier, network_tier, ports, image_id, labels, autostop, job_recovery, local_disk, volumes, ephemeral_storage, priority_class"
+        ),
+    );
+}
+
+/// Shapes seen in SkyPilot's own example tasks (serving with auth headers and null secrets, a
+/// Kubernetes pod_config override, multi-node vLLM usable by both `sky launch` and `sky serve`).
+#[test]
+fn skypilot_example_shapes() {
+    let serve = ok("
+service:
+  readiness_probe:
+    path: /v1/models
+    headers:
+      Authorization: Bearer $AUTH_TOKEN
+  replicas: 1
+envs:
+  MODEL_NAME: meta-llama/Llama-2-7b-chat-hf
+secrets:
+  HF_TOKEN: null
+  AUTH_TOKEN: null
+resources:
+  accelerators: {L4:1, A10G:1, A10:1, A100:1, A100-80GB:1}
+  ports: 8000
+run: |
+  python -m vllm.entrypoints.openai.api_server --port 8000
+");
+    assert_eq!((serve.kind, serve.replicas), (JobKind::Inference, 1));
+    assert_eq!(
+        serve.resources[0].accelerators,
+        gpus(&[GpuModel::L4, GpuModel::A10G, GpuModel::A10, GpuModel::A100, GpuModel::A100_80], 1000)
+    );
+
+    let k8s = ok("
+name: nccl-efa-eks
+resources:
+  infra: k8s
+  accelerators: A100:8
+  cpus: 90+
+  image_id: docker:public.ecr.aws/hpc-cloud/nccl-tests:latest
+num_nodes: 2
+envs:
+  USE_EFA: \"true\"
+config:
+  kubernetes:
+    pod_config:
+      spec:
+        containers:
+        - resources:
+            limits:
+              vpc.amazonaws.com/efa: 4
+");
+    assert_eq!(
+        k8s.resources[0].infra,
+        Some(InfraSelector { provider: Some("kubernetes".into()), region: None, zone: None })
+    );
+
+    let multinode = ok("
+secrets:
+  HF_TOKEN: null
+resources:
+  network_tier: best
+  accelerators: H100:8
+  cpus: 100+
+  memory: 1000+
+  ports: 8081
+num_nodes: 2
+service:
+  replicas: 2
+  readiness_probe:
+    timeout_seconds: 60
+    path: /v1/chat/completions
+    post_data:
+      model: $MODEL_NAME
+      max_tokens: 1
+");
+    assert_eq!((multinode.kind, multinode.replicas, multinode.num_nodes), (JobKind::Inference, 2, 2));
+    assert_eq!(multinode.resources[0].memory_mib, 1000 * 1024);
+}

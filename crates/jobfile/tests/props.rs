@@ -61,8 +61,19 @@ const TOP_KEYS: &[&str] = &[
     "nmae",
 ];
 
-const RESOURCE_KEYS: &[&str] =
-    &["accelerators", "cpus", "memory", "infra", "cloud", "region", "zone", "use_spot", "any_of", "ordered", "disk_size"];
+const RESOURCE_KEYS: &[&str] = &[
+    "accelerators",
+    "cpus",
+    "memory",
+    "infra",
+    "cloud",
+    "region",
+    "zone",
+    "use_spot",
+    "any_of",
+    "ordered",
+    "disk_size",
+];
 
 /// A block-style YAML document built from known and unknown keys with arbitrary values.
 fn document() -> impl Strategy<Value = String> {
@@ -71,9 +82,8 @@ fn document() -> impl Strategy<Value = String> {
         prop::collection::vec(scalar(), 0..3).prop_map(|items| format!("[{}]", items.join(", "))),
     ];
     let resource_entry = (prop::sample::select(RESOURCE_KEYS), value.clone());
-    let resources = prop::collection::vec(resource_entry, 0..5).prop_map(|entries| {
-        entries.into_iter().map(|(k, v)| format!("  {k}: {v}\n")).collect::<String>()
-    });
+    let resources = prop::collection::vec(resource_entry, 0..5)
+        .prop_map(|entries| entries.into_iter().map(|(k, v)| format!("  {k}: {v}\n")).collect::<String>());
     let top_entry = (prop::sample::select(TOP_KEYS), value, resources);
     prop::collection::vec(top_entry, 0..8).prop_map(|entries| {
         let mut text = String::new();
