@@ -134,3 +134,21 @@ fn help_describes_the_command() {
     let out = cumulo(&["validate"]);
     assert_eq!(out.status.code(), Some(2), "a FILE is required");
 }
+
+#[test]
+fn dash_reads_standard_input() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cumulo"))
+        .args(["validate", "-o", "json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"name: piped\nresources:\n  accelerators: B200:8\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(entries[0]["file"], "-");
+    assert_eq!(entries[0]["job"]["name"], "piped");
+}

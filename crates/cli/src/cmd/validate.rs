@@ -17,7 +17,7 @@ use crate::output::{Format, print_json, table};
 /// the command exits with status 1.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Job files to check
+    /// Job files to check (`-` reads standard input)
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Output format: a table of jobs, or a JSON array of {file, ok, job | errors}
@@ -50,7 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|path| {
             let file = path.display().to_string();
-            let outcome = match cumulo_jobfile::parse_many_file(path) {
+            let parsed = if file == "-" { read_stdin() } else { cumulo_jobfile::parse_many_file(path) };
+            let outcome = match parsed {
                 Ok(jobs) => Outcome::Jobs(jobs),
                 Err(err) => {
                     let mut problems = err.problems().to_vec();
@@ -134,6 +135,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if invalid > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `-` reads one file's text from standard input, named `<stdin>` in messages.
+fn read_stdin() -> Result<Vec<JobSpec>, cumulo_jobfile::Error> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|error| cumulo_jobfile::Error::Read { file: "<stdin>".to_string(), error })?;
+    cumulo_jobfile::parse_many_str(&text, "<stdin>")
 }
 
 fn job_row(file: String, job: &JobSpec) -> Vec<String> {
