@@ -6,6 +6,8 @@
 //! look-ups only for idempotent repeats). Leadership is a lease row judged by the database's clock.
 //! Durability is PostgreSQL's: with the default `synchronous_commit=on` a committed submit is on disk.
 
+mod usage;
+
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,7 +23,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 /// Schema migrations, applied in order; the applied version is kept in `cumulo_schema_version`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -621,6 +624,18 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(row.is_some())
+    }
+
+    async fn append_usage(&self, records: Vec<cumulo_store::usage::UsageRecord>) -> Result<u64> {
+        self.append_usage_rows(records).await
+    }
+
+    async fn usage_between(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
+        self.usage_rows_between(since, until).await
     }
 }
 

@@ -8,6 +8,8 @@
 //! the one fsync. All other writes share the same single writer connection; reads use a small pool of
 //! read-only connections, which WAL lets run beside the writer.
 
+mod usage;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -28,7 +30,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; the applied version is kept in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
 
 /// The most jobs one group commit writes.
 const MAX_GROUP_JOBS: usize = 4096;
@@ -642,6 +645,18 @@ impl Store for SqliteStore {
     async fn try_lead(&self, _holder: &str, _ttl_s: u32) -> Result<bool> {
         // One process owns the file, so it always leads.
         Ok(true)
+    }
+
+    async fn append_usage(&self, records: Vec<cumulo_store::usage::UsageRecord>) -> Result<u64> {
+        self.append_usage_rows(records).await
+    }
+
+    async fn usage_between(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
+        self.usage_rows_between(since, until).await
     }
 }
 

@@ -24,6 +24,7 @@ pub use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod usage;
 
 /// What went wrong in a store call. `Backend` carries text for logs; API layers must not send it to
 /// clients.
@@ -344,6 +345,28 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews leadership for `ttl_s` seconds. True when `holder` leads now. A single-process
     /// backend (SQLite) always answers true.
     async fn try_lead(&self, holder: &str, ttl_s: u32) -> Result<bool>;
+
+    /// Appends metered usage records (the ledger's) in one transaction and returns how many were new.
+    /// Idempotent per `(attempt, node rank, start)`: a record already stored is skipped. A different
+    /// record under a stored key, or node-time overlapping what is stored for the same attempt and
+    /// node, gives `Error::Conflict`; a record whose costs do not match its rates gives
+    /// `Error::Invalid`. On any error nothing of the batch is stored. (Added by the ledger; the
+    /// default answers `Error::Backend` for stores without usage tables.)
+    async fn append_usage(&self, records: Vec<usage::UsageRecord>) -> Result<u64> {
+        let _ = records;
+        Err(Error::Backend("this store keeps no usage records".into()))
+    }
+
+    /// Usage records overlapping `[since, until)` (open ends unbounded), whole (callers clip), in key
+    /// order: job, attempt, node rank, start.
+    async fn usage_between(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<usage::UsageRecord>> {
+        let _ = (since, until);
+        Err(Error::Backend("this store keeps no usage records".into()))
+    }
 }
 
 /// What a job becomes when its latest attempt moves to `attempt`. `failures` counts the job's failed
