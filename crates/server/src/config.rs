@@ -1,0 +1,261 @@
+//! The server's fleet file (`--config FILE`, YAML): tenants, clusters with their drivers, and the
+//! contract portfolio. Without one the server runs the built-in demo fleet.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cumulo_driver::{Driver, GpuModel};
+use cumulo_driver_sim::{SimClock, SimConfig, SimDriver};
+use cumulo_sched::{Quota, TenantPolicy};
+use cumulo_types::{CapacityKind, Money};
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The demo fleet: this machine plus simulated clusters.
+pub const DEMO_FLEET_YAML: &str = include_str!("demo-fleet.yaml");
+
+/// A fleet file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    #[serde(default)]
+    pub tenants: Vec<TenantEntry>,
+    pub clusters: Vec<ClusterEntry>,
+    /// A contracts YAML file (the `portfolio` crate's format), relative to the fleet file; the
+    /// built-in demo portfolio when absent.
+    #[serde(default)]
+    pub portfolio: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEntry {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub quota: QuotaEntry,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaEntry {
+    #[serde(default)]
+    pub gpus_milli: Option<u64>,
+    #[serde(default)]
+    pub cpus_milli: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEntry {
+    pub name: String,
+    pub provider: String,
+    pub region: String,
+    pub capacity: CapacityKind,
+    /// Dollars per node-hour, as text (`"98.32"`) so that it stays exact.
+    pub price_per_node_hour: String,
+    pub driver: DriverEntry,
+}
+
+/// Which driver reaches a cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DriverEntry {
+    /// This machine: jobs run as local processes.
+    Local,
+    /// A simulated cluster of identical nodes: nothing runs.
+    Simulated {
+        nodes: u32,
+        #[serde(default)]
+        gpu: Option<String>,
+        #[serde(default)]
+        gpus: u32,
+        vcpus: u32,
+        memory_gb: u64,
+        /// Seconds from launch to running.
+        #[serde(default = "one_s")]
+        start_delay_s: u64,
+        /// Run time of a job without `duration_s`.
+        #[serde(default = "sixty_s")]
+        default_duration_s: u64,
+    },
+}
+
+fn one_s() -> u64 {
+    1
+}
+
+fn sixty_s() -> u64 {
+    60
+}
+
+/// A fleet ready to run: tenants, clusters with live drivers, the portfolio as JSON.
+pub struct Fleet {
+    pub tenants: Vec<TenantPolicy>,
+    pub clusters: Vec<(ClusterEntry, Arc<dyn Driver>)>,
+    pub portfolio: serde_json::Value,
+}
+
+fn invalid(source: &str, field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Config { file: source.to_string(), field: field.into(), reason: reason.into() }
+}
+
+impl FleetFile {
+    /// Parses a fleet file; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<FleetFile, Error> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let file: FleetFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "file".to_string() } else { path };
+            let reason = e.into_inner().to_string();
+            let reason = reason.strip_prefix(&format!("{field}: ")).unwrap_or(&reason).to_string();
+            invalid(source, field, reason)
+        })?;
+        file.check(source)?;
+        Ok(file)
+    }
+
+    pub fn demo() -> FleetFile {
+        FleetFile::parse(DEMO_FLEET_YAML, "built-in demo fleet").expect("the built-in demo fleet is valid")
+    }
+
+    fn check(&self, source: &str) -> Result<(), Error> {
+        if self.clusters.is_empty() {
+            return Err(invalid(source, "clusters", "no clusters: expected at least one"));
+        }
+        for (i, c) in self.clusters.iter().enumerate() {
+            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+                return Err(invalid(
+                    source,
+                    format!("clusters[{i}].name"),
+                    format!("invalid cluster name `{}`: expected letters, digits, '-', '_' or '.'", c.name),
+                ));
+            }
+            if self.clusters[..i].iter().any(|o| o.name == c.name) {
+                return Err(invalid(source, format!("clusters[{i}].name"), format!("duplicate cluster `{}`", c.name)));
+            }
+            Money::parse_non_negative(&c.price_per_node_hour)
+                .map_err(|e| invalid(source, format!("clusters[{i}].price_per_node_hour"), e.to_string()))?;
+            if let DriverEntry::Simulated { gpu: Some(gpu), .. } = &c.driver {
+                GpuModel::parse(gpu)
+                    .map_err(|e| invalid(source, format!("clusters[{i}].driver.gpu"), e.to_string()))?;
+            }
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.name.is_empty() || self.tenants[..i].iter().any(|o| o.name == t.name) {
+                return Err(invalid(
+                    source,
+                    format!("tenants[{i}].name"),
+                    format!("invalid tenant `{}`: expected a unique, non-empty name", t.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens every cluster's driver: local drivers keep their state under `data_dir/local`,
+    /// simulated ones log each dispatch to `data_dir/dispatch/<cluster>.jsonl`.
+    pub fn open(&self, data_dir: &Path, base: Option<&Path>) -> Result<Fleet, Error> {
+        let mut clusters = Vec::new();
+        for entry in &self.clusters {
+            let driver: Arc<dyn Driver> = match &entry.driver {
+                DriverEntry::Local => {
+                    let root = data_dir.join("local").join(&entry.name);
+                    Arc::new(
+                        cumulo_driver_local::LocalDriver::open(cumulo_driver_local::Config::new(root))
+                            .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
+                    )
+                }
+                DriverEntry::Simulated { nodes, gpu, gpus, vcpus, memory_gb, start_delay_s, default_duration_s } => {
+                    let gpu =
+                        gpu.as_deref().map(GpuModel::parse).transpose().map_err(|e| Error::Driver(e.to_string()))?;
+                    let mut config = SimConfig::uniform(&entry.name, *nodes, gpu, *gpus, *vcpus, memory_gb * 1024);
+                    config.start_delay = std::time::Duration::from_secs(*start_delay_s);
+                    config.default_duration = std::time::Duration::from_secs(*default_duration_s);
+                    config.dispatch_log = Some(data_dir.join("dispatch").join(format!("{}.jsonl", entry.name)));
+                    if let Some(dir) = config.dispatch_log.as_deref().and_then(Path::parent) {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| Error::Driver(format!("cannot create {}: {e}", dir.display())))?;
+                    }
+                    Arc::new(
+                        SimDriver::open(config, SimClock::Wall)
+                            .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
+                    )
+                }
+            };
+            clusters.push((entry.clone(), driver));
+        }
+        let portfolio = match &self.portfolio {
+            None => cumulo_portfolio::Portfolio::demo().map_err(|e| Error::Driver(e.to_string()))?,
+            Some(path) => {
+                let path = base.map(|b| b.join(path)).unwrap_or_else(|| path.clone());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Io(format!("cannot read portfolio {}: {e}", path.display())))?;
+                cumulo_portfolio::Portfolio::from_yaml(&text, &path.display().to_string())
+                    .map_err(|e| invalid(&path.display().to_string(), "portfolio", e.to_string()))?
+            }
+        };
+        let portfolio = serde_json::to_value(&portfolio).map_err(|e| Error::Io(e.to_string()))?;
+        let tenants = self
+            .tenants
+            .iter()
+            .map(|t| TenantPolicy {
+                name: t.name.clone(),
+                weight: t.weight.max(1),
+                quota: Quota { gpus_milli: t.quota.gpus_milli, cpus_milli: t.quota.cpus_milli },
+            })
+            .collect();
+        Ok(Fleet { tenants, clusters, portfolio })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_fleet_parses() {
+        let demo = FleetFile::demo();
+        assert!(demo.clusters.iter().any(|c| matches!(c.driver, DriverEntry::Local)));
+        assert!(demo.clusters.iter().filter(|c| matches!(c.driver, DriverEntry::Simulated { .. })).count() >= 3);
+        assert!(
+            demo.clusters
+                .iter()
+                .filter(|c| matches!(c.driver, DriverEntry::Simulated { .. }))
+                .all(|c| c.name.starts_with("sim-"))
+        );
+    }
+
+    fn check(text: &str, field: &str, words: &str) {
+        let err = FleetFile::parse(text, "fleet.yaml").err().unwrap_or_else(|| panic!("accepted: {text}"));
+        let message = err.to_string();
+        assert!(message.contains(&format!("fleet.yaml: {field}:")), "{message}");
+        assert!(message.contains(words), "{message}");
+    }
+
+    #[test]
+    fn bad_fleet_files_name_the_field() {
+        let cluster =
+            "{name: c, provider: aws, region: r, capacity: spot, price_per_node_hour: '1', driver: {kind: local}}";
+        check("clusters: []", "clusters", "at least one");
+        check(&format!("clusters: [{}]", cluster.replace("spot", "cheap")), "clusters[0].capacity", "unknown variant");
+        check(&format!("clusters: [{}]", cluster.replace("'1'", "'-3'")), "clusters[0].price_per_node_hour", "-3");
+        check(&format!("clusters: [{}]", cluster.replace("local", "k8s")), "clusters[0].driver.kind", "k8s");
+        check(&format!("clusters: [{cluster}, {cluster}]"), "clusters[1].name", "duplicate cluster `c`");
+        check(&format!("clusters: [{cluster}]\ncolour: red"), "colour", "unknown field `colour`");
+        check(
+            &format!(
+                "clusters: [{}]",
+                cluster.replace("{kind: local}", "{kind: simulated, nodes: 1, gpu: H900, vcpus: 1, memory_gb: 1}")
+            ),
+            "clusters[0].driver.gpu",
+            "H900",
+        );
+    }
+}
