@@ -200,7 +200,7 @@ impl MilliGpu {
 
 impl fmt::Display for MilliGpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             let s = format!("{}.{:03}", self.0 / 1000, self.0 % 1000);

@@ -78,7 +78,7 @@ impl Money {
 
     /// Converts a float price from a catalog; `None` for NaN, infinities and negatives.
     pub fn from_dollars_f64(dollars: f64) -> Option<Money> {
-        if !dollars.is_finite() || dollars < 0.0 || dollars > 9.0e12 {
+        if !dollars.is_finite() || !(0.0..=9.0e12).contains(&dollars) {
             return None;
         }
         Some(Money((dollars * Self::MICROS_PER_DOLLAR as f64).round() as i64))
@@ -126,7 +126,7 @@ impl fmt::Display for Money {
         let digits = whole.to_string();
         let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(c);
