@@ -32,6 +32,8 @@ enum Command {
     Offers(cmd::offers::Args),
     /// Contracts: burn-down against schedule, delivered capacity
     Portfolio(cmd::portfolio::Args),
+    /// Benchmarks that print one JSON object (bench sched: the scheduler on a simulated fleet)
+    Bench(cmd::bench::Args),
     /// Check job files and print each normalised job, or every problem (exit 1 if any is invalid)
     Validate(cmd::validate::Args),
 }
@@ -49,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Offers(args) => cmd::offers::run(args),
         Command::Portfolio(args) => cmd::portfolio::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Bench(args) => cmd::bench::run(args).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -106,7 +106,7 @@ pub struct Scheduler<'s> {
     /// Per pool, preemptible running allocations, least valuable first.
     victims: Vec<Vec<u32>>,
     tenants: Vec<Tenant>,
-    tenant_ids: HashMap<String, u32>,
+    tenant_ids: FxMap<String, u32>,
     total_gpu_milli: u64,
     total_cpu_milli: u64,
     shapes: Vec<Shape>,
@@ -202,7 +202,7 @@ impl<'s> Scheduler<'s> {
             running: Vec::with_capacity(snapshot.running.len()),
             victims: vec![Vec::new(); snapshot.pools.len()],
             tenants: Vec::new(),
-            tenant_ids: HashMap::new(),
+            tenant_ids: FxMap::default(),
             total_gpu_milli: total_gpu_milli.max(1),
             total_cpu_milli: total_cpu_milli.max(1),
             shapes: Vec::new(),
@@ -291,24 +291,22 @@ impl<'s> Scheduler<'s> {
         mut after_each: impl FnMut(usize),
     ) -> Plan {
         let mut plan = Plan { at: now, ..Plan::default() };
-        let tenant_of: Vec<u32> = queue.iter().map(|j| self.tenant_id(&j.tenant)).collect();
+        let mut tenant_of: Vec<u32> = Vec::with_capacity(queue.len());
+        let mut last: Option<(&str, u32)> = None;
+        for j in queue {
+            let t = match last {
+                Some((name, t)) if name == j.tenant => t,
+                _ => self.tenant_id(&j.tenant),
+            };
+            last = Some((j.tenant.as_str(), t));
+            tenant_of.push(t);
+        }
         let mut by_name: Vec<u32> = (0..self.tenants.len() as u32).collect();
         by_name.sort_by(|&a, &b| self.tenants[a as usize].name.cmp(&self.tenants[b as usize].name));
         for (rank, &t) in by_name.iter().enumerate() {
             self.tenants[t as usize].rank = rank as u32;
         }
-        let mut order: Vec<u32> = (0..queue.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (ja, jb) = (&queue[a as usize], &queue[b as usize]);
-            let (ra, rb) = (self.tenants[tenant_of[a as usize] as usize].rank, self.tenants[tenant_of[b as usize] as usize].rank);
-            jb.priority
-                .cmp(&ja.priority)
-                .then(ra.cmp(&rb))
-                .then(ja.submitted_at.cmp(&jb.submitted_at))
-                .then(ja.id.cmp(&jb.id))
-                .then(ja.replica.cmp(&jb.replica))
-                .then(a.cmp(&b))
-        });
+        let order = self.queue_order(queue, &tenant_of);
         let mut start = 0;
         while start < order.len() {
             let priority = queue[order[start] as usize].priority;
@@ -320,6 +318,54 @@ impl<'s> Scheduler<'s> {
             start = end;
         }
         plan
+    }
+
+    /// Queue indexes by priority (highest first), tenant (by name), then submission time, id and
+    /// replica. A counting sort into (priority, tenant) groups keeps queue order, so a queue that
+    /// arrives in submission order needs no comparison sort at all.
+    fn queue_order(&self, queue: &[QueuedJob], tenant_of: &[u32]) -> Vec<u32> {
+        let mut group_ids: FxMap<(i32, u32), u32> = FxMap::default();
+        let mut groups: Vec<(Reverse<Priority>, u32, u32)> = Vec::new();
+        let mut group_of: Vec<u32> = Vec::with_capacity(queue.len());
+        let mut last: Option<((i32, u32), u32)> = None;
+        for (j, &t) in queue.iter().zip(tenant_of) {
+            let key = (j.priority.0, t);
+            let g = match last {
+                Some((k, g)) if k == key => g,
+                _ => *group_ids.entry(key).or_insert_with(|| {
+                    groups.push((Reverse(j.priority), self.tenants[t as usize].rank, 0));
+                    groups.len() as u32 - 1
+                }),
+            };
+            last = Some((key, g));
+            groups[g as usize].2 += 1;
+            group_of.push(g);
+        }
+        let mut sorted_groups: Vec<u32> = (0..groups.len() as u32).collect();
+        sorted_groups.sort_unstable_by_key(|&g| (groups[g as usize].0, groups[g as usize].1));
+        let mut offset = vec![0usize; groups.len()];
+        let mut at = 0;
+        for &g in &sorted_groups {
+            offset[g as usize] = at;
+            at += groups[g as usize].2 as usize;
+        }
+        let starts = offset.clone();
+        let mut order = vec![0u32; queue.len()];
+        for (i, &g) in group_of.iter().enumerate() {
+            order[offset[g as usize]] = i as u32;
+            offset[g as usize] += 1;
+        }
+        let key = |i: &u32| {
+            let j = &queue[*i as usize];
+            (j.submitted_at, j.id, j.replica, *i)
+        };
+        for g in 0..groups.len() {
+            let slice = &mut order[starts[g]..offset[g]];
+            if !slice.is_sorted_by_key(key) {
+                slice.sort_unstable_by_key(key);
+            }
+        }
+        order
     }
 
     /// Jobs of one priority, tenants interleaved by weighted dominant share (lowest first).
@@ -771,12 +817,5 @@ impl<'s> Scheduler<'s> {
             }
         }
         None
-    }
-
-    #[cfg(test)]
-    pub(crate) fn check_consistent(&self) {
-        for p in &self.pools {
-            p.check_consistent();
-        }
     }
 }

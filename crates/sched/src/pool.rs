@@ -27,8 +27,6 @@ pub(crate) struct PoolState {
     pub full_mask: u64,
     pub cpu_cap: u32,
     pub mem_cap: u64,
-    /// MiB of memory per vCPU, to count a CPU node's free units (0: memory not counted).
-    mem_per_unit: u64,
     pub free_cpu: Vec<u32>,
     pub free_mem: Vec<u64>,
     pub free_mask: Vec<u64>,
@@ -73,7 +71,6 @@ impl PoolState {
         let full_mask = if gpus >= 64 { u64::MAX } else { (1u64 << gpus) - 1 };
         let cpu_cap = nt.vcpus.saturating_mul(1000);
         let mem_cap = u64::from(nt.memory_gb) * 1024;
-        let mem_per_unit = if gpus == 0 && nt.vcpus > 0 { mem_cap / u64::from(nt.vcpus) } else { 0 };
         let (domain_of, domains) = dense_ids(pool.nodes.iter().map(|s| s.nvlink_domain));
         let (block_of, blocks) = dense_ids(pool.nodes.iter().map(|s| s.block));
         let mut domain_nodes = vec![Vec::new(); domains];
@@ -104,7 +101,6 @@ impl PoolState {
             full_mask,
             cpu_cap,
             mem_cap,
-            mem_per_unit,
             free_cpu: vec![cpu_cap; n],
             free_mem: vec![mem_cap; n],
             free_mask: vec![full_mask; n],
@@ -165,16 +161,10 @@ impl PoolState {
         self.block_free[b as usize] as usize == self.block_nodes[b as usize].len()
     }
 
-    /// Free units of a node: whole free GPUs on a GPU node; free vCPUs (bounded by memory at the
-    /// node's ratio) on a CPU node.
+    /// Free units of a node: whole free GPUs on a GPU node; whole free vCPUs on a CPU node.
     fn units(&self, n: u32) -> u32 {
         let i = n as usize;
-        if self.gpus > 0 {
-            self.free_mask[i].count_ones()
-        } else {
-            let cpu = self.free_cpu[i] / 1000;
-            if self.mem_per_unit == 0 { cpu } else { cpu.min((self.free_mem[i] / self.mem_per_unit) as u32) }
-        }
+        if self.gpus > 0 { self.free_mask[i].count_ones() } else { self.free_cpu[i] / 1000 }
     }
 
     /// Units a node must have to possibly fit `need` (never more than any fitting node has).
@@ -182,8 +172,7 @@ impl PoolState {
         if self.gpus > 0 {
             if need.fraction > 0 { 1 } else { need.gpus }
         } else {
-            let cpu = need.cpus_milli / 1000;
-            if self.mem_per_unit == 0 { cpu } else { cpu.min((need.memory_mib / self.mem_per_unit) as u32) }
+            need.cpus_milli / 1000
         }
     }
 
@@ -595,5 +584,79 @@ impl PoolState {
             let free = nodes.iter().filter(|&&n| self.is_fully_free(n)).count() as u32;
             assert_eq!(free, self.domain_free[d], "domain {d}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeState, PoolId};
+    use cumulo_types::{CapacityKind, GpuModel, Money, NodeType, TopologyNeed};
+
+    fn nvl72_pool(racks: u32) -> Pool {
+        Pool {
+            id: PoolId(0),
+            name: "test".into(),
+            provider: "aws".into(),
+            region: "r".into(),
+            zone: "z".into(),
+            capacity: CapacityKind::Contract,
+            node_type: NodeType {
+                name: "gb200".into(),
+                gpu: Some(GpuModel::GB200),
+                gpus: 4,
+                vcpus: 16,
+                memory_gb: 64,
+                nvlink_domain_nodes: 18,
+            },
+            price_per_node_hour: Money::from_dollars(1),
+            nodes: (0..racks * 18).map(|i| NodeState::new(format!("n{i}"), i / 36, i / 18)).collect(),
+        }
+    }
+
+    /// A small deterministic generator so the test needs no randomness crate.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn indexes_match_a_recount_after_random_takes_and_gives() {
+        let pool = nvl72_pool(4);
+        let mut state = PoolState::new(&pool);
+        let mut rng = Lcg(7);
+        let mut held: Vec<Vec<NodeAlloc>> = Vec::new();
+        for step in 0..3000 {
+            if rng.next(3) > 0 || held.is_empty() {
+                let need = match rng.next(4) {
+                    0 => Need { gpus: 0, fraction: 250, cpus_milli: 1000, memory_mib: 1024 },
+                    1 => Need { gpus: 2, fraction: 0, cpus_milli: 2000, memory_mib: 0 },
+                    2 => Need { gpus: 4, fraction: 0, cpus_milli: 0, memory_mib: 0 },
+                    _ => Need { gpus: 0, fraction: 0, cpus_milli: 3000, memory_mib: 2048 },
+                };
+                let topology = [TopologyNeed::Any, TopologyNeed::NvlinkDomain, TopologyNeed::Block][rng.next(3) as usize];
+                let count = 1 + rng.next(6) as u32;
+                if let Some(allocs) = state.place(&need, count, topology) {
+                    assert_eq!(allocs.len(), count as usize, "step {step}");
+                    held.push(allocs);
+                }
+            } else {
+                let i = rng.next(held.len() as u64) as usize;
+                for a in held.swap_remove(i) {
+                    state.give(&a);
+                }
+            }
+            state.check_consistent();
+        }
+        for allocs in held {
+            for a in allocs {
+                state.give(&a);
+            }
+        }
+        state.check_consistent();
+        assert_eq!(state.pool_free, 72, "everything given back");
     }
 }

@@ -1,4 +1,5 @@
 //! One module per `cumulo` subcommand.
+pub mod bench;
 pub mod catalog;
 pub mod invoice;
 pub mod offers;
