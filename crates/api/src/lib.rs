@@ -17,6 +17,7 @@ mod logs;
 pub mod metrics;
 pub mod openapi;
 mod tokens;
+pub mod usage;
 pub mod wire;
 
 use std::sync::Arc;
@@ -105,6 +106,8 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/nodes", "nodes of the fleet with capacity and use"),
     ("get", "/v1/contracts", "the contract portfolio"),
     ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
+    ("get", "/v1/usage", "metered usage grouped by tenant, provider, contract, job or gpu (own tenant unless admin)"),
+    ("get", "/v1/invoices", "one provider's invoice for a month from metered usage (admin only)"),
 ];
 
 /// The whole HTTP surface. `/healthz` is open; everything else needs a token.
@@ -122,6 +125,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes", get(fleet::nodes))
         .route("/v1/contracts", get(fleet::contracts))
         .route("/v1/tokens", post(tokens::create))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/invoices", get(usage::invoices))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -139,6 +139,36 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["400"] = error_response("unknown tenant or role");
             responses["403"] = error_response("only admins create tokens");
         }
+        ("get", "/v1/usage") => {
+            let text = json!({"type": "string"});
+            op["parameters"] = json!([
+                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
+                query_param("provider", "only this provider", text.clone()),
+                query_param("contract", "only usage under this contract", text.clone()),
+                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
+                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text),
+                query_param(
+                    "group_by",
+                    "tenant (default), provider, contract, job or gpu",
+                    json!({"type": "string", "enum": ["tenant", "provider", "contract", "job", "gpu"]})
+                )
+            ]);
+            responses["200"] = json_response("usage rows; money in micro-USD", schema_ref("Usage"));
+            responses["400"] = error_response("bad time, provider or group_by; `field` names it");
+            responses["403"] = error_response("another tenant's usage");
+        }
+        ("get", "/v1/invoices") => {
+            op["parameters"] = json!([
+                query_param("provider", "the provider billed (required)", json!({"type": "string"})),
+                query_param("month", "the billing month YYYY-MM, UTC (required)", json!({"type": "string"}))
+            ]);
+            responses["200"] = json_response(
+                "the invoice; its total is the exact sum of its lines; money in micro-USD",
+                schema_ref("Invoice"),
+            );
+            responses["400"] = error_response("missing or bad provider or month");
+            responses["403"] = error_response("only admins read invoices");
+        }
         _ => {}
     }
     op["responses"] = responses;
@@ -180,6 +210,11 @@ fn schemas() -> Value {
             "role": {"type": "string", "enum": ["admin", "member", "viewer"]}, "name": string}},
         "Token": {"type": "object", "properties": {"token": string, "tenant": string, "role": string, "name": string}},
         "WhoAmI": {"type": "object", "properties": {"tenant": string, "role": string, "name": string}},
+        "Usage": {"type": "object", "properties": {"money_unit": string, "group_by": string, "rows": {"type": "array", "items": {"type": "object", "properties": {
+            "group": string, "node_seconds": integer, "gpu_seconds": integer, "cost": integer, "list_cost": integer, "records": integer}}}}},
+        "Invoice": {"type": "object", "properties": {"money_unit": string, "provider": string, "month": string, "period_start": string,
+            "period_end": string, "total": integer, "lines": {"type": "array", "items": {"type": "object", "properties": {
+            "item": string, "capacity": string, "contract": string, "node_type": string, "rate": integer, "node_seconds": integer, "amount": integer}}}}},
     })
 }
 

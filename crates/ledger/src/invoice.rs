@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use cumulo_types::{CapacityKind, Money, Provider};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::meter::UsageRecord;
 use crate::time::{Month, Timestamp};
 
 /// One line: node-time of one node type, held one way, at one rate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceLine {
     /// The contract id, or `on-demand` / `spot`.
     pub item: String,
@@ -40,7 +40,7 @@ pub fn decimal_hours(seconds: i64) -> String {
     s.strip_suffix('.').unwrap_or(s).to_string()
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     pub provider: Provider,
     pub month: Month,

@@ -92,7 +92,7 @@ impl FromStr for GroupBy {
 }
 
 /// One group's totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
     pub group: String,
     pub node_seconds: i64,
@@ -125,7 +125,7 @@ pub fn usage_by<'a>(
 }
 
 /// What one tenant owes at the prices actually paid, split by how the capacity was held.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargebackRow {
     pub tenant: String,
     pub gpu_seconds: i64,

@@ -1,0 +1,145 @@
+//! `GET /v1/usage` and `GET /v1/invoices` in-process over a real SQLite store holding metered usage:
+//! grouping, tenant isolation, admin-only invoices, and bad parameters named in the answer.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cumulo_api::auth::issue_token;
+use cumulo_api::usage::UsageAnswer;
+use cumulo_api::{AppState, Config, ErrorBody, Fleet, Metrics, router};
+use cumulo_ledger::{Ledger, NodeMeta, Observation, PriceBook, PriceKey, UsageRecord, parse_time};
+use cumulo_store::{Role, Store};
+use cumulo_types::{AttemptId, CapacityKind, GpuModel, JobId, Money, Provider};
+use tower::ServiceExt;
+
+struct Harness {
+    app: axum::Router,
+    admin: String,
+    member_a: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Tenant `research`: job 1, two contract nodes 2026-11-30T20:00 → 2026-12-01T04:00 at $60 ($960);
+/// job 2, one on-demand node 2026-11-05 00:00 → 03:00 at $98.32. Tenant `a`: job 3, one on-demand
+/// node for an hour.
+fn metered() -> Vec<UsageRecord> {
+    let aws = Provider::new("aws").unwrap();
+    let t = |s: &str| parse_time("t", s).unwrap();
+    let mut prices = PriceBook::new();
+    prices
+        .set_price(PriceKey::on_demand(&aws, "p5.48xlarge"), t("2026-01-01"), Money::parse_dollars("98.32").unwrap())
+        .unwrap();
+    prices
+        .set_price(PriceKey::contract(&aws, "p5.48xlarge", "aws-2026"), t("2026-01-01"), Money::from_dollars(60))
+        .unwrap();
+    let mut ledger = Ledger::new();
+    for (job, rank, tenant, contract, start, stop) in [
+        (1, 0, "research", Some("aws-2026"), "2026-11-30T20:00:00Z", "2026-12-01T04:00:00Z"),
+        (1, 1, "research", Some("aws-2026"), "2026-11-30T20:00:00Z", "2026-12-01T04:00:00Z"),
+        (2, 0, "research", None, "2026-11-05T00:00:00Z", "2026-11-05T03:00:00Z"),
+        (3, 0, "a", None, "2026-11-06T00:00:00Z", "2026-11-06T01:00:00Z"),
+    ] {
+        let node = NodeMeta {
+            tenant: tenant.into(),
+            provider: aws.clone(),
+            region: "us-east-1".into(),
+            node_type: "p5.48xlarge".into(),
+            gpu: Some(GpuModel::H100),
+            gpus: 8,
+            capacity: if contract.is_some() { CapacityKind::Contract } else { CapacityKind::OnDemand },
+            contract: contract.map(String::from),
+            resource_id: None,
+        };
+        let attempt = AttemptId { job: JobId(job), attempt: 1 };
+        ledger
+            .ingest(&Observation { attempt, node_rank: rank, start: t(start), stop: t(stop), node }, &prices)
+            .unwrap();
+    }
+    ledger.to_records()
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        cumulo_store_sqlite::SqliteStore::open_path(dir.path().join("cumulo.db")).await.unwrap();
+    assert_eq!(store.append_usage(metered()).await.unwrap(), 6);
+    let admin = issue_token(store.as_ref(), "default", Role::Admin, "admin").await.unwrap();
+    let member_a = issue_token(store.as_ref(), "a", Role::Member, "alice").await.unwrap();
+    let fleet =
+        Fleet { clusters: vec![], tenants: vec!["a".into(), "default".into()], contracts: serde_json::json!([]) };
+    let state = AppState::new(store, Arc::new(fleet), Arc::new(Metrics::default()), Config::default());
+    Harness { app: router(state), admin, member_a, _dir: dir }
+}
+
+impl Harness {
+    async fn get(&self, uri: &str, token: &str) -> (StatusCode, String) {
+        let request = Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn usage_groups_and_members_see_only_their_tenant() {
+    let h = harness().await;
+    let (status, text) = h.get("/v1/usage?group_by=tenant", &h.admin).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer: UsageAnswer = serde_json::from_str(&text).unwrap();
+    let rows: Vec<(&str, i64)> = answer.rows.iter().map(|r| (r.group.as_str(), r.cost.micros())).collect();
+    assert_eq!(rows, vec![("a", 98_320_000), ("research", 1_254_960_000)]);
+    assert_eq!(answer.money_unit, "micro-USD");
+    // December only, clipped: job 1's two nodes for 4 h at $60
+    let (_, text) = h.get("/v1/usage?group_by=job&since=2026-12-01&until=2027-01-01", &h.admin).await;
+    let answer: UsageAnswer = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer.rows.len(), 1);
+    assert_eq!((answer.rows[0].group.as_str(), answer.rows[0].cost.micros()), ("1", 480_000_000));
+    // a member sees its own tenant only, and may not ask for another
+    let (_, text) = h.get("/v1/usage?group_by=provider", &h.member_a).await;
+    let answer: UsageAnswer = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer.rows.iter().map(|r| r.cost.micros()).sum::<i64>(), 98_320_000);
+    let (status, text) = h.get("/v1/usage?tenant=research", &h.member_a).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+}
+
+#[tokio::test]
+async fn invoices_are_for_admins_and_add_up() {
+    let h = harness().await;
+    let (status, text) = h.get("/v1/invoices?provider=aws&month=2026-11", &h.admin).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // November: job 1's two nodes 4 h at $60 = $480; job 2 3 h and job 3 1 h on-demand at $98.32 = $393.28
+    assert_eq!(json["total"], 873_280_000);
+    let lines: i64 = json["lines"].as_array().unwrap().iter().map(|l| l["amount"].as_i64().unwrap()).sum();
+    assert_eq!(lines, 873_280_000);
+    let (status, _) = h.get("/v1/invoices?provider=aws&month=2026-11", &h.member_a).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_parameters_are_named() {
+    let h = harness().await;
+    for (uri, field, reason) in [
+        (
+            "/v1/invoices?provider=aws&month=2026-13",
+            "month",
+            "invalid month `2026-13`: expected a month YYYY-MM such as 2026-11",
+        ),
+        ("/v1/invoices?month=2026-11", "provider", "provider is required, e.g. ?provider=aws&month=2026-11"),
+        (
+            "/v1/usage?group_by=region",
+            "group_by",
+            "invalid group-by `region`: expected tenant, provider, contract, job or gpu",
+        ),
+    ] {
+        let (status, text) = h.get(uri, &h.admin).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+        let body: ErrorBody = serde_json::from_str(&text).unwrap();
+        assert_eq!((body.field.as_deref(), body.reason.as_str()), (Some(field), reason), "{uri}");
+    }
+    let (status, text) = h.get("/v1/usage?since=yesterday", &h.admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("invalid since `yesterday`"), "{text}");
+}
