@@ -244,6 +244,12 @@ impl Ledger {
     /// (or any part of one) adds nothing. Fails without changing the ledger when the interval is empty,
     /// a price is missing, or the node's description differs from earlier observations.
     pub fn ingest(&mut self, obs: &Observation, prices: &PriceBook) -> Result<Ingested, Error> {
+        self.meter(obs, prices).map(|(ingested, _)| ingested)
+    }
+
+    /// Like [`Ledger::ingest`], also returning the records it added: what a durable store appends.
+    /// For a node already metered elsewhere, rebuild its records with [`Ledger::from_records`] first.
+    pub fn meter(&mut self, obs: &Observation, prices: &PriceBook) -> Result<(Ingested, Vec<UsageRecord>), Error> {
         let (start, stop) = (secs(obs.start), secs(obs.stop));
         validate(obs)?;
         let node_key = (obs.attempt, obs.node_rank);
@@ -270,10 +276,10 @@ impl Ledger {
         for (a, b) in fresh {
             cover(&mut account.covered, a, b);
         }
-        for record in new_records {
-            self.records.insert((record.attempt, record.node_rank, secs(record.start)), record);
+        for record in &new_records {
+            self.records.insert((record.attempt, record.node_rank, secs(record.start)), record.clone());
         }
-        Ok(result)
+        Ok((result, new_records))
     }
 
     /// All records in key order (attempt, node rank, start).

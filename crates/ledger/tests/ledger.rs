@@ -276,3 +276,20 @@ fn price_book_from_a_portfolio_rates_like_the_hand_built_one() {
     let p5 = prices.rate_at(&PriceKey::on_demand(&aws(), "p5.48xlarge"), t("2026-11-10")).unwrap();
     assert!(p5 > usd("0"), "{p5}");
 }
+
+#[test]
+fn metering_against_stored_records_returns_only_what_is_new() {
+    let prices = book();
+    // stored: the first two hours of a node; observed: four hours
+    let mut stored = Ledger::new();
+    stored.ingest(&Obs::new(13, "2026-11-03T00:00:00Z", "2026-11-03T02:00:00Z").build(), &prices).unwrap();
+    let mut ledger = Ledger::from_records(stored.to_records()).unwrap();
+    let (got, new) =
+        ledger.meter(&Obs::new(13, "2026-11-03T00:00:00Z", "2026-11-03T04:00:00Z").build(), &prices).unwrap();
+    assert_eq!((got.new_seconds, got.duplicate_seconds), (7200, 7200));
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        (new[0].start, new[0].stop, new[0].cost),
+        (t("2026-11-03T02:00:00Z"), t("2026-11-03T04:00:00Z"), usd("196.64"))
+    );
+}
