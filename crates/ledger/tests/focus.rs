@@ -72,6 +72,7 @@ const SPEC: &[(&str, bool, Type, bool)] = &[
     ("ChargeFrequency", false, Type::Allowed(&["One-Time", "Recurring", "Usage-Based"]), false),
     ("CommitmentDiscountCategory", false, Type::Allowed(&["Spend", "Usage"]), true),
     ("CommitmentDiscountStatus", false, Type::Allowed(&["Used", "Unused"]), true),
+    ("CommitmentDiscountQuantity", false, Type::Decimal, true),
     ("ConsumedQuantity", false, Type::Decimal, true),
     ("ContractedUnitPrice", false, Type::Decimal, true),
     ("ListUnitPrice", false, Type::Decimal, true),
@@ -167,6 +168,15 @@ fn focus_file_has_every_mandatory_column_with_valid_values() {
         );
         // committed rows carry the commitment; others do not
         assert_eq!(get("PricingCategory") == "Committed", !get("CommitmentDiscountId").is_empty());
+        // commitment columns are all set or all null (FOCUS 1.1+ conditional rules)
+        for column in [
+            "CommitmentDiscountQuantity",
+            "CommitmentDiscountUnit",
+            "CommitmentDiscountStatus",
+            "CommitmentDiscountCategory",
+        ] {
+            assert_eq!(get(column).is_empty(), get("CommitmentDiscountId").is_empty(), "{column}");
+        }
         billed += cumulo_types::Money::parse_dollars(&get("BilledCost")).unwrap();
         rows += 1;
     }
@@ -180,6 +190,7 @@ const KNOWN_OTHER: &[&str] = &[
     "CommitmentDiscountId",
     "CommitmentDiscountName",
     "CommitmentDiscountType",
+    "CommitmentDiscountUnit",
     "ConsumedUnit",
     "InvoiceId",
     "RegionId",
@@ -208,6 +219,10 @@ fn focus_rows_read_as_expected() {
     assert_eq!(first["ContractedCost"], "983.2");
     assert_eq!(first["PricingQuantity"], "10");
     assert_eq!(first["CommitmentDiscountId"], "aws-2026");
+    assert_eq!(
+        (first["CommitmentDiscountQuantity"].as_str(), first["CommitmentDiscountUnit"].as_str()),
+        ("600", "USD")
+    );
     assert_eq!(first["BillingPeriodStart"], "2026-11-01T00:00:00Z");
     assert_eq!(first["BillingPeriodEnd"], "2026-12-01T00:00:00Z");
     // the attempt that crosses into December: 1 h 1 s, of which 1 s at $98.32/h rounds to $0.027311
