@@ -34,6 +34,30 @@ enum Command {
     Portfolio(cmd::portfolio::Args),
     /// Benchmarks that print one JSON object (bench sched: the scheduler on a simulated fleet)
     Bench(cmd::bench::Args),
+    /// Run the control plane on embedded defaults (SQLite in ./.cumulo, the local driver, the
+    /// simulated demo fleet and portfolio), print its URL and admin token and save them for later
+    /// commands
+    Up(cmd::server::UpArgs),
+    /// Run the control plane server: store, reconcile loop and REST API
+    Server(cmd::server::ServerArgs),
+    /// Submit job files to the server
+    Submit(cmd::jobs::SubmitArgs),
+    /// List jobs (filter by state and tenant)
+    Jobs(cmd::jobs::JobsArgs),
+    /// One job with its attempts, placement, pending reason and events
+    Job(cmd::jobs::JobArgs),
+    /// Cancel a job
+    Cancel(cmd::jobs::JobArgs),
+    /// Print a job's log; -f follows it until the attempt ends
+    Logs(cmd::jobs::LogsArgs),
+    /// Clusters of the server's fleet with capacity and use
+    Clusters(cmd::fleet::ListArgs),
+    /// Nodes of the server's fleet with capacity and use
+    Nodes(cmd::fleet::NodesArgs),
+    /// The server's contract portfolio
+    Contracts(cmd::fleet::ListArgs),
+    /// API tokens (create)
+    Token(cmd::fleet::TokenArgs),
     /// Check job files and print each normalised job, or every problem (exit 1 if any is invalid)
     Validate(cmd::validate::Args),
 }
@@ -51,6 +75,17 @@ fn main() -> std::process::ExitCode {
         Command::Offers(args) => cmd::offers::run(args),
         Command::Portfolio(args) => cmd::portfolio::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Up(args) => cmd::server::run_up(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Server(args) => cmd::server::run_server(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Submit(args) => cmd::jobs::submit(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Jobs(args) => cmd::jobs::jobs(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Job(args) => cmd::jobs::job(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Cancel(args) => cmd::jobs::cancel(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Logs(args) => cmd::jobs::logs(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Clusters(args) => cmd::fleet::clusters(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Nodes(args) => cmd::fleet::nodes(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Contracts(args) => cmd::fleet::contracts(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Token(args) => cmd::fleet::token(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench(args) => cmd::bench::run(args).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {

@@ -156,9 +156,12 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> Result<Option<St
 }
 
 /// Opens everything and starts serving; returns once the listener is bound.
-pub async fn start(options: Options) -> Result<Server, Error> {
+pub async fn start(mut options: Options) -> Result<Server, Error> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| Error::Io(format!("cannot create data directory {}: {e}", options.data_dir.display())))?;
+    // Absolute, so that drivers running processes elsewhere still find their files.
+    options.data_dir = std::fs::canonicalize(&options.data_dir)
+        .map_err(|e| Error::Io(format!("cannot resolve data directory {}: {e}", options.data_dir.display())))?;
     let db = options.db.clone().unwrap_or_else(|| options.data_dir.join("cumulo.db").display().to_string());
     let store = cumulo_control::open_store(&db).await.map_err(|e| Error::Store(e.to_string()))?;
     let new_admin_token = bootstrap_admin(store.as_ref(), &options.data_dir).await?;

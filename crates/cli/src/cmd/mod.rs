@@ -6,3 +6,8 @@ pub mod offers;
 pub mod portfolio;
 pub mod usage;
 pub mod validate;
+pub mod bench_submit;
+pub mod fleet;
+pub mod jobs;
+pub mod remote;
+pub mod server;

@@ -1,0 +1,177 @@
+//! Fleet commands against a server: `clusters`, `nodes`, `contracts`, and `token create`.
+
+use cumulo_api::wire::TokenRequest;
+
+use super::remote::{Remote, runtime};
+use crate::output::{Format, print_json, table};
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(clap::Args)]
+pub struct NodesArgs {
+    /// Only this cluster's nodes
+    #[arg(long)]
+    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+fn gpus(used_milli: u64, total: u64) -> String {
+    if total == 0 { "-".to_string() } else { format!("{}/{total}", used_milli as f64 / 1000.0) }
+}
+
+pub fn clusters(args: ListArgs) -> anyhow::Result<()> {
+    let clusters = runtime()?.block_on(args.remote.client()?.clusters())?;
+    match args.output {
+        Format::Json => print_json(&clusters),
+        Format::Table => {
+            let mut t =
+                table(["NAME", "PROVIDER", "REGION", "CAPACITY", "DRIVER", "NODES UP", "GPUS USED", "VCPUS", "STATUS"]);
+            for c in &clusters {
+                let driver = if c.simulated && c.driver != "simulated" {
+                    format!("{} (simulated)", c.driver)
+                } else {
+                    c.driver.clone()
+                };
+                t.add_row(vec![
+                    c.name.clone(),
+                    c.provider.clone(),
+                    c.region.clone(),
+                    c.capacity.clone(),
+                    driver,
+                    format!("{}/{}", c.nodes_up, c.nodes),
+                    gpus(c.gpus_used_milli, c.gpus),
+                    c.vcpus.to_string(),
+                    c.status.clone(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+    }
+}
+
+pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
+    let nodes = runtime()?.block_on(args.remote.client()?.nodes(args.cluster.as_deref()))?;
+    match args.output {
+        Format::Json => print_json(&nodes),
+        Format::Table => {
+            let mut t = table(["NAME", "CLUSTER", "ZONE", "STATE", "GPU", "GPUS USED", "VCPUS USED", "MEMORY GiB"]);
+            for n in &nodes {
+                let state = if n.simulated { format!("{} (simulated)", n.state) } else { n.state.clone() };
+                t.add_row(vec![
+                    n.name.clone(),
+                    n.cluster.clone(),
+                    n.zone.clone(),
+                    state,
+                    n.gpu.clone().unwrap_or_else(|| "-".into()),
+                    gpus(n.gpus_used_milli, u64::from(n.gpus)),
+                    format!("{}/{}", n.cpus_used_milli as f64 / 1000.0, n.vcpus),
+                    (n.memory_mib / 1024).to_string(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+    }
+}
+
+pub fn contracts(args: ListArgs) -> anyhow::Result<()> {
+    let portfolio = runtime()?.block_on(args.remote.client()?.contracts())?;
+    let contracts = portfolio.get("contracts").and_then(|c| c.as_array()).cloned();
+    match (args.output, contracts) {
+        (Format::Table, Some(contracts)) => {
+            if portfolio["illustrative"].as_bool() == Some(true) {
+                eprintln!(
+                    "portfolio `{}`: illustrative figures, not real contract terms",
+                    portfolio["name"].as_str().unwrap_or("")
+                );
+            }
+            let mut t = table(["ID", "PROVIDER", "COMMITTED", "TERM", "RAMP STEPS", "CLAUSES"]);
+            for c in &contracts {
+                let text = |v: &serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                let term = format!("{} → {}", text(&c["start"]), text(&c["end"]));
+                let committed =
+                    c["committed"].as_i64().or(c["committed_usd"].as_i64()).map(|m| cumulo_types::Money(m).to_string());
+                let clauses = c["clauses"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect::<Vec<_>>().join(", ")
+                    })
+                    .unwrap_or_default();
+                t.add_row(vec![
+                    text(&c["id"]),
+                    text(&c["provider"]),
+                    committed.unwrap_or_else(|| text(&c["committed"])),
+                    term,
+                    c["ramp"].as_array().map(|r| r.len()).unwrap_or(0).to_string(),
+                    clauses,
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        _ => print_json(&portfolio),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a tenant and role (admins only); the secret is printed once
+    Create(TokenCreateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TokenCreateArgs {
+    /// The tenant whose jobs the token may see
+    #[arg(long)]
+    pub tenant: String,
+    /// admin (everything), member (submit, cancel and read its tenant's jobs) or viewer (read only)
+    #[arg(long)]
+    pub role: String,
+    /// A label for people (default: TENANT-ROLE)
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let TokenCommand::Create(args) = args.command;
+    let request = TokenRequest { tenant: args.tenant, role: args.role, name: args.name };
+    let token = runtime()?.block_on(args.remote.client()?.create_token(&request))?;
+    match args.output {
+        Format::Json => print_json(&token),
+        Format::Table => {
+            println!("{}", token.token);
+            eprintln!(
+                "token `{}` for tenant `{}` with role {}: shown once, keep it safe",
+                token.name, token.tenant, token.role
+            );
+            Ok(())
+        }
+    }
+}
