@@ -18,7 +18,7 @@ fn parse(c: &mut Criterion) {
         c.bench_function(&format!("yaml only {name}"), |b| {
             b.iter(|| {
                 serde_yaml::Deserializer::from_str(black_box(&text))
-                    .map(|d| serde::Deserialize::deserialize(d))
+                    .map(serde::Deserialize::deserialize)
                     .collect::<Result<Vec<serde_yaml::Value>, _>>()
             })
         });
