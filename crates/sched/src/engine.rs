@@ -95,6 +95,15 @@ struct Tenant {
     rank: u32,
 }
 
+/// What [`Scheduler::schedule_observed`] reports as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Tenants and request shapes are interned and the queue is in decision order.
+    Ordered,
+    /// The job at this index of the queue has been placed or left pending.
+    Decided(usize),
+}
+
 /// One scheduling pass over a snapshot. `new` builds the indexes (checking that the snapshot is
 /// consistent); `schedule` places a queue. A second `schedule` call continues from the state the
 /// first left (its placements hold capacity but are not preemption victims).
@@ -282,16 +291,15 @@ impl<'s> Scheduler<'s> {
         self.schedule_observed(queue, now, |_| {})
     }
 
-    /// [`Scheduler::schedule`], calling `after_each(queue_index)` after every decision, so that a
-    /// benchmark can time decisions without the core reading a clock.
-    pub fn schedule_observed(
-        &mut self,
-        queue: &[QueuedJob],
-        now: Timestamp,
-        mut after_each: impl FnMut(usize),
-    ) -> Plan {
+    /// [`Scheduler::schedule`], reporting progress to `observe`: `Progress::Ordered` once the queue
+    /// is interned and ordered, then `Progress::Decided(queue_index)` after every decision, so
+    /// that a benchmark can time decisions without the core reading a clock.
+    pub fn schedule_observed(&mut self, queue: &[QueuedJob], now: Timestamp, mut observe: impl FnMut(Progress)) -> Plan {
         let mut plan = Plan { at: now, ..Plan::default() };
+        // One sequential pass over the queue interns tenants and request shapes, so that the
+        // decisions below (made in priority order) read compact arrays, not scattered jobs.
         let mut tenant_of: Vec<u32> = Vec::with_capacity(queue.len());
+        let mut shape_of: Vec<u32> = Vec::with_capacity(queue.len());
         let mut last: Option<(&str, u32)> = None;
         for j in queue {
             let t = match last {
@@ -300,13 +308,17 @@ impl<'s> Scheduler<'s> {
             };
             last = Some((j.tenant.as_str(), t));
             tenant_of.push(t);
+            shape_of.push(self.shape_of(j) as u32);
         }
+        plan.placements.reserve(queue.len().min(1 << 20));
         let mut by_name: Vec<u32> = (0..self.tenants.len() as u32).collect();
         by_name.sort_by(|&a, &b| self.tenants[a as usize].name.cmp(&self.tenants[b as usize].name));
         for (rank, &t) in by_name.iter().enumerate() {
             self.tenants[t as usize].rank = rank as u32;
         }
         let order = self.queue_order(queue, &tenant_of);
+        observe(Progress::Ordered);
+        let mut after_each = |i: usize| observe(Progress::Decided(i));
         let mut start = 0;
         while start < order.len() {
             let priority = queue[order[start] as usize].priority;
@@ -314,7 +326,7 @@ impl<'s> Scheduler<'s> {
             while end < order.len() && queue[order[end] as usize].priority == priority {
                 end += 1;
             }
-            self.schedule_priority_group(queue, &tenant_of, &order[start..end], &mut plan, &mut after_each);
+            self.schedule_priority_group(queue, &tenant_of, &shape_of, &order[start..end], &mut plan, &mut after_each);
             start = end;
         }
         plan
@@ -373,6 +385,7 @@ impl<'s> Scheduler<'s> {
         &mut self,
         queue: &[QueuedJob],
         tenant_of: &[u32],
+        shape_of: &[u32],
         group: &[u32],
         plan: &mut Plan,
         after_each: &mut impl FnMut(usize),
@@ -388,7 +401,7 @@ impl<'s> Scheduler<'s> {
         }
         if runs.len() == 1 {
             for &j in group {
-                self.decide(queue, j as usize, tenant_of[j as usize], plan);
+                self.decide(queue, j as usize, tenant_of[j as usize], shape_of[j as usize] as usize, plan);
                 after_each(j as usize);
             }
             return;
@@ -401,7 +414,7 @@ impl<'s> Scheduler<'s> {
         while let Some(Reverse((_, _, k))) = heap.pop() {
             let (t, _, end) = runs[k];
             let j = group[cursor[k]] as usize;
-            self.decide(queue, j, t, plan);
+            self.decide(queue, j, t, shape_of[j] as usize, plan);
             after_each(j);
             cursor[k] += 1;
             if cursor[k] < end {
@@ -612,11 +625,11 @@ impl<'s> Scheduler<'s> {
         }
     }
 
-    fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, plan: &mut Plan) {
+    fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, s: usize, plan: &mut Plan) {
         let job = &queue[j];
-        match self.try_place(job, t, plan) {
+        match self.try_place(job, t, s, plan) {
             Ok((pool, option, nodes, node_cost)) => {
-                let need = self.shapes_need(job, option);
+                let need = self.shapes[s].needs[option as usize];
                 let (gpu, cpu) = Self::usage(&need, job.num_nodes);
                 let tenant = &mut self.tenants[t as usize];
                 tenant.used_gpu += gpu;
@@ -634,19 +647,15 @@ impl<'s> Scheduler<'s> {
         }
     }
 
-    fn shapes_need(&self, job: &QueuedJob, option: u32) -> Need {
-        need_of(&job.resources[option as usize]).expect("validated when the shape was built")
-    }
-
     /// Tries the job's candidates cheapest first, then preemption. On success returns the pool,
     /// the option used, the node allocations and the cost of one node.
     fn try_place(
         &mut self,
         job: &QueuedJob,
         t: u32,
+        s: usize,
         plan: &mut Plan,
     ) -> Result<(u32, u32, Vec<NodeAlloc>, Money), PendingReason> {
-        let s = self.shape_of(job);
         if let Some(reason) = &self.shapes[s].static_reason {
             return Err(reason.clone());
         }

@@ -11,7 +11,7 @@ mod model;
 mod pool;
 mod verify;
 
-pub use engine::Scheduler;
+pub use engine::{Progress, Scheduler};
 pub use model::{
     Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption,
     QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TenantPolicy, Timestamp,
