@@ -56,7 +56,11 @@ fn offers_table_says_why_an_infeasible_job_cannot_run() {
     let job = job_file(&dir, "mi.yaml", "name: mi\nresources:\n  accelerators: MI325X:8\n");
     let out = cumulo(&["offers", &job, "--at", "2026-11-26", "--no-portfolio"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("infeasible: no offer has MI325X (catalog `built-in`"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("infeasible: no offer has MI325X (GPU models offered by catalog `built-in`"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -434,7 +434,7 @@ impl RawContract {
                 .ok_or_else(|| bad(field("nodes"), format!("{}: expected a positive number of nodes", step.nodes)))?;
             ramp.push(RampStep { date: step.date, region: step.region, node_type: step.node_type, nodes });
         }
-        ramp.sort_by(|a, b| a.date.cmp(&b.date));
+        ramp.sort_by_key(|s| s.date);
 
         let mut rates: Vec<Rate> = Vec::new();
         for (i, rate) in self.rates.iter().enumerate() {

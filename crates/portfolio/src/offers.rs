@@ -188,7 +188,9 @@ pub fn rank(query: &Query<'_>) -> Ranking {
             reason.clone()
         } else if let Some((stage, reason)) = furthest {
             let reason = match stage {
-                Stage::GpusPerNode => format!("no offer has {} per node (the matching offers have at most {max_gpus})", demand_text(job)),
+                Stage::GpusPerNode => {
+                    format!("no offer has {} per node (the matching offers have at most {max_gpus})", demand_text(job))
+                }
                 Stage::Topology => format!(
                     "topology nvlink-domain needs {} nodes in one NVLink domain; the matching offers have at most {max_domain} node(s) per domain",
                     job.num_nodes
@@ -264,7 +266,7 @@ fn no_model_reason(query: &Query<'_>) -> String {
         .map(|o| o.accelerators.as_ref().map_or("a CPU-only instance".to_string(), |a| a.selector.to_string()))
         .collect();
     format!(
-        "no offer has {} (catalog `{}` and portfolio offer: {})",
+        "no offer has {} (GPU models offered by catalog `{}` and the portfolio: {})",
         wanted.join(" or "),
         query.catalog.origin,
         offered.join(", ")
@@ -378,18 +380,15 @@ fn check(
             ),
         ));
     }
-    if let Some(it) = &option.instance_type {
-        if it != c.instance_type {
-            return Err((Stage::InstanceType, format!("no matching offer is instance type `{it}`")));
-        }
+    if let Some(it) = &option.instance_type
+        && it != c.instance_type
+    {
+        return Err((Stage::InstanceType, format!("no matching offer is instance type `{it}`")));
     }
-    if let Some(infra) = &option.infra {
-        if !infra.matches(c.provider, &c.region, c.zone) {
-            return Err((
-                Stage::Infra,
-                format!("infra `{infra}` excludes every region that offers {}", demand_text(job)),
-            ));
-        }
+    if let Some(infra) = &option.infra
+        && !infra.matches(c.provider, &c.region, c.zone)
+    {
+        return Err((Stage::Infra, format!("infra `{infra}` excludes every region that offers {}", demand_text(job))));
     }
     if let Some(deny) = job.constraints.deny.iter().find(|d| d.matches(c.provider, &c.region, c.zone)) {
         return Err((Stage::Deny, format!("constraints.deny (`{deny}` and others) excludes every remaining offer")));
@@ -411,16 +410,13 @@ fn check(
             return Err((Stage::Topology, String::new()));
         }
     }
-    if let Some(available) = c.available_nodes {
-        if available < job.num_nodes {
-            return Err((
-                Stage::ContractSize,
-                format!(
-                    "contract capacity holds {available} nodes of the matching type, the job needs {}",
-                    job.num_nodes
-                ),
-            ));
-        }
+    if let Some(available) = c.available_nodes
+        && available < job.num_nodes
+    {
+        return Err((
+            Stage::ContractSize,
+            format!("contract capacity holds {available} nodes of the matching type, the job needs {}", job.num_nodes),
+        ));
     }
     for (id, provider, scope) in &clauses.exclusive {
         if in_scope(scope, c.gpu) && c.provider != *provider {

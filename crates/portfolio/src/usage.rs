@@ -92,11 +92,11 @@ impl Forecast {
 
     /// Checks that every record names a contract of the portfolio.
     pub fn check_against(&self, portfolio: &Portfolio) -> Result<(), Error> {
-        if let Forecast::Series(records) = self {
-            if let Some(r) = records.iter().find(|r| portfolio.contract(&r.contract).is_none()) {
-                let known: Vec<&str> = portfolio.contracts.iter().map(|c| c.id.as_str()).collect();
-                return Err(Error::UnknownUsageContract { contract: r.contract.clone(), known: known.join(", ") });
-            }
+        if let Forecast::Series(records) = self
+            && let Some(r) = records.iter().find(|r| portfolio.contract(&r.contract).is_none())
+        {
+            let known: Vec<&str> = portfolio.contracts.iter().map(|c| c.id.as_str()).collect();
+            return Err(Error::UnknownUsageContract { contract: r.contract.clone(), known: known.join(", ") });
         }
         Ok(())
     }
@@ -149,7 +149,7 @@ impl Forecast {
 }
 
 pub(crate) fn format_bps(bps: u32) -> String {
-    if bps % 100 == 0 { format!("{}", bps / 100) } else { format!("{}.{:02}", bps / 100, bps % 100) }
+    if bps.is_multiple_of(100) { format!("{}", bps / 100) } else { format!("{}.{:02}", bps / 100, bps % 100) }
 }
 
 /// Money consumed so far under each contract at one instant: the state effective prices read.

@@ -83,7 +83,6 @@ fn validation_errors_name_contract_and_field() {
             .split("contracts:\n")
             .nth(1)
             .unwrap()
-            .replace("2026-01-01}", "2026-01-01}")
             .replace("start: 2026-01-01, end: 2026-01-10", "start: 2026-01-10, end: 2026-01-20")
             .replace("date: 2026-01-01,", "date: 2026-01-10,");
     check_error(

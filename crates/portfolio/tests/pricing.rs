@@ -94,7 +94,10 @@ fn infeasible_jobs_say_why() {
     let none = Usage::default();
     let r = ranking(&gpu_job(GpuModel::MI325X, 8, 1), &catalog, None, &none, "2026-11-26", 0);
     let why = r.infeasible.unwrap();
-    assert!(why.starts_with("no offer has MI325X (catalog `built-in` and portfolio offer: "), "{why}");
+    assert!(
+        why.starts_with("no offer has MI325X (GPU models offered by catalog `built-in` and the portfolio: "),
+        "{why}"
+    );
 
     let mut job = gpu_job(GpuModel::H100, 8, 1);
     job.resources[0].infra = Some(InfraSelector::parse("aws/eu-west-9").unwrap());

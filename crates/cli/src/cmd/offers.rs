@@ -20,7 +20,8 @@ use crate::output::{Format, print_json, table};
 /// nodes, list $/h, effective $/h and why. Effective cost counts committed capacity behind its
 /// burn schedule as nearly free, ahead of schedule at its contract rate, on-demand at list and
 /// spot at its price plus a preemption-risk premium. Exclusive and first-refusal clauses are
-/// honoured. Exits non-zero, saying why, when no placement is feasible.
+/// honoured. Exits non-zero, saying why, when no placement is feasible. Amounts in the JSON
+/// output are integer micro-dollars per hour for all nodes together.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job file (SkyPilot task YAML plus Cumulo's fields)
