@@ -279,7 +279,9 @@ impl Controller {
                     // Never launched (or forgotten before it was marked launching): dispatch will
                     // launch it, or nothing must run when its job was cancelled.
                     DriverState::Unknown if stored == AttemptState::Planned => {
-                        if attempt.cancel_requested {
+                        if attempt.preempt_requested {
+                            (AttemptState::Preempted, Some("preempted before launch".to_string()))
+                        } else if attempt.cancel_requested {
                             (AttemptState::Cancelled, Some("cancelled before launch".to_string()))
                         } else {
                             continue;
@@ -297,11 +299,14 @@ impl Controller {
                     DriverState::Exited { code: 0, .. } => (AttemptState::Succeeded, None),
                     DriverState::Exited { code, .. } => (AttemptState::Failed, Some(format!("exit code {code}"))),
                     DriverState::Failed { reason } => (AttemptState::Failed, Some(reason)),
+                    DriverState::Cancelled if attempt.preempt_requested => {
+                        (AttemptState::Preempted, Some("preempted by the scheduler".to_string()))
+                    }
                     DriverState::Cancelled => (AttemptState::Cancelled, None),
                     DriverState::Lost { reason } => (AttemptState::Lost, Some(reason)),
                 };
                 self.lock().unknown_since.remove(&attempt.attempt.id);
-                if attempt.cancel_requested
+                if (attempt.cancel_requested || attempt.preempt_requested)
                     && !engine_terminal
                     && let Err(err) = driver.cancel(attempt.attempt.id).await
                 {
@@ -340,7 +345,9 @@ impl Controller {
         let active = self.options.store.active_attempts().await?;
         let mut running = Vec::new();
         let mut attempt_of_job: HashMap<JobId, AttemptId> = HashMap::new();
-        for attempt in &active {
+        // An attempt being preempted no longer holds capacity in the plan: its replacement was
+        // placed in its room by the pass that preempted it.
+        for attempt in active.iter().filter(|a| !a.preempt_requested) {
             attempt_of_job.insert(attempt.attempt.id.job, attempt.attempt.id);
             let Some(placement) = placement_of(attempt) else { continue };
             let started = attempt.attempt.created_at.timestamp().max(0) as u64;
@@ -386,8 +393,9 @@ impl Controller {
         report.pending = plan.pending.len();
         let applied = self.options.store.commit_plan(commit).await?;
         report.planned = applied.attempts;
-        // The plan is durable; stop the victims. A crash before this leaves them running on their
-        // cluster while the store says preempted: see the crate docs' known gap.
+        // The plan is durable; stop the victims now. A crash before this is harmless: the victims
+        // are stored as preempt-requested, and `observe` stops them on every pass until their
+        // cluster confirms.
         for victim in &victims {
             let Some(attempt) = active.iter().find(|a| a.attempt.id == *victim) else { continue };
             let Some(cluster) = placement_of(attempt).and_then(|p| self.cluster_index(&p.cluster)) else { continue };
@@ -404,7 +412,10 @@ impl Controller {
     pub async fn dispatch(&self, report: &mut Report) -> Result<(), Error> {
         let active = self.options.store.active_attempts().await?;
         let mut updates = Vec::new();
-        for attempt in active.iter().filter(|a| a.attempt.state == AttemptState::Planned && !a.cancel_requested) {
+        let launchable = |a: &&ActiveAttempt| {
+            a.attempt.state == AttemptState::Planned && !a.cancel_requested && !a.preempt_requested
+        };
+        for attempt in active.iter().filter(launchable) {
             let id = attempt.attempt.id;
             let Some(placement) = placement_of(attempt) else {
                 updates.push(AttemptUpdate {

@@ -15,6 +15,7 @@ use cumulo_driver_sim::{SimClock, SimConfig, SimDriver, read_dispatch_log};
 use cumulo_store::{AttemptState, NewJob, Store};
 use cumulo_types::{
     AcceleratorDemand, AttemptId, CapacityKind, GpuModel, GpuSelector, JobId, JobSpec, JobState, MilliGpu, Money,
+    Priority,
 };
 
 struct World {
@@ -185,34 +186,39 @@ async fn a_crash_between_persist_and_dispatch_launches_exactly_once() {
     }
 }
 
-/// A driver that launches and then fails to answer, as if the process died between the launch
-/// and writing `launching` to the store.
-struct LaunchThenCrash(SimDriver);
+/// A simulated cluster with injected faults: `launch` starts the attempt and then reports a
+/// broken connection (as if the process died before writing `launching`), and `cancel` fails (as if
+/// it died before stopping a victim).
+struct Faulty {
+    sim: SimDriver,
+    launch_then_fail: bool,
+    cancel_fails: bool,
+}
+
+fn broken(reason: &str) -> cumulo_driver::Error {
+    cumulo_driver::Error::Unreachable { engine: "simulated", endpoint: "sim-a".into(), reason: reason.into() }
+}
 
 #[async_trait]
-impl Driver for LaunchThenCrash {
+impl Driver for Faulty {
     fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
+        self.sim.capabilities()
     }
     async fn discover(&self) -> Result<Capacity, cumulo_driver::Error> {
-        self.0.discover().await
+        self.sim.discover().await
     }
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, cumulo_driver::Error> {
-        self.0.launch(request).await?;
-        Err(cumulo_driver::Error::Unreachable {
-            engine: "simulated",
-            endpoint: "sim-a".into(),
-            reason: "connection reset after launch".into(),
-        })
+        let outcome = self.sim.launch(request).await?;
+        if self.launch_then_fail { Err(broken("connection reset after launch")) } else { Ok(outcome) }
     }
     async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
-        self.0.cancel(attempt).await
+        if self.cancel_fails { Err(broken("crashed before cancel")) } else { self.sim.cancel(attempt).await }
     }
     async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
-        self.0.observe(attempts).await
+        self.sim.observe(attempts).await
     }
     async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
-        self.0.logs(attempt, rank, offset).await
+        self.sim.logs(attempt, rank, offset).await
     }
 }
 
@@ -220,7 +226,11 @@ impl Driver for LaunchThenCrash {
 async fn a_crash_between_dispatch_and_its_record_does_not_launch_again() {
     let mut world = World::new().await;
     let job = world.submit(gpu_job("a", 8)).await;
-    let report = world.controller_with(Arc::new(LaunchThenCrash(world.sim.clone()))).reconcile_once().await.unwrap();
+    let report = world
+        .controller_with(Arc::new(Faulty { sim: world.sim.clone(), launch_then_fail: true, cancel_fails: false }))
+        .reconcile_once()
+        .await
+        .unwrap();
     assert_eq!(report.launch_retries, 1, "{report:?}");
     assert_eq!(world.store.get_job(job).await.unwrap().attempts[0].state, AttemptState::Planned);
     world.restart().await;
@@ -332,4 +342,82 @@ async fn bad_database_values_name_the_problem() {
         err.to_string(),
         "invalid database `mysql://db/x`: expected postgres://user@host:port/db, sqlite://PATH or a file path"
     );
+}
+
+fn low_priority(name: &str) -> JobSpec {
+    let mut spec = gpu_job(name, 8);
+    spec.priority = Priority::LOW;
+    spec.preemptible = true;
+    spec.duration_s = Some(10_000);
+    spec
+}
+
+fn urgent(name: &str) -> JobSpec {
+    let mut spec = gpu_job(name, 8);
+    spec.priority = Priority::CRITICAL;
+    spec
+}
+
+/// Fills both simulated nodes with low-priority preemptible work and submits an urgent job.
+async fn full_cluster_and_an_urgent_job(world: &World, controller: &Controller) -> (Vec<JobId>, JobId) {
+    let low = vec![world.submit(low_priority("low-1")).await, world.submit(low_priority("low-2")).await];
+    controller.reconcile_once().await.unwrap();
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    for job in &low {
+        assert_eq!(world.state(*job).await, JobState::Running);
+    }
+    (low, world.submit(urgent("urgent")).await)
+}
+
+#[tokio::test]
+async fn preemption_stops_the_victim_and_requeues_its_job() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let (low, urgent) = full_cluster_and_an_urgent_job(&world, &controller).await;
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.preempted.len(), 1, "{report:?}");
+    assert_eq!(report.planned, vec![AttemptId { job: urgent, attempt: 1 }]);
+    let victim = report.preempted[0];
+    assert!(low.contains(&victim.job));
+    world.advance(1);
+    controller.reconcile_once().await.unwrap();
+    let record = world.store.get_job(victim.job).await.unwrap();
+    assert_eq!(record.attempts[0].state, AttemptState::Preempted);
+    assert_eq!(record.state, JobState::Pending, "requeued, waiting for room");
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    assert_eq!(world.state(urgent).await, JobState::Running);
+    assert!(world.dispatch_counts().values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_crash_after_a_preempting_plan_still_stops_the_victim() {
+    let mut world = World::new().await;
+    let (_low, urgent) = {
+        let controller = world.controller();
+        full_cluster_and_an_urgent_job(&world, &controller).await
+    };
+    let victim = {
+        let faulty = Faulty { sim: world.sim.clone(), launch_then_fail: false, cancel_fails: true };
+        let controller = world.controller_with(Arc::new(faulty));
+        let mut report = Report::default();
+        controller.observe(&mut report).await.unwrap();
+        controller.plan(&mut report).await.unwrap();
+        assert_eq!(report.preempted.len(), 1);
+        report.preempted[0]
+        // Crash: the plan is committed, the victim was never stopped, nothing was dispatched.
+    };
+    world.restart().await;
+    let controller = world.controller();
+    controller.reconcile_once().await.unwrap();
+    world.advance(1);
+    controller.reconcile_once().await.unwrap();
+    let observed = world.sim.observe(&[victim]).await.unwrap();
+    assert_eq!(observed[0].state.name(), "cancelled", "the restarted loop stopped the victim");
+    assert_eq!(world.store.get_job(victim.job).await.unwrap().attempts[0].state, AttemptState::Preempted);
+    world.advance(5);
+    controller.reconcile_once().await.unwrap();
+    assert_eq!(world.state(urgent).await, JobState::Running);
+    assert!(world.dispatch_counts().values().all(|n| *n == 1));
 }

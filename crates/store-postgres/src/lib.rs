@@ -23,8 +23,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 /// Schema migrations, applied in order; the applied version is kept in `cumulo_schema_version`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_usage.sql"),
+    include_str!("../migrations/0003_preempt.sql"),
+];
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -525,7 +528,7 @@ impl Store for PostgresStore {
 
     async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>> {
         let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
+            "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested, attempts.preempt_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
              WHERE attempts.state IN ('planned', 'launching', 'running') ORDER BY attempts.job_id, attempts.attempt"
         ))
         .fetch_all(&self.pool)
@@ -539,6 +542,7 @@ impl Store for PostgresStore {
                     spec: serde_json::from_str(&spec)
                         .map_err(|e| Error::Backend(format!("job {} has an unreadable spec: {e}", attempt.id.job)))?,
                     cancel_requested: row.try_get::<bool, _>("cancel_requested").map_err(backend)?,
+                    preempt_requested: row.try_get::<bool, _>("preempt_requested").map_err(backend)?,
                     attempt,
                 })
             })
@@ -550,8 +554,20 @@ impl Store for PostgresStore {
         let now = now_micros();
         let mut applied = PlanApplied::default();
         for preempted in &plan.preemptions {
-            move_attempt(&mut tx, *preempted, AttemptState::Preempted, Some("preempted by the scheduler"), now, false)
-                .await?;
+            let marked = sqlx::query(
+                "UPDATE attempts SET preempt_requested = TRUE, updated_at = $1
+                 WHERE job_id = $2 AND attempt = $3 AND state IN ('planned', 'launching', 'running')",
+            )
+            .bind(now)
+            .bind(preempted.job.0 as i64)
+            .bind(preempted.attempt as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if marked.rows_affected() == 1 {
+                let text = format!("attempt {preempted} preempted by the scheduler; stopping it");
+                add_event(&mut tx, preempted.job, now, "attempt_preempting", &text).await?;
+            }
         }
         for launch in &plan.launches {
             let number: Option<i64> = sqlx::query_scalar(

@@ -3,8 +3,8 @@
 //! the same node's usage.
 
 use chrono::{DateTime, Utc};
-use cumulo_store::usage::{UsageRecord, overlap, usage_bounds, usage_from_json, usage_rows};
 use cumulo_store::Result;
+use cumulo_store::usage::{UsageRecord, overlap, usage_bounds, usage_from_json, usage_rows};
 
 use crate::{PostgresStore, backend};
 

@@ -30,8 +30,11 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; the applied version is kept in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_usage.sql"),
+    include_str!("../migrations/0003_preempt.sql"),
+];
 
 /// The most jobs one group commit writes.
 const MAX_GROUP_JOBS: usize = 4096;
@@ -192,41 +195,63 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::UnboundedReceiver<Submi
     }
 }
 
+/// Rows per multi-row `INSERT` (8 parameters each, well under SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 256;
+
 async fn write_submits(pool: &SqlitePool, group: &[SubmitRequest]) -> Result<Vec<Vec<Submitted>>> {
     let mut tx = pool.begin().await.map_err(backend)?;
     let now = now_micros();
-    let mut next_id: i64 =
+    let first_id: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetch_one(&mut *tx).await.map_err(backend)?;
+    // Every job gets the next id; a job whose (tenant, key) already exists is not inserted (the
+    // `RETURNING` list leaves it out) and answers with the existing job's id instead.
+    let jobs: Vec<&PreparedJob> = group.iter().flat_map(|request| &request.jobs).collect();
+    let mut inserted = std::collections::HashSet::with_capacity(jobs.len());
+    for (chunk_index, chunk) in jobs.chunks(ROWS_PER_INSERT).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+            });
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+        for (i, job) in chunk.iter().enumerate() {
+            let id = first_id + (chunk_index * ROWS_PER_INSERT + i) as i64;
+            query = query
+                .bind(id)
+                .bind(&job.tenant)
+                .bind(&job.idem_key)
+                .bind(job.priority)
+                .bind(&job.spec)
+                .bind(job.max_attempts)
+                .bind(now)
+                .bind(now);
+        }
+        inserted.extend(query.fetch_all(&mut *tx).await.map_err(backend)?);
+    }
     let mut answers = Vec::with_capacity(group.len());
+    let mut index = 0i64;
     for request in group {
         let mut answer = Vec::with_capacity(request.jobs.len());
         for job in &request.jobs {
-            let inserted = sqlx::query(
-                "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
-                 VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
-            )
-            .bind(next_id)
-            .bind(&job.tenant)
-            .bind(&job.idem_key)
-            .bind(job.priority)
-            .bind(&job.spec)
-            .bind(job.max_attempts)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if inserted.rows_affected() == 1 {
-                answer.push(Submitted { id: JobId(next_id as u64), created: true });
-                next_id += 1;
-            } else {
-                let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
-                    .bind(&job.tenant)
-                    .bind(&job.idem_key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                answer.push(Submitted { id: JobId(existing as u64), created: false });
+            let id = first_id + index;
+            index += 1;
+            if inserted.contains(&id) {
+                answer.push(Submitted { id: JobId(id as u64), created: true });
+                continue;
             }
+            let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+                .bind(&job.tenant)
+                .bind(&job.idem_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            answer.push(Submitted { id: JobId(existing as u64), created: false });
         }
         answers.push(answer);
     }
@@ -561,7 +586,7 @@ impl Store for SqliteStore {
 
     async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>> {
         let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
+            "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested, attempts.preempt_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
              WHERE attempts.state IN ('planned', 'launching', 'running') ORDER BY attempts.job_id, attempts.attempt"
         ))
         .fetch_all(&self.writer)
@@ -575,6 +600,7 @@ impl Store for SqliteStore {
                     spec: serde_json::from_str(&spec)
                         .map_err(|e| Error::Backend(format!("job {} has an unreadable spec: {e}", attempt.id.job)))?,
                     cancel_requested: row.try_get::<i64, _>("cancel_requested").map_err(backend)? != 0,
+                    preempt_requested: row.try_get::<i64, _>("preempt_requested").map_err(backend)? != 0,
                     attempt,
                 })
             })
@@ -586,8 +612,20 @@ impl Store for SqliteStore {
         let now = now_micros();
         let mut applied = PlanApplied::default();
         for preempted in &plan.preemptions {
-            move_attempt(&mut tx, *preempted, AttemptState::Preempted, Some("preempted by the scheduler"), now, false)
-                .await?;
+            let marked = sqlx::query(
+                "UPDATE attempts SET preempt_requested = 1, updated_at = $1
+                 WHERE job_id = $2 AND attempt = $3 AND state IN ('planned', 'launching', 'running')",
+            )
+            .bind(now)
+            .bind(preempted.job.0 as i64)
+            .bind(preempted.attempt as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if marked.rows_affected() == 1 {
+                let text = format!("attempt {preempted} preempted by the scheduler; stopping it");
+                add_event(&mut tx, preempted.job, now, "attempt_preempting", &text).await?;
+            }
         }
         for launch in &plan.launches {
             let number: Option<i64> = sqlx::query_scalar(

@@ -2,8 +2,8 @@
 //! on the single writer connection per append.
 
 use chrono::{DateTime, Utc};
-use cumulo_store::usage::{UsageRecord, overlap, usage_bounds, usage_from_json, usage_rows};
 use cumulo_store::Result;
+use cumulo_store::usage::{UsageRecord, overlap, usage_bounds, usage_from_json, usage_rows};
 
 use crate::{SqliteStore, backend};
 

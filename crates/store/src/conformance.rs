@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             concurrent_retries_create_one_job
             events_tell_a_jobs_history
             a_single_holder_leads
+            large_batches_keep_order_and_repeats
         );
     };
     (@cases $open:expr; $($case:ident)*) => {
@@ -340,11 +341,19 @@ pub async fn preemption_requeues_the_job(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(applied.attempts.len(), 1);
+    let active = store.active_attempts().await.unwrap();
+    let marked = active.iter().find(|a| a.attempt.id == victim).expect("the victim stays active until stopped");
+    assert!(marked.preempt_requested);
+    assert!(active.iter().any(|a| a.attempt.id == applied.attempts[0] && !a.preempt_requested));
+    assert_eq!(state_of(&store, victim.job).await, JobState::Running, "running until its cluster confirms");
+    update(&store, victim, AttemptState::Preempted).await;
     let record = store.get_job(victim.job).await.unwrap();
     assert_eq!(record.attempts[0].state, AttemptState::Preempted);
     assert_eq!(record.state, JobState::Pending, "preemption does not use up max_attempts");
     let active: Vec<AttemptId> = store.active_attempts().await.unwrap().iter().map(|a| a.attempt.id).collect();
     assert_eq!(active, applied.attempts);
+    let kinds: Vec<String> = store.job_events(victim.job).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&"attempt_preempting".to_string()), "{kinds:?}");
 }
 
 pub async fn cancel_of_an_active_job_ends_with_its_attempt(store: Arc<dyn Store>) {
@@ -425,4 +434,25 @@ pub async fn events_tell_a_jobs_history(store: Arc<dyn Store>) {
 pub async fn a_single_holder_leads(store: Arc<dyn Store>) {
     assert!(store.try_lead("node-a", 10).await.unwrap());
     assert!(store.try_lead("node-a", 10).await.unwrap(), "renewing keeps the lead");
+}
+
+pub async fn large_batches_keep_order_and_repeats(store: Arc<dyn Store>) {
+    let earlier = store.submit(vec![keyed("old", "t", "k-7")]).await.unwrap()[0].id;
+    // 600 jobs span several multi-row statements; key k-3 repeats across them and k-7 was stored.
+    let batch: Vec<NewJob> = (0..600)
+        .map(|i| match i {
+            550 => keyed("again", "t", "k-3"),
+            _ => keyed(&format!("j{i}"), "t", &format!("k-{i}")),
+        })
+        .collect();
+    let answers = store.submit(batch).await.unwrap();
+    assert_eq!(answers.len(), 600);
+    assert_eq!((answers[7].id, answers[7].created), (earlier, false));
+    assert_eq!((answers[550].id, answers[550].created), (answers[3].id, false));
+    assert_eq!(answers.iter().filter(|a| a.created).count(), 598);
+    for (i, answer) in answers.iter().enumerate().filter(|(i, _)| ![7, 550].contains(i)) {
+        assert_eq!(store.get_job(answer.id).await.unwrap().spec.name, format!("j{i}"), "answer {i} names its job");
+    }
+    let counts = store.job_counts_by_state().await.unwrap();
+    assert_eq!(counts[&JobState::Pending], 599);
 }

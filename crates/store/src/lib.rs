@@ -236,6 +236,9 @@ pub struct ActiveAttempt {
     pub attempt: AttemptRecord,
     pub spec: JobSpec,
     pub cancel_requested: bool,
+    /// A plan preempted it: the loop stops it and records `preempted` once its cluster confirms.
+    #[serde(default)]
+    pub preempt_requested: bool,
 }
 
 /// A placement decided by a scheduling pass, to be persisted as a new attempt.
@@ -252,8 +255,9 @@ pub struct PlanCommit {
     pub launches: Vec<NewAttempt>,
     /// Jobs left pending and why.
     pub pending_reasons: Vec<(JobId, String)>,
-    /// Active attempts to preempt: marked `preempted` (the loop then stops them) and their jobs
-    /// requeued.
+    /// Active attempts to preempt: marked `preempt_requested` (see [`ActiveAttempt`]); they stay
+    /// active until the loop has stopped them and written `preempted`, which requeues their jobs.
+    /// Attempts no longer active are ignored.
     pub preemptions: Vec<AttemptId>,
 }
 

@@ -1,0 +1,2 @@
+-- A plan's preemption is recorded on the attempt until its cluster confirms the stop.
+ALTER TABLE attempts ADD COLUMN preempt_requested INTEGER NOT NULL DEFAULT 0;
