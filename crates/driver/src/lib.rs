@@ -31,7 +31,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use cumulo_types::{AttemptId, GpuModel, JobId, JobSpec};
+pub use cumulo_types::{AttemptId, GpuModel, JobId, JobKind, JobSpec};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
