@@ -178,5 +178,5 @@ fn list(gpu: Option<&str>, provider: Option<&str>, dir: Option<&Path>, output: F
 }
 
 fn format_milli(milli: u32) -> String {
-    if milli % 1000 == 0 { (milli / 1000).to_string() } else { format!("{:.3}", f64::from(milli) / 1000.0) }
+    if milli.is_multiple_of(1000) { (milli / 1000).to_string() } else { format!("{:.3}", f64::from(milli) / 1000.0) }
 }
