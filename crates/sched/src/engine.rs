@@ -226,7 +226,8 @@ impl<'s> Scheduler<'s> {
             tenant.quota_cpu = policy.quota.cpus_milli;
         }
         for alloc in &snapshot.running {
-            let pool = *pool_index.get(&alloc.pool).ok_or(crate::Error::UnknownPool { job: alloc.job, pool: alloc.pool })?;
+            let pool =
+                *pool_index.get(&alloc.pool).ok_or(crate::Error::UnknownPool { job: alloc.job, pool: alloc.pool })?;
             let state = &mut scheduler.pools[pool as usize];
             for a in &alloc.nodes {
                 if a.node as usize >= state.node_count() {
@@ -294,7 +295,12 @@ impl<'s> Scheduler<'s> {
     /// [`Scheduler::schedule`], reporting progress to `observe`: `Progress::Ordered` once the queue
     /// is interned and ordered, then `Progress::Decided(queue_index)` after every decision, so
     /// that a benchmark can time decisions without the core reading a clock.
-    pub fn schedule_observed(&mut self, queue: &[QueuedJob], now: Timestamp, mut observe: impl FnMut(Progress)) -> Plan {
+    pub fn schedule_observed(
+        &mut self,
+        queue: &[QueuedJob],
+        now: Timestamp,
+        mut observe: impl FnMut(Progress),
+    ) -> Plan {
         let mut plan = Plan { at: now, ..Plan::default() };
         // One sequential pass over the queue interns tenants and request shapes, so that the
         // decisions below (made in priority order) read compact arrays, not scattered jobs.
@@ -522,21 +528,23 @@ impl<'s> Scheduler<'s> {
                 }
                 stage = stage.max(2);
                 let cost = node_cost(pool, need);
-                let failed_constraint = if let Some(infra) = option.infra.as_ref().filter(|i| !pool.matches(i)) {
-                    Some(format!("infra {infra}"))
-                } else if let Some(deny) = job.constraints.deny.iter().find(|d| pool.matches(d)) {
-                    Some(format!("deny {deny}"))
-                } else if option.use_spot != (pool.capacity == CapacityKind::Spot) {
-                    Some(format!("use_spot {}", option.use_spot))
-                } else if let Some(t) = option.instance_type.as_ref().filter(|t| **t != nt.name) {
-                    Some(format!("instance_type {t}"))
-                } else if let Some(max) = job.constraints.max_price_per_hour.filter(|m| cost.saturating_mul(i64::from(n)) > *m)
-                {
-                    Some(format!("max_price_per_hour {max}"))
-                } else {
-                    None
+                let failed_constraint = || -> Option<String> {
+                    if let Some(infra) = option.infra.as_ref().filter(|i| !pool.matches(i)) {
+                        return Some(format!("infra {infra}"));
+                    }
+                    if let Some(deny) = job.constraints.deny.iter().find(|d| pool.matches(d)) {
+                        return Some(format!("deny {deny}"));
+                    }
+                    if option.use_spot != (pool.capacity == CapacityKind::Spot) {
+                        return Some(format!("use_spot {}", option.use_spot));
+                    }
+                    if let Some(t) = option.instance_type.as_ref().filter(|t| **t != nt.name) {
+                        return Some(format!("instance_type {t}"));
+                    }
+                    let max = job.constraints.max_price_per_hour?;
+                    (cost.saturating_mul(i64::from(n)) > max).then(|| format!("max_price_per_hour {max}"))
                 };
-                if let Some(detail) = failed_constraint {
+                if let Some(detail) = failed_constraint() {
                     if details.len() < 4 {
                         details.insert(detail);
                     }
@@ -561,7 +569,9 @@ impl<'s> Scheduler<'s> {
             shape.static_reason = Some(match stage {
                 0 => PendingReason::NoSuchGpuModel { wanted: describe_options(&job.resources) },
                 1 => PendingReason::NoNodeLargeEnough { wanted: describe_need(&job.resources) },
-                2 => PendingReason::ConstraintExcludesAllPools { detail: details.into_iter().collect::<Vec<_>>().join(", ") },
+                2 => PendingReason::ConstraintExcludesAllPools {
+                    detail: details.into_iter().collect::<Vec<_>>().join(", "),
+                },
                 _ => PendingReason::TopologyUnsatisfiable { nodes: n, topology: job.topology, largest_group },
             });
         }

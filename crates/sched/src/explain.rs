@@ -48,7 +48,11 @@ impl Plan {
             let model = pool.node_type.gpu.map(|m| m.name()).unwrap_or("CPU");
             let shared = p.nodes.iter().any(|a| matches!(a.gpus, GpuAlloc::Fraction { .. }));
             let what = if gpus > 0 {
-                let amount = if gpus % 1000 == 0 { format!("{}", gpus / 1000) } else { format!("{:.3}", gpus as f64 / 1000.0) };
+                let amount = if gpus.is_multiple_of(1000) {
+                    format!("{}", gpus / 1000)
+                } else {
+                    format!("{:.3}", gpus as f64 / 1000.0)
+                };
                 format!("{amount} × {model}{}", if shared { " (shared GPU)" } else { "" })
             } else {
                 format!("{} vCPU", p.nodes.iter().map(|a| a.cpus_milli as f64 / 1000.0).sum::<f64>())

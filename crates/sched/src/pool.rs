@@ -169,11 +169,7 @@ impl PoolState {
 
     /// Units a node must have to possibly fit `need` (never more than any fitting node has).
     pub(crate) fn need_units(&self, need: &Need) -> u32 {
-        if self.gpus > 0 {
-            if need.fraction > 0 { 1 } else { need.gpus }
-        } else {
-            need.cpus_milli / 1000
-        }
+        if self.gpus > 0 { if need.fraction > 0 { 1 } else { need.gpus } } else { need.cpus_milli / 1000 }
     }
 
     /// Bucket of a node: free units first; among equals, nodes in touched blocks and domains first
@@ -217,11 +213,7 @@ impl PoolState {
         let now_free = self.is_fully_free(n);
         let now_dirty = self.is_dirty(n);
         if was_dirty != now_dirty {
-            if now_dirty {
-                self.dirty += 1
-            } else {
-                self.dirty -= 1
-            }
+            if now_dirty { self.dirty += 1 } else { self.dirty -= 1 }
         }
         if was_free != now_free {
             let d = self.domain_of[n as usize];
@@ -450,7 +442,12 @@ impl PoolState {
     }
 
     /// Places a gang of `count` nodes with the topology need, all or nothing.
-    pub(crate) fn place(&mut self, need: &Need, count: u32, topology: cumulo_types::TopologyNeed) -> Option<Vec<NodeAlloc>> {
+    pub(crate) fn place(
+        &mut self,
+        need: &Need,
+        count: u32,
+        topology: cumulo_types::TopologyNeed,
+    ) -> Option<Vec<NodeAlloc>> {
         use cumulo_types::TopologyNeed as T;
         if count == 1 {
             let (n, gpu) = self.find_one(need)?;
@@ -637,7 +634,8 @@ mod tests {
                     2 => Need { gpus: 4, fraction: 0, cpus_milli: 0, memory_mib: 0 },
                     _ => Need { gpus: 0, fraction: 0, cpus_milli: 3000, memory_mib: 2048 },
                 };
-                let topology = [TopologyNeed::Any, TopologyNeed::NvlinkDomain, TopologyNeed::Block][rng.next(3) as usize];
+                let topology =
+                    [TopologyNeed::Any, TopologyNeed::NvlinkDomain, TopologyNeed::Block][rng.next(3) as usize];
                 let count = 1 + rng.next(6) as u32;
                 if let Some(allocs) = state.place(&need, count, topology) {
                     assert_eq!(allocs.len(), count as usize, "step {step}");

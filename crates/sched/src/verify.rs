@@ -20,7 +20,8 @@ pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Res
     let pools: HashMap<_, _> = snapshot.pools.iter().map(|p| (p.id, p)).collect();
     let jobs: HashMap<_, _> = queue.iter().map(|j| ((j.id, j.replica), j)).collect();
     let mut seen = BTreeSet::new();
-    for key in plan.placements.iter().map(|p| (p.job, p.replica)).chain(plan.pending.iter().map(|p| (p.job, p.replica))) {
+    for key in plan.placements.iter().map(|p| (p.job, p.replica)).chain(plan.pending.iter().map(|p| (p.job, p.replica)))
+    {
         if !jobs.contains_key(&key) {
             return Err(violation("known jobs", format!("job {} replica {} is not in the queue", key.0, key.1)));
         }
@@ -37,7 +38,9 @@ pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Res
             .running
             .iter()
             .find(|r| r.job == pre.victim && r.replica == pre.victim_replica && r.pool == pre.pool)
-            .ok_or_else(|| violation("preemption", format!("victim {} is not running in pool {}", pre.victim, pre.pool)))?;
+            .ok_or_else(|| {
+                violation("preemption", format!("victim {} is not running in pool {}", pre.victim, pre.pool))
+            })?;
         let winner = queue
             .iter()
             .find(|j| j.id == pre.for_job)
@@ -78,9 +81,10 @@ pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Res
                 }
             }
             GpuAlloc::Fraction { gpu, milli } => {
-                let slot = entry.2.get_mut(gpu as usize).ok_or_else(|| {
-                    violation("capacity", format!("pool {pool_id} node {} has no GPU {gpu}", a.node))
-                })?;
+                let slot = entry
+                    .2
+                    .get_mut(gpu as usize)
+                    .ok_or_else(|| violation("capacity", format!("pool {pool_id} node {} has no GPU {gpu}", a.node)))?;
                 *slot += u32::from(milli);
             }
         }
@@ -110,7 +114,10 @@ pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Res
             .get(p.option as usize)
             .ok_or_else(|| violation("resource option", format!("job {} has no option {}", p.job, p.option)))?;
         if p.nodes.len() != job.num_nodes as usize {
-            return Err(violation("gangs whole", format!("job {} got {} of {} nodes", p.job, p.nodes.len(), job.num_nodes)));
+            return Err(violation(
+                "gangs whole",
+                format!("job {} got {} of {} nodes", p.job, p.nodes.len(), job.num_nodes),
+            ));
         }
         let distinct: BTreeSet<u32> = p.nodes.iter().map(|a| a.node).collect();
         if distinct.len() != p.nodes.len() {

@@ -70,7 +70,8 @@ fn build_fleet(pools: &[PoolSpec]) -> Snapshot {
 }
 
 fn build_job(id: u64, s: &JobSpec) -> QueuedJob {
-    let topology = [TopologyNeed::Any, TopologyNeed::NvlinkDomain, TopologyNeed::Block, TopologyNeed::Zone][s.topology as usize];
+    let topology =
+        [TopologyNeed::Any, TopologyNeed::NvlinkDomain, TopologyNeed::Block, TopologyNeed::Zone][s.topology as usize];
     let priority = [Priority::LOW, Priority::NORMAL, Priority::HIGH][s.priority as usize];
     let mut j = match s.kind {
         0 => job(id).gpus("GB200", "4").nodes(s.nodes * 2),
@@ -128,12 +129,15 @@ fn fits_after_freeing(snapshot: &Snapshot, plan: &Plan, job: &QueuedJob, pool: &
         mem[i] -= a.memory_mib;
         match a.gpus {
             GpuAlloc::None => {}
-            GpuAlloc::Whole { mask } => (0..nt.gpus as usize).filter(|g| mask & (1 << g) != 0).for_each(|g| gpu[i][g] += 1000),
+            GpuAlloc::Whole { mask } => {
+                (0..nt.gpus as usize).filter(|g| mask & (1 << g) != 0).for_each(|g| gpu[i][g] += 1000)
+            }
             GpuAlloc::Fraction { gpu: g, milli } => gpu[i][g as usize] += u32::from(milli),
         }
     };
     for r in snapshot.running.iter().filter(|r| r.pool == pool.id) {
-        let gone = preempted.contains(&(r.job, r.replica)) || freed.iter().any(|f| f.job == r.job && f.replica == r.replica);
+        let gone =
+            preempted.contains(&(r.job, r.replica)) || freed.iter().any(|f| f.job == r.job && f.replica == r.replica);
         if !gone {
             r.nodes.iter().for_each(&mut take);
         }

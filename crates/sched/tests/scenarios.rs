@@ -100,7 +100,8 @@ fn the_cheapest_eligible_pool_wins_and_the_price_is_per_node_share() {
 
 #[test]
 fn ordered_options_are_tried_in_order_before_price() {
-    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).price(30).hgx("gcp", GpuModel::H200, 1).price(10).build();
+    let fleet =
+        FleetBuilder::new().hgx("aws", GpuModel::H100, 1).price(30).hgx("gcp", GpuModel::H200, 1).price(10).build();
     let queue = [job(1).gpus("H100", "8").or().gpus("H200", "8").ordered().build()];
     let plan = check(&fleet, &queue);
     assert_eq!((placed(&plan, 1).pool, placed(&plan, 1).option), (PoolId(0), 0));
@@ -184,7 +185,8 @@ fn tenants_share_by_weighted_dominant_resource() {
         .build();
     let mut queue: Vec<QueuedJob> = (1..=8).map(|i| job(i).cpus(1).tenant("a").build()).collect();
     queue.extend((11..=18).map(|i| job(i).cpus(1).tenant("b").submitted_at(100 + i).build()));
-    let count = |plan: &Plan, t: std::ops::RangeInclusive<u64>| plan.placements.iter().filter(|p| t.contains(&p.job.0)).count();
+    let count =
+        |plan: &Plan, t: std::ops::RangeInclusive<u64>| plan.placements.iter().filter(|p| t.contains(&p.job.0)).count();
     let plan = check(&even, &queue);
     assert_eq!((count(&plan, 1..=8), count(&plan, 11..=18)), (4, 4));
     let plan = check(&weighted, &queue);
@@ -264,7 +266,10 @@ fn reason_constraint_excludes_all_pools() {
 fn reason_topology_unsatisfiable() {
     let fleet = FleetBuilder::new().nvl72_racks("aws", 2).build();
     let plan = check(&fleet, &[job(1).gpus("GB200", "4").nodes(19).topology(TopologyNeed::NvlinkDomain).build()]);
-    assert_eq!(reason(&plan, 1).to_string(), "needs 19 nodes in one NVLink domain, but the largest eligible one has 18");
+    assert_eq!(
+        reason(&plan, 1).to_string(),
+        "needs 19 nodes in one NVLink domain, but the largest eligible one has 18"
+    );
 }
 
 #[test]
@@ -349,6 +354,14 @@ fn plans_round_trip_through_json_and_explain_themselves() {
     assert_eq!(serde_json::from_str::<Plan>(&text).unwrap(), plan);
     let lines = plan.explain(&fleet, &queue);
     assert!(lines.iter().any(|l| l.starts_with("job 7 → aws/aws-region-1/aws-zone-a/gb200x4/contract on 18 node(s) in one nvlink-domain [p0n0 … p0n17], 72 × GB200, $504.00/h")), "{lines:?}");
-    assert!(lines.iter().any(|l| l == "job 50 preempted on gcp/gcp-region-1/gcp-zone-a/h100x8/contract to make room for job 8"), "{lines:?}");
-    assert!(lines.iter().any(|l| l == "job 9 pending: no pool in the fleet has GPU GB300:4 (wants 1 × GB300:4 0vCPU)"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "job 50 preempted on gcp/gcp-region-1/gcp-zone-a/h100x8/contract to make room for job 8"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "job 9 pending: no pool in the fleet has GPU GB300:4 (wants 1 × GB300:4 0vCPU)"),
+        "{lines:?}"
+    );
 }

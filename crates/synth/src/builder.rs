@@ -2,7 +2,9 @@
 //! `job(7).gpus("GB200", "4").nodes(18).topology(NvlinkDomain)`. Modifiers such as `.price()` or
 //! `.spot()` apply to the pool added last.
 
-use cumulo_sched::{GpuAlloc, NodeAlloc, NodeState, Pool, PoolId, QueuedJob, Quota, RunningAlloc, Snapshot, TenantPolicy};
+use cumulo_sched::{
+    GpuAlloc, NodeAlloc, NodeState, Pool, PoolId, QueuedJob, Quota, RunningAlloc, Snapshot, TenantPolicy,
+};
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, Constraints, GpuModel, GpuSelector, InfraSelector, JobId, MilliGpu, Money,
     NodeType, Priority, ResourceOption, TopologyNeed,
@@ -147,7 +149,14 @@ impl FleetBuilder {
     }
 
     /// Records work already running on the last pool: `gpus` whole GPUs on each listed node.
-    pub fn running(mut self, job: u64, nodes: &[u32], gpus: u32, priority: Priority, preemptible: bool) -> FleetBuilder {
+    pub fn running(
+        mut self,
+        job: u64,
+        nodes: &[u32],
+        gpus: u32,
+        priority: Priority,
+        preemptible: bool,
+    ) -> FleetBuilder {
         let pool = self.last().id;
         let mask = if gpus == 0 { 0 } else { (1u64 << gpus) - 1 };
         let allocs = nodes

@@ -97,7 +97,16 @@ pub fn fleet(config: &FleetConfig, seed: u64) -> Snapshot {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let zones = (config.providers.len() * 4).max(1) as f64;
     let mut pools = Vec::new();
-    let add = |pools: &mut Vec<Pool>, rng: &mut ChaCha8Rng, provider: &str, region: &str, zone: &str, nt: cumulo_types::NodeType, kind: CapacityKind, factor: f64, nodes: u32, block: u32| {
+    let add = |pools: &mut Vec<Pool>,
+               rng: &mut ChaCha8Rng,
+               provider: &str,
+               region: &str,
+               zone: &str,
+               nt: cumulo_types::NodeType,
+               kind: CapacityKind,
+               factor: f64,
+               nodes: u32,
+               block: u32| {
         if nodes == 0 {
             return;
         }
@@ -140,7 +149,18 @@ pub fn fleet(config: &FleetConfig, seed: u64) -> Snapshot {
                 for (kind, kind_share, factor) in KIND_MIX {
                     let vcpus = config.vcpus as f64 / zones * kind_share;
                     let nodes = (vcpus / f64::from(nt.vcpus)).round() as u32;
-                    add(&mut pools, &mut rng, provider, region, &zone, nt.clone(), kind, factor, nodes, config.cpu_nodes_per_block);
+                    add(
+                        &mut pools,
+                        &mut rng,
+                        provider,
+                        region,
+                        &zone,
+                        nt.clone(),
+                        kind,
+                        factor,
+                        nodes,
+                        config.cpu_nodes_per_block,
+                    );
                 }
             }
         }
@@ -276,7 +296,13 @@ fn training(rng: &mut ChaCha8Rng, id: u64, at: Timestamp, max_gpus: u32) -> Queu
     let mut job = base_job(id, RESEARCH_TENANTS[rng.gen_range(0..RESEARCH_TENANTS.len())], at);
     let model = pick(
         rng,
-        &[(GpuModel::GB200, 35), (GpuModel::GB300, 20), (GpuModel::H100, 20), (GpuModel::H200, 15), (GpuModel::B200, 10)],
+        &[
+            (GpuModel::GB200, 35),
+            (GpuModel::GB300, 20),
+            (GpuModel::H100, 20),
+            (GpuModel::H200, 15),
+            (GpuModel::B200, 10),
+        ],
     );
     let nvl = matches!(model, GpuModel::GB200 | GpuModel::GB300);
     let sizes: &[(u32, u32)] = &[
@@ -308,7 +334,12 @@ fn training(rng: &mut ChaCha8Rng, id: u64, at: Timestamp, max_gpus: u32) -> Queu
     };
     job.priority = pick(rng, &[(Priority::HIGH, 15), (Priority::NORMAL, 70), (Priority::LOW, 15)]);
     job.preemptible = job.priority == Priority::LOW;
-    job.resources.push(gpu_option(GpuSelector::Models(vec![model]), MilliGpu::whole(per_node), 16 * per_node, 128 * u64::from(per_node)));
+    job.resources.push(gpu_option(
+        GpuSelector::Models(vec![model]),
+        MilliGpu::whole(per_node),
+        16 * per_node,
+        128 * u64::from(per_node),
+    ));
     job
 }
 
@@ -316,7 +347,11 @@ fn inference(rng: &mut ChaCha8Rng, id: u64, at: Timestamp) -> QueuedJob {
     let mut job = base_job(id, SERVING_TENANTS[rng.gen_range(0..SERVING_TENANTS.len())], at);
     job.priority = Priority::HIGH;
     let fraction = pick(rng, &[(250, 3), (500, 2), (1000, 1)]);
-    let selector = if rng.gen_bool(0.5) { GpuSelector::MinMemoryGb(80) } else { GpuSelector::Models(vec![GpuModel::H100, GpuModel::H200]) };
+    let selector = if rng.gen_bool(0.5) {
+        GpuSelector::MinMemoryGb(80)
+    } else {
+        GpuSelector::Models(vec![GpuModel::H100, GpuModel::H200])
+    };
     job.resources.push(gpu_option(selector, MilliGpu(fraction), 4, 32));
     job
 }
@@ -328,17 +363,26 @@ fn batch(rng: &mut ChaCha8Rng, id: u64, at: Timestamp) -> QueuedJob {
     if rng.gen_bool(0.5) {
         let gpus = pick(rng, &[(1, 4), (2, 3), (4, 2), (8, 1)]);
         let models = vec![GpuModel::H100, GpuModel::H200, GpuModel::B200];
-        job.resources.push(gpu_option(GpuSelector::Models(models), MilliGpu::whole(gpus), 8 * gpus, 64 * u64::from(gpus)));
+        job.resources.push(gpu_option(
+            GpuSelector::Models(models),
+            MilliGpu::whole(gpus),
+            8 * gpus,
+            64 * u64::from(gpus),
+        ));
     } else {
         let vcpus = pick(rng, &[(8, 3), (16, 2), (32, 1)]);
-        job.resources.push(ResourceOption { cpus_milli: vcpus * 1000, memory_mib: u64::from(vcpus) * 4096, ..ResourceOption::default() });
+        job.resources.push(ResourceOption {
+            cpus_milli: vcpus * 1000,
+            memory_mib: u64::from(vcpus) * 4096,
+            ..ResourceOption::default()
+        });
     }
     job
 }
 
 /// A synthetic queue of `config.jobs` jobs with ids 1, 2, ... in submission order.
 pub fn queue(config: &QueueConfig, seed: u64) -> Vec<QueuedJob> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_c0ffee);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0fc0_ffee);
     (0..config.jobs as u64)
         .map(|i| {
             let id = i + 1;
@@ -374,8 +418,12 @@ mod tests {
         let snapshot = fleet(&FleetConfig::default(), 7);
         let (gpus, vcpus, _) = fleet_totals(&snapshot);
         assert!((480_000..=520_000).contains(&gpus), "{gpus} GPUs");
-        let cpu_vcpus: u64 =
-            snapshot.pools.iter().filter(|p| p.node_type.gpus == 0).map(|p| p.nodes.len() as u64 * u64::from(p.node_type.vcpus)).sum();
+        let cpu_vcpus: u64 = snapshot
+            .pools
+            .iter()
+            .filter(|p| p.node_type.gpus == 0)
+            .map(|p| p.nodes.len() as u64 * u64::from(p.node_type.vcpus))
+            .sum();
         assert!((9_900_000..=10_100_000).contains(&cpu_vcpus), "{cpu_vcpus} vCPUs of CPU nodes");
         assert!(vcpus > cpu_vcpus);
         let providers: std::collections::BTreeSet<&str> = snapshot.pools.iter().map(|p| p.provider.as_str()).collect();
@@ -406,6 +454,9 @@ mod tests {
 
     #[test]
     fn unknown_mix_is_an_error_naming_the_value() {
-        assert_eq!("gangs".parse::<Mix>().unwrap_err().to_string(), "invalid mix `gangs`: expected sandbox, gang or mixed");
+        assert_eq!(
+            "gangs".parse::<Mix>().unwrap_err().to_string(),
+            "invalid mix `gangs`: expected sandbox, gang or mixed"
+        );
     }
 }
