@@ -51,12 +51,19 @@ impl RayDriver {
         cumulo_driver::Error::Unreachable { engine: ENGINE, endpoint: self.url.clone(), reason: e.to_string() }
     }
 
-    /// Sends a request; answers the HTTP status and the body as JSON (`Null` when empty or not JSON).
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value, String), cumulo_driver::Error> {
+    /// Sends a request; answers the HTTP status, the body as JSON (`Null` when empty or not
+    /// JSON) and as text, whatever the status.
+    async fn send_raw(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value, String), cumulo_driver::Error> {
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| self.unreachable(e))?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok((status, body, text))
+    }
+
+    /// Like `send_raw`, with a 5xx answer as a transient error.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value, String), cumulo_driver::Error> {
+        let (status, body, text) = self.send_raw(req).await?;
         if status >= 500 {
             return Err(cumulo_driver::Error::Unreachable {
                 engine: ENGINE,
@@ -208,14 +215,22 @@ impl Driver for RayDriver {
         request.validate()?;
         let id = engine_name(request.attempt);
         let (status, body, text) =
-            self.send(self.http.post(format!("{}/api/jobs/", self.url)).json(&submission(request))).await?;
+            self.send_raw(self.http.post(format!("{}/api/jobs/", self.url)).json(&submission(request))).await?;
         match status {
             200 => Ok(LaunchOutcome {
                 engine_id: body.get("submission_id").and_then(Value::as_str).unwrap_or(&id).to_string(),
                 newly_started: true,
             }),
-            // Ray refuses a second submission with the same id: the attempt already exists.
-            400 if text.contains("already exists") => Ok(LaunchOutcome { engine_id: id, newly_started: false }),
+            // Ray refuses a second submission with the same id (Ray 2.60 answers 500 with a
+            // Python traceback ending in "already exists"): the attempt already exists.
+            _ if text.contains(&format!("submission_id {id} already exists")) => {
+                Ok(LaunchOutcome { engine_id: id, newly_started: false })
+            }
+            500.. => Err(cumulo_driver::Error::Unreachable {
+                engine: ENGINE,
+                endpoint: self.url.clone(),
+                reason: format!("http {status}: {}", text.chars().take(200).collect::<String>()),
+            }),
             _ => Err(cumulo_driver::Error::Rejected {
                 engine: ENGINE,
                 what: format!("attempt {}", request.attempt),
