@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Sched(SchedArgs),
     /// Submit jobs to a running server over HTTP and print jobs/s and request latency (p50, p99)
     Submit(super::bench_submit::BenchSubmitArgs),
+    /// Dispatch held attempts to a live slurmrestd and time one observe of all of them
+    Slurm(super::bench_slurm::BenchSlurmArgs),
 }
 
 #[derive(clap::Args)]
@@ -120,6 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Sched(a) => sched(a),
         BenchCommand::Submit(a) => super::bench_submit::run(a),
+        BenchCommand::Slurm(a) => super::bench_slurm::run(a),
     }
 }
 
@@ -128,7 +131,8 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     let fleet_config = FleetConfig { gpus: args.gpus, vcpus: args.vcpus, ..FleetConfig::default() };
     let mut snapshot = cumulo_synth::fleet(&fleet_config, args.seed);
     snapshot.tenants = cumulo_synth::tenant_policies();
-    let queue = cumulo_synth::queue(&QueueConfig { jobs: args.jobs, mix: args.mix, ..QueueConfig::default() }, args.seed);
+    let queue =
+        cumulo_synth::queue(&QueueConfig { jobs: args.jobs, mix: args.mix, ..QueueConfig::default() }, args.seed);
     let build_s = wall.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -156,7 +160,8 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
 
     // Time spent in decisions that ended in a placement (a gang queue far larger than the fleet
     // is mostly quick "pending" decisions; this separates the placing work).
-    let placed_jobs: std::collections::HashSet<(u64, u32)> = plan.placements.iter().map(|p| (p.job.0, p.replica)).collect();
+    let placed_jobs: std::collections::HashSet<(u64, u32)> =
+        plan.placements.iter().map(|p| (p.job.0, p.replica)).collect();
     let placing_ns: u64 = decision_ns
         .iter()
         .filter(|(i, _)| placed_jobs.contains(&(queue[*i as usize].id.0, queue[*i as usize].replica)))
