@@ -780,6 +780,11 @@ impl<'s> Scheduler<'s> {
                     continue;
                 }
             }
+            // Preempted victims leave the front of the list (least valuable go first): skip them
+            // once for good so repeated preemption in a busy pool stays cheap.
+            let list = &mut self.victims[c.pool as usize];
+            let dead = list.iter().take_while(|&&v| !self.running[v as usize].alive).count();
+            list.drain(..dead);
             let eligible: Vec<u32> = self.victims[c.pool as usize]
                 .iter()
                 .copied()

@@ -334,7 +334,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { preemption: true, max_victims_per_job: 64 }
+        Config { preemption: true, max_victims_per_job: 1024 }
     }
 }
 
