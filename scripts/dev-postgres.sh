@@ -6,7 +6,7 @@
 #   scripts/dev-postgres.sh url     # prints the URL
 #
 # The data directory is CUMULO_PG_DIR (default /tmp/cumulo-dev-postgres). fsync is off: this server is
-# for tests only and never for durability tests.
+# for tests only and never for durability tests; CUMULO_PG_FSYNC=on starts it durable (for benchmarks).
 set -euo pipefail
 
 PORT="${CUMULO_PG_PORT:-55432}"
@@ -35,8 +35,10 @@ start)
         chmod 700 "$D"
         as_postgres "$BIN/initdb" -D "$D" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
     fi
+    SYNC="-c fsync=off -c synchronous_commit=off"
+    if [ "${CUMULO_PG_FSYNC:-off}" = on ]; then SYNC="-c fsync=on -c synchronous_commit=on"; fi
     as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/pg.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D -c fsync=off -c synchronous_commit=off -c max_connections=200" \
+        -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D $SYNC -c max_connections=200" \
         start >/dev/null
     if ! as_postgres psql -h 127.0.0.1 -p "$PORT" -U postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'cumulo'" 2>/dev/null | grep -q 1; then
