@@ -365,3 +365,61 @@ fn plans_round_trip_through_json_and_explain_themselves() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_zone_gang_stays_in_one_pool_and_any_of_takes_the_cheapest_option() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 3)
+        .region("us-east-1", "use1-az1")
+        .price(20)
+        .hgx("aws", GpuModel::H100, 3)
+        .region("us-east-1", "use1-az2")
+        .price(20)
+        .hgx("gcp", GpuModel::H200, 4)
+        .price(25)
+        .build();
+    let queue = [
+        job(1).gpus("H100|H200", "8").nodes(4).topology(TopologyNeed::Zone).build(),
+        job(2).gpus("H200", "8").nodes(2).or().gpus("H100", "8").nodes(2).build(),
+    ];
+    let plan = check(&fleet, &queue);
+    assert_eq!(placed(&plan, 1).pool, PoolId(2), "no single H100 zone has 4 nodes");
+    assert_eq!(placed(&plan, 2).option, 1, "the H200 pool is full: the H100 option");
+    assert_eq!(placed(&plan, 2).pool, PoolId(0));
+    let cheaper = [job(3).gpus("H200", "8").or().gpus("H100", "8").build()];
+    let plan = check(&fleet, &cheaper);
+    assert_eq!((placed(&plan, 3).pool, placed(&plan, 3).option), (PoolId(0), 1), "H100 at $20 beats H200 at $25");
+}
+
+#[test]
+fn gangs_of_partial_nodes_keep_their_topology_need() {
+    let fleet = FleetBuilder::new().nvl72_racks("aws", 2).running(100, &[0, 1, 2], 2, Priority::NORMAL, false).build();
+    let queue = [
+        job(1).gpus("GB200", "2").nodes(18).topology(TopologyNeed::NvlinkDomain).build(),
+        job(2).gpus("GB200", "3").nodes(18).topology(TopologyNeed::NvlinkDomain).build(),
+        job(3).gpus("GB200", "0.5").nodes(3).topology(TopologyNeed::Block).build(),
+    ];
+    let plan = check(&fleet, &queue);
+    assert_eq!(domains(&fleet, placed(&plan, 1)), vec![0], "rack 0 still has 2 free GPUs on every node");
+    assert_eq!(domains(&fleet, placed(&plan, 2)), vec![1]);
+    assert_eq!(placed(&plan, 3).nodes.len(), 3);
+}
+
+#[test]
+fn cpu_quota_and_memory_are_accounted() {
+    let fleet = FleetBuilder::new()
+        .cpu_nodes("aws", 2, 16)
+        .tenant("t", 1, Quota { gpus_milli: None, cpus_milli: Some(20_000) })
+        .build();
+    let queue = [
+        job(1).cpus(12).build(),
+        job(2).cpus(8).build(),
+        job(3).cpus(4).memory_gib(60).build(),
+        job(4).cpus(1).memory_gib(65).build(),
+    ];
+    let plan = check(&fleet, &queue);
+    placed(&plan, 1);
+    placed(&plan, 2);
+    assert_eq!(reason(&plan, 3).to_string(), "tenant t quota of 20 vCPUs reached (20 used, job wants 4)");
+    assert_eq!(reason(&plan, 4).code(), "no_node_large_enough", "64 GiB nodes");
+}
