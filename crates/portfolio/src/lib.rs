@@ -4,6 +4,7 @@
 //! Pure apart from reading files: time always comes in as an argument (`at`, `now`).
 
 pub mod burndown;
+pub mod clauses;
 pub mod clock;
 mod demo;
 pub mod model;

@@ -341,3 +341,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn clause_denials_turn_clauses_into_scheduler_constraints() {
+    use cumulo_portfolio::clauses::clause_denials;
+    let (demo, _) = demo_at("2026-12-31");
+    let providers: Vec<String> = ["aws", "azure", "oci", "lambda"].iter().map(|p| p.to_string()).collect();
+    let denied = |job: &JobSpec, waited_s: u64| -> Vec<String> {
+        clause_denials(job, &demo, at("2026-12-31"), waited_s, &providers)
+            .into_iter()
+            .map(|d| d.deny.provider.unwrap())
+            .collect()
+    };
+    // GB300 work is exclusive to AWS.
+    assert_eq!(denied(&gpu_job(GpuModel::GB300, 4, 18), 0), ["azure", "oci", "lambda"]);
+    // GB200 work is offered to Azure first for 2h, then falls through.
+    assert_eq!(denied(&gpu_job(GpuModel::GB200, 4, 18), 3600), ["aws", "oci", "lambda"]);
+    assert!(denied(&gpu_job(GpuModel::GB200, 4, 18), 7200).is_empty());
+    // A job that also accepts a model outside every scope is not bound; nor is CPU work.
+    let mut either = gpu_job(GpuModel::GB200, 4, 1);
+    either.resources[0].accelerators.as_mut().unwrap().selector =
+        GpuSelector::Models(vec![GpuModel::GB200, GpuModel::H100]);
+    assert!(denied(&either, 0).is_empty());
+    assert!(denied(&JobSpec::new("cpu", "t"), 0).is_empty());
+    let reasons = clause_denials(&gpu_job(GpuModel::GB300, 4, 1), &demo, at("2026-12-31"), 0, &providers);
+    assert_eq!(reasons[0].reason, "exclusive clause of aws-2025: this work only on aws");
+}
