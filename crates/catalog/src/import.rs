@@ -26,6 +26,20 @@ const GPU_COUNT_CORRECTIONS: &[(&str, &str, u32, u32, &str)] = &[(
     "the ND96isr H100 v5 VM has 8 H100 GPUs (Azure ND H100 v5 documentation); the v6 catalog says 12",
 )];
 
+/// GPU VMs whose upstream row has no AcceleratorName, given their GPUs on import and reported:
+/// (provider, instance type, GPU, count, why). Fractional (NC*ads_A10_v4) and unknown (V620)
+/// GPUs are left as they are.
+const GPU_NAME_CORRECTIONS: &[(&str, &str, &str, u32, &str)] = &[
+    (
+        "azure",
+        "Standard_NCC40ads_H100_v5",
+        "H100",
+        1,
+        "confidential H100 VM; the v6 catalog leaves AcceleratorName empty",
+    ),
+    ("azure", "Standard_ND40s_v3", "V100-32GB", 8, "8 x V100 32GB VM; the v6 catalog leaves AcceleratorName empty"),
+];
+
 /// A row left out of the import, with where it is and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SkippedRow {
@@ -249,6 +263,16 @@ fn parse_row(
     let mut gpus = parse_whole_count(count_text).map_err(|_| {
         format!("invalid AcceleratorCount `{count_text}`: expected a whole number of GPUs such as 8 or 8.0")
     })?;
+    let mut correction = None;
+    if name.is_empty()
+        && gpus == 0
+        && let Some((_, _, gpu, count, why)) =
+            GPU_NAME_CORRECTIONS.iter().find(|(p, t, _, _, _)| *p == provider && *t == instance_type)
+    {
+        correction = Some(format!("no GPU in the file, imported as {count} x {gpu}: {why}"));
+        name = gpu.to_string();
+        gpus = *count;
+    }
     let gpu = if name.is_empty() {
         if gpus != 0 {
             return Err(format!("AcceleratorCount is {gpus} but AcceleratorName is empty"));
@@ -261,7 +285,6 @@ fn parse_row(
         }
         Some(model)
     };
-    let mut correction = None;
     if let Some((_, _, _, fixed, why)) =
         GPU_COUNT_CORRECTIONS.iter().find(|(p, t, bad, _, _)| *p == provider && *t == instance_type && *bad == gpus)
     {

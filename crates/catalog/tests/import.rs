@@ -67,6 +67,10 @@ fn real_catalogs_import_with_bad_rows_reported() {
     let nd = catalog.offers().iter().find(|o| o.instance_type == "Standard_ND96isr_H100_v5").unwrap();
     assert_eq!(nd.gpus, 8);
     assert!(report.files.iter().any(|f| f.corrected.iter().any(|c| c.contains("corrected to 8"))));
+    // The confidential H100 VM, which the file lists without a GPU, is an H100 offer.
+    let ncc = catalog.offers().iter().find(|o| o.instance_type == "Standard_NCC40ads_H100_v5").unwrap();
+    assert_eq!((ncc.gpu, ncc.gpus), (Some(GpuModel::H100), 1));
+    assert!(report.files.iter().any(|f| f.corrected.iter().any(|c| c.contains("imported as 1 x H100"))));
     // Zones are kept where the file has them.
     assert!(p5.zone.is_some());
     // The GPU index finds the same offers as a full scan.
