@@ -168,6 +168,9 @@ pub struct Ingested {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct NodeAccount {
     meta: NodeMeta,
+    /// True while `meta` was rebuilt from stored records rather than taken from an observation: a
+    /// record past a contract's end says on-demand, so how the node is held is not known yet.
+    meta_from_records: bool,
     /// Disjoint, sorted `[start, stop)` intervals already billed.
     covered: Vec<(i64, i64)>,
 }
@@ -216,16 +219,15 @@ impl Ledger {
             node_type: record.node_type.clone(),
             gpu: record.gpu,
             gpus: record.gpus,
-            // Contract time past the contract's end is stored as on-demand; the node's own terms are
-            // not recoverable from such a record, so the first record seen sets them.
             capacity: record.capacity,
             contract: record.contract.clone(),
             resource_id: record.resource_id.clone(),
         };
-        let account = self
-            .nodes
-            .entry((record.attempt, record.node_rank))
-            .or_insert_with(|| NodeAccount { meta, covered: Vec::new() });
+        let account = self.nodes.entry((record.attempt, record.node_rank)).or_insert_with(|| NodeAccount {
+            meta,
+            meta_from_records: true,
+            covered: Vec::new(),
+        });
         if !uncovered(&account.covered, start, stop).iter().eq([(start, stop)].iter()) {
             return Err(Error::BadRecord {
                 attempt: record.attempt.to_string(),
@@ -255,7 +257,7 @@ impl Ledger {
         let node_key = (obs.attempt, obs.node_rank);
         let covered: &[(i64, i64)] = match self.nodes.get(&node_key) {
             Some(account) => {
-                check_same_node(obs, &account.meta)?;
+                check_same_node(obs, &account.meta, !account.meta_from_records)?;
                 &account.covered
             }
             None => &[],
@@ -271,8 +273,15 @@ impl Ledger {
             records: new_records.len(),
             cost: new_records.iter().map(|r| r.cost).sum(),
         };
-        let account =
-            self.nodes.entry(node_key).or_insert_with(|| NodeAccount { meta: obs.node.clone(), covered: Vec::new() });
+        let account = self.nodes.entry(node_key).or_insert_with(|| NodeAccount {
+            meta: obs.node.clone(),
+            meta_from_records: false,
+            covered: Vec::new(),
+        });
+        if account.meta_from_records {
+            account.meta = obs.node.clone();
+            account.meta_from_records = false;
+        }
         for (a, b) in fresh {
             cover(&mut account.covered, a, b);
         }
@@ -332,7 +341,9 @@ fn validate(obs: &Observation) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_same_node(obs: &Observation, before: &NodeMeta) -> Result<(), Error> {
+/// Checks that an observation describes the node as earlier ones did. `with_terms` also compares how
+/// the node is held (not known when the node was rebuilt from stored records).
+fn check_same_node(obs: &Observation, before: &NodeMeta, with_terms: bool) -> Result<(), Error> {
     let now = &obs.node;
     let fields: [(&'static str, String, String); 7] = [
         ("tenant", before.tenant.clone(), now.tenant.clone()),
@@ -344,6 +355,9 @@ fn check_same_node(obs: &Observation, before: &NodeMeta) -> Result<(), Error> {
         ("contract", before.contract.clone().unwrap_or_default(), now.contract.clone().unwrap_or_default()),
     ];
     for (field, b, a) in fields {
+        if !with_terms && (field == "capacity" || field == "contract") {
+            continue;
+        }
         if b != a {
             return Err(Error::ConflictingObservation {
                 attempt: obs.attempt.to_string(),

@@ -293,3 +293,27 @@ fn metering_against_stored_records_returns_only_what_is_new() {
         (t("2026-11-03T02:00:00Z"), t("2026-11-03T04:00:00Z"), usd("196.64"))
     );
 }
+
+#[test]
+fn a_node_rebuilt_from_records_past_its_contract_takes_its_terms_from_the_next_observation() {
+    let prices = book();
+    // the contract ended on the 20th: stored records of this node say on-demand
+    let mut first = Ledger::new();
+    first
+        .ingest(&Obs::new(14, "2026-11-20T01:00:00Z", "2026-11-20T02:00:00Z").contract("aws-2026").build(), &prices)
+        .unwrap();
+    assert_eq!(first.records().next().unwrap().capacity, CapacityKind::OnDemand);
+    let mut again = Ledger::from_records(first.to_records()).unwrap();
+    let (got, new) = again
+        .meter(&Obs::new(14, "2026-11-20T01:00:00Z", "2026-11-20T03:00:00Z").contract("aws-2026").build(), &prices)
+        .unwrap();
+    assert_eq!((got.new_seconds, new.len(), new[0].capacity), (3600, 1, CapacityKind::OnDemand));
+    // from then on the node's terms are known and a change of terms is refused
+    let err = again
+        .ingest(&Obs::new(14, "2026-11-20T03:00:00Z", "2026-11-20T04:00:00Z").spot().build(), &prices)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "observation for attempt 14.1 node 0 conflicts with what is already metered: capacity was `contract`, now `spot`"
+    );
+}
