@@ -21,8 +21,8 @@ fn request(job: &QueuedJob) -> String {
         .resources
         .iter()
         .map(|r| {
-            let gpu = r.accelerators.as_ref().map(|d| format!("{d} ")).unwrap_or_default();
-            format!("{gpu}{}vCPU", r.cpus_milli as f64 / 1000.0)
+            let gpu = r.accelerators.as_ref().map(|d| format!("{d} + ")).unwrap_or_default();
+            format!("{gpu}{} vCPU", r.cpus_milli as f64 / 1000.0)
         })
         .collect();
     let topology = match job.topology {
@@ -48,19 +48,20 @@ impl Plan {
             let model = pool.node_type.gpu.map(|m| m.name()).unwrap_or("CPU");
             let shared = p.nodes.iter().any(|a| matches!(a.gpus, GpuAlloc::Fraction { .. }));
             let what = if gpus > 0 {
-                let amount = if gpus.is_multiple_of(1000) {
-                    format!("{}", gpus / 1000)
-                } else {
-                    format!("{:.3}", gpus as f64 / 1000.0)
-                };
+                let amount = cumulo_types::MilliGpu(gpus.min(u64::from(u32::MAX)) as u32);
                 format!("{amount} × {model}{}", if shared { " (shared GPU)" } else { "" })
             } else {
                 format!("{} vCPU", p.nodes.iter().map(|a| a.cpus_milli as f64 / 1000.0).sum::<f64>())
             };
             let nodes: Vec<u32> = p.nodes.iter().map(|a| a.node).collect();
+            let victims: Vec<String> =
+                self.preemptions.iter().filter(|v| v.for_job == p.job).map(|v| v.victim.to_string()).collect();
             let why = match job {
-                Some(j) if j.ordered => "first preferred option with room",
-                _ => "cheapest eligible pool with room",
+                _ if !victims.is_empty() => {
+                    format!("no pool had room; preempts lower-priority job {}", victims.join(", "))
+                }
+                Some(j) if j.ordered => "first preferred option with room".to_string(),
+                _ => "cheapest eligible pool with room".to_string(),
             };
             let topology = job.map(|j| j.topology).filter(|t| *t != TopologyNeed::Any && p.nodes.len() > 1);
             let within = topology.map(|t| format!(" in one {t}")).unwrap_or_default();

@@ -361,7 +361,7 @@ fn plans_round_trip_through_json_and_explain_themselves() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l == "job 9 pending: no pool in the fleet has GPU GB300:4 (wants 1 × GB300:4 0vCPU)"),
+        lines.iter().any(|l| l == "job 9 pending: no pool in the fleet has GPU GB300:4 (wants 1 × GB300:4 + 0 vCPU)"),
         "{lines:?}"
     );
 }

@@ -401,6 +401,43 @@ pub fn queue(config: &QueueConfig, seed: u64) -> Vec<QueuedJob> {
         .collect()
 }
 
+/// A small demo fleet and queue that shows every kind of decision: an 18-node GB200 gang in one
+/// NVL72 rack, the cheapest pool for an H100 job, fractional inference sharing one GPU, a
+/// high-priority job preempting low-priority work, and jobs left pending with their reasons.
+pub fn demo() -> (Snapshot, Vec<QueuedJob>) {
+    use cumulo_types::GpuModel;
+    let snapshot = FleetBuilder::new()
+        .nvl72_racks("aws", 2)
+        .region("us-east-1", "use1-az4")
+        .price(40)
+        .hgx("azure", GpuModel::H100, 2)
+        .region("eastus", "eastus-1")
+        .price(30)
+        .hgx("coreweave", GpuModel::H100, 2)
+        .region("us-east-04", "us-east-04a")
+        .price(26)
+        .running(900, &[0, 1], 8, Priority::LOW, true)
+        .cpu_nodes("oci", 4, 64)
+        .region("us-ashburn-1", "ad-1")
+        .price(3)
+        .tenant("research", 2, Quota::default())
+        .tenant("serving", 3, Quota::default())
+        .tenant("interns", 1, Quota { gpus_milli: Some(8_000), cpus_milli: None })
+        .build();
+    let mut queue = vec![
+        job(1).gpus("GB200", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).tenant("research").build(),
+        job(2).gpus("H100", "8").tenant("research").build(),
+        job(3).gpus("H100", "0.25").cpus(4).tenant("serving").priority(Priority::HIGH).build(),
+        job(4).gpus("H100", "0.25").cpus(4).tenant("serving").priority(Priority::HIGH).build(),
+        job(5).gpus("H100", "8").nodes(2).tenant("serving").priority(Priority::CRITICAL).build(),
+        job(6).gpus("GB300", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).tenant("research").build(),
+        job(7).gpus("GB200", "4").nodes(19).topology(TopologyNeed::NvlinkDomain).tenant("research").build(),
+        job(8).gpus("H100", "8").nodes(2).tenant("interns").build(),
+    ];
+    queue.extend((9..=12).map(|i| job(i).cpus(2).memory_gib(4).tenant("interns").preemptible().build()));
+    (snapshot, queue)
+}
+
 /// Totals of a snapshot: GPUs, vCPUs and nodes.
 pub fn fleet_totals(snapshot: &Snapshot) -> (u64, u64, u64) {
     snapshot.pools.iter().fold((0, 0, 0), |(g, c, n), p| {
@@ -450,6 +487,26 @@ mod tests {
         assert_eq!(q.iter().map(gpus).max(), Some(4608));
         assert!(q.iter().any(|j| j.topology == TopologyNeed::NvlinkDomain));
         assert!(q.iter().any(|j| j.topology == TopologyNeed::Block));
+    }
+
+    #[test]
+    fn the_demo_shows_placements_preemption_and_pending_reasons() {
+        let (snapshot, queue) = demo();
+        let plan = cumulo_sched::schedule(&snapshot, &queue, 0).unwrap();
+        cumulo_sched::verify_plan(&snapshot, &queue, &plan).unwrap();
+        assert!(!plan.preemptions.is_empty());
+        let codes: std::collections::BTreeSet<&str> = plan.pending.iter().map(|p| p.reason.code()).collect();
+        for code in ["no_such_gpu_model", "topology_unsatisfiable", "quota"] {
+            assert!(codes.contains(code), "{code} missing: {codes:?}");
+        }
+        let lines = plan.explain(&snapshot, &queue);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l
+                    .starts_with("job 1 → aws/us-east-1/use1-az4/gb200x4/contract on 18 node(s) in one nvlink-domain")),
+            "{lines:#?}"
+        );
     }
 
     #[test]
