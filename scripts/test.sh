@@ -23,17 +23,16 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-for svc in postgres slurm; do
-  if [ -x "scripts/dev-$svc.sh" ]; then
-    step "start $svc"
-    # each script prints `export NAME=value` lines for the tests to find the service
-    env_lines=$("scripts/dev-$svc.sh" start)
-    started+=("$svc")
-    eval "$env_lines"
-  fi
-done
+step "start postgres"
+CUMULO_TEST_POSTGRES_URL=$(scripts/dev-postgres.sh start)
+export CUMULO_TEST_POSTGRES_URL
+started+=(postgres)
+
+step "start slurm (64 fake-GPU nodes)"
+slurm_env=$(scripts/dev-slurm.sh start) # prints `export NAME=value` lines
+started+=(slurm)
+eval "$slurm_env"
 
 step "tests"
-cargo test --locked --workspace --all-targets
-cargo test --locked --workspace --doc
+cargo test --locked --workspace # unit, integration and doc tests of every crate
 step "done"
