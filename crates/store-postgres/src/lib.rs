@@ -109,6 +109,44 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
+    /// One job in one autocommit statement (one round trip; one statement is atomic on its own),
+    /// plus a look-up when its key was already used.
+    async fn submit_one(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        priority: i64,
+        spec: &str,
+        max_attempts: i64,
+    ) -> Result<Vec<Submitted>> {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(priority)
+        .bind(spec)
+        .bind(max_attempts)
+        .bind(now_micros())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let answer = match inserted {
+            Some(id) => Submitted { id: JobId(id as u64), created: true },
+            None => {
+                let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+                    .bind(tenant)
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Submitted { id: JobId(existing as u64), created: false }
+            }
+        };
+        Ok(vec![answer])
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(backend)
     }
@@ -309,6 +347,9 @@ impl Store for PostgresStore {
             max_attempts.push(i64::from(job.spec.max_attempts));
             tenants.push(job.spec.tenant);
             keys.push(job.idempotency_key);
+        }
+        if n == 1 {
+            return self.submit_one(&tenants[0], keys[0].as_deref(), priorities[0], &specs[0], max_attempts[0]).await;
         }
         let mut tx = self.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
