@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_preempt.sql"),
+    include_str!("../migrations/0004_state_id.sql"),
 ];
 
 /// How to connect.

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_preempt.sql"),
+    include_str!("../migrations/0004_state_id.sql"),
 ];
 
 /// The most jobs one group commit writes.
@@ -701,6 +702,19 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn listing_by_state_pages_through_an_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(Options::new(dir.path().join("plan.db"))).await.unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT {JOB_COLUMNS} FROM jobs WHERE id > 0 AND state = 'pending' ORDER BY id LIMIT 10"
+        );
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&sql).fetch_all(&store.readers).await.unwrap();
+        let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+        assert!(plan.iter().any(|step| step.contains("jobs_state_id")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "no sort of every pending job: {plan:?}");
+    }
 
     #[tokio::test]
     async fn reopening_keeps_jobs_and_does_not_migrate_twice() {
