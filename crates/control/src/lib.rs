@@ -14,7 +14,13 @@
 //! Level-triggered: a pass looks only at stored state and drivers' answers, never at what an
 //! earlier pass meant to do. Attempt ids are durable before dispatch and drivers are idempotent on
 //! them, so a crash between any two steps converges on the next pass with nothing lost and nothing
-//! launched twice (tests in `tests/crash.rs`).
+//! launched twice (tests in `tests/reconcile.rs`).
+//!
+//! Known limits: an inference job's replicas are scheduled as one gang (replica 0 only), not as
+//! separate attempts; lost-timeout clocks live in memory, so a restart delays loss detection by up
+//! to `lost_after`; the lease (`lease_ttl_s`, 15 s) must outlast a pass, else two servers may plan at
+//! once (the store still refuses to place a job twice, drivers still refuse to launch an id twice,
+//! but two plans may over-commit a node).
 
 mod fleet;
 
