@@ -3,6 +3,16 @@
 //! No I/O, no clock, no randomness: `now` comes in as an argument and every tie is broken by ids,
 //! so the same input always gives the same plan. The live server and the simulator both call
 //! [`schedule`]; nothing else in this crate is needed to use it.
+//!
+//! How a pass works: [`Scheduler::new`] turns each pool into free-capacity indexes (nodes bucketed
+//! by free GPUs or vCPUs, with a bitmask of non-empty buckets; NVLink domains and blocks bucketed
+//! by their count of fully free nodes; partly used GPUs bucketed by free thousandths). Each job's
+//! request shape is interned once per pass with its eligible (pool, option) pairs sorted by price
+//! per node-hour (an input on each pool). Jobs go in priority order, tenants interleaved by
+//! weighted dominant share; a job takes the cheapest pool with room, best fit inside it (partly
+//! used nodes, domains and blocks first, so whole NVL72 racks and blocks stay free for gangs),
+//! else preempts lower-priority preemptible work, else waits with a [`PendingReason`].
+//! [`verify_plan`] re-checks any plan from scratch, sharing no code with the indexes.
 
 mod engine;
 mod explain;
