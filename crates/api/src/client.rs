@@ -182,4 +182,15 @@ impl Client {
     pub async fn create_token(&self, request: &TokenRequest) -> Result<TokenResponse, Error> {
         self.json(self.request(reqwest::Method::POST, "/v1/tokens").json(request)).await
     }
+
+    /// `GET /v1/usage` with query pairs (`tenant`, `provider`, `contract`, `since`, `until`, `group_by`).
+    pub async fn usage(&self, query: &[(&str, String)]) -> Result<crate::usage::UsageAnswer, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/usage").query(query)).await
+    }
+
+    /// `GET /v1/invoices`: one provider's invoice for a month (`YYYY-MM`).
+    pub async fn invoice(&self, provider: &str, month: &str) -> Result<cumulo_ledger::Invoice, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/invoices").query(&[("provider", provider), ("month", month)]))
+            .await
+    }
 }

@@ -154,3 +154,48 @@ fn bad_input_names_the_problem() {
         assert!(out.status.success() && stdout(&out).contains("--usage <FILE>"), "{cmd}");
     }
 }
+
+/// A `cumulo server` on loopback with a fresh SQLite store (no usage metered yet): the remote forms
+/// of `usage` and `invoice` reach `/v1/usage` and `/v1/invoices` with the admin token.
+#[test]
+fn usage_and_invoice_ask_the_server_without_a_file() {
+    let dir = std::env::temp_dir().join(format!("cumulo-ledger-cli-server-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cumulo"))
+        .args(["server", "--no-reconcile", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&dir)
+        .env("CUMULO_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cumulo server starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let token = loop {
+        if let Ok(token) = std::fs::read_to_string(dir.join("admin.token"))
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            break token.trim().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let remote = ["--server", url.as_str(), "--token", token.as_str()];
+    let out = cumulo(&[&["usage", "-o", "json", "--group-by", "provider"][..], &remote[..]].concat());
+    let usage = stdout(&out);
+    let invoice =
+        cumulo(&[&["invoice", "--provider", "aws", "--month", "2026-11", "-o", "json"][..], &remote[..]].concat());
+    let bad_month = cumulo(&[&["invoice", "--provider", "aws", "--month", "11-2026"][..], &remote[..]].concat());
+    let chargeback = cumulo(&[&["usage", "--view", "chargeback"][..], &remote[..]].concat());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&usage).unwrap();
+    assert_eq!((json["money_unit"].as_str(), json["rows"].as_array().map(Vec::len)), (Some("micro-USD"), Some(0)));
+    assert!(invoice.status.success(), "{}", stderr(&invoice));
+    let json: serde_json::Value = serde_json::from_slice(&invoice.stdout).unwrap();
+    assert_eq!((json["provider"].as_str(), json["total"].as_i64()), (Some("aws"), Some(0)));
+    assert_eq!(stderr(&bad_month).trim(), "error: invalid month `11-2026`: expected a month YYYY-MM such as 2026-11");
+    assert!(stderr(&chargeback).contains("--view chargeback, --view burn-down and --format focus need --usage FILE"));
+}

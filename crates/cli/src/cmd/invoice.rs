@@ -8,6 +8,7 @@ use cumulo_ledger::{Month, focus::decimal_money};
 use cumulo_types::Provider;
 use serde::Serialize;
 
+use crate::cmd::remote::{Remote, runtime};
 use crate::cmd::usage::read_usage_file;
 use crate::output::{print_json, table};
 
@@ -23,9 +24,11 @@ pub enum InvoiceFormat {
 /// rate; the total is the exact sum of the lines.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Usage records, one JSON object per line
+    /// Usage records, one JSON object per line (default: ask the server, admin token)
     #[arg(long, value_name = "FILE")]
-    pub usage: PathBuf,
+    pub usage: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
     /// Provider billed (aws, azure, gcp, oci, coreweave, ...)
     #[arg(long)]
     pub provider: String,
@@ -47,8 +50,13 @@ struct Document<'a> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let provider = Provider::new(&args.provider).context("--provider")?;
     let month = Month::parse(&args.month)?;
-    let records = read_usage_file(&args.usage)?;
-    let inv = cumulo_ledger::invoice(&records, &provider, month);
+    let inv = match &args.usage {
+        Some(path) => cumulo_ledger::invoice(&read_usage_file(path)?, &provider, month),
+        None => {
+            let client = args.remote.client()?;
+            runtime()?.block_on(client.invoice(provider.as_str(), &month.to_string()))?
+        }
+    };
     match args.format {
         InvoiceFormat::Json => print_json(&Document { money_unit: "micro-USD", invoice: &inv }),
         InvoiceFormat::Csv => {

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use cumulo_ledger::invoice::decimal_hours;
-use cumulo_ledger::{FocusOptions, GroupBy, Ledger, UsageFilter, UsageRecord, parse_time};
+use cumulo_ledger::{FocusOptions, GroupBy, Ledger, UsageFilter, UsageRecord, UsageRow, parse_time};
 use cumulo_types::{Money, Provider};
 use serde::Serialize;
 
+use crate::cmd::remote::{Remote, runtime};
 use crate::output::{print_json, table};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,13 +56,16 @@ pub enum UsageFormat {
 /// Metered usage: totals by tenant, provider, contract, job or GPU model; chargeback per tenant;
 /// contract burn-down from metered spend; or a FOCUS (FinOps Open Cost and Usage Specification) CSV.
 ///
-/// Usage comes from a usage file: one usage record per line, as JSON (the ledger's record format).
-/// Records that straddle --since or --until are clipped and re-rated exactly.
+/// Usage comes from a usage file (one usage record per line, as JSON: the ledger's record format) or,
+/// without --usage, from the server (--server/--token; grouped usage only). Records that straddle
+/// --since or --until are clipped and re-rated exactly.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Usage records, one JSON object per line
+    /// Usage records, one JSON object per line (default: ask the server)
     #[arg(long, value_name = "FILE")]
-    pub usage: PathBuf,
+    pub usage: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
     /// Only this tenant's usage
     #[arg(long)]
     pub tenant: Option<String>,
@@ -121,7 +125,8 @@ struct Document<'a, T: Serialize> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let records = read_usage_file(&args.usage)?;
+    let Some(path) = args.usage.clone() else { return run_remote(&args) };
+    let records = read_usage_file(&path)?;
     let filter = UsageFilter {
         tenant: args.tenant.clone(),
         provider: args.provider.as_deref().map(Provider::new).transpose().context("--provider")?,
@@ -136,8 +141,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.view {
         View::Usage => usage_view(&records, &filter, args.group_by.into(), args.format),
         View::Chargeback => chargeback_view(&records, &filter, args.format),
-        View::BurnDown => burn_down_view(&records, &filter, &args),
+        View::BurnDown => burn_down_view(&records, &filter, &args, &path),
     }
+}
+
+/// Grouped usage from the server's `GET /v1/usage` (members see their own tenant).
+fn run_remote(args: &Args) -> anyhow::Result<()> {
+    if args.view != View::Usage || args.format == UsageFormat::Focus {
+        bail!(
+            "--view chargeback, --view burn-down and --format focus need --usage FILE: the server answers grouped usage only"
+        );
+    }
+    let client = args.remote.client()?;
+    let group_by: GroupBy = args.group_by.into();
+    let mut query: Vec<(&str, String)> = vec![("group_by", group_by.to_string())];
+    for (name, value) in [
+        ("tenant", &args.tenant),
+        ("provider", &args.provider),
+        ("contract", &args.contract),
+        ("since", &args.since),
+        ("until", &args.until),
+    ] {
+        if let Some(v) = value {
+            query.push((name, v.clone()));
+        }
+    }
+    let answer = runtime()?.block_on(client.usage(&query))?;
+    print_rows(&answer.rows, group_by, args.format)
 }
 
 fn usage_view(
@@ -151,12 +181,15 @@ fn usage_view(
         print!("{}", cumulo_ledger::to_focus_csv(&clipped, &FocusOptions::default())?);
         return Ok(());
     }
-    let rows = cumulo_ledger::usage_by(records, filter, group_by);
+    print_rows(&cumulo_ledger::usage_by(records, filter, group_by), group_by, format)
+}
+
+fn print_rows(rows: &[UsageRow], group_by: GroupBy, format: UsageFormat) -> anyhow::Result<()> {
     if format == UsageFormat::Json {
         return print_json(&Document { money_unit: "micro-USD", title: None, rows: &rows });
     }
     let mut t = table([group_by.as_str(), "node-hours", "GPU-hours", "cost", "list cost", "records"]);
-    for r in &rows {
+    for r in rows {
         t.add_row([
             r.group.clone(),
             decimal_hours(r.node_seconds),
@@ -200,7 +233,7 @@ fn chargeback_view(records: &[UsageRecord], filter: &UsageFilter, format: UsageF
     Ok(())
 }
 
-fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args) -> anyhow::Result<()> {
+fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args, path: &Path) -> anyhow::Result<()> {
     let portfolio = match &args.portfolio {
         Some(path) => cumulo_portfolio::Portfolio::from_file(path)?,
         None => cumulo_portfolio::Portfolio::demo()?,
@@ -210,7 +243,7 @@ fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args) ->
         (None, Some(until)) => until,
         (None, None) => match records.iter().map(|r| r.stop).max() {
             Some(last) => last,
-            None => bail!("usage file `{}` has no records: give --at", args.usage.display()),
+            None => bail!("usage file `{}` has no records: give --at", path.display()),
         },
     };
     let mine: Vec<UsageRecord> = filter.apply(records).collect();
@@ -218,7 +251,7 @@ fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args) ->
     let title = format!(
         "burn-down at {} from metered usage ({}){}",
         cumulo_ledger::time::format_time(at),
-        args.usage.display(),
+        path.display(),
         if portfolio.illustrative { ", portfolio ILLUSTRATIVE" } else { "" }
     );
     if args.format == UsageFormat::Json {
