@@ -46,6 +46,24 @@ pub struct Observation {
     pub node: NodeMeta,
 }
 
+impl Observation {
+    /// The node-time a driver reports for one node of an attempt: from `started_at` to `finished_at`,
+    /// or to `observed_at` while the node still runs (a heartbeat; later ones extend it and bill only
+    /// the new seconds). `None` before the node started or when no time has passed.
+    pub fn from_node_report(
+        attempt: AttemptId,
+        node_rank: u32,
+        started_at: Option<Timestamp>,
+        finished_at: Option<Timestamp>,
+        observed_at: Timestamp,
+        node: NodeMeta,
+    ) -> Option<Observation> {
+        let start = started_at?;
+        let stop = finished_at.unwrap_or(observed_at);
+        (secs(stop) > secs(start)).then_some(Observation { attempt, node_rank, start, stop, node })
+    }
+}
+
 /// Node-time at one price: never crosses a month boundary, a price change or a contract's end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {

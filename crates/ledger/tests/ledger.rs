@@ -317,3 +317,24 @@ fn a_node_rebuilt_from_records_past_its_contract_takes_its_terms_from_the_next_o
         "observation for attempt 14.1 node 0 conflicts with what is already metered: capacity was `contract`, now `spot`"
     );
 }
+
+#[test]
+fn driver_node_reports_become_observations() {
+    let meta = Obs::new(15, "2026-11-03", "2026-11-04").build().node;
+    let attempt = cumulo_types::AttemptId { job: cumulo_types::JobId(15), attempt: 1 };
+    let at = |s: &str| Some(t(s));
+    let from = |started: Option<_>, finished: Option<_>, observed: &str| {
+        cumulo_ledger::Observation::from_node_report(attempt, 2, started, finished, t(observed), meta.clone())
+            .map(|o| (o.node_rank, o.start, o.stop))
+    };
+    assert_eq!(from(None, None, "2026-11-03T05:00:00Z"), None);
+    assert_eq!(
+        from(at("2026-11-03T01:00:00Z"), None, "2026-11-03T05:00:00Z"),
+        Some((2, t("2026-11-03T01:00:00Z"), t("2026-11-03T05:00:00Z")))
+    );
+    assert_eq!(
+        from(at("2026-11-03T01:00:00Z"), at("2026-11-03T02:00:00Z"), "2026-11-03T05:00:00Z"),
+        Some((2, t("2026-11-03T01:00:00Z"), t("2026-11-03T02:00:00Z")))
+    );
+    assert_eq!(from(at("2026-11-03T01:00:00Z"), None, "2026-11-03T01:00:00Z"), None);
+}
