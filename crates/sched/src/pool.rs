@@ -332,7 +332,8 @@ impl PoolState {
             GpuAlloc::None => true,
             GpuAlloc::Whole { mask } => self.free_mask[i] & mask == mask,
             GpuAlloc::Fraction { gpu, milli } => {
-                self.used_milli.get(i * self.gpus as usize + gpu as usize).is_some_and(|u| u + milli <= 1000)
+                let slot = (gpu as u32) < self.gpus;
+                slot && u32::from(self.used_milli[i * self.gpus as usize + gpu as usize]) + u32::from(milli) <= 1000
             }
         }
     }

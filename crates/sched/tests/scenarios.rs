@@ -315,6 +315,14 @@ fn inconsistent_snapshots_are_refused_with_the_field_named() {
         schedule(&fleet, &[], NOW).unwrap_err().to_string(),
         "running job 2: pool 0 node 0 is over-committed on gpus, cpus or memory"
     );
+    let mut fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).running(4, &[0], 0, Priority::LOW, true).build();
+    fleet.running[0].nodes[0].gpus = GpuAlloc::Fraction { gpu: 0, milli: 65_000 };
+    assert_eq!(
+        schedule(&fleet, &[], NOW).unwrap_err().to_string(),
+        "running job 4: pool 0 node 0 is over-committed on gpus, cpus or memory"
+    );
+    fleet.running[0].nodes[0].gpus = GpuAlloc::Fraction { gpu: 9, milli: 500 };
+    assert!(schedule(&fleet, &[], NOW).is_err(), "GPU 9 of an 8-GPU node");
     let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 1).running(3, &[5], 8, Priority::LOW, true).build();
     assert_eq!(
         schedule(&fleet, &[], NOW).unwrap_err().to_string(),

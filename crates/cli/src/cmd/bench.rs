@@ -71,6 +71,8 @@ struct SchedReport {
     fleet_pools: usize,
     placed_gpus: u64,
     placed_vcpus: f64,
+    nvlink_racks: usize,
+    nvlink_racks_whole_free_after: usize,
     placements_per_sec: f64,
     placements_per_cpu_sec: Option<f64>,
     placements_per_placing_sec: f64,
@@ -181,6 +183,20 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     let placed_gpus = plan.placements.iter().flat_map(|p| &p.nodes).map(|a| a.gpus.milli()).sum::<u64>() / 1000;
     let placed_vcpus =
         plan.placements.iter().flat_map(|p| &p.nodes).map(|a| u64::from(a.cpus_milli)).sum::<u64>() as f64 / 1000.0;
+    // Fragmentation: multi-node NVLink domains (NVL72 racks) that nothing placed or running touches.
+    let mut racks = std::collections::BTreeSet::new();
+    for p in snapshot.pools.iter().filter(|p| p.node_type.nvlink_domain_nodes > 1) {
+        racks.extend(p.nodes.iter().map(|n| (p.id, n.nvlink_domain)));
+    }
+    let nvlink_racks = racks.len();
+    let pools: std::collections::HashMap<_, _> = snapshot.pools.iter().map(|p| (p.id, p)).collect();
+    let used =
+        plan.placements.iter().map(|p| (p.pool, &p.nodes)).chain(snapshot.running.iter().map(|r| (r.pool, &r.nodes)));
+    for (pool, nodes) in used {
+        for a in nodes {
+            racks.remove(&(pool, pools[&pool].nodes[a.node as usize].nvlink_domain));
+        }
+    }
     let report = SchedReport {
         bench: "sched",
         fleet: "simulated (cumulo-synth)",
@@ -203,6 +219,8 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
         fleet_pools: snapshot.pools.len(),
         placed_gpus,
         placed_vcpus,
+        nvlink_racks,
+        nvlink_racks_whole_free_after: racks.len(),
         placements_per_sec: plan.placements.len() as f64 / schedule_s,
         placements_per_cpu_sec: schedule_cpu_s.map(|c| plan.placements.len() as f64 / c),
         placements_per_placing_sec: plan.placements.len() as f64 / (placing_ns.max(1) as f64 / 1e9),
