@@ -13,9 +13,9 @@ fn violation(rule: &'static str, detail: String) -> crate::Error {
 }
 
 /// Checks that `plan` (made for `queue` on `snapshot`) never over-commits a node, places every
-/// gang whole on distinct schedulable nodes with the shape it asked for, honours topology needs
-/// and hardware/constraint eligibility, preempts only lower-priority preemptible work, and
-/// accounts for every queued job exactly once.
+/// gang whole on distinct schedulable nodes with the shape it asked for, honours topology needs,
+/// hardware/constraint eligibility and tenant quotas, preempts only lower-priority preemptible
+/// work, and accounts for every queued job exactly once.
 pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Result<(), crate::Error> {
     let pools: HashMap<_, _> = snapshot.pools.iter().map(|p| (p.id, p)).collect();
     let jobs: HashMap<_, _> = queue.iter().map(|j| ((j.id, j.replica), j)).collect();
@@ -104,6 +104,28 @@ pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Res
     for p in &plan.placements {
         for a in &p.nodes {
             add(p.pool, a, true)?;
+        }
+    }
+    // Quotas: a tenant that got new placements ends at or under each of its limits.
+    let mut usage: BTreeMap<&str, (u64, u64, bool)> = BTreeMap::new();
+    for r in snapshot.running.iter().filter(|r| !preempted.contains(&(r.job, r.replica))) {
+        let u = usage.entry(r.tenant.as_str()).or_default();
+        u.0 += r.nodes.iter().map(|a| a.gpus.milli()).sum::<u64>();
+        u.1 += r.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum::<u64>();
+    }
+    for p in &plan.placements {
+        let u = usage.entry(jobs[&(p.job, p.replica)].tenant.as_str()).or_default();
+        u.0 += p.nodes.iter().map(|a| a.gpus.milli()).sum::<u64>();
+        u.1 += p.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum::<u64>();
+        u.2 = true;
+    }
+    for policy in &snapshot.tenants {
+        if let Some(&(gpu, cpu, placed)) = usage.get(policy.name.as_str()) {
+            let over =
+                policy.quota.gpus_milli.is_some_and(|l| gpu > l) || policy.quota.cpus_milli.is_some_and(|l| cpu > l);
+            if placed && over {
+                return Err(violation("quota", format!("tenant {} ends over its quota", policy.name)));
+            }
         }
     }
     for p in &plan.placements {

@@ -3,7 +3,7 @@
 //! deterministic, and no job waits while lower-priority preemptible work it could displace runs.
 
 use cumulo_sched::{
-    GpuAlloc, NodeAlloc, PendingReason, Plan, Pool, QueuedJob, RunningAlloc, Snapshot, schedule, verify_plan,
+    GpuAlloc, NodeAlloc, PendingReason, Plan, Pool, QueuedJob, Quota, RunningAlloc, Snapshot, schedule, verify_plan,
 };
 use cumulo_synth::{FleetBuilder, job};
 use cumulo_types::{CapacityKind, GpuModel, JobId, Priority, TopologyNeed};
@@ -66,7 +66,10 @@ fn build_fleet(pools: &[PoolSpec]) -> Snapshot {
             b = b.capacity(CapacityKind::Spot);
         }
     }
-    b.build()
+    // Tenant `c` has quotas, so quota checks run on every plan too.
+    b.tenant("a", 2, Quota::default())
+        .tenant("c", 1, Quota { gpus_milli: Some(16_000), cpus_milli: Some(24_000) })
+        .build()
 }
 
 fn build_job(id: u64, s: &JobSpec) -> QueuedJob {

@@ -346,6 +346,25 @@ fn the_verifier_catches_an_over_committed_plan() {
 }
 
 #[test]
+fn the_verifier_catches_a_plan_over_quota() {
+    let fleet = FleetBuilder::new()
+        .hgx("aws", GpuModel::H100, 2)
+        .tenant("t", 1, Quota { gpus_milli: Some(8000), cpus_milli: None })
+        .build();
+    let queue = [job(1).gpus("H100", "8").build(), job(2).gpus("H100", "8").build()];
+    let mut plan = check(&fleet, &queue);
+    let mut second = plan.placements[0].clone();
+    second.job = JobId(2);
+    second.nodes[0].node = 1 - second.nodes[0].node;
+    plan.pending.clear();
+    plan.placements.push(second);
+    assert_eq!(
+        verify_plan(&fleet, &queue, &plan).unwrap_err().to_string(),
+        "plan violates quota: tenant t ends over its quota"
+    );
+}
+
+#[test]
 fn plans_round_trip_through_json_and_explain_themselves() {
     let fleet = FleetBuilder::new()
         .nvl72_racks("aws", 1)
