@@ -274,8 +274,13 @@ impl PoolState {
     }
 
     pub(crate) fn fits(&self, n: u32, need: &Need) -> bool {
+        !self.held[n as usize] && self.resources_fit(n, need)
+    }
+
+    /// Whether node `n` has room for `need`, held or not.
+    fn resources_fit(&self, n: u32, need: &Need) -> bool {
         let i = n as usize;
-        if !self.schedulable[i] || self.held[i] || !self.cpu_mem_fit(n, need) {
+        if !self.schedulable[i] || !self.cpu_mem_fit(n, need) {
             return false;
         }
         if need.fraction > 0 {
@@ -287,7 +292,7 @@ impl PoolState {
 
     /// Takes `need` on node `n` (which must fit it); `gpu` names the shared GPU for a fraction.
     pub(crate) fn take(&mut self, n: u32, need: &Need, gpu: Option<u8>) -> NodeAlloc {
-        debug_assert!(self.fits(n, need), "take on a node that does not fit");
+        debug_assert!(self.resources_fit(n, need), "take on a node that does not fit");
         let i = n as usize;
         let (was_free, was_dirty) = (self.is_fully_free(n), self.is_dirty(n));
         let gpus = if need.fraction > 0 {
@@ -505,7 +510,7 @@ impl PoolState {
                 debug_assert!(false, "fully free counts disagree with nodes");
                 return None;
             }
-            return Some(nodes.into_iter().map(|n| self.take(n, need, None)).collect());
+            return Some(self.take_all(&nodes, need));
         }
         match topology {
             T::Zone | T::Any => {
@@ -562,7 +567,21 @@ impl PoolState {
         let mut nodes: Vec<u32> = groups[g].iter().copied().filter(|&n| self.fits(n, need)).collect();
         nodes.sort_unstable_by_key(|&n| (self.node_key(n), n));
         nodes.truncate(count as usize);
-        Some(nodes.into_iter().map(|n| self.take(n, need, None)).collect())
+        Some(self.take_all(&nodes, need))
+    }
+
+    /// Takes `need` on each of `nodes` (all of which fit). The nodes are held out of the node
+    /// index meanwhile, so the re-keying that a domain or block losing its pristine state causes
+    /// skips them, and each is re-keyed once at the end.
+    fn take_all(&mut self, nodes: &[u32], need: &Need) -> Vec<NodeAlloc> {
+        for &n in nodes {
+            self.hold(n);
+        }
+        let allocs = nodes.iter().map(|&n| self.take(n, need, None)).collect();
+        for &n in nodes {
+            self.release(n);
+        }
+        allocs
     }
 
     /// Checks the indexes against a recount (tests and debug builds).
