@@ -34,6 +34,9 @@ enum Command {
     Portfolio(cmd::portfolio::Args),
     /// Benchmarks that print one JSON object (bench sched: the scheduler on a simulated fleet)
     Bench(cmd::bench::Args),
+    /// Run a simulated fleet forward in time on a scenario (traces or a generator), Cumulo's
+    /// policy beside FIFO first-fit and commitment-blind cheapest-first
+    Simulate(cmd::simulate::Args),
     /// Run the control plane on embedded defaults (SQLite in ./.cumulo, the local driver, the
     /// simulated demo fleet and portfolio), print its URL and admin token and save them for later
     /// commands
@@ -86,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Nodes(args) => cmd::fleet::nodes(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Contracts(args) => cmd::fleet::contracts(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Token(args) => cmd::fleet::token(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Simulate(args) => cmd::simulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench(args) => cmd::bench::run(args).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {

@@ -112,8 +112,10 @@ struct Sim<'a> {
     pass_at: u64,
     price_epoch: u64,
     options_epoch: u64,
-    option_cache: HashMap<(u16, ModelSet, u32), (Vec<ResourceOption>, bool)>,
+    option_cache: HashMap<(u16, ModelSet, u32, bool), (Vec<ResourceOption>, bool)>,
     models_present: Vec<GpuModel>,
+    /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
+    sunk: Vec<bool>,
     allocated_gpu_milli: u64,
     pub collect: Collector,
 }
@@ -177,6 +179,7 @@ impl<'a> Sim<'a> {
             options_epoch: u64::MAX,
             option_cache: HashMap::new(),
             models_present: input.fleet.models(),
+            sunk: vec![false; input.fleet.pools.len()],
             allocated_gpu_milli: 0,
             collect: Collector::new(input),
         };
@@ -277,15 +280,17 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    /// Moves the clock, accruing costs and contract delivery over the elapsed time.
+    /// Moves the clock. Costs accrue lazily, per pool, whenever a pool's books change.
     fn advance(&mut self, t: u64) {
-        if t <= self.now {
-            return;
+        if t > self.now {
+            self.now = t;
         }
+    }
+
+    fn accrue_all(&mut self) {
         for i in 0..self.pools.len() {
-            self.accrue(i, t);
+            self.accrue(i, self.now);
         }
-        self.now = t;
     }
 
     fn accrue(&mut self, i: usize, t: u64) {
@@ -316,6 +321,7 @@ impl<'a> Sim<'a> {
                 }
             }
             Ev::Delivery(pool, nodes) => {
+                self.accrue(pool as usize, self.now);
                 let rt = &mut self.pools[pool as usize];
                 let from = rt.delivered;
                 rt.delivered = (rt.delivered + nodes).min(self.snapshot.pools[pool as usize].nodes.len() as u32);
@@ -423,16 +429,18 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Resource options: one option over every acceptable model for the baselines; for Cumulo,
-    /// one option per model ordered by effective price per unit of work (price / speed).
+    /// Resource options. Baselines: one option over every acceptable model (and the same on spot
+    /// for preemptible work), unordered, so the scheduler takes the cheapest pool at the prices
+    /// the policy wrote. Cumulo: one option per (model, spot or not), ordered by effective price
+    /// per unit of work (price per GPU-hour / the job type's speed on the model).
     fn options_for(&mut self, job: &TraceJob) -> (Vec<ResourceOption>, bool) {
-        let key = (job.job_type, job.models, job.gpus_per_node.0);
+        let key = (job.job_type, job.models, job.gpus_per_node.0, job.preemptible);
         if let Some(hit) = self.option_cache.get(&key) {
             return (hit.0.iter().map(|o| with_job(o, job)).collect(), hit.1);
         }
-        let base = ResourceOption { use_spot: job.preemptible, ..ResourceOption::default() };
+        let spot_choices: &[bool] = if job.preemptible { &[false, true] } else { &[false] };
         let built: (Vec<ResourceOption>, bool) = if job.gpus_per_node.is_zero() {
-            (vec![base], false)
+            (spot_choices.iter().map(|s| ResourceOption { use_spot: *s, ..ResourceOption::default() }).collect(), false)
         } else {
             let speed_row = self.input.speeds.get(job.job_type as usize);
             let usable: Vec<GpuModel> = self
@@ -441,34 +449,38 @@ impl<'a> Sim<'a> {
                 .copied()
                 .filter(|m| job.models.contains(*m) && speed_row.is_none_or(|r| r.on(*m) > 0.0))
                 .collect();
-            let demand = |selector| Some(AcceleratorDemand { selector, per_node: job.gpus_per_node });
+            let option = |selector, use_spot| ResourceOption {
+                accelerators: Some(AcceleratorDemand { selector, per_node: job.gpus_per_node }),
+                use_spot,
+                ..ResourceOption::default()
+            };
             if usable.is_empty() {
                 let wanted = job.models.models();
-                let selector =
-                    if wanted.is_empty() { GpuSelector::MinMemoryGb(0) } else { GpuSelector::Models(wanted) };
-                (vec![ResourceOption { accelerators: demand(selector), ..base }], false)
-            } else if self.input.policy == PolicyName::Cumulo && usable.len() > 1 {
-                let mut scored: Vec<(f64, GpuModel)> = usable
-                    .iter()
-                    .map(|m| {
-                        let price = self.cheapest_gpu_hour(*m);
-                        let speed = speed_row.map_or(1.0, |r| r.on(*m) as f64);
-                        (price / speed.max(1e-9), *m)
-                    })
-                    .collect();
-                scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(model_index(a.1).cmp(&model_index(b.1))));
-                let options = scored
-                    .into_iter()
-                    .map(|(_, m)| ResourceOption { accelerators: demand(GpuSelector::Models(vec![m])), ..base.clone() })
-                    .collect();
-                (options, true)
+                let selector = if wanted.is_empty() { GpuSelector::MinMemoryGb(0) } else { GpuSelector::Models(wanted) };
+                (vec![option(selector, false)], false)
+            } else if self.input.policy == PolicyName::Cumulo {
+                // sunk capacity (contracts behind schedule) first, fastest first; then the rest by
+                // effective price per unit of work
+                let mut scored: Vec<(bool, f64, usize, bool, GpuModel)> = Vec::new();
+                for m in &usable {
+                    for &spot in spot_choices {
+                        let (price, sunk) = self.cheapest_gpu_hour(*m, spot);
+                        if price.is_finite() {
+                            let speed = speed_row.map_or(1.0, |r| r.on(*m) as f64).max(1e-9);
+                            let score = if sunk { -speed } else { price / speed };
+                            scored.push((!sunk, score, model_index(*m), spot, *m));
+                        }
+                    }
+                }
+                scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+                (scored.into_iter().map(|(_, _, _, spot, m)| option(GpuSelector::Models(vec![m]), spot)).collect(), true)
             } else {
                 let selector = if job.models.is_any() && usable.len() == self.models_present.len() {
                     GpuSelector::MinMemoryGb(0)
                 } else {
                     GpuSelector::Models(usable)
                 };
-                (vec![ResourceOption { accelerators: demand(selector), ..base }], false)
+                (spot_choices.iter().map(|s| option(selector.clone(), *s)).collect(), false)
             }
         };
         let out = (built.0.iter().map(|o| with_job(o, job)).collect(), built.1);
@@ -476,20 +488,27 @@ impl<'a> Sim<'a> {
         out
     }
 
-    /// The lowest price per GPU-hour, as this policy sees it, among pools of a model.
-    fn cheapest_gpu_hour(&self, model: GpuModel) -> f64 {
-        self.snapshot
-            .pools
-            .iter()
-            .filter(|p| p.node_type.gpu == Some(model) && p.node_type.gpus > 0)
-            .map(|p| p.price_per_node_hour.micros() as f64 / p.node_type.gpus as f64)
-            .fold(f64::INFINITY, f64::min)
+    /// The lowest price per GPU-hour, as this policy sees it, among pools of a model (spot or
+    /// not), and whether some pool of it is sunk (a contract behind its schedule).
+    fn cheapest_gpu_hour(&self, model: GpuModel, spot: bool) -> (f64, bool) {
+        let mut best = (f64::INFINITY, false);
+        for (i, p) in self.snapshot.pools.iter().enumerate() {
+            if p.node_type.gpu != Some(model) || p.node_type.gpus == 0 || (p.capacity == CapacityKind::Spot) != spot {
+                continue;
+            }
+            best.0 = best.0.min(p.price_per_node_hour.micros() as f64 / p.node_type.gpus as f64);
+            best.1 |= self.sunk[i];
+        }
+        best
     }
 
     /// Writes this policy's prices into the snapshot's pools.
     fn reprice(&mut self) {
         let fleet = self.input.fleet;
         let mut changed = false;
+        if self.input.policy == PolicyName::Cumulo {
+            self.accrue_all();
+        }
         let consumed = self.pools_consumed();
         let scheduled = self.contract_schedule();
         for (i, sp) in fleet.pools.iter().enumerate() {
@@ -501,6 +520,7 @@ impl<'a> Sim<'a> {
                 PolicyName::Cumulo => match sp.pool.capacity {
                     CapacityKind::Contract => {
                         let behind = sp.contract.is_some_and(|c| consumed[c] < scheduled[c]);
+                        self.sunk[i] = behind;
                         if behind { Money::from_micros(sp.contract_rate.micros() / 100) } else { sp.contract_rate }
                     }
                     CapacityKind::OnDemand => list,
@@ -742,6 +762,7 @@ impl<'a> Sim<'a> {
     }
 
     fn sample(&mut self) {
+        self.accrue_all();
         let mut capacity = 0u64;
         let mut fragmented = 0u64;
         let mut free = 0u64;
@@ -806,9 +827,7 @@ impl<'a> Sim<'a> {
 
     fn finish(mut self) -> PolicyReport {
         let now = self.now;
-        for i in 0..self.pools.len() {
-            self.accrue(i, now);
-        }
+        self.accrue_all();
         let running: Vec<(u64, u64)> =
             self.active.iter().filter_map(|(id, a)| a.run.as_ref().map(|r| (*id, r.end_s))).collect();
         let unfinished = self.active.len() as u64;

@@ -173,7 +173,35 @@ impl Fleet {
         if !alibaba_nodes.is_empty() {
             fleet.add_alibaba(alibaba_nodes);
         }
+        if let Some(synth) = &spec.synth {
+            fleet.add_synth(synth);
+        }
         Ok(fleet)
+    }
+
+    /// Adds `cumulo_synth::fleet`'s pools; each provider's contract pools form one contract
+    /// `<provider>-commit` at the pool's price (take-or-pay), whose list price is the node type's
+    /// on-demand list price (`cumulo_synth::list_price`).
+    fn add_synth(&mut self, spec: &crate::scenario::SynthFleet) {
+        let config = cumulo_synth::FleetConfig { gpus: spec.gpus, vcpus: spec.vcpus, ..Default::default() };
+        let snapshot = cumulo_synth::fleet(&config, spec.seed);
+        for mut pool in snapshot.pools {
+            let contract = (pool.capacity == CapacityKind::Contract).then(|| {
+                let name = format!("{}-commit", pool.provider);
+                match self.contracts.iter().position(|c| c.name == name) {
+                    Some(c) => c,
+                    None => {
+                        self.contracts.push(Contract { name, provider: pool.provider.clone(), committed: None });
+                        self.contracts.len() - 1
+                    }
+                }
+            });
+            pool.id = PoolId(self.pools.len() as u32);
+            let price = pool.price_per_node_hour;
+            let list_price = if contract.is_some() { cumulo_synth::list_price(&pool.node_type).max(price) } else { price };
+            let nodes = pool.nodes.len() as u32;
+            self.pools.push(SimPool { pool, list_price, contract, contract_rate: price, initial_nodes: nodes, deliveries: Vec::new() });
+        }
     }
 
     /// Groups an Alibaba node list into pools of identical nodes (one simulated region), all under

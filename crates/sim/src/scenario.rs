@@ -21,6 +21,9 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The calendar date simulated time starts at (YYYY-MM-DD), for display only.
+    #[serde(default = "default_start")]
+    pub start_date: String,
     /// Seed for everything random in the run (generators, transforms without their own seed).
     #[serde(default)]
     pub seed: u64,
@@ -36,6 +39,10 @@ pub struct Scenario {
     pub policies: Vec<PolicyName>,
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub events: Vec<EventSpec>,
+}
+
+fn default_start() -> String {
+    "2026-01-01".to_string()
 }
 
 fn all_policies() -> Vec<PolicyName> {
@@ -69,7 +76,7 @@ impl Default for SimSettings {
             checkpoint_s: 1800,
             inference_slo_s: 300,
             max_queue_per_pass: 20_000,
-            spot_risk_premium: 0.3,
+            spot_risk_premium: 0.25,
         }
     }
 }
@@ -105,9 +112,35 @@ pub struct FleetSpec {
     /// Nodes of an Alibaba 2023 node list, as owned (contract) capacity in one simulated region.
     #[serde(default)]
     pub alibaba_nodes: Option<String>,
+    /// The synthetic fleet of `cumulo_synth::fleet` (the default is 500,000 GPUs and 10,000,000
+    /// vCPUs over five providers); its contract pools form one contract per provider.
+    #[serde(default)]
+    pub synth: Option<SynthFleet>,
     /// Contracts: what was committed for which pools.
     #[serde(default)]
     pub contracts: Vec<ContractSpec>,
+}
+
+/// Settings of the synthetic fleet.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthFleet {
+    #[serde(default = "default_gpus")]
+    pub gpus: u64,
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u64,
+    #[serde(default = "one_u64")]
+    pub seed: u64,
+}
+
+fn default_gpus() -> u64 {
+    500_000
+}
+fn default_vcpus() -> u64 {
+    10_000_000
+}
+fn one_u64() -> u64 {
+    1
 }
 
 /// Identical nodes in one zone, held one way.
@@ -272,6 +305,9 @@ impl Scenario {
     }
 
     fn check(&self) -> Result<(), Error> {
+        if crate::trace::azure::parse_timestamp(&format!("{} 00:00:00", self.start_date)).is_none() {
+            return Err(Error::invalid("start_date", &self.start_date, "a date such as 2026-01-01"));
+        }
         if self.sim.tick_s == 0 {
             return Err(Error::invalid("sim.tick_s", 0, "a positive number of seconds"));
         }
@@ -281,8 +317,8 @@ impl Scenario {
         if self.policies.is_empty() {
             return Err(Error::invalid("policies", "[]", "at least one of cumulo, fifo-first-fit, cheapest-first"));
         }
-        if self.fleet.pools.is_empty() && self.fleet.alibaba_nodes.is_none() {
-            return Err(Error::invalid("fleet", "no pools", "`pools` or `alibaba_nodes`"));
+        if self.fleet.pools.is_empty() && self.fleet.alibaba_nodes.is_none() && self.fleet.synth.is_none() {
+            return Err(Error::invalid("fleet", "no pools", "`pools`, `synth` or `alibaba_nodes`"));
         }
         if self.workload.sources.is_empty() {
             return Err(Error::invalid("workload.sources", "[]", "at least one trace or generator"));

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod invoice;
 pub mod offers;
 pub mod portfolio;
+pub mod simulate;
 pub mod usage;
 pub mod validate;
 pub mod bench_submit;
