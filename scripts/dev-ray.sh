@@ -51,7 +51,7 @@ stop() {
 }
 
 case "${1:-}" in
-  start) start ;;
+  start) start >&2 && cat "$DIR/env" ;; # stdout: only the `export NAME=value` lines
   stop) stop ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

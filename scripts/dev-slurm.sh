@@ -7,7 +7,8 @@
 #   scripts/dev-slurm.sh stop    # stops only the daemons this script started (by recorded pid)
 #   scripts/dev-slurm.sh status
 #
-# After `start`, `source $CUMULO_SLURM_DIR/env` (default /tmp/cumulo-slurm/env) exports
+# `start` prints `export NAME=value` lines on stdout (eval them), and the same lines are in
+# `$CUMULO_SLURM_DIR/env` (default /tmp/cumulo-slurm/env, for `source`); they export
 # SLURM_CONF and CUMULO_TEST_SLURM_URL / _USER / _TOKEN / _CONF / _WORKDIR for the tests.
 set -euo pipefail
 
@@ -128,7 +129,11 @@ start() {
   write_config
   export SLURM_CONF="$CONF"
   if ! alive "$(cat "$DIR/run/slurmctld.pid" 2>/dev/null)"; then
-    slurmctld -f "$CONF" -c -i
+    # A fresh start clears old jobs (-c); restarting a controller this script started and that
+    # died keeps its saved jobs, as a real controller restart does.
+    local clean=-c
+    grep -q '^slurmctld ' "$PIDS" && clean=
+    slurmctld -f "$CONF" $clean -i
     wait_for 20 slurmctld scontrol ping
     record slurmctld "$(cat "$DIR/run/slurmctld.pid")"
   fi
@@ -160,6 +165,7 @@ export CUMULO_TEST_SLURM_TOKEN=$token
 export CUMULO_TEST_SLURM_WORKDIR=$DIR/work
 EOF
   log "up: $NODES nodes, slurmrestd on $REST_ADDR; source $DIR/env"
+
 }
 
 stop() {
@@ -189,7 +195,7 @@ status() {
 }
 
 case "${1:-}" in
-  start) start ;;
+  start) start >&2 && cat "$DIR/env" ;; # stdout: only the `export NAME=value` lines
   stop) stop ;;
   status) status ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;

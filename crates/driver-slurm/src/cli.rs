@@ -152,12 +152,13 @@ fn local_time(text: &str) -> Option<Timestamp> {
 }
 
 /// `squeue --Format` fields, `|`-separated, unpadded.
-pub const SQUEUE_FORMAT: &str = "JobID:|,Name:|,State:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|,Reason:";
+pub const SQUEUE_FORMAT: &str =
+    "JobID:|,Name:|,State:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|,RestartCnt:|,Reason:";
 
 /// Reads one line of `squeue --noheader --Format SQUEUE_FORMAT`.
 pub fn job_from_squeue(line: &str) -> Option<SlurmJob> {
     let f: Vec<&str> = line.split('|').map(str::trim).collect();
-    if f.len() < 8 {
+    if f.len() < 9 {
         return None;
     }
     let (exit_code, signal) = match f[3].parse::<i64>() {
@@ -173,7 +174,8 @@ pub fn job_from_squeue(line: &str) -> Option<SlurmJob> {
         start: local_time(f[4]),
         end: local_time(f[5]),
         nodes: expand_hostlist(f[6]),
-        reason: f[7].to_string(),
+        restarts: f[7].parse().unwrap_or(0),
+        reason: f[8].to_string(),
     })
 }
 
@@ -184,16 +186,16 @@ mod tests {
     #[test]
     fn reads_squeue_lines() {
         let job = job_from_squeue(
-            "3894|cumulo-881.1|FAILED|768|2026-11-26T05:38:23|2026-11-26T05:38:24|node[001-002]|NonZeroExitCode|",
+            "3894|cumulo-881.1|FAILED|768|2026-11-26T05:38:23|2026-11-26T05:38:24|node[001-002]|0|NonZeroExitCode|",
         )
         .unwrap();
         assert_eq!((job.job_id, job.name.as_str(), job.state.as_str()), (3894, "cumulo-881.1", "FAILED"));
         assert_eq!((job.exit_code, job.signal), (Some(3), None));
         assert_eq!(job.nodes, ["node001", "node002"]);
         assert_eq!((job.end.unwrap() - job.start.unwrap()).num_seconds(), 1);
-        let pending = job_from_squeue("7|cumulo-1.1|PENDING|0|N/A|N/A||Priority|").unwrap();
-        assert_eq!((pending.start, pending.nodes.len()), (None, 0));
-        let killed = job_from_squeue("8|x|FAILED|9|N/A|N/A|node001|JobLaunchFailure|").unwrap();
+        let pending = job_from_squeue("7|cumulo-1.1|PENDING|0|N/A|N/A||2|Priority|").unwrap();
+        assert_eq!((pending.start, pending.nodes.len(), pending.restarts), (None, 0, 2));
+        let killed = job_from_squeue("8|x|FAILED|9|N/A|N/A|node001|0|JobLaunchFailure|").unwrap();
         assert_eq!((killed.exit_code, killed.signal), (None, Some(9)));
         assert!(job_from_squeue("garbage").is_none());
     }

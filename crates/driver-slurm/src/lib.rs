@@ -420,11 +420,26 @@ impl Driver for SlurmDriver {
             }
         }
         let submitting = self.known().submitting.clone();
+        // A gang whose node dies usually ends FAILED (srun loses a task) before slurmctld marks
+        // the node down; once it is down, such a failure is a lost attempt, not the job's own.
+        let any_failed = attempts.iter().any(|a| by_attempt.get(a).is_some_and(|j| j.state == "FAILED"));
+        let down_nodes: HashSet<String> = if any_failed {
+            self.discover().await?.nodes.into_iter().filter(|n| n.state == NodeState::Down).map(|n| n.name).collect()
+        } else {
+            HashSet::new()
+        };
         Ok(attempts
             .iter()
             .map(|a| match by_attempt.get(a) {
                 Some(job) => {
-                    let state = attempt_state(job, now);
+                    let mut state = attempt_state(job, now);
+                    if job.state == "FAILED"
+                        && let Some(node) = job.nodes.iter().find(|n| down_nodes.contains(*n))
+                    {
+                        state = AttemptState::Lost {
+                            reason: format!("slurm job {} failed while node {node} went down", job.job_id),
+                        };
+                    }
                     let finished = state.is_terminal().then_some(job.end).flatten();
                     let nodes = job
                         .nodes

@@ -20,6 +20,8 @@ pub struct SlurmJob {
     pub end: Option<Timestamp>,
     pub nodes: Vec<String>,
     pub reason: String,
+    /// How often Slurm requeued the job by itself (node failure with `JobRequeue`).
+    pub restarts: u32,
 }
 
 /// Expands a Slurm host list such as `node[001-003,007],gpu1` into names, keeping zero padding.
@@ -80,6 +82,14 @@ pub fn attempt_state(job: &SlurmJob, now: Timestamp) -> AttemptState {
             format!("{} ({})", job.state.to_lowercase(), job.reason)
         }
     };
+    // Cumulo asks for no requeue, but slurmrestd 22.05 ignores `requeue: false` and clusters
+    // default to JobRequeue=1: a job Slurm requeued after a failure lost its work, and Cumulo
+    // re-places it itself (the control loop cancels the requeued job).
+    if job.restarts > 0 && !job.state.starts_with("COMPLETED") && job.state != "CANCELLED" {
+        return AttemptState::Lost {
+            reason: format!("slurm job {} requeued by slurm after a failure ({})", job.job_id, reason()),
+        };
+    }
     match job.state.as_str() {
         "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "SUSPENDED" => {
             AttemptState::Pending
@@ -232,6 +242,7 @@ mod tests {
             end: None,
             nodes: vec![],
             reason: "None".into(),
+            restarts: 0,
         }
     }
 
@@ -249,6 +260,8 @@ mod tests {
         check(job("NODE_FAIL", None, None), "lost: slurm job 9 lost its nodes (node_fail)");
         check(job("OUT_OF_MEMORY", None, None), "failed: slurm job 9 out_of_memory");
         check(job("WEIRD", None, None), "failed: slurm job 9 in unexpected state WEIRD");
+        let requeued = SlurmJob { restarts: 1, reason: "BeginTime".into(), ..job("PENDING", None, None) };
+        check(requeued, "lost: slurm job 9 requeued by slurm after a failure (pending (BeginTime))");
     }
 
     #[test]
