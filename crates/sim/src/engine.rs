@@ -95,7 +95,17 @@ struct PoolRt {
     used_milli_s: u128,
     delivered_node_s: u128,
     gpu_used_milli: Vec<u32>,
+    cpu_used_milli: Vec<u32>,
+    /// Runs of consecutive nodes with one block id: the unit a pruned view includes or not.
+    segments: Vec<(u32, u32)>,
+    /// Segment of each node.
+    segment_of: Vec<u32>,
+    /// Free thousandths (GPUs on GPU pools, vCPUs on CPU pools) on schedulable nodes per segment.
+    segment_free: Vec<u64>,
 }
+
+/// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
+type OptionKey = (u16, ModelSet, u32, bool);
 
 struct Sim<'a> {
     input: &'a RunInput<'a>,
@@ -112,7 +122,7 @@ struct Sim<'a> {
     pass_at: u64,
     price_epoch: u64,
     options_epoch: u64,
-    option_cache: HashMap<(u16, ModelSet, u32, bool), (Vec<ResourceOption>, bool)>,
+    option_cache: HashMap<OptionKey, (Vec<ResourceOption>, bool)>,
     models_present: Vec<GpuModel>,
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
@@ -160,6 +170,10 @@ impl<'a> Sim<'a> {
                 used_milli_s: 0,
                 delivered_node_s: 0,
                 gpu_used_milli: vec![0; p.pool.nodes.len()],
+                cpu_used_milli: vec![0; p.pool.nodes.len()],
+                segments: segments(&p.pool.nodes),
+                segment_of: Vec::new(),
+                segment_free: Vec::new(),
             })
             .collect();
         let mut sim = Sim {
@@ -183,6 +197,16 @@ impl<'a> Sim<'a> {
             allocated_gpu_milli: 0,
             collect: Collector::new(input),
         };
+        for i in 0..sim.pools.len() {
+            let rt = &mut sim.pools[i];
+            rt.segment_of = vec![0; sim.snapshot.pools[i].nodes.len()];
+            for (g, &(a, b)) in rt.segments.iter().enumerate() {
+                for n in a..b {
+                    rt.segment_of[n as usize] = g as u32;
+                }
+            }
+            sim.refresh_segments(i);
+        }
         for (i, p) in input.fleet.pools.iter().enumerate() {
             for (at, nodes) in &p.deliveries {
                 sim.push(*at, Ev::Delivery(i as u32, *nodes));
@@ -202,6 +226,39 @@ impl<'a> Sim<'a> {
             }
         }
         Ok(sim)
+    }
+
+    /// Free capacity of a node in the unit its pool's segments count (0 when unschedulable).
+    fn node_free(&self, pool: usize, node: usize) -> u64 {
+        let p = &self.snapshot.pools[pool];
+        if !p.nodes[node].schedulable {
+            return 0;
+        }
+        let rt = &self.pools[pool];
+        let nt = &p.node_type;
+        if nt.gpu.is_some() && nt.gpus > 0 {
+            (nt.gpus * 1000).saturating_sub(rt.gpu_used_milli[node]) as u64
+        } else {
+            (nt.vcpus * 1000).saturating_sub(rt.cpu_used_milli[node]) as u64
+        }
+    }
+
+    /// Recounts a pool's free capacity per segment (after deliveries and outages).
+    fn refresh_segments(&mut self, pool: usize) {
+        let free: Vec<u64> = self.pools[pool]
+            .segments
+            .iter()
+            .map(|&(a, b)| (a..b).map(|n| self.node_free(pool, n as usize)).sum())
+            .collect();
+        self.pools[pool].segment_free = free;
+    }
+
+    /// Moves a node's free capacity in its segment's count by the change of its usage.
+    fn adjust_segment(&mut self, pool: usize, node: usize, before: u64) {
+        let after = self.node_free(pool, node);
+        let rt = &mut self.pools[pool];
+        let g = rt.segment_of[node] as usize;
+        rt.segment_free[g] = rt.segment_free[g] + after - before;
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
@@ -330,6 +387,7 @@ impl<'a> Sim<'a> {
                         self.snapshot.pools[pool as usize].nodes[n as usize].schedulable = true;
                     }
                 }
+                self.refresh_segments(pool as usize);
                 self.mark_dirty();
             }
             Ev::OutageStart(e) => {
@@ -347,6 +405,9 @@ impl<'a> Sim<'a> {
                 for v in victims {
                     self.stop(v, Stop::Failed);
                 }
+                for &p in &affected {
+                    self.refresh_segments(p);
+                }
                 self.mark_dirty();
             }
             Ev::OutageEnd(e) => {
@@ -359,6 +420,7 @@ impl<'a> Sim<'a> {
                             node.schedulable = true;
                         }
                     }
+                    self.refresh_segments(p);
                 }
                 self.mark_dirty();
             }
@@ -456,7 +518,8 @@ impl<'a> Sim<'a> {
             };
             if usable.is_empty() {
                 let wanted = job.models.models();
-                let selector = if wanted.is_empty() { GpuSelector::MinMemoryGb(0) } else { GpuSelector::Models(wanted) };
+                let selector =
+                    if wanted.is_empty() { GpuSelector::MinMemoryGb(0) } else { GpuSelector::Models(wanted) };
                 (vec![option(selector, false)], false)
             } else if self.input.policy == PolicyName::Cumulo {
                 // sunk capacity (contracts behind schedule) first, fastest first; then the rest by
@@ -473,7 +536,10 @@ impl<'a> Sim<'a> {
                     }
                 }
                 scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
-                (scored.into_iter().map(|(_, _, _, spot, m)| option(GpuSelector::Models(vec![m]), spot)).collect(), true)
+                (
+                    scored.into_iter().map(|(_, _, _, spot, m)| option(GpuSelector::Models(vec![m]), spot)).collect(),
+                    true,
+                )
             } else {
                 let selector = if job.models.is_any() && usable.len() == self.models_present.len() {
                     GpuSelector::MinMemoryGb(0)
@@ -592,8 +658,23 @@ impl<'a> Sim<'a> {
         self.expire_inference();
         let cap = self.input.settings.max_queue_per_pass.max(1);
         let slice_len = self.queue.len().min(cap);
-        let plan = cumulo_sched::schedule_with(&self.snapshot, &self.queue[..slice_len], self.now, &self.config)
-            .map_err(|e| Error::Scenario(format!("the scheduler refused the simulated snapshot: {e}")))?;
+        let refused =
+            |e: cumulo_sched::Error| Error::Scenario(format!("the scheduler refused the simulated snapshot: {e}"));
+        let plan = if self.input.settings.pruned_view {
+            let (view, maps) = self.pruned_view(slice_len);
+            let mut plan = cumulo_sched::schedule_with(&view, &self.queue[..slice_len], self.now, &self.config)
+                .map_err(refused)?;
+            for p in &mut plan.placements {
+                let map = &maps[p.pool.0 as usize];
+                for n in &mut p.nodes {
+                    n.node = map[n.node as usize];
+                }
+            }
+            plan
+        } else {
+            cumulo_sched::schedule_with(&self.snapshot, &self.queue[..slice_len], self.now, &self.config)
+                .map_err(refused)?
+        };
         self.collect.passes += 1;
         for p in &plan.preemptions {
             if self.running_at.contains_key(&p.victim.0) {
@@ -618,6 +699,127 @@ impl<'a> Sim<'a> {
             acc
         });
         Ok(())
+    }
+
+    /// A sub-snapshot for one pass: per GPU model (spot and not apart) and for CPU-only work, the
+    /// cheapest blocks with free capacity (fullest first, as a packer would) until they hold twice
+    /// what the queue slice asks for plus its largest gang, and the emptiest block besides. Running
+    /// allocations keep their nodes inside the view. The scheduler is unchanged; it is shown less.
+    /// Returns the view and, per real pool, the view's node index → real node index.
+    fn pruned_view(&self, slice_len: usize) -> (Snapshot, Vec<Vec<u32>>) {
+        let fleet = self.input.fleet;
+        // demand per (model or CPU, spot): total and largest gang, in thousandths
+        const CPU: usize = crate::speed::MODELS;
+        let mut need = vec![[(0u64, 0u64); 2]; CPU + 1];
+        for q in &self.queue[..slice_len] {
+            let Some(a) = self.active.get(&q.id.0) else { continue };
+            let j = &a.job;
+            let spots: &[usize] = if j.preemptible { &[0, 1] } else { &[0] };
+            let mut add = |k: usize, amount: u64| {
+                for &sp in spots {
+                    let e = &mut need[k][sp];
+                    e.0 += amount;
+                    e.1 = e.1.max(amount);
+                }
+            };
+            if j.gpus_per_node.is_zero() {
+                add(CPU, j.cpus_milli as u64 * j.num_nodes as u64);
+            } else {
+                for m in &self.models_present {
+                    if j.models.contains(*m) {
+                        add(model_index(*m), j.total_gpus_milli());
+                    }
+                }
+            }
+        }
+        // candidate segments per (kind, spot): (price per unit, free, pool, segment)
+        let mut cands: Vec<Vec<(i64, u64, u32, u32)>> = vec![Vec::new(); (CPU + 1) * 2];
+        for (i, sp) in fleet.pools.iter().enumerate() {
+            let rt = &self.pools[i];
+            if rt.down > 0 || rt.delivered == 0 {
+                continue;
+            }
+            let nt = &sp.pool.node_type;
+            let (k, per_node, per_unit) = match nt.gpu {
+                Some(m) if nt.gpus > 0 => (model_index(m), nt.gpus * 1000, nt.gpus as i64),
+                _ => (CPU, nt.vcpus * 1000, nt.vcpus.max(1) as i64),
+            };
+            let spot = usize::from(sp.pool.capacity == CapacityKind::Spot);
+            if need[k][spot].0 == 0 {
+                continue;
+            }
+            let _ = per_node;
+            let price = self.snapshot.pools[i].price_per_node_hour.micros() / per_unit;
+            for (g, &free) in rt.segment_free.iter().enumerate() {
+                if free > 0 {
+                    cands[k * 2 + spot].push((price, free, i as u32, g as u32));
+                }
+            }
+        }
+        let mut include: Vec<Vec<bool>> = self.pools.iter().map(|rt| vec![false; rt.segments.len()]).collect();
+        for (slot, list) in cands.iter_mut().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let (total, largest) = need[slot / 2][slot % 2];
+            let target = total.saturating_mul(2).saturating_add(largest);
+            list.sort_unstable_by_key(|&(price, free, pool, seg)| (price, free, pool, seg));
+            let mut got = 0u64;
+            for &(_, free, pool, seg) in list.iter() {
+                if got >= target {
+                    break;
+                }
+                include[pool as usize][seg as usize] = true;
+                got += free;
+            }
+            if let Some(&(_, _, pool, seg)) = list.iter().max_by_key(|c| (c.1, std::cmp::Reverse((c.0, c.2, c.3)))) {
+                include[pool as usize][seg as usize] = true;
+            }
+        }
+        let mut view = Snapshot { pools: Vec::new(), running: Vec::new(), tenants: self.snapshot.tenants.clone() };
+        let mut maps: Vec<Vec<u32>> = vec![Vec::new(); self.pools.len()];
+        let mut back: Vec<Vec<u32>> = vec![Vec::new(); self.pools.len()];
+        for (i, rt) in self.pools.iter().enumerate() {
+            if !include[i].iter().any(|x| *x) {
+                continue;
+            }
+            let real = &self.snapshot.pools[i];
+            let mut nodes = Vec::new();
+            let mut to_view = vec![u32::MAX; real.nodes.len()];
+            for (g, &(a, b)) in rt.segments.iter().enumerate() {
+                if include[i][g] {
+                    for n in a..b {
+                        to_view[n as usize] = nodes.len() as u32;
+                        maps[i].push(n);
+                        let r = &real.nodes[n as usize];
+                        nodes.push(cumulo_sched::NodeState {
+                            name: String::new(),
+                            block: r.block,
+                            nvlink_domain: r.nvlink_domain,
+                            schedulable: r.schedulable,
+                        });
+                    }
+                }
+            }
+            back[i] = to_view;
+            view.pools.push(cumulo_sched::Pool { nodes, ..clone_without_nodes(real) });
+        }
+        for r in &self.snapshot.running {
+            let to_view = &back[r.pool.0 as usize];
+            if to_view.is_empty() {
+                continue;
+            }
+            let nodes: Vec<NodeAlloc> = r
+                .nodes
+                .iter()
+                .filter(|n| to_view[n.node as usize] != u32::MAX)
+                .map(|n| NodeAlloc { node: to_view[n.node as usize], ..*n })
+                .collect();
+            if !nodes.is_empty() {
+                view.running.push(RunningAlloc { nodes, ..clone_without_nodes_alloc(r) });
+            }
+        }
+        (view, maps)
     }
 
     /// Inference demand whose window has passed while it waited is dropped (unserved).
@@ -685,10 +887,13 @@ impl<'a> Sim<'a> {
             started_at: now,
         };
         self.accrue(pool_i, now);
-        let rt = &mut self.pools[pool_i];
-        rt.busy_milli += share;
+        self.pools[pool_i].busy_milli += share;
         for n in &alloc.nodes {
+            let before = self.node_free(pool_i, n.node as usize);
+            let rt = &mut self.pools[pool_i];
             rt.gpu_used_milli[n.node as usize] += n.gpus.milli() as u32;
+            rt.cpu_used_milli[n.node as usize] += n.cpus_milli;
+            self.adjust_segment(pool_i, n.node as usize, before);
         }
         self.allocated_gpu_milli += gpu_milli;
         self.running_at.insert(id, self.snapshot.running.len());
@@ -716,10 +921,13 @@ impl<'a> Sim<'a> {
         let run = self.active.get_mut(&id)?.run.take()?;
         let pool_i = run.pool as usize;
         self.accrue(pool_i, self.now);
-        let rt = &mut self.pools[pool_i];
-        rt.busy_milli -= run.node_share_milli;
+        self.pools[pool_i].busy_milli -= run.node_share_milli;
         for n in &alloc.nodes {
+            let before = self.node_free(pool_i, n.node as usize);
+            let rt = &mut self.pools[pool_i];
             rt.gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
+            rt.cpu_used_milli[n.node as usize] -= n.cpus_milli;
+            self.adjust_segment(pool_i, n.node as usize, before);
         }
         self.allocated_gpu_milli -= run.gpu_milli;
         let job = &self.active[&id].job;
@@ -850,6 +1058,48 @@ impl<'a> Sim<'a> {
             .collect();
         self.collect.report(self.input, now, unfinished, still_running, &pools)
     }
+}
+
+fn clone_without_nodes(p: &cumulo_sched::Pool) -> cumulo_sched::Pool {
+    cumulo_sched::Pool {
+        id: p.id,
+        name: p.name.clone(),
+        provider: p.provider.clone(),
+        region: p.region.clone(),
+        zone: p.zone.clone(),
+        capacity: p.capacity,
+        node_type: p.node_type.clone(),
+        price_per_node_hour: p.price_per_node_hour,
+        nodes: Vec::new(),
+    }
+}
+
+fn clone_without_nodes_alloc(r: &RunningAlloc) -> RunningAlloc {
+    RunningAlloc {
+        job: r.job,
+        replica: r.replica,
+        tenant: r.tenant.clone(),
+        priority: r.priority,
+        preemptible: r.preemptible,
+        pool: r.pool,
+        nodes: Vec::new(),
+        started_at: r.started_at,
+    }
+}
+
+/// Runs of consecutive nodes sharing a block id.
+fn segments(nodes: &[cumulo_sched::NodeState]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    for i in 1..=nodes.len() {
+        if i == nodes.len() || nodes[i].block != nodes[start].block {
+            if i > start {
+                out.push((start as u32, i as u32));
+            }
+            start = i;
+        }
+    }
+    out
 }
 
 fn with_job(option: &ResourceOption, job: &TraceJob) -> ResourceOption {

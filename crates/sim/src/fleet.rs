@@ -198,9 +198,17 @@ impl Fleet {
             });
             pool.id = PoolId(self.pools.len() as u32);
             let price = pool.price_per_node_hour;
-            let list_price = if contract.is_some() { cumulo_synth::list_price(&pool.node_type).max(price) } else { price };
+            let list_price =
+                if contract.is_some() { cumulo_synth::list_price(&pool.node_type).max(price) } else { price };
             let nodes = pool.nodes.len() as u32;
-            self.pools.push(SimPool { pool, list_price, contract, contract_rate: price, initial_nodes: nodes, deliveries: Vec::new() });
+            self.pools.push(SimPool {
+                pool,
+                list_price,
+                contract,
+                contract_rate: price,
+                initial_nodes: nodes,
+                deliveries: Vec::new(),
+            });
         }
     }
 

@@ -83,8 +83,9 @@ fn normal() -> Priority {
     Priority::NORMAL
 }
 
-/// The default mix: sandboxes and batch by count, large training by GPU-hours (about 72 % of a
-/// 500,000-GPU fleet over a year at 10 million jobs; see [`Generator::offered_gpu_hours`]).
+/// The default mix: sandboxes and batch by count, large training (256 to 1,024 GPUs on GB200/GB300
+/// racks, within one network block) by GPU-hours; about two thirds of a 500,000-GPU fleet over a
+/// year at 10 million jobs (see [`Generator::offered_gpu_hours`]).
 pub fn default_classes() -> Vec<JobClass> {
     let class = |name: &str, kind, weight, gpus: (u32, u32), median_hours, sigma| JobClass {
         name: name.to_string(),
@@ -126,16 +127,10 @@ pub fn default_classes() -> Vec<JobClass> {
             topology: TopologyNeed::Block,
             priority: Priority::HIGH,
             alpha: 0.8,
-            models: vec![
-                GpuModel::GB200,
-                GpuModel::GB300,
-                GpuModel::B200,
-                GpuModel::B300,
-                GpuModel::H200,
-                GpuModel::H100,
-            ],
+            gpus_per_node: 4,
+            models: vec![GpuModel::GB200, GpuModel::GB300],
             tenants: 2,
-            ..class("training-large", JobKind::Training, 0.002, (512, 4096), 48.0, 0.8)
+            ..class("training-large", JobKind::Training, 0.006, (256, 1024), 48.0, 0.8)
         },
     ]
 }
@@ -328,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn default_mix_offers_about_72_percent_of_500k_gpus_for_a_year() {
+    fn default_mix_offers_about_two_thirds_of_500k_gpus_for_a_year() {
         let g = Generator { jobs: 10_000_000, horizon_days: 365.0, seed: None, classes: default_classes() };
         let share = g.offered_gpu_hours() / (500_000.0 * 8760.0);
         assert!((0.6..0.85).contains(&share), "{share}");

@@ -52,7 +52,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Line]) -> 
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{} (simulated)</text>"#, escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{} (simulated)</text>"#,
+        escape(title)
+    );
     for i in 0..=5 {
         let y = y_max * i as f64 / 5.0;
         let x = x_max * i as f64 / 5.0;

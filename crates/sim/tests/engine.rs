@@ -70,14 +70,17 @@ pools:
 
 /// `check(jobs, (count, mean, p50, p99) of JCT, (mean) queueing delay)` for every policy.
 fn check(fleet: &Fleet, jobs: &[TraceJob], jct: (u64, f64, u64, u64), mean_delay: f64) {
-    for policy in [PolicyName::Cumulo, PolicyName::FifoFirstFit, PolicyName::CheapestFirst] {
-        let case = Case { fleet, speeds: vec![SpeedRow::uniform("x")], events: vec![], settings: settings(), policy };
-        let r = case.run(jobs);
-        let d = &r.jct_s["all"];
-        assert_eq!((d.count, d.mean_s, d.p50_s, d.p99_s), jct, "{policy:?}");
-        assert_eq!(r.queueing_delay_s["all"].mean_s, mean_delay, "{policy:?}");
-        assert_eq!(r.jobs, jobs.len() as u64);
-        assert_eq!(r.finished, jobs.len() as u64);
+    for pruned_view in [false, true] {
+        for policy in [PolicyName::Cumulo, PolicyName::FifoFirstFit, PolicyName::CheapestFirst] {
+            let settings = SimSettings { pruned_view, ..settings() };
+            let case = Case { fleet, speeds: vec![SpeedRow::uniform("x")], events: vec![], settings, policy };
+            let r = case.run(jobs);
+            let d = &r.jct_s["all"];
+            assert_eq!((d.count, d.mean_s, d.p50_s, d.p99_s), jct, "{policy:?} pruned {pruned_view}");
+            assert_eq!(r.queueing_delay_s["all"].mean_s, mean_delay, "{policy:?} pruned {pruned_view}");
+            assert_eq!(r.jobs, jobs.len() as u64);
+            assert_eq!(r.finished, jobs.len() as u64);
+        }
     }
 }
 
@@ -154,24 +157,32 @@ pools:
     let mut batch = job(0, 8, 2000);
     batch.kind = JobKind::Batch;
     let jobs = [job(0, 8, 2000), batch];
-    let case = Case {
-        fleet: &f,
-        speeds: vec![SpeedRow::uniform("x")],
-        events: vec![outage],
-        settings: SimSettings { tick_s: 1, sample_s: Some(100), checkpoint_s: 300, ..SimSettings::default() },
-        policy: PolicyName::Cumulo,
-    };
-    let r = case.run(&jobs);
-    assert_eq!(r.failures.outages, 1);
-    assert_eq!(r.failures.attempts_failed, 2, "both jobs ran on aws, the cheaper provider");
-    assert_eq!(r.finished, 2, "both re-placed on gcp and finished");
-    // lost: training 264 s × 8 GPUs, batch (no checkpoint) 864 s × 8 GPUs
-    let lost = (264.0 * 8.0 + 864.0 * 8.0) / 3600.0;
-    assert_eq!(r.failures.gpu_hours_lost, (lost * 100.0_f64).round() / 100.0);
-    // training resumes at 864 with 1400 s left: ends 2264. Batch restarts: ends 2864.
-    let d = &r.jct_s["all"];
-    assert_eq!((d.p50_s, d.p99_s), (2264, 2864));
-    assert!(r.cost.by_provider["gcp"] > 0.0);
+    for pruned_view in [false, true] {
+        let case = Case {
+            fleet: &f,
+            speeds: vec![SpeedRow::uniform("x")],
+            events: vec![outage.clone()],
+            settings: SimSettings {
+                tick_s: 1,
+                sample_s: Some(100),
+                checkpoint_s: 300,
+                pruned_view,
+                ..SimSettings::default()
+            },
+            policy: PolicyName::Cumulo,
+        };
+        let r = case.run(&jobs);
+        assert_eq!(r.failures.outages, 1);
+        assert_eq!(r.failures.attempts_failed, 2, "both jobs ran on aws, the cheaper provider");
+        assert_eq!(r.finished, 2, "both re-placed on gcp and finished");
+        // lost: training 264 s × 8 GPUs, batch (no checkpoint) 864 s × 8 GPUs
+        let lost = (264.0 * 8.0 + 864.0 * 8.0) / 3600.0;
+        assert_eq!(r.failures.gpu_hours_lost, (lost * 100.0_f64).round() / 100.0);
+        // training resumes at 864 with 1400 s left: ends 2264. Batch restarts: ends 2864.
+        let d = &r.jct_s["all"];
+        assert_eq!((d.p50_s, d.p99_s), (2264, 2864));
+        assert!(r.cost.by_provider["gcp"] > 0.0);
+    }
 }
 
 #[test]
@@ -179,8 +190,8 @@ fn same_seed_same_report_byte_for_byte() {
     let yaml = "
 name: replay
 seed: 11
-horizon_days: 3
-sim: {tick_s: 60}
+horizon_days: 2
+sim: {tick_s: 300}
 fleet:
   pools:
     - {provider: aws, region: us-east-1, capacity: contract, contract: aws-c, gpu: H100, gpus_per_node: 8, vcpus: 192, memory_gb: 2048, nodes: 40, price_per_node_hour: 98.32, contract_rate_per_node_hour: 60}
@@ -190,8 +201,8 @@ fleet:
 workload:
   sources:
     - generator:
-        jobs: 3000
-        horizon_days: 3
+        jobs: 1000
+        horizon_days: 2
         classes:
           - {name: batch, kind: batch, weight: 0.6, gpus_min: 1, gpus_max: 8, median_hours: 1, preemptible: true}
           - {name: train, kind: training, weight: 0.1, gpus_min: 16, gpus_max: 64, median_hours: 4}
@@ -206,7 +217,7 @@ events:
     assert_eq!(a, b);
     let report: serde_json::Value = serde_json::from_str(&a).unwrap();
     let Some(cumulo_sim::scenario::SourceSpec::Generator(g)) = scenario.workload.sources.first() else { panic!() };
-    let arrived = g.stream(11).filter(|j| j.arrival_s <= 3 * 86_400).count();
+    let arrived = g.stream(11).filter(|j| j.arrival_s <= 2 * 86_400).count();
     assert_eq!(report["jobs"], arrived as u64, "jobs that arrived within the horizon");
     assert_eq!(report["policies"].as_array().unwrap().len(), 3);
     assert_eq!(report["simulated"], true);
