@@ -117,6 +117,11 @@ struct Seen {
     unanswered: BTreeSet<String>,
 }
 
+/// Even workers send single jobs (key = name), odd ones batches of five (key `wW-I`).
+fn is_single_worker_key(key: &str) -> bool {
+    key[1..key.find('-').unwrap()].parse::<u32>().unwrap().is_multiple_of(2)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -130,7 +135,7 @@ fn kill_9_during_a_submit_storm_loses_no_acknowledged_job_and_duplicates_none() 
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut workers = Vec::new();
-        for w in 0..8 {
+        for w in 0..8u32 {
             let (client, seen, stop) = (client.clone(), seen.clone(), stop.clone());
             workers.push(tokio::spawn(async move {
                 for i in 0.. {
@@ -138,7 +143,7 @@ fn kill_9_during_a_submit_storm_loses_no_acknowledged_job_and_duplicates_none() 
                         break;
                     }
                     // Half the workers send single jobs, half batches of 5; the name is the key.
-                    if w % 2 == 0 {
+                    if w.is_multiple_of(2) {
                         let name = format!("w{w}-{i}");
                         match client.submit(&job_file(&name), Some(&name)).await {
                             Ok(s) => drop(seen.lock().unwrap().acknowledged.insert(name, s.id)),
@@ -195,7 +200,7 @@ fn kill_9_during_a_submit_storm_loses_no_acknowledged_job_and_duplicates_none() 
         // Submits whose answer the crash swallowed are retried with their keys: at most one job each.
         for key in &unanswered {
             let w: u32 = key[1..key.find('-').unwrap()].parse().unwrap();
-            if w % 2 == 0 {
+            if w.is_multiple_of(2) {
                 client.submit(&job_file(key), Some(key)).await.unwrap();
             } else {
                 let i = &key[key.find('-').unwrap() + 1..];
@@ -212,7 +217,7 @@ fn kill_9_during_a_submit_storm_loses_no_acknowledged_job_and_duplicates_none() 
         let twice: Vec<_> = by_name.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "jobs stored twice: {twice:?}");
         let expected = acknowledged.len()
-            + unanswered.iter().map(|k| if k[1..k.find('-').unwrap()].parse::<u32>().unwrap() % 2 == 0 { 1 } else { 5 }).sum::<usize>();
+            + unanswered.iter().map(|k| if is_single_worker_key(k) { 1 } else { 5 }).sum::<usize>();
         assert_eq!(jobs.len(), expected, "jobs neither acknowledged nor retried appeared");
         eprintln!(
             "submit storm: {} jobs acknowledged before kill -9, {} requests unanswered ({} of them stored anyway) and retried with their keys, {} jobs after restart, none twice",
