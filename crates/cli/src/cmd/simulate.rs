@@ -35,7 +35,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let start = NaiveDate::parse_from_str(&scenario.start_date, "%Y-%m-%d").context("start_date")?;
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let began = Instant::now();
     let mut policy_began = Instant::now();
@@ -44,7 +45,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = simulate(&scenario, &mut |policy, p| {
         if current != Some(policy) {
             if let Some(prev) = current {
-                timings.push((cumulo_sim::scenario::PolicyName::as_str(prev).to_string(), policy_began.elapsed().as_secs_f64(), 0));
+                timings.push((
+                    cumulo_sim::scenario::PolicyName::as_str(prev).to_string(),
+                    policy_began.elapsed().as_secs_f64(),
+                    0,
+                ));
             }
             current = Some(policy);
             policy_began = Instant::now();
@@ -68,7 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.quiet {
         for (policy, secs, jobs) in &timings {
-            eprintln!("{policy}: {jobs} jobs simulated in {secs:.2} s wall ({:.0} jobs/s)", *jobs as f64 / secs.max(1e-9));
+            eprintln!(
+                "{policy}: {jobs} jobs simulated in {secs:.2} s wall ({:.0} jobs/s)",
+                *jobs as f64 / secs.max(1e-9)
+            );
         }
         eprintln!("total: {wall:.2} s wall (simulated; wall times are not part of the report)");
     }
@@ -101,7 +109,11 @@ fn print_summary(report: &Report) {
         report.scenario,
         report.jobs,
         report.fleet_gpus,
-        if report.skipped_rows.is_empty() { String::new() } else { format!(", {} trace rows skipped", report.skipped_rows.len()) }
+        if report.skipped_rows.is_empty() {
+            String::new()
+        } else {
+            format!(", {} trace rows skipped", report.skipped_rows.len())
+        }
     );
     let mut t = table([
         "policy",
