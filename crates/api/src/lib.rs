@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod fleet;
 mod jobs;
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(dashboard::routes())
         .merge(protected)
         .fallback(|| async { ApiError::NotFound("no such route; see /v1/openapi.json".to_string()) })
         // The body limit is enforced by `jobs::read_body` with a clear message; axum's own limit is
