@@ -702,8 +702,8 @@ impl<'a> Sim<'a> {
     }
 
     /// A sub-snapshot for one pass: per GPU model (spot and not apart) and for CPU-only work, the
-    /// cheapest blocks with free capacity (fullest first, as a packer would) until they hold twice
-    /// what the queue slice asks for plus its largest gang, and the emptiest block besides. Running
+    /// cheapest blocks with free capacity (fullest first, as a packer would) until they hold what
+    /// the queue slice asks for plus its largest gang, and the emptiest block besides. Running
     /// allocations keep their nodes inside the view. The scheduler is unchanged; it is shown less.
     /// Returns the view and, per real pool, the view's node index → real node index.
     fn pruned_view(&self, slice_len: usize) -> (Snapshot, Vec<Vec<u32>>) {
@@ -762,7 +762,7 @@ impl<'a> Sim<'a> {
                 continue;
             }
             let (total, largest) = need[slot / 2][slot % 2];
-            let target = total.saturating_mul(2).saturating_add(largest);
+            let target = total.saturating_add(largest);
             list.sort_unstable_by_key(|&(price, free, pool, seg)| (price, free, pool, seg));
             let mut got = 0u64;
             for &(_, free, pool, seg) in list.iter() {
