@@ -93,6 +93,8 @@ fn up_saves_the_connection_and_every_client_command_works_against_it() {
     assert_eq!(submitted[0]["state"], "succeeded", "{submitted}");
     let id = submitted[0]["id"].as_u64().unwrap().to_string();
     assert!(ok(cumulo(dir, &["logs", &id], &[])).contains("hello-from-e2e"));
+    // Following a finished attempt prints its whole log and ends.
+    assert!(ok(cumulo(dir, &["logs", "-f", &id], &[])).contains("hello-from-e2e"));
     let job = json(cumulo(dir, &["job", &id, "-o", "json"], &[]));
     assert_eq!(job["attempts"][0]["placement"]["cluster"], "local");
 
