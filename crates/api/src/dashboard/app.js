@@ -136,11 +136,14 @@ async function readNewJobs() {
 // that was active and is in none of those lists (it ended).
 async function refreshActiveJobs() {
   const seen = new Set();
+  const covered = {}; // state -> highest id that state's first page answers for
   for (const state of ACTIVE) {
     const page = await api("v1/jobs?limit=1000&state=" + state);
     for (const j of page.jobs) { seen.add(j.id); if (jobs.has(j.id)) jobs.set(j.id, j); }
+    covered[state] = page.next === null || page.next === undefined ? Infinity : page.next;
   }
-  const ended = [...jobs.values()].filter((j) => ACTIVE.has(j.state) && !seen.has(j.id)).slice(0, 50);
+  const ended = [...jobs.values()]
+    .filter((j) => ACTIVE.has(j.state) && !seen.has(j.id) && j.id <= covered[j.state]).slice(0, 50);
   await Promise.all(ended.map(async (j) => {
     try { const d = await api("v1/jobs/" + j.id); jobs.set(j.id, stripDetail(d)); rememberPlacement(d); } catch (_) { /* next time */ }
   }));
@@ -159,7 +162,11 @@ function describePlacement(p) {
 function rememberPlacement(d) {
   const attempts = d.attempts || [];
   const last = attempts[attempts.length - 1];
-  details.set(d.id, { attempts: d.attempt_count, placement: last ? describePlacement(last.placement) : "" });
+  details.set(d.id, {
+    attempts: d.attempt_count,
+    placement: last ? describePlacement(last.placement) : "",
+    message: last && last.message ? `attempt ${attempts.length}: ${last.message}` : "",
+  });
 }
 
 async function fillPlacements(rows) {
@@ -268,7 +275,7 @@ function drawCards(counts, clusters, metrics) {
   const placements = metrics.find((m) => m.name === "cumulo_placements_total");
   const cards = STATES.map((st) => `<div class="card clickable ${stateFilter === st ? "selected" : ""}" data-state="${st}">
       <div class="label">${esc(st)}</div><div class="big" style="color:${STATE_COLOURS[st] === "#c3c8d2" ? "#6b7280" : STATE_COLOURS[st]}">${esc((counts[st] || 0).toLocaleString())}</div>
-      <div class="small">jobs</div></div>`);
+      <div class="small">${whoami && whoami.role !== "admin" ? "jobs, all tenants" : "jobs"}</div></div>`);
   cards.push(`<div class="card"><div class="label">GPUs in use</div><div class="big">${esc(gpus(usedMilli))}</div>
       <div class="small">of ${esc(totalGpus.toLocaleString())} (${esc(pct(totalGpus ? usedMilli / 1000 / totalGpus : 0))})</div></div>`);
   cards.push(`<div class="card"><div class="label">Nodes up</div><div class="big">${esc(nodesUp.toLocaleString())}</div>
@@ -305,13 +312,14 @@ function drawJobs(rows, counts) {
         [esc(j.id), "num mono"], [esc(spec.name)], [esc(spec.tenant)], [esc(spec.kind)],
         [pill(j.state) + (j.cancel_requested ? ' <span class="hint">cancel asked</span>' : "")],
         [placement ? `<span class="mono">${esc(placement)}</span>${simTag(simClusters.has(cluster))}` : '<span class="hint">–</span>'],
-        [esc(j.pending_reason || ""), "reason"],
+        [esc(j.pending_reason || (d && j.state !== "pending" ? d.message : "") || ""), "reason"],
         [`<span title="${esc(j.submitted_at)}">${esc(ago(j.submitted_at))}</span>`],
       ];
     }), stateFilter ? `no ${stateFilter} jobs among the newest ${KEEP_JOBS}` : "no jobs yet: submit one with cumulo submit JOB.yaml");
   const total = STATES.reduce((a, s) => a + (counts[s] || 0), 0);
   const matching = stateFilter ? (counts[stateFilter] || 0) : total;
-  $("jobs-hint").textContent = `newest ${rows.length} of ${matching.toLocaleString()}` +
+  const own = whoami && whoami.role !== "admin";
+  $("jobs-hint").textContent = (own ? `newest ${rows.length} of tenant ${whoami.tenant}` : `newest ${rows.length} of ${matching.toLocaleString()}`) +
     (firstLoadCapped ? " (still reading the store's jobs page by page: the newest may not be shown yet)" : "");
 }
 
@@ -427,7 +435,7 @@ async function refresh() {
     $("status").classList.remove("bad");
     $("updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
   } catch (e) {
-    if (e instanceof AuthError) { showLogin(e.message); }
+    if (e instanceof AuthError) { localStorage.removeItem(TOKEN_KEY); showLogin(e.message); }
     else { $("status").textContent = "refresh failed: " + e.message; $("status").classList.add("bad"); }
   } finally {
     busy = false;
@@ -441,7 +449,7 @@ async function start() {
     whoami = me;
     $("who").textContent = `${me.name} · tenant ${me.tenant} · ${me.role}`;
   } catch (e) {
-    if (e instanceof AuthError) { showLogin(e.message); return; }
+    if (e instanceof AuthError) { localStorage.removeItem(TOKEN_KEY); showLogin(e.message); return; }
     $("status").textContent = "cannot reach the server: " + e.message;
     $("status").classList.add("bad");
   }
