@@ -1036,8 +1036,14 @@ impl<'a> Sim<'a> {
     fn finish(mut self) -> PolicyReport {
         let now = self.now;
         self.accrue_all();
-        let running: Vec<(u64, u64)> =
+        let mut running: Vec<(u64, u64)> =
             self.active.iter().filter_map(|(id, a)| a.run.as_ref().map(|r| (*id, r.end_s))).collect();
+        running.sort_unstable();
+        for (id, _) in &running {
+            let a = &self.active[id];
+            let r = a.run.as_ref().expect("filtered on run");
+            self.collect.held(&a.job, r.model, r.gpu_milli, now.saturating_sub(r.start_s));
+        }
         let unfinished = self.active.len() as u64;
         let still_running = running.len() as u64;
         let pools: Vec<crate::report::PoolBooks> = self

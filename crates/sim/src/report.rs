@@ -125,7 +125,7 @@ pub struct Inference {
     pub slo_s: u64,
     /// Share of inference jobs that started within `slo_s` of arriving.
     pub slo_attainment: f64,
-    /// Share of demanded replica-seconds that were served.
+    /// Share of demanded replica-seconds (within the horizon) that were served.
     pub served_share: f64,
     /// Inference demand that expired while waiting.
     pub expired: u64,
@@ -205,6 +205,7 @@ pub struct Collector {
     series: Vec<Sample>,
     burn: Vec<Vec<BurnPoint>>,
     slo_s: u64,
+    horizon_s: Option<u64>,
 }
 
 fn secs(d: u64) -> u32 {
@@ -234,13 +235,15 @@ impl Collector {
             series: Vec::new(),
             burn: vec![Vec::new(); input.fleet.contracts.len()],
             slo_s: input.settings.inference_slo_s,
+            horizon_s: input.horizon_s,
         }
     }
 
     pub fn arrived(&mut self, job: &TraceJob) {
         if job.kind == JobKind::Inference {
             self.inference_jobs += 1;
-            self.inference_demand_s += job.work_s.min(u32::MAX as u64) as u128;
+            let until = self.horizon_s.unwrap_or(u64::MAX).saturating_sub(job.arrival_s);
+            self.inference_demand_s += job.work_s.min(until).min(u32::MAX as u64) as u128;
         }
     }
 

@@ -251,3 +251,25 @@ fn scenario_errors_name_the_field() {
         "invalid events[0].outage.at_days `-1`",
     );
 }
+
+#[test]
+fn inference_demand_that_waits_past_its_window_is_unserved() {
+    let f = fleet(ONE_NODE);
+    let mut a = job(0, 8, 100);
+    a.kind = JobKind::Inference;
+    let mut b = a.clone();
+    b.arrival_s = 10;
+    let case = Case {
+        fleet: &f,
+        speeds: vec![SpeedRow::uniform("x")],
+        events: vec![],
+        settings: settings(),
+        policy: PolicyName::Cumulo,
+    };
+    let r = case.run(&[a, b]);
+    // A serves 0..100; B's window (10..110) is mostly lost: it starts at 100 and serves 10 s
+    assert_eq!(r.inference.jobs, 2);
+    assert_eq!(r.inference.served_share, 0.55);
+    assert_eq!(r.inference.slo_attainment, 1.0, "both started within 300 s");
+    assert_eq!(r.jct_s["inference"].p99_s, 100);
+}
