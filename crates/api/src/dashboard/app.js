@@ -184,11 +184,15 @@ function svg(w, h, inner) {
   return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img">${inner}</svg>`;
 }
 
-function niceMax(v) {
-  if (v <= 4) return 4;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 4, 5, 8, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+// Axis ticks: a step of 1, 2 or 5 times a power of ten, at most five steps up to `v` or above it.
+function niceTicks(v) {
+  const top = Math.max(1, v);
+  for (let p = 1; ; p *= 10) {
+    for (const m of [1, 2, 5]) {
+      const step = m * p, n = Math.ceil(top / step);
+      if (n <= 5) return { step, n };
+    }
+  }
 }
 
 function drawQueueChart() {
@@ -201,14 +205,15 @@ function drawQueueChart() {
   }
   const t0 = samples[0].t, t1 = samples[samples.length - 1].t;
   const span = Math.max(1, t1 - t0);
-  const max = niceMax(Math.max(1, ...samples.flatMap((s) => shown.map((st) => s.counts[st] || 0))));
+  const ticks = niceTicks(Math.max(...samples.flatMap((s) => shown.map((st) => s.counts[st] || 0))));
+  const max = ticks.step * ticks.n;
   const x = (t) => L + (W - L - R) * (t - t0) / span;
   const y = (v) => T + (H - T - B) * (1 - v / max);
   let inner = "";
-  for (let i = 0; i <= 4; i++) {
-    const v = max * i / 4, yy = y(v);
+  for (let i = 0; i <= ticks.n; i++) {
+    const v = ticks.step * i, yy = y(v);
     inner += `<line class="axis" x1="${L}" x2="${W - R}" y1="${yy}" y2="${yy}"/>`;
-    inner += `<text x="${L - 6}" y="${yy + 4}" text-anchor="end">${esc(Number.isInteger(v) ? v : v.toFixed(1))}</text>`;
+    inner += `<text x="${L - 6}" y="${yy + 4}" text-anchor="end">${esc(v.toLocaleString())}</text>`;
   }
   inner += `<text x="${L}" y="${H - 6}">${esc(new Date(t0).toLocaleTimeString())}</text>`;
   inner += `<text x="${W - R}" y="${H - 6}" text-anchor="end">${esc(new Date(t1).toLocaleTimeString())}</text>`;
