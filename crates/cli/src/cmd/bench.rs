@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Sched(SchedArgs),
     /// Submit jobs to a running server over HTTP and print jobs/s and request latency (p50, p99)
     Submit(super::bench_submit::BenchSubmitArgs),
+    /// Dispatch held attempts to a live slurmrestd and time one observe of all of them
+    Slurm(super::bench_slurm::BenchSlurmArgs),
 }
 
 #[derive(clap::Args)]
@@ -122,6 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Sched(a) => sched(a),
         BenchCommand::Submit(a) => super::bench_submit::run(a),
+        BenchCommand::Slurm(a) => super::bench_slurm::run(a),
     }
 }
 

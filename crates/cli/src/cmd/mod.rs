@@ -7,6 +7,7 @@ pub mod portfolio;
 pub mod simulate;
 pub mod usage;
 pub mod validate;
+pub mod bench_slurm;
 pub mod bench_submit;
 pub mod fleet;
 pub mod jobs;
