@@ -1,7 +1,8 @@
 //! Dispatch to slurmrestd and whole-cluster observe, against the cluster of
 //! `scripts/dev-slurm.sh start` (env from its env file); prints one JSON report per way of
 //! observing (slurmrestd's job list, then `squeue`), or "skipping: ..." without a cluster.
-//! `BENCH_ATTEMPTS` (default 10000) and `BENCH_CONCURRENCY` (default 16) tune it; the
+//! `BENCH_ATTEMPTS` (default 10000), `BENCH_CONCURRENCY` (default 16) and `BENCH_OBSERVE`
+//! (`endpoint` or `squeue`: only that run) tune it; the
 //! slurmrestd-observed run uses a fifth of the attempts, since slurmrestd takes about 2 s per
 //! 1,000 jobs to list them.
 
@@ -27,7 +28,12 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let observers =
         [ObserveWith::Endpoint, ObserveWith::Squeue { slurm_conf: get("CUMULO_TEST_SLURM_CONF").map(Into::into) }];
+    let only = get("BENCH_OBSERVE"); // `endpoint` or `squeue` to run one of the two
     for (i, observe_with) in observers.into_iter().enumerate() {
+        let name = if observe_with == ObserveWith::Endpoint { "endpoint" } else { "squeue" };
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let first_job = 900_000_000_000 + (epoch % 100_000) * 1_000_000 + i as u64 * 100_000;
         let attempts = if observe_with == ObserveWith::Endpoint { attempts / 5 } else { attempts };
         let config = BenchConfig { attempts, concurrency, polls: 5, first_job };
