@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use cumulo_driver::{Capacity, NodeState as DriverNodeState};
 use cumulo_sched::{GpuAlloc, NodeAlloc, NodeState, Placement, Pool, PoolId, RunningAlloc, Timestamp};
-use cumulo_types::{CapacityKind, JobSpec, Money, NodeType};
+use cumulo_types::{CapacityKind, GpuModel, JobSpec, Money, NodeType};
 use serde::{Deserialize, Serialize};
 
 /// Where one cluster sits and what its nodes cost, from the fleet configuration.
@@ -48,6 +48,29 @@ pub struct StoredPlacement {
     pub option: u32,
     pub nodes: Vec<PlacedNode>,
     pub price_per_hour: Money,
+    /// What the pool's nodes are and how they are held, for metering (absent from placements
+    /// stored before metering; the loop then falls back to the cluster's configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<PoolOffer>,
+}
+
+/// The pool an attempt was placed on, as metering needs it: where, what node type, how it is held
+/// and at what price per node-hour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolOffer {
+    pub provider: String,
+    pub region: String,
+    pub capacity: CapacityKind,
+    /// The contract the pool draws on, for contract capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    pub node_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuModel>,
+    #[serde(default)]
+    pub gpus: u32,
+    /// The plan's price of one node of the placement for one hour (`price_per_hour / nodes`).
+    pub price_per_node_hour: Money,
 }
 
 /// The pools of one pass and how to find a node by name.
@@ -138,8 +161,14 @@ impl Fleet {
         self.members.get(&pool).map(|(cluster, _)| *cluster)
     }
 
-    /// A scheduler placement as stored: cluster and node names with what each node gives.
-    pub fn store_placement(&self, clusters: &[ClusterInfo], placement: &Placement) -> Option<StoredPlacement> {
+    /// A scheduler placement as stored: cluster and node names with what each node gives, and the
+    /// pool's offer (`contract` is the contract id of the cluster, for contract capacity).
+    pub fn store_placement(
+        &self,
+        clusters: &[ClusterInfo],
+        placement: &Placement,
+        contract: Option<&str>,
+    ) -> Option<StoredPlacement> {
         let (cluster, names) = self.members.get(&placement.pool)?;
         let pool = self.pools.get(placement.pool.0 as usize)?;
         let nodes = placement
@@ -160,12 +189,25 @@ impl Fleet {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
+        let info = &clusters[*cluster];
+        let node_count = i64::try_from(nodes.len()).unwrap_or(i64::MAX).max(1);
+        let offer = PoolOffer {
+            provider: info.provider.clone(),
+            region: info.region.clone(),
+            capacity: pool.capacity,
+            contract: (pool.capacity == CapacityKind::Contract).then(|| contract.unwrap_or(&info.name).to_string()),
+            node_type: pool.node_type.name.clone(),
+            gpu: pool.node_type.gpu,
+            gpus: pool.node_type.gpus,
+            price_per_node_hour: Money(placement.price_per_hour.micros() / node_count),
+        };
         Some(StoredPlacement {
-            cluster: clusters[*cluster].name.clone(),
+            cluster: info.name.clone(),
             pool: pool.name.clone(),
             option: placement.option,
             nodes,
             price_per_hour: placement.price_per_hour,
+            offer: Some(offer),
         })
     }
 

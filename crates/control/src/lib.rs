@@ -8,6 +8,9 @@
 //! 2. [`Controller::plan`]: build a snapshot (discovered nodes, active attempts), call
 //!    `cumulo_sched::schedule`, and commit the plan with its new attempt ids in one store
 //!    transaction (`Store::commit_plan`). Preempted attempts are stopped after the commit.
+//!    Before the state changes are written, every node's reported start/stop (or heartbeat)
+//!    becomes usage records rated at the price of the attempt's pool (`metering`), appended with
+//!    `Store::append_usage`; re-observing bills nothing (ledger and store both refuse it).
 //! 3. [`Controller::dispatch`]: launch every attempt still `planned`, from this pass or an earlier
 //!    one that crashed, through its cluster's driver; a launched attempt becomes `launching`.
 //!
@@ -23,6 +26,7 @@
 //! but two plans may over-commit a node).
 
 mod fleet;
+mod metering;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -36,7 +40,7 @@ use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanC
 use cumulo_types::{AttemptId, JobId};
 use serde::Serialize;
 
-pub use fleet::{ClusterInfo, Fleet, PlacedNode, StoredPlacement};
+pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
 
 /// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
 /// committed; the next pass starts over from stored state.
@@ -46,6 +50,8 @@ pub enum Error {
     Store(#[from] cumulo_store::Error),
     #[error("scheduler: {0}")]
     Sched(#[from] cumulo_sched::Error),
+    #[error("metering: {0}")]
+    Ledger(#[from] cumulo_ledger::Error),
     #[error("invalid database `{value}`: expected {expected}")]
     InvalidDatabase { value: String, expected: &'static str },
 }
@@ -79,6 +85,9 @@ pub struct Options {
     pub sched: cumulo_sched::Config,
     pub tenants: Vec<TenantPolicy>,
     pub clock: Clock,
+    /// Cluster name → the contract id its capacity is held under, for clusters whose capacity is
+    /// `contract`. A contract cluster missing here is metered under its own name as contract id.
+    pub contracts: BTreeMap<String, String>,
 }
 
 impl Options {
@@ -94,6 +103,7 @@ impl Options {
             sched: cumulo_sched::Config::default(),
             tenants: Vec::new(),
             clock: Arc::new(Utc::now),
+            contracts: BTreeMap::new(),
         }
     }
 }
@@ -116,6 +126,8 @@ pub struct Report {
     pub launched: Vec<AttemptId>,
     /// Launches that failed and will be retried with the same attempt id.
     pub launch_retries: usize,
+    /// Usage records appended by metering in this pass.
+    pub metered: u64,
     /// Time spent in `cumulo_sched::schedule`, in microseconds.
     pub decision_micros: u64,
 }
@@ -138,6 +150,8 @@ struct Memory {
     unreachable_since: HashMap<usize, DateTime<Utc>>,
     unknown_since: HashMap<AttemptId, DateTime<Utc>>,
     last_report: Option<Report>,
+    /// Ledgers of active attempts (metering); missing ones are rebuilt from the store.
+    ledgers: metering::Ledgers,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -241,6 +255,7 @@ impl Controller {
         let active = self.options.store.active_attempts().await?;
         let mut by_cluster: BTreeMap<usize, Vec<&ActiveAttempt>> = BTreeMap::new();
         let mut updates = Vec::new();
+        let mut node_reports = Vec::new();
         for attempt in &active {
             match placement_of(attempt).and_then(|p| self.cluster_index(&p.cluster)) {
                 Some(cluster) => by_cluster.entry(cluster).or_default().push(attempt),
@@ -279,6 +294,18 @@ impl Controller {
                 }
             };
             for (attempt, observation) in attempts.into_iter().zip(observations) {
+                if let Some(placement) = placement_of(attempt) {
+                    let info = &self.options.clusters[cluster].info;
+                    let contract = self.options.contracts.get(&info.name).map(String::as_str);
+                    node_reports.extend(metering::NodeReport::new(
+                        attempt,
+                        &placement,
+                        info,
+                        contract,
+                        &observation.nodes,
+                        observation.observed_at,
+                    ));
+                }
                 let stored = attempt.attempt.state;
                 let engine_terminal = observation.state.is_terminal();
                 let (state, message) = match observation.state {
@@ -325,13 +352,80 @@ impl Controller {
         }
         report.lost = updates.iter().filter(|u| u.state == AttemptState::Lost).map(|u| u.id).collect();
         report.observed = updates.len();
+        // Usage first: once an attempt is terminal it is no longer observed, so its last node-time
+        // must be durable before its final state is.
+        report.metered = self.meter(node_reports).await?;
+        self.options.store.update_attempts(updates.clone()).await?;
+        let mut memory = self.lock();
+        let active_ids: std::collections::HashSet<AttemptId> = active.iter().map(|a| a.attempt.id).collect();
         for update in &updates {
             if update.state.is_terminal() {
-                self.lock().unknown_since.remove(&update.id);
+                memory.unknown_since.remove(&update.id);
+                memory.ledgers.remove(&update.id);
             }
         }
-        self.options.store.update_attempts(updates).await?;
+        memory.ledgers.retain(|id, _| active_ids.contains(id));
         Ok(())
+    }
+
+    /// Meters the node reports of one pass and appends the new records in one store call; returns
+    /// how many were stored. A report that cannot be metered (bad provider name) is logged and
+    /// skipped; a failed append forgets the involved ledgers (rebuilt from the store next pass) and
+    /// fails the pass before any state change is written.
+    async fn meter(&self, reports: Vec<metering::NodeReport>) -> Result<u64, Error> {
+        if reports.is_empty() {
+            return Ok(0);
+        }
+        let mut observed = Vec::with_capacity(reports.len());
+        for report in &reports {
+            match report.observations().and_then(|obs| Ok((obs, report.prices()?))) {
+                Ok((obs, prices)) if !obs.is_empty() => observed.push((report.attempt, obs, prices)),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(attempt = %report.attempt, error = %err, "cannot meter attempt"),
+            }
+        }
+        let missing: Vec<AttemptId> = {
+            let memory = self.lock();
+            observed.iter().map(|(id, _, _)| *id).filter(|id| !memory.ledgers.contains_key(id)).collect()
+        };
+        if !missing.is_empty() {
+            let since = observed
+                .iter()
+                .filter(|(id, _, _)| missing.contains(id))
+                .flat_map(|(_, obs, _)| obs.iter().map(|o| o.start))
+                .min();
+            let records = self.options.store.usage_between(since, None).await?;
+            let rebuilt = metering::ledgers_from_records(&missing, records)?;
+            self.lock().ledgers.extend(rebuilt);
+        }
+        let mut new_records = Vec::new();
+        {
+            let mut memory = self.lock();
+            for (id, obs, prices) in &observed {
+                let Some(ledger) = memory.ledgers.get_mut(id) else { continue };
+                for o in obs {
+                    match ledger.meter(o, prices) {
+                        Ok((_, records)) => new_records.extend(records),
+                        Err(err) => {
+                            tracing::warn!(attempt = %id, node_rank = o.node_rank, error = %err, "cannot meter node")
+                        }
+                    }
+                }
+            }
+        }
+        if new_records.is_empty() {
+            return Ok(0);
+        }
+        match self.options.store.append_usage(new_records).await {
+            Ok(stored) => Ok(stored),
+            Err(err) => {
+                let mut memory = self.lock();
+                for (id, _, _) in &observed {
+                    memory.ledgers.remove(id);
+                }
+                Err(err.into())
+            }
+        }
     }
 
     /// Step 2: discover capacity, schedule the pending queue on it, and commit the plan. Returns
@@ -378,7 +472,11 @@ impl Controller {
 
         let mut commit = PlanCommit::default();
         for placement in plan.placements.iter().filter(|p| p.replica == 0) {
-            match fleet.store_placement(&infos, placement) {
+            let contract = fleet
+                .cluster_of(placement.pool)
+                .and_then(|c| self.options.contracts.get(&infos[c].name))
+                .map(String::as_str);
+            match fleet.store_placement(&infos, placement, contract) {
                 Some(stored) => commit.launches.push(NewAttempt {
                     job: placement.job,
                     placement: serde_json::to_value(&stored).expect("placements serialise"),

@@ -46,14 +46,22 @@ impl World {
 
     /// A controller over this world's store and simulated cluster, whose driver is `driver`.
     fn controller_with(&self, driver: Arc<dyn Driver>) -> Controller {
+        self.controller_held(driver, CapacityKind::OnDemand, None)
+    }
+
+    /// A controller whose cluster's capacity is held as `capacity` (under `contract`, if given).
+    fn controller_held(&self, driver: Arc<dyn Driver>, capacity: CapacityKind, contract: Option<&str>) -> Controller {
         let info = ClusterInfo {
             name: "sim-a".into(),
             provider: "local".into(),
             region: "sim".into(),
-            capacity: CapacityKind::OnDemand,
+            capacity,
             price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
         };
         let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver }]);
+        if let Some(contract) = contract {
+            options.contracts.insert("sim-a".into(), contract.into());
+        }
         let clock = self.clock.clone();
         options.clock = Arc::new(move || clock.now());
         options.lost_after = Duration::from_secs(30);
@@ -420,4 +428,77 @@ async fn a_crash_after_a_preempting_plan_still_stops_the_victim() {
     controller.reconcile_once().await.unwrap();
     assert_eq!(world.state(urgent).await, JobState::Running);
     assert!(world.dispatch_counts().values().all(|n| *n == 1));
+}
+
+/// Sums of a job's stored usage: (node-seconds, cost).
+async fn usage_of(world: &World, job: JobId) -> (i64, Money) {
+    let records = world.store.usage_between(None, None).await.unwrap();
+    let mine: Vec<_> = records.iter().filter(|r| r.attempt.job == job).collect();
+    (mine.iter().map(|r| r.seconds()).sum(), mine.iter().map(|r| r.cost).sum())
+}
+
+#[tokio::test]
+async fn node_time_is_metered_at_the_pool_price_exactly_once() {
+    let mut world = World::new().await;
+    let mut spec = gpu_job("two-nodes", 8);
+    spec.num_nodes = 2;
+    let job = world.submit(spec).await;
+    let controller = world.controller();
+    controller.reconcile_once().await.unwrap();
+    world.advance(1); // the simulated start delay: both nodes start now
+    let started = world.clock.now();
+    controller.reconcile_once().await.unwrap();
+    assert_eq!(world.state(job).await, JobState::Running);
+    world.advance(40);
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.metered, 2, "one heartbeat record per node: {report:?}");
+    assert_eq!(usage_of(&world, job).await.0, 2 * 40);
+    // the same instant observed again bills nothing
+    assert_eq!(controller.reconcile_once().await.unwrap().metered, 0);
+    // a restarted loop (no ledgers in memory) neither double-bills nor conflicts with stored records
+    world.restart().await;
+    let controller = world.controller();
+    world.advance(30);
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.metered, 2, "{report:?}");
+    assert_eq!(usage_of(&world, job).await.0, 2 * 70);
+    world.advance(100); // past the 100 s run: the attempt exits at started + 100
+    controller.reconcile_once().await.unwrap();
+    assert_eq!(world.state(job).await, JobState::Succeeded);
+    let records = world.store.usage_between(None, None).await.unwrap();
+    assert!(records.iter().all(|r| r.node_type == "H100x8" && r.gpus == 8 && r.tenant == "research"));
+    assert!(records.iter().all(|r| r.capacity == CapacityKind::OnDemand && r.contract.is_none()));
+    assert!(records.iter().all(|r| r.rate == Money::from_dollars(10) && r.provider.as_str() == "local"));
+    let end = started + chrono::Duration::seconds(100);
+    for rank in 0..2 {
+        let node: Vec<_> = records.iter().filter(|r| r.node_rank == rank).collect();
+        assert_eq!(node.first().unwrap().start, started);
+        assert_eq!(node.last().unwrap().stop, end);
+    }
+    let expected = cumulo_ledger::cost_between(Money::from_dollars(10), started.timestamp(), end.timestamp());
+    assert_eq!(usage_of(&world, job).await, (200, Money(expected.micros() * 2)));
+    // later passes add nothing: the attempt is terminal and no longer observed
+    world.advance(60);
+    assert_eq!(controller.reconcile_once().await.unwrap().metered, 0);
+    assert_eq!(world.store.usage_between(None, None).await.unwrap(), records);
+}
+
+#[tokio::test]
+async fn contract_capacity_is_metered_under_its_contract() {
+    let world = World::new().await;
+    let job = world.submit(gpu_job("c", 8)).await;
+    let controller = world.controller_held(Arc::new(world.sim.clone()), CapacityKind::Contract, Some("aws-2026"));
+    controller.reconcile_once().await.unwrap();
+    world.advance(1);
+    controller.reconcile_once().await.unwrap();
+    world.advance(100);
+    controller.reconcile_once().await.unwrap();
+    assert_eq!(world.state(job).await, JobState::Succeeded);
+    let records = world.store.usage_between(None, None).await.unwrap();
+    assert!(!records.is_empty());
+    assert!(
+        records.iter().all(|r| r.capacity == CapacityKind::Contract && r.contract.as_deref() == Some("aws-2026")),
+        "{records:?}"
+    );
+    assert_eq!(usage_of(&world, job).await.0, 100);
 }
