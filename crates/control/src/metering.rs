@@ -67,11 +67,12 @@ impl NodeReport {
                     contract: self.offer.contract.clone(),
                     resource_id: Some(format!("{}/{}", self.placement.cluster, node.node)),
                 };
+                // Never bill seconds that have not happened yet (a driver may report a planned end).
                 Observation::from_node_report(
                     self.attempt,
                     node.rank,
                     node.started_at,
-                    node.finished_at,
+                    node.finished_at.map(|f| f.min(self.observed_at)),
                     self.observed_at,
                     meta,
                 )
