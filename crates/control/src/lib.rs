@@ -23,7 +23,9 @@
 //! separate attempts; lost-timeout clocks live in memory, so a restart delays loss detection by up
 //! to `lost_after`; the lease (`lease_ttl_s`, 15 s) must outlast a pass, else two servers may plan at
 //! once (the store still refuses to place a job twice, drivers still refuse to launch an id twice,
-//! but two plans may over-commit a node).
+//! but two plans may over-commit a node). Metering keeps one ledger per active attempt in memory;
+//! after a restart it rebuilds them with one `usage_between` read from the oldest active attempt's
+//! start, which reads every tenant's usage since then once.
 
 mod fleet;
 mod metering;
