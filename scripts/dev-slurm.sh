@@ -141,6 +141,14 @@ start() {
     local n
     n=$(node_name "$i")
     if ! alive "$(cat "$DIR/run/slurmd-$n.pid" 2>/dev/null)"; then
+      # A slurmd of ours still running without its pid file (removed by a stop elsewhere):
+      # adopt it instead of starting a second one on the same port.
+      local running
+      running=$(pgrep -f "^slurmd -f $CONF -N $n\$" | head -1 || true)
+      if [ -n "$running" ]; then
+        echo "$running" >"$DIR/run/slurmd-$n.pid"
+        continue
+      fi
       slurmd -f "$CONF" -N "$n"
       for _ in $(seq 1 50); do [ -s "$DIR/run/slurmd-$n.pid" ] && break; sleep 0.1; done
       record "slurmd-$n" "$(cat "$DIR/run/slurmd-$n.pid")"
