@@ -174,7 +174,8 @@ struct SimAttempt {
     duration: Duration,
     exit_code: i32,
     cancelled_at: Option<Timestamp>,
-    lost: Option<String>,
+    /// Why and when the attempt was lost.
+    lost: Option<(String, Timestamp)>,
 }
 
 #[derive(Debug, Default)]
@@ -238,7 +239,7 @@ impl SimDriver {
         let reason = format!("simulated node {node} lost");
         for a in st.attempts.values_mut() {
             if a.nodes.iter().any(|n| n == node) && a.lost.is_none() && !self.finished(a, now) {
-                a.lost = Some(reason.clone());
+                a.lost = Some((reason.clone(), now));
             }
         }
     }
@@ -284,7 +285,7 @@ impl SimDriver {
         let start = self.start_of(a);
         let end = self.end_of(a);
         let started = (now >= start).then_some(start);
-        let state = if let Some(reason) = &a.lost {
+        let state = if let Some((reason, _)) = &a.lost {
             AttemptState::Lost { reason: reason.clone() }
         } else if a.cancelled_at.is_some() {
             AttemptState::Cancelled
@@ -295,7 +296,9 @@ impl SimDriver {
         } else {
             AttemptState::Exited { code: a.exit_code, finished_at: end }
         };
-        let finished = state.is_terminal().then(|| a.cancelled_at.unwrap_or(end).min(end));
+        // A lost or cancelled attempt stopped when that happened, never at its planned end.
+        let stopped_at = a.lost.as_ref().map(|(_, at)| *at).or(a.cancelled_at).unwrap_or(end).min(end);
+        let finished = state.is_terminal().then_some(stopped_at);
         let nodes = a
             .nodes
             .iter()

@@ -87,6 +87,8 @@ async fn a_lost_node_loses_its_attempts_and_refuses_new_ones() {
     let obs = driver.observe(&[on_lost, elsewhere]).await.unwrap();
     assert_eq!(obs[0].state, AttemptState::Lost { reason: "simulated node aws-use1-0002 lost".into() });
     assert!(matches!(obs[1].state, AttemptState::Running { .. }));
+    let lost_at = t0() + chrono::Duration::seconds(5);
+    assert!(obs[0].nodes.iter().all(|n| n.finished_at == Some(lost_at)), "stopped when lost, not at its planned end");
     let cap = driver.discover().await.unwrap();
     assert!(cap.simulated);
     assert_eq!(cap.nodes.iter().filter(|n| n.state == NodeState::Down).count(), 1);
