@@ -1,15 +1,15 @@
 //! One module per `cumulo` subcommand.
 pub mod bench;
+pub mod bench_slurm;
+pub mod bench_submit;
 pub mod catalog;
+pub mod fleet;
 pub mod invoice;
+pub mod jobs;
 pub mod offers;
 pub mod portfolio;
+pub mod remote;
+pub mod server;
 pub mod simulate;
 pub mod usage;
 pub mod validate;
-pub mod bench_slurm;
-pub mod bench_submit;
-pub mod fleet;
-pub mod jobs;
-pub mod remote;
-pub mod server;
