@@ -34,5 +34,5 @@ started+=(slurm)
 eval "$slurm_env"
 
 step "tests"
-cargo test --locked --workspace # unit, integration and doc tests of every crate
+cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate
 step "done"

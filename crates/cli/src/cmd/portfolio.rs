@@ -249,7 +249,8 @@ mod tests {
     #[test]
     fn short_usd_units() {
         assert_eq!(short_usd(Money::from_dollars(38_000_000_000)), "$38.00B");
-        assert_eq!(short_usd(Money::from_micros(1_640_393_749_820_631)), "$1,640.39M");
+        assert_eq!(short_usd(Money::from_micros(1_640_393_749_820_631)), "$1.64B");
+        assert_eq!(short_usd(Money::from_micros(768_530_000_000_000)), "$768.53M");
         assert_eq!(short_usd(Money::from_micros(12_500_000)), "$12.50");
         assert_eq!(short_usd(Money::from_dollars(-2_000_000)), "-$2.00M");
     }
