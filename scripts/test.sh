@@ -33,6 +33,14 @@ slurm_env=$(scripts/dev-slurm.sh start) # prints `export NAME=value` lines
 started+=(slurm)
 eval "$slurm_env"
 
+if [ "${CUMULO_TEST_RAY:-}" = 1 ]; then
+  # opt-in: installs ray[default] into a venv on first use (about a minute, 1.7 GiB of memory)
+  step "start ray"
+  ray_env=$(scripts/dev-ray.sh start)
+  started+=(ray)
+  eval "$ray_env"
+fi
+
 step "tests"
 cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate
 step "done"
