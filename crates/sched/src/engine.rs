@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use cumulo_types::{CapacityKind, Constraints, Money, Priority, ResourceOption, TopologyNeed};
+use cumulo_types::{CapacityKind, Constraints, JobId, Money, Priority, ResourceOption, SpreadPolicy, TopologyNeed};
 
 use crate::model::{
     Config, NodeAlloc, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption, QueuedJob, QuotaResource,
@@ -95,6 +95,82 @@ struct Tenant {
     rank: u32,
 }
 
+/// Where a job's replicas are, for jobs with a spread policy: built the first time a pass meets
+/// such a job, so passes without one pay nothing.
+struct Spread {
+    /// Per pool, its provider's id and its (provider, region)'s id.
+    provider_of: Vec<u32>,
+    region_of: Vec<u32>,
+    provider_names: Vec<String>,
+    region_names: Vec<String>,
+    /// Running allocations by job.
+    running_of: FxMap<JobId, Vec<u32>>,
+    /// Per (job, policy): replicas per provider (region) id, running and placed in this pass.
+    tallies: FxMap<(JobId, SpreadPolicy), Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    counts: Vec<(u32, u32)>,
+    /// Replicas placed in this pass: while non-zero the job's running replicas are not preempted,
+    /// so what the placements were spread against stays.
+    placed: u32,
+}
+
+/// Spread keys a replica must (`hard`) or would rather (soft) not use.
+struct Avoid {
+    by_region: bool,
+    keys: Vec<u32>,
+    hard: bool,
+}
+
+impl Spread {
+    fn new(snapshot: &Snapshot) -> Spread {
+        let mut provider_ids: HashMap<&str, u32> = HashMap::new();
+        let mut region_ids: HashMap<(&str, &str), u32> = HashMap::new();
+        let mut spread = Spread {
+            provider_of: Vec::with_capacity(snapshot.pools.len()),
+            region_of: Vec::with_capacity(snapshot.pools.len()),
+            provider_names: Vec::new(),
+            region_names: Vec::new(),
+            running_of: FxMap::default(),
+            tallies: FxMap::default(),
+        };
+        for pool in &snapshot.pools {
+            let next = provider_ids.len() as u32;
+            let p = *provider_ids.entry(pool.provider.as_str()).or_insert_with(|| {
+                spread.provider_names.push(pool.provider.clone());
+                next
+            });
+            let next = region_ids.len() as u32;
+            let r = *region_ids.entry((pool.provider.as_str(), pool.region.as_str())).or_insert_with(|| {
+                spread.region_names.push(format!("{}/{}", pool.provider, pool.region));
+                next
+            });
+            spread.provider_of.push(p);
+            spread.region_of.push(r);
+        }
+        for (i, r) in snapshot.running.iter().enumerate() {
+            spread.running_of.entry(r.job).or_default().push(i as u32);
+        }
+        spread
+    }
+
+    fn key(&self, policy: SpreadPolicy, pool: u32) -> u32 {
+        match policy {
+            SpreadPolicy::Regions => self.region_of[pool as usize],
+            _ => self.provider_of[pool as usize],
+        }
+    }
+}
+
+impl Avoid {
+    fn excludes(&self, spread: &Spread, pool: u32) -> bool {
+        let key = if self.by_region { spread.region_of[pool as usize] } else { spread.provider_of[pool as usize] };
+        self.keys.contains(&key)
+    }
+}
+
 /// What [`Scheduler::schedule_observed`] reports as it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -122,6 +198,7 @@ pub struct Scheduler<'s> {
     shape_ids: FxMap<u64, Vec<u32>>,
     /// Bumped whenever capacity is freed; invalidates cursors and failure marks.
     generation: u64,
+    spread: Option<Spread>,
 }
 
 fn need_of(option: &ResourceOption) -> Result<Need, String> {
@@ -217,6 +294,7 @@ impl<'s> Scheduler<'s> {
             shapes: Vec::new(),
             shape_ids: FxMap::default(),
             generation: 0,
+            spread: None,
         };
         for policy in &snapshot.tenants {
             let t = scheduler.tenant_id(&policy.name);
@@ -635,9 +713,74 @@ impl<'s> Scheduler<'s> {
         }
     }
 
+    /// What a replica of a spread job should avoid: nothing before its first replica runs; the
+    /// one provider (region) holding all its replicas, strictly; else, as a preference, those
+    /// holding the most.
+    fn avoid_for(&mut self, job: &QueuedJob) -> Option<Avoid> {
+        if job.spread == SpreadPolicy::None {
+            return None;
+        }
+        let snapshot = self.snapshot;
+        let spread = self.spread.get_or_insert_with(|| Spread::new(snapshot));
+        let key = (job.id, job.spread);
+        if !spread.tallies.contains_key(&key) {
+            let mut tally = Tally::default();
+            for &v in spread.running_of.get(&job.id).map_or(&[][..], Vec::as_slice) {
+                let run = &self.running[v as usize];
+                if run.alive {
+                    tally.add(spread.key(job.spread, run.pool), 1);
+                }
+            }
+            spread.tallies.insert(key, tally);
+        }
+        let counts = &spread.tallies[&key].counts;
+        let most = counts.iter().map(|&(_, n)| n).max().unwrap_or(0);
+        let used: Vec<u32> = counts.iter().filter(|&&(_, n)| n > 0).map(|&(k, _)| k).collect();
+        match used.len() {
+            0 => None,
+            1 => Some(Avoid { by_region: job.spread == SpreadPolicy::Regions, keys: used, hard: true }),
+            _ => Some(Avoid {
+                by_region: job.spread == SpreadPolicy::Regions,
+                keys: counts.iter().filter(|&&(_, n)| n == most).map(|&(k, _)| k).collect(),
+                hard: false,
+            }),
+        }
+    }
+
+    /// Places the job, honouring its spread policy: strictly away from the only provider
+    /// (region) used so far, or preferably away from the most used ones, falling back to any.
+    fn place_spread(
+        &mut self,
+        job: &QueuedJob,
+        t: u32,
+        s: usize,
+        plan: &mut Plan,
+    ) -> Result<(u32, u32, Vec<NodeAlloc>, Money), PendingReason> {
+        let placed = match self.avoid_for(job) {
+            None => self.try_place(job, t, s, plan, None, true),
+            Some(avoid) if avoid.hard => self.try_place(job, t, s, plan, Some(&avoid), true),
+            Some(avoid) => self
+                .try_place(job, t, s, plan, Some(&avoid), false)
+                .or_else(|_| self.try_place(job, t, s, plan, None, true)),
+        };
+        if let Ok((pool, ..)) = &placed {
+            let spread = self.spread.as_mut().expect("built by avoid_for");
+            let key = spread.key(job.spread, *pool);
+            let tally = spread.tallies.get_mut(&(job.id, job.spread)).expect("built by avoid_for");
+            tally.add(key, 1);
+            tally.placed += 1;
+        }
+        placed
+    }
+
     fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, s: usize, plan: &mut Plan) {
         let job = &queue[j];
-        match self.try_place(job, t, s, plan) {
+        let placed = if job.spread == SpreadPolicy::None {
+            self.try_place(job, t, s, plan, None, true)
+        } else {
+            self.place_spread(job, t, s, plan)
+        };
+        match placed {
             Ok((pool, option, nodes, node_cost)) => {
                 let need = self.shapes[s].needs[option as usize];
                 let (gpu, cpu) = Self::usage(&need, job.num_nodes);
@@ -657,7 +800,8 @@ impl<'s> Scheduler<'s> {
         }
     }
 
-    /// Tries the job's candidates cheapest first, then preemption. On success returns the pool,
+    /// Tries the job's candidates cheapest first, then preemption (when `preempt`). `avoid`
+    /// leaves out pools of some providers (regions) for spread jobs. On success returns the pool,
     /// the option used, the node allocations and the cost of one node.
     fn try_place(
         &mut self,
@@ -665,6 +809,8 @@ impl<'s> Scheduler<'s> {
         t: u32,
         s: usize,
         plan: &mut Plan,
+        avoid: Option<&Avoid>,
+        preempt: bool,
     ) -> Result<(u32, u32, Vec<NodeAlloc>, Money), PendingReason> {
         if let Some(reason) = &self.shapes[s].static_reason {
             return Err(reason.clone());
@@ -697,10 +843,18 @@ impl<'s> Scheduler<'s> {
             shape.cursor_generation = generation;
         }
         let mut quota_skipped = false;
+        let mut spread_skipped = false;
         let mut i = self.shapes[s].cursor;
         while i < self.shapes[s].candidates.len() {
             let c = self.shapes[s].candidates[i];
             let need = self.shapes[s].needs[c.option as usize];
+            if let (Some(a), Some(spread)) = (avoid, &self.spread)
+                && a.excludes(spread, c.pool)
+            {
+                spread_skipped = true;
+                i += 1;
+                continue;
+            }
             if with_quota {
                 let (gpu, cpu) = Self::usage(&need, job.num_nodes);
                 if self.quota_break(t, gpu, cpu).is_some() {
@@ -712,21 +866,35 @@ impl<'s> Scheduler<'s> {
             if let Some(nodes) = self.pools[c.pool as usize].place(&need, job.num_nodes, job.topology) {
                 return Ok((c.pool, c.option, nodes, c.node_cost));
             }
-            if !quota_skipped {
+            if !quota_skipped && !spread_skipped {
                 self.shapes[s].cursor = i + 1;
             }
             i += 1;
         }
-        if self.config.preemption
-            && let Some(found) = self.try_preempt(job, s, t, plan)
+        if preempt
+            && self.config.preemption
+            && let Some(found) = self.try_preempt(job, s, t, plan, avoid)
         {
             return Ok(found);
         }
+        let spread_reason = |this: &Self| match avoid {
+            Some(a) if a.hard => {
+                let spread = this.spread.as_ref().expect("avoid comes with spread state");
+                let names = if a.by_region { &spread.region_names } else { &spread.provider_names };
+                PendingReason::SpreadUnsatisfiable {
+                    policy: job.spread,
+                    used: a.keys.iter().map(|&k| names[k as usize].clone()).collect(),
+                }
+            }
+            _ => this.insufficient(s),
+        };
         if !quota_skipped {
-            let shape = &mut self.shapes[s];
-            shape.failed_generation = self.generation;
-            shape.failed_priority = job.priority;
-            return Err(self.insufficient(s));
+            if avoid.is_none() && preempt {
+                let shape = &mut self.shapes[s];
+                shape.failed_generation = self.generation;
+                shape.failed_priority = job.priority;
+            }
+            return Err(spread_reason(self));
         }
         let mut first_break = None;
         for need in &self.shapes[s].needs {
@@ -736,7 +904,17 @@ impl<'s> Scheduler<'s> {
                 break;
             }
         }
-        Err(first_break.unwrap_or_else(|| self.insufficient(s)))
+        Err(first_break.unwrap_or_else(|| spread_reason(self)))
+    }
+
+    /// Whether running allocation `v` is a replica of a spread job that got placements in this
+    /// pass (they were spread counting it, so it stays).
+    fn spread_protected(&self, v: u32) -> bool {
+        let Some(spread) = &self.spread else { return false };
+        let job = self.snapshot.running[v as usize].job;
+        [SpreadPolicy::Providers, SpreadPolicy::Regions]
+            .iter()
+            .any(|&p| spread.tallies.get(&(job, p)).is_some_and(|t| t.placed > 0))
     }
 
     fn free_running(&mut self, v: u32) {
@@ -769,11 +947,17 @@ impl<'s> Scheduler<'s> {
         s: usize,
         t: u32,
         plan: &mut Plan,
+        avoid: Option<&Avoid>,
     ) -> Option<(u32, u32, Vec<NodeAlloc>, Money)> {
         let with_quota = self.has_quota(t);
         for i in 0..self.shapes[s].candidates.len() {
             let c = self.shapes[s].candidates[i];
             let need = self.shapes[s].needs[c.option as usize];
+            if let (Some(a), Some(spread)) = (avoid, &self.spread)
+                && a.excludes(spread, c.pool)
+            {
+                continue;
+            }
             if with_quota {
                 let (gpu, cpu) = Self::usage(&need, job.num_nodes);
                 if self.quota_break(t, gpu, cpu).is_some() {
@@ -789,7 +973,7 @@ impl<'s> Scheduler<'s> {
                 .iter()
                 .copied()
                 .take_while(|&v| self.snapshot.running[v as usize].priority < job.priority)
-                .filter(|&v| self.running[v as usize].alive)
+                .filter(|&v| self.running[v as usize].alive && !self.spread_protected(v))
                 .take(self.config.max_victims_per_job as usize)
                 .collect();
             if eligible.is_empty() {
@@ -828,6 +1012,15 @@ impl<'s> Scheduler<'s> {
                         tenant.used_gpu -= gpu;
                         tenant.used_cpu -= cpu;
                         let r = &self.snapshot.running[v as usize];
+                        if let Some(spread) = &mut self.spread {
+                            let pool = self.running[v as usize].pool;
+                            for policy in [SpreadPolicy::Providers, SpreadPolicy::Regions] {
+                                let key = spread.key(policy, pool);
+                                if let Some(tally) = spread.tallies.get_mut(&(r.job, policy)) {
+                                    tally.add(key, -1);
+                                }
+                            }
+                        }
                         plan.preemptions.push(Preemption {
                             victim: r.job,
                             victim_replica: r.replica,
@@ -841,5 +1034,15 @@ impl<'s> Scheduler<'s> {
             }
         }
         None
+    }
+}
+
+impl Tally {
+    fn add(&mut self, key: u32, delta: i32) {
+        match self.counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n = n.saturating_add_signed(delta),
+            None if delta > 0 => self.counts.push((key, delta as u32)),
+            None => {}
+        }
     }
 }

@@ -12,6 +12,10 @@
 //! weighted dominant share; a job takes the cheapest pool with room, best fit inside it (partly
 //! used nodes, domains and blocks first, so whole NVL72 racks and blocks stay free for gangs),
 //! else preempts lower-priority preemptible work, else waits with a [`PendingReason`].
+//! Replicas of a job with a spread policy (`providers` or `regions`) are tallied per job in the
+//! pass, counting those already running: once one provider (region) holds all of them, the next
+//! goes only elsewhere (or waits with `spread_unsatisfiable`); after that each prefers the
+//! cheapest pool outside the providers holding the most, falling back to any.
 //! [`verify_plan`] re-checks any plan from scratch, sharing no code with the indexes.
 
 mod engine;

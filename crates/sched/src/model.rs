@@ -7,7 +7,8 @@
 use std::fmt;
 
 use cumulo_types::{
-    CapacityKind, Constraints, InfraSelector, JobId, JobSpec, Money, NodeType, Priority, ResourceOption, TopologyNeed,
+    CapacityKind, Constraints, InfraSelector, JobId, JobSpec, Money, NodeType, Priority, ResourceOption, SpreadPolicy,
+    TopologyNeed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +165,15 @@ pub struct QueuedJob {
     #[serde(default)]
     pub constraints: Constraints,
     pub submitted_at: Timestamp,
+    /// How the job's replicas spread: with `providers` (`regions`), once one replica runs or is
+    /// placed, another goes only to a different provider (provider and region) until two are
+    /// used; after that replicas prefer the providers holding the fewest of the job's replicas.
+    #[serde(default, skip_serializing_if = "no_spread")]
+    pub spread: SpreadPolicy,
+}
+
+fn no_spread(spread: &SpreadPolicy) -> bool {
+    *spread == SpreadPolicy::None
 }
 
 impl QueuedJob {
@@ -182,6 +192,7 @@ impl QueuedJob {
                 topology: spec.topology,
                 constraints: spec.constraints.clone(),
                 submitted_at,
+                spread: spec.spread,
             })
             .collect()
     }
@@ -251,6 +262,9 @@ pub enum PendingReason {
     Quota { tenant: String, resource: QuotaResource, limit: u64, used: u64, wanted: u64 },
     /// The job could run on an empty fleet, but not now, even after preempting what it may.
     InsufficientCapacity { nodes: u32, topology: TopologyNeed, eligible_pools: u32 },
+    /// The job asks for its replicas on two providers (regions), its replicas run or were placed
+    /// only on `used`, and no eligible pool elsewhere has room now.
+    SpreadUnsatisfiable { policy: SpreadPolicy, used: Vec<String> },
 }
 
 /// Which quota a job would break.
@@ -272,6 +286,7 @@ impl PendingReason {
             PendingReason::TopologyUnsatisfiable { .. } => "topology_unsatisfiable",
             PendingReason::Quota { .. } => "quota",
             PendingReason::InsufficientCapacity { .. } => "insufficient_capacity",
+            PendingReason::SpreadUnsatisfiable { .. } => "spread_unsatisfiable",
         }
     }
 }
@@ -319,6 +334,17 @@ impl fmt::Display for PendingReason {
                 "not enough free capacity now: needs {nodes} fitting node(s) in {} across {eligible_pools} eligible pool(s)",
                 group_word(*topology)
             ),
+            PendingReason::SpreadUnsatisfiable { policy, used } => {
+                let (what, each) = match policy {
+                    SpreadPolicy::Regions => ("regions", "region"),
+                    _ => ("providers", "provider"),
+                };
+                write!(
+                    f,
+                    "spread over {what} needs replicas on at least two {what}, but the job's replicas are only on {}, and no eligible pool in another {each} has room now",
+                    used.join(", ")
+                )
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cumulo_types::{CapacityKind, TopologyNeed};
+use cumulo_types::{CapacityKind, SpreadPolicy, TopologyNeed};
 
 use crate::model::{GpuAlloc, NodeAlloc, Plan, QueuedJob, Snapshot};
 
@@ -15,7 +15,9 @@ fn violation(rule: &'static str, detail: String) -> crate::Error {
 /// Checks that `plan` (made for `queue` on `snapshot`) never over-commits a node, places every
 /// gang whole on distinct schedulable nodes with the shape it asked for, honours topology needs,
 /// hardware/constraint eligibility and tenant quotas, preempts only lower-priority preemptible
-/// work, and accounts for every queued job exactly once.
+/// work, accounts for every queued job exactly once, and leaves every spread job that got a
+/// placement with its replicas (running and placed) on at least two providers (regions), unless
+/// it has only one.
 pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Result<(), crate::Error> {
     let pools: HashMap<_, _> = snapshot.pools.iter().map(|p| (p.id, p)).collect();
     let jobs: HashMap<_, _> = queue.iter().map(|j| ((j.id, j.replica), j)).collect();
@@ -172,6 +174,39 @@ pub fn verify_plan(snapshot: &Snapshot, queue: &[QueuedJob], plan: &Plan) -> Res
         };
         if !held {
             return Err(violation("topology", format!("job {} is not within one {}", p.job, job.topology)));
+        }
+    }
+    // Spread: a job with a spread policy that got placements ends on two providers (regions),
+    // counting its running replicas that were not preempted, or has a single replica in all.
+    let mut spread: BTreeMap<(u64, bool), Vec<crate::PoolId>> = BTreeMap::new();
+    for p in &plan.placements {
+        let job = jobs[&(p.job, p.replica)];
+        if job.spread != SpreadPolicy::None {
+            spread.entry((p.job.0, job.spread == SpreadPolicy::Regions)).or_default().push(p.pool);
+        }
+    }
+    for ((job, by_region), pools_used) in &mut spread {
+        let running = snapshot
+            .running
+            .iter()
+            .filter(|r| r.job.0 == *job && !preempted.contains(&(r.job, r.replica)))
+            .map(|r| r.pool);
+        pools_used.extend(running);
+        let places: BTreeSet<(&str, &str)> = pools_used
+            .iter()
+            .map(|id| {
+                let pool = pools[id];
+                (pool.provider.as_str(), if *by_region { pool.region.as_str() } else { "" })
+            })
+            .collect();
+        if pools_used.len() >= 2 && places.len() < 2 {
+            let (provider, region) = places.first().expect("a placement");
+            let place = if region.is_empty() { provider.to_string() } else { format!("{provider}/{region}") };
+            let what = if *by_region { "regions" } else { "providers" };
+            return Err(violation(
+                "spread",
+                format!("job {job} has {} replicas, all on {place}, but asks for spread over {what}", pools_used.len()),
+            ));
         }
     }
     Ok(())

@@ -1,12 +1,14 @@
 //! Property tests over random small fleets and queues: every plan passes the independent
 //! verifier (capacity never exceeded, gangs whole, topology held, eligibility), plans are
 //! deterministic, and no job waits while lower-priority preemptible work it could displace runs.
+//! Some jobs come as several replicas spread over providers or regions, and the second pass adds
+//! a replica to jobs whose first replicas now run, so running replicas are counted too.
 
 use cumulo_sched::{
     GpuAlloc, NodeAlloc, PendingReason, Plan, Pool, QueuedJob, Quota, RunningAlloc, Snapshot, schedule, verify_plan,
 };
 use cumulo_synth::{FleetBuilder, job};
-use cumulo_types::{CapacityKind, GpuModel, JobId, Priority, TopologyNeed};
+use cumulo_types::{CapacityKind, GpuModel, JobId, Priority, SpreadPolicy, TopologyNeed};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -26,6 +28,9 @@ struct JobSpec {
     preemptible: bool,
     tenant: u8,
     spot: bool,
+    /// 0 none, 1 providers, 2 regions; with `replicas` replicas.
+    spread: u8,
+    replicas: u32,
 }
 
 fn pool_spec() -> impl Strategy<Value = PoolSpec> {
@@ -38,8 +43,18 @@ fn pool_spec() -> impl Strategy<Value = PoolSpec> {
 }
 
 fn job_spec() -> impl Strategy<Value = JobSpec> {
-    (0u8..7, 1u32..10, 0u8..4, 0u8..3, any::<bool>(), 0u8..3, prop::bool::weighted(0.1)).prop_map(
-        |(kind, nodes, topology, priority, preemptible, tenant, spot)| JobSpec {
+    (
+        0u8..7,
+        1u32..10,
+        0u8..4,
+        0u8..3,
+        any::<bool>(),
+        0u8..3,
+        prop::bool::weighted(0.1),
+        prop_oneof![5 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)],
+        1u32..5,
+    )
+        .prop_map(|(kind, nodes, topology, priority, preemptible, tenant, spot, spread, replicas)| JobSpec {
             kind,
             nodes,
             topology,
@@ -47,8 +62,9 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             preemptible,
             tenant,
             spot,
-        },
-    )
+            spread,
+            replicas: if spread == 0 { 1 } else { replicas },
+        })
 }
 
 fn build_fleet(pools: &[PoolSpec]) -> Snapshot {
@@ -62,6 +78,9 @@ fn build_fleet(pools: &[PoolSpec]) -> Snapshot {
             _ => b.cpu_nodes(provider, p.size * 2, 16).nodes_per_block(3),
         };
         b = b.price(p.price);
+        if i >= 3 {
+            b = b.region(&format!("{provider}-region-2"), "zone-b");
+        }
         if p.spot {
             b = b.capacity(CapacityKind::Spot);
         }
@@ -72,7 +91,12 @@ fn build_fleet(pools: &[PoolSpec]) -> Snapshot {
         .build()
 }
 
-fn build_job(id: u64, s: &JobSpec) -> QueuedJob {
+/// The queue entries of a job spec: one per replica.
+fn build_jobs(id: u64, s: &JobSpec) -> Vec<QueuedJob> {
+    (0..s.replicas).map(|r| build_job(id, s, r)).collect()
+}
+
+fn build_job(id: u64, s: &JobSpec, replica: u32) -> QueuedJob {
     let topology =
         [TopologyNeed::Any, TopologyNeed::NvlinkDomain, TopologyNeed::Block, TopologyNeed::Zone][s.topology as usize];
     let priority = [Priority::LOW, Priority::NORMAL, Priority::HIGH][s.priority as usize];
@@ -94,7 +118,9 @@ fn build_job(id: u64, s: &JobSpec) -> QueuedJob {
     if s.spot {
         j = j.spot();
     }
-    j.build()
+    j.replica(replica)
+        .spread([SpreadPolicy::None, SpreadPolicy::Providers, SpreadPolicy::Regions][s.spread as usize])
+        .build()
 }
 
 /// Turns the placements of a first plan into running work, so the second pass has victims.
@@ -191,13 +217,17 @@ proptest! {
         second in prop::collection::vec(job_spec(), 0..25),
     ) {
         let mut fleet = build_fleet(&pools);
-        let q1: Vec<QueuedJob> = first.iter().enumerate().map(|(i, s)| build_job(i as u64 + 1, s)).collect();
+        let q1: Vec<QueuedJob> = first.iter().enumerate().flat_map(|(i, s)| build_jobs(i as u64 + 1, s)).collect();
         let plan1 = schedule(&fleet, &q1, 0).unwrap();
         prop_assert!(verify_plan(&fleet, &q1, &plan1).is_ok(), "{:?}", verify_plan(&fleet, &q1, &plan1));
 
         // Second pass: the first pass's placements now run; new jobs may preempt them.
         fleet.running = as_running(&plan1, &q1);
-        let q2: Vec<QueuedJob> = second.iter().enumerate().map(|(i, s)| build_job(i as u64 + 1000, s)).collect();
+        let mut q2: Vec<QueuedJob> = second.iter().enumerate().flat_map(|(i, s)| build_jobs(i as u64 + 1000, s)).collect();
+        // One more replica of each spread job of the first pass: its running replicas count.
+        for (i, s) in first.iter().enumerate().filter(|(_, s)| s.spread != 0) {
+            q2.push(build_job(i as u64 + 1, s, s.replicas));
+        }
         let plan2 = schedule(&fleet, &q2, 1).unwrap();
         prop_assert!(verify_plan(&fleet, &q2, &plan2).is_ok(), "{:?}", verify_plan(&fleet, &q2, &plan2));
         prop_assert_eq!(&plan2, &schedule(&fleet, &q2, 1).unwrap(), "deterministic");
@@ -215,6 +245,11 @@ proptest! {
                     .iter()
                     .filter(|r| r.pool == pool.id && r.preemptible && r.priority < job.priority)
                     .filter(|r| !plan2.preemptions.iter().any(|p| p.victim == r.job))
+                    // Replicas of a spread job that got placements are kept in the same pass.
+                    .filter(|r| {
+                        let spread = q2.iter().any(|j| j.id == r.job && j.spread != SpreadPolicy::None);
+                        !(spread && plan2.placements.iter().any(|p| p.job == r.job))
+                    })
                     .collect();
                 if victims.is_empty() {
                     continue;
@@ -234,7 +269,7 @@ proptest! {
         jobs in prop::collection::vec(job_spec(), 1..30),
     ) {
         let fleet = build_fleet(&pools);
-        let queue: Vec<QueuedJob> = jobs.iter().enumerate().map(|(i, s)| build_job(i as u64 + 1, s)).collect();
+        let queue: Vec<QueuedJob> = jobs.iter().enumerate().flat_map(|(i, s)| build_jobs(i as u64 + 1, s)).collect();
         let plan = schedule(&fleet, &queue, 0).unwrap();
         // Capacity left over after the plan: a job reported as lacking capacity fits in no pool.
         for pending in &plan.pending {

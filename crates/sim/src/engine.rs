@@ -488,6 +488,7 @@ impl<'a> Sim<'a> {
             topology: job.topology,
             constraints: Default::default(),
             submitted_at: job.arrival_s,
+            spread: Default::default(),
         }
     }
 

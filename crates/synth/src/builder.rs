@@ -7,7 +7,7 @@ use cumulo_sched::{
 };
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, Constraints, GpuModel, GpuSelector, InfraSelector, JobId, MilliGpu, Money,
-    NodeType, Priority, ResourceOption, TopologyNeed,
+    NodeType, Priority, ResourceOption, SpreadPolicy, TopologyNeed,
 };
 
 /// Builds a `Snapshot` pool by pool.
@@ -212,6 +212,7 @@ pub fn job(id: u64) -> JobBuilder {
             topology: TopologyNeed::Any,
             constraints: Constraints::default(),
             submitted_at: id,
+            spread: SpreadPolicy::None,
         },
     }
 }
@@ -317,6 +318,18 @@ impl JobBuilder {
 
     pub fn max_price(mut self, dollars: i64) -> JobBuilder {
         self.job.constraints.max_price_per_hour = Some(Money::from_dollars(dollars));
+        self
+    }
+
+    /// Spread policy for the job's replicas.
+    pub fn spread(mut self, spread: SpreadPolicy) -> JobBuilder {
+        self.job.spread = spread;
+        self
+    }
+
+    /// Replica number (for jobs queued once per replica).
+    pub fn replica(mut self, replica: u32) -> JobBuilder {
+        self.job.replica = replica;
         self
     }
 

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use cumulo_sched::{NodeState, Pool, PoolId, QueuedJob, Quota, Snapshot, TenantPolicy, Timestamp};
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, Constraints, GpuModel, GpuSelector, JobId, MilliGpu, Money, Priority,
-    ResourceOption, TopologyNeed,
+    ResourceOption, SpreadPolicy, TopologyNeed,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -268,6 +268,7 @@ fn base_job(id: u64, tenant: &str, submitted_at: Timestamp) -> QueuedJob {
         topology: TopologyNeed::Any,
         constraints: Constraints::default(),
         submitted_at,
+        spread: SpreadPolicy::None,
     }
 }
 
