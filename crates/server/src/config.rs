@@ -85,6 +85,43 @@ pub enum DriverEntry {
         #[serde(default = "sixty_s")]
         default_duration_s: u64,
     },
+    /// A real Slurm cluster: slurmrestd with JWT when `url` is set, else the command-line tools
+    /// (with `conf` as `SLURM_CONF` when given).
+    Slurm {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        user: Option<String>,
+        /// A JWT (`scontrol token username=<user>`); or `token_file`, relative to the fleet file.
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        token_file: Option<PathBuf>,
+        #[serde(default)]
+        partition: Option<String>,
+        /// A directory shared by the nodes and the server for per-node logs.
+        #[serde(default)]
+        log_dir: Option<String>,
+        #[serde(default)]
+        working_dir: Option<String>,
+        /// `rest` (the endpoint that submits) or `squeue` (this host's client tools).
+        #[serde(default)]
+        observe_with: ObserveEntry,
+        /// `SLURM_CONF` for the command-line tools (the CLI endpoint and `observe_with: squeue`).
+        #[serde(default)]
+        conf: Option<PathBuf>,
+    },
+    /// A Ray cluster through its Jobs REST API on the dashboard port.
+    Ray { url: String },
+}
+
+/// Where a Slurm driver lists jobs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObserveEntry {
+    #[default]
+    Rest,
+    Squeue,
 }
 
 fn one_s() -> u64 {
@@ -146,6 +183,60 @@ impl FleetFile {
                 GpuModel::parse(gpu)
                     .map_err(|e| invalid(source, format!("clusters[{i}].driver.gpu"), e.to_string()))?;
             }
+            match &c.driver {
+                DriverEntry::Slurm { url, user, token, token_file, .. } => {
+                    let field = |f: &str| format!("clusters[{i}].driver.{f}");
+                    match url {
+                        Some(url) => {
+                            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                                return Err(invalid(
+                                    source,
+                                    field("url"),
+                                    format!("invalid url `{url}`: expected http://host:port of slurmrestd"),
+                                ));
+                            }
+                            if user.as_deref().is_none_or(str::is_empty) {
+                                return Err(invalid(source, field("user"), "missing: expected the JWT's user name"));
+                            }
+                            match (token, token_file) {
+                                (Some(_), Some(_)) => {
+                                    return Err(invalid(
+                                        source,
+                                        field("token_file"),
+                                        "both token and token_file given: expected one",
+                                    ));
+                                }
+                                (None, None) => {
+                                    return Err(invalid(
+                                        source,
+                                        field("token"),
+                                        "missing: expected token or token_file with url",
+                                    ));
+                                }
+                                _ => {}
+                            }
+                        }
+                        None => {
+                            if token.is_some() || token_file.is_some() {
+                                return Err(invalid(
+                                    source,
+                                    field("url"),
+                                    "missing: a token needs the slurmrestd url (without url the command-line \
+                                     tools are used)",
+                                ));
+                            }
+                        }
+                    }
+                }
+                DriverEntry::Ray { url } if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(invalid(
+                        source,
+                        format!("clusters[{i}].driver.url"),
+                        format!("invalid url `{url}`: expected http://host:port of the ray dashboard"),
+                    ));
+                }
+                _ => {}
+            }
         }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.name.is_empty() || self.tenants[..i].iter().any(|o| o.name == t.name) {
@@ -188,6 +279,62 @@ impl FleetFile {
                             .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
                     )
                 }
+                DriverEntry::Slurm {
+                    url,
+                    user,
+                    token,
+                    token_file,
+                    partition,
+                    log_dir,
+                    working_dir,
+                    observe_with,
+                    conf,
+                } => {
+                    let resolve = |p: &PathBuf| base.map(|b| b.join(p)).unwrap_or_else(|| p.clone());
+                    let conf = conf.as_ref().map(resolve);
+                    let mut config = match url {
+                        Some(url) => {
+                            let token = match (token, token_file) {
+                                (Some(t), _) => t.clone(),
+                                (None, Some(f)) => {
+                                    let f = resolve(f);
+                                    std::fs::read_to_string(&f)
+                                        .map_err(|e| {
+                                            Error::Io(format!(
+                                                "cluster `{}`: cannot read token_file {}: {e}",
+                                                entry.name,
+                                                f.display()
+                                            ))
+                                        })?
+                                        .trim()
+                                        .to_string()
+                                }
+                                (None, None) => String::new(),
+                            };
+                            let user = user.clone().unwrap_or_default();
+                            cumulo_driver_slurm::Config::rest(cumulo_driver_slurm::RestEndpoint::new(
+                                url, &user, &token,
+                            ))
+                        }
+                        None => cumulo_driver_slurm::Config::cli(conf.clone()),
+                    };
+                    config.partition = partition.clone();
+                    config.log_dir = log_dir.clone();
+                    if let Some(w) = working_dir {
+                        config.working_dir = w.clone();
+                    }
+                    if *observe_with == ObserveEntry::Squeue {
+                        config.observe_with = cumulo_driver_slurm::ObserveWith::Squeue { slurm_conf: conf };
+                    }
+                    Arc::new(
+                        cumulo_driver_slurm::SlurmDriver::new(config)
+                            .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
+                    )
+                }
+                DriverEntry::Ray { url } => Arc::new(
+                    cumulo_driver_ray::RayDriver::new(url)
+                        .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
+                ),
             };
             clusters.push((entry.clone(), driver));
         }
@@ -257,5 +404,38 @@ mod tests {
             "clusters[0].driver.gpu",
             "H900",
         );
+        let with = |driver: &str| format!("clusters: [{}]", cluster.replace("{kind: local}", driver));
+        check(&with("{kind: slurm, url: 'ftp://x', user: u, token: t}"), "clusters[0].driver.url", "ftp://x");
+        check(&with("{kind: slurm, url: 'http://x:6820', token: t}"), "clusters[0].driver.user", "user name");
+        check(&with("{kind: slurm, url: 'http://x:6820', user: u}"), "clusters[0].driver.token", "token_file");
+        check(
+            &with("{kind: slurm, url: 'http://x:6820', user: u, token: t, token_file: f}"),
+            "clusters[0].driver.token_file",
+            "expected one",
+        );
+        check(&with("{kind: slurm, token: t}"), "clusters[0].driver.url", "slurmrestd url");
+        // serde's tagged enums report the driver, not the field inside it: the reason names it
+        check(&with("{kind: slurm, observe_with: sacct}"), "clusters[0].driver", "unknown variant `sacct`");
+        check(&with("{kind: slurm, colour: red}"), "clusters[0].driver", "unknown field `colour`");
+        check(&with("{kind: ray}"), "clusters[0].driver", "missing field `url`");
+        check(&with("{kind: ray, url: 'localhost:8265'}"), "clusters[0].driver.url", "localhost:8265");
+    }
+
+    #[test]
+    fn slurm_and_ray_entries_open_their_drivers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("slurm.jwt"), "secret\n").unwrap();
+        let text = "clusters:\n\
+          - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: slurm.jwt, observe_with: squeue, conf: slurm.conf, log_dir: /tmp/l}}\n\
+          - {name: c, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
+          - {name: r, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
+        let file = FleetFile::parse(text, "fleet.yaml").unwrap();
+        let fleet = file.open(dir.path(), Some(dir.path())).unwrap();
+        let names: Vec<&str> = fleet.clusters.iter().map(|(c, _)| c.name.as_str()).collect();
+        assert_eq!(names, ["s", "c", "r"]);
+        let missing = "clusters:\n\
+          - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
+        let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
+        assert!(err.to_string().contains("token_file") && err.to_string().contains("nope.jwt"), "{err}");
     }
 }
