@@ -246,7 +246,7 @@ fn print_detail(detail: &JobDetail) {
                 attempt.id.to_string(),
                 attempt.state.to_string(),
                 p["cluster"].as_str().unwrap_or("").to_string(),
-                nodes.join(","),
+                crate::output::fold_node_names(&nodes),
                 price,
                 attempt.message.clone().unwrap_or_default(),
             ]);
