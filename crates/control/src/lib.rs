@@ -150,6 +150,8 @@ pub struct ClusterView {
 struct Memory {
     capacities: Vec<Option<Capacity>>,
     unreachable_since: HashMap<usize, DateTime<Utc>>,
+    /// Clusters whose discovery has failed since then (cleared by a successful discovery).
+    undiscoverable_since: HashMap<usize, DateTime<Utc>>,
     unknown_since: HashMap<AttemptId, DateTime<Utc>>,
     last_report: Option<Report>,
     /// Ledgers of active attempts (metering); missing ones are rebuilt from the store.
@@ -436,14 +438,36 @@ impl Controller {
         let now = self.now();
         for (index, cluster) in self.options.clusters.iter().enumerate() {
             match cluster.driver.discover().await {
-                Ok(capacity) => self.lock().capacities[index] = Some(capacity),
+                Ok(capacity) => {
+                    let mut memory = self.lock();
+                    memory.capacities[index] = Some(capacity);
+                    memory.undiscoverable_since.remove(&index);
+                }
                 Err(err) => {
-                    tracing::warn!(cluster = %cluster.info.name, error = %err, "discovery failed, using the last picture")
+                    tracing::warn!(cluster = %cluster.info.name, error = %err, "discovery failed, using the last picture");
+                    self.lock().undiscoverable_since.entry(index).or_insert(now);
                 }
             }
         }
         let infos: Vec<ClusterInfo> = self.options.clusters.iter().map(|c| c.info.clone()).collect();
-        let fleet = Fleet::build(&infos, &self.lock().capacities);
+        // A cluster unreachable (observe or discovery failing) for `lost_after` offers nothing: its
+        // attempts are being marked lost and must be re-placed elsewhere, not on its last picture.
+        let capacities: Vec<Option<Capacity>> = {
+            let memory = self.lock();
+            memory
+                .capacities
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let down = [memory.unreachable_since.get(&i), memory.undiscoverable_since.get(&i)]
+                        .into_iter()
+                        .flatten()
+                        .any(|since| elapsed(*since, now) >= self.options.lost_after);
+                    if down { None } else { c.clone() }
+                })
+                .collect()
+        };
+        let fleet = Fleet::build(&infos, &capacities);
         let active = self.options.store.active_attempts().await?;
         let mut running = Vec::new();
         let mut attempt_of_job: HashMap<JobId, AttemptId> = HashMap::new();
