@@ -179,6 +179,10 @@ impl Client {
         self.json(self.request(reqwest::Method::GET, "/v1/contracts")).await
     }
 
+    pub async fn contracts_burn_down(&self) -> Result<serde_json::Value, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/contracts/burn-down")).await
+    }
+
     pub async fn create_token(&self, request: &TokenRequest) -> Result<TokenResponse, Error> {
         self.json(self.request(reqwest::Method::POST, "/v1/tokens").json(request)).await
     }

@@ -33,6 +33,8 @@ pub struct Fleet {
     pub tenants: Vec<String>,
     /// The contract portfolio as JSON (the `portfolio` crate's shape).
     pub contracts: serde_json::Value,
+    /// The same portfolio, for burn-down against metered usage; `None` when the server has none.
+    pub portfolio: Option<Arc<cumulo_portfolio::Portfolio>>,
 }
 
 impl Fleet {
@@ -188,6 +190,32 @@ pub(crate) async fn nodes(
 /// `GET /v1/contracts`.
 pub(crate) async fn contracts(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.fleet.contracts.clone())
+}
+
+/// `GET /v1/contracts/burn-down`: per contract, committed, consumed (metered usage under it, all
+/// tenants), the schedule, on or behind it, and the projected shortfall or overrun at term end with
+/// the trailing week's utilisation carried forward.
+pub(crate) async fn burn_down(
+    State(state): State<AppState>,
+    Query(query): Query<BurnDownQuery>,
+) -> Result<Json<cumulo_portfolio::BurnDown>, ApiError> {
+    let at = match query.at.as_deref().filter(|a| !a.is_empty()) {
+        Some(text) => cumulo_ledger::parse_time("at", text).map_err(|e| ApiError::bad_request("at", e.to_string()))?,
+        None => chrono::Utc::now(),
+    };
+    let portfolio = state
+        .fleet
+        .portfolio
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("this server has no contract portfolio".to_string()))?;
+    let records = state.store.usage_between(None, None).await?;
+    Ok(Json(cumulo_ledger::burn_down(&portfolio, records.iter(), at)))
+}
+
+/// `?at=2026-12-31`: the instant of the burn-down (default now).
+#[derive(serde::Deserialize)]
+pub(crate) struct BurnDownQuery {
+    at: Option<String>,
 }
 
 /// GPUs per (provider, GPU model): (total, thousandths held), for `/metrics`.

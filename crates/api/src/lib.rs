@@ -106,6 +106,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/clusters", "clusters of the fleet with capacity and use"),
     ("get", "/v1/nodes", "nodes of the fleet with capacity and use"),
     ("get", "/v1/contracts", "the contract portfolio"),
+    ("get", "/v1/contracts/burn-down", "each contract against its burn schedule, from metered usage"),
     ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
     ("get", "/v1/usage", "metered usage grouped by tenant, provider, contract, job or gpu (own tenant unless admin)"),
     ("get", "/v1/invoices", "one provider's invoice for a month from metered usage (admin only)"),
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/clusters", get(fleet::clusters))
         .route("/v1/nodes", get(fleet::nodes))
         .route("/v1/contracts", get(fleet::contracts))
+        .route("/v1/contracts/burn-down", get(fleet::burn_down))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/invoices", get(usage::invoices))

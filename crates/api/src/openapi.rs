@@ -132,6 +132,9 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["400"] = error_response("unknown cluster");
         }
         ("get", "/v1/contracts") => responses["200"] = json_response("the portfolio", json!({})),
+        ("get", "/v1/contracts/burn-down") => {
+            responses["200"] = json_response("burn-down per contract, money in integer micro-dollars", json!({}))
+        }
         ("post", "/v1/tokens") => {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema_ref("TokenRequest")}}});

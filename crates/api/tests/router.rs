@@ -37,6 +37,7 @@ fn fleet() -> Fleet {
         }],
         tenants: vec!["a".into(), "b".into(), "default".into()],
         contracts: serde_json::json!([{"name": "aws-2026", "provider": "aws"}]),
+        portfolio: None,
     }
 }
 

@@ -31,12 +31,12 @@ fn metered() -> Vec<UsageRecord> {
         .set_price(PriceKey::on_demand(&aws, "p5.48xlarge"), t("2026-01-01"), Money::parse_dollars("98.32").unwrap())
         .unwrap();
     prices
-        .set_price(PriceKey::contract(&aws, "p5.48xlarge", "aws-2026"), t("2026-01-01"), Money::from_dollars(60))
+        .set_price(PriceKey::contract(&aws, "p5.48xlarge", "aws-2025"), t("2026-01-01"), Money::from_dollars(60))
         .unwrap();
     let mut ledger = Ledger::new();
     for (job, rank, tenant, contract, start, stop) in [
-        (1, 0, "research", Some("aws-2026"), "2026-11-30T20:00:00Z", "2026-12-01T04:00:00Z"),
-        (1, 1, "research", Some("aws-2026"), "2026-11-30T20:00:00Z", "2026-12-01T04:00:00Z"),
+        (1, 0, "research", Some("aws-2025"), "2026-11-30T20:00:00Z", "2026-12-01T04:00:00Z"),
+        (1, 1, "research", Some("aws-2025"), "2026-11-30T20:00:00Z", "2026-12-01T04:00:00Z"),
         (2, 0, "research", None, "2026-11-05T00:00:00Z", "2026-11-05T03:00:00Z"),
         (3, 0, "a", None, "2026-11-06T00:00:00Z", "2026-11-06T01:00:00Z"),
     ] {
@@ -66,8 +66,13 @@ async fn harness() -> Harness {
     assert_eq!(store.append_usage(metered()).await.unwrap(), 6);
     let admin = issue_token(store.as_ref(), "default", Role::Admin, "admin").await.unwrap();
     let member_a = issue_token(store.as_ref(), "a", Role::Member, "alice").await.unwrap();
-    let fleet =
-        Fleet { clusters: vec![], tenants: vec!["a".into(), "default".into()], contracts: serde_json::json!([]) };
+    let portfolio = cumulo_portfolio::Portfolio::demo().unwrap();
+    let fleet = Fleet {
+        clusters: vec![],
+        tenants: vec!["a".into(), "default".into()],
+        contracts: serde_json::to_value(&portfolio).unwrap(),
+        portfolio: Some(Arc::new(portfolio)),
+    };
     let state = AppState::new(store, Arc::new(fleet), Arc::new(Metrics::default()), Config::default());
     Harness { app: router(state), admin, member_a, _dir: dir }
 }
@@ -142,4 +147,22 @@ async fn bad_parameters_are_named() {
     let (status, text) = h.get("/v1/usage?since=yesterday", &h.admin).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("invalid since `yesterday`"), "{text}");
+}
+
+#[tokio::test]
+async fn contract_burn_down_counts_usage_metered_under_each_contract() {
+    let h = harness().await;
+    let (status, text) = h.get("/v1/contracts/burn-down?at=2026-12-31", &h.member_a).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["illustrative"], true);
+    let line = |id: &str| json["contracts"].as_array().unwrap().iter().find(|c| c["contract"] == id).unwrap().clone();
+    // job 1: two contract nodes for 8 h at $60 under aws-2025; on-demand usage counts for no contract
+    assert_eq!(line("aws-2025")["consumed"], 960_000_000);
+    assert_eq!(line("azure-2025")["consumed"], 0);
+    let shortfall = line("aws-2025")["projected_shortfall"].as_i64().unwrap();
+    assert!(shortfall > 0, "a $38B commitment with $960 used falls short: {shortfall}");
+    let (status, text) = h.get("/v1/contracts/burn-down?at=yesterday-ish", &h.admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("\"field\":\"at\""), "{text}");
 }

@@ -57,7 +57,7 @@ enum Command {
     Clusters(cmd::fleet::ListArgs),
     /// Nodes of the server's fleet with capacity and use
     Nodes(cmd::fleet::NodesArgs),
-    /// The server's contract portfolio
+    /// The server's contracts: committed, consumed, on or behind schedule, projected shortfall
     Contracts(cmd::fleet::ListArgs),
     /// API tokens (create)
     Token(cmd::fleet::TokenArgs),

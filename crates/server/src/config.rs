@@ -60,6 +60,10 @@ pub struct ClusterEntry {
     pub capacity: CapacityKind,
     /// Dollars per node-hour, as text (`"98.32"`) so that it stays exact.
     pub price_per_node_hour: String,
+    /// The portfolio contract a `contract` cluster's capacity is held under; its usage is metered
+    /// against it.
+    #[serde(default)]
+    pub contract: Option<String>,
     pub driver: DriverEntry,
 }
 
@@ -132,11 +136,11 @@ fn sixty_s() -> u64 {
     60
 }
 
-/// A fleet ready to run: tenants, clusters with live drivers, the portfolio as JSON.
+/// A fleet ready to run: tenants, clusters with live drivers, the portfolio.
 pub struct Fleet {
     pub tenants: Vec<TenantPolicy>,
     pub clusters: Vec<(ClusterEntry, Arc<dyn Driver>)>,
-    pub portfolio: serde_json::Value,
+    pub portfolio: cumulo_portfolio::Portfolio,
 }
 
 fn invalid(source: &str, field: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -348,7 +352,18 @@ impl FleetFile {
                     .map_err(|e| invalid(&path.display().to_string(), "portfolio", e.to_string()))?
             }
         };
-        let portfolio = serde_json::to_value(&portfolio).map_err(|e| Error::Io(e.to_string()))?;
+        for entry in &self.clusters {
+            if let Some(id) = &entry.contract
+                && !portfolio.contracts.iter().any(|c| &c.id == id)
+            {
+                let known: Vec<&str> = portfolio.contracts.iter().map(|c| c.id.as_str()).collect();
+                return Err(invalid(
+                    "fleet file",
+                    format!("clusters[{}].contract", entry.name),
+                    format!("no contract `{id}` in portfolio `{}` (known: {})", portfolio.name, known.join(", ")),
+                ));
+            }
+        }
         let tenants = self
             .tenants
             .iter()
@@ -437,5 +452,20 @@ mod tests {
           - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
         let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
         assert!(err.to_string().contains("token_file") && err.to_string().contains("nope.jwt"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_names_a_contract_of_the_portfolio() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "clusters:\n\
+          - {name: l, provider: local, region: r, capacity: contract, contract: aws-2099, price_per_node_hour: '1', driver: {kind: local}}\n";
+        let err = FleetFile::parse(text, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "fleet file: clusters[l].contract: no contract `aws-2099` in portfolio `demo` (known: aws-2025, azure-2025, oci-2026, gcp-2025, coreweave-2025)"
+        );
+        let demo = FleetFile::demo().open(dir.path(), None).unwrap();
+        let contracts: Vec<_> = demo.clusters.iter().filter_map(|(c, _)| c.contract.as_deref()).collect();
+        assert_eq!(contracts, ["aws-2025", "azure-2025"]);
     }
 }

@@ -194,7 +194,8 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
             })
             .collect(),
         tenants: fleet.tenants.iter().map(|t| t.name.clone()).collect(),
-        contracts: fleet.portfolio.clone(),
+        contracts: serde_json::to_value(&fleet.portfolio).map_err(|e| Error::Io(e.to_string()))?,
+        portfolio: Some(Arc::new(fleet.portfolio.clone())),
     };
     let metrics = Arc::new(Metrics::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -203,6 +204,11 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         let mut control = cumulo_control::Options::new(store.clone(), clusters);
         control.interval = options.reconcile_interval;
         control.tenants = fleet.tenants.clone();
+        control.contracts = fleet
+            .clusters
+            .iter()
+            .filter_map(|(entry, _)| entry.contract.clone().map(|contract| (entry.name.clone(), contract)))
+            .collect();
         let controller = Controller::new(control);
         tokio::spawn(reconcile_loop(controller, metrics.clone(), options.reconcile_interval, shutdown_rx.clone()))
     });

@@ -69,7 +69,7 @@ const ALLOWED_INTERNAL: &[(&str, &[&str])] = &[
     ("driver-slurm", &["types", "driver"]),
     ("driver-ray", &["types", "driver"]),
     ("control", &["types", "sched", "store", "store-sqlite", "store-postgres", "driver", "ledger"]),
-    ("api", &["types", "sched", "jobfile", "ledger", "store", "driver"]),
+    ("api", &["types", "sched", "jobfile", "portfolio", "ledger", "store", "driver"]),
     (
         "server",
         &[

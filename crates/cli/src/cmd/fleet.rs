@@ -86,47 +86,64 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The server's contracts against their burn schedule: committed, consumed (metered usage), on or
+/// behind schedule, and the projected shortfall or overrun at term end.
 pub fn contracts(args: ListArgs) -> anyhow::Result<()> {
-    let portfolio = runtime()?.block_on(args.remote.client()?.contracts())?;
-    let contracts = portfolio.get("contracts").and_then(|c| c.as_array()).cloned();
-    match (args.output, contracts) {
-        (Format::Table, Some(contracts)) => {
-            if portfolio["illustrative"].as_bool() == Some(true) {
-                eprintln!(
-                    "portfolio `{}`: illustrative figures, not real contract terms",
-                    portfolio["name"].as_str().unwrap_or("")
-                );
-            }
-            let mut t = table(["ID", "PROVIDER", "COMMITTED", "TERM", "RAMP STEPS", "CLAUSES"]);
-            for c in &contracts {
-                let text = |v: &serde_json::Value| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                let term = format!("{} → {}", text(&c["start"]), text(&c["end"]));
-                let committed =
-                    c["committed"].as_i64().or(c["committed_usd"].as_i64()).map(|m| cumulo_types::Money(m).to_string());
-                let clauses = c["clauses"]
-                    .as_object()
-                    .map(|o| {
-                        o.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect::<Vec<_>>().join(", ")
-                    })
-                    .unwrap_or_default();
-                t.add_row(vec![
-                    text(&c["id"]),
-                    text(&c["provider"]),
-                    committed.unwrap_or_else(|| text(&c["committed"])),
-                    term,
-                    c["ramp"].as_array().map(|r| r.len()).unwrap_or(0).to_string(),
-                    clauses,
-                ]);
-            }
-            println!("{t}");
-            Ok(())
-        }
-        _ => print_json(&portfolio),
+    let client = args.remote.client()?;
+    let (portfolio, burn) =
+        runtime()?.block_on(async { tokio::try_join!(client.contracts(), client.contracts_burn_down()) })?;
+    if args.output == Format::Json {
+        return print_json(&burn);
     }
+    if burn["illustrative"].as_bool() == Some(true) {
+        eprintln!(
+            "portfolio `{}`: illustrative figures, not real contract terms",
+            burn["portfolio"].as_str().unwrap_or("")
+        );
+    }
+    let money = |v: &serde_json::Value| v.as_i64().map(|m| cumulo_types::Money(m).to_string()).unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let clauses_of = |id: &str| {
+        portfolio["contracts"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+            .and_then(|c| c["clauses"].as_object())
+            .map(|o| o.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let mut t = table([
+        "ID",
+        "PROVIDER",
+        "COMMITTED",
+        "TERM",
+        "CLAUSES",
+        "SCHEDULED",
+        "CONSUMED",
+        "STATUS",
+        "PROJECTED",
+        "SHORTFALL",
+        "OVERRUN",
+    ]);
+    for c in burn["contracts"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            text(&c["contract"]),
+            text(&c["provider"]),
+            money(&c["committed"]),
+            text(&c["term"]),
+            clauses_of(c["contract"].as_str().unwrap_or_default()),
+            money(&c["scheduled"]),
+            money(&c["consumed"]),
+            text(&c["status_text"]),
+            money(&c["projected_consumed"]),
+            money(&c["projected_shortfall"]),
+            money(&c["projected_overrun"]),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "consumed = usage metered by this server under each contract; projection carries the last week's use forward"
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
