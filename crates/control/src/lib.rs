@@ -270,6 +270,9 @@ impl Controller {
                 }),
             }
         }
+        // A cluster without active attempts has nothing to lose: whether it offers capacity is up
+        // to discovery alone.
+        self.lock().unreachable_since.retain(|cluster, _| by_cluster.contains_key(cluster));
         for (cluster, attempts) in by_cluster {
             let driver = &self.options.clusters[cluster].driver;
             let ids: Vec<AttemptId> = attempts.iter().map(|a| a.attempt.id).collect();
@@ -360,6 +363,25 @@ impl Controller {
         // must be durable before its final state is.
         report.metered = self.meter(node_reports).await?;
         self.options.store.update_attempts(updates.clone()).await?;
+        // A lost attempt may still run on its engine (a stopped controller, a silent node): ask its
+        // driver to stop it, best effort and in the background, since an unreachable engine can
+        // take its full timeout to refuse. Its replacement never waits for this.
+        for update in updates.iter().filter(|u| u.state == AttemptState::Lost) {
+            let cluster = active
+                .iter()
+                .find(|a| a.attempt.id == update.id)
+                .and_then(placement_of)
+                .and_then(|p| self.cluster_index(&p.cluster));
+            if let Some(cluster) = cluster {
+                let driver = self.options.clusters[cluster].driver.clone();
+                let id = update.id;
+                tokio::spawn(async move {
+                    if let Err(err) = driver.cancel(id).await {
+                        tracing::warn!(attempt = %id, error = %err, "cannot cancel a lost attempt on its cluster");
+                    }
+                });
+            }
+        }
         let mut memory = self.lock();
         let active_ids: std::collections::HashSet<AttemptId> = active.iter().map(|a| a.attempt.id).collect();
         for update in &updates {

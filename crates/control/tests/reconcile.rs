@@ -290,6 +290,12 @@ async fn an_unreachable_cluster_loses_its_attempts_only_after_the_timeout() {
     assert_eq!(report.lost, vec![AttemptId { job, attempt: 1 }]);
     let record = world.store.get_job(job).await.unwrap();
     assert!(record.attempts[0].message.as_deref().unwrap().contains("cluster unreachable since"));
+    // Its last picture is not offered: the job waits instead of being placed on it again.
+    assert!(report.planned.is_empty(), "re-placed on the unreachable cluster: {report:?}");
+    assert_eq!(record.state, JobState::Pending);
+    world.sim.set_unreachable(false);
+    let report = controller.reconcile_once().await.unwrap();
+    assert_eq!(report.planned, vec![AttemptId { job, attempt: 2 }], "placed again once it answers");
 }
 
 #[tokio::test]
