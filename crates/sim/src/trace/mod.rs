@@ -1,4 +1,4 @@
-//! Importers for real cluster traces (see `../shared/data/INVENTORY.md` for where each comes
+//! Importers for real cluster traces (see the data inventory, `INVENTORY.md` of the shared data set, for where each comes
 //! from). Each reads a file into a [`crate::workload::Workload`]; a malformed row is skipped and
 //! reported with its file and line, or fails the import in strict mode.
 
