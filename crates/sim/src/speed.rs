@@ -33,10 +33,12 @@ pub const fn fp16_tflops(model: GpuModel) -> f64 {
         GpuModel::A10G => 70.0,
         GpuModel::L4 => 121.0,
         GpuModel::Rtx6000 => 130.0,
+        GpuModel::A4000 => 76.7,
         GpuModel::A6000 => 155.0,
         GpuModel::A40 => 150.0,
         GpuModel::L40 => 181.0,
         GpuModel::L40S => 362.0,
+        GpuModel::Rtx6000Ada => 182.0,
         GpuModel::RtxPro6000 => 500.0,
         GpuModel::A100 | GpuModel::A100_80 => 312.0,
         GpuModel::H100 | GpuModel::H100Mega | GpuModel::GH200 | GpuModel::H200 => 989.0,
@@ -97,6 +99,8 @@ pub fn extrapolate(name: &str, k80: f64, p100: f64, v100: f64) -> Option<SpeedRo
     row.speed[model_index(GpuModel::V100_32)] = 1.0;
     Some(row)
 }
+
+const _: () = assert!(MODELS <= 32, "ModelSet holds at most 32 GPU models");
 
 /// A set of GPU models as a bit mask over `GpuModel::ALL`; the empty set means "any GPU".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -58,10 +58,12 @@ gpu_models! {
     A10G => "A10G", 24, "nvidia", [];
     L4 => "L4", 24, "nvidia", [];
     Rtx6000 => "RTX6000", 24, "nvidia", ["Quadro RTX 6000"];
+    A4000 => "A4000", 16, "nvidia", ["RTXA4000", "RTX_A4000"];
     A6000 => "A6000", 48, "nvidia", ["RTXA6000", "RTX_A6000"];
     A40 => "A40", 48, "nvidia", [];
     L40 => "L40", 48, "nvidia", [];
     L40S => "L40S", 48, "nvidia", [];
+    Rtx6000Ada => "RTX6000Ada", 48, "nvidia", ["RTX6000-Ada", "RTX 6000 Ada"];
     RtxPro6000 => "RTXPRO6000", 96, "nvidia", ["RTX PRO 6000"];
     A100 => "A100", 40, "nvidia", ["A100-40GB"];
     A100_80 => "A100-80GB", 80, "nvidia", ["A100_PCIE_80GB", "A100-80GB-SXM", "A100_80GB"];
@@ -219,6 +221,10 @@ mod tests {
         assert_eq!(GpuModel::parse("A100_PCIE_80GB").unwrap(), GpuModel::A100_80);
         assert_eq!(GpuModel::parse("gb300").unwrap(), GpuModel::GB300);
         assert_eq!(GpuModel::parse("Radeon MI25").unwrap(), GpuModel::MI25);
+        assert_eq!(GpuModel::parse("RTXA4000").unwrap(), GpuModel::A4000);
+        assert_eq!(GpuModel::parse("RTX6000Ada").unwrap(), GpuModel::Rtx6000Ada);
+        assert_eq!(GpuModel::parse("RTX6000-Ada").unwrap(), GpuModel::Rtx6000Ada);
+        assert_eq!(GpuModel::parse("RTX6000").unwrap(), GpuModel::Rtx6000);
         let err = GpuModel::parse("H900").unwrap_err().to_string();
         assert!(err.starts_with("unknown GPU model `H900` (known: K80, M60"), "{err}");
     }
