@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_preempt.sql"),
     include_str!("../migrations/0004_state_id.sql"),
+    include_str!("../migrations/0005_replicas.sql"),
 ];
 
 /// How to connect.
@@ -682,6 +683,14 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(row.is_some())
+    }
+
+    async fn deployment_id(&self) -> Result<String> {
+        sqlx::query_scalar("SELECT id FROM deployment WHERE singleton = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::Backend("the deployment row is missing".to_string()))
     }
 
     async fn append_usage(&self, records: Vec<cumulo_store::usage::UsageRecord>) -> Result<u64> {

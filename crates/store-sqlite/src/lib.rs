@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_preempt.sql"),
     include_str!("../migrations/0004_state_id.sql"),
+    include_str!("../migrations/0005_replicas.sql"),
 ];
 
 /// The most jobs one group commit writes.
@@ -686,6 +687,14 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn deployment_id(&self) -> Result<String> {
+        sqlx::query_scalar("SELECT id FROM deployment WHERE singleton = 1")
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::Backend("the deployment row is missing".to_string()))
+    }
+
     async fn append_usage(&self, records: Vec<cumulo_store::usage::UsageRecord>) -> Result<u64> {
         self.append_usage_rows(records).await
     }
@@ -722,8 +731,10 @@ mod tests {
         let path = dir.path().join("sub/cumulo.db");
         let first = SqliteStore::open_path(&path).await.unwrap();
         let ids = first.submit(vec![NewJob { spec: JobSpec::new("a", "t"), idempotency_key: None }]).await.unwrap();
+        let deployment = first.deployment_id().await.unwrap();
         drop(first);
         let again = SqliteStore::open_path(&path).await.unwrap();
         assert_eq!(again.get_job(ids[0].id).await.unwrap().spec.name, "a");
+        assert_eq!(again.deployment_id().await.unwrap(), deployment, "the deployment id is made once");
     }
 }

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             concurrent_retries_create_one_job
             events_tell_a_jobs_history
             a_single_holder_leads
+            the_deployment_id_is_made_once
             large_batches_keep_order_and_repeats
         );
     };
@@ -434,6 +435,14 @@ pub async fn events_tell_a_jobs_history(store: Arc<dyn Store>) {
 pub async fn a_single_holder_leads(store: Arc<dyn Store>) {
     assert!(store.try_lead("node-a", 10).await.unwrap());
     assert!(store.try_lead("node-a", 10).await.unwrap(), "renewing keeps the lead");
+}
+
+pub async fn the_deployment_id_is_made_once(store: Arc<dyn Store>) {
+    let id = store.deployment_id().await.expect("deployment id");
+    assert_eq!(id.len(), 8, "{id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "lowercase hex: {id}");
+    submit_one(&store, job("a", "t")).await;
+    assert_eq!(store.deployment_id().await.unwrap(), id, "the same id on every call");
 }
 
 pub async fn large_batches_keep_order_and_repeats(store: Arc<dyn Store>) {

@@ -350,6 +350,11 @@ pub trait Store: Send + Sync + 'static {
     /// backend (SQLite) always answers true.
     async fn try_lead(&self, holder: &str, ttl_s: u32) -> Result<bool>;
 
+    /// This deployment's id: 8 lowercase hex characters, made once when the database was created
+    /// (migration 5) and the same on every call and every server sharing the database. Drivers put
+    /// it in engine job names so two deployments sharing one engine never adopt each other's jobs.
+    async fn deployment_id(&self) -> Result<String>;
+
     /// Appends metered usage records (the ledger's) in one transaction and returns how many were new.
     /// Idempotent per `(attempt, node rank, start)`: a record already stored is skipped. A different
     /// record under a stored key, or node-time overlapping what is stored for the same attempt and
