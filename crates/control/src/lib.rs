@@ -19,8 +19,17 @@
 //! them, so a crash between any two steps converges on the next pass with nothing lost and nothing
 //! launched twice (tests in `tests/reconcile.rs`).
 //!
-//! Known limits: an inference job's replicas are scheduled as one gang (replica 0 only), not as
-//! separate attempts; lost-timeout clocks live in memory, so a restart delays loss detection by up
+//! Replicas: each replica of a job with `replicas > 1` (inference) is its own attempt, with its own
+//! attempt id and `CUMULO_REPLICA`. The queue holds one entry per replica still to place, for
+//! pending jobs and for running jobs missing some (a replica lost with its cluster is re-placed while
+//! the others keep running), and running replicas feed the scheduler's spread tally, so
+//! `spread: providers` keeps holding after a re-placement when capacity allows. `max_attempts` counts
+//! per replica; the store derives the job's state from all its replicas (`cumulo_store`).
+//!
+//! Lost attempts are asked to stop on their engine on every pass until the driver accepts (the
+//! store keeps the list, so a restart keeps asking).
+//!
+//! Known limits: lost-timeout clocks live in memory, so a restart delays loss detection by up
 //! to `lost_after`; the lease (`lease_ttl_s`, 15 s) must outlast a pass, else two servers may plan at
 //! once (the store still refuses to place a job twice, drivers still refuse to launch an id twice,
 //! but two plans may over-commit a node). Metering keeps one ledger per active attempt in memory;
@@ -30,7 +39,7 @@
 mod fleet;
 mod metering;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -162,12 +171,14 @@ struct Memory {
 pub struct Controller {
     options: Options,
     memory: Mutex<Memory>,
+    /// Lost attempts whose cancel is in flight in the background (see `stop_lost_attempts`).
+    stopping: Arc<Mutex<HashSet<AttemptId>>>,
 }
 
 impl Controller {
     pub fn new(options: Options) -> Controller {
         let memory = Memory { capacities: vec![None; options.clusters.len()], ..Memory::default() };
-        Controller { options, memory: Mutex::new(memory) }
+        Controller { options, memory: Mutex::new(memory), stopping: Arc::default() }
     }
 
     pub fn options(&self) -> &Options {
@@ -363,25 +374,7 @@ impl Controller {
         // must be durable before its final state is.
         report.metered = self.meter(node_reports).await?;
         self.options.store.update_attempts(updates.clone()).await?;
-        // A lost attempt may still run on its engine (a stopped controller, a silent node): ask its
-        // driver to stop it, best effort and in the background, since an unreachable engine can
-        // take its full timeout to refuse. Its replacement never waits for this.
-        for update in updates.iter().filter(|u| u.state == AttemptState::Lost) {
-            let cluster = active
-                .iter()
-                .find(|a| a.attempt.id == update.id)
-                .and_then(placement_of)
-                .and_then(|p| self.cluster_index(&p.cluster));
-            if let Some(cluster) = cluster {
-                let driver = self.options.clusters[cluster].driver.clone();
-                let id = update.id;
-                tokio::spawn(async move {
-                    if let Err(err) = driver.cancel(id).await {
-                        tracing::warn!(attempt = %id, error = %err, "cannot cancel a lost attempt on its cluster");
-                    }
-                });
-            }
-        }
+        self.stop_lost_attempts().await?;
         let mut memory = self.lock();
         let active_ids: std::collections::HashSet<AttemptId> = active.iter().map(|a| a.attempt.id).collect();
         for update in &updates {
@@ -391,6 +384,52 @@ impl Controller {
             }
         }
         memory.ledgers.retain(|id, _| active_ids.contains(id));
+        Ok(())
+    }
+
+    /// A lost attempt may still run on its engine (a stopped controller, a silent node): the store
+    /// keeps it in `attempts_to_stop_on_engine` until its driver accepts the cancel (or says it
+    /// does not know the attempt), and every pass asks again. The cancels run in the background,
+    /// one at a time per attempt, since an unreachable engine can take its full timeout to refuse;
+    /// a replacement never waits for them. An attempt whose cluster is no longer configured, or
+    /// whose driver cannot cancel at all, has nobody to ask and leaves the list at once.
+    async fn stop_lost_attempts(&self) -> Result<(), Error> {
+        let lost = self.options.store.attempts_to_stop_on_engine().await?;
+        let mut nobody_to_ask = Vec::new();
+        for attempt in lost {
+            let id = attempt.id;
+            let cluster = serde_json::from_value::<StoredPlacement>(attempt.placement)
+                .ok()
+                .and_then(|p| self.cluster_index(&p.cluster));
+            let Some(cluster) = cluster else {
+                nobody_to_ask.push(id);
+                continue;
+            };
+            if !self.stopping.lock().expect("stopping set poisoned").insert(id) {
+                continue; // the previous pass's cancel is still waiting for an answer
+            }
+            let driver = self.options.clusters[cluster].driver.clone();
+            let store = self.options.store.clone();
+            let stopping = self.stopping.clone();
+            tokio::spawn(async move {
+                let confirmed = match driver.cancel(id).await {
+                    Ok(()) => true,
+                    Err(err @ cumulo_driver::Error::Unsupported { .. }) => {
+                        tracing::warn!(attempt = %id, error = %err, "cannot cancel a lost attempt on its cluster");
+                        true
+                    }
+                    Err(err) => {
+                        tracing::warn!(attempt = %id, error = %err, "cannot cancel a lost attempt on its cluster yet, will retry");
+                        false
+                    }
+                };
+                if confirmed && let Err(err) = store.stopped_on_engine(vec![id]).await {
+                    tracing::warn!(attempt = %id, error = %err, "cannot record that a lost attempt stopped, will ask again");
+                }
+                stopping.lock().expect("stopping set poisoned").remove(&id);
+            });
+        }
+        self.options.store.stopped_on_engine(nobody_to_ask).await?;
         Ok(())
     }
 
@@ -492,34 +531,28 @@ impl Controller {
         let fleet = Fleet::build(&infos, &capacities);
         let active = self.options.store.active_attempts().await?;
         let mut running = Vec::new();
-        let mut attempt_of_job: HashMap<JobId, AttemptId> = HashMap::new();
+        let mut attempt_of_replica: HashMap<(JobId, u32), AttemptId> = HashMap::new();
         // An attempt being preempted no longer holds capacity in the plan: its replacement was
         // placed in its room by the pass that preempted it.
         for attempt in active.iter().filter(|a| !a.preempt_requested) {
-            attempt_of_job.insert(attempt.attempt.id.job, attempt.attempt.id);
+            attempt_of_replica.insert((attempt.attempt.id.job, attempt.attempt.replica), attempt.attempt.id);
             let Some(placement) = placement_of(attempt) else { continue };
             let started = attempt.attempt.created_at.timestamp().max(0) as u64;
             if let Some(mut alloc) = fleet.running_alloc(&placement, &attempt.spec, started) {
                 alloc.job = attempt.attempt.id.job;
+                // The scheduler's spread tally counts the job's running replicas by this.
+                alloc.replica = attempt.attempt.replica;
                 running.push(alloc);
             }
         }
         let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
-        let pending = self.options.store.pending_jobs(self.options.queue_limit).await?;
-        // One queue entry per job: an attempt runs one gang (replicas of inference jobs are not
-        // split into separate attempts yet).
-        let queue: Vec<QueuedJob> = pending
-            .iter()
-            .filter_map(|job| {
-                QueuedJob::from_spec(job.id, &job.spec, job.submitted_at.timestamp().max(0) as u64).into_iter().next()
-            })
-            .collect();
+        let queue = self.queue(&active).await?;
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
 
         let mut commit = PlanCommit::default();
-        for placement in plan.placements.iter().filter(|p| p.replica == 0) {
+        for placement in &plan.placements {
             let contract = fleet
                 .cluster_of(placement.pool)
                 .and_then(|c| self.options.contracts.get(&infos[c].name))
@@ -527,6 +560,7 @@ impl Controller {
             match fleet.store_placement(&infos, placement, contract) {
                 Some(stored) => commit.launches.push(NewAttempt {
                     job: placement.job,
+                    replica: placement.replica,
                     placement: serde_json::to_value(&stored).expect("placements serialise"),
                 }),
                 None => commit.pending_reasons.push((placement.job, "placed on a node that vanished".into())),
@@ -534,15 +568,21 @@ impl Controller {
         }
         let mut victims = Vec::new();
         for preemption in &plan.preemptions {
-            if let Some(attempt) = attempt_of_job.get(&preemption.victim)
+            if let Some(attempt) = attempt_of_replica.get(&(preemption.victim, preemption.victim_replica))
                 && !victims.contains(attempt)
             {
                 victims.push(*attempt);
             }
         }
         commit.preemptions = victims.clone();
-        commit.pending_reasons.extend(plan.pending.iter().map(|p| (p.job, p.reason.to_string())));
-        report.pending = plan.pending.len();
+        // One reason per job (its first waiting replica's); the store keeps it for pending jobs.
+        let mut waiting = std::collections::HashSet::new();
+        for pending in &plan.pending {
+            if waiting.insert(pending.job) {
+                commit.pending_reasons.push((pending.job, pending.reason.to_string()));
+            }
+        }
+        report.pending = waiting.len();
         let applied = self.options.store.commit_plan(commit).await?;
         report.planned = applied.attempts;
         // The plan is durable; stop the victims now. A crash before this is harmless: the victims
@@ -557,6 +597,44 @@ impl Controller {
         }
         report.preempted = victims;
         Ok(())
+    }
+
+    /// The scheduler's queue: one entry per replica to place, for pending jobs (up to
+    /// `queue_limit`) and for launching or running jobs with several replicas that miss some (a
+    /// replica lost, failed or preempted while the others run; see `cumulo_store::replicas_to_place`
+    /// for which are placed again).
+    async fn queue(&self, active: &[ActiveAttempt]) -> Result<Vec<QueuedJob>, Error> {
+        let pending = self.options.store.pending_jobs(self.options.queue_limit).await?;
+        let mut queue = Vec::with_capacity(pending.len());
+        let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
+            let submitted = job.submitted_at.timestamp().max(0) as u64;
+            queue.extend(
+                QueuedJob::from_spec(job.id, &job.spec, submitted)
+                    .into_iter()
+                    .filter(|q| replicas.contains(&q.replica)),
+            );
+        };
+        for job in &pending {
+            if job.spec.replicas <= 1 || job.attempt_count == 0 {
+                push(job, &(0..job.spec.replicas.max(1)).collect::<Vec<_>>());
+            } else {
+                // Requeued after every replica ended: those that succeeded stay done.
+                let job = self.options.store.get_job(job.id).await?;
+                push(&job, &cumulo_store::replicas_to_place(&job));
+            }
+        }
+        let mut active_replicas: BTreeMap<JobId, usize> = BTreeMap::new();
+        for attempt in active.iter().filter(|a| a.spec.replicas > 1 && !a.cancel_requested) {
+            *active_replicas.entry(attempt.attempt.id.job).or_default() += 1;
+        }
+        for (id, count) in active_replicas {
+            let spec = &active.iter().find(|a| a.attempt.id.job == id).expect("counted from active").spec;
+            if count < spec.replicas as usize {
+                let job = self.options.store.get_job(id).await?;
+                push(&job, &cumulo_store::replicas_to_place(&job));
+            }
+        }
+        Ok(queue)
     }
 
     /// Step 3: launch every `planned` attempt through its cluster's driver, with the same attempt
@@ -583,7 +661,7 @@ impl Controller {
                 job: attempt.spec.clone(),
                 nodes: placement.nodes.iter().map(|n| NodeAssignment::new(&n.node, n.gpus.iter().copied())).collect(),
                 checkpoint_dir: attempt.spec.checkpoint.as_ref().map(|c| c.dir.clone()),
-                env: BTreeMap::new(),
+                env: replica_env(attempt),
             };
             match self.options.clusters[cluster].driver.launch(&request).await {
                 Ok(outcome) => {
@@ -605,6 +683,15 @@ impl Controller {
         self.options.store.update_attempts(updates).await?;
         Ok(())
     }
+}
+
+/// `CUMULO_REPLICA` (which replica this attempt runs) for jobs with several replicas.
+fn replica_env(attempt: &ActiveAttempt) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if attempt.spec.replicas > 1 {
+        env.insert("CUMULO_REPLICA".to_string(), attempt.attempt.replica.to_string());
+    }
+    env
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

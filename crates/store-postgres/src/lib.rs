@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cumulo_store::{
     ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, JobFilter, JobPage, JobRecord,
-    NewJob, PlanApplied, PlanCommit, Result, Role, Store, Submitted, TokenRecord, attempt_may_move, check_new_job,
-    from_micros, job_state_after_attempt,
+    NewAttempt, NewJob, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store, Submitted, TokenRecord,
+    attempt_may_move, check_new_job, from_micros, job_state_after_attempt, job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -224,6 +224,7 @@ fn attempt_from_row(row: &PgRow) -> Result<AttemptRecord> {
     let placement: String = row.try_get("placement").map_err(backend)?;
     Ok(AttemptRecord {
         id: AttemptId { job: JobId(job as u64), attempt: attempt as u32 },
+        replica: row.try_get::<i64, _>("replica").map_err(backend)? as u32,
         state: state.parse()?,
         placement: serde_json::from_str(&placement)
             .map_err(|e| Error::Backend(format!("attempt {job}.{attempt} has an unreadable placement: {e}")))?,
@@ -233,7 +234,7 @@ fn attempt_from_row(row: &PgRow) -> Result<AttemptRecord> {
     })
 }
 
-const ATTEMPT_COLUMNS: &str = "attempts.job_id, attempts.attempt, attempts.state AS a_state, attempts.placement, \
+const ATTEMPT_COLUMNS: &str = "attempts.job_id, attempts.attempt, attempts.replica, attempts.state AS a_state, attempts.placement, \
      attempts.message, attempts.created_at AS a_created_at, attempts.updated_at AS a_updated_at";
 
 async fn add_event(
@@ -265,7 +266,8 @@ async fn move_attempt(
     must_exist: bool,
 ) -> Result<bool> {
     let row = sqlx::query(
-        "SELECT attempts.state, jobs.cancel_requested, jobs.failures, jobs.max_attempts, jobs.attempt_count
+        "SELECT attempts.state, jobs.cancel_requested, jobs.failures, jobs.max_attempts, jobs.attempt_count,
+                COALESCE((jobs.spec::jsonb ->> 'replicas')::bigint, 1), attempts.replica
          FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.job_id = $1 AND attempts.attempt = $2
          FOR UPDATE",
     )
@@ -282,13 +284,15 @@ async fn move_attempt(
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE attempts SET state = $1, message = COALESCE($2, message), updated_at = $3 WHERE job_id = $4 AND attempt = $5",
+        "UPDATE attempts SET state = $1, message = COALESCE($2, message), updated_at = $3, engine_stop_pending = $6
+         WHERE job_id = $4 AND attempt = $5",
     )
     .bind(to.as_str())
     .bind(message)
     .bind(now)
     .bind(id.job.0 as i64)
     .bind(id.attempt as i64)
+    .bind(to == AttemptState::Lost)
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
@@ -297,8 +301,29 @@ async fn move_attempt(
     let failures = row.try_get::<i64, _>(2).map_err(backend)? as u32 + u32::from(counts_as_failure);
     let max_attempts = row.try_get::<i64, _>(3).map_err(backend)? as u32;
     let latest = row.try_get::<i64, _>(4).map_err(backend)? as u32 == id.attempt;
-    if latest {
-        let state = job_state_after_attempt(to, cancel_requested, failures, max_attempts);
+    let replicas = row.try_get::<i64, _>(5).map_err(backend)?.max(1) as u32;
+    let replica = row.try_get::<i64, _>(6).map_err(backend)? as u32;
+    // One replica: the latest attempt decides. Several: all of the job's attempts do.
+    let job_state = if replicas > 1 {
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT attempt, replica, state FROM attempts WHERE job_id = $1 ORDER BY attempt")
+                .bind(id.job.0 as i64)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(backend)?;
+        let attempts = rows
+            .into_iter()
+            .map(|(attempt, replica, state)| {
+                Ok(ReplicaAttempt { attempt: attempt as u32, replica: replica as u32, state: state.parse()? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Some(job_state_of_replicas(replicas, &attempts, cancel_requested, max_attempts))
+    } else if latest {
+        Some(job_state_after_attempt(to, cancel_requested, failures, max_attempts))
+    } else {
+        None
+    };
+    if let Some(state) = job_state {
         let reason = (state == JobState::Pending).then(|| match message {
             Some(message) => format!("requeued after attempt {id} was {to}: {message}"),
             None => format!("requeued after attempt {id} was {to}"),
@@ -320,12 +345,82 @@ async fn move_attempt(
             .await
             .map_err(backend)?;
     }
+    let of_replica = if replicas > 1 { format!(" (replica {replica})") } else { String::new() };
     let text = match message {
-        Some(message) => format!("attempt {id} {to}: {message}"),
-        None => format!("attempt {id} {to}"),
+        Some(message) => format!("attempt {id}{of_replica} {to}: {message}"),
+        None => format!("attempt {id}{of_replica} {to}"),
     };
     add_event(tx, id.job, now, &format!("attempt_{to}"), &text).await?;
     Ok(true)
+}
+
+/// Takes the job's next attempt number for `launch` when it may go ahead (see
+/// `PlanCommit::launches`), moving a pending job to `launching`; returns it with the job's replica
+/// count, or `None` when the launch must be skipped.
+async fn claim_attempt_number(
+    tx: &mut Transaction<'static, Postgres>,
+    launch: &NewAttempt,
+    now: i64,
+) -> Result<Option<(i64, u32)>> {
+    if launch.replica == 0 {
+        // The common case, one statement: a pending job's first replica.
+        let number: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'launching', attempt_count = attempt_count + 1, pending_reason = NULL,
+             updated_at = $1 WHERE id = $2 AND state = 'pending' AND cancel_requested = FALSE
+             RETURNING attempt_count, COALESCE((jobs.spec::jsonb ->> 'replicas')::bigint, 1)",
+        )
+        .bind(now)
+        .bind(launch.job.0 as i64)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+        if let Some((number, replicas)) = number {
+            return Ok(Some((number, replicas.max(1) as u32)));
+        }
+    }
+    let row: Option<(String, bool, i64)> = sqlx::query_as(
+        "SELECT state, cancel_requested, COALESCE((jobs.spec::jsonb ->> 'replicas')::bigint, 1) FROM jobs WHERE id = $1 FOR UPDATE",
+    )
+    .bind(launch.job.0 as i64)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((state, cancel_requested, replicas)) = row else { return Ok(None) };
+    let replicas = replicas.max(1) as u32;
+    if cancel_requested || launch.replica >= replicas {
+        return Ok(None);
+    }
+    let waiting = match state.as_str() {
+        "pending" => true,
+        // A replica of a running job waits when it has no active attempt: nothing launched twice.
+        "launching" | "running" if replicas > 1 => {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM attempts WHERE job_id = $1 AND replica = $2
+                 AND state IN ('planned', 'launching', 'running')",
+            )
+            .bind(launch.job.0 as i64)
+            .bind(i64::from(launch.replica))
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?;
+            active == 0
+        }
+        _ => false,
+    };
+    if !waiting {
+        return Ok(None);
+    }
+    let number: i64 = sqlx::query_scalar(
+        "UPDATE jobs SET state = CASE WHEN state = 'pending' THEN 'launching' ELSE state END,
+         attempt_count = attempt_count + 1, pending_reason = NULL, updated_at = $1 WHERE id = $2
+         RETURNING attempt_count",
+    )
+    .bind(now)
+    .bind(launch.job.0 as i64)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(Some((number, replicas)))
 }
 
 #[async_trait]
@@ -613,32 +708,29 @@ impl Store for PostgresStore {
             }
         }
         for launch in &plan.launches {
-            let number: Option<i64> = sqlx::query_scalar(
-                "UPDATE jobs SET state = 'launching', attempt_count = attempt_count + 1, pending_reason = NULL,
-                 updated_at = $1 WHERE id = $2 AND state = 'pending' AND cancel_requested = FALSE RETURNING attempt_count",
-            )
-            .bind(now)
-            .bind(launch.job.0 as i64)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let Some(number) = number else {
+            let Some((number, replicas)) = claim_attempt_number(&mut tx, launch, now).await? else {
                 applied.skipped.push(launch.job);
                 continue;
             };
             let id = AttemptId { job: launch.job, attempt: number as u32 };
             sqlx::query(
-                "INSERT INTO attempts (job_id, attempt, state, placement, created_at, updated_at)
-                 VALUES ($1, $2, 'planned', $3, $4, $4)",
+                "INSERT INTO attempts (job_id, attempt, replica, state, placement, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'planned', $4, $5, $5)",
             )
             .bind(launch.job.0 as i64)
             .bind(number)
+            .bind(i64::from(launch.replica))
             .bind(launch.placement.to_string())
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            add_event(&mut tx, launch.job, now, "attempt_planned", &format!("attempt {id} planned")).await?;
+            let text = if replicas > 1 {
+                format!("attempt {id} (replica {}) planned", launch.replica)
+            } else {
+                format!("attempt {id} planned")
+            };
+            add_event(&mut tx, launch.job, now, "attempt_planned", &text).await?;
             applied.attempts.push(id);
         }
         for (job, reason) in &plan.pending_reasons {
@@ -683,6 +775,35 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(row.is_some())
+    }
+
+    async fn attempts_to_stop_on_engine(&self) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE engine_stop_pending = TRUE
+             ORDER BY attempts.updated_at, attempts.job_id, attempts.attempt"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn stopped_on_engine(&self, ids: Vec<AttemptId>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE attempts SET engine_stop_pending = FALSE WHERE job_id = $1 AND attempt = $2 AND engine_stop_pending = TRUE",
+            )
+            .bind(id.job.0 as i64)
+            .bind(id.attempt as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn deployment_id(&self) -> Result<String> {

@@ -11,6 +11,7 @@ use cumulo_types::{JobId, JobSpec, JobState, Priority};
 
 use crate::{
     AttemptId, AttemptState, AttemptUpdate, Error, JobFilter, NewAttempt, NewJob, PlanCommit, Role, Store, TokenRecord,
+    replicas_to_place,
 };
 
 /// Generates one `#[tokio::test]` per conformance case. `$open` is an async expression evaluating to
@@ -40,6 +41,13 @@ macro_rules! conformance_tests {
             events_tell_a_jobs_history
             a_single_holder_leads
             the_deployment_id_is_made_once
+            replicas_launch_as_separate_attempts
+            a_lost_replica_leaves_the_job_running_and_is_placed_again
+            max_attempts_counts_per_replica
+            cancel_ends_a_replicated_job_with_its_last_replica
+            a_replicated_job_requeues_when_every_replica_is_lost
+            a_replicated_job_succeeds_when_every_replica_succeeded
+            lost_attempts_wait_for_their_engine_to_stop
             large_batches_keep_order_and_repeats
         );
     };
@@ -71,7 +79,7 @@ async fn placed(store: &Arc<dyn Store>, spec: JobSpec) -> AttemptId {
     let id = submit_one(store, NewJob { spec, idempotency_key: None }).await;
     let applied = store
         .commit_plan(PlanCommit {
-            launches: vec![NewAttempt { job: id, placement: serde_json::json!({"node": "n1"}) }],
+            launches: vec![NewAttempt { job: id, replica: 0, placement: serde_json::json!({"node": "n1"}) }],
             ..PlanCommit::default()
         })
         .await
@@ -226,7 +234,7 @@ pub async fn commit_plan_persists_attempts_before_dispatch(store: Arc<dyn Store>
     let placement = serde_json::json!({"cluster": "local", "nodes": ["n1", "n2"]});
     let applied = store
         .commit_plan(PlanCommit {
-            launches: vec![NewAttempt { job: a, placement: placement.clone() }],
+            launches: vec![NewAttempt { job: a, replica: 0, placement: placement.clone() }],
             pending_reasons: vec![(b, "no node has 8 free H100".into())],
             preemptions: Vec::new(),
         })
@@ -256,7 +264,7 @@ pub async fn commit_plan_skips_jobs_no_longer_pending(store: Arc<dyn Store>) {
     let fresh = submit_one(&store, job("f", "t")).await;
     let launches = [first.job, cancelled, fresh, JobId(999_999)]
         .into_iter()
-        .map(|job| NewAttempt { job, placement: serde_json::json!({}) })
+        .map(|job| NewAttempt { job, replica: 0, placement: serde_json::json!({}) })
         .collect();
     let applied = store.commit_plan(PlanCommit { launches, ..PlanCommit::default() }).await.unwrap();
     assert_eq!(applied.attempts, vec![AttemptId { job: fresh, attempt: 1 }]);
@@ -287,7 +295,7 @@ pub async fn lost_attempts_requeue_until_max_attempts(store: Arc<dyn Store>) {
     assert_eq!(record.attempts[0].message.as_deref(), Some("node gone"));
     let applied = store
         .commit_plan(PlanCommit {
-            launches: vec![NewAttempt { job: first.job, placement: serde_json::json!({}) }],
+            launches: vec![NewAttempt { job: first.job, replica: 0, placement: serde_json::json!({}) }],
             ..PlanCommit::default()
         })
         .await
@@ -335,7 +343,7 @@ pub async fn preemption_requeues_the_job(store: Arc<dyn Store>) {
     let urgent = submit_one(&store, job("urgent", "t")).await;
     let applied = store
         .commit_plan(PlanCommit {
-            launches: vec![NewAttempt { job: urgent, placement: serde_json::json!({}) }],
+            launches: vec![NewAttempt { job: urgent, replica: 0, placement: serde_json::json!({}) }],
             pending_reasons: Vec::new(),
             preemptions: vec![victim],
         })
@@ -464,4 +472,203 @@ pub async fn large_batches_keep_order_and_repeats(store: Arc<dyn Store>) {
     }
     let counts = store.job_counts_by_state().await.unwrap();
     assert_eq!(counts[&JobState::Pending], 599);
+}
+
+/// An inference job with `replicas` replicas and `max_attempts` attempts per replica.
+fn replicated(name: &str, replicas: u32, max_attempts: u32) -> NewJob {
+    let mut spec = JobSpec::new(name, "t");
+    spec.kind = cumulo_types::JobKind::Inference;
+    spec.replicas = replicas;
+    spec.max_attempts = max_attempts;
+    NewJob { spec, idempotency_key: None }
+}
+
+/// Commits launches of `replicas` of `job`; returns what was created.
+async fn launch_replicas(store: &Arc<dyn Store>, job: JobId, replicas: &[u32]) -> crate::PlanApplied {
+    let launches = replicas
+        .iter()
+        .map(|r| NewAttempt { job, replica: *r, placement: serde_json::json!({"replica": r}) })
+        .collect();
+    store.commit_plan(PlanCommit { launches, ..PlanCommit::default() }).await.expect("commit plan")
+}
+
+async fn waiting_replicas(store: &Arc<dyn Store>, job: JobId) -> Vec<u32> {
+    replicas_to_place(&store.get_job(job).await.expect("get job"))
+}
+
+/// Starts a job with `replicas` replicas, all running; returns the job and its attempts by replica.
+async fn running_replicas(store: &Arc<dyn Store>, new: NewJob) -> (JobId, Vec<AttemptId>) {
+    let job = submit_one(store, new.clone()).await;
+    let all: Vec<u32> = (0..new.spec.replicas).collect();
+    let applied = launch_replicas(store, job, &all).await;
+    assert_eq!(applied.attempts.len(), all.len());
+    for attempt in &applied.attempts {
+        update(store, *attempt, AttemptState::Running).await;
+    }
+    assert_eq!(state_of(store, job).await, JobState::Running);
+    (job, applied.attempts)
+}
+
+pub async fn replicas_launch_as_separate_attempts(store: Arc<dyn Store>) {
+    let job = submit_one(&store, replicated("serve", 3, 3)).await;
+    assert_eq!(waiting_replicas(&store, job).await, vec![0, 1, 2]);
+    // Replica 1 twice and a replica the job does not have: each is skipped.
+    let applied = launch_replicas(&store, job, &[0, 1, 1, 3, 2]).await;
+    assert_eq!(applied.attempts, (1..=3).map(|attempt| AttemptId { job, attempt }).collect::<Vec<_>>());
+    assert_eq!(applied.skipped, vec![job, job]);
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Launching);
+    assert_eq!(record.attempt_count, 3);
+    let replicas: Vec<u32> = record.attempts.iter().map(|a| a.replica).collect();
+    assert_eq!(replicas, vec![0, 1, 2]);
+    assert_eq!(record.attempts[1].placement, serde_json::json!({"replica": 1}));
+    let active = store.active_attempts().await.unwrap();
+    assert_eq!(
+        active.iter().map(|a| (a.attempt.id.attempt, a.attempt.replica)).collect::<Vec<_>>(),
+        [(1, 0), (2, 1), (3, 2)]
+    );
+    assert!(waiting_replicas(&store, job).await.is_empty());
+    update(&store, applied.attempts[0], AttemptState::Running).await;
+    assert_eq!(state_of(&store, job).await, JobState::Running, "running while any replica runs");
+    let again = launch_replicas(&store, job, &[0, 1, 2]).await;
+    assert!(again.attempts.is_empty(), "nothing launched twice: every replica has an active attempt");
+    assert_eq!(again.skipped.len(), 3);
+    // A job with one replica still takes no second attempt while it runs, whatever the replica.
+    let single = placed(&store, JobSpec::new("one", "t")).await;
+    let applied = launch_replicas(&store, single.job, &[0, 1]).await;
+    assert!(applied.attempts.is_empty());
+    let kinds: Vec<String> = store.job_events(job).await.unwrap().into_iter().map(|e| e.message).collect();
+    assert!(kinds.contains(&format!("attempt {job}.2 (replica 1) planned")), "{kinds:?}");
+}
+
+pub async fn a_lost_replica_leaves_the_job_running_and_is_placed_again(store: Arc<dyn Store>) {
+    let (job, attempts) = running_replicas(&store, replicated("serve", 3, 3)).await;
+    store
+        .update_attempts(vec![AttemptUpdate {
+            id: attempts[1],
+            state: AttemptState::Lost,
+            message: Some("cluster unreachable".into()),
+        }])
+        .await
+        .unwrap();
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Running, "the other replicas still run");
+    assert_eq!(record.pending_reason, None);
+    assert_eq!(replicas_to_place(&record), vec![1]);
+    assert!(store.pending_jobs(10).await.unwrap().is_empty(), "a running job is not in the pending queue");
+    let applied = launch_replicas(&store, job, &[1]).await;
+    let replacement = AttemptId { job, attempt: 4 };
+    assert_eq!(applied.attempts, vec![replacement]);
+    assert_eq!(state_of(&store, job).await, JobState::Running, "re-placing a replica keeps the job running");
+    assert!(waiting_replicas(&store, job).await.is_empty());
+    update(&store, replacement, AttemptState::Running).await;
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Running);
+    let by_replica: Vec<(u32, AttemptState)> = record.attempts.iter().map(|a| (a.replica, a.state)).collect();
+    assert_eq!(
+        by_replica,
+        vec![
+            (0, AttemptState::Running),
+            (1, AttemptState::Lost),
+            (2, AttemptState::Running),
+            (1, AttemptState::Running)
+        ]
+    );
+}
+
+pub async fn max_attempts_counts_per_replica(store: Arc<dyn Store>) {
+    let (job, attempts) = running_replicas(&store, replicated("serve", 2, 2)).await;
+    update(&store, attempts[0], AttemptState::Lost).await;
+    let second = launch_replicas(&store, job, &[0]).await.attempts[0];
+    update(&store, second, AttemptState::Failed).await;
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Running, "replica 1 still runs");
+    assert!(replicas_to_place(&record).is_empty(), "replica 0 used its two attempts");
+    assert!(launch_replicas(&store, job, &[1]).await.attempts.is_empty(), "replica 1 is active");
+    // Replica 1's first failure is its own: it may be placed again.
+    update(&store, attempts[1], AttemptState::Failed).await;
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Failed, "nothing runs and replica 0 has no attempts left");
+    assert!(replicas_to_place(&record).is_empty());
+    assert!(store.active_attempts().await.unwrap().is_empty());
+}
+
+pub async fn cancel_ends_a_replicated_job_with_its_last_replica(store: Arc<dyn Store>) {
+    let (job, attempts) = running_replicas(&store, replicated("serve", 2, 3)).await;
+    update(&store, attempts[1], AttemptState::Lost).await;
+    let record = store.cancel_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Running);
+    assert!(record.cancel_requested);
+    assert!(waiting_replicas(&store, job).await.is_empty(), "a cancelled job places nothing");
+    assert!(launch_replicas(&store, job, &[1]).await.attempts.is_empty(), "nor does its plan");
+    let active = store.active_attempts().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert!(active.iter().all(|a| a.cancel_requested));
+    update(&store, attempts[0], AttemptState::Cancelled).await;
+    assert_eq!(state_of(&store, job).await, JobState::Cancelled);
+
+    let (job, attempts) = running_replicas(&store, replicated("serve2", 3, 3)).await;
+    store.cancel_job(job).await.unwrap();
+    assert_eq!(store.active_attempts().await.unwrap().iter().filter(|a| a.cancel_requested).count(), 3);
+    update(&store, attempts[0], AttemptState::Cancelled).await;
+    update(&store, attempts[2], AttemptState::Lost).await;
+    assert_eq!(state_of(&store, job).await, JobState::Running, "ended only when every replica ended");
+    update(&store, attempts[1], AttemptState::Cancelled).await;
+    assert_eq!(state_of(&store, job).await, JobState::Cancelled);
+}
+
+pub async fn a_replicated_job_requeues_when_every_replica_is_lost(store: Arc<dyn Store>) {
+    let (job, attempts) = running_replicas(&store, replicated("serve", 2, 3)).await;
+    update(&store, attempts[0], AttemptState::Lost).await;
+    assert_eq!(state_of(&store, job).await, JobState::Running);
+    store
+        .update_attempts(vec![AttemptUpdate {
+            id: attempts[1],
+            state: AttemptState::Lost,
+            message: Some("gone".into()),
+        }])
+        .await
+        .unwrap();
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Pending);
+    assert_eq!(
+        record.pending_reason.as_deref(),
+        Some(format!("requeued after attempt {} was lost: gone", attempts[1]).as_str())
+    );
+    assert_eq!(replicas_to_place(&record), vec![0, 1]);
+    assert_eq!(store.pending_jobs(10).await.unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), vec![job]);
+    // Replica 1 alone is placed first; the job launches with it and replica 0 still waits.
+    let applied = launch_replicas(&store, job, &[1]).await;
+    assert_eq!(applied.attempts, vec![AttemptId { job, attempt: 3 }]);
+    assert_eq!(state_of(&store, job).await, JobState::Launching);
+    assert_eq!(waiting_replicas(&store, job).await, vec![0]);
+}
+
+pub async fn a_replicated_job_succeeds_when_every_replica_succeeded(store: Arc<dyn Store>) {
+    let (job, attempts) = running_replicas(&store, replicated("serve", 2, 3)).await;
+    update(&store, attempts[0], AttemptState::Succeeded).await;
+    assert_eq!(state_of(&store, job).await, JobState::Running);
+    assert!(waiting_replicas(&store, job).await.is_empty(), "a replica that succeeded is done");
+    update(&store, attempts[1], AttemptState::Succeeded).await;
+    assert_eq!(state_of(&store, job).await, JobState::Succeeded);
+}
+
+pub async fn lost_attempts_wait_for_their_engine_to_stop(store: Arc<dyn Store>) {
+    assert!(store.attempts_to_stop_on_engine().await.unwrap().is_empty());
+    let lost = placed(&store, JobSpec::new("a", "t")).await;
+    update(&store, lost, AttemptState::Running).await;
+    update(&store, lost, AttemptState::Lost).await;
+    let failed = placed(&store, JobSpec::new("b", "t")).await;
+    update(&store, failed, AttemptState::Failed).await;
+    let (job, replicas) = running_replicas(&store, replicated("serve", 2, 3)).await;
+    update(&store, replicas[1], AttemptState::Lost).await;
+    let listed: Vec<(AttemptId, u32)> =
+        store.attempts_to_stop_on_engine().await.unwrap().iter().map(|a| (a.id, a.replica)).collect();
+    assert_eq!(listed, vec![(lost, 0), (replicas[1], 1)], "lost attempts only, oldest first");
+    store.stopped_on_engine(vec![lost, failed, AttemptId { job, attempt: 99 }]).await.unwrap();
+    let listed: Vec<AttemptId> = store.attempts_to_stop_on_engine().await.unwrap().iter().map(|a| a.id).collect();
+    assert_eq!(listed, vec![replicas[1]], "until their engine confirms the stop");
+    store.stopped_on_engine(vec![replicas[1]]).await.unwrap();
+    assert!(store.attempts_to_stop_on_engine().await.unwrap().is_empty());
+    assert_eq!(state_of(&store, lost.job).await, JobState::Pending, "the stop changes no state");
 }

@@ -11,6 +11,8 @@
 //! - attempt ids are assigned and persisted by `commit_plan` before the caller may dispatch them, in
 //!   the same transaction as the job's move out of `pending`;
 //! - attempt states only move forward: an update to an attempt already in a terminal state is ignored;
+//! - nothing is launched twice: a job with one replica gets a new attempt only while `pending`, and
+//!   each replica of a job with several has at most one active attempt;
 //! - a failed call changes nothing.
 
 use std::collections::BTreeMap;
@@ -124,6 +126,9 @@ impl FromStr for AttemptState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub id: AttemptId,
+    /// Which replica of its job this attempt runs: `0..spec.replicas` (always 0 for one replica).
+    #[serde(default)]
+    pub replica: u32,
     pub state: AttemptState,
     /// Where the plan put it (the scheduler's placement, as JSON: cluster, nodes, price...).
     pub placement: serde_json::Value,
@@ -245,13 +250,19 @@ pub struct ActiveAttempt {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewAttempt {
     pub job: JobId,
+    /// Which replica of the job it runs (0 for jobs with one replica).
+    #[serde(default)]
+    pub replica: u32,
     pub placement: serde_json::Value,
 }
 
 /// Everything one scheduling pass decided, applied by `commit_plan` in one transaction.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlanCommit {
-    /// New attempts: each job must still be `pending` and not cancel-requested, else it is skipped.
+    /// New attempts. A launch is skipped when its job is cancel-requested, when its replica is not
+    /// below the job's `replicas`, and when its job is not `pending` unless the job has several
+    /// replicas, is `launching` or `running`, and that replica has no active attempt (a lost replica
+    /// is re-placed while the others run).
     pub launches: Vec<NewAttempt>,
     /// Jobs left pending and why.
     pub pending_reasons: Vec<(JobId, String)>,
@@ -266,7 +277,8 @@ pub struct PlanCommit {
 pub struct PlanApplied {
     /// The attempts created, in the order of `launches` less the skipped ones; state `planned`.
     pub attempts: Vec<AttemptId>,
-    /// Launches skipped because their job was no longer pending (cancelled or placed meanwhile).
+    /// Launches skipped because their job or replica was no longer waiting (cancelled or placed
+    /// meanwhile), one entry per skipped launch.
     pub skipped: Vec<JobId>,
 }
 
@@ -293,12 +305,15 @@ pub struct EventRecord {
 /// Durable state. Every method is one transaction: when it returns an error nothing was changed.
 /// Implementations are `Send + Sync` and shared as `Arc<dyn Store>`.
 ///
-/// Job state follows the attempts (the store derives it, callers never set it directly):
-/// `commit_plan` moves a job `pending → launching`; an attempt `running` makes it `running`;
-/// `succeeded` makes it `succeeded`; `cancelled` makes it `cancelled`; `failed` or `lost` requeue it
-/// (`pending`) while its failed and lost attempts are fewer than `spec.max_attempts` and fail it
-/// otherwise; `preempted` always requeues it (a cancel-requested job is cancelled instead of
-/// requeued).
+/// Job state follows the attempts (the store derives it, callers never set it directly).
+/// A job with one replica follows its latest attempt: `commit_plan` moves it `pending → launching`;
+/// an attempt `running` makes it `running`; `succeeded` makes it `succeeded`; `cancelled` makes it
+/// `cancelled`; `failed` or `lost` requeue it (`pending`) while its failed and lost attempts are
+/// fewer than `spec.max_attempts` and fail it otherwise; `preempted` always requeues it (a
+/// cancel-requested job is cancelled instead of requeued). A job with several replicas follows all
+/// of its attempts, see [`job_state_of_replicas`]: it runs while any replica runs, a replica that
+/// ends while others run leaves the job running (the loop re-places it, see [`replicas_to_place`]),
+/// and `max_attempts` counts per replica.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Accepts jobs atomically: all are durable when it returns `Ok`, or none is stored. Per
@@ -355,6 +370,15 @@ pub trait Store: Send + Sync + 'static {
     /// it in engine job names so two deployments sharing one engine never adopt each other's jobs.
     async fn deployment_id(&self) -> Result<String>;
 
+    /// Lost attempts whose engine has not yet confirmed they stopped (oldest first): the loop asks
+    /// their drivers to cancel them on every pass until [`Store::stopped_on_engine`] is called. An
+    /// attempt joins this list when it moves to `lost`.
+    async fn attempts_to_stop_on_engine(&self) -> Result<Vec<AttemptRecord>>;
+
+    /// Records that the engines of these attempts confirmed the stop (or no longer know them). Ids
+    /// not in [`Store::attempts_to_stop_on_engine`] are ignored.
+    async fn stopped_on_engine(&self, ids: Vec<AttemptId>) -> Result<()>;
+
     /// Appends metered usage records (the ledger's) in one transaction and returns how many were new.
     /// Idempotent per `(attempt, node rank, start)`: a record already stored is skipped. A different
     /// record under a stored key, or node-time overlapping what is stored for the same attempt and
@@ -396,6 +420,102 @@ pub fn job_state_after_attempt(
         AttemptState::Failed | AttemptState::Lost if failures >= max_attempts.max(1) => JobState::Failed,
         AttemptState::Failed | AttemptState::Lost => JobState::Pending,
     }
+}
+
+/// One attempt as the rules for jobs with several replicas see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaAttempt {
+    pub attempt: u32,
+    pub replica: u32,
+    pub state: AttemptState,
+}
+
+impl From<&AttemptRecord> for ReplicaAttempt {
+    fn from(record: &AttemptRecord) -> ReplicaAttempt {
+        ReplicaAttempt { attempt: record.id.attempt, replica: record.replica, state: record.state }
+    }
+}
+
+/// The latest attempt of `replica` (highest attempt number), if any.
+fn latest_of_replica(attempts: &[ReplicaAttempt], replica: u32) -> Option<&ReplicaAttempt> {
+    attempts.iter().filter(|a| a.replica == replica).max_by_key(|a| a.attempt)
+}
+
+/// Failed and lost attempts of `replica`: what `max_attempts` bounds for jobs with several replicas.
+fn replica_failures(attempts: &[ReplicaAttempt], replica: u32) -> u32 {
+    attempts
+        .iter()
+        .filter(|a| a.replica == replica && matches!(a.state, AttemptState::Failed | AttemptState::Lost))
+        .count() as u32
+}
+
+/// Whether `replica` waits for a new attempt: it has none yet, or its latest attempt failed, was
+/// lost or was preempted (a replica that succeeded or was cancelled is done).
+fn replica_waits(attempts: &[ReplicaAttempt], replica: u32) -> bool {
+    latest_of_replica(attempts, replica)
+        .is_none_or(|a| matches!(a.state, AttemptState::Failed | AttemptState::Lost | AttemptState::Preempted))
+}
+
+/// The state of a job with several replicas, from all its attempts (after the change being
+/// applied). It runs while any replica runs and launches while any launches. With no active attempt
+/// left it has ended: `succeeded` when every replica's latest attempt succeeded, else `cancelled`
+/// when a cancel was requested, else `failed` when a waiting replica (see [`replicas_to_place`]) has
+/// used up `max_attempts` (counted per replica: its failed and lost attempts), else `pending` when a
+/// replica waits (it is requeued), else `cancelled` (every replica succeeded or was cancelled on its
+/// engine). Shared by every backend so they derive states alike.
+pub fn job_state_of_replicas(
+    replicas: u32,
+    attempts: &[ReplicaAttempt],
+    cancel_requested: bool,
+    max_attempts: u32,
+) -> JobState {
+    let active: Vec<AttemptState> = attempts.iter().map(|a| a.state).filter(|s| !s.is_terminal()).collect();
+    if active.contains(&AttemptState::Running) {
+        return JobState::Running;
+    }
+    if !active.is_empty() {
+        return JobState::Launching;
+    }
+    let replicas = replicas.max(1);
+    let all_succeeded =
+        (0..replicas).all(|r| latest_of_replica(attempts, r).is_some_and(|a| a.state == AttemptState::Succeeded));
+    if all_succeeded {
+        return JobState::Succeeded;
+    }
+    if cancel_requested {
+        return JobState::Cancelled;
+    }
+    let waiting: Vec<u32> = (0..replicas).filter(|r| replica_waits(attempts, *r)).collect();
+    if waiting.iter().any(|r| replica_failures(attempts, *r) >= max_attempts.max(1)) {
+        JobState::Failed
+    } else if !waiting.is_empty() {
+        JobState::Pending
+    } else {
+        JobState::Cancelled
+    }
+}
+
+/// The replicas of a job that the loop should place now: those without an active attempt that wait
+/// (no attempt yet, or the latest failed, was lost or was preempted) and have used fewer than
+/// `spec.max_attempts` failed or lost attempts. Empty for a cancel-requested or ended job. `job`
+/// must carry its attempts (`Store::get_job`). For a job with one replica this is `[0]` exactly when
+/// it is pending.
+pub fn replicas_to_place(job: &JobRecord) -> Vec<u32> {
+    if job.cancel_requested || !matches!(job.state, JobState::Pending | JobState::Launching | JobState::Running) {
+        return Vec::new();
+    }
+    let replicas = job.spec.replicas.max(1);
+    if replicas == 1 {
+        return if job.state == JobState::Pending { vec![0] } else { Vec::new() };
+    }
+    let attempts: Vec<ReplicaAttempt> = job.attempts.iter().map(ReplicaAttempt::from).collect();
+    (0..replicas)
+        .filter(|r| {
+            !attempts.iter().any(|a| a.replica == *r && !a.state.is_terminal())
+                && replica_waits(&attempts, *r)
+                && replica_failures(&attempts, *r) < job.spec.max_attempts.max(1)
+        })
+        .collect()
 }
 
 /// Whether an attempt may move from `from` to `to`: terminal states are final and active states only
@@ -458,6 +578,31 @@ mod tests {
         check(A::Preempted, false, 9, 3, J::Pending);
         check(A::Preempted, true, 0, 3, J::Cancelled);
         check(A::Cancelled, false, 0, 3, J::Cancelled);
+    }
+
+    #[test]
+    fn a_replicated_job_follows_all_its_attempts() {
+        use AttemptState as A;
+        use JobState as J;
+        // (replica, state) per attempt, numbered in order.
+        let check = |attempts: &[(u32, AttemptState)], cancel: bool, max: u32, expect: JobState| {
+            let attempts: Vec<ReplicaAttempt> = attempts
+                .iter()
+                .enumerate()
+                .map(|(i, (replica, state))| ReplicaAttempt { attempt: i as u32 + 1, replica: *replica, state: *state })
+                .collect();
+            assert_eq!(job_state_of_replicas(2, &attempts, cancel, max), expect, "{attempts:?} cancel={cancel}");
+        };
+        check(&[(0, A::Planned), (1, A::Running)], false, 3, J::Running);
+        check(&[(0, A::Planned), (1, A::Lost)], false, 3, J::Launching);
+        check(&[(0, A::Lost), (1, A::Running)], false, 1, J::Running);
+        check(&[(0, A::Lost), (1, A::Failed)], false, 3, J::Pending);
+        check(&[(0, A::Lost), (1, A::Failed)], true, 3, J::Cancelled);
+        check(&[(0, A::Lost), (1, A::Failed), (0, A::Lost)], false, 2, J::Failed);
+        check(&[(0, A::Lost), (1, A::Preempted), (0, A::Succeeded)], false, 1, J::Pending);
+        check(&[(0, A::Succeeded), (1, A::Lost), (1, A::Succeeded)], true, 3, J::Succeeded);
+        check(&[(0, A::Succeeded), (1, A::Cancelled)], false, 3, J::Cancelled);
+        check(&[(0, A::Succeeded)], false, 3, J::Pending);
     }
 
     #[test]
