@@ -1,20 +1,28 @@
-//! The scheduling pass: indexes built once from the snapshot, then jobs placed one by one in
-//! priority order, tenants interleaved by weighted dominant resource fairness.
+//! The scheduler: indexes built once from a snapshot and then kept up to date, and the pass that
+//! places jobs one by one in priority order, tenants interleaved by weighted dominant resource
+//! fairness.
 //!
 //! Per job the cost is a hash lookup of its request shape (whose feasible pools are computed once
-//! per pass and kept sorted by price), then a few bucket lookups per pool tried. A shape that
-//! failed stays failed until capacity is freed (by preemption), so a long pending tail costs
-//! nanoseconds per job.
+//! and kept sorted by price until a price or a node's schedulability changes), then a few bucket
+//! lookups per pool tried. A shape that failed stays failed for the rest of the pass until
+//! capacity is freed (by preemption), so a long pending tail costs nanoseconds per job.
+//!
+//! The state lives on between passes: a pass commits its plan (placements become running work,
+//! preempted work is gone), and the caller reports what else changed (`release`,
+//! `set_schedulable`, `set_price`). A scheduler so kept equals one built afresh from the
+//! equivalent snapshot (see [`Scheduler::differences`]) and decides the same plans, because no
+//! decision depends on the order changes came in (buckets are sorted by id, victims by value).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use cumulo_types::{CapacityKind, Constraints, JobId, Money, Priority, ResourceOption, SpreadPolicy, TopologyNeed};
 
 use crate::model::{
     Config, NodeAlloc, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption, QueuedJob, QuotaResource,
-    Snapshot, Timestamp,
+    RunningAlloc, Snapshot, Timestamp,
 };
 use crate::pool::{Need, PoolState};
 
@@ -77,13 +85,50 @@ struct Shape {
 
 const NEVER: u64 = u64::MAX;
 
+/// A running allocation (a slot of `Scheduler::running`; `alive` is false for a free slot).
+#[derive(Clone, Debug)]
 struct Running {
+    job: JobId,
+    replica: u32,
+    priority: Priority,
+    preemptible: bool,
+    started_at: Timestamp,
     pool: u32,
     tenant: u32,
     alive: bool,
     gpu_milli: u64,
     cpu_milli: u64,
+    nodes: Vec<NodeAlloc>,
 }
+
+/// The order in which victims are chosen, least valuable first: lowest priority, newest, smallest,
+/// then by id; the slot last only so that two allocations of one job replica both fit in the set.
+type VictimKey = (Priority, Reverse<Timestamp>, u64, u64, JobId, u32, u32);
+
+impl Running {
+    fn of(alloc: &RunningAlloc, pool: u32, tenant: u32) -> Running {
+        Running {
+            job: alloc.job,
+            replica: alloc.replica,
+            priority: alloc.priority,
+            preemptible: alloc.preemptible,
+            started_at: alloc.started_at,
+            pool,
+            tenant,
+            alive: true,
+            gpu_milli: alloc.nodes.iter().map(|a| a.gpus.milli()).sum(),
+            cpu_milli: alloc.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
+            nodes: alloc.nodes.clone(),
+        }
+    }
+
+    fn victim_key(&self, slot: u32) -> VictimKey {
+        (self.priority, Reverse(self.started_at), self.gpu_milli, self.cpu_milli, self.job, self.replica, slot)
+    }
+}
+
+/// Shapes kept between passes; past this many the cache starts afresh at the next pass.
+const SHAPE_CACHE_LIMIT: usize = 1 << 16;
 
 struct Tenant {
     name: String,
@@ -103,8 +148,6 @@ struct Spread {
     region_of: Vec<u32>,
     provider_names: Vec<String>,
     region_names: Vec<String>,
-    /// Running allocations by job.
-    running_of: FxMap<JobId, Vec<u32>>,
     /// Per (job, policy): replicas per provider (region) id, running and placed in this pass.
     tallies: FxMap<(JobId, SpreadPolicy), Tally>,
 }
@@ -125,18 +168,17 @@ struct Avoid {
 }
 
 impl Spread {
-    fn new(snapshot: &Snapshot) -> Spread {
+    fn new(pools: &[Pool]) -> Spread {
         let mut provider_ids: HashMap<&str, u32> = HashMap::new();
         let mut region_ids: HashMap<(&str, &str), u32> = HashMap::new();
         let mut spread = Spread {
-            provider_of: Vec::with_capacity(snapshot.pools.len()),
-            region_of: Vec::with_capacity(snapshot.pools.len()),
+            provider_of: Vec::with_capacity(pools.len()),
+            region_of: Vec::with_capacity(pools.len()),
             provider_names: Vec::new(),
             region_names: Vec::new(),
-            running_of: FxMap::default(),
             tallies: FxMap::default(),
         };
-        for pool in &snapshot.pools {
+        for pool in pools {
             let next = provider_ids.len() as u32;
             let p = *provider_ids.entry(pool.provider.as_str()).or_insert_with(|| {
                 spread.provider_names.push(pool.provider.clone());
@@ -149,9 +191,6 @@ impl Spread {
             });
             spread.provider_of.push(p);
             spread.region_of.push(r);
-        }
-        for (i, r) in snapshot.running.iter().enumerate() {
-            spread.running_of.entry(r.job).or_default().push(i as u32);
         }
         spread
     }
@@ -180,25 +219,38 @@ pub enum Progress {
     Decided(usize),
 }
 
-/// One scheduling pass over a snapshot. `new` builds the indexes (checking that the snapshot is
-/// consistent); `schedule` places a queue. A second `schedule` call continues from the state the
-/// first left (its placements hold capacity but are not preemption victims).
-pub struct Scheduler<'s> {
-    snapshot: &'s Snapshot,
+/// The scheduling core's state: the fleet's free capacity and indexes, what runs, and the tenants.
+/// `new` builds it from a snapshot (checking that the snapshot is consistent); `schedule` places
+/// a queue and commits the plan (its placements run from then on, as preemption victims in later
+/// passes when preemptible; its preempted allocations are gone). Between passes the caller reports
+/// changes with [`Scheduler::release`], [`Scheduler::set_schedulable`] and
+/// [`Scheduler::set_price`]; the state then equals a fresh build from the equivalent snapshot.
+pub struct Scheduler {
     config: Config,
+    /// The snapshot's pools without their node lists (those live in `pools`, as indexes), with
+    /// the prices in force.
+    meta: Vec<Pool>,
+    pool_index: FxMap<PoolId, u32>,
     pools: Vec<PoolState>,
+    /// Running allocations in slots; `free_slots` are reused.
     running: Vec<Running>,
+    free_slots: Vec<u32>,
+    /// Slots of each job's running allocations (all replicas).
+    running_of: FxMap<JobId, Vec<u32>>,
     /// Per pool, preemptible running allocations, least valuable first.
-    victims: Vec<Vec<u32>>,
+    victims: Vec<BTreeSet<VictimKey>>,
     tenants: Vec<Tenant>,
     tenant_ids: FxMap<String, u32>,
     total_gpu_milli: u64,
     total_cpu_milli: u64,
     shapes: Vec<Shape>,
     shape_ids: FxMap<u64, Vec<u32>>,
-    /// Bumped whenever capacity is freed; invalidates cursors and failure marks.
+    /// Bumped whenever capacity is freed and at every pass; invalidates cursors and failure marks.
     generation: u64,
+    /// Per pass: spread tallies, built the first time a pass meets a spread job.
     spread: Option<Spread>,
+    /// Per pass: (queue index, tenant) of each placement so far, in plan order.
+    pass_placed: Vec<(u32, u32)>,
 }
 
 fn need_of(option: &ResourceOption) -> Result<Need, String> {
@@ -260,10 +312,12 @@ fn describe_need(resources: &[ResourceOption]) -> String {
     parts.join(" or ")
 }
 
-impl<'s> Scheduler<'s> {
-    pub fn new(snapshot: &'s Snapshot, config: Config) -> Result<Scheduler<'s>, crate::Error> {
-        let mut pool_index: HashMap<PoolId, u32> = HashMap::with_capacity(snapshot.pools.len());
+impl Scheduler {
+    pub fn new(snapshot: &Snapshot, config: Config) -> Result<Scheduler, crate::Error> {
+        let mut pool_index: FxMap<PoolId, u32> = FxMap::default();
+        pool_index.reserve(snapshot.pools.len());
         let mut pools = Vec::with_capacity(snapshot.pools.len());
+        let mut meta = Vec::with_capacity(snapshot.pools.len());
         let (mut total_gpu_milli, mut total_cpu_milli) = (0u64, 0u64);
         for (i, pool) in snapshot.pools.iter().enumerate() {
             if pool_index.insert(pool.id, i as u32).is_some() {
@@ -279,14 +333,28 @@ impl<'s> Scheduler<'s> {
             let nodes = pool.nodes.len() as u64;
             total_gpu_milli += nodes * u64::from(pool.node_type.gpus) * 1000;
             total_cpu_milli += nodes * u64::from(pool.node_type.vcpus) * 1000;
-            pools.push(PoolState::new(pool));
+            pools.push(PoolState::unindexed(pool));
+            meta.push(Pool {
+                id: pool.id,
+                name: pool.name.clone(),
+                provider: pool.provider.clone(),
+                region: pool.region.clone(),
+                zone: pool.zone.clone(),
+                capacity: pool.capacity,
+                node_type: pool.node_type.clone(),
+                price_per_node_hour: pool.price_per_node_hour,
+                nodes: Vec::new(),
+            });
         }
         let mut scheduler = Scheduler {
-            snapshot,
             config,
+            meta,
+            pool_index,
             pools,
             running: Vec::with_capacity(snapshot.running.len()),
-            victims: vec![Vec::new(); snapshot.pools.len()],
+            free_slots: Vec::new(),
+            running_of: FxMap::default(),
+            victims: vec![BTreeSet::new(); snapshot.pools.len()],
             tenants: Vec::new(),
             tenant_ids: FxMap::default(),
             total_gpu_milli: total_gpu_milli.max(1),
@@ -295,6 +363,7 @@ impl<'s> Scheduler<'s> {
             shape_ids: FxMap::default(),
             generation: 0,
             spread: None,
+            pass_placed: Vec::new(),
         };
         for policy in &snapshot.tenants {
             let t = scheduler.tenant_id(&policy.name);
@@ -304,8 +373,10 @@ impl<'s> Scheduler<'s> {
             tenant.quota_cpu = policy.quota.cpus_milli;
         }
         for alloc in &snapshot.running {
-            let pool =
-                *pool_index.get(&alloc.pool).ok_or(crate::Error::UnknownPool { job: alloc.job, pool: alloc.pool })?;
+            let pool = *scheduler
+                .pool_index
+                .get(&alloc.pool)
+                .ok_or(crate::Error::UnknownPool { job: alloc.job, pool: alloc.pool })?;
             let state = &mut scheduler.pools[pool as usize];
             for a in &alloc.nodes {
                 if a.node as usize >= state.node_count() {
@@ -316,7 +387,7 @@ impl<'s> Scheduler<'s> {
                         nodes: state.node_count(),
                     });
                 }
-                if !state.take_exact(a) {
+                if !state.take_exact_unindexed(a) {
                     return Err(crate::Error::OverCommitted {
                         job: alloc.job,
                         pool: alloc.pool,
@@ -326,25 +397,197 @@ impl<'s> Scheduler<'s> {
                 }
             }
             let tenant = scheduler.tenant_id(&alloc.tenant);
-            let gpu_milli: u64 = alloc.nodes.iter().map(|a| a.gpus.milli()).sum();
-            let cpu_milli: u64 = alloc.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum();
+            let run = Running::of(alloc, pool, tenant);
             let t = &mut scheduler.tenants[tenant as usize];
-            t.used_gpu += gpu_milli;
-            t.used_cpu += cpu_milli;
-            let id = scheduler.running.len() as u32;
-            scheduler.running.push(Running { pool, tenant, alive: true, gpu_milli, cpu_milli });
-            if alloc.preemptible {
-                scheduler.victims[pool as usize].push(id);
-            }
+            t.used_gpu += run.gpu_milli;
+            t.used_cpu += run.cpu_milli;
+            scheduler.add_running(run);
         }
-        for list in &mut scheduler.victims {
-            list.sort_by_key(|&v| {
-                let r = &snapshot.running[v as usize];
-                let run = &scheduler.running[v as usize];
-                (r.priority, Reverse(r.started_at), run.gpu_milli, run.cpu_milli, r.job, r.replica)
-            });
+        for state in &mut scheduler.pools {
+            state.build_indexes();
         }
         Ok(scheduler)
+    }
+
+    /// Books a running allocation whose capacity and tenant usage are already taken: the job's
+    /// slots and the victim order.
+    fn add_running(&mut self, run: Running) {
+        let job = run.job;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.running[slot as usize] = run;
+                slot
+            }
+            None => {
+                self.running.push(run);
+                self.running.len() as u32 - 1
+            }
+        };
+        let run = &self.running[slot as usize];
+        if run.preemptible {
+            self.victims[run.pool as usize].insert(run.victim_key(slot));
+        }
+        self.running_of.entry(job).or_default().push(slot);
+    }
+
+    /// Unbooks a running allocation (its capacity must be given back already): tenant usage, the
+    /// job's slots, the victim order and, during a pass, spread tallies.
+    fn remove_running(&mut self, slot: u32) {
+        let run = &mut self.running[slot as usize];
+        debug_assert!(run.alive, "removing a free slot");
+        run.alive = false;
+        let (job, pool, tenant, gpu, cpu) = (run.job, run.pool, run.tenant, run.gpu_milli, run.cpu_milli);
+        if run.preemptible {
+            let key = run.victim_key(slot);
+            self.victims[pool as usize].remove(&key);
+        }
+        let t = &mut self.tenants[tenant as usize];
+        t.used_gpu -= gpu;
+        t.used_cpu -= cpu;
+        if let Some(slots) = self.running_of.get_mut(&job) {
+            slots.retain(|&s| s != slot);
+            if slots.is_empty() {
+                self.running_of.remove(&job);
+            }
+        }
+        if let Some(spread) = &mut self.spread {
+            for policy in [SpreadPolicy::Providers, SpreadPolicy::Regions] {
+                let key = spread.key(policy, pool);
+                if let Some(tally) = spread.tallies.get_mut(&(job, policy)) {
+                    tally.add(key, -1);
+                }
+            }
+        }
+        self.running[slot as usize].nodes = Vec::new();
+        self.free_slots.push(slot);
+    }
+
+    /// A running allocation ended (finished, failed, cancelled): its capacity is free from now
+    /// on. Returns false, changing nothing, when no allocation of this job replica runs.
+    pub fn release(&mut self, job: JobId, replica: u32) -> bool {
+        let Some(&slot) = self
+            .running_of
+            .get(&job)
+            .and_then(|slots| slots.iter().find(|&&s| self.running[s as usize].replica == replica))
+        else {
+            return false;
+        };
+        self.free_running(slot);
+        self.remove_running(slot);
+        true
+    }
+
+    fn pool_of(&self, pool: PoolId) -> Result<u32, crate::Error> {
+        self.pool_index.get(&pool).copied().ok_or(crate::Error::NoSuchPool(pool))
+    }
+
+    /// Cordons (`false`) or opens (`true`) node `node` of a pool, as the snapshot's
+    /// `NodeState::schedulable`; what runs there keeps running. Returns whether it changed.
+    pub fn set_schedulable(&mut self, pool: PoolId, node: u32, schedulable: bool) -> Result<bool, crate::Error> {
+        let p = self.pool_of(pool)?;
+        let state = &mut self.pools[p as usize];
+        if node as usize >= state.node_count() {
+            return Err(crate::Error::NoSuchNode { pool, node, nodes: state.node_count() });
+        }
+        let changed = state.set_schedulable(node, schedulable);
+        if changed {
+            // candidates depend on the largest groups of schedulable nodes
+            self.forget_shapes();
+        }
+        Ok(changed)
+    }
+
+    /// Sets a pool's price per node-hour, as the snapshot's `Pool::price_per_node_hour`. Returns
+    /// whether it changed.
+    pub fn set_price(&mut self, pool: PoolId, price: Money) -> Result<bool, crate::Error> {
+        let p = self.pool_of(pool)?;
+        let meta = &mut self.meta[p as usize];
+        if meta.price_per_node_hour == price {
+            return Ok(false);
+        }
+        meta.price_per_node_hour = price;
+        self.forget_shapes();
+        Ok(true)
+    }
+
+    fn forget_shapes(&mut self) {
+        self.shapes.clear();
+        self.shape_ids.clear();
+    }
+
+    /// How this scheduler's state differs from `other`'s (free capacity and indexes per pool,
+    /// pool facts and prices, running allocations, tenant usage and policy), described up to the
+    /// first few differences; `None` when they are equal. A scheduler kept up to date with
+    /// `schedule`, `release`, `set_schedulable` and `set_price` has none with one built afresh
+    /// from the equivalent snapshot.
+    pub fn differences(&self, other: &Scheduler) -> Option<String> {
+        let mut out = String::new();
+        if self.config != other.config {
+            out.push_str("config differs; ");
+        }
+        if self.meta != other.meta {
+            out.push_str("pools (ids, facts or prices) differ; ");
+        }
+        for (i, (a, b)) in self.pools.iter().zip(&other.pools).enumerate() {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.refresh_groups();
+            b.refresh_groups();
+            if a != b {
+                let _ = write!(out, "free capacity or indexes of pool {} differ; ", self.meta[i].id);
+            }
+        }
+        let describe = |s: &Scheduler| {
+            let mut v: Vec<_> = s
+                .running
+                .iter()
+                .filter(|r| r.alive)
+                .map(|r| {
+                    (
+                        r.job,
+                        r.replica,
+                        s.meta[r.pool as usize].id,
+                        r.nodes.clone(),
+                        s.tenants[r.tenant as usize].name.clone(),
+                        r.priority,
+                        r.preemptible,
+                        r.started_at,
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| (a.0, a.1, a.2, a.7, &a.4).cmp(&(b.0, b.1, b.2, b.7, &b.4)));
+            v
+        };
+        let (mine, theirs) = (describe(self), describe(other));
+        if mine != theirs {
+            let first = mine.iter().zip(&theirs).position(|(a, b)| a != b).unwrap_or(mine.len().min(theirs.len()));
+            let _ = write!(
+                out,
+                "running allocations differ ({} vs {}, first at {first}: {:?} vs {:?}); ",
+                mine.len(),
+                theirs.len(),
+                mine.get(first),
+                theirs.get(first)
+            );
+        }
+        let tenants = |s: &Scheduler| {
+            let mut v: Vec<_> = s
+                .tenants
+                .iter()
+                .filter(|t| {
+                    t.used_gpu > 0 || t.used_cpu > 0 || t.weight != 1 || t.quota_gpu.is_some() || t.quota_cpu.is_some()
+                })
+                .map(|t| (t.name.clone(), t.weight, t.quota_gpu, t.quota_cpu, t.used_gpu, t.used_cpu))
+                .collect();
+            v.sort();
+            v
+        };
+        if tenants(self) != tenants(other) {
+            let _ = write!(out, "tenants differ: {:?} vs {:?}; ", tenants(self), tenants(other));
+        }
+        if self.total_gpu_milli != other.total_gpu_milli || self.total_cpu_milli != other.total_cpu_milli {
+            out.push_str("fleet totals differ; ");
+        }
+        (!out.is_empty()).then(|| out.trim_end_matches("; ").to_string())
     }
 
     fn tenant_id(&mut self, name: &str) -> u32 {
@@ -380,6 +623,15 @@ impl<'s> Scheduler<'s> {
         mut observe: impl FnMut(Progress),
     ) -> Plan {
         let mut plan = Plan { at: now, ..Plan::default() };
+        for state in &mut self.pools {
+            state.refresh_groups();
+        }
+        if self.shapes.len() > SHAPE_CACHE_LIMIT {
+            self.forget_shapes();
+        }
+        self.generation += 1;
+        self.spread = None;
+        self.pass_placed.clear();
         // One sequential pass over the queue interns tenants and request shapes, so that the
         // decisions below (made in priority order) read compact arrays, not scattered jobs.
         let mut tenant_of: Vec<u32> = Vec::with_capacity(queue.len());
@@ -413,7 +665,35 @@ impl<'s> Scheduler<'s> {
             self.schedule_priority_group(queue, &tenant_of, &shape_of, &order[start..end], &mut plan, &mut after_each);
             start = end;
         }
+        self.commit_placements(queue, &plan, now);
+        self.spread = None;
         plan
+    }
+
+    /// The pass's placements run from now on: book them as running allocations (their capacity
+    /// and tenant usage were taken as they were placed).
+    fn commit_placements(&mut self, queue: &[QueuedJob], plan: &Plan, now: Timestamp) {
+        let placed = std::mem::take(&mut self.pass_placed);
+        debug_assert_eq!(placed.len(), plan.placements.len());
+        for (p, &(j, t)) in plan.placements.iter().zip(&placed) {
+            let job = &queue[j as usize];
+            let pool = self.pool_index[&p.pool];
+            self.add_running(Running {
+                job: p.job,
+                replica: p.replica,
+                priority: job.priority,
+                preemptible: job.preemptible,
+                started_at: now,
+                pool,
+                tenant: t,
+                alive: true,
+                gpu_milli: p.nodes.iter().map(|a| a.gpus.milli()).sum(),
+                cpu_milli: p.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
+                nodes: p.nodes.clone(),
+            });
+        }
+        self.pass_placed = placed;
+        self.pass_placed.clear();
     }
 
     /// Queue indexes by priority (highest first), tenant (by name), then submission time, id and
@@ -586,7 +866,7 @@ impl<'s> Scheduler<'s> {
         let n = job.num_nodes;
         for (oi, option) in job.resources.iter().enumerate() {
             let need = &shape.needs[oi];
-            for (pi, pool) in self.snapshot.pools.iter().enumerate() {
+            for (pi, pool) in self.meta.iter().enumerate() {
                 let nt = &pool.node_type;
                 let model_ok = match (&option.accelerators, nt.gpu) {
                     (Some(d), Some(m)) => nt.gpus > 0 && d.selector.accepts(m),
@@ -653,7 +933,7 @@ impl<'s> Scheduler<'s> {
                 _ => PendingReason::TopologyUnsatisfiable { nodes: n, topology: job.topology, largest_group },
             });
         }
-        let pools = &self.snapshot.pools;
+        let pools = &self.meta;
         if job.ordered {
             shape.candidates.sort_by_key(|c| (c.option, c.node_cost, pools[c.pool as usize].id));
         } else {
@@ -720,12 +1000,12 @@ impl<'s> Scheduler<'s> {
         if job.spread == SpreadPolicy::None {
             return None;
         }
-        let snapshot = self.snapshot;
-        let spread = self.spread.get_or_insert_with(|| Spread::new(snapshot));
+        let meta = &self.meta;
+        let spread = self.spread.get_or_insert_with(|| Spread::new(meta));
         let key = (job.id, job.spread);
         if !spread.tallies.contains_key(&key) {
             let mut tally = Tally::default();
-            for &v in spread.running_of.get(&job.id).map_or(&[][..], Vec::as_slice) {
+            for &v in self.running_of.get(&job.id).map_or(&[][..], Vec::as_slice) {
                 let run = &self.running[v as usize];
                 if run.alive {
                     tally.add(spread.key(job.spread, run.pool), 1);
@@ -787,10 +1067,11 @@ impl<'s> Scheduler<'s> {
                 let tenant = &mut self.tenants[t as usize];
                 tenant.used_gpu += gpu;
                 tenant.used_cpu += cpu;
+                self.pass_placed.push((j as u32, t));
                 plan.placements.push(Placement {
                     job: job.id,
                     replica: job.replica,
-                    pool: self.snapshot.pools[pool as usize].id,
+                    pool: self.meta[pool as usize].id,
                     option,
                     price_per_hour: node_cost.saturating_mul(i64::from(job.num_nodes)),
                     nodes,
@@ -911,23 +1192,23 @@ impl<'s> Scheduler<'s> {
     /// pass (they were spread counting it, so it stays).
     fn spread_protected(&self, v: u32) -> bool {
         let Some(spread) = &self.spread else { return false };
-        let job = self.snapshot.running[v as usize].job;
+        let job = self.running[v as usize].job;
         [SpreadPolicy::Providers, SpreadPolicy::Regions]
             .iter()
             .any(|&p| spread.tallies.get(&(job, p)).is_some_and(|t| t.placed > 0))
     }
 
     fn free_running(&mut self, v: u32) {
-        let alloc = &self.snapshot.running[v as usize];
-        let pool = &mut self.pools[self.running[v as usize].pool as usize];
+        let alloc = &self.running[v as usize];
+        let pool = &mut self.pools[alloc.pool as usize];
         for a in &alloc.nodes {
             pool.give(a);
         }
     }
 
     fn restore_running(&mut self, v: u32) -> bool {
-        let alloc = &self.snapshot.running[v as usize];
-        let pool = &mut self.pools[self.running[v as usize].pool as usize];
+        let alloc = &self.running[v as usize];
+        let pool = &mut self.pools[alloc.pool as usize];
         if !alloc.nodes.iter().all(|a| pool.can_take_exact(a)) {
             return false;
         }
@@ -964,16 +1245,11 @@ impl<'s> Scheduler<'s> {
                     continue;
                 }
             }
-            // Preempted victims leave the front of the list (least valuable go first): skip them
-            // once for good so repeated preemption in a busy pool stays cheap.
-            let list = &mut self.victims[c.pool as usize];
-            let dead = list.iter().take_while(|&&v| !self.running[v as usize].alive).count();
-            list.drain(..dead);
             let eligible: Vec<u32> = self.victims[c.pool as usize]
                 .iter()
-                .copied()
-                .take_while(|&v| self.snapshot.running[v as usize].priority < job.priority)
-                .filter(|&v| self.running[v as usize].alive && !self.spread_protected(v))
+                .take_while(|key| key.0 < job.priority)
+                .map(|key| key.6)
+                .filter(|&v| !self.spread_protected(v))
                 .take(self.config.max_victims_per_job as usize)
                 .collect();
             if eligible.is_empty() {
@@ -1005,28 +1281,14 @@ impl<'s> Scheduler<'s> {
                     }
                     preempted.reverse();
                     for v in preempted {
-                        let run = &mut self.running[v as usize];
-                        run.alive = false;
-                        let (tenant, gpu, cpu) = (run.tenant, run.gpu_milli, run.cpu_milli);
-                        let tenant = &mut self.tenants[tenant as usize];
-                        tenant.used_gpu -= gpu;
-                        tenant.used_cpu -= cpu;
-                        let r = &self.snapshot.running[v as usize];
-                        if let Some(spread) = &mut self.spread {
-                            let pool = self.running[v as usize].pool;
-                            for policy in [SpreadPolicy::Providers, SpreadPolicy::Regions] {
-                                let key = spread.key(policy, pool);
-                                if let Some(tally) = spread.tallies.get_mut(&(r.job, policy)) {
-                                    tally.add(key, -1);
-                                }
-                            }
-                        }
+                        let r = &self.running[v as usize];
                         plan.preemptions.push(Preemption {
                             victim: r.job,
                             victim_replica: r.replica,
-                            pool: r.pool,
+                            pool: self.meta[r.pool as usize].id,
                             for_job: job.id,
                         });
+                        self.remove_running(v);
                     }
                     self.generation += 1;
                     return Some((c.pool, c.option, nodes, c.node_cost));

@@ -1,14 +1,20 @@
-//! Bucketed sets: items (dense `u32` ids) kept in numbered buckets with O(1) insert, remove and
-//! move, and a bitmask of non-empty buckets so "the first non-empty bucket at or above k" costs a
-//! few word scans. The scheduler keeps nodes bucketed by free capacity, NVLink domains and blocks
-//! by their count of fully free nodes, and shared GPUs by their free thousandths.
+//! Bucketed sets: items (dense `u32` ids) kept in numbered buckets, each bucket sorted by id, and
+//! a bitmask of non-empty buckets so "the first non-empty bucket at or above k" costs a few word
+//! scans. The scheduler keeps nodes bucketed by free capacity, NVLink domains and blocks by their
+//! count of fully free nodes, and shared GPUs by their free thousandths.
+//!
+//! A bucket's order depends only on which items it holds, never on the order they came in, so
+//! indexes kept up to date for months of changes equal indexes built afresh from the same free
+//! capacity, and pick the same items. Insert and remove are a binary search and a move of the
+//! items after it; the scheduler takes from the high end (highest id first), where that move is
+//! short.
 
 const ABSENT: u32 = u32::MAX;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Buckets {
     bucket_of: Vec<u32>,
-    position: Vec<u32>,
+    /// Each sorted by item id.
     lists: Vec<Vec<u32>>,
     non_empty: Vec<u64>,
 }
@@ -17,10 +23,15 @@ impl Buckets {
     pub(crate) fn new(items: usize, buckets: usize) -> Buckets {
         Buckets {
             bucket_of: vec![ABSENT; items],
-            position: vec![0; items],
             lists: vec![Vec::new(); buckets],
             non_empty: vec![0; buckets.div_ceil(64).max(1)],
         }
+    }
+
+    /// An empty set of the same size.
+    #[cfg(test)]
+    pub(crate) fn cleared(&self) -> Buckets {
+        Buckets::new(self.bucket_of.len(), self.lists.len())
     }
 
     pub(crate) fn bucket_count(&self) -> u32 {
@@ -36,8 +47,13 @@ impl Buckets {
     pub(crate) fn insert(&mut self, item: u32, bucket: u32) {
         debug_assert_eq!(self.bucket_of[item as usize], ABSENT, "item {item} inserted twice");
         let list = &mut self.lists[bucket as usize];
-        self.position[item as usize] = list.len() as u32;
-        list.push(item);
+        match list.last() {
+            Some(&last) if last > item => {
+                let at = list.binary_search(&item).unwrap_err();
+                list.insert(at, item);
+            }
+            _ => list.push(item),
+        }
         self.bucket_of[item as usize] = bucket;
         self.non_empty[(bucket / 64) as usize] |= 1u64 << (bucket % 64);
     }
@@ -48,11 +64,11 @@ impl Buckets {
             return;
         }
         let list = &mut self.lists[bucket as usize];
-        let at = self.position[item as usize] as usize;
-        let last = list.pop().expect("bucket holds the item");
-        if last != item {
-            list[at] = last;
-            self.position[last as usize] = at as u32;
+        if list.last() == Some(&item) {
+            list.pop();
+        } else {
+            let at = list.binary_search(&item).expect("bucket holds the item");
+            list.remove(at);
         }
         if list.is_empty() {
             self.non_empty[(bucket / 64) as usize] &= !(1u64 << (bucket % 64));
@@ -88,6 +104,7 @@ impl Buckets {
         }
     }
 
+    /// The items of a bucket, by increasing id.
     pub(crate) fn items(&self, bucket: u32) -> &[u32] {
         &self.lists[bucket as usize]
     }
@@ -136,12 +153,26 @@ mod tests {
         }
         b.remove(0);
         b.remove(3);
-        let mut left: Vec<u32> = b.items(1).to_vec();
-        left.sort();
-        assert_eq!(left, vec![1, 2, 4]);
+        assert_eq!(b.items(1), &[1, 2, 4]);
         for i in [1, 2, 4] {
             b.remove(i);
         }
         assert_eq!(b.first_at_least(0), None);
+    }
+
+    #[test]
+    fn bucket_order_does_not_depend_on_history() {
+        let mut a = Buckets::new(6, 3);
+        let mut b = Buckets::new(6, 3);
+        for i in [5, 1, 3, 0] {
+            a.insert(i, 2);
+        }
+        for i in [0, 1, 2, 3, 5] {
+            b.insert(i, 2);
+        }
+        b.set(2, 0);
+        b.remove(2);
+        assert_eq!(a.items(2), &[0, 1, 3, 5]);
+        assert_eq!(a, b);
     }
 }

@@ -45,6 +45,10 @@ pub enum Error {
     NodeOutOfRange { job: cumulo_types::JobId, pool: PoolId, node: u32, nodes: usize },
     #[error("running job {job}: pool {pool} node {node} is over-committed on {resource}")]
     OverCommitted { job: cumulo_types::JobId, pool: PoolId, node: u32, resource: &'static str },
+    #[error("pool {0} is not in the scheduler's fleet")]
+    NoSuchPool(PoolId),
+    #[error("node {node} is out of range for pool {pool} ({nodes} nodes)")]
+    NoSuchNode { pool: PoolId, node: u32, nodes: usize },
     #[error("plan violates {rule}: {detail}")]
     PlanViolation { rule: &'static str, detail: String },
 }

@@ -1,6 +1,8 @@
 //! Free capacity of one pool and the indexes over it: nodes bucketed by free units, NVLink
 //! domains and blocks bucketed by their count of fully free nodes, shared GPUs by free
-//! thousandths. Every change of a node goes through `take`/`give` so the indexes never drift.
+//! thousandths. Every change of a node goes through `take`/`give` (or `set_schedulable`) so the
+//! indexes never drift; a pool state built afresh from the same free capacity is equal to one kept
+//! up to date (`PartialEq` compares indexes too, whose buckets are sorted).
 
 use crate::index::Buckets;
 use crate::model::{GpuAlloc, NodeAlloc, Pool};
@@ -22,6 +24,7 @@ impl Need {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PoolState {
     pub gpus: u32,
     pub full_mask: u64,
@@ -42,10 +45,12 @@ pub(crate) struct PoolState {
     domain_free: Vec<u32>,
     block_free: Vec<u32>,
     pub pool_free: u32,
-    /// Largest count of schedulable nodes in one domain / block, and in the pool.
+    /// Largest count of schedulable nodes in one domain / block, and in the pool; recounted by
+    /// `refresh_groups` after `set_schedulable` changed a node (`groups_stale`).
     pub largest_domain: u32,
     pub largest_block: u32,
     pub schedulable_nodes: u32,
+    groups_stale: bool,
     /// Nodes whose GPUs are all free but which are not fully free (CPU or memory in use).
     dirty: u32,
     nodes_ix: Buckets,
@@ -64,7 +69,10 @@ fn dense_ids(raw: impl Iterator<Item = u32>) -> (Vec<u32>, usize) {
 }
 
 impl PoolState {
-    pub(crate) fn new(pool: &Pool) -> PoolState {
+    /// A pool with every node free; add running work with `take_exact_unindexed`, then call
+    /// `build_indexes` once (building indexes from the final free capacity in one sweep is what
+    /// keeps a fresh build linear in the pool's size).
+    pub(crate) fn unindexed(pool: &Pool) -> PoolState {
         let nt = &pool.node_type;
         let n = pool.nodes.len();
         let gpus = nt.gpus;
@@ -88,15 +96,10 @@ impl PoolState {
                 }
             }
         }
-        let schedulable: Vec<bool> = pool.nodes.iter().map(|s| s.schedulable).collect();
-        let count_sched = |nodes: &Vec<u32>| nodes.iter().filter(|&&i| schedulable[i as usize]).count() as u32;
-        let largest_domain = domain_nodes.iter().map(count_sched).max().unwrap_or(0);
-        let largest_block = block_nodes.iter().map(count_sched).max().unwrap_or(0);
-        let schedulable_nodes = schedulable.iter().filter(|s| **s).count() as u32;
         let units_max = if gpus > 0 { gpus } else { nt.vcpus };
         let max_domain_size = domain_nodes.iter().map(Vec::len).max().unwrap_or(0);
         let max_block_size = block_nodes.iter().map(Vec::len).max().unwrap_or(0);
-        let mut state = PoolState {
+        PoolState {
             gpus,
             full_mask,
             cpu_cap,
@@ -105,35 +108,125 @@ impl PoolState {
             free_mem: vec![mem_cap; n],
             free_mask: vec![full_mask; n],
             used_milli: vec![0; n * gpus as usize],
-            domain_free: domain_nodes.iter().map(count_sched).collect(),
-            block_free: block_nodes.iter().map(count_sched).collect(),
-            schedulable,
+            domain_free: vec![0; domains],
+            block_free: vec![0; blocks],
+            schedulable: pool.nodes.iter().map(|s| s.schedulable).collect(),
             held: vec![false; n],
             domain_of,
             block_of,
             domain_nodes,
             block_nodes,
             block_domains,
-            pool_free: schedulable_nodes,
-            largest_domain,
-            largest_block,
-            schedulable_nodes,
+            pool_free: 0,
+            largest_domain: 0,
+            largest_block: 0,
+            schedulable_nodes: 0,
+            groups_stale: true,
             dirty: 0,
             nodes_ix: Buckets::new(n, (units_max as usize + 1) * 4),
             domains_ix: (max_domain_size > 1).then(|| Buckets::new(domains, (max_domain_size + 1) * 2)),
             blocks_ix: Buckets::new(blocks, max_block_size + 1),
             shared_ix: (gpus > 0).then(|| Buckets::new(n * gpus as usize, 1001)),
-        };
-        for i in 0..n as u32 {
-            state.rekey_node(i);
         }
-        for d in 0..domains as u32 {
-            state.rekey_domain(d);
+    }
+
+    /// Counts and indexes from the free capacity, in one sweep (items go in by increasing id, so
+    /// every bucket insert is an append).
+    pub(crate) fn build_indexes(&mut self) {
+        let n = self.node_count() as u32;
+        self.domain_free.iter_mut().for_each(|c| *c = 0);
+        self.block_free.iter_mut().for_each(|c| *c = 0);
+        self.pool_free = 0;
+        self.dirty = 0;
+        for i in 0..n {
+            if self.is_fully_free(i) {
+                self.domain_free[self.domain_of[i as usize] as usize] += 1;
+                self.block_free[self.block_of[i as usize] as usize] += 1;
+                self.pool_free += 1;
+            }
+            if self.is_dirty(i) {
+                self.dirty += 1;
+            }
         }
-        for b in 0..blocks as u32 {
-            state.blocks_ix.set(b, state.block_free[b as usize]);
+        self.refresh_groups();
+        for i in 0..n {
+            self.rekey_node(i);
         }
+        for d in 0..self.domain_free.len() as u32 {
+            self.rekey_domain(d);
+        }
+        for b in 0..self.block_free.len() as u32 {
+            self.blocks_ix.set(b, self.block_free[b as usize]);
+        }
+        for slot in 0..self.used_milli.len() {
+            self.set_shared(slot);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(pool: &Pool) -> PoolState {
+        let mut state = PoolState::unindexed(pool);
+        state.build_indexes();
         state
+    }
+
+    /// Recounts the largest groups of schedulable nodes after `set_schedulable` changed some.
+    pub(crate) fn refresh_groups(&mut self) {
+        if !self.groups_stale {
+            return;
+        }
+        let schedulable = &self.schedulable;
+        let count_sched = |nodes: &Vec<u32>| nodes.iter().filter(|&&i| schedulable[i as usize]).count() as u32;
+        self.largest_domain = self.domain_nodes.iter().map(count_sched).max().unwrap_or(0);
+        self.largest_block = self.block_nodes.iter().map(count_sched).max().unwrap_or(0);
+        self.schedulable_nodes = schedulable.iter().filter(|s| **s).count() as u32;
+        self.groups_stale = false;
+    }
+
+    /// Cordons (`false`) or opens (`true`) a node; what runs on it is not touched. Returns whether
+    /// anything changed. Call `refresh_groups` before the next placement.
+    pub(crate) fn set_schedulable(&mut self, n: u32, schedulable: bool) -> bool {
+        if self.schedulable[n as usize] == schedulable {
+            return false;
+        }
+        let (was_free, was_dirty) = (self.is_fully_free(n), self.is_dirty(n));
+        self.schedulable[n as usize] = schedulable;
+        self.groups_stale = true;
+        self.after_change(n, was_free, was_dirty);
+        true
+    }
+
+    /// Takes exactly this allocation on the free-capacity arrays only (before `build_indexes`).
+    /// Returns false, changing nothing, when it does not fit.
+    pub(crate) fn take_exact_unindexed(&mut self, a: &NodeAlloc) -> bool {
+        if a.node as usize >= self.node_count() || !self.can_take_exact(a) {
+            return false;
+        }
+        self.take_exact_arrays(a);
+        true
+    }
+
+    fn take_exact_arrays(&mut self, a: &NodeAlloc) {
+        let i = a.node as usize;
+        match a.gpus {
+            GpuAlloc::None => {}
+            GpuAlloc::Whole { mask } => {
+                self.free_mask[i] &= !mask;
+                let mut m = mask;
+                while m != 0 {
+                    let g = m.trailing_zeros() as usize;
+                    self.used_milli[i * self.gpus as usize + g] = 1000;
+                    m &= m - 1;
+                }
+            }
+            GpuAlloc::Fraction { gpu, milli } => {
+                let slot = i * self.gpus as usize + gpu as usize;
+                self.used_milli[slot] += milli;
+                self.free_mask[i] &= !(1u64 << gpu);
+            }
+        }
+        self.free_cpu[i] -= a.cpus_milli;
+        self.free_mem[i] -= a.memory_mib;
     }
 
     pub(crate) fn node_count(&self) -> usize {
@@ -184,6 +277,8 @@ impl PoolState {
         if self.schedulable[n as usize] && !self.held[n as usize] {
             let key = self.node_key(n);
             self.nodes_ix.set(n, key);
+        } else if !self.schedulable[n as usize] {
+            self.nodes_ix.remove(n);
         }
     }
 
@@ -349,28 +444,11 @@ impl PoolState {
         if a.node as usize >= self.node_count() || !self.can_take_exact(a) {
             return false;
         }
-        let i = a.node as usize;
         let (was_free, was_dirty) = (self.is_fully_free(a.node), self.is_dirty(a.node));
-        match a.gpus {
-            GpuAlloc::None => {}
-            GpuAlloc::Whole { mask } => {
-                self.free_mask[i] &= !mask;
-                let mut m = mask;
-                while m != 0 {
-                    let g = m.trailing_zeros() as usize;
-                    self.used_milli[i * self.gpus as usize + g] = 1000;
-                    m &= m - 1;
-                }
-            }
-            GpuAlloc::Fraction { gpu, milli } => {
-                let slot = i * self.gpus as usize + gpu as usize;
-                self.used_milli[slot] += milli;
-                self.free_mask[i] &= !(1u64 << gpu);
-                self.set_shared(slot);
-            }
+        self.take_exact_arrays(a);
+        if let GpuAlloc::Fraction { gpu, .. } = a.gpus {
+            self.set_shared(a.node as usize * self.gpus as usize + gpu as usize);
         }
-        self.free_cpu[i] -= a.cpus_milli;
-        self.free_mem[i] -= a.memory_mib;
         self.after_change(a.node, was_free, was_dirty);
         true
     }
@@ -601,6 +679,16 @@ impl PoolState {
             let free = nodes.iter().filter(|&&n| self.is_fully_free(n)).count() as u32;
             assert_eq!(free, self.domain_free[d], "domain {d}");
         }
+        let mut fresh = self.clone();
+        fresh.nodes_ix = self.nodes_ix.cleared();
+        fresh.domains_ix = self.domains_ix.as_ref().map(Buckets::cleared);
+        fresh.blocks_ix = self.blocks_ix.cleared();
+        fresh.shared_ix = self.shared_ix.as_ref().map(Buckets::cleared);
+        fresh.groups_stale = true;
+        fresh.build_indexes();
+        let mut kept = self.clone();
+        kept.refresh_groups();
+        assert!(fresh == kept, "indexes kept up to date differ from indexes built afresh");
     }
 }
 
@@ -647,7 +735,12 @@ mod tests {
         let mut rng = Lcg(7);
         let mut held: Vec<Vec<NodeAlloc>> = Vec::new();
         for step in 0..3000 {
-            if rng.next(3) > 0 || held.is_empty() {
+            if rng.next(20) == 0 {
+                let node = rng.next(state.node_count() as u64) as u32;
+                let open = !state.schedulable[node as usize];
+                assert!(state.set_schedulable(node, open));
+                state.refresh_groups();
+            } else if rng.next(3) > 0 || held.is_empty() {
                 let need = match rng.next(4) {
                     0 => Need { gpus: 0, fraction: 250, cpus_milli: 1000, memory_mib: 1024 },
                     1 => Need { gpus: 2, fraction: 0, cpus_milli: 2000, memory_mib: 0 },
@@ -674,6 +767,10 @@ mod tests {
                 state.give(&a);
             }
         }
+        for node in 0..state.node_count() as u32 {
+            state.set_schedulable(node, true);
+        }
+        state.refresh_groups();
         state.check_consistent();
         assert_eq!(state.pool_free, 72, "everything given back");
     }
