@@ -109,6 +109,12 @@ EOF
     echo "NodeName=$n NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((17000 + i)) CPUs=32 Boards=1 SocketsPerBoard=2 CoresPerSocket=16 ThreadsPerCore=1 RealMemory=256000 Gres=gpu:h100:8 Features=$n,block-$(((i - 1) / 8))" >>"$CONF"
   done
   echo "PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >>"$CONF"
+  # Two small partitions of nodes no other test pins: the control-loop failover test runs a gang
+  # in one, kills its slurmds, and expects it re-placed in the other.
+  if [ "$NODES" -ge 58 ]; then
+    echo "PartitionName=failover-a Nodes=node[055-056] Default=NO MaxTime=INFINITE State=UP" >>"$CONF"
+    echo "PartitionName=failover-b Nodes=node[057-058] Default=NO MaxTime=INFINITE State=UP" >>"$CONF"
+  fi
   cat >"$DIR/etc/gres.conf" <<EOF
 AutoDetect=off
 NodeName=node[001-$last] Name=gpu Type=h100 File=$DIR/dev/nvidia[0-7]
@@ -126,9 +132,17 @@ start() {
   install_if_missing
   ensure_users
   start_munge
+  local before
+  before=$(cat "$CONF" "$DIR/etc/gres.conf" 2>/dev/null | md5sum)
   write_config
   export SLURM_CONF="$CONF"
-  if ! alive "$(cat "$DIR/run/slurmctld.pid" 2>/dev/null)"; then
+  if alive "$(cat "$DIR/run/slurmctld.pid" 2>/dev/null)"; then
+    # A running controller reads a changed configuration (new partitions) without a restart.
+    if [ "$before" != "$(cat "$CONF" "$DIR/etc/gres.conf" | md5sum)" ]; then
+      log "configuration changed: scontrol reconfigure"
+      scontrol reconfigure
+    fi
+  else
     # A fresh start clears old jobs (-c); restarting a controller this script started and that
     # died keeps its saved jobs, as a real controller restart does.
     local clean=-c

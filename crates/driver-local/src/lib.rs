@@ -2,7 +2,8 @@
 //! the job's `setup` then `run` under bash.
 //!
 //! State lives in files under the driver's root, one directory per attempt, so that a restarted
-//! driver finds what an earlier one launched:
+//! driver finds what an earlier one launched (`<root>/<deployment>/attempts/` with a
+//! [`Config::deployment`], so a fresh database in the same place never adopts an old attempt):
 //!
 //! ```text
 //! <root>/attempts/<job>.<attempt>/
@@ -43,6 +44,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Driver(#[from] cumulo_driver::Error),
 }
 
 /// How a local driver is set up.
@@ -54,11 +57,19 @@ pub struct Config {
     pub nvidia_smi: PathBuf,
     /// Time between SIGTERM and SIGKILL when cancelling.
     pub kill_grace: Duration,
+    /// The deployment (the store's id) whose attempts this driver keeps, under
+    /// `<root>/<deployment>/attempts`: attempt ids restart with every fresh database.
+    pub deployment: Option<String>,
 }
 
 impl Config {
     pub fn new(root: impl Into<PathBuf>) -> Config {
-        Config { root: root.into(), nvidia_smi: PathBuf::from("nvidia-smi"), kill_grace: Duration::from_secs(5) }
+        Config {
+            root: root.into(),
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            kill_grace: Duration::from_secs(5),
+            deployment: None,
+        }
     }
 }
 
@@ -82,7 +93,11 @@ exit $rc"#;
 impl LocalDriver {
     /// Opens (creating if needed) the state directory.
     pub fn open(config: Config) -> Result<LocalDriver, Error> {
-        let attempts_dir = config.root.join("attempts");
+        let names = cumulo_driver::EngineNames::new(config.deployment.as_deref())?;
+        let attempts_dir = match names.deployment() {
+            Some(d) => config.root.join(d).join("attempts"),
+            None => config.root.join("attempts"),
+        };
         fs::create_dir_all(&attempts_dir).map_err(|source| Error::StateDir { path: attempts_dir.clone(), source })?;
         Ok(LocalDriver { config: Arc::new(config), attempts_dir, launching: Arc::default() })
     }

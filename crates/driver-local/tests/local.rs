@@ -244,3 +244,30 @@ async fn discover_reports_this_machine() {
     let capacity = LocalDriver::open(config).unwrap().discover().await.unwrap();
     assert_eq!(capacity.nodes[0].gpus, 0, "no nvidia-smi means no GPUs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_sharing_a_root_never_see_each_others_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |d: Option<&str>| {
+        let mut config = Config::new(dir.path());
+        config.deployment = d.map(str::to_string);
+        LocalDriver::open(config).unwrap()
+    };
+    let (one, two, bare) = (open(Some("0a1b2c3d")), open(Some("0a1b2c3e")), open(None));
+    let a = attempt(1, 1);
+    assert!(one.launch(&request(a, 1, "echo one")).await.unwrap().newly_started);
+    assert_eq!(two.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown);
+    assert_eq!(bare.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown);
+    assert!(two.launch(&request(a, 1, "echo two")).await.unwrap().newly_started, "two adopted one's attempt");
+    assert!(bare.launch(&request(a, 1, "echo bare")).await.unwrap().newly_started, "bare adopted one's attempt");
+    for (driver, text) in [(&one, "one\n"), (&two, "two\n"), (&bare, "bare\n")] {
+        assert!(wait_terminal(driver, a).await.state.is_success());
+        assert_eq!(log_text(driver, a, 0).await, text);
+        assert_eq!(driver.known_attempts(), [a]);
+    }
+    let err = LocalDriver::open(Config { deployment: Some("x y".into()), ..Config::new(dir.path()) }).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid driver setting deployment `x y`: expected 1 to 32 lowercase letters and digits"
+    );
+}

@@ -1,6 +1,7 @@
 //! A Ray cluster as a Cumulo cluster, through Ray's Jobs REST API on the dashboard port.
 //!
-//! Each attempt is one Ray job whose `submission_id` is `cumulo-<job>.<attempt>`: Ray refuses a
+//! Each attempt is one Ray job whose `submission_id` is `cumulo-<deployment>-<job>.<attempt>`
+//! ([`RayDriver::with_deployment`], [`cumulo_driver::EngineNames`]): Ray refuses a
 //! second submission with the same id, which makes launch idempotent across Cumulo restarts. The
 //! entrypoint runs the job's `setup` then `run` under bash on a node Ray picks, with the `CUMULO_*`
 //! environment in the job's runtime env; Ray sets `CUDA_VISIBLE_DEVICES` for the GPUs it gives the
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cumulo_driver::{
-    AttemptId, AttemptState, Capabilities, Capacity, Driver, LaunchOutcome, LaunchRequest, LogChunk, NodeInfo,
-    NodeState, NodeStatus, Observation, Timestamp, engine_name, parse_engine_name, shell_quote,
+    AttemptId, AttemptState, Capabilities, Capacity, Driver, EngineNames, LaunchOutcome, LaunchRequest, LogChunk,
+    NodeInfo, NodeState, NodeStatus, Observation, Timestamp, shell_quote,
 };
 use serde_json::{Value, json};
 
@@ -32,6 +33,7 @@ pub enum Error {
 pub struct RayDriver {
     url: String,
     http: reqwest::Client,
+    names: EngineNames,
 }
 
 impl RayDriver {
@@ -44,7 +46,14 @@ impl RayDriver {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| {
             cumulo_driver::Error::Protocol { engine: ENGINE, what: "http client".into(), reason: e.to_string() }
         })?;
-        Ok(RayDriver { url, http })
+        Ok(RayDriver { url, http, names: EngineNames::default() })
+    }
+
+    /// Puts `deployment` (the store's id) in every submission id, so that two Cumulo databases
+    /// sharing this Ray cluster never take each other's jobs for their own.
+    pub fn with_deployment(mut self, deployment: Option<&str>) -> Result<RayDriver, Error> {
+        self.names = EngineNames::new(deployment)?;
+        Ok(self)
     }
 
     fn unreachable(&self, e: reqwest::Error) -> cumulo_driver::Error {
@@ -83,7 +92,7 @@ impl RayDriver {
         })?;
         let mut by_attempt = HashMap::with_capacity(list.len());
         for job in list {
-            if let Some(a) = job.get("submission_id").and_then(Value::as_str).and_then(parse_engine_name) {
+            if let Some(a) = job.get("submission_id").and_then(Value::as_str).and_then(|id| self.names.parse(id)) {
                 by_attempt.insert(a, job.clone());
             }
         }
@@ -130,8 +139,8 @@ pub fn attempt_state(job: &Value, now: Timestamp) -> AttemptState {
     }
 }
 
-/// The body of `POST /api/jobs/` for a request.
-pub fn submission(request: &LaunchRequest) -> Value {
+/// The body of `POST /api/jobs/` for a request, named by `names`.
+pub fn submission(request: &LaunchRequest, names: &EngineNames) -> Value {
     let mut env: BTreeMap<String, String> = request.environment(0);
     // Ray sets CUDA_VISIBLE_DEVICES for the GPUs it grants the entrypoint.
     env.remove(cumulo_driver::ENV_CUDA_VISIBLE_DEVICES);
@@ -144,7 +153,7 @@ pub fn submission(request: &LaunchRequest) -> Value {
         .unwrap_or(0.0);
     let cpus = request.job.resources.first().map(|r| f64::from(r.cpus_milli) / 1000.0).unwrap_or(0.0);
     json!({
-        "submission_id": engine_name(request.attempt),
+        "submission_id": names.name(request.attempt),
         "entrypoint": format!("bash -c {}", shell_quote(&request.node_script())),
         "runtime_env": {"env_vars": env},
         "metadata": {
@@ -213,9 +222,10 @@ impl Driver for RayDriver {
 
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, cumulo_driver::Error> {
         request.validate()?;
-        let id = engine_name(request.attempt);
-        let (status, body, text) =
-            self.send_raw(self.http.post(format!("{}/api/jobs/", self.url)).json(&submission(request))).await?;
+        let id = self.names.name(request.attempt);
+        let (status, body, text) = self
+            .send_raw(self.http.post(format!("{}/api/jobs/", self.url)).json(&submission(request, &self.names)))
+            .await?;
         match status {
             200 => Ok(LaunchOutcome {
                 engine_id: body.get("submission_id").and_then(Value::as_str).unwrap_or(&id).to_string(),
@@ -240,7 +250,7 @@ impl Driver for RayDriver {
     }
 
     async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
-        let url = format!("{}/api/jobs/{}/stop", self.url, engine_name(attempt));
+        let url = format!("{}/api/jobs/{}/stop", self.url, self.names.name(attempt));
         let (status, _, text) = self.send(self.http.post(url)).await?;
         match status {
             200 | 404 => Ok(()),
@@ -281,7 +291,7 @@ impl Driver for RayDriver {
         if rank != 0 {
             return Err(cumulo_driver::Error::NotFound { attempt, rank });
         }
-        let id = engine_name(attempt);
+        let id = self.names.name(attempt);
         let (status, body, _) = self.send(self.http.get(format!("{}/api/jobs/{id}/logs", self.url))).await?;
         if status == 404 {
             return Err(cumulo_driver::Error::NotFound { attempt, rank });
@@ -332,8 +342,10 @@ mod tests {
         job.run = Some("python serve.py".into());
         let mut req = LaunchRequest::new(cumulo_driver::AttemptId { job: JobId(5), attempt: 2 }, job);
         req.checkpoint_dir = Some("/ckpt".into());
-        let body = submission(&req);
+        let body = submission(&req, &EngineNames::default());
         assert_eq!(body["submission_id"], "cumulo-5.2");
+        let named = EngineNames::new(Some("0a1b2c3d")).unwrap();
+        assert_eq!(submission(&req, &named)["submission_id"], "cumulo-0a1b2c3d-5.2");
         assert_eq!(body["runtime_env"]["env_vars"]["CUMULO_CHECKPOINT_DIR"], "/ckpt");
         assert!(body["runtime_env"]["env_vars"].get("CUDA_VISIBLE_DEVICES").is_none());
         assert!(body["entrypoint"].as_str().unwrap().starts_with("bash -c 'python serve.py"));

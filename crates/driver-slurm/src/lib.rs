@@ -1,7 +1,8 @@
 //! A real Slurm cluster as a Cumulo cluster: submit through slurmrestd with JWT, or through the
 //! command-line tools when no REST endpoint is configured.
 //!
-//! Each attempt is one Slurm batch job named `cumulo-<job>.<attempt>` (the idempotence key) with
+//! Each attempt is one Slurm batch job named `cumulo-<deployment>-<job>.<attempt>` (the
+//! idempotence key; [`Config::deployment`], see [`cumulo_driver::EngineNames`]) with
 //! `num_nodes` nodes, one task per node started by `srun`, GPUs per node as GRES, and no Slurm
 //! requeue (Cumulo decides what runs again). Cumulo's chosen nodes are pinned with `--nodelist` on
 //! the command line; slurmrestd 22.05 refuses `required_nodes` ("Disabled key"), so over REST a
@@ -9,8 +10,9 @@
 //! [`SlurmDriver::discover`] tells whether the cluster has those features.
 //!
 //! `observe` lists the cluster's jobs once per call, however many attempts are asked, and matches
-//! them by name; so a restarted driver finds the attempts an earlier one submitted. Finished jobs
-//! stay visible for the cluster's `MinJobAge`; after that an attempt is `Unknown`.
+//! them by name; so a restarted driver finds the attempts an earlier one submitted, and never
+//! another deployment's. Finished jobs stay visible for the cluster's `MinJobAge`; after that an
+//! attempt is `Unknown`.
 
 pub mod bench;
 pub mod cli;
@@ -23,8 +25,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cumulo_driver::{
-    AttemptId, AttemptState, Capabilities, Capacity, Driver, GpuModel, LaunchOutcome, LaunchRequest, LogChunk,
-    NodeInfo, NodeState, NodeStatus, Observation, engine_name, parse_engine_name,
+    AttemptId, AttemptState, Capabilities, Capacity, Driver, EngineNames, GpuModel, LaunchOutcome, LaunchRequest,
+    LogChunk, NodeInfo, NodeState, NodeStatus, Observation,
 };
 use serde_json::json;
 
@@ -68,6 +70,10 @@ pub struct Config {
     pub submit_held: bool,
     /// Where `observe` lists jobs.
     pub observe_with: ObserveWith,
+    /// The deployment (the store's id) in every job name, so that two Cumulo databases sharing
+    /// this Slurm never take each other's jobs for their own; `None` names jobs
+    /// `cumulo-<job>.<attempt>`.
+    pub deployment: Option<String>,
 }
 
 /// Where the job list that `observe` reads comes from.
@@ -93,6 +99,7 @@ impl Config {
             pinning: Pinning::Features,
             submit_held: false,
             observe_with: ObserveWith::Endpoint,
+            deployment: None,
         }
     }
 
@@ -106,6 +113,7 @@ impl Config {
             pinning: Pinning::NodeList,
             submit_held: false,
             observe_with: ObserveWith::Endpoint,
+            deployment: None,
         }
     }
 }
@@ -134,6 +142,7 @@ pub struct SlurmDriver {
     backend: Backend,
     /// `squeue` for job lists when configured over REST.
     squeue: Option<cli::Cli>,
+    names: EngineNames,
     known: Mutex<Known>,
 }
 
@@ -154,7 +163,8 @@ impl SlurmDriver {
             ObserveWith::Squeue { slurm_conf } => Some(cli::Cli { slurm_conf: slurm_conf.clone() }),
             ObserveWith::Endpoint => None,
         };
-        Ok(SlurmDriver { config, backend, squeue, known: Mutex::default() })
+        let names = EngineNames::new(config.deployment.as_deref())?;
+        Ok(SlurmDriver { config, backend, squeue, names, known: Mutex::default() })
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -172,11 +182,25 @@ impl SlurmDriver {
         }
     }
 
-    /// The newest Slurm job of each Cumulo attempt among `jobs`.
-    fn index_by_attempt(jobs: Vec<SlurmJob>) -> HashMap<AttemptId, SlurmJob> {
+    /// The Slurm job name of `attempt`.
+    pub fn job_name(&self, attempt: AttemptId) -> String {
+        self.names.name(attempt)
+    }
+
+    /// Where the nodes of `attempt` write their logs, under the configured `log_dir`.
+    fn attempt_log_dir(&self, attempt: AttemptId) -> Option<String> {
+        let dir = self.config.log_dir.as_deref()?;
+        Some(match self.names.deployment() {
+            Some(d) => format!("{dir}/{d}-{attempt}"),
+            None => format!("{dir}/{attempt}"),
+        })
+    }
+
+    /// The newest Slurm job of each of this deployment's attempts among `jobs`.
+    fn index_by_attempt(&self, jobs: Vec<SlurmJob>) -> HashMap<AttemptId, SlurmJob> {
         let mut by_attempt: HashMap<AttemptId, SlurmJob> = HashMap::with_capacity(jobs.len());
         for job in jobs {
-            if let Some(a) = parse_engine_name(&job.name) {
+            if let Some(a) = self.names.parse(&job.name) {
                 match by_attempt.get(&a) {
                     Some(old) if old.job_id > job.job_id => {}
                     _ => {
@@ -199,7 +223,7 @@ impl SlurmDriver {
     /// Reads the cluster's job list and remembers the Slurm job of every Cumulo attempt in it
     /// (done before the first launch anyway).
     pub async fn refresh_known(&self) -> Result<(), cumulo_driver::Error> {
-        let by_attempt = Self::index_by_attempt(self.jobs().await?);
+        let by_attempt = self.index_by_attempt(self.jobs().await?);
         let mut k = self.known();
         for (a, job) in by_attempt {
             k.jobs.entry(a).or_insert(job.job_id);
@@ -210,10 +234,10 @@ impl SlurmDriver {
     }
 
     async fn submit(&self, request: &LaunchRequest) -> Result<u64, cumulo_driver::Error> {
-        let name = engine_name(request.attempt);
+        let name = self.names.name(request.attempt);
         let nodes: Vec<String> = request.nodes.iter().map(|n| n.node.clone()).filter(|n| !n.is_empty()).collect();
         let pinned = self.config.pinning != Pinning::None && nodes.len() == request.nodes.len();
-        let script = batch_script(request, self.config.log_dir.as_deref(), pinned);
+        let script = batch_script(request, self.attempt_log_dir(request.attempt).as_deref(), pinned);
         let env = submit_environment(request);
         let n = request.nodes.len() as u64;
         let gpus = model::gpus_per_node(request);
@@ -339,6 +363,11 @@ pub(crate) fn node_info(
     node
 }
 
+/// True when `node` belongs to `partition` (its `partitions` label lists it).
+fn in_partition(node: &NodeInfo, partition: &str) -> bool {
+    node.labels.get("partitions").is_some_and(|list| list.split(',').any(|p| p.trim() == partition))
+}
+
 #[async_trait]
 impl Driver for SlurmDriver {
     fn capabilities(&self) -> Capabilities {
@@ -354,10 +383,15 @@ impl Driver for SlurmDriver {
     }
 
     async fn discover(&self) -> Result<Capacity, cumulo_driver::Error> {
-        let nodes = match &self.backend {
+        let mut nodes = match &self.backend {
             Backend::Rest(r) => r.nodes().await?,
             Backend::Cli(c) => c.nodes().await?,
         };
+        if let Some(partition) = &self.config.partition {
+            // Only the partition's nodes are this cluster's: a node elsewhere would be planned
+            // for and then refused (or left pending) by Slurm.
+            nodes.retain(|n| in_partition(n, partition));
+        }
         Ok(Capacity { nodes, simulated: false })
     }
 
@@ -401,7 +435,7 @@ impl Driver for SlurmDriver {
     async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
         let mut id = self.known().jobs.get(&attempt).copied();
         if id.is_none() {
-            id = Self::index_by_attempt(self.jobs().await?).get(&attempt).map(|j| j.job_id);
+            id = self.index_by_attempt(self.jobs().await?).get(&attempt).map(|j| j.job_id);
         }
         let Some(id) = id else { return Ok(()) };
         match &self.backend {
@@ -411,7 +445,7 @@ impl Driver for SlurmDriver {
     }
 
     async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
-        let by_attempt = Self::index_by_attempt(self.jobs().await?);
+        let by_attempt = self.index_by_attempt(self.jobs().await?);
         let now = chrono::Utc::now();
         {
             let mut k = self.known();
@@ -464,10 +498,10 @@ impl Driver for SlurmDriver {
     }
 
     async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
-        let Some(dir) = &self.config.log_dir else {
+        let Some(dir) = self.attempt_log_dir(attempt) else {
             return Err(cumulo_driver::Error::Unsupported { driver: "slurm", what: "logs without a shared log_dir" });
         };
-        let path = PathBuf::from(dir).join(attempt.to_string()).join(format!("rank-{rank}.log"));
+        let path = PathBuf::from(dir).join(format!("rank-{rank}.log"));
         let data = match tokio::fs::read(&path).await {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -478,5 +512,19 @@ impl Driver for SlurmDriver {
         let start = (offset as usize).min(data.len());
         let terminal = self.observe(&[attempt]).await?.first().map(|o| o.state.is_terminal()).unwrap_or(false);
         Ok(LogChunk { data: data[start..].to_vec(), next_offset: data.len() as u64, complete: terminal })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_keeps_only_its_nodes() {
+        let node = |partitions: &str| node_info("node001", 32, 1024, "gpu:h100:8", "IDLE", &[], "", partitions);
+        assert!(in_partition(&node("gpu,failover-a"), "failover-a"));
+        assert!(in_partition(&node("gpu"), "gpu"));
+        assert!(!in_partition(&node("gpu,failover-a"), "failover"), "partition names match whole");
+        assert!(!in_partition(&node(""), "gpu"));
     }
 }

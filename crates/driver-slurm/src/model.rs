@@ -148,9 +148,9 @@ pub fn pin_constraint(nodes: &[String]) -> String {
 
 /// The batch script for an attempt: it starts one task per node with `srun`, gives each node
 /// Cumulo's rank for it (by node name when Cumulo chose the nodes, else Slurm's node id), sends
-/// each node's output to `<log_dir>/<attempt>/rank-<r>.log`, and runs the node script from an
+/// each node's output to `<attempt_log_dir>/rank-<r>.log`, and runs the node script from an
 /// environment variable so no shared file system is needed for it.
-pub fn batch_script(request: &LaunchRequest, log_dir: Option<&str>, pinned: bool) -> String {
+pub fn batch_script(request: &LaunchRequest, attempt_log_dir: Option<&str>, pinned: bool) -> String {
     let mut s = String::from("#!/bin/bash\n");
     s.push_str(&format!("export CUMULO_NODE_SCRIPT={}\n", shell_quote(&request.node_script())));
     let mut rank_of = String::from("case \"$SLURMD_NODENAME\" in\n");
@@ -161,9 +161,8 @@ pub fn batch_script(request: &LaunchRequest, log_dir: Option<&str>, pinned: bool
     }
     rank_of.push_str("  *) export CUMULO_NODE_RANK=$SLURM_NODEID ;;\nesac\n");
     let mut task = rank_of;
-    if let Some(dir) = log_dir {
-        let dir = format!("{dir}/{}", request.attempt);
-        task.push_str(&format!("mkdir -p {d}\nexec > {d}/rank-$CUMULO_NODE_RANK.log 2>&1\n", d = shell_quote(&dir)));
+    if let Some(dir) = attempt_log_dir {
+        task.push_str(&format!("mkdir -p {d}\nexec > {d}/rank-$CUMULO_NODE_RANK.log 2>&1\n", d = shell_quote(dir)));
     }
     task.push_str("exec bash -c \"$CUMULO_NODE_SCRIPT\"\n");
     if request.nodes.len() == 1 {
@@ -285,10 +284,13 @@ mod tests {
         job.run = Some("echo it's $CUMULO_NODE_RANK".into());
         let mut req = LaunchRequest::new(AttemptId { job: JobId(4), attempt: 1 }, job);
         req.nodes = vec![NodeAssignment::new("node009", []), NodeAssignment::new("node002", [])];
-        let script = batch_script(&req, Some("/logs"), true);
+        let script = batch_script(&req, Some("/logs/4.1"), true);
         assert!(script.contains("srun --overlap --nodes=2 --ntasks=2 --ntasks-per-node=1"), "{script}");
         assert!(script.contains("node009'\\'') export CUMULO_NODE_RANK=0"), "{script}");
-        assert!(script.contains("rank-$CUMULO_NODE_RANK.log"), "{script}");
+        assert!(
+            script.contains("mkdir -p '\\''/logs/4.1'\\''\nexec > '\\''/logs/4.1'\\''/rank-$CUMULO_NODE_RANK.log"),
+            "{script}"
+        );
         let env = submit_environment(&req);
         assert!(!env.contains_key("CUMULO_NODE_RANK") && env.contains_key("PATH"));
         assert_eq!(env["CUMULO_NUM_NODES"], "2");

@@ -260,3 +260,48 @@ fn node_list_pinning_over_rest_is_refused_with_the_reason() {
         "invalid slurm driver setting pinning `node-list`: expected features or none over slurmrestd (22.05 refuses required_nodes)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_sharing_one_slurm_never_see_each_others_attempts() {
+    let Some(env) = env() else { return };
+    let deployment = |d: Option<&str>| {
+        let mut config = Config::rest(RestEndpoint::new(&env.url, &env.user, &env.token));
+        config.log_dir = Some(log_dir(&env, "logs"));
+        config.deployment = d.map(str::to_string);
+        SlurmDriver::new(config).unwrap()
+    };
+    let (one, two, bare) = (deployment(Some("0a1b2c3d")), deployment(Some("0a1b2c3e")), deployment(None));
+    // The same attempt id in both deployments, as two fresh databases would number it.
+    let a = AttemptId { job: JobId(unique_job_base(7)), attempt: 1 };
+    let req = request(a, &[node(63)], "echo $CUMULO_JOB_ID.$CUMULO_ATTEMPT; sleep 300");
+    assert!(one.launch(&req).await.unwrap().newly_started);
+    assert_eq!(two.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown, "two saw one's attempt");
+    assert_eq!(bare.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown, "no prefix saw one's attempt");
+    assert!(two.launch(&req).await.unwrap().newly_started, "two adopted one's job instead of launching its own");
+    let jobs = one.jobs().await.unwrap();
+    let id_of = |name: String| {
+        let ids: Vec<u64> = jobs.iter().filter(|j| j.name == name).map(|j| j.job_id).collect();
+        assert_eq!(ids.len(), 1, "{name}: {ids:?}");
+        ids[0]
+    };
+    let (id_one, id_two) = (id_of(one.job_name(a)), id_of(two.job_name(a)));
+    assert_ne!(id_one, id_two);
+    assert_eq!(one.job_name(a), format!("cumulo-0a1b2c3d-{a}"));
+    // Cancelling in one deployment leaves the other's job alone.
+    two.cancel(a).await.unwrap();
+    assert_eq!(wait_terminal(&two, &[a], Duration::from_secs(30)).await[0].state, AttemptState::Cancelled);
+    assert!(!one.observe(&[a]).await.unwrap()[0].state.is_terminal(), "cancelling two's attempt stopped one's");
+    one.cancel(a).await.unwrap();
+    assert_eq!(wait_terminal(&one, &[a], Duration::from_secs(30)).await[0].state, AttemptState::Cancelled);
+}
+
+#[test]
+fn a_bad_deployment_is_refused_with_the_reason() {
+    let mut config = Config::rest(RestEndpoint::new("http://127.0.0.1:9", "u", "t"));
+    config.deployment = Some("Prod-1".into());
+    let err = SlurmDriver::new(config).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid driver setting deployment `Prod-1`: expected 1 to 32 lowercase letters and digits"
+    );
+}

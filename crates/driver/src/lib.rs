@@ -6,8 +6,10 @@
 //! * **Idempotent on the attempt id.** Launching an [`AttemptId`] that the driver already knows
 //!   (running or finished, in this process or, where the engine keeps state, an earlier one)
 //!   starts nothing and answers [`LaunchOutcome::newly_started`] `== false` with the same engine
-//!   id. The local driver keys this on a pid file per attempt, Slurm on the job name
-//!   `cumulo-<attempt>`, Ray on `submission_id = <attempt>`, the simulator on its attempt table.
+//!   id. The local driver keys this on a directory per attempt, Slurm on the job name and Ray on
+//!   the `submission_id`, both `cumulo-<deployment>-<attempt>` ([`EngineNames`]), the simulator
+//!   on its attempt table. Ids are unique within one deployment (one database); the deployment
+//!   part keeps two databases sharing an engine apart.
 //! * **A failed call leaves the question open, never a duplicate.** When `launch` returns `Err`
 //!   the attempt may or may not have started; the caller either retries `launch` with the *same*
 //!   attempt id (safe) or calls `observe` and, if the engine answers [`AttemptState::Unknown`],
@@ -186,7 +188,8 @@ impl LaunchRequest {
     }
 }
 
-/// `cumulo-<job>.<attempt>`: the name under which engines that key on names know an attempt.
+/// `cumulo-<job>.<attempt>`: the name under which engines that key on names know an attempt of
+/// a deployment without a prefix (see [`EngineNames`]).
 pub fn engine_name(attempt: AttemptId) -> String {
     format!("cumulo-{attempt}")
 }
@@ -194,8 +197,67 @@ pub fn engine_name(attempt: AttemptId) -> String {
 /// Parses a name made by [`engine_name`] back into the attempt id.
 pub fn parse_engine_name(name: &str) -> Option<AttemptId> {
     let rest = name.strip_prefix("cumulo-")?;
-    let (job, attempt) = rest.split_once('.')?;
+    parse_attempt(rest)
+}
+
+fn parse_attempt(text: &str) -> Option<AttemptId> {
+    let (job, attempt) = text.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(job) || !digits(attempt) {
+        return None;
+    }
     Some(AttemptId { job: JobId(job.parse().ok()?), attempt: attempt.parse().ok()? })
+}
+
+/// How one Cumulo deployment names its attempts on an engine it may share with others:
+/// `cumulo-<deployment>-<job>.<attempt>`, or `cumulo-<job>.<attempt>` without a deployment.
+///
+/// Job ids restart at 1 in every fresh database, and engines remember finished jobs for a while
+/// (Slurm for `MinJobAge`, Ray for ever): without the deployment in the name, a new database would
+/// take an old job of the same id for its own attempt and never launch it. A driver sees only the
+/// names of its own deployment: [`EngineNames::parse`] refuses every other one, prefixed or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineNames {
+    deployment: Option<String>,
+}
+
+impl EngineNames {
+    /// Names for `deployment`: 1 to 32 lowercase letters and digits (the store's deployment id is
+    /// 8 hex digits); `None` gives the unprefixed names.
+    pub fn new(deployment: Option<&str>) -> Result<EngineNames, Error> {
+        if let Some(d) = deployment
+            && (d.is_empty() || d.len() > 32 || !d.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
+            return Err(Error::Config {
+                field: "deployment",
+                value: d.to_string(),
+                expected: "1 to 32 lowercase letters and digits",
+            });
+        }
+        Ok(EngineNames { deployment: deployment.map(str::to_string) })
+    }
+
+    pub fn deployment(&self) -> Option<&str> {
+        self.deployment.as_deref()
+    }
+
+    /// The engine's name for `attempt`.
+    pub fn name(&self, attempt: AttemptId) -> String {
+        match &self.deployment {
+            Some(d) => format!("cumulo-{d}-{attempt}"),
+            None => engine_name(attempt),
+        }
+    }
+
+    /// The attempt a name made by [`EngineNames::name`] of this deployment stands for; `None` for
+    /// every other name, including other deployments' attempts.
+    pub fn parse(&self, name: &str) -> Option<AttemptId> {
+        let rest = name.strip_prefix("cumulo-")?;
+        match &self.deployment {
+            Some(d) => parse_attempt(rest.strip_prefix(d.as_str())?.strip_prefix('-')?),
+            None => parse_attempt(rest),
+        }
+    }
 }
 
 fn is_env_name(key: &str) -> bool {
@@ -424,6 +486,9 @@ pub enum Error {
     Protocol { engine: &'static str, what: String, reason: String },
     #[error("attempt {attempt} rank {rank} not found")]
     NotFound { attempt: AttemptId, rank: u32 },
+    /// A driver setting is invalid.
+    #[error("invalid driver setting {field} `{value}`: expected {expected}")]
+    Config { field: &'static str, value: String, expected: &'static str },
     #[error("{what} is not supported by the {driver} driver")]
     Unsupported { driver: &'static str, what: &'static str },
     #[error("i/o error while {context}: {source}")]
@@ -548,6 +613,39 @@ mod tests {
         assert_eq!(parse_engine_name(&engine_name(a)), Some(a));
         assert_eq!(parse_engine_name("other-1.2"), None);
         assert_eq!(parse_engine_name("cumulo-x.2"), None);
+        assert_eq!(parse_engine_name("cumulo-+1.2"), None);
+    }
+
+    #[test]
+    fn deployments_see_only_their_own_names() {
+        let a = attempt(123, 4);
+        let mine = EngineNames::new(Some("ab12cd34")).unwrap();
+        let other = EngineNames::new(Some("ab12cd35")).unwrap();
+        let digits = EngineNames::new(Some("12345678")).unwrap();
+        let bare = EngineNames::new(None).unwrap();
+        assert_eq!(mine.name(a), "cumulo-ab12cd34-123.4");
+        assert_eq!(bare.name(a), "cumulo-123.4");
+        for names in [&mine, &other, &digits, &bare] {
+            assert_eq!(names.parse(&names.name(a)), Some(a));
+            for others in [&mine, &other, &digits, &bare] {
+                if others != names {
+                    assert_eq!(names.parse(&others.name(a)), None, "{:?} saw {}", names, others.name(a));
+                }
+            }
+        }
+        assert_eq!(mine.parse("cumulo-ab12cd34-x.1"), None);
+        assert_eq!(mine.parse("cumulo-ab12cd34123.4"), None);
+    }
+
+    #[test]
+    fn a_bad_deployment_is_refused_with_the_reason() {
+        for bad in ["", "AB12", "ab-12", "a.b", &"a".repeat(33)] {
+            let err = EngineNames::new(Some(bad)).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("invalid driver setting deployment `{bad}`: expected 1 to 32 lowercase letters and digits")
+            );
+        }
     }
 
     #[test]
