@@ -20,7 +20,7 @@
 //! launched twice (tests in `tests/reconcile.rs`).
 //!
 //! Replicas: each replica of a job with `replicas > 1` (inference) is its own attempt, with its own
-//! attempt id and `CUMULO_REPLICA`. The queue holds one entry per replica still to place, for
+//! attempt id. The queue holds one entry per replica still to place, for
 //! pending jobs and for running jobs missing some (a replica lost with its cluster is re-placed while
 //! the others keep running), and running replicas feed the scheduler's spread tally, so
 //! `spread: providers` keeps holding after a re-placement when capacity allows. `max_attempts` counts
@@ -546,7 +546,7 @@ impl Controller {
             }
         }
         let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
-        let queue = self.queue(&active).await?;
+        let (queue, replicated) = self.queue(&active).await?;
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
@@ -575,11 +575,16 @@ impl Controller {
             }
         }
         commit.preemptions = victims.clone();
-        // One reason per job (its first waiting replica's); the store keeps it for pending jobs.
-        let mut waiting = std::collections::HashSet::new();
+        // One reason per job: its first waiting replica's, naming the replica when there are several.
+        let mut waiting = HashSet::new();
         for pending in &plan.pending {
             if waiting.insert(pending.job) {
-                commit.pending_reasons.push((pending.job, pending.reason.to_string()));
+                let reason = if replicated.contains(&pending.job) {
+                    format!("replica {} waits: {}", pending.replica, pending.reason)
+                } else {
+                    pending.reason.to_string()
+                };
+                commit.pending_reasons.push((pending.job, reason));
             }
         }
         report.pending = waiting.len();
@@ -602,11 +607,15 @@ impl Controller {
     /// The scheduler's queue: one entry per replica to place, for pending jobs (up to
     /// `queue_limit`) and for launching or running jobs with several replicas that miss some (a
     /// replica lost, failed or preempted while the others run; see `cumulo_store::replicas_to_place`
-    /// for which are placed again).
-    async fn queue(&self, active: &[ActiveAttempt]) -> Result<Vec<QueuedJob>, Error> {
+    /// for which are placed again). Also returns the queued jobs that have several replicas.
+    async fn queue(&self, active: &[ActiveAttempt]) -> Result<(Vec<QueuedJob>, HashSet<JobId>), Error> {
         let pending = self.options.store.pending_jobs(self.options.queue_limit).await?;
         let mut queue = Vec::with_capacity(pending.len());
+        let mut replicated = HashSet::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
+            if job.spec.replicas > 1 {
+                replicated.insert(job.id);
+            }
             let submitted = job.submitted_at.timestamp().max(0) as u64;
             queue.extend(
                 QueuedJob::from_spec(job.id, &job.spec, submitted)
@@ -634,7 +643,7 @@ impl Controller {
                 push(&job, &cumulo_store::replicas_to_place(&job));
             }
         }
-        Ok(queue)
+        Ok((queue, replicated))
     }
 
     /// Step 3: launch every `planned` attempt through its cluster's driver, with the same attempt
@@ -661,7 +670,7 @@ impl Controller {
                 job: attempt.spec.clone(),
                 nodes: placement.nodes.iter().map(|n| NodeAssignment::new(&n.node, n.gpus.iter().copied())).collect(),
                 checkpoint_dir: attempt.spec.checkpoint.as_ref().map(|c| c.dir.clone()),
-                env: replica_env(attempt),
+                env: BTreeMap::new(),
             };
             match self.options.clusters[cluster].driver.launch(&request).await {
                 Ok(outcome) => {
@@ -683,15 +692,6 @@ impl Controller {
         self.options.store.update_attempts(updates).await?;
         Ok(())
     }
-}
-
-/// `CUMULO_REPLICA` (which replica this attempt runs) for jobs with several replicas.
-fn replica_env(attempt: &ActiveAttempt) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    if attempt.spec.replicas > 1 {
-        env.insert("CUMULO_REPLICA".to_string(), attempt.attempt.replica.to_string());
-    }
-    env
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

@@ -751,12 +751,14 @@ impl Store for SqliteStore {
             applied.attempts.push(id);
         }
         for (job, reason) in &plan.pending_reasons {
-            sqlx::query("UPDATE jobs SET pending_reason = $1 WHERE id = $2 AND state = 'pending'")
-                .bind(reason)
-                .bind(job.0 as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(
+                "UPDATE jobs SET pending_reason = $1 WHERE id = $2 AND state IN ('pending', 'launching', 'running')",
+            )
+            .bind(reason)
+            .bind(job.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(applied)

@@ -556,10 +556,21 @@ pub async fn a_lost_replica_leaves_the_job_running_and_is_placed_again(store: Ar
     assert_eq!(record.pending_reason, None);
     assert_eq!(replicas_to_place(&record), vec![1]);
     assert!(store.pending_jobs(10).await.unwrap().is_empty(), "a running job is not in the pending queue");
+    let waits = PlanCommit { pending_reasons: vec![(job, "replica 1 waits: no room".into())], ..PlanCommit::default() };
+    store.commit_plan(waits).await.unwrap();
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(
+        record.pending_reason.as_deref(),
+        Some("replica 1 waits: no room"),
+        "a running job says why a replica waits"
+    );
+    assert_eq!(record.state, JobState::Running);
     let applied = launch_replicas(&store, job, &[1]).await;
     let replacement = AttemptId { job, attempt: 4 };
     assert_eq!(applied.attempts, vec![replacement]);
-    assert_eq!(state_of(&store, job).await, JobState::Running, "re-placing a replica keeps the job running");
+    let record = store.get_job(job).await.unwrap();
+    assert_eq!(record.state, JobState::Running, "re-placing a replica keeps the job running");
+    assert_eq!(record.pending_reason, None, "the replica no longer waits");
     assert!(waiting_replicas(&store, job).await.is_empty());
     update(&store, replacement, AttemptState::Running).await;
     let record = store.get_job(job).await.unwrap();

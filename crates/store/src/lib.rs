@@ -145,7 +145,8 @@ pub struct JobRecord {
     pub id: JobId,
     pub spec: JobSpec,
     pub state: JobState,
-    /// Why the last scheduling pass left it pending.
+    /// Why the last scheduling pass left it (or, for a job with several replicas, one of them)
+    /// waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,
     /// A cancel was asked for while an attempt was active; the loop stops the attempt.
@@ -264,7 +265,9 @@ pub struct PlanCommit {
     /// replicas, is `launching` or `running`, and that replica has no active attempt (a lost replica
     /// is re-placed while the others run).
     pub launches: Vec<NewAttempt>,
-    /// Jobs left pending and why.
+    /// Jobs left waiting and why: a pending job, or a launching or running job with several
+    /// replicas some of which wait (the reason then says which). Kept as the job's
+    /// `pending_reason` until an attempt of it is planned or changes state.
     pub pending_reasons: Vec<(JobId, String)>,
     /// Active attempts to preempt: marked `preempt_requested` (see [`ActiveAttempt`]); they stay
     /// active until the loop has stopped them and written `preempted`, which requeues their jobs.
