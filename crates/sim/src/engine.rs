@@ -1,15 +1,20 @@
 //! The discrete-event simulation: a virtual clock, the simulated fleet and driver, and the real
-//! `cumulo_sched::schedule_with` deciding every placement.
+//! scheduling core (`cumulo_sched::Scheduler`, the code behind the server's `schedule_with`)
+//! deciding every placement.
 //!
 //! Time advances from event to event (arrivals, completions, outages, deliveries, price changes,
-//! samples). Scheduling passes run on multiples of `tick_s` after something changed, on a
-//! snapshot the simulator keeps up to date incrementally. A policy is only a different input to
-//! the same core: different pool prices, resource options, priorities or settings.
+//! samples). Scheduling passes run on multiples of `tick_s` after something changed. The
+//! scheduler is built once and kept for the whole run: each pass commits its plan, and the
+//! simulator reports what else changed (work that ends, nodes cordoned or delivered, prices).
+//! Beside it the simulator keeps the equivalent snapshot; debug builds of small fleets check, at
+//! every pass, that a scheduler built afresh from it decides the same plan (the server's path).
+//! A policy is only a different input to the same core: different pool prices, resource options,
+//! priorities or settings.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Snapshot};
+use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Scheduler, Snapshot};
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, Money, Priority, ResourceOption,
 };
@@ -95,13 +100,6 @@ struct PoolRt {
     used_milli_s: u128,
     delivered_node_s: u128,
     gpu_used_milli: Vec<u32>,
-    cpu_used_milli: Vec<u32>,
-    /// Runs of consecutive nodes with one block id: the unit a pruned view includes or not.
-    segments: Vec<(u32, u32)>,
-    /// Segment of each node.
-    segment_of: Vec<u32>,
-    /// Free thousandths (GPUs on GPU pools, vCPUs on CPU pools) on schedulable nodes per segment.
-    segment_free: Vec<u64>,
 }
 
 /// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
@@ -110,7 +108,12 @@ type OptionKey = (u16, ModelSet, u32, bool);
 struct Sim<'a> {
     input: &'a RunInput<'a>,
     config: Config,
+    /// What the scheduler sees, kept as a snapshot (the server's input) ...
     snapshot: Snapshot,
+    /// ... and as the scheduler's own state, kept up to date beside it.
+    sched: Scheduler,
+    /// Debug builds of small fleets check every pass against a fresh build from `snapshot`.
+    check_fresh: bool,
     pools: Vec<PoolRt>,
     running_at: HashMap<u64, usize>,
     active: HashMap<u64, Active>,
@@ -170,16 +173,18 @@ impl<'a> Sim<'a> {
                 used_milli_s: 0,
                 delivered_node_s: 0,
                 gpu_used_milli: vec![0; p.pool.nodes.len()],
-                cpu_used_milli: vec![0; p.pool.nodes.len()],
-                segments: segments(&p.pool.nodes),
-                segment_of: Vec::new(),
-                segment_free: Vec::new(),
             })
             .collect();
+        let refused =
+            |e: cumulo_sched::Error| Error::Scenario(format!("the scheduler refused the simulated fleet: {e}"));
+        let sched = Scheduler::new(&snapshot, config).map_err(refused)?;
+        let nodes: usize = snapshot.pools.iter().map(|p| p.nodes.len()).sum();
         let mut sim = Sim {
             input,
             config,
             snapshot,
+            sched,
+            check_fresh: cfg!(debug_assertions) && nodes <= 2_000,
             pools,
             running_at: HashMap::new(),
             active: HashMap::new(),
@@ -197,16 +202,6 @@ impl<'a> Sim<'a> {
             allocated_gpu_milli: 0,
             collect: Collector::new(input),
         };
-        for i in 0..sim.pools.len() {
-            let rt = &mut sim.pools[i];
-            rt.segment_of = vec![0; sim.snapshot.pools[i].nodes.len()];
-            for (g, &(a, b)) in rt.segments.iter().enumerate() {
-                for n in a..b {
-                    rt.segment_of[n as usize] = g as u32;
-                }
-            }
-            sim.refresh_segments(i);
-        }
         for (i, p) in input.fleet.pools.iter().enumerate() {
             for (at, nodes) in &p.deliveries {
                 sim.push(*at, Ev::Delivery(i as u32, *nodes));
@@ -228,37 +223,15 @@ impl<'a> Sim<'a> {
         Ok(sim)
     }
 
-    /// Free capacity of a node in the unit its pool's segments count (0 when unschedulable).
-    fn node_free(&self, pool: usize, node: usize) -> u64 {
-        let p = &self.snapshot.pools[pool];
-        if !p.nodes[node].schedulable {
-            return 0;
+    /// Marks node `n` of pool `pool` schedulable or not, in the snapshot and the scheduler.
+    fn set_schedulable(&mut self, pool: usize, n: usize, schedulable: bool) {
+        let node = &mut self.snapshot.pools[pool].nodes[n];
+        if node.schedulable != schedulable {
+            node.schedulable = schedulable;
+            let id = self.snapshot.pools[pool].id;
+            let changed = self.sched.set_schedulable(id, n as u32, schedulable).expect("the scheduler has every pool");
+            debug_assert!(changed, "the scheduler's nodes follow the snapshot's");
         }
-        let rt = &self.pools[pool];
-        let nt = &p.node_type;
-        if nt.gpu.is_some() && nt.gpus > 0 {
-            (nt.gpus * 1000).saturating_sub(rt.gpu_used_milli[node]) as u64
-        } else {
-            (nt.vcpus * 1000).saturating_sub(rt.cpu_used_milli[node]) as u64
-        }
-    }
-
-    /// Recounts a pool's free capacity per segment (after deliveries and outages).
-    fn refresh_segments(&mut self, pool: usize) {
-        let free: Vec<u64> = self.pools[pool]
-            .segments
-            .iter()
-            .map(|&(a, b)| (a..b).map(|n| self.node_free(pool, n as usize)).sum())
-            .collect();
-        self.pools[pool].segment_free = free;
-    }
-
-    /// Moves a node's free capacity in its segment's count by the change of its usage.
-    fn adjust_segment(&mut self, pool: usize, node: usize, before: u64) {
-        let after = self.node_free(pool, node);
-        let rt = &mut self.pools[pool];
-        let g = rt.segment_of[node] as usize;
-        rt.segment_free[g] = rt.segment_free[g] + after - before;
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
@@ -384,10 +357,9 @@ impl<'a> Sim<'a> {
                 rt.delivered = (rt.delivered + nodes).min(self.snapshot.pools[pool as usize].nodes.len() as u32);
                 if rt.down == 0 {
                     for n in from..rt.delivered {
-                        self.snapshot.pools[pool as usize].nodes[n as usize].schedulable = true;
+                        self.set_schedulable(pool as usize, n as usize, true);
                     }
                 }
-                self.refresh_segments(pool as usize);
                 self.mark_dirty();
             }
             Ev::OutageStart(e) => {
@@ -395,8 +367,8 @@ impl<'a> Sim<'a> {
                 let mut victims = Vec::new();
                 for &p in &affected {
                     self.pools[p].down += 1;
-                    for node in &mut self.snapshot.pools[p].nodes {
-                        node.schedulable = false;
+                    for n in 0..self.snapshot.pools[p].nodes.len() {
+                        self.set_schedulable(p, n, false);
                     }
                     victims.extend(self.snapshot.running.iter().filter(|r| r.pool.0 as usize == p).map(|r| r.job.0));
                 }
@@ -405,9 +377,6 @@ impl<'a> Sim<'a> {
                 for v in victims {
                     self.stop(v, Stop::Failed);
                 }
-                for &p in &affected {
-                    self.refresh_segments(p);
-                }
                 self.mark_dirty();
             }
             Ev::OutageEnd(e) => {
@@ -415,12 +384,10 @@ impl<'a> Sim<'a> {
                     let rt = &mut self.pools[p];
                     rt.down = rt.down.saturating_sub(1);
                     if rt.down == 0 {
-                        let delivered = rt.delivered as usize;
-                        for node in &mut self.snapshot.pools[p].nodes[..delivered] {
-                            node.schedulable = true;
+                        for n in 0..rt.delivered as usize {
+                            self.set_schedulable(p, n, true);
                         }
                     }
-                    self.refresh_segments(p);
                 }
                 self.mark_dirty();
             }
@@ -598,6 +565,7 @@ impl<'a> Sim<'a> {
             };
             if self.snapshot.pools[i].price_per_node_hour != price {
                 self.snapshot.pools[i].price_per_node_hour = price;
+                self.sched.set_price(self.snapshot.pools[i].id, price).expect("the scheduler has every pool");
                 changed = true;
             }
         }
@@ -659,24 +627,24 @@ impl<'a> Sim<'a> {
         self.expire_inference();
         let cap = self.input.settings.max_queue_per_pass.max(1);
         let slice_len = self.queue.len().min(cap);
-        let refused =
-            |e: cumulo_sched::Error| Error::Scenario(format!("the scheduler refused the simulated snapshot: {e}"));
-        let plan = if self.input.settings.pruned_view {
-            let (view, maps) = self.pruned_view(slice_len);
-            let mut plan = cumulo_sched::schedule_with(&view, &self.queue[..slice_len], self.now, &self.config)
-                .map_err(refused)?;
-            for p in &mut plan.placements {
-                let map = &maps[p.pool.0 as usize];
-                for n in &mut p.nodes {
-                    n.node = map[n.node as usize];
-                }
+        let queue = &self.queue[..slice_len];
+        let fresh_plan = if self.check_fresh {
+            let refused =
+                |e: cumulo_sched::Error| Error::Scenario(format!("the scheduler refused the simulated snapshot: {e}"));
+            let fresh = Scheduler::new(&self.snapshot, self.config).map_err(refused)?;
+            if let Some(diff) = self.sched.differences(&fresh) {
+                panic!("the kept scheduler differs from a fresh build at {}: {diff}", self.now);
             }
-            plan
+            Some(cumulo_sched::schedule_with(&self.snapshot, queue, self.now, &self.config).map_err(refused)?)
         } else {
-            cumulo_sched::schedule_with(&self.snapshot, &self.queue[..slice_len], self.now, &self.config)
-                .map_err(refused)?
+            None
         };
+        let plan = self.sched.schedule(queue, self.now);
+        if let Some(fresh_plan) = fresh_plan {
+            assert!(plan == fresh_plan, "the kept scheduler planned differently from a fresh build at {}", self.now);
+        }
         self.collect.passes += 1;
+        // the scheduler has already stopped its victims and booked its placements
         for p in &plan.preemptions {
             if self.running_at.contains_key(&p.victim.0) {
                 self.collect.preemptions += 1;
@@ -700,127 +668,6 @@ impl<'a> Sim<'a> {
             acc
         });
         Ok(())
-    }
-
-    /// A sub-snapshot for one pass: per GPU model (spot and not apart) and for CPU-only work, the
-    /// cheapest blocks with free capacity (fullest first, as a packer would) until they hold what
-    /// the queue slice asks for plus its largest gang, and the emptiest block besides. Running
-    /// allocations keep their nodes inside the view. The scheduler is unchanged; it is shown less.
-    /// Returns the view and, per real pool, the view's node index → real node index.
-    fn pruned_view(&self, slice_len: usize) -> (Snapshot, Vec<Vec<u32>>) {
-        let fleet = self.input.fleet;
-        // demand per (model or CPU, spot): total and largest gang, in thousandths
-        const CPU: usize = crate::speed::MODELS;
-        let mut need = vec![[(0u64, 0u64); 2]; CPU + 1];
-        for q in &self.queue[..slice_len] {
-            let Some(a) = self.active.get(&q.id.0) else { continue };
-            let j = &a.job;
-            let spots: &[usize] = if j.preemptible { &[0, 1] } else { &[0] };
-            let mut add = |k: usize, amount: u64| {
-                for &sp in spots {
-                    let e = &mut need[k][sp];
-                    e.0 += amount;
-                    e.1 = e.1.max(amount);
-                }
-            };
-            if j.gpus_per_node.is_zero() {
-                add(CPU, j.cpus_milli as u64 * j.num_nodes as u64);
-            } else {
-                for m in &self.models_present {
-                    if j.models.contains(*m) {
-                        add(model_index(*m), j.total_gpus_milli());
-                    }
-                }
-            }
-        }
-        // candidate segments per (kind, spot): (price per unit, free, pool, segment)
-        let mut cands: Vec<Vec<(i64, u64, u32, u32)>> = vec![Vec::new(); (CPU + 1) * 2];
-        for (i, sp) in fleet.pools.iter().enumerate() {
-            let rt = &self.pools[i];
-            if rt.down > 0 || rt.delivered == 0 {
-                continue;
-            }
-            let nt = &sp.pool.node_type;
-            let (k, per_node, per_unit) = match nt.gpu {
-                Some(m) if nt.gpus > 0 => (model_index(m), nt.gpus * 1000, nt.gpus as i64),
-                _ => (CPU, nt.vcpus * 1000, nt.vcpus.max(1) as i64),
-            };
-            let spot = usize::from(sp.pool.capacity == CapacityKind::Spot);
-            if need[k][spot].0 == 0 {
-                continue;
-            }
-            let _ = per_node;
-            let price = self.snapshot.pools[i].price_per_node_hour.micros() / per_unit;
-            for (g, &free) in rt.segment_free.iter().enumerate() {
-                if free > 0 {
-                    cands[k * 2 + spot].push((price, free, i as u32, g as u32));
-                }
-            }
-        }
-        let mut include: Vec<Vec<bool>> = self.pools.iter().map(|rt| vec![false; rt.segments.len()]).collect();
-        for (slot, list) in cands.iter_mut().enumerate() {
-            if list.is_empty() {
-                continue;
-            }
-            let (total, largest) = need[slot / 2][slot % 2];
-            let target = total.saturating_add(largest);
-            list.sort_unstable_by_key(|&(price, free, pool, seg)| (price, free, pool, seg));
-            let mut got = 0u64;
-            for &(_, free, pool, seg) in list.iter() {
-                if got >= target {
-                    break;
-                }
-                include[pool as usize][seg as usize] = true;
-                got += free;
-            }
-            if let Some(&(_, _, pool, seg)) = list.iter().max_by_key(|c| (c.1, std::cmp::Reverse((c.0, c.2, c.3)))) {
-                include[pool as usize][seg as usize] = true;
-            }
-        }
-        let mut view = Snapshot { pools: Vec::new(), running: Vec::new(), tenants: self.snapshot.tenants.clone() };
-        let mut maps: Vec<Vec<u32>> = vec![Vec::new(); self.pools.len()];
-        let mut back: Vec<Vec<u32>> = vec![Vec::new(); self.pools.len()];
-        for (i, rt) in self.pools.iter().enumerate() {
-            if !include[i].iter().any(|x| *x) {
-                continue;
-            }
-            let real = &self.snapshot.pools[i];
-            let mut nodes = Vec::new();
-            let mut to_view = vec![u32::MAX; real.nodes.len()];
-            for (g, &(a, b)) in rt.segments.iter().enumerate() {
-                if include[i][g] {
-                    for n in a..b {
-                        to_view[n as usize] = nodes.len() as u32;
-                        maps[i].push(n);
-                        let r = &real.nodes[n as usize];
-                        nodes.push(cumulo_sched::NodeState {
-                            name: String::new(),
-                            block: r.block,
-                            nvlink_domain: r.nvlink_domain,
-                            schedulable: r.schedulable,
-                        });
-                    }
-                }
-            }
-            back[i] = to_view;
-            view.pools.push(cumulo_sched::Pool { nodes, ..clone_without_nodes(real) });
-        }
-        for r in &self.snapshot.running {
-            let to_view = &back[r.pool.0 as usize];
-            if to_view.is_empty() {
-                continue;
-            }
-            let nodes: Vec<NodeAlloc> = r
-                .nodes
-                .iter()
-                .filter(|n| to_view[n.node as usize] != u32::MAX)
-                .map(|n| NodeAlloc { node: to_view[n.node as usize], ..*n })
-                .collect();
-            if !nodes.is_empty() {
-                view.running.push(RunningAlloc { nodes, ..clone_without_nodes_alloc(r) });
-            }
-        }
-        (view, maps)
     }
 
     /// Inference demand whose window has passed while it waited is dropped (unserved).
@@ -890,11 +737,7 @@ impl<'a> Sim<'a> {
         self.accrue(pool_i, now);
         self.pools[pool_i].busy_milli += share;
         for n in &alloc.nodes {
-            let before = self.node_free(pool_i, n.node as usize);
-            let rt = &mut self.pools[pool_i];
-            rt.gpu_used_milli[n.node as usize] += n.gpus.milli() as u32;
-            rt.cpu_used_milli[n.node as usize] += n.cpus_milli;
-            self.adjust_segment(pool_i, n.node as usize, before);
+            self.pools[pool_i].gpu_used_milli[n.node as usize] += n.gpus.milli() as u32;
         }
         self.allocated_gpu_milli += gpu_milli;
         self.running_at.insert(id, self.snapshot.running.len());
@@ -911,9 +754,14 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Takes a job's allocation out of the snapshot and the pool's books.
-    fn release(&mut self, id: u64) -> Option<Run> {
+    /// Takes a job's allocation out of the snapshot, the scheduler (unless the scheduler stopped
+    /// it itself: a preemption) and the pool's books.
+    fn release(&mut self, id: u64, why: Option<Stop>) -> Option<Run> {
         let idx = self.running_at.remove(&id)?;
+        if why != Some(Stop::Preempted) {
+            let released = self.sched.release(JobId(id), 0);
+            debug_assert!(released, "the scheduler runs what the snapshot runs");
+        }
         let alloc = self.snapshot.running.swap_remove(idx);
         if idx < self.snapshot.running.len() {
             let moved = self.snapshot.running[idx].job.0;
@@ -924,11 +772,7 @@ impl<'a> Sim<'a> {
         self.accrue(pool_i, self.now);
         self.pools[pool_i].busy_milli -= run.node_share_milli;
         for n in &alloc.nodes {
-            let before = self.node_free(pool_i, n.node as usize);
-            let rt = &mut self.pools[pool_i];
-            rt.gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
-            rt.cpu_used_milli[n.node as usize] -= n.cpus_milli;
-            self.adjust_segment(pool_i, n.node as usize, before);
+            self.pools[pool_i].gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
         }
         self.allocated_gpu_milli -= run.gpu_milli;
         let job = &self.active[&id].job;
@@ -938,7 +782,7 @@ impl<'a> Sim<'a> {
     }
 
     fn complete(&mut self, id: u64) {
-        if let Some(run) = self.release(id) {
+        if let Some(run) = self.release(id, None) {
             let a = self.active.remove(&id).expect("released jobs are active");
             debug_assert!(a.first_start.is_some_and(|s| s <= run.start_s));
             self.collect.finished(&a.job, self.now);
@@ -947,7 +791,7 @@ impl<'a> Sim<'a> {
 
     /// Stops a running job (preempted or failed) and puts it back in the queue.
     fn stop(&mut self, id: u64, why: Stop) {
-        let Some(run) = self.release(id) else { return };
+        let Some(run) = self.release(id, Some(why)) else { return };
         let now = self.now;
         let checkpoint_s = self.input.settings.checkpoint_s.max(1);
         let a = self.active.get_mut(&id).expect("released jobs are active");
@@ -1065,48 +909,6 @@ impl<'a> Sim<'a> {
             .collect();
         self.collect.report(self.input, now, unfinished, still_running, &pools)
     }
-}
-
-fn clone_without_nodes(p: &cumulo_sched::Pool) -> cumulo_sched::Pool {
-    cumulo_sched::Pool {
-        id: p.id,
-        name: p.name.clone(),
-        provider: p.provider.clone(),
-        region: p.region.clone(),
-        zone: p.zone.clone(),
-        capacity: p.capacity,
-        node_type: p.node_type.clone(),
-        price_per_node_hour: p.price_per_node_hour,
-        nodes: Vec::new(),
-    }
-}
-
-fn clone_without_nodes_alloc(r: &RunningAlloc) -> RunningAlloc {
-    RunningAlloc {
-        job: r.job,
-        replica: r.replica,
-        tenant: r.tenant.clone(),
-        priority: r.priority,
-        preemptible: r.preemptible,
-        pool: r.pool,
-        nodes: Vec::new(),
-        started_at: r.started_at,
-    }
-}
-
-/// Runs of consecutive nodes sharing a block id.
-fn segments(nodes: &[cumulo_sched::NodeState]) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    let mut start = 0usize;
-    for i in 1..=nodes.len() {
-        if i == nodes.len() || nodes[i].block != nodes[start].block {
-            if i > start {
-                out.push((start as u32, i as u32));
-            }
-            start = i;
-        }
-    }
-    out
 }
 
 fn with_job(option: &ResourceOption, job: &TraceJob) -> ResourceOption {

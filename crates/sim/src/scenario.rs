@@ -66,10 +66,6 @@ pub struct SimSettings {
     pub max_queue_per_pass: usize,
     /// Cumulo's policy adds this share of the price to spot pools for the risk of preemption.
     pub spot_risk_premium: f64,
-    /// Show each pass only the cheapest blocks with room for what is queued (see
-    /// `engine::Sim::pruned_view`) instead of the whole fleet: the same scheduler, a smaller
-    /// input, for fleets of hundreds of thousands of GPUs.
-    pub pruned_view: bool,
 }
 
 impl Default for SimSettings {
@@ -81,7 +77,6 @@ impl Default for SimSettings {
             inference_slo_s: 300,
             max_queue_per_pass: 20_000,
             spot_risk_premium: 0.25,
-            pruned_view: false,
         }
     }
 }

@@ -70,17 +70,15 @@ pools:
 
 /// `check(jobs, (count, mean, p50, p99) of JCT, (mean) queueing delay)` for every policy.
 fn check(fleet: &Fleet, jobs: &[TraceJob], jct: (u64, f64, u64, u64), mean_delay: f64) {
-    for pruned_view in [false, true] {
-        for policy in [PolicyName::Cumulo, PolicyName::FifoFirstFit, PolicyName::CheapestFirst] {
-            let settings = SimSettings { pruned_view, ..settings() };
-            let case = Case { fleet, speeds: vec![SpeedRow::uniform("x")], events: vec![], settings, policy };
-            let r = case.run(jobs);
-            let d = &r.jct_s["all"];
-            assert_eq!((d.count, d.mean_s, d.p50_s, d.p99_s), jct, "{policy:?} pruned {pruned_view}");
-            assert_eq!(r.queueing_delay_s["all"].mean_s, mean_delay, "{policy:?} pruned {pruned_view}");
-            assert_eq!(r.jobs, jobs.len() as u64);
-            assert_eq!(r.finished, jobs.len() as u64);
-        }
+    for policy in [PolicyName::Cumulo, PolicyName::FifoFirstFit, PolicyName::CheapestFirst] {
+        let settings = settings();
+        let case = Case { fleet, speeds: vec![SpeedRow::uniform("x")], events: vec![], settings, policy };
+        let r = case.run(jobs);
+        let d = &r.jct_s["all"];
+        assert_eq!((d.count, d.mean_s, d.p50_s, d.p99_s), jct, "{policy:?}");
+        assert_eq!(r.queueing_delay_s["all"].mean_s, mean_delay, "{policy:?}");
+        assert_eq!(r.jobs, jobs.len() as u64);
+        assert_eq!(r.finished, jobs.len() as u64);
     }
 }
 
@@ -157,18 +155,12 @@ pools:
     let mut batch = job(0, 8, 2000);
     batch.kind = JobKind::Batch;
     let jobs = [job(0, 8, 2000), batch];
-    for pruned_view in [false, true] {
+    {
         let case = Case {
             fleet: &f,
             speeds: vec![SpeedRow::uniform("x")],
             events: vec![outage.clone()],
-            settings: SimSettings {
-                tick_s: 1,
-                sample_s: Some(100),
-                checkpoint_s: 300,
-                pruned_view,
-                ..SimSettings::default()
-            },
+            settings: SimSettings { tick_s: 1, sample_s: Some(100), checkpoint_s: 300, ..SimSettings::default() },
             policy: PolicyName::Cumulo,
         };
         let r = case.run(&jobs);
