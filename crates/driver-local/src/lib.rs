@@ -11,6 +11,7 @@
 //!     ranks           number of ranks
 //!     launched        written once every rank was spawned
 //!     cancelled       written by cancel
+//!     bad-exit        "<rank> <code>": the rank whose non-zero exit stopped the others
 //!     rank-<r>/pid    "<pid> <start time in clock ticks>" of the rank's process group leader
 //!     rank-<r>/log    stdout and stderr
 //!     rank-<r>/started, rank-<r>/exit   written by the rank's wrapper: epoch seconds; "<code> <epoch>"
@@ -19,6 +20,11 @@
 //! Idempotence: the attempt directory is created with `create_dir`, which fails when it exists, so
 //! a second launch of the same attempt id (concurrent, or after a restart) starts nothing. The
 //! pid file records the process start time as well, so a reused pid is never mistaken for a rank.
+//!
+//! A gang ends with its first failing rank, as `srun --kill-on-bad-exit` does: when a rank exits
+//! non-zero while others run, the others' process groups get SIGTERM, then SIGKILL after
+//! [`Config::kill_grace`], and the attempt exits with the failing rank's code. The launching
+//! process notices the exit at once; `observe` notices it too (after a driver restart).
 
 pub mod host;
 
@@ -152,16 +158,53 @@ impl LocalDriver {
         let ticks = proc_start_ticks(pid).unwrap_or(0);
         write_atomically(&rank_dir.join("pid"), &format!("{pid} {ticks}\n"))?;
         // Reap the child so it never lingers as a zombie; its exit code is in the `exit` file.
+        // A failing rank stops the rest of its gang at once.
+        let (this, attempt) = (self.clone(), request.attempt);
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            if let Ok(status) = child.wait().await
+                && status.code().is_some_and(|code| code != 0)
+            {
+                this.stop_gang_after_bad_exit(attempt);
+            }
         });
         Ok(())
     }
 
-    fn observe_blocking(&self, attempt: AttemptId, now: Timestamp) -> Observation {
+    /// The first rank (by finish time) that exited non-zero, with its code.
+    fn first_bad_exit(dir: &Path, ranks: u32) -> Option<(u32, i32, Timestamp)> {
+        (0..ranks)
+            .filter_map(|rank| {
+                let text = read_trimmed(&dir.join(format!("rank-{rank}")).join("exit"))?;
+                let (code, at) = text.split_once(' ')?;
+                let code: i32 = code.parse().ok()?;
+                (code != 0).then_some((rank, code, parse_epoch(at)?))
+            })
+            .min_by_key(|(rank, _, at)| (*at, *rank))
+    }
+
+    /// After a rank of `attempt` exited non-zero: records which (once) and stops the ranks still
+    /// running (SIGTERM, then SIGKILL after the grace). Nothing when the attempt was cancelled.
+    fn stop_gang_after_bad_exit(&self, attempt: AttemptId) {
+        let dir = self.attempt_dir(attempt);
+        if dir.join("cancelled").exists() {
+            return;
+        }
+        let ranks: u32 = read_trimmed(&dir.join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let Some((rank, code, _)) = Self::first_bad_exit(&dir, ranks) else { return };
+        let marker = dir.join("bad-exit");
+        if !marker.exists() && write_atomically(&marker, &format!("{rank} {code}\n")).is_err() {
+            tracing::warn!(%attempt, "cannot record the failing rank");
+        }
+        if self.terminate(attempt) > 0 {
+            tracing::info!(%attempt, rank, code, "rank failed: stopping the rest of the gang");
+        }
+    }
+
+    /// The observation, and whether a failed rank's gang still has ranks to stop.
+    fn observe_blocking(&self, attempt: AttemptId, now: Timestamp) -> (Observation, bool) {
         let dir = self.attempt_dir(attempt);
         if !dir.is_dir() {
-            return Observation::unknown(attempt, now);
+            return (Observation::unknown(attempt, now), false);
         }
         let in_progress = self.launching.lock().expect("launching set poisoned").contains(&attempt);
         let launched = dir.join("launched").exists();
@@ -196,8 +239,18 @@ impl LocalDriver {
             last_start = last_start.max(started_at);
             nodes.push(status);
         }
+        let bad_exit: Option<i32> =
+            read_trimmed(&dir.join("bad-exit")).and_then(|s| s.split_once(' ').and_then(|(_, code)| code.parse().ok()));
+        let stop_gang = launched && !cancelled && alive > 0 && first_failure.is_some();
         let state = if ranks == 0 || (!launched && in_progress) {
             AttemptState::Pending
+        } else if let Some(code) = bad_exit {
+            // A rank failed and the others are being stopped: the failing rank's code decides.
+            if alive == 0 {
+                AttemptState::Exited { code, finished_at: last_finish.unwrap_or(now) }
+            } else {
+                AttemptState::Running { started_at: last_start.unwrap_or(now) }
+            }
         } else if exited == ranks {
             AttemptState::Exited { code: first_failure.unwrap_or(0), finished_at: last_finish.unwrap_or(now) }
         } else if alive > 0 && !cancelled && vanished.is_none() {
@@ -220,23 +273,43 @@ impl LocalDriver {
         } else {
             AttemptState::Pending
         };
-        Observation { attempt, state, nodes, observed_at: now }
+        (Observation { attempt, state, nodes, observed_at: now }, stop_gang)
     }
 
-    fn signal_attempt(&self, attempt: AttemptId, signal: libc::c_int) -> usize {
+    /// Signals the process group of every rank whose leader still runs; returns those groups.
+    fn signal_attempt(&self, attempt: AttemptId, signal: libc::c_int) -> Vec<libc::pid_t> {
         let dir = self.attempt_dir(attempt);
         let ranks: u32 = read_trimmed(&dir.join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let mut signalled = 0;
+        let mut signalled = Vec::new();
         for rank in 0..ranks {
             if let Some(pid) = live_pid(&dir.join(format!("rank-{rank}")).join("pid")) {
                 // The rank's wrapper leads its own process group: signal the whole group.
                 // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
                 if unsafe { libc::kill(-(pid as libc::pid_t), signal) } == 0 {
-                    signalled += 1;
+                    signalled.push(pid as libc::pid_t);
                 }
             }
         }
         signalled
+    }
+
+    /// SIGTERM to every running rank's group of `attempt`, SIGKILL to the same groups after the
+    /// grace: also to members left behind by a leader that died of the SIGTERM (Linux does not
+    /// reuse a group's id while a member lives). Returns how many groups were signalled.
+    fn terminate(&self, attempt: AttemptId) -> usize {
+        let groups = self.signal_attempt(attempt, libc::SIGTERM);
+        let n = groups.len();
+        if n > 0 {
+            let grace = self.config.kill_grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                for group in groups {
+                    // SAFETY: as above; a group already gone answers ESRCH, which is fine.
+                    unsafe { libc::kill(-group, libc::SIGKILL) };
+                }
+            });
+        }
+        n
     }
 }
 
@@ -301,6 +374,8 @@ impl Driver for LocalDriver {
         match result {
             Ok(()) => {
                 tracing::info!(%attempt, ranks = request.nodes.len(), "launched local attempt");
+                // A rank that failed before the last one was spawned: stop the late ones too.
+                self.stop_gang_after_bad_exit(attempt);
                 Ok(LaunchOutcome { engine_id, newly_started: true })
             }
             Err(e) => {
@@ -319,26 +394,26 @@ impl Driver for LocalDriver {
         if !dir.join("cancelled").exists() {
             write_atomically(&dir.join("cancelled"), "")?;
         }
-        if self.signal_attempt(attempt, libc::SIGTERM) > 0 {
-            let this = self.clone();
-            let grace = self.config.kill_grace;
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                this.signal_attempt(attempt, libc::SIGKILL);
-            });
-        }
+        self.terminate(attempt);
         Ok(())
     }
 
     async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
         let this = self.clone();
         let ids = attempts.to_vec();
-        tokio::task::spawn_blocking(move || {
+        let observed: Vec<(Observation, bool)> = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now();
             ids.iter().map(|a| this.observe_blocking(*a, now)).collect()
         })
         .await
-        .map_err(|e| cumulo_driver::Error::io("observing local attempts", std::io::Error::other(e.to_string())))
+        .map_err(|e| cumulo_driver::Error::io("observing local attempts", std::io::Error::other(e.to_string())))?;
+        // A gang whose failing rank's exit the launching process did not see (a restart since).
+        for (obs, stop_gang) in &observed {
+            if *stop_gang {
+                self.stop_gang_after_bad_exit(obs.attempt);
+            }
+        }
+        Ok(observed.into_iter().map(|(obs, _)| obs).collect())
     }
 
     async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
@@ -357,7 +432,7 @@ impl Driver for LocalDriver {
         let mut data = Vec::new();
         file.take(MAX_CHUNK).read_to_end(&mut data).map_err(|e| cumulo_driver::Error::io("reading log", e))?;
         let next_offset = start + data.len() as u64;
-        let terminal = self.observe_blocking(attempt, chrono::Utc::now()).state.is_terminal();
+        let terminal = self.observe_blocking(attempt, chrono::Utc::now()).0.state.is_terminal();
         Ok(LogChunk { data, next_offset, complete: terminal && next_offset >= len })
     }
 }

@@ -108,11 +108,12 @@ async fn a_gang_exits_with_the_first_failing_ranks_code() {
     let dir = tempfile::tempdir().unwrap();
     let driver = driver(&dir);
     let a = attempt(5, 1);
-    driver.launch(&request(a, 3, "exit $((CUMULO_NODE_RANK * 2))")).await.unwrap();
+    // Rank 0 succeeds at once, rank 1 fails after 1 s, rank 2 would fail after 2 s but is stopped.
+    driver.launch(&request(a, 3, "sleep $CUMULO_NODE_RANK; exit $((CUMULO_NODE_RANK * 2))")).await.unwrap();
     let obs = wait_terminal(&driver, a).await;
     assert!(matches!(obs.state, AttemptState::Exited { code: 2, .. }), "{}", obs.state);
     let codes: Vec<Option<i32>> = obs.nodes.iter().map(|n| n.exit_code).collect();
-    assert_eq!(codes, [Some(0), Some(2), Some(4)]);
+    assert_eq!(codes, [Some(0), Some(2), None]);
 }
 
 #[tokio::test]
@@ -270,4 +271,58 @@ async fn deployments_sharing_a_root_never_see_each_others_attempts() {
         err.to_string(),
         "invalid driver setting deployment `x y`: expected 1 to 32 lowercase letters and digits"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_rank_stops_the_rest_of_its_gang() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(7, 1);
+    let start = std::time::Instant::now();
+    let run = "if [ \"$CUMULO_NODE_RANK\" = 1 ]; then sleep 0.5; echo bad >&2; exit 3; fi; echo waiting; sleep 600";
+    assert!(driver.launch(&request(a, 2, run)).await.unwrap().newly_started);
+    let obs = wait_terminal(&driver, a).await;
+    let took = start.elapsed();
+    assert!(matches!(obs.state, AttemptState::Exited { code: 3, .. }), "{}", obs.state);
+    assert!(took < Duration::from_secs(5), "the gang took {took:?} to stop");
+    assert_eq!(obs.nodes[1].exit_code, Some(3));
+    assert_eq!(obs.nodes[0].exit_code, None, "rank 0 was stopped, it did not exit by itself");
+    let pid_file = dir.path().join("attempts").join(a.to_string()).join("rank-0").join("pid");
+    let pgid = std::fs::read_to_string(&pid_file).unwrap().split(' ').next().unwrap().to_string();
+    // The group's last members die of the SIGTERM just after its leader.
+    let group_gone = || {
+        let ps = std::process::Command::new("ps").args(["-o", "pid=,stat=,args=", "-g", &pgid]).output().unwrap();
+        let left = String::from_utf8_lossy(&ps.stdout).to_string();
+        left.lines()
+            .all(|l| l.split_whitespace().nth(1).is_some_and(|stat| stat.starts_with('Z')))
+            .then_some(())
+            .ok_or(left)
+    };
+    let t = std::time::Instant::now();
+    while let Err(left) = group_gone() {
+        assert!(t.elapsed() < Duration::from_secs(2), "rank 0's process group {pgid} still has {left}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log_text(&driver, a, 1).await, "bad\n");
+    println!("gang of 2: rank 1 exited 3, attempt exited 3 after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_driver_stops_the_gang_of_a_rank_that_failed_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = attempt(8, 1);
+    let run = "if [ \"$CUMULO_NODE_RANK\" = 1 ]; then sleep 1; exit 5; fi; sleep 600";
+    // Launched from another runtime that is gone before rank 1 fails: nobody waits on the ranks.
+    std::thread::spawn({
+        let driver = driver(&dir);
+        move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async { driver.launch(&request(a, 2, run)).await.unwrap() });
+        }
+    })
+    .join()
+    .unwrap();
+    let restarted = driver(&dir);
+    let obs = wait_terminal(&restarted, a).await;
+    assert!(matches!(obs.state, AttemptState::Exited { code: 5, .. }), "{}", obs.state);
 }
