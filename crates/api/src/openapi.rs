@@ -196,6 +196,7 @@ fn schemas() -> Value {
             "items": {"oneOf": [schema_ref("JobFile"), {"type": "string", "description": "a job file as YAML text"}]}}}},
         "BatchResponse": {"type": "object", "properties": {"jobs": {"type": "array", "items": schema_ref("Submitted")}}},
         "Attempt": {"type": "object", "properties": {"id": {"type": "object", "properties": {"job": integer, "attempt": integer}},
+            "replica": {"type": "integer", "description": "which replica of its job the attempt runs (0 for one replica)"},
             "state": {"type": "string", "enum": ["planned", "launching", "running", "succeeded", "failed", "lost", "cancelled", "preempted"]},
             "placement": {"type": "object"}, "message": string, "created_at": string, "updated_at": string}},
         "Job": {"type": "object", "properties": {"id": integer, "spec": {"type": "object"}, "state": string,

@@ -427,3 +427,22 @@ async fn metrics_and_fleet_views() {
     let contracts: serde_json::Value = h.get("/v1/contracts", &h.viewer_a).await.json();
     assert_eq!(contracts[0]["name"], "aws-2026");
 }
+
+#[tokio::test]
+async fn a_job_with_replicas_shows_which_replica_each_attempt_runs() {
+    let h = harness().await;
+    let yaml =
+        "name: serve\nspread: providers\nservice:\n  replicas: 2\nresources:\n  accelerators: H100:8\nrun: serve\n";
+    let answer = h.submit(&h.member_a, yaml).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let job: SubmitResponse = answer.json();
+    let launches = (0..2)
+        .map(|replica| cumulo_store::NewAttempt { job: job.id, replica, placement: serde_json::json!({}) })
+        .collect();
+    let plan = cumulo_store::PlanCommit { launches, ..cumulo_store::PlanCommit::default() };
+    assert_eq!(h.store.commit_plan(plan).await.unwrap().attempts.len(), 2);
+    let detail: serde_json::Value = h.get(&format!("/v1/jobs/{}", job.id), &h.member_a).await.json();
+    let replicas: Vec<&serde_json::Value> =
+        detail["attempts"].as_array().unwrap().iter().map(|a| &a["replica"]).collect();
+    assert_eq!(replicas, [&serde_json::json!(0), &serde_json::json!(1)], "{detail}");
+}

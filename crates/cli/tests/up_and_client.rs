@@ -1,6 +1,7 @@
 //! `cumulo up` and the client commands end to end with the real binary on loopback: `up` prints the
 //! URL and admin token and saves them, so that `submit`, `jobs`, `job`, `logs`, `cancel`,
-//! `clusters`, `nodes`, `contracts` and `token create` work with no flags; a member token given by
+//! `clusters`, `nodes`, `contracts` and `token create` work with no flags; the example inference
+//! service runs one attempt per replica over two providers; a member token given by
 //! `CUMULO_TOKEN` sees only its tenant; a bad token is refused with the server's reason.
 
 use std::io::{BufRead, BufReader};
@@ -113,6 +114,34 @@ fn up_saves_the_connection_and_every_client_command_works_against_it() {
     assert_eq!(json(cumulo(dir, &["jobs", "-o", "json"], &env))["jobs"][0]["spec"]["tenant"], "research");
     let cancelled = json(cumulo(dir, &["cancel", &mine_id, "-o", "json"], &env));
     assert_eq!(cancelled["state"], "cancelled");
+
+    // The example inference service: one attempt per replica, spread over providers; cancel stops
+    // every replica.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jobs/inference-service.yaml");
+    let served = json(cumulo(dir, &["submit", example, "-o", "json"], &[]));
+    let served_id = served[0]["id"].as_u64().unwrap().to_string();
+    let replicas_in = |wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = json(cumulo(dir, &["job", &served_id, "-o", "json"], &[]));
+            let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
+            if attempts.len() == 4 && attempts.iter().all(|a| a["state"] == wanted) || Instant::now() > deadline {
+                return attempts;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let attempts = replicas_in("running");
+    let replicas: std::collections::BTreeSet<u64> = attempts.iter().map(|a| a["replica"].as_u64().unwrap()).collect();
+    assert_eq!(replicas, (0..4).collect(), "{attempts:?}");
+    let providers: std::collections::BTreeSet<&str> =
+        attempts.iter().map(|a| a["placement"]["offer"]["provider"].as_str().unwrap()).collect();
+    assert!(providers.len() >= 2, "spread: providers: {providers:?}");
+    assert!(ok(cumulo(dir, &["job", &served_id], &[])).contains("REPLICA"));
+    assert!(ok(cumulo(dir, &["cancel", &served_id], &[])).contains("every replica's attempt is being stopped"));
+    let attempts = replicas_in("cancelled");
+    assert!(attempts.iter().all(|a| a["state"] == "cancelled"), "{attempts:?}");
+    assert_eq!(json(cumulo(dir, &["job", &served_id, "-o", "json"], &[]))["state"], "cancelled");
 
     // Bad input: the server's reason reaches the user, and the exit code says it failed.
     let refused = cumulo(dir, &["jobs"], &[("CUMULO_TOKEN", "cum_wrong")]);

@@ -234,7 +234,13 @@ fn print_detail(detail: &JobDetail) {
     }
     println!("{t}");
     if !job.attempts.is_empty() {
-        let mut a = table(["ATTEMPT", "STATE", "CLUSTER", "NODES", "PRICE/H", "MESSAGE"]);
+        // Jobs with several replicas run one attempt per replica: say which.
+        let replicated = job.spec.replicas > 1;
+        let mut a = if replicated {
+            table(["ATTEMPT", "REPLICA", "STATE", "CLUSTER", "NODES", "PRICE/H", "MESSAGE"])
+        } else {
+            table(["ATTEMPT", "STATE", "CLUSTER", "NODES", "PRICE/H", "MESSAGE"])
+        };
         for attempt in &job.attempts {
             let p = &attempt.placement;
             let nodes: Vec<String> = p["nodes"]
@@ -242,14 +248,18 @@ fn print_detail(detail: &JobDetail) {
                 .map(|ns| ns.iter().filter_map(|n| n["node"].as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
             let price = p["price_per_hour"].as_i64().map(|m| cumulo_types::Money(m).to_string()).unwrap_or_default();
-            a.add_row(vec![
+            let mut row = vec![
                 attempt.id.to_string(),
                 attempt.state.to_string(),
                 p["cluster"].as_str().unwrap_or("").to_string(),
                 crate::output::fold_node_names(&nodes),
                 price,
                 attempt.message.clone().unwrap_or_default(),
-            ]);
+            ];
+            if replicated {
+                row.insert(1, attempt.replica.to_string());
+            }
+            a.add_row(row);
         }
         println!("{a}");
     }
@@ -282,6 +292,8 @@ pub fn cancel(args: JobArgs) -> anyhow::Result<()> {
         Format::Table => {
             let what = if job.state == JobState::Cancelled {
                 "cancelled"
+            } else if job.spec.replicas > 1 {
+                "cancel requested; every replica's attempt is being stopped"
             } else {
                 "cancel requested; the attempt is being stopped"
             };
