@@ -255,15 +255,25 @@ impl FleetFile {
     }
 
     /// Opens every cluster's driver: local drivers keep their state under `data_dir/local`,
-    /// simulated ones log each dispatch to `data_dir/dispatch/<cluster>.jsonl`.
+    /// simulated ones log each dispatch to `data_dir/dispatch/<cluster>.jsonl`. Engine job names
+    /// carry no deployment; the server uses [`FleetFile::open_for`].
     pub fn open(&self, data_dir: &Path, base: Option<&Path>) -> Result<Fleet, Error> {
+        self.open_for(data_dir, base, None)
+    }
+
+    /// [`FleetFile::open`] for `deployment` (the store's id): local, Slurm and Ray drivers put it
+    /// in their state paths and engine job names, so two databases sharing an engine or a data
+    /// directory never adopt each other's attempts.
+    pub fn open_for(&self, data_dir: &Path, base: Option<&Path>, deployment: Option<&str>) -> Result<Fleet, Error> {
         let mut clusters = Vec::new();
         for entry in &self.clusters {
             let driver: Arc<dyn Driver> = match &entry.driver {
                 DriverEntry::Local => {
                     let root = data_dir.join("local").join(&entry.name);
+                    let mut config = cumulo_driver_local::Config::new(root);
+                    config.deployment = deployment.map(str::to_string);
                     Arc::new(
-                        cumulo_driver_local::LocalDriver::open(cumulo_driver_local::Config::new(root))
+                        cumulo_driver_local::LocalDriver::open(config)
                             .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
                     )
                 }
@@ -324,6 +334,7 @@ impl FleetFile {
                     };
                     config.partition = partition.clone();
                     config.log_dir = log_dir.clone();
+                    config.deployment = deployment.map(str::to_string);
                     if let Some(w) = working_dir {
                         config.working_dir = w.clone();
                     }
@@ -337,6 +348,7 @@ impl FleetFile {
                 }
                 DriverEntry::Ray { url } => Arc::new(
                     cumulo_driver_ray::RayDriver::new(url)
+                        .and_then(|d| d.with_deployment(deployment))
                         .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
                 ),
             };
@@ -452,6 +464,23 @@ mod tests {
           - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
         let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
         assert!(err.to_string().contains("token_file") && err.to_string().contains("nope.jwt"), "{err}");
+    }
+
+    #[test]
+    fn a_deployment_reaches_every_engine_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "clusters:\n\
+          - {name: here, provider: local, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: local}}\n\
+          - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
+          - {name: r, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
+        let file = FleetFile::parse(text, "fleet.yaml").unwrap();
+        file.open_for(dir.path(), None, Some("0a1b2c3d")).unwrap();
+        assert!(dir.path().join("local/here/0a1b2c3d/attempts").is_dir(), "local state is kept per deployment");
+        let err = file.open_for(dir.path(), None, Some("Not-Hex")).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "driver: cluster `here`: invalid driver setting deployment `Not-Hex`: expected 1 to 32 lowercase letters and digits"
+        );
     }
 
     #[test]

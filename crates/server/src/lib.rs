@@ -166,7 +166,8 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
     let store = cumulo_control::open_store(&db).await.map_err(|e| Error::Store(e.to_string()))?;
     let new_admin_token = bootstrap_admin(store.as_ref(), &options.data_dir).await?;
 
-    let fleet = options.fleet.open(&options.data_dir, options.fleet_base.as_deref())?;
+    let deployment = store.deployment_id().await.map_err(|e| Error::Store(e.to_string()))?;
+    let fleet = options.fleet.open_for(&options.data_dir, options.fleet_base.as_deref(), Some(&deployment))?;
     let clusters: Vec<cumulo_control::Cluster> = fleet
         .clusters
         .iter()

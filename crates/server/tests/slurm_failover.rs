@@ -1,18 +1,23 @@
-//! Failover on the real local Slurm (`scripts/dev-slurm.sh start`): a training job placed on the
-//! Slurm cluster of a two-cluster fleet (Slurm over slurmrestd, and this machine's local driver)
-//! loses its cluster when slurmctld is stopped; the reconcile loop marks the attempt lost after
-//! `lost_after`, re-places the job on the local cluster, the new attempt sees the same
-//! `CUMULO_CHECKPOINT_DIR`, and every attempt started exactly once (each start appends a line to
-//! a file in the checkpoint directory). The test restarts Slurm at the end.
+//! Failover on the real local Slurm (`scripts/dev-slurm.sh start`), through the reconcile loop.
+//!
+//! * A training job placed on the Slurm cluster of a two-cluster fleet (Slurm over slurmrestd, and
+//!   this machine's local driver) loses its cluster when slurmctld is stopped; the loop marks the
+//!   attempt lost after `lost_after`, re-places the job on the local cluster, the new attempt sees
+//!   the same `CUMULO_CHECKPOINT_DIR`, and every attempt started exactly once (each start appends
+//!   a line to a file in the checkpoint directory). The test restarts Slurm at the end.
+//! * A two-node training gang placed on Slurm partition `failover-a` (node055, node056, which no
+//!   other test pins) loses both nodes when their slurmd processes are killed; the job is re-placed
+//!   on partition `failover-b` (node057, node058) of the same Slurm as another cluster, with the
+//!   same checkpoint directory, every rank of every attempt started once. The killed slurmds are
+//!   restarted however the test ends.
+//!
+//! The two take Slurm away from each other, so they hold one lock and run one at a time.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use cumulo_driver::{Capabilities, Capacity, Driver, LaunchOutcome, LaunchRequest, LogChunk, Observation};
-use cumulo_types::{AttemptId, JobId};
+use cumulo_types::AttemptId;
 
 use cumulo_control::{Cluster, ClusterInfo, Controller, Options, open_store};
 use cumulo_server::config::FleetFile;
@@ -33,48 +38,8 @@ fn dev_slurm(action: &str) {
     assert!(status.success(), "scripts/dev-slurm.sh {action} failed");
 }
 
-/// The Slurm driver with job ids moved by `base`: a fresh store numbers jobs from 1, and Slurm
-/// keeps finished jobs named `cumulo-1.1` for `MinJobAge` (600 s here), which the driver would
-/// take for this run's attempt (its idempotence key is the name).
-struct Offset {
-    inner: Arc<dyn Driver>,
-    base: u64,
-}
-
-impl Offset {
-    fn to(&self, a: AttemptId) -> AttemptId {
-        AttemptId { job: JobId(a.job.0 + self.base), attempt: a.attempt }
-    }
-}
-
-#[async_trait]
-impl Driver for Offset {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn discover(&self) -> Result<Capacity, cumulo_driver::Error> {
-        self.inner.discover().await
-    }
-    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, cumulo_driver::Error> {
-        let mut request = request.clone();
-        request.attempt = self.to(request.attempt);
-        self.inner.launch(&request).await
-    }
-    async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
-        self.inner.cancel(self.to(attempt)).await
-    }
-    async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
-        let moved: Vec<AttemptId> = attempts.iter().map(|a| self.to(*a)).collect();
-        let mut observations = self.inner.observe(&moved).await?;
-        for (o, a) in observations.iter_mut().zip(attempts) {
-            o.attempt = *a;
-        }
-        Ok(observations)
-    }
-    async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
-        self.inner.logs(self.to(attempt), rank, offset).await
-    }
-}
+/// Held by each test of this file for its whole run.
+static SLURM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Restarts Slurm however the test ends.
 struct RestartSlurm;
@@ -101,14 +66,12 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
         println!("skipping: CUMULO_TEST_SLURM_WORKDIR not set");
         return;
     };
+    let _exclusive = SLURM.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-        % 1_000_000_000
-        * 1000
-        + 500_000_000_000_000;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
     // Slurm runs the job as another user: the checkpoint directory lies in the shared, writable
     // work directory.
-    let checkpoint = Path::new(&workdir).join(format!("failover-{base}"));
+    let checkpoint = Path::new(&workdir).join(format!("failover-{stamp}"));
     std::fs::create_dir_all(&checkpoint).unwrap();
     std::fs::set_permissions(&checkpoint, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
 
@@ -119,7 +82,12 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
          - {{name: here, provider: local, region: lab, capacity: on-demand, price_per_node_hour: '500', \
             driver: {{kind: local}}}}\n"
     );
-    let fleet = FleetFile::parse(&fleet_yaml, "failover fleet").unwrap().open(dir.path(), None).unwrap();
+    // A fresh store numbers jobs from 1 again; its deployment id in the Slurm job names keeps
+    // Slurm's memory of earlier runs' `1.1` (for MinJobAge) from being taken for this run's.
+    let store = open_store(dir.path().join("cumulo.db").to_str().unwrap()).await.unwrap();
+    let deployment = store.deployment_id().await.unwrap();
+    let fleet =
+        FleetFile::parse(&fleet_yaml, "failover fleet").unwrap().open_for(dir.path(), None, Some(&deployment)).unwrap();
     let clusters: Vec<Cluster> = fleet
         .clusters
         .iter()
@@ -131,15 +99,10 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
                 capacity: entry.capacity,
                 price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap(),
             },
-            driver: if entry.name == "slurm" {
-                Arc::new(Offset { inner: driver.clone(), base }) as Arc<dyn Driver>
-            } else {
-                driver.clone()
-            },
+            driver: driver.clone(),
         })
         .collect();
     let slurm = clusters[0].driver.clone();
-    let store = open_store(dir.path().join("cumulo.db").to_str().unwrap()).await.unwrap();
     let mut options = Options::new(store.clone(), clusters);
     options.lost_after = Duration::from_secs(5);
     let controller = Controller::new(options);
@@ -237,4 +200,270 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
     while slurm.cancel(first).await.is_err() && t.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Restarts the slurmd daemons this test killed (the project script restarts every missing one)
+/// and waits until their nodes take work again, however the test ends.
+struct RestartSlurmds {
+    nodes: Vec<String>,
+    conf: String,
+}
+
+impl Drop for RestartSlurmds {
+    fn drop(&mut self) {
+        dev_slurm("start");
+        let t = Instant::now();
+        loop {
+            let out = std::process::Command::new("sinfo")
+                .env("SLURM_CONF", &self.conf)
+                .args(["-h", "-N", "-o", "%N %t", "-n", &self.nodes.join(",")])
+                .output()
+                .expect("run sinfo");
+            // One line per node and partition.
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let up: std::collections::BTreeSet<&str> = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(_, state)| ["idle", "mix", "alloc"].contains(state))
+                .map(|(node, _)| node)
+                .collect();
+            if up.len() == self.nodes.len() {
+                return;
+            }
+            if t.elapsed() > Duration::from_secs(90) {
+                eprintln!("nodes {:?} not back in service after 90 s: {text}", self.nodes);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Lines `<attempt> <rank> <checkpoint dir>` that every rank of every attempt appends on start.
+fn starts_of(file: &Path) -> Vec<(u32, u32, String)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let mut f = line.splitn(3, ' ');
+            let attempt = f.next().unwrap().parse().unwrap();
+            let rank = f.next().unwrap().parse().unwrap();
+            (attempt, rank, f.next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+async fn wait_for_ranks(file: &Path, attempt: u32, ranks: u32) {
+    let t = Instant::now();
+    while starts_of(file).iter().filter(|(a, _, _)| *a == attempt).count() < ranks as usize {
+        assert!(t.elapsed() < Duration::from_secs(30), "attempt {attempt} did not start its {ranks} ranks");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gang_whose_slurmds_are_killed_is_re_placed_on_another_partition() {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(url), Some(user), Some(token), Some(conf), Some(workdir)) = (
+        get("CUMULO_TEST_SLURM_URL"),
+        get("CUMULO_TEST_SLURM_USER"),
+        get("CUMULO_TEST_SLURM_TOKEN"),
+        get("CUMULO_TEST_SLURM_CONF"),
+        get("CUMULO_TEST_SLURM_WORKDIR"),
+    ) else {
+        println!("skipping: CUMULO_TEST_SLURM_* not set (run scripts/dev-slurm.sh start and source its env file)");
+        return;
+    };
+    // $DIR/etc/slurm.conf: the slurmd pid files are $DIR/run/slurmd-<node>.pid.
+    let slurm_dir = Path::new(&conf).parent().and_then(Path::parent).expect("slurm.conf under <dir>/etc").to_path_buf();
+    let _exclusive = SLURM.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let checkpoint = Path::new(&workdir).join(format!("slurmd-failover-{stamp}"));
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    std::fs::set_permissions(&checkpoint, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+
+    let cluster = |name: &str, partition: &str, price: &str| {
+        format!(
+            "- {{name: {name}, provider: onprem, region: lab, capacity: on-demand, price_per_node_hour: '{price}', \
+               driver: {{kind: slurm, url: '{url}', user: {user}, token: '{token}', partition: {partition}, \
+               log_dir: '{workdir}/logs'}}}}\n"
+        )
+    };
+    let fleet_yaml =
+        format!("clusters:\n{}{}", cluster("slurm-a", "failover-a", "1"), cluster("slurm-b", "failover-b", "2"));
+    let store = open_store(dir.path().join("cumulo.db").to_str().unwrap()).await.unwrap();
+    let deployment = store.deployment_id().await.unwrap();
+    let fleet = FleetFile::parse(&fleet_yaml, "slurmd failover fleet")
+        .unwrap()
+        .open_for(dir.path(), None, Some(&deployment))
+        .unwrap();
+    let clusters: Vec<Cluster> = fleet
+        .clusters
+        .iter()
+        .map(|(entry, driver)| Cluster {
+            info: ClusterInfo {
+                name: entry.name.clone(),
+                provider: entry.provider.clone(),
+                region: entry.region.clone(),
+                capacity: entry.capacity,
+                price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap(),
+            },
+            driver: driver.clone(),
+        })
+        .collect();
+    for c in &clusters {
+        let nodes = c.driver.discover().await.unwrap().nodes;
+        if nodes.len() != 2 {
+            println!(
+                "skipping: partition of {} has {} nodes, expected 2 (restart scripts/dev-slurm.sh)",
+                c.info.name,
+                nodes.len()
+            );
+            return;
+        }
+    }
+    let slurm_a = clusters[0].driver.clone();
+    // For Slurm job ids in the closing lines.
+    let mut config = cumulo_driver_slurm::Config::rest(cumulo_driver_slurm::RestEndpoint::new(&url, &user, &token));
+    config.deployment = Some(deployment.clone());
+    let lister = cumulo_driver_slurm::SlurmDriver::new(config).unwrap();
+    let slurm_job_of = |jobs: &[cumulo_driver_slurm::model::SlurmJob], a: AttemptId| {
+        let name = lister.job_name(a);
+        jobs.iter().filter(|j| j.name == name).map(|j| j.job_id).max()
+    };
+    let mut options = Options::new(store.clone(), clusters);
+    options.lost_after = Duration::from_secs(30);
+    let controller = Controller::new(options);
+
+    let mut spec = JobSpec::new("slurmd-failover", "research");
+    spec.kind = JobKind::Training;
+    spec.num_nodes = 2;
+    spec.checkpoint = Some(Checkpoint { dir: checkpoint.display().to_string(), every_s: None });
+    spec.run = Some(
+        "echo \"$CUMULO_ATTEMPT $CUMULO_NODE_RANK $CUMULO_CHECKPOINT_DIR\" >> \"$CUMULO_CHECKPOINT_DIR/starts\"; sleep 600"
+            .into(),
+    );
+    spec.max_attempts = 3;
+    spec.resources[0].accelerators =
+        Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::H100]), per_node: MilliGpu::whole(1) });
+    let job = store.submit(vec![NewJob { spec, idempotency_key: None }]).await.unwrap()[0].id;
+    let starts = checkpoint.join("starts");
+    let mut launches: BTreeMap<String, usize> = BTreeMap::new();
+
+    // Phase 1: the gang runs on partition failover-a.
+    let started = Instant::now();
+    let (first, nodes) = loop {
+        let report = controller.reconcile_once().await.unwrap();
+        for a in &report.launched {
+            *launches.entry(a.to_string()).or_default() += 1;
+        }
+        let record = store.get_job(job).await.unwrap();
+        if let Some(a) = record.attempts.iter().find(|a| a.state == AttemptState::Running) {
+            assert_eq!(a.placement["cluster"], "slurm-a", "placed on the cheaper partition first: {a:?}");
+            let nodes: Vec<String> = a.placement["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["node"].as_str().unwrap().to_string())
+                .collect();
+            break (a.id, nodes);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the gang never ran on slurm-a: {record:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let running_on_a = started.elapsed();
+    let mut sorted = nodes.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["node055", "node056"], "the gang spans partition failover-a");
+    wait_for_ranks(&starts, first.attempt, 2).await;
+    let first_slurm_job = slurm_job_of(&lister.jobs().await.unwrap(), first);
+
+    // Phase 2: kill the slurmd of each node the gang runs on.
+    let restart = RestartSlurmds { nodes: nodes.clone(), conf: conf.clone() };
+    for node in &nodes {
+        let file = slurm_dir.join(format!("run/slurmd-{node}.pid"));
+        let pid = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let status = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+        assert!(status.success(), "kill -KILL {} (slurmd of {node})", pid.trim());
+    }
+    let killed = Instant::now();
+    let mut lost_after_kill = None;
+    let mut lost_reason = None;
+    let (second, running_elsewhere) = loop {
+        let report = controller.reconcile_once().await.unwrap();
+        for a in &report.launched {
+            *launches.entry(a.to_string()).or_default() += 1;
+        }
+        let record = store.get_job(job).await.unwrap();
+        let old = record.attempts.iter().find(|a| a.id == first).unwrap();
+        let lost = old.state == AttemptState::Lost;
+        if lost && lost_after_kill.is_none() {
+            lost_after_kill = Some(killed.elapsed());
+            lost_reason = old.message.clone();
+        }
+        if lost && let Some(a) = record.attempts.iter().find(|a| a.id != first && a.state == AttemptState::Running) {
+            assert_eq!(a.placement["cluster"], "slurm-b", "re-placed on the other partition: {a:?}");
+            break (a.id, killed.elapsed());
+        }
+        assert!(killed.elapsed() < Duration::from_secs(120), "not re-placed after the slurmds died: {record:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    wait_for_ranks(&starts, second.attempt, 2).await;
+    let jobs = lister.jobs().await.unwrap();
+    let second_slurm_job = slurm_job_of(&jobs, second);
+
+    // Phase 3: the slurmds come back; the lost attempt must not run again on its returning nodes.
+    drop(restart);
+    for _ in 0..10 {
+        controller.reconcile_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Slurm requeues a job whose node failed (slurmrestd ignores `requeue: false`); the loop
+    // cancels it, so nothing of the lost attempt is left to start on the returning nodes.
+    let t = Instant::now();
+    let leftover = loop {
+        let jobs = lister.jobs().await.unwrap();
+        let name = lister.job_name(first);
+        let alive: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.name == name && ["PENDING", "RUNNING", "CONFIGURING", "REQUEUED"].contains(&j.state.as_str()))
+            .map(|j| format!("{} {}", j.job_id, j.state))
+            .collect();
+        if alive.is_empty() || t.elapsed() > Duration::from_secs(30) {
+            break alive;
+        }
+        controller.reconcile_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(leftover.is_empty(), "the lost attempt is still queued or running on slurm: {leftover:?}");
+    let lines = starts_of(&starts);
+    println!(
+        "job {job}: attempt {first} (slurm job {first_slurm_job:?}) running on {nodes:?} of slurm-a after \
+         {running_on_a:?}; slurmds killed; lost after {:?} ({}); attempt {second} (slurm job \
+         {second_slurm_job:?}) running on slurm-b {running_elsewhere:?} after the kill; starts: {lines:?}",
+        lost_after_kill.unwrap(),
+        lost_reason.unwrap_or_default(),
+    );
+    let mut per_rank: BTreeMap<(u32, u32), usize> = BTreeMap::new();
+    for (attempt, rank, ckpt) in &lines {
+        assert_eq!(*ckpt, checkpoint.display().to_string(), "every attempt sees the same CUMULO_CHECKPOINT_DIR");
+        *per_rank.entry((*attempt, *rank)).or_default() += 1;
+    }
+    let expected: Vec<(u32, u32)> =
+        vec![(first.attempt, 0), (first.attempt, 1), (second.attempt, 0), (second.attempt, 1)];
+    assert_eq!(per_rank.keys().copied().collect::<Vec<_>>(), expected, "{lines:?}");
+    assert!(per_rank.values().all(|n| *n == 1), "a rank started twice: {lines:?}");
+    assert!(launches.values().all(|n| *n == 1), "an attempt launched twice: {launches:?}");
+    assert_eq!(launches.len(), 2, "{launches:?}");
+
+    // Clean up: cancel the job (the attempt on slurm-b) and whatever Slurm kept of the first.
+    store.cancel_job(job).await.unwrap();
+    let t = Instant::now();
+    while store.get_job(job).await.unwrap().state != cumulo_types::JobState::Cancelled {
+        assert!(t.elapsed() < Duration::from_secs(30), "the job was not cancelled");
+        controller.reconcile_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    slurm_a.cancel(first).await.unwrap();
 }
