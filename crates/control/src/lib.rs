@@ -632,13 +632,13 @@ impl Controller {
                 push(&job, &cumulo_store::replicas_to_place(&job));
             }
         }
-        let mut active_replicas: BTreeMap<JobId, usize> = BTreeMap::new();
+        // Active attempts per job with several replicas, and how many replicas it has.
+        let mut active_replicas: BTreeMap<JobId, (u32, u32)> = BTreeMap::new();
         for attempt in active.iter().filter(|a| a.spec.replicas > 1 && !a.cancel_requested) {
-            *active_replicas.entry(attempt.attempt.id.job).or_default() += 1;
+            active_replicas.entry(attempt.attempt.id.job).or_insert((0, attempt.spec.replicas)).0 += 1;
         }
-        for (id, count) in active_replicas {
-            let spec = &active.iter().find(|a| a.attempt.id.job == id).expect("counted from active").spec;
-            if count < spec.replicas as usize {
+        for (id, (count, replicas)) in active_replicas {
+            if count < replicas {
                 let job = self.options.store.get_job(id).await?;
                 push(&job, &cumulo_store::replicas_to_place(&job));
             }
