@@ -1,6 +1,14 @@
 //! slurmrestd (openapi v0.0.38) with JWT: submit, list, cancel, nodes.
+//!
+//! Tokens expire (`scontrol token lifespan=`), and slurmrestd 22.05 answers an expired one exactly
+//! as it answers when slurmctld is down ("Unspecified error"), so the driver reads the token's
+//! `exp` claim itself: an expired token is an error that says so, without a request, and a token
+//! that expires within the hour is logged once. With a `token_file` the token is read again
+//! whenever the file changes, so a rotation (cron, `scontrol token`) needs no restart.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use cumulo_driver::{Error, NodeInfo, Timestamp};
 use serde_json::{Value, json};
@@ -17,6 +25,8 @@ pub struct RestEndpoint {
     pub token: String,
     /// The openapi plugin version in paths, `v0.0.38` by default.
     pub version: String,
+    /// A file holding the JWT, read again whenever it changes (it then replaces `token`).
+    pub token_file: Option<PathBuf>,
 }
 
 impl RestEndpoint {
@@ -26,13 +36,30 @@ impl RestEndpoint {
             user: user.to_string(),
             token: token.to_string(),
             version: "v0.0.38".to_string(),
+            token_file: None,
         }
     }
+
+    /// Reads the token from `file` on every call where the file changed since the last read.
+    pub fn with_token_file(mut self, file: impl Into<PathBuf>) -> RestEndpoint {
+        self.token_file = Some(file.into());
+        self
+    }
+}
+
+#[derive(Default)]
+struct Token {
+    value: String,
+    /// The modification time of `token_file` when `value` was read from it.
+    read_at: Option<SystemTime>,
+    /// The near expiry of `value` was logged.
+    warned: bool,
 }
 
 pub(crate) struct Rest {
     endpoint: RestEndpoint,
     http: reqwest::Client,
+    token: Mutex<Token>,
 }
 
 const ENGINE: &str = "slurmrestd";
@@ -44,7 +71,47 @@ impl Rest {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| Error::Protocol { engine: ENGINE, what: "http client".into(), reason: e.to_string() })?;
-        Ok(Rest { endpoint, http })
+        let token = Mutex::new(Token { value: endpoint.token.clone(), ..Token::default() });
+        Ok(Rest { endpoint, http, token })
+    }
+
+    /// The token to send now: re-read from `token_file` when it changed; an error naming the
+    /// expiry when the token's `exp` has passed (transient: a fresh token in the file fixes it).
+    fn token(&self) -> Result<String, Error> {
+        let mut t = self.token.lock().expect("slurmrestd token poisoned");
+        if let Some(file) = &self.endpoint.token_file {
+            let context = || format!("reading slurmrestd token_file {}", file.display());
+            let modified = std::fs::metadata(file).and_then(|m| m.modified()).map_err(|e| Error::io(context(), e))?;
+            if t.read_at != Some(modified) || t.value.is_empty() {
+                let text = std::fs::read_to_string(file).map_err(|e| Error::io(context(), e))?;
+                *t = Token { value: text.trim().to_string(), read_at: Some(modified), warned: false };
+            }
+        }
+        if let Some(exp) = jwt_expiry(&t.value) {
+            let now = chrono::Utc::now();
+            let renew = match &self.endpoint.token_file {
+                Some(f) => {
+                    format!("write a fresh one (scontrol token username={}) to {}", self.endpoint.user, f.display())
+                }
+                None => format!("configure a fresh one (scontrol token username={})", self.endpoint.user),
+            };
+            if exp <= now {
+                return Err(Error::Unreachable {
+                    engine: ENGINE,
+                    endpoint: self.endpoint.url.clone(),
+                    reason: format!(
+                        "the JWT of user `{}` expired at {}: {renew}",
+                        self.endpoint.user,
+                        exp.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                });
+            }
+            if exp - now < chrono::Duration::hours(1) && !t.warned {
+                t.warned = true;
+                tracing::warn!(user = %self.endpoint.user, expires = %exp, "slurmrestd token expires within the hour: {renew}");
+            }
+        }
+        Ok(t.value.clone())
     }
 
     fn url(&self, path: &str) -> String {
@@ -56,9 +123,10 @@ impl Rest {
     }
 
     async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Value, Error> {
+        let token = self.token()?;
         let resp = req
             .header("X-SLURM-USER-NAME", &self.endpoint.user)
-            .header("X-SLURM-USER-TOKEN", &self.endpoint.token)
+            .header("X-SLURM-USER-TOKEN", token)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -199,6 +267,34 @@ impl Rest {
     }
 }
 
+/// The `exp` claim of a JWT (`header.payload.signature`, base64url without padding); `None` for
+/// anything else.
+pub fn jwt_expiry(token: &str) -> Option<Timestamp> {
+    let payload = token.split('.').nth(1)?;
+    let mut bytes = Vec::with_capacity(payload.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in payload.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    chrono::DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
+
 fn epoch(v: Option<&Value>) -> Option<Timestamp> {
     v.and_then(Value::as_i64).filter(|t| *t > 0).and_then(|t| chrono::DateTime::from_timestamp(t, 0))
 }
@@ -236,5 +332,14 @@ mod tests {
         assert_eq!(job.nodes, ["node003", "node005"]);
         assert_eq!(job.end.unwrap().timestamp(), 1795669531);
         assert!(job_from_json(&json!({"name": "x"})).is_none());
+    }
+
+    #[test]
+    fn reads_the_expiry_of_a_slurm_jwt() {
+        // `scontrol token` output: {"alg":"HS256","typ":"JWT"}.{"exp":1795721612,"iat":1795635212,"sun":"cumulo"}.sig
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3OTU3MjE2MTIsImlhdCI6MTc5NTYzNTIxMiwic3VuIjoiY3VtdWxvIn0.x";
+        assert_eq!(jwt_expiry(token).unwrap().timestamp(), 1_795_721_612);
+        assert_eq!(jwt_expiry("not a jwt"), None);
+        assert_eq!(jwt_expiry("a.b!c.d"), None);
     }
 }

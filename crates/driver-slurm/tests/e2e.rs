@@ -305,3 +305,45 @@ fn a_bad_deployment_is_refused_with_the_reason() {
         "invalid driver setting deployment `Prod-1`: expected 1 to 32 lowercase letters and digits"
     );
 }
+
+/// A JWT with the given `exp` (unsigned: the driver reads the claim, slurmrestd never sees it).
+fn jwt_expiring_at(exp: i64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let payload = format!("{{\"exp\":{exp},\"iat\":0,\"sun\":\"cumulo\"}}");
+    let mut out = String::new();
+    for chunk in payload.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{out}.sig")
+}
+
+#[tokio::test]
+async fn an_expired_token_says_so_and_a_rotated_token_file_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slurm.jwt");
+    std::fs::write(&file, jwt_expiring_at(1_000_000_000)).unwrap();
+    // No cluster needed for the expiry: the driver refuses before sending.
+    let url = std::env::var("CUMULO_TEST_SLURM_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into());
+    let user = std::env::var("CUMULO_TEST_SLURM_USER").unwrap_or_else(|_| "cumulo".into());
+    let endpoint = RestEndpoint::new(&url, &user, "").with_token_file(&file);
+    let driver = SlurmDriver::new(Config::rest(endpoint)).unwrap();
+    let a = AttemptId { job: JobId(unique_job_base(8)), attempt: 1 };
+    let err = driver.observe(&[a]).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "slurmrestd at {url} unreachable: the JWT of user `{user}` expired at 2001-09-09T01:46:40Z: write a fresh \
+             one (scontrol token username={user}) to {}",
+            file.display()
+        )
+    );
+    let Some(env) = env() else { return };
+    let exp = cumulo_driver_slurm::rest::jwt_expiry(&env.token).expect("scontrol token gives a JWT with exp");
+    assert!(exp > chrono::Utc::now(), "the test token expired at {exp}");
+    std::fs::write(&file, format!("{}\n", env.token)).unwrap();
+    assert_eq!(driver.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown, "the rotated token is used");
+}

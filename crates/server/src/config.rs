@@ -308,27 +308,29 @@ impl FleetFile {
                     let conf = conf.as_ref().map(resolve);
                     let mut config = match url {
                         Some(url) => {
-                            let token = match (token, token_file) {
+                            // A token file is read now (a missing one is a configuration error)
+                            // and again by the driver whenever it changes.
+                            let file = if token.is_none() { token_file.as_ref().map(resolve) } else { None };
+                            let token = match (token, &file) {
                                 (Some(t), _) => t.clone(),
-                                (None, Some(f)) => {
-                                    let f = resolve(f);
-                                    std::fs::read_to_string(&f)
-                                        .map_err(|e| {
-                                            Error::Io(format!(
-                                                "cluster `{}`: cannot read token_file {}: {e}",
-                                                entry.name,
-                                                f.display()
-                                            ))
-                                        })?
-                                        .trim()
-                                        .to_string()
-                                }
+                                (None, Some(f)) => std::fs::read_to_string(f)
+                                    .map_err(|e| {
+                                        Error::Io(format!(
+                                            "cluster `{}`: cannot read token_file {}: {e}",
+                                            entry.name,
+                                            f.display()
+                                        ))
+                                    })?
+                                    .trim()
+                                    .to_string(),
                                 (None, None) => String::new(),
                             };
                             let user = user.clone().unwrap_or_default();
-                            cumulo_driver_slurm::Config::rest(cumulo_driver_slurm::RestEndpoint::new(
-                                url, &user, &token,
-                            ))
+                            let mut endpoint = cumulo_driver_slurm::RestEndpoint::new(url, &user, &token);
+                            if let Some(f) = file {
+                                endpoint = endpoint.with_token_file(f);
+                            }
+                            cumulo_driver_slurm::Config::rest(endpoint)
                         }
                         None => cumulo_driver_slurm::Config::cli(conf.clone()),
                     };
