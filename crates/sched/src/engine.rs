@@ -99,7 +99,11 @@ struct Running {
     gpu_milli: u64,
     cpu_milli: u64,
     nodes: Vec<NodeAlloc>,
+    /// The next slot running the same job, or `NO_SLOT`.
+    next_of_job: u32,
 }
+
+const NO_SLOT: u32 = u32::MAX;
 
 /// The order in which victims are chosen, least valuable first: lowest priority, newest, smallest,
 /// then by id; the slot last only so that two allocations of one job replica both fit in the set.
@@ -119,6 +123,7 @@ impl Running {
             gpu_milli: alloc.nodes.iter().map(|a| a.gpus.milli()).sum(),
             cpu_milli: alloc.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
             nodes: alloc.nodes.clone(),
+            next_of_job: NO_SLOT,
         }
     }
 
@@ -235,8 +240,9 @@ pub struct Scheduler {
     /// Running allocations in slots; `free_slots` are reused.
     running: Vec<Running>,
     free_slots: Vec<u32>,
-    /// Slots of each job's running allocations (all replicas).
-    running_of: FxMap<JobId, Vec<u32>>,
+    /// Per job, the first slot of the list of its running allocations (all replicas), linked by
+    /// `Running::next_of_job`.
+    running_of: FxMap<JobId, u32>,
     /// Per pool, preemptible running allocations, least valuable first.
     victims: Vec<BTreeSet<VictimKey>>,
     tenants: Vec<Tenant>,
@@ -427,7 +433,8 @@ impl Scheduler {
         if run.preemptible {
             self.victims[run.pool as usize].insert(run.victim_key(slot));
         }
-        self.running_of.entry(job).or_default().push(slot);
+        let next = self.running_of.insert(job, slot).unwrap_or(NO_SLOT);
+        self.running[slot as usize].next_of_job = next;
     }
 
     /// Unbooks a running allocation (its capacity must be given back already): tenant usage, the
@@ -444,11 +451,21 @@ impl Scheduler {
         let t = &mut self.tenants[tenant as usize];
         t.used_gpu -= gpu;
         t.used_cpu -= cpu;
-        if let Some(slots) = self.running_of.get_mut(&job) {
-            slots.retain(|&s| s != slot);
-            if slots.is_empty() {
+        let next = self.running[slot as usize].next_of_job;
+        let head = self.running_of.get_mut(&job).expect("a running job has a list");
+        if *head == slot {
+            if next == NO_SLOT {
                 self.running_of.remove(&job);
+            } else {
+                *head = next;
             }
+        } else {
+            let mut at = *head;
+            while self.running[at as usize].next_of_job != slot {
+                at = self.running[at as usize].next_of_job;
+                debug_assert_ne!(at, NO_SLOT, "slot {slot} is in its job's list");
+            }
+            self.running[at as usize].next_of_job = next;
         }
         if let Some(spread) = &mut self.spread {
             for policy in [SpreadPolicy::Providers, SpreadPolicy::Regions] {
@@ -465,16 +482,21 @@ impl Scheduler {
     /// A running allocation ended (finished, failed, cancelled): its capacity is free from now
     /// on. Returns false, changing nothing, when no allocation of this job replica runs.
     pub fn release(&mut self, job: JobId, replica: u32) -> bool {
-        let Some(&slot) = self
-            .running_of
-            .get(&job)
-            .and_then(|slots| slots.iter().find(|&&s| self.running[s as usize].replica == replica))
-        else {
+        let Some(slot) = self.slots_of(job).find(|&s| self.running[s as usize].replica == replica) else {
             return false;
         };
         self.free_running(slot);
         self.remove_running(slot);
         true
+    }
+
+    /// The slots of a job's running allocations.
+    fn slots_of(&self, job: JobId) -> impl Iterator<Item = u32> + '_ {
+        let first = self.running_of.get(&job).copied().unwrap_or(NO_SLOT);
+        std::iter::successors((first != NO_SLOT).then_some(first), |&s| {
+            let next = self.running[s as usize].next_of_job;
+            (next != NO_SLOT).then_some(next)
+        })
     }
 
     fn pool_of(&self, pool: PoolId) -> Result<u32, crate::Error> {
@@ -690,6 +712,7 @@ impl Scheduler {
                 gpu_milli: p.nodes.iter().map(|a| a.gpus.milli()).sum(),
                 cpu_milli: p.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
                 nodes: p.nodes.clone(),
+                next_of_job: NO_SLOT,
             });
         }
         self.pass_placed = placed;
@@ -1000,20 +1023,22 @@ impl Scheduler {
         if job.spread == SpreadPolicy::None {
             return None;
         }
-        let meta = &self.meta;
-        let spread = self.spread.get_or_insert_with(|| Spread::new(meta));
+        if self.spread.is_none() {
+            self.spread = Some(Spread::new(&self.meta));
+        }
         let key = (job.id, job.spread);
-        if !spread.tallies.contains_key(&key) {
+        if !self.spread.as_ref().expect("just built").tallies.contains_key(&key) {
             let mut tally = Tally::default();
-            for &v in self.running_of.get(&job.id).map_or(&[][..], Vec::as_slice) {
+            let spread = self.spread.as_ref().expect("just built");
+            for v in self.slots_of(job.id) {
                 let run = &self.running[v as usize];
                 if run.alive {
                     tally.add(spread.key(job.spread, run.pool), 1);
                 }
             }
-            spread.tallies.insert(key, tally);
+            self.spread.as_mut().expect("just built").tallies.insert(key, tally);
         }
-        let counts = &spread.tallies[&key].counts;
+        let counts = &self.spread.as_ref().expect("just built").tallies[&key].counts;
         let most = counts.iter().map(|&(_, n)| n).max().unwrap_or(0);
         let used: Vec<u32> = counts.iter().filter(|&&(_, n)| n > 0).map(|&(k, _)| k).collect();
         match used.len() {

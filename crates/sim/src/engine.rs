@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Scheduler, Snapshot};
 use cumulo_types::{
@@ -69,6 +70,7 @@ struct Run {
     gpu_milli: u64,
     /// Sum over the job's nodes of its dominant share of each node, in thousandths of a node.
     node_share_milli: u64,
+    nodes: Vec<NodeAlloc>,
 }
 
 struct Active {
@@ -102,6 +104,39 @@ struct PoolRt {
     gpu_used_milli: Vec<u32>,
 }
 
+/// A fast hasher for the simulator's maps of integer keys (job ids, small tuples); no map's
+/// iteration order reaches the report unsorted.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
 /// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
 type OptionKey = (u16, ModelSet, u32, bool);
 
@@ -115,8 +150,10 @@ struct Sim<'a> {
     /// Debug builds of small fleets check every pass against a fresh build from `snapshot`.
     check_fresh: bool,
     pools: Vec<PoolRt>,
-    running_at: HashMap<u64, usize>,
-    active: HashMap<u64, Active>,
+    /// Jobs arrived and not finished (nor dropped), by id.
+    active: FastMap<u64, Active>,
+    /// Jobs running now.
+    running_jobs: u64,
     queue: Vec<QueuedJob>,
     heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     seq: u64,
@@ -125,7 +162,7 @@ struct Sim<'a> {
     pass_at: u64,
     price_epoch: u64,
     options_epoch: u64,
-    option_cache: HashMap<OptionKey, (Vec<ResourceOption>, bool)>,
+    option_cache: FastMap<OptionKey, (Vec<ResourceOption>, bool)>,
     models_present: Vec<GpuModel>,
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
@@ -186,8 +223,8 @@ impl<'a> Sim<'a> {
             sched,
             check_fresh: cfg!(debug_assertions) && nodes <= 2_000,
             pools,
-            running_at: HashMap::new(),
-            active: HashMap::new(),
+            active: FastMap::default(),
+            running_jobs: 0,
             queue: Vec::new(),
             heap: BinaryHeap::new(),
             seq: 0,
@@ -196,7 +233,7 @@ impl<'a> Sim<'a> {
             pass_at: 0,
             price_epoch: 0,
             options_epoch: u64::MAX,
-            option_cache: HashMap::new(),
+            option_cache: FastMap::default(),
             models_present: input.fleet.models(),
             sunk: vec![false; input.fleet.pools.len()],
             allocated_gpu_milli: 0,
@@ -370,7 +407,12 @@ impl<'a> Sim<'a> {
                     for n in 0..self.snapshot.pools[p].nodes.len() {
                         self.set_schedulable(p, n, false);
                     }
-                    victims.extend(self.snapshot.running.iter().filter(|r| r.pool.0 as usize == p).map(|r| r.job.0));
+                    victims.extend(
+                        self.active
+                            .iter()
+                            .filter(|(_, a)| a.run.as_ref().is_some_and(|r| r.pool as usize == p))
+                            .map(|(id, _)| *id),
+                    );
                 }
                 victims.sort_unstable();
                 self.collect.outages += 1;
@@ -646,7 +688,7 @@ impl<'a> Sim<'a> {
         self.collect.passes += 1;
         // the scheduler has already stopped its victims and booked its placements
         for p in &plan.preemptions {
-            if self.running_at.contains_key(&p.victim.0) {
+            if self.active.get(&p.victim.0).is_some_and(|a| a.run.is_some()) {
                 self.collect.preemptions += 1;
                 self.stop(p.victim.0, Stop::Preempted);
             }
@@ -717,31 +759,36 @@ impl<'a> Sim<'a> {
             model,
             gpu_milli,
             node_share_milli: share,
+            nodes: p.nodes,
         });
         let attempt = a.attempt;
         let (priority, preemptible) = (a.job.priority, a.job.preemptible);
         if first {
             self.collect.started(&a.job, now);
         }
-        let tenant = self.queue_tenant(&self.active[&id].job);
-        let alloc = RunningAlloc {
-            job: p.job,
-            replica: 0,
-            tenant,
-            priority: if self.input.policy == PolicyName::FifoFirstFit { Priority::NORMAL } else { priority },
-            preemptible: self.input.policy != PolicyName::FifoFirstFit && preemptible,
-            pool: p.pool,
-            nodes: p.nodes,
-            started_at: now,
-        };
         self.accrue(pool_i, now);
         self.pools[pool_i].busy_milli += share;
-        for n in &alloc.nodes {
+        let a = &self.active[&id];
+        let nodes = &a.run.as_ref().expect("just set").nodes;
+        for n in nodes {
             self.pools[pool_i].gpu_used_milli[n.node as usize] += n.gpus.milli() as u32;
         }
         self.allocated_gpu_milli += gpu_milli;
-        self.running_at.insert(id, self.snapshot.running.len());
-        self.snapshot.running.push(alloc);
+        self.running_jobs += 1;
+        if self.check_fresh {
+            // the snapshot the server would see (only kept where a fresh build checks each pass)
+            let alloc = RunningAlloc {
+                job: p.job,
+                replica: 0,
+                tenant: self.queue_tenant(&a.job),
+                priority: if self.input.policy == PolicyName::FifoFirstFit { Priority::NORMAL } else { priority },
+                preemptible: self.input.policy != PolicyName::FifoFirstFit && preemptible,
+                pool: p.pool,
+                nodes: nodes.clone(),
+                started_at: now,
+            };
+            self.snapshot.running.push(alloc);
+        }
         if run_s < u64::MAX - now {
             self.push(now + run_s, Ev::Complete(id, attempt));
         }
@@ -757,21 +804,20 @@ impl<'a> Sim<'a> {
     /// Takes a job's allocation out of the snapshot, the scheduler (unless the scheduler stopped
     /// it itself: a preemption) and the pool's books.
     fn release(&mut self, id: u64, why: Option<Stop>) -> Option<Run> {
-        let idx = self.running_at.remove(&id)?;
+        let run = self.active.get_mut(&id)?.run.take()?;
         if why != Some(Stop::Preempted) {
             let released = self.sched.release(JobId(id), 0);
-            debug_assert!(released, "the scheduler runs what the snapshot runs");
+            debug_assert!(released, "the scheduler runs what the simulator runs");
         }
-        let alloc = self.snapshot.running.swap_remove(idx);
-        if idx < self.snapshot.running.len() {
-            let moved = self.snapshot.running[idx].job.0;
-            self.running_at.insert(moved, idx);
+        if self.check_fresh {
+            let i = self.snapshot.running.iter().position(|r| r.job.0 == id).expect("running jobs are in the snapshot");
+            self.snapshot.running.swap_remove(i);
         }
-        let run = self.active.get_mut(&id)?.run.take()?;
+        self.running_jobs -= 1;
         let pool_i = run.pool as usize;
         self.accrue(pool_i, self.now);
         self.pools[pool_i].busy_milli -= run.node_share_milli;
-        for n in &alloc.nodes {
+        for n in &run.nodes {
             self.pools[pool_i].gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
         }
         self.allocated_gpu_milli -= run.gpu_milli;
@@ -871,7 +917,7 @@ impl<'a> Sim<'a> {
                 free_gpus: free as f64 / 1000.0,
                 fragmented_gpus: fragmented as f64 / 1000.0,
                 pending_jobs: self.queue.len() as u64,
-                running_jobs: self.snapshot.running.len() as u64,
+                running_jobs: self.running_jobs,
             },
             &consumed,
             &scheduled,
