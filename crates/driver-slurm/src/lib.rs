@@ -6,8 +6,10 @@
 //! `num_nodes` nodes, one task per node started by `srun`, GPUs per node as GRES, and no Slurm
 //! requeue (Cumulo decides what runs again). Cumulo's chosen nodes are pinned with `--nodelist` on
 //! the command line; slurmrestd 22.05 refuses `required_nodes` ("Disabled key"), so over REST a
-//! constraint on per-node features named after the nodes is used (`[node003*1&node005*1]`), and
-//! [`SlurmDriver::discover`] tells whether the cluster has those features.
+//! constraint on per-node features named after the nodes is used (`[node003*1&node005*1]`). A
+//! cluster whose nodes lack those features (most do: `Features=node003` on each node's line
+//! adds them) would refuse every such job, so an attempt on any node without one is submitted
+//! unpinned, Slurm choosing its nodes, with a warning naming the nodes.
 //!
 //! `observe` lists the cluster's jobs once per call, however many attempts are asked, and matches
 //! them by name; so a restarted driver finds the attempts an earlier one submitted, and never
@@ -134,6 +136,9 @@ struct Known {
     uncertain: HashSet<AttemptId>,
     /// True once the job list was read at least once (after a restart, before the first launch).
     seeded: bool,
+    /// Nodes that carry a feature named after themselves (feature pinning works for them), as
+    /// the last `discover` found them; `None` before the first.
+    self_named: Option<HashSet<String>>,
 }
 
 /// A Slurm cluster.
@@ -236,7 +241,23 @@ impl SlurmDriver {
     async fn submit(&self, request: &LaunchRequest) -> Result<u64, cumulo_driver::Error> {
         let name = self.names.name(request.attempt);
         let nodes: Vec<String> = request.nodes.iter().map(|n| n.node.clone()).filter(|n| !n.is_empty()).collect();
-        let pinned = self.config.pinning != Pinning::None && nodes.len() == request.nodes.len();
+        let mut pinned = self.config.pinning != Pinning::None && nodes.len() == request.nodes.len();
+        if pinned && self.config.pinning == Pinning::Features {
+            if self.known().self_named.is_none() {
+                self.discover().await?;
+            }
+            let k = self.known();
+            let lacking = model::nodes_without_own_feature(&nodes, k.self_named.as_ref().expect("discovered"));
+            if !lacking.is_empty() {
+                tracing::warn!(
+                    attempt = %request.attempt,
+                    nodes = %lacking.join(","),
+                    "slurm nodes carry no feature named after them, so slurm chooses this attempt's nodes \
+                     (add Features=<node name> to each node in slurm.conf to pin cumulo's choice)"
+                );
+                pinned = false;
+            }
+        }
         let script = batch_script(request, self.attempt_log_dir(request.attempt).as_deref(), pinned);
         let env = submit_environment(request);
         let n = request.nodes.len() as u64;
@@ -392,6 +413,12 @@ impl Driver for SlurmDriver {
             // for and then refused (or left pending) by Slurm.
             nodes.retain(|n| in_partition(n, partition));
         }
+        let self_named = nodes
+            .iter()
+            .filter(|n| n.labels.get("features").is_some_and(|f| f.split(',').any(|f| f == n.name)))
+            .map(|n| n.name.clone())
+            .collect();
+        self.known().self_named = Some(self_named);
         Ok(Capacity { nodes, simulated: false })
     }
 

@@ -138,6 +138,12 @@ pub enum Pinning {
     Features,
 }
 
+/// The nodes among `nodes` that lack a feature equal to their name (`self_named` lists those that
+/// have one): feature pinning works only when this is empty.
+pub fn nodes_without_own_feature(nodes: &[String], self_named: &std::collections::HashSet<String>) -> Vec<String> {
+    nodes.iter().filter(|n| !self_named.contains(*n)).cloned().collect()
+}
+
 /// The constraint that pins a job to exactly `nodes`, each carrying a feature equal to its name.
 pub fn pin_constraint(nodes: &[String]) -> String {
     match nodes {
@@ -269,6 +275,13 @@ mod tests {
         assert_eq!(parse_gpu_gres("gpu:h100:8(S:0-1)"), Some((Some("h100".into()), 8)));
         assert_eq!(parse_gpu_gres("shard:4,gpu:2"), Some((None, 2)));
         assert_eq!(parse_gpu_gres("(null)"), None);
+    }
+
+    #[test]
+    fn feature_pinning_needs_every_node_to_carry_its_own_name() {
+        let self_named: std::collections::HashSet<String> = ["node001".to_string()].into();
+        assert!(nodes_without_own_feature(&["node001".into()], &self_named).is_empty());
+        assert_eq!(nodes_without_own_feature(&["node001".into(), "gpu7".into()], &self_named), ["gpu7"]);
     }
 
     #[test]

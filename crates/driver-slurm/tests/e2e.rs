@@ -347,3 +347,40 @@ async fn an_expired_token_says_so_and_a_rotated_token_file_is_read_again() {
     std::fs::write(&file, format!("{}\n", env.token)).unwrap();
     assert_eq!(driver.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown, "the rotated token is used");
 }
+
+/// Gives node064 back the feature named after it however the test ends.
+struct RestoreFeatures {
+    conf: String,
+}
+
+impl RestoreFeatures {
+    fn set(conf: &str, features: &str) {
+        let status = std::process::Command::new("scontrol")
+            .env("SLURM_CONF", conf)
+            .args(["update", "NodeName=node064", &format!("AvailableFeatures={features}")])
+            .arg(format!("ActiveFeatures={features}"))
+            .status()
+            .expect("run scontrol");
+        assert!(status.success(), "scontrol update NodeName=node064 features {features}");
+    }
+}
+
+impl Drop for RestoreFeatures {
+    fn drop(&mut self) {
+        RestoreFeatures::set(&self.conf, "node064,block-7");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_its_own_feature_is_not_pinned_over_rest() {
+    let Some(env) = env() else { return };
+    let _restore = RestoreFeatures { conf: env.conf.clone() };
+    RestoreFeatures::set(&env.conf, "block-7");
+    let driver = rest_driver(&env);
+    let a = AttemptId { job: JobId(unique_job_base(9)), attempt: 1 };
+    // Pinned with a constraint `node064`, Slurm would refuse the job (invalid feature).
+    let outcome = driver.launch(&request(a, &[node(64)], "echo ran on $SLURMD_NODENAME")).await;
+    assert!(outcome.as_ref().is_ok_and(|o| o.newly_started), "{outcome:?}");
+    let obs = wait_terminal(&driver, &[a], Duration::from_secs(60)).await.remove(0);
+    assert!(obs.state.is_success(), "{}", obs.state);
+}
