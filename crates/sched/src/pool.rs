@@ -59,6 +59,12 @@ pub(crate) struct PoolState {
     shared_ix: Option<Buckets>,
 }
 
+/// The range `lo..hi` when `nodes` (ascending) are exactly the ids in it.
+fn consecutive(nodes: &[u32]) -> Option<(u32, u32)> {
+    let (&lo, &last) = (nodes.first()?, nodes.last()?);
+    (last - lo + 1 == nodes.len() as u32).then_some((lo, last + 1))
+}
+
 fn dense_ids(raw: impl Iterator<Item = u32>) -> (Vec<u32>, usize) {
     let raw: Vec<u32> = raw.collect();
     let mut sorted = raw.clone();
@@ -326,10 +332,18 @@ impl PoolState {
             }
             self.blocks_ix.set(b, self.block_free[b as usize]);
             self.rekey_domain(d);
+            // A group turning pristine or not flips one bit of its other nodes' keys (bit 1 for
+            // the block, bit 0 for the domain; `n` itself is re-keyed below): a group of
+            // consecutive node ids moves bucket by bucket, others node by node.
             if blk_was != self.block_pristine(b) {
-                for k in 0..self.block_nodes[b as usize].len() {
-                    let other = self.block_nodes[b as usize][k];
-                    self.rekey_node(other);
+                let nodes = &self.block_nodes[b as usize];
+                if let Some((lo, hi)) = consecutive(nodes) {
+                    self.nodes_ix.toggle_range(lo, hi, 2);
+                } else {
+                    for k in 0..nodes.len() {
+                        let other = self.block_nodes[b as usize][k];
+                        self.rekey_node(other);
+                    }
                 }
                 for k in 0..self.block_domains[b as usize].len() {
                     let dd = self.block_domains[b as usize][k];
@@ -337,9 +351,14 @@ impl PoolState {
                 }
             }
             if dom_was != self.domain_pristine(d) {
-                for k in 0..self.domain_nodes[d as usize].len() {
-                    let other = self.domain_nodes[d as usize][k];
-                    self.rekey_node(other);
+                let nodes = &self.domain_nodes[d as usize];
+                if let Some((lo, hi)) = consecutive(nodes) {
+                    self.nodes_ix.toggle_range(lo, hi, 1);
+                } else {
+                    for k in 0..nodes.len() {
+                        let other = self.domain_nodes[d as usize][k];
+                        self.rekey_node(other);
+                    }
                 }
             }
         }
