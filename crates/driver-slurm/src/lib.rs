@@ -14,7 +14,9 @@
 //! `observe` lists the cluster's jobs once per call, however many attempts are asked, and matches
 //! them by name; so a restarted driver finds the attempts an earlier one submitted, and never
 //! another deployment's. Finished jobs stay visible for the cluster's `MinJobAge`; after that an
-//! attempt is `Unknown`.
+//! attempt is `Unknown`, unless a `log_dir` is configured: the batch step then leaves its exit
+//! code in the attempt's log directory, and a job Slurm forgot reads as exited with it (and is
+//! never submitted again).
 
 pub mod bench;
 pub mod cli;
@@ -199,6 +201,12 @@ impl SlurmDriver {
             Some(d) => format!("{dir}/{d}-{attempt}"),
             None => format!("{dir}/{attempt}"),
         })
+    }
+
+    /// The exit code and end time the batch step of `attempt` recorded in the log directory.
+    fn recorded_exit(&self, attempt: AttemptId) -> Option<(i32, cumulo_driver::Timestamp)> {
+        let dir = self.attempt_log_dir(attempt)?;
+        model::parse_exit_file(&std::fs::read_to_string(PathBuf::from(dir).join("exit")).ok()?)
     }
 
     /// The newest Slurm job of each of this deployment's attempts among `jobs`.
@@ -432,10 +440,15 @@ impl Driver for SlurmDriver {
         if !seeded || uncertain {
             self.refresh_known().await?;
         }
+        let finished = self.recorded_exit(attempt).is_some();
         {
             let mut k = self.known();
             if let Some(id) = k.jobs.get(&attempt) {
                 return Ok(LaunchOutcome { engine_id: id.to_string(), newly_started: false });
+            }
+            if finished {
+                // It ran to its end and Slurm has forgotten it since.
+                return Ok(LaunchOutcome { engine_id: "finished".into(), newly_started: false });
             }
             if !k.submitting.insert(attempt) {
                 return Ok(LaunchOutcome { engine_id: "submitting".into(), newly_started: false });
@@ -519,7 +532,16 @@ impl Driver for SlurmDriver {
                 None if submitting.contains(a) => {
                     Observation { attempt: *a, state: AttemptState::Pending, nodes: vec![], observed_at: now }
                 }
-                None => Observation::unknown(*a, now),
+                // Gone from slurmctld (MinJobAge): what the batch step recorded, if it did.
+                None => match self.recorded_exit(*a) {
+                    Some((code, finished_at)) => Observation {
+                        attempt: *a,
+                        state: AttemptState::Exited { code, finished_at },
+                        nodes: vec![],
+                        observed_at: now,
+                    },
+                    None => Observation::unknown(*a, now),
+                },
             })
             .collect())
     }

@@ -155,7 +155,12 @@ pub fn pin_constraint(nodes: &[String]) -> String {
 /// The batch script for an attempt: it starts one task per node with `srun`, gives each node
 /// Cumulo's rank for it (by node name when Cumulo chose the nodes, else Slurm's node id), sends
 /// each node's output to `<attempt_log_dir>/rank-<r>.log`, and runs the node script from an
-/// environment variable so no shared file system is needed for it.
+/// environment variable so no shared file system is needed for it. A gang ends with its first
+/// failing rank (`srun --kill-on-bad-exit`), as on the local driver. With a log directory each
+/// failing rank records its code (`rank-<r>.exit`), so the job exits with the first failure's
+/// code rather than srun's highest (the 143 of a rank it stopped), and the batch step records
+/// `<code> <epoch seconds>` in `<attempt_log_dir>/exit` when it ends by itself, so the outcome
+/// outlives Slurm's memory of the job (`MinJobAge`).
 pub fn batch_script(request: &LaunchRequest, attempt_log_dir: Option<&str>, pinned: bool) -> String {
     let mut s = String::from("#!/bin/bash\n");
     s.push_str(&format!("export CUMULO_NODE_SCRIPT={}\n", shell_quote(&request.node_script())));
@@ -170,7 +175,16 @@ pub fn batch_script(request: &LaunchRequest, attempt_log_dir: Option<&str>, pinn
     if let Some(dir) = attempt_log_dir {
         task.push_str(&format!("mkdir -p {d}\nexec > {d}/rank-$CUMULO_NODE_RANK.log 2>&1\n", d = shell_quote(dir)));
     }
-    task.push_str("exec bash -c \"$CUMULO_NODE_SCRIPT\"\n");
+    match attempt_log_dir {
+        Some(dir) => {
+            task.push_str(&format!(
+                "bash -c \"$CUMULO_NODE_SCRIPT\"\nrc=$?\nif [ $rc -ne 0 ]; then printf '%s %s\\n' \"$rc\" \"$EPOCHREALTIME\" > {}/rank-$CUMULO_NODE_RANK.exit; fi\nexit $rc\n",
+                shell_quote(dir)
+            ));
+            s.push_str(&format!("mkdir -p {}\n", shell_quote(dir)));
+        }
+        None => task.push_str("exec bash -c \"$CUMULO_NODE_SCRIPT\"\n"),
+    }
     if request.nodes.len() == 1 {
         // One node: the batch step is the node; no srun step to create (faster, and no step
         // creation that can stall under a burst of submissions).
@@ -179,12 +193,31 @@ pub fn batch_script(request: &LaunchRequest, attempt_log_dir: Option<&str>, pinn
         // --overlap: a step whose creation timed out and was retried cannot hold the
         // allocation against its own retry ("Requested nodes are busy").
         s.push_str(&format!(
-            "srun --overlap --nodes={n} --ntasks={n} --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c {}\n",
+            "srun --overlap --nodes={n} --ntasks={n} --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c {}\n",
             shell_quote(&task),
             n = request.nodes.len()
         ));
     }
+    if let Some(dir) = attempt_log_dir {
+        s.push_str("rc=$?\n");
+        if request.nodes.len() > 1 {
+            s.push_str(&format!(
+                "first=$(cat {}/rank-*.exit 2>/dev/null | sort -k2,2g | head -n1 | cut -d' ' -f1)\nif [ -n \"$first\" ]; then rc=$first; fi\n",
+                shell_quote(dir)
+            ));
+        }
+        s.push_str(&format!(
+            "printf '%s %s\\n' \"$rc\" \"$(date +%s)\" > {d}/exit.tmp && mv {d}/exit.tmp {d}/exit\nexit $rc\n",
+            d = shell_quote(dir)
+        ));
+    }
     s
+}
+
+/// Reads an `exit` file written by [`batch_script`]: the code and when the job ended.
+pub fn parse_exit_file(text: &str) -> Option<(i32, Timestamp)> {
+    let (code, at) = text.trim().split_once(' ')?;
+    Some((code.parse().ok()?, chrono::DateTime::from_timestamp(at.parse().ok()?, 0)?))
 }
 
 /// The environment a job is submitted with: the attempt's (rank 0) environment without the
@@ -298,7 +331,19 @@ mod tests {
         let mut req = LaunchRequest::new(AttemptId { job: JobId(4), attempt: 1 }, job);
         req.nodes = vec![NodeAssignment::new("node009", []), NodeAssignment::new("node002", [])];
         let script = batch_script(&req, Some("/logs/4.1"), true);
-        assert!(script.contains("srun --overlap --nodes=2 --ntasks=2 --ntasks-per-node=1"), "{script}");
+        assert!(
+            script.contains("srun --overlap --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1"),
+            "{script}"
+        );
+        assert!(
+            script.ends_with("> '/logs/4.1'/exit.tmp && mv '/logs/4.1'/exit.tmp '/logs/4.1'/exit\nexit $rc\n"),
+            "{script}"
+        );
+        assert_eq!(
+            parse_exit_file("3 1700000000\n"),
+            Some((3, chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()))
+        );
+        assert_eq!(parse_exit_file("3"), None);
         assert!(script.contains("node009'\\'') export CUMULO_NODE_RANK=0"), "{script}");
         assert!(
             script.contains("mkdir -p '\\''/logs/4.1'\\''\nexec > '\\''/logs/4.1'\\''/rank-$CUMULO_NODE_RANK.log"),

@@ -384,3 +384,31 @@ async fn a_node_without_its_own_feature_is_not_pinned_over_rest() {
     let obs = wait_terminal(&driver, &[a], Duration::from_secs(60)).await.remove(0);
     assert!(obs.state.is_success(), "{}", obs.state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_rank_ends_its_gang_and_the_exit_outlives_slurms_memory() {
+    let Some(env) = env() else { return };
+    let driver = rest_driver(&env);
+    let base = unique_job_base(10);
+    let a = AttemptId { job: JobId(base), attempt: 1 };
+    let start = Instant::now();
+    let run = "if [ $CUMULO_NODE_RANK = 1 ]; then sleep 1; exit 3; fi; sleep 600";
+    driver.launch(&request(a, &[node(52), node(53)], run)).await.unwrap();
+    let obs = wait_terminal(&driver, &[a], Duration::from_secs(60)).await.remove(0);
+    let took = start.elapsed();
+    assert!(matches!(obs.state, AttemptState::Exited { code: 3, .. }), "{}", obs.state);
+    assert!(took < Duration::from_secs(30), "rank 0 kept the gang alive for {took:?}");
+    println!("gang of 2 on slurm: rank 1 exited 3, attempt exited 3 after {took:?}");
+    let exit_file = format!("{}/logs/{a}/exit", env.workdir);
+    let recorded = std::fs::read_to_string(&exit_file).unwrap();
+    assert!(recorded.starts_with("3 "), "{exit_file}: {recorded}");
+    // An attempt Slurm no longer lists (past MinJobAge) whose batch step recorded its exit.
+    let forgotten = AttemptId { job: JobId(base + 1), attempt: 1 };
+    let dir = format!("{}/logs/{forgotten}", env.workdir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(format!("{dir}/exit"), &recorded).unwrap();
+    let obs = driver.observe(&[forgotten]).await.unwrap().remove(0);
+    assert!(matches!(obs.state, AttemptState::Exited { code: 3, .. }), "{}", obs.state);
+    let again = driver.launch(&request(forgotten, &[node(52)], "true")).await.unwrap();
+    assert!(!again.newly_started, "a finished attempt was submitted again");
+}

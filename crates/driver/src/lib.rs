@@ -289,8 +289,8 @@ pub enum AttemptState {
     Pending,
     /// Running on all its nodes since `started_at`.
     Running { started_at: Timestamp },
-    /// Every node finished; `code` is the job's exit code (0 is success; for a gang, the first
-    /// non-zero code of any node, else 0).
+    /// Every node finished; `code` is the job's exit code (0 is success; for a gang, the code of
+    /// the first node to fail, whose failure stops the other nodes, else 0).
     Exited { code: i32, finished_at: Timestamp },
     /// The engine could not run it to an exit (launch failure, out of memory, time limit, engine
     /// error). A new attempt may succeed.
