@@ -5,9 +5,10 @@
 //!
 //! A bucket's order depends only on which items it holds, never on the order they came in, so
 //! indexes kept up to date for months of changes equal indexes built afresh from the same free
-//! capacity, and pick the same items. Insert and remove are a binary search and a move of the
-//! items after it; the scheduler takes from the high end (highest id first), where that move is
-//! short.
+//! capacity, and pick the same items (the highest id first). [`Buckets`] keeps sorted lists
+//! (insert and remove: a binary search and a move of the items after it), for the small or rarely
+//! changed indexes; [`BitBuckets`] keeps bitmaps, for the node index that changes at every
+//! placement and release.
 
 const ABSENT: u32 = u32::MAX;
 
@@ -86,8 +87,9 @@ impl Buckets {
     }
 
     /// Moves every item with an id in `lo..hi` from its bucket `k` to bucket `k ^ xor` (items not
-    /// in any bucket stay out). Costs one cut and one splice per bucket touched, where moving the
-    /// items one by one would shift each bucket's tail once per item.
+    /// in any bucket stay out): one cut and one splice per bucket touched. (The node index, a
+    /// [`BitBuckets`], has its own; this one is the reference its test compares with.)
+    #[cfg(test)]
     pub(crate) fn toggle_range(&mut self, lo: u32, hi: u32, xor: u32) {
         let mut sources: Vec<u32> = Vec::new();
         for item in lo..hi {
@@ -142,6 +144,7 @@ impl Buckets {
     }
 
     /// How many items sit in buckets numbered `from` or above.
+    #[cfg(test)]
     pub(crate) fn count_at_least(&self, from: u32) -> usize {
         let mut total = 0;
         let mut next = self.first_at_least(from);
@@ -222,5 +225,229 @@ mod tests {
         b.remove(2);
         assert_eq!(a.items(2), &[0, 1, 3, 5]);
         assert_eq!(a, b);
+    }
+}
+
+/// The same sets as [`Buckets`], each bucket a two-level bitmap over item ids (a word of bits per
+/// 64 items, and a summary bit per non-zero word), for the hot node index: insert, remove and
+/// move cost a few word operations whatever the bucket's size, and a bucket is read from its
+/// highest id down. A bucket's bitmap is allocated when it first gets an item.
+#[derive(Clone, Debug)]
+pub(crate) struct BitBuckets {
+    bucket_of: Vec<u32>,
+    words: usize,
+    bits: Vec<Vec<u64>>,
+    summary: Vec<Vec<u64>>,
+    counts: Vec<u32>,
+    non_empty: Vec<u64>,
+}
+
+/// Which buckets hold which items is all there is to compare (the bitmaps follow from it).
+impl PartialEq for BitBuckets {
+    fn eq(&self, other: &BitBuckets) -> bool {
+        self.bucket_of == other.bucket_of && self.counts.len() == other.counts.len()
+    }
+}
+
+impl Eq for BitBuckets {}
+
+impl BitBuckets {
+    pub(crate) fn new(items: usize, buckets: usize) -> BitBuckets {
+        BitBuckets {
+            bucket_of: vec![ABSENT; items],
+            words: items.div_ceil(64),
+            bits: vec![Vec::new(); buckets],
+            summary: vec![Vec::new(); buckets],
+            counts: vec![0; buckets],
+            non_empty: vec![0; buckets.div_ceil(64).max(1)],
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn cleared(&self) -> BitBuckets {
+        BitBuckets::new(self.bucket_of.len(), self.counts.len())
+    }
+
+    fn bucket_count(&self) -> u32 {
+        self.counts.len() as u32
+    }
+
+    #[cfg(test)]
+    pub(crate) fn bucket_of(&self, item: u32) -> Option<u32> {
+        let b = self.bucket_of[item as usize];
+        (b != ABSENT).then_some(b)
+    }
+
+    fn add_bits(&mut self, bucket: u32, item: u32) {
+        let b = bucket as usize;
+        if self.bits[b].is_empty() {
+            self.bits[b] = vec![0; self.words];
+            self.summary[b] = vec![0; self.words.div_ceil(64)];
+        }
+        let w = (item / 64) as usize;
+        self.bits[b][w] |= 1u64 << (item % 64);
+        self.summary[b][w / 64] |= 1u64 << (w % 64);
+        self.counts[b] += 1;
+        self.non_empty[b / 64] |= 1u64 << (b % 64);
+    }
+
+    fn clear_bits(&mut self, bucket: u32, item: u32) {
+        let b = bucket as usize;
+        let w = (item / 64) as usize;
+        self.bits[b][w] &= !(1u64 << (item % 64));
+        if self.bits[b][w] == 0 {
+            self.summary[b][w / 64] &= !(1u64 << (w % 64));
+        }
+        self.counts[b] -= 1;
+        if self.counts[b] == 0 {
+            self.non_empty[b / 64] &= !(1u64 << (b % 64));
+        }
+    }
+
+    pub(crate) fn remove(&mut self, item: u32) {
+        let bucket = self.bucket_of[item as usize];
+        if bucket == ABSENT {
+            return;
+        }
+        self.clear_bits(bucket, item);
+        self.bucket_of[item as usize] = ABSENT;
+    }
+
+    /// Puts `item` in `bucket`, inserting or moving it.
+    pub(crate) fn set(&mut self, item: u32, bucket: u32) {
+        let was = self.bucket_of[item as usize];
+        if was == bucket {
+            return;
+        }
+        if was != ABSENT {
+            self.clear_bits(was, item);
+        }
+        self.add_bits(bucket, item);
+        self.bucket_of[item as usize] = bucket;
+    }
+
+    /// Moves every item with an id in `lo..hi` from its bucket `k` to bucket `k ^ xor`.
+    pub(crate) fn toggle_range(&mut self, lo: u32, hi: u32, xor: u32) {
+        for item in lo..hi {
+            let b = self.bucket_of[item as usize];
+            if b != ABSENT {
+                self.set(item, b ^ xor);
+            }
+        }
+    }
+
+    /// The lowest non-empty bucket numbered `from` or above.
+    pub(crate) fn first_at_least(&self, from: u32) -> Option<u32> {
+        first_set_at_least(&self.non_empty, from, self.bucket_count())
+    }
+
+    /// The items of a bucket, highest id first.
+    pub(crate) fn items_desc(&self, bucket: u32) -> impl Iterator<Item = u32> + '_ {
+        let b = bucket as usize;
+        let (bits, summary) = (&self.bits[b], &self.summary[b]);
+        summary.iter().enumerate().rev().flat_map(move |(sw, &s)| {
+            BitsDesc(s).flat_map(move |k| {
+                let w = sw * 64 + k as usize;
+                BitsDesc(bits[w]).map(move |i| (w * 64) as u32 + i)
+            })
+        })
+    }
+
+    /// How many items sit in buckets numbered `from` or above.
+    pub(crate) fn count_at_least(&self, from: u32) -> usize {
+        let mut total = 0;
+        let mut next = self.first_at_least(from);
+        while let Some(b) = next {
+            total += self.counts[b as usize] as usize;
+            next = self.first_at_least(b + 1);
+        }
+        total
+    }
+}
+
+/// The set bits of a word, highest first.
+struct BitsDesc(u64);
+
+impl Iterator for BitsDesc {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = 63 - self.0.leading_zeros();
+        self.0 &= !(1u64 << i);
+        Some(i)
+    }
+}
+
+fn first_set_at_least(non_empty: &[u64], from: u32, count: u32) -> Option<u32> {
+    if from >= count {
+        return None;
+    }
+    let mut word = (from / 64) as usize;
+    let mut bits = non_empty[word] & (!0u64 << (from % 64));
+    loop {
+        if bits != 0 {
+            return Some(word as u32 * 64 + bits.trailing_zeros());
+        }
+        word += 1;
+        if word >= non_empty.len() {
+            return None;
+        }
+        bits = non_empty[word];
+    }
+}
+
+#[cfg(test)]
+mod bit_tests {
+    use super::*;
+
+    /// A small deterministic generator so the test needs no randomness crate.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn bitmaps_hold_the_same_sets_as_sorted_lists() {
+        let (items, buckets) = (5000u32, 40u32);
+        let mut lists = Buckets::new(items as usize, buckets as usize);
+        let mut bits = BitBuckets::new(items as usize, buckets as usize);
+        let mut rng = Lcg(11);
+        for step in 0..20_000 {
+            match rng.next(10) {
+                0 => {
+                    let item = rng.next(u64::from(items)) as u32;
+                    lists.remove(item);
+                    bits.remove(item);
+                }
+                1 => {
+                    let lo = rng.next(u64::from(items)) as u32;
+                    let hi = (lo + 1 + rng.next(300) as u32).min(items);
+                    let xor = 1 + rng.next(3) as u32;
+                    lists.toggle_range(lo, hi, xor);
+                    bits.toggle_range(lo, hi, xor);
+                }
+                _ => {
+                    let item = rng.next(u64::from(items)) as u32;
+                    let bucket = rng.next(u64::from(buckets - 4)) as u32;
+                    lists.set(item, bucket);
+                    bits.set(item, bucket);
+                }
+            }
+            if step % 997 == 0 {
+                for b in 0..buckets {
+                    let mut want: Vec<u32> = lists.items(b).to_vec();
+                    want.reverse();
+                    assert_eq!(bits.items_desc(b).collect::<Vec<_>>(), want, "bucket {b} at step {step}");
+                    assert_eq!(bits.first_at_least(b), lists.first_at_least(b));
+                    assert_eq!(bits.count_at_least(b), lists.count_at_least(b));
+                }
+            }
+        }
+        assert!(bits.bucket_of.iter().zip(0..).all(|(&b, i)| lists.bucket_of(i) == (b != ABSENT).then_some(b)));
     }
 }

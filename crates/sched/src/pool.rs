@@ -4,7 +4,7 @@
 //! indexes never drift; a pool state built afresh from the same free capacity is equal to one kept
 //! up to date (`PartialEq` compares indexes too, whose buckets are sorted).
 
-use crate::index::Buckets;
+use crate::index::{BitBuckets, Buckets};
 use crate::model::{GpuAlloc, NodeAlloc, Pool};
 
 /// What one node of a gang needs.
@@ -53,7 +53,7 @@ pub(crate) struct PoolState {
     groups_stale: bool,
     /// Nodes whose GPUs are all free but which are not fully free (CPU or memory in use).
     dirty: u32,
-    nodes_ix: Buckets,
+    nodes_ix: BitBuckets,
     domains_ix: Option<Buckets>,
     blocks_ix: Buckets,
     shared_ix: Option<Buckets>,
@@ -129,7 +129,7 @@ impl PoolState {
             schedulable_nodes: 0,
             groups_stale: true,
             dirty: 0,
-            nodes_ix: Buckets::new(n, (units_max as usize + 1) * 4),
+            nodes_ix: BitBuckets::new(n, (units_max as usize + 1) * 4),
             domains_ix: (max_domain_size > 1).then(|| Buckets::new(domains, (max_domain_size + 1) * 2)),
             blocks_ix: Buckets::new(blocks, max_block_size + 1),
             shared_ix: (gpus > 0).then(|| Buckets::new(n * gpus as usize, 1001)),
@@ -529,7 +529,7 @@ impl PoolState {
         }
         let mut next = self.nodes_ix.first_at_least(self.need_units(need) * 4);
         while let Some(b) = next {
-            for &n in self.nodes_ix.items(b).iter().rev() {
+            for n in self.nodes_ix.items_desc(b) {
                 if self.fits(n, need) {
                     return Some((n, None));
                 }

@@ -136,6 +136,7 @@ impl Hasher for FastHasher {
 }
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 
 /// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
 type OptionKey = (u16, ModelSet, u32, bool);
@@ -693,7 +694,7 @@ impl<'a> Sim<'a> {
                 self.stop(p.victim.0, Stop::Preempted);
             }
         }
-        let mut placed: HashSet<u64> = HashSet::with_capacity(plan.placements.len());
+        let mut placed: FastSet<u64> = FastSet::with_capacity_and_hasher(plan.placements.len(), Default::default());
         for p in plan.placements {
             placed.insert(p.job.0);
             self.start(p);
@@ -705,10 +706,11 @@ impl<'a> Sim<'a> {
                 self.pass_at = self.now + self.input.settings.tick_s;
             }
         }
-        self.collect.last_pending = plan.pending.iter().fold(BTreeMap::new(), |mut acc, p| {
-            *acc.entry(p.reason.code().to_string()).or_insert(0u64) += 1;
-            acc
-        });
+        let mut by_code: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for p in &plan.pending {
+            *by_code.entry(p.reason.code()).or_insert(0) += 1;
+        }
+        self.collect.last_pending = by_code.into_iter().map(|(code, n)| (code.to_string(), n)).collect();
         Ok(())
     }
 
