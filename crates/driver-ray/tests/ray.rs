@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cumulo_driver::conformance::{Behaviour, Suite};
-use cumulo_driver::{AttemptId, Driver, JobId, JobSpec, LaunchRequest};
+use cumulo_driver::{AttemptId, AttemptState, Driver, JobId, JobSpec, LaunchRequest};
 use cumulo_driver_ray::RayDriver;
 
 fn url() -> Option<String> {
@@ -84,4 +84,38 @@ async fn an_unreachable_ray_head_is_a_transient_error() {
     let driver = RayDriver::new("http://127.0.0.1:9").unwrap();
     let err = driver.observe(&[AttemptId { job: JobId(1), attempt: 1 }]).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_sharing_one_ray_never_see_each_others_attempts() {
+    let Some(url) = url() else { return };
+    let deployment = |d: &str| RayDriver::new(&url).unwrap().with_deployment(Some(d)).unwrap();
+    let (one, two, bare) = (deployment("0a1b2c3d"), deployment("0a1b2c3e"), RayDriver::new(&url).unwrap());
+    // The same attempt id in both deployments, as two fresh databases would number it.
+    let a = AttemptId { job: JobId(base(3)), attempt: 1 };
+    assert!(one.launch(&request(a, "sleep 300")).await.unwrap().newly_started);
+    assert_eq!(two.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown, "two saw one's attempt");
+    assert_eq!(bare.observe(&[a]).await.unwrap()[0].state, AttemptState::Unknown, "no prefix saw one's attempt");
+    assert!(two.launch(&request(a, "echo two")).await.unwrap().newly_started, "two adopted one's job");
+    let start = std::time::Instant::now();
+    loop {
+        let obs = two.observe(&[a]).await.unwrap().remove(0);
+        if obs.state.is_terminal() {
+            assert!(obs.state.is_success(), "{}", obs.state);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "not finished: {}", obs.state);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!one.observe(&[a]).await.unwrap()[0].state.is_terminal(), "two's end ended one's attempt");
+    one.cancel(a).await.unwrap();
+}
+
+#[test]
+fn a_bad_deployment_is_refused_with_the_reason() {
+    let err = RayDriver::new("http://127.0.0.1:9").unwrap().with_deployment(Some("a b")).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid driver setting deployment `a b`: expected 1 to 32 lowercase letters and digits"
+    );
 }
