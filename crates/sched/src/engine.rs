@@ -101,13 +101,24 @@ struct Running {
     nodes: Vec<NodeAlloc>,
     /// The next slot running the same job, or `NO_SLOT`.
     next_of_job: u32,
+    /// Where the slot sits in its pool's `Victims::slots` (preemptible allocations only).
+    victim_at: u32,
 }
 
 const NO_SLOT: u32 = u32::MAX;
 
 /// The order in which victims are chosen, least valuable first: lowest priority, newest, smallest,
-/// then by id; the slot last only so that two allocations of one job replica both fit in the set.
+/// then by id; the slot last only so that two allocations of one job replica are ordered too.
 type VictimKey = (Priority, Reverse<Timestamp>, u64, u64, JobId, u32, u32);
+
+/// A pool's preemptible running allocations. Kept unordered (O(1) to add and remove, which
+/// happens at every placement and release); put in victim order only when a preemption is tried
+/// in the pool, and kept so until the set changes.
+#[derive(Clone, Debug, Default)]
+struct Victims {
+    slots: Vec<u32>,
+    sorted: Option<Vec<VictimKey>>,
+}
 
 impl Running {
     fn of(alloc: &RunningAlloc, pool: u32, tenant: u32) -> Running {
@@ -124,6 +135,7 @@ impl Running {
             cpu_milli: alloc.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
             nodes: alloc.nodes.clone(),
             next_of_job: NO_SLOT,
+            victim_at: 0,
         }
     }
 
@@ -243,8 +255,8 @@ pub struct Scheduler {
     /// Per job, the first slot of the list of its running allocations (all replicas), linked by
     /// `Running::next_of_job`.
     running_of: FxMap<JobId, u32>,
-    /// Per pool, preemptible running allocations, least valuable first.
-    victims: Vec<BTreeSet<VictimKey>>,
+    /// Per pool, preemptible running allocations.
+    victims: Vec<Victims>,
     tenants: Vec<Tenant>,
     tenant_ids: FxMap<String, u32>,
     total_gpu_milli: u64,
@@ -360,7 +372,7 @@ impl Scheduler {
             running: Vec::with_capacity(snapshot.running.len()),
             free_slots: Vec::new(),
             running_of: FxMap::default(),
-            victims: vec![BTreeSet::new(); snapshot.pools.len()],
+            victims: vec![Victims::default(); snapshot.pools.len()],
             tenants: Vec::new(),
             tenant_ids: FxMap::default(),
             total_gpu_milli: total_gpu_milli.max(1),
@@ -429,9 +441,12 @@ impl Scheduler {
                 self.running.len() as u32 - 1
             }
         };
-        let run = &self.running[slot as usize];
+        let run = &mut self.running[slot as usize];
         if run.preemptible {
-            self.victims[run.pool as usize].insert(run.victim_key(slot));
+            let victims = &mut self.victims[run.pool as usize];
+            run.victim_at = victims.slots.len() as u32;
+            victims.slots.push(slot);
+            victims.sorted = None;
         }
         let next = self.running_of.insert(job, slot).unwrap_or(NO_SLOT);
         self.running[slot as usize].next_of_job = next;
@@ -445,8 +460,14 @@ impl Scheduler {
         run.alive = false;
         let (job, pool, tenant, gpu, cpu) = (run.job, run.pool, run.tenant, run.gpu_milli, run.cpu_milli);
         if run.preemptible {
-            let key = run.victim_key(slot);
-            self.victims[pool as usize].remove(&key);
+            let at = run.victim_at as usize;
+            let victims = &mut self.victims[pool as usize];
+            debug_assert_eq!(victims.slots[at], slot);
+            victims.slots.swap_remove(at);
+            victims.sorted = None;
+            if let Some(&moved) = victims.slots.get(at) {
+                self.running[moved as usize].victim_at = at as u32;
+            }
         }
         let t = &mut self.tenants[tenant as usize];
         t.used_gpu -= gpu;
@@ -713,6 +734,7 @@ impl Scheduler {
                 cpu_milli: p.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
                 nodes: p.nodes.clone(),
                 next_of_job: NO_SLOT,
+                victim_at: 0,
             });
         }
         self.pass_placed = placed;
@@ -1270,8 +1292,17 @@ impl Scheduler {
                     continue;
                 }
             }
+            let victims = &mut self.victims[c.pool as usize];
+            if victims.sorted.is_none() {
+                let mut keys: Vec<VictimKey> =
+                    victims.slots.iter().map(|&v| self.running[v as usize].victim_key(v)).collect();
+                keys.sort_unstable();
+                victims.sorted = Some(keys);
+            }
             let eligible: Vec<u32> = self.victims[c.pool as usize]
+                .sorted
                 .iter()
+                .flatten()
                 .take_while(|key| key.0 < job.priority)
                 .map(|key| key.6)
                 .filter(|&v| !self.spread_protected(v))
