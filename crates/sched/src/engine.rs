@@ -98,7 +98,7 @@ struct Running {
     alive: bool,
     gpu_milli: u64,
     cpu_milli: u64,
-    nodes: Vec<NodeAlloc>,
+    nodes: Held,
     /// The next slot running the same job, or `NO_SLOT`.
     next_of_job: u32,
     /// Where the slot sits in its pool's `Victims::slots` (preemptible allocations only).
@@ -106,6 +106,29 @@ struct Running {
 }
 
 const NO_SLOT: u32 = u32::MAX;
+
+/// The nodes a running allocation holds: one inline (most work), or a gang.
+#[derive(Clone, Debug)]
+enum Held {
+    One(NodeAlloc),
+    Gang(Box<[NodeAlloc]>),
+}
+
+impl Held {
+    fn of(nodes: &[NodeAlloc]) -> Held {
+        match nodes {
+            [one] => Held::One(*one),
+            _ => Held::Gang(nodes.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[NodeAlloc] {
+        match self {
+            Held::One(one) => std::slice::from_ref(one),
+            Held::Gang(nodes) => nodes,
+        }
+    }
+}
 
 /// The order in which victims are chosen, least valuable first: lowest priority, newest, smallest,
 /// then by id; the slot last only so that two allocations of one job replica are ordered too.
@@ -133,7 +156,7 @@ impl Running {
             alive: true,
             gpu_milli: alloc.nodes.iter().map(|a| a.gpus.milli()).sum(),
             cpu_milli: alloc.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
-            nodes: alloc.nodes.clone(),
+            nodes: Held::of(&alloc.nodes),
             next_of_job: NO_SLOT,
             victim_at: 0,
         }
@@ -496,7 +519,7 @@ impl Scheduler {
                 }
             }
         }
-        self.running[slot as usize].nodes = Vec::new();
+        self.running[slot as usize].nodes = Held::Gang(Box::new([]));
         self.free_slots.push(slot);
     }
 
@@ -589,7 +612,7 @@ impl Scheduler {
                         r.job,
                         r.replica,
                         s.meta[r.pool as usize].id,
-                        r.nodes.clone(),
+                        r.nodes.as_slice().to_vec(),
                         s.tenants[r.tenant as usize].name.clone(),
                         r.priority,
                         r.preemptible,
@@ -732,7 +755,7 @@ impl Scheduler {
                 alive: true,
                 gpu_milli: p.nodes.iter().map(|a| a.gpus.milli()).sum(),
                 cpu_milli: p.nodes.iter().map(|a| u64::from(a.cpus_milli)).sum(),
-                nodes: p.nodes.clone(),
+                nodes: Held::of(&p.nodes),
                 next_of_job: NO_SLOT,
                 victim_at: 0,
             });
@@ -1248,7 +1271,7 @@ impl Scheduler {
     fn free_running(&mut self, v: u32) {
         let alloc = &self.running[v as usize];
         let pool = &mut self.pools[alloc.pool as usize];
-        for a in &alloc.nodes {
+        for a in alloc.nodes.as_slice() {
             pool.give(a);
         }
     }
@@ -1256,10 +1279,10 @@ impl Scheduler {
     fn restore_running(&mut self, v: u32) -> bool {
         let alloc = &self.running[v as usize];
         let pool = &mut self.pools[alloc.pool as usize];
-        if !alloc.nodes.iter().all(|a| pool.can_take_exact(a)) {
+        if !alloc.nodes.as_slice().iter().all(|a| pool.can_take_exact(a)) {
             return false;
         }
-        for a in &alloc.nodes {
+        for a in alloc.nodes.as_slice() {
             let ok = pool.take_exact(a);
             debug_assert!(ok, "restoring a victim on its own free resources");
         }
