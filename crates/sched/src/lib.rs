@@ -5,10 +5,11 @@
 //! [`schedule`]; nothing else in this crate is needed to use it.
 //!
 //! How a pass works: [`Scheduler::new`] turns each pool into free-capacity indexes (nodes bucketed
-//! by free GPUs or vCPUs, with a bitmask of non-empty buckets; NVLink domains and blocks bucketed
-//! by their count of fully free nodes; partly used GPUs bucketed by free thousandths). Each job's
-//! request shape is interned once per pass with its eligible (pool, option) pairs sorted by price
-//! per node-hour (an input on each pool). Jobs go in priority order, tenants interleaved by
+//! by free GPUs or vCPUs, each bucket a bitmap read from the highest node id down, with a bitmask
+//! of non-empty buckets; NVLink domains and blocks bucketed by their count of fully free nodes;
+//! partly used GPUs bucketed by free thousandths). Each job's request shape is interned with its
+//! eligible (pool, option) pairs sorted by price per node-hour (an input on each pool), and kept
+//! until a price or a node's schedulability changes. Jobs go in priority order, tenants interleaved by
 //! weighted dominant share; a job takes the cheapest pool with room, best fit inside it (partly
 //! used nodes, domains and blocks first, so whole NVL72 racks and blocks stay free for gangs),
 //! else preempts lower-priority preemptible work, else waits with a [`PendingReason`].
@@ -17,6 +18,14 @@
 //! goes only elsewhere (or waits with `spread_unsatisfiable`); after that each prefers the
 //! cheapest pool outside the providers holding the most, falling back to any.
 //! [`verify_plan`] re-checks any plan from scratch, sharing no code with the indexes.
+//!
+//! The same [`Scheduler`] can live on: [`Scheduler::schedule`] commits its plan (placements run,
+//! preempted work is gone) and the caller reports the rest ([`Scheduler::release`],
+//! [`Scheduler::set_schedulable`], [`Scheduler::set_price`]). The simulator keeps one for a whole
+//! run; [`schedule_with`] (the server's call) builds one per pass. Both decide the same on the
+//! same state: no decision depends on the order in which changes came (index buckets ordered by
+//! id, victims by value), and [`Scheduler::differences`] compares a kept scheduler with a fresh
+//! build, as the tests do after random passes, releases, cordons and price changes.
 
 mod engine;
 mod explain;
