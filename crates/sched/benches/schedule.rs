@@ -26,7 +26,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function(format!("schedule_{jobs}_{mix}_jobs"), |b| {
             b.iter_batched(
                 || Scheduler::new(&snapshot, Config::default()).expect("consistent"),
-                |mut s| s.schedule(&q, 0),
+                |s| s.schedule_once(&q, 0),
                 BatchSize::LargeInput,
             )
         });

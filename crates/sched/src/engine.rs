@@ -674,7 +674,7 @@ impl Scheduler {
         t
     }
 
-    /// Places `queue` and returns the plan.
+    /// Places `queue`, commits the plan (see [`Scheduler`]) and returns it.
     pub fn schedule(&mut self, queue: &[QueuedJob], now: Timestamp) -> Plan {
         self.schedule_observed(queue, now, |_| {})
     }
@@ -682,12 +682,28 @@ impl Scheduler {
     /// [`Scheduler::schedule`], reporting progress to `observe`: `Progress::Ordered` once the queue
     /// is interned and ordered, then `Progress::Decided(queue_index)` after every decision, so
     /// that a benchmark can time decisions without the core reading a clock.
-    pub fn schedule_observed(
-        &mut self,
+    pub fn schedule_observed(&mut self, queue: &[QueuedJob], now: Timestamp, observe: impl FnMut(Progress)) -> Plan {
+        self.pass(queue, now, observe, true)
+    }
+
+    /// One pass by a scheduler used once (the server's [`crate::schedule_with`], benchmarks of
+    /// it): the same decisions as [`Scheduler::schedule`], without booking the placements as
+    /// running work, since nothing will read them.
+    pub fn schedule_once(self, queue: &[QueuedJob], now: Timestamp) -> Plan {
+        self.schedule_once_observed(queue, now, |_| {})
+    }
+
+    /// [`Scheduler::schedule_once`], reporting progress as [`Scheduler::schedule_observed`] does.
+    pub fn schedule_once_observed(
+        mut self,
         queue: &[QueuedJob],
         now: Timestamp,
-        mut observe: impl FnMut(Progress),
+        observe: impl FnMut(Progress),
     ) -> Plan {
+        self.pass(queue, now, observe, false)
+    }
+
+    fn pass(&mut self, queue: &[QueuedJob], now: Timestamp, mut observe: impl FnMut(Progress), commit: bool) -> Plan {
         let mut plan = Plan { at: now, ..Plan::default() };
         for state in &mut self.pools {
             state.refresh_groups();
@@ -731,7 +747,10 @@ impl Scheduler {
             self.schedule_priority_group(queue, &tenant_of, &shape_of, &order[start..end], &mut plan, &mut after_each);
             start = end;
         }
-        self.commit_placements(queue, &plan, now);
+        if commit {
+            self.commit_placements(queue, &plan, now);
+        }
+        self.pass_placed.clear();
         self.spread = None;
         plan
     }

@@ -278,6 +278,7 @@ impl BitBuckets {
         (b != ABSENT).then_some(b)
     }
 
+    #[inline]
     fn add_bits(&mut self, bucket: u32, item: u32) {
         let b = bucket as usize;
         if self.bits[b].is_empty() {
@@ -291,6 +292,7 @@ impl BitBuckets {
         self.non_empty[b / 64] |= 1u64 << (b % 64);
     }
 
+    #[inline]
     fn clear_bits(&mut self, bucket: u32, item: u32) {
         let b = bucket as usize;
         let w = (item / 64) as usize;
@@ -342,15 +344,16 @@ impl BitBuckets {
     }
 
     /// The items of a bucket, highest id first.
-    pub(crate) fn items_desc(&self, bucket: u32) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn items_desc(&self, bucket: u32) -> ItemsDesc<'_> {
         let b = bucket as usize;
-        let (bits, summary) = (&self.bits[b], &self.summary[b]);
-        summary.iter().enumerate().rev().flat_map(move |(sw, &s)| {
-            BitsDesc(s).flat_map(move |k| {
-                let w = sw * 64 + k as usize;
-                BitsDesc(bits[w]).map(move |i| (w * 64) as u32 + i)
-            })
-        })
+        ItemsDesc {
+            bits: &self.bits[b],
+            summary: &self.summary[b],
+            next_summary: self.summary[b].len(),
+            s: 0,
+            w: 0,
+            x: 0,
+        }
     }
 
     /// How many items sit in buckets numbered `from` or above.
@@ -365,18 +368,43 @@ impl BitBuckets {
     }
 }
 
-/// The set bits of a word, highest first.
-struct BitsDesc(u64);
+/// The items of one bucket of a [`BitBuckets`], highest id first: summary words from the top,
+/// then the set words they mark, then their set bits.
+pub(crate) struct ItemsDesc<'a> {
+    bits: &'a [u64],
+    summary: &'a [u64],
+    /// Summary words not yet read are `0..next_summary`.
+    next_summary: usize,
+    /// Unread bits of the current summary word (at `next_summary`) and of word `w`.
+    s: u64,
+    w: usize,
+    x: u64,
+}
 
-impl Iterator for BitsDesc {
+impl Iterator for ItemsDesc<'_> {
     type Item = u32;
+
+    #[inline]
     fn next(&mut self) -> Option<u32> {
-        if self.0 == 0 {
-            return None;
+        loop {
+            if self.x != 0 {
+                let i = 63 - self.x.leading_zeros();
+                self.x &= !(1u64 << i);
+                return Some((self.w * 64) as u32 + i);
+            }
+            if self.s != 0 {
+                let k = 63 - self.s.leading_zeros();
+                self.s &= !(1u64 << k);
+                self.w = self.next_summary * 64 + k as usize;
+                self.x = self.bits[self.w];
+                continue;
+            }
+            if self.next_summary == 0 {
+                return None;
+            }
+            self.next_summary -= 1;
+            self.s = self.summary[self.next_summary];
         }
-        let i = 63 - self.0.leading_zeros();
-        self.0 &= !(1u64 << i);
-        Some(i)
     }
 }
 

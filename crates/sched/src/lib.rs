@@ -70,6 +70,5 @@ pub fn schedule(snapshot: &Snapshot, queue: &[QueuedJob], now: Timestamp) -> Res
 
 /// [`schedule`] with explicit settings.
 pub fn schedule_with(snapshot: &Snapshot, queue: &[QueuedJob], now: Timestamp, config: &Config) -> Result<Plan, Error> {
-    let mut scheduler = Scheduler::new(snapshot, *config)?;
-    Ok(scheduler.schedule(queue, now))
+    Ok(Scheduler::new(snapshot, *config)?.schedule_once(queue, now))
 }

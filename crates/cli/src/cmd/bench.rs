@@ -138,7 +138,7 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     let build_s = wall.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut scheduler = Scheduler::new(&snapshot, Config::default()).context("synthetic snapshot is inconsistent")?;
+    let scheduler = Scheduler::new(&snapshot, Config::default()).context("synthetic snapshot is inconsistent")?;
     let index_s = t.elapsed().as_secs_f64();
 
     let mut decision_ns: Vec<(u32, u32)> = Vec::with_capacity(queue.len());
@@ -146,7 +146,8 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last = start;
     let mut prepare_s = 0.0;
-    let plan = scheduler.schedule_observed(&queue, queue.first().map_or(0, |j| j.submitted_at), |progress| {
+    // one pass, as the server's `schedule_with` makes it (nothing is kept for a next pass)
+    let plan = scheduler.schedule_once_observed(&queue, queue.first().map_or(0, |j| j.submitted_at), |progress| {
         let now = Instant::now();
         match progress {
             Progress::Ordered => prepare_s = now.duration_since(start).as_secs_f64(),
@@ -158,7 +159,6 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     });
     let schedule_s = start.elapsed().as_secs_f64();
     let schedule_cpu_s = cpu_start.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a) as f64 / 1e9);
-    drop(scheduler);
 
     // Time spent in decisions that ended in a placement (a gang queue far larger than the fleet
     // is mostly quick "pending" decisions; this separates the placing work).
