@@ -54,7 +54,10 @@ fn real_catalogs_import_with_bad_rows_reported() {
     }
     // PrimeIntellect's A4000 and RTX6000Ada rows import as those models.
     for model in [GpuModel::A4000, GpuModel::Rtx6000Ada] {
-        assert!(catalog.offers().iter().any(|o| o.provider.as_str() == "primeintellect" && o.gpu == Some(model)), "{model}");
+        assert!(
+            catalog.offers().iter().any(|o| o.provider.as_str() == "primeintellect" && o.gpu == Some(model)),
+            "{model}"
+        );
     }
     // Azure rows without any price are skipped, AWS p5e (spot only) is kept as spot-only.
     assert!(report.skipped().any(|s| s.file == "v6/azure/vms.csv" && s.reason.starts_with("missing price")));
