@@ -670,6 +670,7 @@ impl Controller {
                 job: attempt.spec.clone(),
                 nodes: placement.nodes.iter().map(|n| NodeAssignment::new(&n.node, n.gpus.iter().copied())).collect(),
                 checkpoint_dir: attempt.spec.checkpoint.as_ref().map(|c| c.dir.clone()),
+                replica: attempt.attempt.replica,
                 env: BTreeMap::new(),
             };
             match self.options.clusters[cluster].driver.launch(&request).await {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cumulo_control::{Cluster, ClusterInfo, Controller, Options, open_store};
 use cumulo_driver::{AttemptState as DriverState, Driver};
-use cumulo_driver_sim::{SimClock, SimConfig, SimDriver, read_dispatch_log};
+use cumulo_driver_sim::{DispatchRecord, SimClock, SimConfig, SimDriver, read_dispatch_log};
 use cumulo_store::{AttemptRecord, AttemptState, NewJob, Store};
 use cumulo_types::{
     AcceleratorDemand, AttemptId, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, JobSpec, JobState, MilliGpu,
@@ -83,16 +83,21 @@ impl World {
     }
 
     /// How often each attempt was dispatched, over every simulated cluster.
-    fn dispatch_counts(&self) -> BTreeMap<AttemptId, usize> {
-        let mut counts = BTreeMap::new();
+    fn dispatches(&self) -> Vec<DispatchRecord> {
+        let mut records = Vec::new();
         for (provider, _) in &self.sims {
             let path = self.dir.join(format!("dispatch-{provider}.jsonl"));
-            if !path.exists() {
-                continue;
+            if path.exists() {
+                records.extend(read_dispatch_log(&path).unwrap());
             }
-            for record in read_dispatch_log(&path).unwrap() {
-                *counts.entry(record.attempt).or_insert(0) += 1;
-            }
+        }
+        records
+    }
+
+    fn dispatch_counts(&self) -> BTreeMap<AttemptId, usize> {
+        let mut counts = BTreeMap::new();
+        for record in self.dispatches() {
+            *counts.entry(record.attempt).or_insert(0) += 1;
         }
         counts
     }
@@ -152,6 +157,11 @@ async fn replicas_keep_their_count_over_two_providers_through_an_outage_and_canc
     assert_eq!(ids.len(), 4, "each replica has its own attempt id");
     let replicas: BTreeSet<u32> = world.attempts(job).await.iter().map(|a| a.replica).collect();
     assert_eq!(replicas, (0..4).collect());
+    // Each launch tells its engine which replica it runs (CUMULO_REPLICA).
+    let launched: BTreeMap<AttemptId, u32> = world.dispatches().iter().map(|d| (d.attempt, d.replica)).collect();
+    for attempt in world.attempts(job).await {
+        assert_eq!(launched.get(&attempt.id), Some(&attempt.replica), "{launched:?}");
+    }
     world.advance(5);
     controller.reconcile_once().await.unwrap();
     let before = running(&world.attempts(job).await);

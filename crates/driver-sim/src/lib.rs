@@ -141,6 +141,9 @@ pub struct DispatchRecord {
     pub attempt: AttemptId,
     pub cluster: String,
     pub nodes: Vec<String>,
+    /// The job's replica this attempt runs (`LaunchRequest::replica`).
+    #[serde(default)]
+    pub replica: u32,
     pub at: Timestamp,
     /// Simulated run time in seconds and exit code, so a reopened driver replays the same course.
     pub duration_s: u64,
@@ -397,6 +400,7 @@ impl Driver for SimDriver {
                 attempt,
                 cluster: self.config.cluster.clone(),
                 nodes: sim.nodes.clone(),
+                replica: request.replica,
                 at: now,
                 duration_s,
                 exit_code,

@@ -69,6 +69,10 @@ pub struct LaunchRequest {
     /// attempt of a job, so a later attempt resumes where the last one checkpointed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_dir: Option<String>,
+    /// Which replica of the job this attempt runs (0 for jobs with one replica), exported as
+    /// `CUMULO_REPLICA`.
+    #[serde(default)]
+    pub replica: u32,
     /// Extra environment from the control plane, applied after the job's `envs`. Neither may
     /// override the `CUMULO_*` variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -81,6 +85,7 @@ pub const ENV_ATTEMPT: &str = "CUMULO_ATTEMPT";
 pub const ENV_NODE_RANK: &str = "CUMULO_NODE_RANK";
 pub const ENV_NUM_NODES: &str = "CUMULO_NUM_NODES";
 pub const ENV_CHECKPOINT_DIR: &str = "CUMULO_CHECKPOINT_DIR";
+pub const ENV_REPLICA: &str = "CUMULO_REPLICA";
 pub const ENV_CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
 
 impl LaunchRequest {
@@ -88,7 +93,7 @@ impl LaunchRequest {
     /// drivers that choose nodes themselves.
     pub fn new(attempt: AttemptId, job: JobSpec) -> LaunchRequest {
         let nodes = (0..job.num_nodes.max(1)).map(|i| NodeAssignment::new(&format!("node-{i}"), [])).collect();
-        LaunchRequest { attempt, job, nodes, checkpoint_dir: None, env: BTreeMap::new() }
+        LaunchRequest { attempt, job, nodes, checkpoint_dir: None, replica: 0, env: BTreeMap::new() }
     }
 
     /// The name engines that key on names (Slurm job name, Ray submission id prefix) use for the
@@ -154,6 +159,7 @@ impl LaunchRequest {
         env.insert(ENV_ATTEMPT.into(), self.attempt.attempt.to_string());
         env.insert(ENV_NODE_RANK.into(), rank.to_string());
         env.insert(ENV_NUM_NODES.into(), self.nodes.len().to_string());
+        env.insert(ENV_REPLICA.into(), self.replica.to_string());
         if let Some(dir) = &self.checkpoint_dir {
             env.insert(ENV_CHECKPOINT_DIR.into(), dir.clone());
         }
@@ -558,6 +564,7 @@ mod tests {
     fn environment_carries_rank_gang_size_checkpoint_and_gpus() {
         let mut req = gang(2);
         req.checkpoint_dir = Some("/ckpt/train".into());
+        req.replica = 3;
         req.job.envs.insert("LR".into(), "0.1".into());
         let env = req.environment(1);
         let get = |k: &str| env.get(k).map(String::as_str);
@@ -565,6 +572,7 @@ mod tests {
         assert_eq!(get("CUMULO_ATTEMPT"), Some("2"));
         assert_eq!(get("CUMULO_NODE_RANK"), Some("1"));
         assert_eq!(get("CUMULO_NUM_NODES"), Some("2"));
+        assert_eq!(get("CUMULO_REPLICA"), Some("3"));
         assert_eq!(get("CUMULO_CHECKPOINT_DIR"), Some("/ckpt/train"));
         assert_eq!(get("CUDA_VISIBLE_DEVICES"), Some("2,3"));
         assert_eq!(get("LR"), Some("0.1"));
