@@ -29,6 +29,11 @@ impl Buckets {
         }
     }
 
+    /// Whether no bucket holds an item.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.non_empty.iter().all(|&w| w == 0)
+    }
+
     /// An empty set of the same size.
     #[cfg(test)]
     pub(crate) fn cleared(&self) -> Buckets {

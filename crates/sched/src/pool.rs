@@ -56,8 +56,25 @@ pub(crate) struct PoolState {
     nodes_ix: BitBuckets,
     domains_ix: Option<Buckets>,
     blocks_ix: Buckets,
-    shared_ix: Option<Buckets>,
+    /// Made when a GPU of the pool is first shared (most pools never share one).
+    shared_ix: SharedIndex,
 }
+
+/// The index of partly used GPUs, made on first use; an empty one equals none.
+#[derive(Clone, Debug)]
+struct SharedIndex(Option<Buckets>);
+
+impl PartialEq for SharedIndex {
+    fn eq(&self, other: &SharedIndex) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => a == b,
+            (Some(x), None) | (None, Some(x)) => x.is_empty(),
+            (None, None) => true,
+        }
+    }
+}
+
+impl Eq for SharedIndex {}
 
 /// The range `lo..hi` when `nodes` (ascending) are exactly the ids in it.
 fn consecutive(nodes: &[u32]) -> Option<(u32, u32)> {
@@ -132,7 +149,7 @@ impl PoolState {
             nodes_ix: BitBuckets::new(n, (units_max as usize + 1) * 4),
             domains_ix: (max_domain_size > 1).then(|| Buckets::new(domains, (max_domain_size + 1) * 2)),
             blocks_ix: Buckets::new(blocks, max_block_size + 1),
-            shared_ix: (gpus > 0).then(|| Buckets::new(n * gpus as usize, 1001)),
+            shared_ix: SharedIndex(None),
         }
     }
 
@@ -164,8 +181,11 @@ impl PoolState {
         for b in 0..self.block_free.len() as u32 {
             self.blocks_ix.set(b, self.block_free[b as usize]);
         }
+        // only partly used GPUs are indexed
         for slot in 0..self.used_milli.len() {
-            self.set_shared(slot);
+            if self.used_milli[slot] % 1000 != 0 {
+                self.set_shared(slot);
+            }
         }
     }
 
@@ -300,12 +320,12 @@ impl PoolState {
 
     fn set_shared(&mut self, slot: usize) {
         let used = self.used_milli[slot];
-        if let Some(ix) = self.shared_ix.as_mut() {
-            if used > 0 && used < 1000 {
-                ix.set(slot as u32, u32::from(1000 - used));
-            } else {
-                ix.remove(slot as u32);
-            }
+        if used > 0 && used < 1000 {
+            let slots = self.used_milli.len();
+            let ix = self.shared_ix.0.get_or_insert_with(|| Buckets::new(slots, 1001));
+            ix.set(slot as u32, u32::from(1000 - used));
+        } else if let Some(ix) = self.shared_ix.0.as_mut() {
+            ix.remove(slot as u32);
         }
     }
 
@@ -514,7 +534,7 @@ impl PoolState {
     /// The best-fitting single node for `need`, and the shared GPU for a fraction.
     pub(crate) fn find_one(&self, need: &Need) -> Option<(u32, Option<u8>)> {
         if need.fraction > 0
-            && let Some(shared) = &self.shared_ix
+            && let Some(shared) = &self.shared_ix.0
         {
             let mut next = shared.first_at_least(u32::from(need.fraction));
             while let Some(b) = next {
@@ -702,7 +722,7 @@ impl PoolState {
         fresh.nodes_ix = self.nodes_ix.cleared();
         fresh.domains_ix = self.domains_ix.as_ref().map(Buckets::cleared);
         fresh.blocks_ix = self.blocks_ix.cleared();
-        fresh.shared_ix = self.shared_ix.as_ref().map(Buckets::cleared);
+        fresh.shared_ix = SharedIndex(None);
         fresh.groups_stale = true;
         fresh.build_indexes();
         let mut kept = self.clone();
