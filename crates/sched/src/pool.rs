@@ -183,7 +183,7 @@ impl PoolState {
         }
         // only partly used GPUs are indexed
         for slot in 0..self.used_milli.len() {
-            if self.used_milli[slot] % 1000 != 0 {
+            if !self.used_milli[slot].is_multiple_of(1000) {
                 self.set_shared(slot);
             }
         }
