@@ -71,7 +71,12 @@ impl Status {
         if at >= contract.term_end() {
             return Status::Ended;
         }
-        let plan = scheduled(contract, at);
+        Status::against(consumed, scheduled(contract, at))
+    }
+
+    /// How `consumed` stands against the spend `plan` scheduled by the same moment of a running
+    /// term (the simulator's contracts schedule their spend their own way and judge it here).
+    pub fn against(consumed: Money, plan: Money) -> Status {
         if plan.micros() <= 0 {
             return if consumed.micros() > 0 { Status::Ahead { bps: 10_000 } } else { Status::OnSchedule };
         }

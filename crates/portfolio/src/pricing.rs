@@ -33,6 +33,23 @@ impl Default for PricingConfig {
     }
 }
 
+impl PricingConfig {
+    /// The effective price per node-hour of committed capacity at `rate` in `status`; `None`
+    /// outside the contract's term.
+    pub fn committed_price(&self, rate: Money, status: Status) -> Option<Money> {
+        match status {
+            Status::NotStarted | Status::Ended => None,
+            Status::Behind { .. } => Some(rate.mul_div(i64::from(self.behind_schedule_bps), 10_000)),
+            Status::OnSchedule | Status::Ahead { .. } => Some(rate),
+        }
+    }
+
+    /// The preemption-risk premium on a spot `price`.
+    pub fn spot_premium(&self, price: Money) -> Money {
+        price.mul_div(i64::from(self.spot_premium_bps), 10_000)
+    }
+}
+
 /// A price per node-hour with its reasoning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EffectivePrice {
@@ -59,7 +76,7 @@ pub fn on_demand(list: Money) -> EffectivePrice {
 }
 
 pub fn spot(price: Money, config: &PricingConfig) -> EffectivePrice {
-    let premium = price.mul_div(i64::from(config.spot_premium_bps), 10_000);
+    let premium = config.spot_premium(price);
     EffectivePrice {
         capacity: CapacityKind::Spot,
         list: price,
@@ -81,13 +98,8 @@ pub fn committed(
 ) -> Option<EffectivePrice> {
     let rate = contract.rate(node_type)?;
     let status = Status::of(contract, usage.consumed(&contract.id), now);
-    let (effective, tail) = match status {
-        Status::NotStarted | Status::Ended => return None,
-        Status::Behind { .. } => {
-            (rate.mul_div(i64::from(config.behind_schedule_bps), 10_000), "committed spend is paid anyway")
-        }
-        Status::OnSchedule | Status::Ahead { .. } => (rate, "contract rate"),
-    };
+    let effective = config.committed_price(rate, status)?;
+    let tail = if matches!(status, Status::Behind { .. }) { "committed spend is paid anyway" } else { "contract rate" };
     Some(EffectivePrice {
         capacity: CapacityKind::Contract,
         list: rate,

@@ -15,6 +15,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use cumulo_portfolio::Status;
+use cumulo_portfolio::pricing::PricingConfig;
 use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Scheduler, Snapshot};
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, Money, Priority, ResourceOption,
@@ -588,6 +590,11 @@ impl<'a> Sim<'a> {
         }
         let consumed = self.pools_consumed();
         let scheduled = self.contract_schedule();
+        // The server's pricing rules (cumulo_portfolio), on the simulator's contracts.
+        let pricing = PricingConfig {
+            spot_premium_bps: (self.input.settings.spot_risk_premium * 10_000.0).round() as u32,
+            ..PricingConfig::default()
+        };
         for (i, sp) in fleet.pools.iter().enumerate() {
             let rt = &self.pools[i];
             let list = Money::from_micros((sp.list_price.micros() as f64 * rt.price_factor).round() as i64);
@@ -596,14 +603,15 @@ impl<'a> Sim<'a> {
                 PolicyName::CheapestFirst => list,
                 PolicyName::Cumulo => match sp.pool.capacity {
                     CapacityKind::Contract => {
-                        let behind = sp.contract.is_some_and(|c| consumed[c] < scheduled[c]);
-                        self.sunk[i] = behind;
-                        if behind { Money::from_micros(sp.contract_rate.micros() / 100) } else { sp.contract_rate }
+                        let status = match sp.contract {
+                            Some(c) => Status::against(consumed[c], scheduled[c]),
+                            None => Status::OnSchedule,
+                        };
+                        self.sunk[i] = matches!(status, Status::Behind { .. });
+                        pricing.committed_price(sp.contract_rate, status).unwrap_or(sp.contract_rate)
                     }
                     CapacityKind::OnDemand => list,
-                    CapacityKind::Spot => Money::from_micros(
-                        (list.micros() as f64 * (1.0 + self.input.settings.spot_risk_premium)).round() as i64,
-                    ),
+                    CapacityKind::Spot => list + pricing.spot_premium(list),
                 },
             };
             if self.snapshot.pools[i].price_per_node_hour != price {

@@ -311,6 +311,10 @@ impl Scenario {
         if self.sim.tick_s == 0 {
             return Err(Error::invalid("sim.tick_s", 0, "a positive number of seconds"));
         }
+        let premium = self.sim.spot_risk_premium;
+        if !(0.0..=10.0).contains(&premium) {
+            return Err(Error::invalid("sim.spot_risk_premium", premium, "a share of the spot price from 0 to 10"));
+        }
         if let Some(h) = self.horizon_days {
             days_to_s("horizon_days", h)?;
         }

@@ -233,6 +233,10 @@ fn scenario_errors_name_the_field() {
         "invalid fleet.pools[0].price_per_node_hour `-1`",
     );
     check(&format!("{base}sim: {{tick_s: 0}}\n"), "invalid sim.tick_s `0`: expected a positive number of seconds");
+    check(
+        &format!("{base}sim: {{spot_risk_premium: -0.5}}\n"),
+        "invalid sim.spot_risk_premium `-0.5`: expected a share of the spot price from 0 to 10",
+    );
     check(&format!("{base}policies: [round-robin]\n"), "policies[0]: unknown variant `round-robin`");
     check(
         &base.replace("capacity: on-demand", "capacity: contract"),
