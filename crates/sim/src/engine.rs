@@ -636,8 +636,9 @@ impl<'a> Sim<'a> {
         consumed
     }
 
-    /// What each contract should have consumed by now: its committed spend spread evenly over
-    /// the run's span, or (without a commitment) its rate for every node-hour delivered so far.
+    /// What each contract should have consumed by now: a portfolio contract's own schedule since
+    /// the start, else its committed spend spread evenly over the run's span, or (without a
+    /// commitment) its rate for every node-hour delivered so far.
     fn contract_schedule(&self) -> Vec<Money> {
         let fleet = self.input.fleet;
         let mut scheduled = vec![Money::ZERO; fleet.contracts.len()];
@@ -650,7 +651,9 @@ impl<'a> Sim<'a> {
             }
         }
         for (c, contract) in fleet.contracts.iter().enumerate() {
-            if let Some(committed) = contract.committed {
+            if let Some(schedule) = &contract.schedule {
+                scheduled[c] = schedule.scheduled(self.now);
+            } else if let Some(committed) = contract.committed {
                 let span = self.input.span_s.max(1);
                 scheduled[c] = committed.mul_div(self.now.min(span) as i64, span as i64);
             }

@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, Utc};
+use cumulo_portfolio::Portfolio;
+use cumulo_portfolio::burndown::scheduled;
 use cumulo_sched::{NodeState, Pool, PoolId};
 use cumulo_types::{CapacityKind, GpuModel, Money, NodeType};
 
 use crate::Error;
-use crate::scenario::{DAY, EventSpec, FleetSpec, days_to_s};
+use crate::scenario::{DAY, DEMO_PORTFOLIO, EventSpec, FleetSpec, Scenario, days_to_s};
 use crate::trace::alibaba::{GpuNames, NodeRow};
 
 /// A pool as simulated: the scheduler's view (every node it will ever have; undelivered ones
@@ -40,7 +43,28 @@ impl SimPool {
 pub struct Contract {
     pub name: String,
     pub provider: String,
+    /// The committed spend: over the simulated span for `fleet.contracts`, over the whole term
+    /// for a portfolio's contract (whose [`schedule`](Self::schedule) says what falls in the run).
     pub committed: Option<Money>,
+    /// A portfolio contract's own burn schedule; `None` spreads `committed` evenly over the run.
+    pub schedule: Option<PortfolioSchedule>,
+}
+
+/// A portfolio contract's schedule (`cumulo_portfolio::burndown::scheduled`), seen from the
+/// simulation's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortfolioSchedule {
+    pub contract: cumulo_portfolio::Contract,
+    /// The calendar instant simulated time 0 stands for.
+    pub start: DateTime<Utc>,
+}
+
+impl PortfolioSchedule {
+    /// Spend the portfolio schedules between the simulation's start and `now_s` seconds later.
+    pub fn scheduled(&self, now_s: u64) -> Money {
+        let at = self.start + chrono::Duration::seconds(now_s.min(i64::MAX as u64 / 2) as i64);
+        scheduled(&self.contract, at) - scheduled(&self.contract, self.start)
+    }
 }
 
 /// Every pool and contract of a run.
@@ -48,6 +72,35 @@ pub struct Contract {
 pub struct Fleet {
     pub pools: Vec<SimPool>,
     pub contracts: Vec<Contract>,
+    /// Some capacity comes from an illustrative (made-up) portfolio such as the demo.
+    pub illustrative: bool,
+}
+
+/// A portfolio whose contracts deliver capacity into a run starting on `start`.
+pub struct PortfolioFleet<'a> {
+    pub portfolio: &'a Portfolio,
+    pub start: NaiveDate,
+    /// Ramp steps later than this many seconds after `start` are left out (`None`: all).
+    pub horizon_s: Option<u64>,
+}
+
+/// Nodes delivered by the start and (seconds, nodes) delivered later.
+type Ramped = (u32, Vec<(u64, u32)>);
+
+/// What [`Fleet::add_pool`] needs to know of a pool.
+struct NewPool {
+    provider: String,
+    region: String,
+    zone: Option<String>,
+    capacity: CapacityKind,
+    node_type: NodeType,
+    block_nodes: Option<u32>,
+    initial_nodes: u32,
+    /// (seconds, nodes), before delivery delays.
+    deliveries: Vec<(u64, u32)>,
+    list_price: Money,
+    contract: Option<usize>,
+    contract_rate: Money,
 }
 
 /// Simulated list prices per GPU-hour for the Alibaba fleet, in US dollars, so that its costs are
@@ -68,6 +121,30 @@ impl Fleet {
     /// Builds the fleet from a scenario's spec (and node list, when it names one), with delivery
     /// delays already applied.
     pub fn build(spec: &FleetSpec, alibaba_nodes: &[NodeRow], events: &[EventSpec]) -> Result<Fleet, Error> {
+        Fleet::build_with(spec, alibaba_nodes, None, events)
+    }
+
+    /// Builds a scenario's whole fleet, reading the node list and the portfolio it names.
+    pub fn for_scenario(scenario: &Scenario) -> Result<Fleet, Error> {
+        let nodes = load_alibaba_nodes(&scenario.fleet, scenario.workload.on_bad_row)?;
+        let portfolio = load_portfolio(&scenario.fleet)?;
+        let start = NaiveDate::parse_from_str(&scenario.start_date, "%Y-%m-%d")
+            .map_err(|_| Error::invalid("start_date", &scenario.start_date, "a date such as 2026-01-01"))?;
+        let from = portfolio.as_ref().map(|portfolio| PortfolioFleet {
+            portfolio,
+            start,
+            horizon_s: scenario.horizon_days.map(|d| (d * DAY).round() as u64),
+        });
+        Fleet::build_with(&scenario.fleet, &nodes, from.as_ref(), &scenario.events)
+    }
+
+    /// [`Fleet::build`] with a portfolio's contract pools first (when one is given).
+    pub fn build_with(
+        spec: &FleetSpec,
+        alibaba_nodes: &[NodeRow],
+        portfolio: Option<&PortfolioFleet<'_>>,
+        events: &[EventSpec],
+    ) -> Result<Fleet, Error> {
         let mut fleet = Fleet::default();
         let mut contract_ids: BTreeMap<String, usize> = BTreeMap::new();
         for c in &spec.contracts {
@@ -82,11 +159,21 @@ impl Fleet {
                 None => None,
             };
             contract_ids.insert(c.name.clone(), fleet.contracts.len());
-            fleet.contracts.push(Contract { name: c.name.clone(), provider: String::new(), committed });
+            fleet.contracts.push(Contract { name: c.name.clone(), provider: String::new(), committed, schedule: None });
+        }
+        let pool_contracts: Vec<&str> = spec.pools.iter().filter_map(|p| p.contract.as_deref()).collect();
+        if let Some(from) = portfolio {
+            if let Some(c) = from.portfolio.contracts.iter().find(|c| pool_contracts.contains(&c.id.as_str())) {
+                return Err(Error::invalid(
+                    "fleet.portfolio",
+                    &c.id,
+                    "contract ids distinct from the contracts of `fleet.contracts` and `fleet.pools`",
+                ));
+            }
+            fleet.add_portfolio(from, events)?;
         }
         for (i, p) in spec.pools.iter().enumerate() {
             let domain = p.nvlink_domain_nodes.unwrap_or_else(|| NodeType::default_nvlink_domain_nodes(p.gpu)).max(1);
-            let block = p.block_nodes.unwrap_or(domain * 8).max(domain);
             let node_type = NodeType {
                 name: match p.gpu {
                     Some(m) => format!("{}x{}", m.name().to_ascii_lowercase(), p.gpus_per_node),
@@ -98,7 +185,7 @@ impl Fleet {
                 memory_gb: p.memory_gb,
                 nvlink_domain_nodes: domain,
             };
-            let mut deliveries: Vec<(u64, u32)> = p
+            let deliveries: Vec<(u64, u32)> = p
                 .deliveries
                 .iter()
                 .enumerate()
@@ -106,27 +193,17 @@ impl Fleet {
                     Ok((days_to_s(&format!("fleet.pools[{i}].deliveries[{j}].at_days"), d.at_days)?, d.nodes))
                 })
                 .collect::<Result<_, Error>>()?;
-            for e in events {
-                if let EventSpec::DeliveryDelay { provider, region, after_days, by_days } = e
-                    && provider == &p.provider
-                    && region.as_ref().is_none_or(|r| r == &p.region)
-                {
-                    let after = (after_days * DAY) as u64;
-                    for d in &mut deliveries {
-                        if d.0 >= after {
-                            d.0 += (by_days * DAY) as u64;
-                        }
-                    }
-                }
-            }
-            deliveries.sort();
-            let total = p.nodes + deliveries.iter().map(|d| d.1).sum::<u32>();
             let contract = match &p.contract {
                 Some(name) => Some(match contract_ids.get(name) {
                     Some(c) => *c,
                     None => {
                         contract_ids.insert(name.clone(), fleet.contracts.len());
-                        fleet.contracts.push(Contract { name: name.clone(), provider: String::new(), committed: None });
+                        fleet.contracts.push(Contract {
+                            name: name.clone(),
+                            provider: String::new(),
+                            committed: None,
+                            schedule: None,
+                        });
                         fleet.contracts.len() - 1
                     }
                 }),
@@ -148,27 +225,22 @@ impl Fleet {
                 })?,
                 None => list_price,
             };
-            let zone = p.zone.clone().unwrap_or_else(|| format!("{}-a", p.region));
-            let nodes = (0..total)
-                .map(|n| NodeState {
-                    name: format!("p{i}-n{n}"),
-                    block: n / block,
-                    nvlink_domain: n / domain,
-                    schedulable: n < p.nodes,
-                })
-                .collect();
-            let pool = Pool {
-                id: PoolId(i as u32),
-                name: format!("{}/{}/{}/{}/{}", p.provider, p.region, zone, node_type.name, p.capacity),
-                provider: p.provider.clone(),
-                region: p.region.clone(),
-                zone,
-                capacity: p.capacity,
-                node_type,
-                price_per_node_hour: list_price,
-                nodes,
-            };
-            fleet.pools.push(SimPool { pool, list_price, contract, contract_rate, initial_nodes: p.nodes, deliveries });
+            fleet.add_pool(
+                NewPool {
+                    provider: p.provider.clone(),
+                    region: p.region.clone(),
+                    zone: p.zone.clone(),
+                    capacity: p.capacity,
+                    node_type,
+                    block_nodes: p.block_nodes,
+                    initial_nodes: p.nodes,
+                    deliveries,
+                    list_price,
+                    contract,
+                    contract_rate,
+                },
+                events,
+            );
         }
         if !alibaba_nodes.is_empty() {
             fleet.add_alibaba(alibaba_nodes);
@@ -177,6 +249,145 @@ impl Fleet {
             fleet.add_synth(synth);
         }
         Ok(fleet)
+    }
+
+    /// Adds one pool of identical nodes: every node it will ever have, those delivered later
+    /// unschedulable until their delivery (moved by the scenario's delivery delays).
+    fn add_pool(&mut self, p: NewPool, events: &[EventSpec]) {
+        let mut deliveries = p.deliveries;
+        for e in events {
+            if let EventSpec::DeliveryDelay { provider, region, after_days, by_days } = e
+                && provider == &p.provider
+                && region.as_ref().is_none_or(|r| r == &p.region)
+            {
+                let after = (after_days * DAY) as u64;
+                for d in &mut deliveries {
+                    if d.0 >= after {
+                        d.0 += (by_days * DAY) as u64;
+                    }
+                }
+            }
+        }
+        deliveries.sort();
+        let i = self.pools.len();
+        let domain = p.node_type.nvlink_domain_nodes.max(1);
+        let block = p.block_nodes.unwrap_or(domain * 8).max(domain);
+        let total = p.initial_nodes + deliveries.iter().map(|d| d.1).sum::<u32>();
+        let zone = p.zone.unwrap_or_else(|| format!("{}-a", p.region));
+        let nodes = (0..total)
+            .map(|n| NodeState {
+                name: format!("p{i}-n{n}"),
+                block: n / block,
+                nvlink_domain: n / domain,
+                schedulable: n < p.initial_nodes,
+            })
+            .collect();
+        let pool = Pool {
+            id: PoolId(i as u32),
+            name: format!("{}/{}/{}/{}/{}", p.provider, p.region, zone, p.node_type.name, p.capacity),
+            provider: p.provider,
+            region: p.region,
+            zone,
+            capacity: p.capacity,
+            node_type: p.node_type,
+            price_per_node_hour: p.list_price,
+            nodes,
+        };
+        self.pools.push(SimPool {
+            pool,
+            list_price: p.list_price,
+            contract: p.contract,
+            contract_rate: p.contract_rate,
+            initial_nodes: p.initial_nodes,
+            deliveries,
+        });
+    }
+
+    /// Adds a portfolio's contracts: for each contract and each (region, node type) its ramp
+    /// delivers, one contract pool holding the nodes delivered by `start` plus the later ramp
+    /// steps within the horizon as deliveries. Node type facts come from the portfolio, the rate
+    /// from the contract; the list price is the built-in catalog's on-demand price of the
+    /// instance type of the same name, or the contract rate where the catalog does not list it.
+    /// Each contract burns its commitment on the portfolio's own schedule
+    /// ([`PortfolioSchedule`]). Contracts whose term ended before `start` are left out; capacity
+    /// is not withdrawn when a term ends within the horizon.
+    fn add_portfolio(&mut self, from: &PortfolioFleet<'_>, events: &[EventSpec]) -> Result<(), Error> {
+        let catalog = cumulo_catalog::Catalog::builtin()
+            .map_err(|e| Error::Scenario(format!("the built-in catalog is broken: {e}")))?;
+        let start = cumulo_portfolio::clock::start_of(from.start);
+        for c in &from.portfolio.contracts {
+            if c.term_end() <= start {
+                continue;
+            }
+            if self.contracts.iter().any(|k| k.name == c.id) {
+                return Err(Error::invalid(
+                    "fleet.portfolio",
+                    &c.id,
+                    "contract ids distinct from the contracts of `fleet.contracts` and `fleet.pools`",
+                ));
+            }
+            // (region, node type) -> (nodes delivered by the start, later deliveries)
+            let mut groups: BTreeMap<(&str, &str), Ramped> = BTreeMap::new();
+            for step in &c.ramp {
+                let at = cumulo_portfolio::clock::start_of(step.date);
+                let group = groups.entry((step.region.as_str(), step.node_type.as_str())).or_default();
+                if at <= start {
+                    group.0 += step.nodes;
+                } else {
+                    let offset = (at - start).num_seconds().max(0) as u64;
+                    if from.horizon_s.is_none_or(|h| offset <= h) {
+                        group.1.push((offset, step.nodes));
+                    }
+                }
+            }
+            groups.retain(|_, g| g.0 > 0 || !g.1.is_empty());
+            if groups.is_empty() {
+                continue;
+            }
+            let index = self.contracts.len();
+            self.contracts.push(Contract {
+                name: c.id.clone(),
+                provider: c.provider.to_string(),
+                committed: Some(c.committed),
+                schedule: Some(PortfolioSchedule { contract: c.clone(), start }),
+            });
+            for ((region, node_type), (initial_nodes, deliveries)) in groups {
+                let bad = |what: &str| {
+                    Error::Scenario(format!(
+                        "fleet.portfolio: contract `{}` ramps node type `{node_type}`, which has no {what} in the portfolio",
+                        c.id
+                    ))
+                };
+                let nt = from.portfolio.node_type(node_type).ok_or_else(|| bad("definition"))?;
+                let contract_rate = c.rate(node_type).ok_or_else(|| bad("rate"))?;
+                let list_price = catalog
+                    .offers()
+                    .iter()
+                    .find(|o| o.instance_type == node_type && o.price.is_some())
+                    .and_then(|o| o.price)
+                    .unwrap_or(contract_rate);
+                self.add_pool(
+                    NewPool {
+                        provider: c.provider.to_string(),
+                        region: region.to_string(),
+                        zone: None,
+                        capacity: CapacityKind::Contract,
+                        node_type: nt.clone(),
+                        block_nodes: None,
+                        initial_nodes,
+                        deliveries,
+                        list_price,
+                        contract: Some(index),
+                        contract_rate,
+                    },
+                    events,
+                );
+            }
+        }
+        if from.portfolio.illustrative {
+            self.illustrative = true;
+        }
+        Ok(())
     }
 
     /// Adds `cumulo_synth::fleet`'s pools; each provider's contract pools form one contract
@@ -191,7 +402,12 @@ impl Fleet {
                 match self.contracts.iter().position(|c| c.name == name) {
                     Some(c) => c,
                     None => {
-                        self.contracts.push(Contract { name, provider: pool.provider.clone(), committed: None });
+                        self.contracts.push(Contract {
+                            name,
+                            provider: pool.provider.clone(),
+                            committed: None,
+                            schedule: None,
+                        });
                         self.contracts.len() - 1
                     }
                 }
@@ -224,6 +440,7 @@ impl Fleet {
             name: "alibaba-owned".to_string(),
             provider: "alibaba".to_string(),
             committed: None,
+            schedule: None,
         });
         for ((model, gpus, cpus_milli, memory_mib), count) in groups {
             let id = self.pools.len() as u32;
@@ -275,6 +492,15 @@ impl Fleet {
         v.dedup();
         v
     }
+}
+
+/// Reads the portfolio a fleet names, if any (`demo`: the built-in illustrative one). Errors
+/// name `fleet.portfolio`.
+pub fn load_portfolio(spec: &FleetSpec) -> Result<Option<Portfolio>, Error> {
+    let Some(path) = &spec.portfolio else { return Ok(None) };
+    let portfolio =
+        if path == DEMO_PORTFOLIO { Portfolio::demo() } else { Portfolio::from_file(std::path::Path::new(path)) };
+    portfolio.map(Some).map_err(|e| Error::Scenario(format!("fleet.portfolio `{path}`: {e}")))
 }
 
 /// Reads the node list a scenario names, if any.

@@ -366,7 +366,12 @@ impl Collector {
         }
         let mut by_contract = BTreeMap::new();
         for (c, contract) in input.fleet.contracts.iter().enumerate() {
-            if let Some(committed) = contract.committed {
+            // a portfolio contract owes what its own schedule puts in the simulated span
+            let committed = match &contract.schedule {
+                Some(schedule) => Some(schedule.scheduled(now)),
+                None => contract.committed,
+            };
+            if let Some(committed) = committed {
                 // a stated commitment replaces the take-or-pay estimate in the totals
                 let diff = committed - contract_paid[c];
                 *by_provider.entry(contract.provider.clone()).or_default() += diff;

@@ -103,10 +103,16 @@ impl PolicyName {
     }
 }
 
-/// The fleet: pools written out, or an Alibaba node list.
-#[derive(Clone, Debug, Deserialize)]
+/// The fleet: pools written out, a portfolio's contracts, an Alibaba node list or a synthetic
+/// fleet; several may be given and add up.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSpec {
+    /// A portfolio file (see `cumulo_portfolio`) whose contracts' ramps deliver contract pools, or
+    /// `demo` for the built-in illustrative demo portfolio. `pools` beside it add on-demand or
+    /// spot capacity.
+    #[serde(default)]
+    pub portfolio: Option<String>,
     #[serde(default)]
     pub pools: Vec<PoolSpec>,
     /// Nodes of an Alibaba 2023 node list, as owned (contract) capacity in one simulated region.
@@ -266,6 +272,9 @@ pub enum EventSpec {
     },
 }
 
+/// `fleet.portfolio: demo` names the built-in illustrative demo portfolio instead of a file.
+pub const DEMO_PORTFOLIO: &str = "demo";
+
 /// Seconds in a day.
 pub const DAY: f64 = 86_400.0;
 
@@ -321,8 +330,12 @@ impl Scenario {
         if self.policies.is_empty() {
             return Err(Error::invalid("policies", "[]", "at least one of cumulo, fifo-first-fit, cheapest-first"));
         }
-        if self.fleet.pools.is_empty() && self.fleet.alibaba_nodes.is_none() && self.fleet.synth.is_none() {
-            return Err(Error::invalid("fleet", "no pools", "`pools`, `synth` or `alibaba_nodes`"));
+        if self.fleet.pools.is_empty()
+            && self.fleet.alibaba_nodes.is_none()
+            && self.fleet.synth.is_none()
+            && self.fleet.portfolio.is_none()
+        {
+            return Err(Error::invalid("fleet", "no pools", "`pools`, `portfolio`, `synth` or `alibaba_nodes`"));
         }
         if self.workload.sources.is_empty() {
             return Err(Error::invalid("workload.sources", "[]", "at least one trace or generator"));
@@ -398,6 +411,11 @@ impl Scenario {
             Ok(())
         };
         if let Some(p) = &mut self.fleet.alibaba_nodes {
+            resolve(p)?;
+        }
+        if let Some(p) = &mut self.fleet.portfolio
+            && p != DEMO_PORTFOLIO
+        {
             resolve(p)?;
         }
         for s in &mut self.workload.sources {

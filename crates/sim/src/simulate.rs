@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::engine::{self, Progress, RunInput};
-use crate::fleet::{Fleet, load_alibaba_nodes};
+use crate::fleet::Fleet;
 use crate::generator::JobStream;
 use crate::report::PolicyReport;
 use crate::scenario::{DAY, PolicyName, Scenario, SourceSpec};
@@ -22,6 +22,9 @@ use crate::workload::{SkippedRow, TraceJob, Workload};
 pub struct Report {
     /// Always true: nothing here ran on real capacity.
     pub simulated: bool,
+    /// True when capacity came from an illustrative (made-up) portfolio such as the demo; the
+    /// description then says so too.
+    pub illustrative: bool,
     pub scenario: String,
     pub description: String,
     pub seed: u64,
@@ -138,8 +141,7 @@ fn merge(into: &mut Workload, w: Workload) {
 /// progress now and then.
 pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progress)) -> Result<Report, Error> {
     let jobs = load_jobs(scenario)?;
-    let nodes = load_alibaba_nodes(&scenario.fleet, scenario.workload.on_bad_row)?;
-    let fleet = Fleet::build(&scenario.fleet, &nodes, &scenario.events)?;
+    let fleet = Fleet::for_scenario(scenario)?;
     let horizon_s = scenario.horizon_days.map(|d| (d * DAY).round() as u64);
     let (speeds, tenants, skipped, natural_span) = match &jobs {
         Jobs::Loaded(w) => {
@@ -178,8 +180,15 @@ pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progre
     }
     Ok(Report {
         simulated: true,
+        illustrative: fleet.illustrative,
         scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
+        description: if fleet.illustrative && !scenario.description.contains("illustrative") {
+            format!("illustrative portfolio (made-up contract figures); {}", scenario.description)
+                .trim_end_matches("; ")
+                .to_string()
+        } else {
+            scenario.description.clone()
+        },
         seed: scenario.seed,
         jobs: reports.first().map_or(0, |r| r.jobs),
         fleet_gpus: fleet.total_gpus(),
