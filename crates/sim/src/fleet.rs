@@ -138,13 +138,21 @@ impl Fleet {
         Fleet::build_with(&scenario.fleet, &nodes, from.as_ref(), &scenario.events)
     }
 
-    /// [`Fleet::build`] with a portfolio's contract pools first (when one is given).
+    /// [`Fleet::build`] with a portfolio's contract pools first (when one is given). A spec
+    /// naming a portfolio needs it given (as [`Fleet::for_scenario`] does).
     pub fn build_with(
         spec: &FleetSpec,
         alibaba_nodes: &[NodeRow],
         portfolio: Option<&PortfolioFleet<'_>>,
         events: &[EventSpec],
     ) -> Result<Fleet, Error> {
+        if let (Some(path), None) = (&spec.portfolio, portfolio) {
+            return Err(Error::invalid(
+                "fleet.portfolio",
+                path,
+                "the portfolio read and dated by the scenario (Fleet::for_scenario)",
+            ));
+        }
         let mut fleet = Fleet::default();
         let mut contract_ids: BTreeMap<String, usize> = BTreeMap::new();
         for c in &spec.contracts {

@@ -199,9 +199,14 @@ fn a_node_type_the_portfolio_does_not_define_names_the_field() {
 }
 
 #[test]
-fn a_scenario_with_only_a_portfolio_is_a_fleet() {
+fn a_scenario_with_only_a_portfolio_is_a_fleet_but_not_without_its_dates() {
     let scenario = Scenario::parse(&scenario_text("demo", "")).unwrap();
     assert_eq!(scenario.fleet.portfolio.as_deref(), Some("demo"));
+    let err = Fleet::build(&scenario.fleet, &[], &[]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid fleet.portfolio `demo`: expected the portfolio read and dated by the scenario (Fleet::for_scenario)"
+    );
 }
 
 #[test]
