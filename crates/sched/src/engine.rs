@@ -16,46 +16,17 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use cumulo_types::{CapacityKind, Constraints, JobId, Money, Priority, ResourceOption, SpreadPolicy, TopologyNeed};
+// FxHash: fast and deterministic (no random seed); no iteration order ever leaks out.
+use rustc_hash::{FxHashMap as FxMap, FxHasher};
 
 use crate::model::{
     Config, NodeAlloc, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption, QueuedJob, QuotaResource,
     RunningAlloc, Snapshot, Timestamp,
 };
 use crate::pool::{Need, PoolState};
-
-/// FxHash: a fast, deterministic hasher for the shape table (no iteration order ever leaks out).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A (pool, resource option) pair a shape may use, with what one node of it costs per hour there.
 #[derive(Clone, Copy, Debug)]
