@@ -12,8 +12,7 @@
 //! priorities or settings.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use cumulo_portfolio::Status;
 use cumulo_portfolio::pricing::PricingConfig;
@@ -21,6 +20,9 @@ use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Schedu
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, Money, Priority, ResourceOption,
 };
+// FxHash for the maps of integer keys (job ids, small tuples): fast, deterministic; no map's
+// iteration order reaches the report unsorted.
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::Error;
 use crate::fleet::Fleet;
@@ -106,40 +108,6 @@ struct PoolRt {
     gpu_used_milli: Vec<u32>,
 }
 
-/// A fast hasher for the simulator's maps of integer keys (job ids, small tuples); no map's
-/// iteration order reaches the report unsorted.
-#[derive(Default)]
-struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u16(&mut self, v: u16) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
-
 /// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
 type OptionKey = (u16, ModelSet, u32, bool);
 
@@ -154,7 +122,7 @@ struct Sim<'a> {
     check_fresh: bool,
     pools: Vec<PoolRt>,
     /// Jobs arrived and not finished (nor dropped), by id.
-    active: FastMap<u64, Active>,
+    active: FxHashMap<u64, Active>,
     /// Jobs running now.
     running_jobs: u64,
     queue: Vec<QueuedJob>,
@@ -165,7 +133,7 @@ struct Sim<'a> {
     pass_at: u64,
     price_epoch: u64,
     options_epoch: u64,
-    option_cache: FastMap<OptionKey, (Vec<ResourceOption>, bool)>,
+    option_cache: FxHashMap<OptionKey, (Vec<ResourceOption>, bool)>,
     models_present: Vec<GpuModel>,
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
@@ -226,7 +194,7 @@ impl<'a> Sim<'a> {
             sched,
             check_fresh: cfg!(debug_assertions) && nodes <= 2_000,
             pools,
-            active: FastMap::default(),
+            active: FxHashMap::default(),
             running_jobs: 0,
             queue: Vec::new(),
             heap: BinaryHeap::new(),
@@ -236,7 +204,7 @@ impl<'a> Sim<'a> {
             pass_at: 0,
             price_epoch: 0,
             options_epoch: u64::MAX,
-            option_cache: FastMap::default(),
+            option_cache: FxHashMap::default(),
             models_present: input.fleet.models(),
             sunk: vec![false; input.fleet.pools.len()],
             allocated_gpu_milli: 0,
@@ -705,7 +673,7 @@ impl<'a> Sim<'a> {
                 self.stop(p.victim.0, Stop::Preempted);
             }
         }
-        let mut placed: FastSet<u64> = FastSet::with_capacity_and_hasher(plan.placements.len(), Default::default());
+        let mut placed: FxHashSet<u64> = FxHashSet::with_capacity_and_hasher(plan.placements.len(), Default::default());
         for p in plan.placements {
             placed.insert(p.job.0);
             self.start(p);
