@@ -105,8 +105,9 @@ fn hours(s: f64) -> String {
 
 fn print_summary(report: &Report) {
     println!(
-        "{} (simulated): {} jobs per policy on {} GPUs{}",
+        "{} (simulated{}): {} jobs per policy on {} GPUs{}",
         report.scenario,
+        if report.illustrative { ", illustrative portfolio" } else { "" },
         report.jobs,
         report.fleet_gpus,
         if report.skipped_rows.is_empty() {
