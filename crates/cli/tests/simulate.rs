@@ -73,3 +73,18 @@ fn simulate_bad_scenario_names_the_field() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid sim.tick_s `0`: expected a positive number of seconds"), "{stderr}");
 }
+
+#[test]
+fn fill_up_runs_show_no_completion_time() {
+    // In fill-up mode work never leaves, so no job finishes: the table says `-`, not 0.00 h.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("fill.yaml");
+    std::fs::write(&scenario, SCENARIO.replace("name: tiny", "name: fill").to_string() + "  transforms: [fill-up]\n")
+        .unwrap();
+    let out = cumulo(&["simulate", scenario.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().find(|l| l.contains("cumulo ")).unwrap_or_else(|| panic!("{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().filter(|c| *c != "│").collect();
+    assert_eq!(&cells[..4], ["cumulo", "0", "-", "-"], "{stdout}");
+}

@@ -133,8 +133,9 @@ fn print_summary(report: &Report) {
         t.add_row(vec![
             h.policy.clone(),
             h.finished.to_string(),
-            hours(h.mean_jct_s),
-            hours(h.p99_jct_s as f64),
+            // Completion times exist only for jobs that finished (none do in fill-up runs).
+            if h.finished == 0 { "-".to_string() } else { hours(h.mean_jct_s) },
+            if h.finished == 0 { "-".to_string() } else { hours(h.p99_jct_s as f64) },
             hours(h.mean_queueing_delay_s),
             format!("{:.1} %", h.gpu_allocation_ratio * 100.0),
             format!("{:.0}", h.total_cost_usd),
