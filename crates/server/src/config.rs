@@ -143,6 +143,25 @@ pub struct Fleet {
     pub portfolio: cumulo_portfolio::Portfolio,
 }
 
+impl Fleet {
+    /// The clusters as the reconcile loop takes them (prices were checked when the file was read).
+    pub fn control_clusters(&self) -> Vec<cumulo_control::Cluster> {
+        self.clusters
+            .iter()
+            .map(|(entry, driver)| cumulo_control::Cluster {
+                info: cumulo_control::ClusterInfo {
+                    name: entry.name.clone(),
+                    provider: entry.provider.clone(),
+                    region: entry.region.clone(),
+                    capacity: entry.capacity,
+                    price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap_or(Money::ZERO),
+                },
+                driver: driver.clone(),
+            })
+            .collect()
+    }
+}
+
 fn invalid(source: &str, field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::Config { file: source.to_string(), field: field.into(), reason: reason.into() }
 }

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cumulo_api::{AppState, Metrics};
-use cumulo_control::{ClusterInfo, Controller};
+use cumulo_control::Controller;
 use cumulo_store::{Role, Store};
-use cumulo_types::Money;
 use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -168,20 +167,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
 
     let deployment = store.deployment_id().await.map_err(|e| Error::Store(e.to_string()))?;
     let fleet = options.fleet.open_for(&options.data_dir, options.fleet_base.as_deref(), Some(&deployment))?;
-    let clusters: Vec<cumulo_control::Cluster> = fleet
-        .clusters
-        .iter()
-        .map(|(entry, driver)| cumulo_control::Cluster {
-            info: ClusterInfo {
-                name: entry.name.clone(),
-                provider: entry.provider.clone(),
-                region: entry.region.clone(),
-                capacity: entry.capacity,
-                price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap_or(Money::ZERO),
-            },
-            driver: driver.clone(),
-        })
-        .collect();
+    let clusters = fleet.control_clusters();
     let api_fleet = cumulo_api::Fleet {
         clusters: fleet
             .clusters

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use cumulo_types::AttemptId;
 
-use cumulo_control::{Cluster, ClusterInfo, Controller, Options, open_store};
+use cumulo_control::{Controller, Options, open_store};
 use cumulo_server::config::FleetFile;
 use cumulo_store::{AttemptState, NewJob};
-use cumulo_types::{AcceleratorDemand, Checkpoint, GpuModel, GpuSelector, JobKind, JobSpec, MilliGpu, Money};
+use cumulo_types::{AcceleratorDemand, Checkpoint, GpuModel, GpuSelector, JobKind, JobSpec, MilliGpu};
 
 fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -88,20 +88,7 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
     let deployment = store.deployment_id().await.unwrap();
     let fleet =
         FleetFile::parse(&fleet_yaml, "failover fleet").unwrap().open_for(dir.path(), None, Some(&deployment)).unwrap();
-    let clusters: Vec<Cluster> = fleet
-        .clusters
-        .iter()
-        .map(|(entry, driver)| Cluster {
-            info: ClusterInfo {
-                name: entry.name.clone(),
-                provider: entry.provider.clone(),
-                region: entry.region.clone(),
-                capacity: entry.capacity,
-                price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap(),
-            },
-            driver: driver.clone(),
-        })
-        .collect();
+    let clusters = fleet.control_clusters();
     let slurm = clusters[0].driver.clone();
     let mut options = Options::new(store.clone(), clusters);
     options.lost_after = Duration::from_secs(5);
@@ -298,20 +285,7 @@ async fn a_gang_whose_slurmds_are_killed_is_re_placed_on_another_partition() {
         .unwrap()
         .open_for(dir.path(), None, Some(&deployment))
         .unwrap();
-    let clusters: Vec<Cluster> = fleet
-        .clusters
-        .iter()
-        .map(|(entry, driver)| Cluster {
-            info: ClusterInfo {
-                name: entry.name.clone(),
-                provider: entry.provider.clone(),
-                region: entry.region.clone(),
-                capacity: entry.capacity,
-                price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap(),
-            },
-            driver: driver.clone(),
-        })
-        .collect();
+    let clusters = fleet.control_clusters();
     // The partitions come from scripts/dev-slurm.sh; a Slurm started by an older copy of it has
     // none until the script runs again (it reconfigures the running controller).
     for retry in [true, false] {
