@@ -431,18 +431,23 @@ fn first_set_at_least(non_empty: &[u64], from: u32, count: u32) -> Option<u32> {
     }
 }
 
+/// A small deterministic generator so the crate's unit tests need no randomness crate.
+#[cfg(test)]
+pub(crate) struct Lcg(pub(crate) u64);
+
+#[cfg(test)]
+impl Lcg {
+    pub(crate) fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
 #[cfg(test)]
 mod bit_tests {
     use super::*;
 
-    /// A small deterministic generator so the test needs no randomness crate.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
+    pub(crate) use crate::index::Lcg;
 
     #[test]
     fn bitmaps_hold_the_same_sets_as_sorted_lists() {

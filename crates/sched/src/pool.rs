@@ -189,6 +189,16 @@ impl PoolState {
         }
     }
 
+    /// Sets the used thousandths of every GPU in `mask` on node `i` (whole GPUs taken or given).
+    fn set_whole_gpus(&mut self, i: usize, mask: u64, milli: u16) {
+        let mut m = mask;
+        while m != 0 {
+            let g = m.trailing_zeros() as usize;
+            self.used_milli[i * self.gpus as usize + g] = milli;
+            m &= m - 1;
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn new(pool: &Pool) -> PoolState {
         let mut state = PoolState::unindexed(pool);
@@ -238,12 +248,7 @@ impl PoolState {
             GpuAlloc::None => {}
             GpuAlloc::Whole { mask } => {
                 self.free_mask[i] &= !mask;
-                let mut m = mask;
-                while m != 0 {
-                    let g = m.trailing_zeros() as usize;
-                    self.used_milli[i * self.gpus as usize + g] = 1000;
-                    m &= m - 1;
-                }
+                self.set_whole_gpus(i, mask, 1000);
             }
             GpuAlloc::Fraction { gpu, milli } => {
                 let slot = i * self.gpus as usize + gpu as usize;
@@ -500,12 +505,7 @@ impl PoolState {
             GpuAlloc::None => {}
             GpuAlloc::Whole { mask } => {
                 self.free_mask[i] |= mask;
-                let mut m = mask;
-                while m != 0 {
-                    let g = m.trailing_zeros() as usize;
-                    self.used_milli[i * self.gpus as usize + g] = 0;
-                    m &= m - 1;
-                }
+                self.set_whole_gpus(i, mask, 0);
             }
             GpuAlloc::Fraction { gpu, milli } => {
                 let slot = i * self.gpus as usize + gpu as usize;
@@ -758,14 +758,7 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator so the test needs no randomness crate.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
+    use crate::index::Lcg;
 
     #[test]
     fn indexes_match_a_recount_after_random_takes_and_gives() {
