@@ -50,8 +50,11 @@
 //! - Top-level keys starting with `x-` are ignored, to hold YAML anchors (`x-base: &base`) that
 //!   other fields merge in with `<<: *base`.
 
+mod accel;
+mod instance;
 mod locate;
 mod parse;
+mod pyyaml;
 mod units;
 
 use std::fmt;
@@ -61,7 +64,10 @@ use cumulo_types::JobSpec;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
-pub use parse::{CUMULO_FIELDS, DEFAULT_CPUS_MILLI, DEFAULT_MAX_ATTEMPTS, SKYPILOT_FIELDS, default_preemptible};
+pub use parse::{
+    CLOUD_DEFAULT_CPUS_MILLI, CLOUD_DEFAULT_MEMORY_MIB, CUMULO_FIELDS, DEFAULT_CPUS_MILLI, DEFAULT_MAX_ATTEMPTS,
+    SKYPILOT_FIELDS, default_preemptible,
+};
 
 use locate::LineMap;
 use parse::Ctx;
@@ -133,7 +139,7 @@ pub fn parse_str(text: &str, source: &str) -> Result<JobSpec, Error> {
     let documents = documents(text, source)?;
     let non_empty: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     match non_empty.as_slice() {
-        [one] => build(one, source).map_err(|problems| invalid(source, problems)),
+        [one] => build(one, source).map(|built| built.job).map_err(|problems| invalid(source, problems)),
         [] => Err(invalid(
             source,
             vec![Problem {
@@ -154,31 +160,180 @@ pub fn parse_str(text: &str, source: &str) -> Result<JobSpec, Error> {
 }
 
 /// Parses a job file of one or more YAML documents separated by `---`, one job each; empty
-/// documents are skipped. Problems of every document are reported together.
+/// documents are skipped, and so is a pipeline's or job group's header document (see
+/// [`parse_submission`]). Problems of every document are reported together.
 pub fn parse_many_str(text: &str, source: &str) -> Result<Vec<JobSpec>, Error> {
+    parse_submission(text, source).map(|s| s.jobs)
+}
+
+/// How the jobs of one file relate to each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Shape {
+    /// One job, or several that run side by side (each may name earlier ones in `after:`).
+    Independent,
+    /// SkyPilot's pipeline: a header document holding only `name` (and `execution: serial`),
+    /// then tasks that run one after the other, each once the previous one succeeded.
+    Pipeline { name: String },
+    /// SkyPilot's job group: a header with `execution: parallel`, then jobs placed together.
+    Group { name: String },
+}
+
+/// A parsed job file: its jobs in file order, how they relate, and the warnings about fields
+/// that are read but not applied.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub shape: Shape,
+    pub jobs: Vec<JobSpec>,
+    /// For each job, the earlier jobs of this file it waits for (indices into `jobs`): the
+    /// previous step of a pipeline, or those its `after:` names.
+    pub after: Vec<Vec<usize>>,
+    /// Everything read but not applied, each with its field path and line.
+    pub warnings: Vec<Problem>,
+}
+
+/// Fields a job group's header may hold (`sky/utils/dag_utils.py`, `_JOB_GROUP_HEADER_FIELDS`).
+const GROUP_HEADER_FIELDS: &[&str] = &["name", "execution", "primary_tasks", "termination_delay", "inter_connection"];
+
+/// Parses a job file of one or more documents, as SkyPilot's `load_dag_from_yaml` reads them: a
+/// first document with `execution: parallel` heads a job group; one holding only `name` (or
+/// `name` and `execution: serial`) heads a pipeline; otherwise every document is a job. Unlike
+/// SkyPilot, documents without a header run side by side, not as a chain (a warning says so).
+pub fn parse_submission(text: &str, source: &str) -> Result<Submission, Error> {
     let documents = documents(text, source)?;
-    let mut jobs = Vec::new();
+    let documents: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     let mut problems = Vec::new();
-    for document in documents.iter().filter(|d| !d.value.is_null()) {
+    let mut warnings = Vec::new();
+    let (shape, bodies) = match documents.split_first() {
+        Some((first, rest)) if !rest.is_empty() => match header(first, &mut problems, &mut warnings) {
+            Some(shape) => (shape, rest.to_vec()),
+            None => (Shape::Independent, documents.clone()),
+        },
+        _ => (Shape::Independent, documents.clone()),
+    };
+    let mut jobs = Vec::new();
+    let mut names_after = Vec::new();
+    for document in &bodies {
         match build(document, source) {
-            Ok(job) => jobs.push(job),
+            Ok(built) => {
+                jobs.push(built.job);
+                names_after.push(built.after_names);
+                warnings.extend(built.warnings);
+            }
             Err(mut more) => problems.append(&mut more),
         }
+    }
+    if problems.is_empty() && jobs.is_empty() {
+        problems.push(Problem {
+            path: String::new(),
+            message: "empty job file: expected one or more mappings of job fields".into(),
+            line: None,
+        });
     }
     if !problems.is_empty() {
         return Err(invalid(source, problems));
     }
-    if jobs.is_empty() {
-        return Err(invalid(
-            source,
-            vec![Problem {
-                path: String::new(),
-                message: "empty job file: expected one or more mappings of job fields".into(),
-                line: None,
-            }],
-        ));
+    let mut after = Vec::with_capacity(jobs.len());
+    for (i, names) in names_after.iter().enumerate() {
+        let mut earlier: Vec<usize> = Vec::new();
+        if matches!(shape, Shape::Pipeline { .. }) && i > 0 {
+            earlier.push(i - 1);
+        }
+        for name in names {
+            match jobs[..i].iter().rposition(|j| &j.name == name) {
+                Some(at) if !earlier.contains(&at) => earlier.push(at),
+                Some(_) => {}
+                None => problems.push(Problem {
+                    path: "after".into(),
+                    message: format!(
+                        "no earlier job named `{name}` in this file: expected a job id or the name of a job in an earlier document"
+                    ),
+                    line: bodies[i].lines.find("after"),
+                }),
+            }
+        }
+        after.push(earlier);
     }
-    Ok(jobs)
+    if !problems.is_empty() {
+        return Err(invalid(source, problems));
+    }
+    if let Shape::Group { name } = &shape {
+        for job in &mut jobs {
+            job.group = Some(name.clone());
+        }
+    }
+    if shape == Shape::Independent && jobs.len() > 1 && after.iter().all(Vec::is_empty) {
+        warnings.push(Problem {
+            path: String::new(),
+            message: format!(
+                "{} jobs without a header document run side by side (SkyPilot would chain them): start the file with a document holding only `name:` to run them as a pipeline",
+                jobs.len()
+            ),
+            line: None,
+        });
+    }
+    Ok(Submission { shape, jobs, after, warnings })
+}
+
+/// The pipeline or job group a first document heads, or `None` when it is a job itself.
+fn header(document: &Document, problems: &mut Vec<Problem>, warnings: &mut Vec<Problem>) -> Option<Shape> {
+    let serde_yaml::Value::Mapping(map) = &document.value else { return None };
+    let execution = map.get("execution");
+    let report = |problems: &mut Vec<Problem>, path: &str, message: String| {
+        problems.push(Problem { path: path.to_string(), message, line: document.lines.find(path) });
+    };
+    let name = match map.get("name") {
+        Some(serde_yaml::Value::String(n)) => Some(n.trim().to_string()),
+        _ => None,
+    };
+    if execution.and_then(|e| e.as_str()) == Some("parallel") {
+        for key in map.keys().filter_map(|k| k.as_str()) {
+            if !GROUP_HEADER_FIELDS.contains(&key) {
+                warnings.push(Problem {
+                    path: key.to_string(),
+                    message: format!("unknown job group header field `{key}`: ignored (as SkyPilot does)"),
+                    line: document.lines.find(key),
+                });
+            } else if key != "name" && key != "execution" {
+                warnings.push(Problem {
+                    path: key.to_string(),
+                    message: "not applied: the jobs of a group are placed together and each ends on its own".into(),
+                    line: document.lines.find(key),
+                });
+            }
+        }
+        let valid = name.as_deref().is_some_and(|n| {
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+        if !valid {
+            report(
+                problems,
+                "name",
+                "a job group header needs a name of letters, digits, '-' and '_' (as SkyPilot requires)".into(),
+            );
+        }
+        return Some(Shape::Group { name: name.unwrap_or_default() });
+    }
+    let keys: Vec<&str> = map.keys().filter_map(|k| k.as_str()).collect();
+    let only_header = keys.len() == map.len()
+        && keys.contains(&"name")
+        && keys.iter().all(|k| *k == "name" || *k == "execution");
+    if !only_header {
+        return None;
+    }
+    match execution {
+        None => {}
+        Some(serde_yaml::Value::String(e)) if e == "serial" => {}
+        Some(other) => report(
+            problems,
+            "execution",
+            format!(
+                "invalid execution mode {}: a pipeline header takes `execution: serial` (or none); `execution: parallel` makes a job group",
+                serde_yaml::to_string(other).unwrap_or_default().trim()
+            ),
+        ),
+    }
+    Some(Shape::Pipeline { name: name.unwrap_or_default() })
 }
 
 /// Reads and parses a job file holding one job.
@@ -204,11 +359,20 @@ struct Document {
     lines: LineMap,
 }
 
-fn build(document: &Document, source: &str) -> Result<JobSpec, Vec<Problem>> {
+/// One document read into a job, with what the caller must resolve or show.
+struct Built {
+    job: JobSpec,
+    after_names: Vec<String>,
+    warnings: Vec<Problem>,
+}
+
+fn build(document: &Document, source: &str) -> Result<Built, Vec<Problem>> {
     let mut ctx = Ctx::new(&document.lines);
     let job = parse::job(&mut ctx, &document.value, &parse::default_name(source));
     match job {
-        Some(job) if ctx.problems.is_empty() => Ok(job),
+        Some(job) if ctx.problems.is_empty() => {
+            Ok(Built { job, after_names: ctx.after_names, warnings: ctx.warnings })
+        }
         _ => {
             // In the order of the file; problems without a line last. The sort is stable.
             let mut problems = ctx.problems;

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default)]
 pub(crate) struct LineMap {
     lines: HashMap<String, usize>,
+    /// The text after `key:` on the key's line, for keys with a value on that line.
+    values: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -92,8 +94,11 @@ impl LineMap {
                 let parent_path = stack.last().map(|f| f.path.as_str()).unwrap_or("");
                 let path = if parent_path.is_empty() { key.to_string() } else { format!("{parent_path}.{key}") };
                 map.lines.entry(path.clone()).or_insert(line_no);
-                stack.push(Frame { indent: col, path, is_item: false, items_seen: 0 });
                 let value = value.trim();
+                if !value.is_empty() {
+                    map.values.entry(path.clone()).or_insert_with(|| value.to_string());
+                }
+                stack.push(Frame { indent: col, path, is_item: false, items_seen: 0 });
                 if value.starts_with('|') || value.starts_with('>') {
                     block_scalar_indent = Some(col);
                 }
@@ -101,6 +106,11 @@ impl LineMap {
             }
         }
         map
+    }
+
+    /// The text written after `path:` on its line (comments included), when the scan found it.
+    pub(crate) fn written(&self, path: &str) -> Option<&str> {
+        self.values.get(path).map(String::as_str)
     }
 
     /// The line of `path`, or of its nearest ancestor that the scan found.

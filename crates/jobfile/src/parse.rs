@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 
 use cumulo_types::{
-    AcceleratorDemand, Checkpoint, Constraints, GpuModel, GpuSelector, InfraSelector, JobKind, JobSpec, Money,
+    AcceleratorDemand, Checkpoint, Constraints, GpuModel, GpuSelector, InfraSelector, JobId, JobKind, JobSpec, MilliGpu,
+    Money,
     Priority, Provider, ResourceOption, SpreadPolicy, TopologyNeed,
 };
 use serde_yaml::{Mapping, Value};
 
 use crate::Problem;
+use crate::accel::{self, Reading};
 use crate::locate::LineMap;
-use crate::units;
+use crate::{instance, pyyaml, units};
 
 /// SkyPilot's top-level task fields (`sky/utils/schemas.py`, `get_task_schema`).
 pub const SKYPILOT_FIELDS: &[&str] = &[
@@ -51,6 +53,7 @@ pub const CUMULO_FIELDS: &[&str] = &[
     "duration",
     "deny",
     "max_price_per_hour",
+    "after",
 ];
 
 /// Top-level fields SkyPilot writes for itself; accepted, never suggested.
@@ -60,6 +63,7 @@ const HIDDEN_TOP_FIELDS: &[&str] = &["_metadata"];
 const RESOURCE_FIELDS: &[&str] = &[
     "infra",
     "accelerators",
+    "gpus",
     "cpus",
     "memory",
     "use_spot",
@@ -99,12 +103,24 @@ const HIDDEN_RESOURCE_FIELDS: &[&str] = &[
 /// Collects problems, each with the line of its field when the text shows it.
 pub(crate) struct Ctx<'a> {
     pub(crate) problems: Vec<Problem>,
+    /// Fields read but not applied, or read differently than a user may think; the job is valid.
+    pub(crate) warnings: Vec<Problem>,
+    /// `after:` entries naming earlier documents of the same file (resolved by the caller).
+    pub(crate) after_names: Vec<String>,
     lines: &'a LineMap,
 }
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(lines: &'a LineMap) -> Ctx<'a> {
-        Ctx { problems: Vec::new(), lines }
+        Ctx { problems: Vec::new(), warnings: Vec::new(), after_names: Vec::new(), lines }
+    }
+
+    pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>) {
+        let line = self.lines.find(path);
+        let warning = Problem { path: path.to_string(), message: message.into(), line };
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
     }
 
     pub(crate) fn report(&mut self, path: &str, message: impl Into<String>) {
@@ -360,10 +376,13 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option
 
     let checkpoint = field(map, "checkpoint").map(|v| checkpoint(ctx, v));
 
+    // SkyPilot's `job_recovery.max_restarts_on_errors: N` allows N restarts: N + 1 attempts.
+    let restarts = resources.as_ref().and_then(|r| r.max_restarts_on_errors);
     let max_attempts = match field(map, "max_attempts") {
         Some(v) => ctx.positive("max_attempts", v, "a positive integer (tries before the job fails for good)"),
-        None => Some(DEFAULT_MAX_ATTEMPTS),
+        None => Some(restarts.map_or(DEFAULT_MAX_ATTEMPTS, |n| n.saturating_add(1))),
     };
+    let after = field(map, "after").map_or(Some(Vec::new()), |v| after(ctx, v));
 
     let duration_s = field(map, "duration").map(|v| duration(ctx, "duration", v));
 
@@ -394,6 +413,26 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option
         && !matches!(secrets, Value::Mapping(_) | Value::Sequence(_))
     {
         ctx.wrong_type("secrets", secrets, "a mapping of secret names to values, or a list of secret names");
+    }
+    warn_not_applied(ctx, "", map, NOT_APPLIED_TOP_FIELDS);
+    if let Some(Value::Mapping(service)) = field(map, "service") {
+        let ignored: Vec<&str> =
+            service.keys().filter_map(Value::as_str).filter(|k| !matches!(*k, "replicas")).collect();
+        if !ignored.is_empty() {
+            ctx.warn(
+                "service",
+                format!(
+                    "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: {}",
+                    ignored.join(", ")
+                ),
+            );
+        }
+    }
+    if field(map, "workdir").is_some() {
+        ctx.warn(
+            "workdir",
+            "not copied: setup and run start in it, so it must exist on the nodes (true on the local driver, or on a shared filesystem)",
+        );
     }
 
     // Cross-field rules, checked only on values that parsed.
@@ -470,6 +509,8 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option
         checkpoint: checkpoint.flatten(),
         max_attempts: max_attempts?,
         duration_s: duration_s.flatten(),
+        after: after?,
+        group: None,
     })
 }
 
@@ -516,6 +557,29 @@ fn priority(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<Priority> {
             None
         }
     }
+}
+
+/// `after: [12, prep]`: job ids already submitted, or names of earlier documents in this file
+/// (kept in `ctx.after_names` for the caller to resolve).
+fn after(ctx: &mut Ctx<'_>, value: &Value) -> Option<Vec<JobId>> {
+    const EXPECTED: &str = "a job id or the name of an earlier job in this file";
+    let items: Vec<(String, &Value)> = match value {
+        Value::Sequence(items) => items.iter().enumerate().map(|(i, v)| (item("after", i), v)).collect(),
+        one => vec![("after".to_string(), one)],
+    };
+    let mut ids = Vec::new();
+    let before = ctx.problems.len();
+    for (path, v) in items {
+        match v {
+            Value::Number(n) => match n.as_u64().filter(|id| *id > 0) {
+                Some(id) => ids.push(JobId(id)),
+                None => ctx.invalid(&path, &n.to_string(), EXPECTED),
+            },
+            Value::String(name) if !name.trim().is_empty() => ctx.after_names.push(name.trim().to_string()),
+            other => ctx.wrong_type(&path, other, EXPECTED),
+        }
+    }
+    (ctx.problems.len() == before).then_some(ids)
 }
 
 fn duration(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<u64> {
@@ -631,14 +695,11 @@ fn envs(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, String> {
         }
         match v {
             Value::Null => {}
-            Value::String(s) => {
-                out.insert(name.to_string(), s.clone());
-            }
-            Value::Number(n) => {
-                out.insert(name.to_string(), n.to_string());
-            }
-            Value::Bool(b) => {
-                out.insert(name.to_string(), b.to_string());
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                // As SkyPilot renders it: `True`, `1e-5` kept as written (see `pyyaml`).
+                if let Some(text) = pyyaml::env_text(v, ctx.lines.written(&path)) {
+                    out.insert(name.to_string(), text);
+                }
             }
             other => ctx.wrong_type(&path, other, "a string, number or boolean"),
         }
@@ -732,7 +793,10 @@ struct Partial {
     zone: Option<String>,
     accelerators: Option<Accelerators>,
     cpus_milli: Option<u32>,
+    /// `cpus: 4+` (at least) rather than `cpus: 4` (exactly); read with `cpus_milli`.
+    cpus_or_more: bool,
     memory_mib: Option<u64>,
+    memory_or_more: bool,
     use_spot: Option<bool>,
     instance_type: Option<String>,
 }
@@ -765,7 +829,9 @@ impl Partial {
             zone: None,
             accelerators: item.accelerators.clone().or_else(|| self.accelerators.clone()),
             cpus_milli: item.cpus_milli.or(self.cpus_milli),
+            cpus_or_more: if item.cpus_milli.is_some() { item.cpus_or_more } else { self.cpus_or_more },
             memory_mib: item.memory_mib.or(self.memory_mib),
+            memory_or_more: if item.memory_mib.is_some() { item.memory_or_more } else { self.memory_or_more },
             use_spot: item.use_spot.or(self.use_spot),
             instance_type: item.instance_type.clone().or_else(|| self.instance_type.clone()),
         }
@@ -783,11 +849,56 @@ impl Partial {
 
     /// The options this level stands for: one per accelerator alternative.
     fn options(&self) -> (Vec<ResourceOption>, bool) {
+        // An instance type alone stands for its vCPUs, memory and GPUs (exactly), as in SkyPilot.
+        let shape = self.instance_type.as_deref().and_then(instance::shape);
+        if let Some(shape) = shape {
+            let mut filled = self.clone();
+            if filled.cpus_milli.is_none() {
+                filled.cpus_milli = Some(shape.vcpus_milli);
+                filled.cpus_or_more = false;
+            }
+            if filled.memory_mib.is_none() {
+                filled.memory_mib = Some(shape.memory_mib);
+                filled.memory_or_more = false;
+            }
+            if filled.accelerators.is_none()
+                && let Some((model, count)) = shape.gpu
+            {
+                let demand =
+                    AcceleratorDemand { selector: GpuSelector::Models(vec![model]), per_node: MilliGpu::whole(count) };
+                filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
+            }
+            filled.instance_type = None;
+            let (mut options, ordered) = filled.options();
+            for option in &mut options {
+                option.instance_type = self.instance_type.clone();
+            }
+            return (options, ordered);
+        }
         let infra = self.location().filter(|s| s.provider.is_some() || s.region.is_some() || s.zone.is_some());
+        // SkyPilot's default VM on a cloud (`_DEFAULT_NUM_VCPUS = 8`, memory 4 GB per vCPU) when
+        // the file names a cloud and asks for nothing else; elsewhere one vCPU (see DEFAULT_CPUS_MILLI).
+        let asks_nothing = self.cpus_milli.is_none()
+            && self.memory_mib.is_none()
+            && self.accelerators.is_none()
+            && self.instance_type.is_none();
+        let on_cloud = infra.as_ref().and_then(|i| i.provider.as_deref()).is_some_and(is_cloud);
+        let (cpus_milli, cpus_or_more, memory_mib, memory_or_more) = if asks_nothing && on_cloud {
+            (CLOUD_DEFAULT_CPUS_MILLI, true, CLOUD_DEFAULT_MEMORY_MIB, true)
+        } else {
+            (
+                self.cpus_milli.unwrap_or(DEFAULT_CPUS_MILLI),
+                self.cpus_or_more,
+                self.memory_mib.unwrap_or(0),
+                self.memory_or_more,
+            )
+        };
         let base = ResourceOption {
             accelerators: None,
-            cpus_milli: self.cpus_milli.unwrap_or(DEFAULT_CPUS_MILLI),
-            memory_mib: self.memory_mib.unwrap_or(0),
+            cpus_milli,
+            cpus_or_more,
+            memory_mib,
+            memory_or_more,
             infra,
             use_spot: self.use_spot.unwrap_or(false),
             instance_type: self.instance_type.clone(),
@@ -808,6 +919,18 @@ impl Partial {
 
 /// vCPUs per node when a file does not say: one, so that every job holds a slot somewhere.
 pub const DEFAULT_CPUS_MILLI: u32 = 1000;
+
+/// SkyPilot's default VM on a cloud when a task asks for nothing: at least 8 vCPUs
+/// (`sky/clouds/aws.py` and others, `_DEFAULT_NUM_VCPUS`)...
+pub const CLOUD_DEFAULT_CPUS_MILLI: u32 = 8000;
+/// ...and at least 4 GB per vCPU (`_DEFAULT_MEMORY_CPU_RATIO`): 32 GB.
+pub const CLOUD_DEFAULT_MEMORY_MIB: u64 = 32 * 1024;
+
+/// Providers that are clouds renting VMs (SkyPilot's defaults apply there), as opposed to
+/// clusters Cumulo is handed (Kubernetes, Slurm, SSH node pools, the local machine).
+fn is_cloud(provider: &str) -> bool {
+    !matches!(provider, "kubernetes" | "k8s" | "slurm" | "ssh" | "local" | "ray" | "sim")
+}
 
 /// Unordered alternatives with the same count become one demand with a list of models
 /// (`{H100: 8, H200: 8}` → `H100|H200:8`); the scheduler then treats them as equals.
@@ -844,12 +967,106 @@ struct Resources {
     ordered: bool,
     max_hourly_cost_per_node: Option<Money>,
     priority: Option<Priority>,
+    /// `job_recovery.max_restarts_on_errors`: restarts after the job's own failure.
+    max_restarts_on_errors: Option<u32>,
 }
 
 impl Resources {
     fn default_cpu() -> Resources {
         let (options, ordered) = Partial::default().options();
-        Resources { options, ordered, max_hourly_cost_per_node: None, priority: None }
+        Resources { options, ordered, max_hourly_cost_per_node: None, priority: None, max_restarts_on_errors: None }
+    }
+}
+
+/// Resource fields that tune a VM or SkyPilot's own launch: accepted, not applied by any Cumulo
+/// driver, each named once in a warning.
+const NOT_APPLIED_RESOURCE_FIELDS: &[(&str, &str)] = &[
+    ("disk_size", "the node's disk is the cluster's own"),
+    ("disk_tier", "the node's disk is the cluster's own"),
+    ("network_tier", "nodes come with the cluster's network"),
+    ("ports", "no driver opens ports; a service must be reached through the cluster's own ingress"),
+    (
+        "image_id",
+        "jobs run in the node's own environment: no driver starts a VM or container image (put the image in the cluster's node setup)",
+    ),
+    ("labels", "nodes are not labelled by jobs"),
+    ("autostop", "Cumulo stops nothing idle itself: a job's nodes are given back when it ends"),
+    ("accelerator_args", "TPU runtime arguments are SkyPilot's"),
+    ("local_disk", "the node's disk is the cluster's own"),
+    ("volumes", "no driver attaches volumes"),
+    ("ephemeral_storage", "no driver sizes ephemeral storage"),
+    ("priority_class", "Kubernetes priority classes are not set; use the job's `priority`"),
+];
+
+/// Top-level SkyPilot fields that no Cumulo driver applies, each named once in a warning.
+const NOT_APPLIED_TOP_FIELDS: &[(&str, &str)] = &[
+    (
+        "file_mounts",
+        "no files or buckets are copied or mounted onto the nodes; put data on storage the cluster already mounts, or fetch it in `setup`",
+    ),
+    ("volumes", "no driver attaches volumes"),
+    ("volume_mounts", "no driver attaches volumes"),
+    (
+        "secrets",
+        "secret values are neither stored nor passed to the job; give them to the job through the cluster's own secret store",
+    ),
+    ("config", "SkyPilot's own configuration overrides have no meaning here"),
+    ("pool", "SkyPilot worker pools are not used; the job is placed like any other"),
+    ("event_callback", "no callback is run on state changes; watch `cumulo job` or the API"),
+    ("inputs", "inputs are SkyPilot's hints to its optimizer"),
+    ("outputs", "outputs are SkyPilot's hints to its optimizer"),
+    ("managed_secrets", "secret values are neither stored nor passed to the job"),
+    ("file_mounts_mapping", "no files are copied onto the nodes"),
+    ("api_server_access", "the job gets no access to an API server"),
+];
+
+/// One warning per field of `map` that `table` names.
+fn warn_not_applied(ctx: &mut Ctx<'_>, path: &str, map: &Mapping, table: &[(&str, &str)]) {
+    for (name, why) in table {
+        if field(map, name).is_some() {
+            ctx.warn(&child(path, name), format!("not applied: {why}"));
+        }
+    }
+}
+
+/// `job_recovery` (a strategy name, or `{strategy, max_restarts_on_errors, ...}`): the restart
+/// count becomes the job's attempt limit; the rest is SkyPilot's managed-job machinery.
+fn job_recovery(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<u32> {
+    match value {
+        Value::String(_) => {
+            ctx.warn(path, "strategy not applied: a lost or preempted attempt is always placed again, anywhere it fits");
+            None
+        }
+        Value::Mapping(map) => {
+            for (key, _) in map {
+                if key.as_str() != Some("max_restarts_on_errors") {
+                    let name = key.as_str().unwrap_or("?");
+                    ctx.warn(
+                        &child(path, name),
+                        "not applied: a lost or preempted attempt is always placed again; only max_restarts_on_errors is read",
+                    );
+                }
+            }
+            let p = child(path, "max_restarts_on_errors");
+            match field(map, "max_restarts_on_errors") {
+                Some(Value::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| *v < u32::MAX) {
+                    Some(v) => Some(v),
+                    None => {
+                        ctx.invalid(&p, &n.to_string(), "a non-negative integer (restarts after the job fails)");
+                        None
+                    }
+                },
+                Some(other) => {
+                    ctx.wrong_type(&p, other, "a non-negative integer (restarts after the job fails)");
+                    None
+                }
+                None => None,
+            }
+        }
+        other => {
+            ctx.wrong_type(path, other, "a strategy name or {max_restarts_on_errors: N}");
+            None
+        }
     }
 }
 
@@ -860,6 +1077,9 @@ fn resources(ctx: &mut Ctx<'_>, map: &Mapping) -> Option<Resources> {
     fields.extend(IGNORED_RESOURCE_FIELDS);
     ctx.check_fields("resources", map, &fields, HIDDEN_RESOURCE_FIELDS);
     let base = partial(ctx, "resources", map);
+    warn_not_applied(ctx, "resources", map, NOT_APPLIED_RESOURCE_FIELDS);
+    let max_restarts_on_errors =
+        field(map, "job_recovery").and_then(|v| job_recovery(ctx, "resources.job_recovery", v));
 
     let max_hourly_cost = field(map, "max_hourly_cost")
         .map(|v| price(ctx, "resources.max_hourly_cost", v, "a non-negative number of US dollars per node-hour"));
@@ -881,6 +1101,7 @@ fn resources(ctx: &mut Ctx<'_>, map: &Mapping) -> Option<Resources> {
                             let mut item_fields: Vec<&str> = RESOURCE_FIELDS.to_vec();
                             item_fields.extend(IGNORED_RESOURCE_FIELDS);
                             ctx.check_fields(&item_path, m, &item_fields, HIDDEN_RESOURCE_FIELDS);
+                            warn_not_applied(ctx, &item_path, m, NOT_APPLIED_RESOURCE_FIELDS);
                             candidates.push(partial(ctx, &item_path, m));
                         }
                         other => ctx.wrong_type(&item_path, other, "a mapping of resource fields such as {infra: aws}"),
@@ -926,6 +1147,7 @@ fn resources(ctx: &mut Ctx<'_>, map: &Mapping) -> Option<Resources> {
         ordered,
         max_hourly_cost_per_node: max_hourly_cost.flatten(),
         priority: priority.flatten(),
+        max_restarts_on_errors,
     })
 }
 
@@ -950,13 +1172,21 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
             None => ctx.invalid(&p, &text, "a name of letters, digits and '-' such as aws, us-east-1 or us-east-1a"),
         }
     }
-    if let Some(v) = field(map, "accelerators") {
-        out.accelerators = accelerators(ctx, &child(path, "accelerators"), v, true);
+    // `gpus` is SkyPilot's alias of `accelerators` (`sky/resources.py`, RESOURCE_CONFIG_ALIASES).
+    match (field(map, "accelerators"), field(map, "gpus")) {
+        (Some(_), Some(_)) => ctx.report(
+            &child(path, "gpus"),
+            "cannot be combined with `accelerators`: `gpus` is another name for it, give one of the two",
+        ),
+        (Some(v), None) => out.accelerators = accelerators(ctx, &child(path, "accelerators"), v, true),
+        (None, Some(v)) => out.accelerators = accelerators(ctx, &child(path, "gpus"), v, true),
+        (None, None) => {}
     }
     if let Some(v) = field(map, "cpus") {
         let p = child(path, "cpus");
         out.cpus_milli = match scalar_text(v) {
             Some(text) => {
+                out.cpus_or_more = text.trim_end().ends_with('+');
                 let parsed = units::cpus_milli(&text);
                 if parsed.is_none() {
                     ctx.invalid(&p, &text, CPUS_EXPECTED);
@@ -973,6 +1203,7 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
         let p = child(path, "memory");
         out.memory_mib = match scalar_text(v) {
             Some(text) => {
+                out.memory_or_more = text.trim_end().ends_with('+');
                 let parsed = units::memory_mib(&text);
                 if parsed.is_none() {
                     ctx.invalid(&p, &text, MEMORY_EXPECTED);
@@ -989,7 +1220,18 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
         out.use_spot = ctx.boolean(&child(path, "use_spot"), v);
     }
     if let Some(v) = field(map, "instance_type") {
-        out.instance_type = ctx.string(&child(path, "instance_type"), v, "an instance type such as p5.48xlarge");
+        let p = child(path, "instance_type");
+        out.instance_type = ctx.string(&p, v, "an instance type such as p5.48xlarge");
+        if let Some(name) = &out.instance_type
+            && instance::shape(name).is_none()
+        {
+            ctx.warn(
+                &p,
+                format!(
+                    "`{name}` is not in Cumulo's built-in catalog: its vCPUs, memory and GPUs are not known, so the job asks only for what the file gives (placed on pools of that instance type)"
+                ),
+            );
+        }
     }
     out
 }
@@ -1091,25 +1333,39 @@ fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> O
         (None, None) => (spec, "1".to_string()),
     };
     let written = format!("{name}:{count_text}");
+    if name.is_empty() {
+        ctx.invalid(path, spec, ACCELERATORS_EXPECTED);
+        return None;
+    }
     let selector = match memory_selector(name) {
-        Some(gb) => Some(GpuSelector::MinMemoryGb(gb)),
-        None => match GpuModel::parse(name) {
-            Ok(model) => Some(GpuSelector::Models(vec![model])),
-            Err(_) => {
-                let hint = match units::closest(name, GpuModel::ALL.iter().map(|m| m.name())) {
-                    Some(close) => format!(" (did you mean `{close}`?)"),
-                    None => String::new(),
-                };
-                ctx.report(
+        Some(gb) => GpuSelector::MinMemoryGb(gb),
+        None => {
+            let reading = accel::read(name);
+            match &reading {
+                Reading::Model(_) | Reading::Alias(_) => {}
+                Reading::Unknown(known_as) => {
+                    let hint = match units::closest(name, GpuModel::ALL.iter().map(|m| m.name())) {
+                        Some(close) => format!(" (did you mean `{close}`?)"),
+                        None => String::new(),
+                    };
+                    ctx.warn(
+                        path,
+                        format!(
+                            "accelerator `{known_as}` is no GPU model Cumulo knows{hint}: kept by that name, it is placed only on a pool that offers `{known_as}` (known models: {})",
+                            GpuModel::known_names()
+                        ),
+                    );
+                }
+                Reading::Ambiguous { name, candidates } => ctx.warn(
                     path,
                     format!(
-                        "unknown GPU model `{name}`{hint}: expected one of {}, or NGB+ (such as 80GB+) for any GPU with at least N GB",
-                        GpuModel::known_names()
+                        "accelerator `{name}` is part of several SkyPilot names ({}): kept as written; write one of them",
+                        candidates.join(", ")
                     ),
-                );
-                None
+                ),
             }
-        },
+            reading.selector()
+        }
     };
     let per_node = match units::gpu_count(&count_text) {
         Ok(count) => Some(count),
@@ -1118,7 +1374,7 @@ fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> O
             None
         }
     };
-    Some(AcceleratorDemand { selector: selector?, per_node: per_node? })
+    Some(AcceleratorDemand { selector, per_node: per_node? })
 }
 
 /// `80GB+` → 80: any GPU with at least that much memory.

@@ -70,8 +70,21 @@ pub(crate) fn memory_mib(text: &str) -> Option<u64> {
     let t = t.strip_suffix('+').unwrap_or(t).trim_end();
     let upper = t.to_ascii_uppercase();
     let (number, mib_per_unit) =
-        [("KB", 1.0 / 1024.0), ("MB", 1.0), ("GB", 1024.0), ("TB", 1024.0 * 1024.0), ("PB", 1024.0 * 1024.0 * 1024.0)]
-            .iter()
+        // SkyPilot's units (`sky/resources.py`, MEMORY_SIZE_UNITS): two letters, one letter, bytes.
+        [
+            ("KB", 1.0 / 1024.0),
+            ("MB", 1.0),
+            ("GB", 1024.0),
+            ("TB", 1024.0 * 1024.0),
+            ("PB", 1024.0 * 1024.0 * 1024.0),
+            ("K", 1.0 / 1024.0),
+            ("M", 1.0),
+            ("G", 1024.0),
+            ("T", 1024.0 * 1024.0),
+            ("P", 1024.0 * 1024.0 * 1024.0),
+            ("B", 1.0 / (1024.0 * 1024.0)),
+        ]
+        .iter()
             .find_map(|(unit, scale)| upper.strip_suffix(unit).map(|n| (n.trim_end(), *scale)))
             .unwrap_or((upper.as_str(), 1024.0));
     let value = decimal(number)?;

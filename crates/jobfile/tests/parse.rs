@@ -296,19 +296,25 @@ resources:
 }
 
 #[test]
-fn unknown_gpu_names_field_value_and_closest_match() {
+fn unknown_gpu_names_are_kept_with_a_warning_naming_the_closest_model() {
+    // SkyPilot keeps a name no catalog knows (a Kubernetes cluster may offer it); so does Cumulo.
     let known = GpuModel::known_names();
-    check_err(
-        "name: x\nresources:\n  accelerators: H900:8\n",
-        &format!(
-            "job.yaml:3: resources.accelerators: unknown GPU model `H900` (did you mean `H100`?): expected one of {known}, or NGB+ (such as 80GB+) for any GPU with at least N GB"
-        ),
+    let parsed = cumulo_jobfile::parse_submission("name: x\nresources:\n  accelerators: H900:8\n", "job.yaml").unwrap();
+    assert_eq!(
+        parsed.jobs[0].resources[0].accelerators,
+        Some(AcceleratorDemand { selector: GpuSelector::Named("H900".into()), per_node: MilliGpu(8000) }),
+        "an unknown name is kept by name"
     );
-    check_err(
-        "resources:\n  accelerators: Voodoo2:8\n",
-        &format!(
-            "job.yaml:2: resources.accelerators: unknown GPU model `Voodoo2`: expected one of {known}, or NGB+ (such as 80GB+) for any GPU with at least N GB"
-        ),
+    assert_eq!(
+        parsed.warnings,
+        vec![Problem {
+            path: "resources.accelerators".into(),
+            message: format!(
+                "accelerator `H900` is no GPU model Cumulo knows (did you mean `H100`?): kept by that name, it is placed only on a pool that offers `H900` (known models: {known})"
+            ),
+            line: Some(3),
+        }],
+        "the typo is still pointed at"
     );
 }
 
@@ -512,8 +518,18 @@ fn empty_and_multi_document_files() {
         "job.yaml: empty job file: expected a mapping of job fields such as name, resources and run",
     );
     check_err("name: a\n---\nname: b\n", "job.yaml: found 2 YAML documents: expected one job per file");
+    let jobs = parse_many_str("---\nname: a\nrun: x\n---\nname: b\nkind: sandbox\n---\n", "jobs.yaml").unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "two jobs side by side: the first document holds more than a name, so it heads no pipeline"
+    );
     let jobs = parse_many_str("---\nname: a\n---\nname: b\nkind: sandbox\n---\n", "jobs.yaml").unwrap();
-    assert_eq!(jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["b"],
+        "a first document holding only `name` heads a pipeline, as in SkyPilot: it is no job"
+    );
     // Lines stay those of the whole file.
     let err = parse_many_str("name: a\n---\nname: b\nnum_nodes: 0\n", "jobs.yaml").unwrap_err();
     assert_eq!(
@@ -561,7 +577,7 @@ fn odd_but_valid_spellings() {
         "resources:\n  any_of:\n    - any_of: [{infra: aws}]\n",
         &format!(
             "job.yaml:3: resources.any_of[0].any_of: unknown field `any_of`: expected one of {}",
-            "infra, accelerators, cpus, memory, use_spot, instance_type, cloud, region, zone, max_hourly_cost, priority, accelerator_args, disk_size, disk_tier, network_tier, ports, image_id, labels, autostop, job_recovery, local_disk, volumes, ephemeral_storage, priority_class"
+            "infra, accelerators, gpus, cpus, memory, use_spot, instance_type, cloud, region, zone, max_hourly_cost, priority, accelerator_args, disk_size, disk_tier, network_tier, ports, image_id, labels, autostop, job_recovery, local_disk, volumes, ephemeral_storage, priority_class"
         ),
     );
 }

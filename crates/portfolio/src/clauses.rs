@@ -28,7 +28,7 @@ fn accepted_models(job: &JobSpec) -> Option<Vec<GpuModel>> {
         let demand = option.accelerators.as_ref()?;
         match &demand.selector {
             GpuSelector::Models(m) => models.extend(m.iter().copied()),
-            selector @ GpuSelector::MinMemoryGb(_) => {
+            selector @ (GpuSelector::MinMemoryGb(_) | GpuSelector::Named(_)) => {
                 models.extend(GpuModel::ALL.iter().copied().filter(|m| selector.accepts(*m)))
             }
         }

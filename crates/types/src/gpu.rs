@@ -122,6 +122,11 @@ pub enum GpuSelector {
     Models(Vec<GpuModel>),
     /// Any GPU with at least this much memory.
     MinMemoryGb(u32),
+    /// An accelerator by the name SkyPilot gives it, when that name is not one of [`GpuModel`]'s
+    /// canonical names: a catalog name Cumulo folds into a model (`H100-SXM`, `A100-40GB`) or one
+    /// no model knows (`B100`, `Inferentia`, `tpu-v5e-8`). It matches only pools whose model
+    /// the name stands for (through [`GpuModel::parse`]'s aliases); an unknown name matches none.
+    Named(String),
 }
 
 impl GpuSelector {
@@ -129,6 +134,7 @@ impl GpuSelector {
         match self {
             GpuSelector::Models(models) => models.contains(&model),
             GpuSelector::MinMemoryGb(gb) => model.memory_gb() >= *gb,
+            GpuSelector::Named(name) => GpuModel::parse(name).is_ok_and(|m| m == model),
         }
     }
 }
@@ -141,6 +147,7 @@ impl fmt::Display for GpuSelector {
                 f.write_str(&names.join("|"))
             }
             GpuSelector::MinMemoryGb(gb) => write!(f, "any>={gb}GB"),
+            GpuSelector::Named(name) => f.write_str(name),
         }
     }
 }

@@ -199,12 +199,20 @@ pub struct ResourceOption {
     /// GPUs per node; `None` for CPU-only work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerators: Option<AcceleratorDemand>,
-    /// vCPUs per node in thousandths (at least this many).
+    /// vCPUs per node in thousandths. The job is given this many; see `cpus_or_more`.
     #[serde(default)]
     pub cpus_milli: u32,
-    /// Memory per node in MiB (at least this much).
+    /// True when the file said "at least" (`4+`, SkyPilot's form); false for an exact count
+    /// (`cpus: 4`). Either way a node is shared and the job holds `cpus_milli`; the flag keeps
+    /// what the file asked for (SkyPilot picks instance types by it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cpus_or_more: bool,
+    /// Memory per node in MiB (held by the job); see `memory_or_more`.
     #[serde(default)]
     pub memory_mib: u64,
+    /// True when the file said "at least" (`32+`); false for an exact size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_or_more: bool,
     /// Where it may run; `None` is anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra: Option<InfraSelector>,
@@ -274,6 +282,14 @@ pub struct JobSpec {
     /// Expected run time in seconds, when the user knows it (used by the simulator and backfill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<u64>,
+    /// Jobs that must have succeeded before this one is queued (a pipeline's previous step, or
+    /// `after:` in a Cumulo file). When one fails or is cancelled, this job is cancelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<JobId>,
+    /// The job group (SkyPilot's `execution: parallel`) this job belongs to: the pending jobs of
+    /// one group are placed together in one pass, or none of them is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl JobSpec {
@@ -299,6 +315,8 @@ impl JobSpec {
             checkpoint: None,
             max_attempts: 3,
             duration_s: None,
+            after: Vec::new(),
+            group: None,
         }
     }
 }
