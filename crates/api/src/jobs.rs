@@ -66,6 +66,12 @@ fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -
     if !text.contains("tenant") {
         spec.tenant = principal.tenant.clone();
     }
+    admit(state, principal, &spec, path)?;
+    Ok(spec)
+}
+
+/// Checks that the caller may submit `spec` for its tenant.
+fn admit(state: &AppState, principal: &Principal, spec: &JobSpec, path: &str) -> Result<(), ApiError> {
     if !state.fleet.knows_tenant(&spec.tenant) {
         return Err(ApiError::bad_request(
             format!("{path}tenant"),
@@ -79,7 +85,88 @@ fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -
             principal.name, principal.tenant, spec.tenant
         )));
     }
-    Ok(spec)
+    Ok(())
+}
+
+/// True when a YAML stream's jobs depend on each other: a first document that heads a pipeline
+/// or a job group, or an `after:` naming another job.
+fn is_linked(texts: &[String]) -> bool {
+    if texts.iter().any(|t| t.lines().any(|l| l.starts_with("after:"))) {
+        return true;
+    }
+    if texts.len() < 2 {
+        return false;
+    }
+    let Ok(serde_yaml::Value::Mapping(first)) = serde_yaml::from_str::<serde_yaml::Value>(&texts[0]) else {
+        return false;
+    };
+    first.contains_key("execution") || (first.len() == 1 && first.contains_key("name"))
+}
+
+/// Submits a pipeline, a job group or jobs linked by `after:` (one YAML stream). A job group is
+/// stored all or nothing with one group id; linked jobs are stored one by one in file order, each
+/// naming the ids of those it waits for. A failure part way leaves the earlier ones stored: a retry
+/// with the same `Idempotency-Key` stores the rest (each job's key is `KEY#i`).
+async fn submit_linked(
+    state: &AppState,
+    principal: &Principal,
+    text: &str,
+    key: Option<&str>,
+) -> Result<Vec<SubmitResponse>, ApiError> {
+    let submission = cumulo_jobfile::parse_submission(text, "request body").map_err(|err| {
+        let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
+        ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
+    })?;
+    let mut jobs = submission.jobs;
+    if jobs.len() > state.config.max_batch_jobs {
+        return Err(ApiError::bad_request(
+            "jobs",
+            format!("the batch has {} jobs: expected at most {}", jobs.len(), state.config.max_batch_jobs),
+        ));
+    }
+    for (i, job) in jobs.iter_mut().enumerate() {
+        if !text.contains("tenant") {
+            job.tenant = principal.tenant.clone();
+        }
+        admit(state, principal, job, &format!("jobs[{i}]."))?;
+    }
+    let job_key = |i: usize| key.map(|k| format!("{k}#{i}"));
+    if let cumulo_jobfile::Shape::Group { name } = &submission.shape {
+        // One id for this submission of the group: stable across retries with the same key.
+        let suffix = match key {
+            Some(k) => format!("{:016x}", fnv1a(k.as_bytes())),
+            None => crate::auth::generate_token().chars().rev().take(12).collect(),
+        };
+        let group = format!("{name}-{suffix}");
+        let batch = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut spec)| {
+                spec.group = Some(group.clone());
+                NewJob { spec, idempotency_key: job_key(i) }
+            })
+            .collect();
+        let submitted = state.store.submit(batch).await?;
+        return Ok(submitted.into_iter().map(|s| SubmitResponse { id: s.id, created: s.created }).collect());
+    }
+    let mut answers: Vec<SubmitResponse> = Vec::with_capacity(jobs.len());
+    for (i, mut spec) in jobs.into_iter().enumerate() {
+        for earlier in &submission.after[i] {
+            let id = answers[*earlier].id;
+            if !spec.after.contains(&id) {
+                spec.after.push(id);
+            }
+        }
+        let submitted = state.store.submit(vec![NewJob { spec, idempotency_key: job_key(i) }]).await?;
+        let first = submitted.first().ok_or_else(|| ApiError::Internal("store returned no id for a submit".into()))?;
+        answers.push(SubmitResponse { id: first.id, created: first.created });
+    }
+    Ok(answers)
+}
+
+/// FNV-1a, 64 bits: a stable short name for an idempotency key.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `POST /v1/jobs`.
@@ -150,6 +237,11 @@ pub(crate) async fn submit_batch(
     } else {
         yaml_documents(&text)
     };
+    if !is_json(&headers) && is_linked(&texts) {
+        let jobs = submit_linked(&state, &principal, &text, key.as_deref()).await?;
+        let status = if jobs.iter().any(|j| j.created) { StatusCode::CREATED } else { StatusCode::OK };
+        return Ok((status, Json(BatchResponse { jobs })).into_response());
+    }
     if texts.is_empty() {
         return Err(ApiError::bad_request("jobs", "the batch has no jobs: expected at least one job file"));
     }

@@ -37,6 +37,7 @@
 //! start, which reads every tenant's usage since then once.
 
 mod fleet;
+mod links;
 mod metering;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -546,13 +547,30 @@ impl Controller {
             }
         }
         let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
-        let (queue, replicated) = self.queue(&active).await?;
+        let Queue { jobs: queue, replicated, held, doomed, group_of } = self.queue(&active).await?;
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
 
+        // A job group is placed whole in one pass: a member left waiting holds the others back.
+        let waiting_members = plan
+            .pending
+            .iter()
+            .map(|p| (p.job, p.reason.to_string()))
+            .chain(held.iter().cloned())
+            .collect::<Vec<_>>();
+        let blocked = links::blocked_groups(&group_of, waiting_members.iter().map(|(j, r)| (*j, r.as_str())));
+        let held_back = |job: &JobId| group_of.get(job).and_then(|g| blocked.get(g));
+
         let mut commit = PlanCommit::default();
+        commit.pending_reasons.extend(held.iter().cloned());
         for placement in &plan.placements {
+            if let Some(reason) = held_back(&placement.job) {
+                if !commit.pending_reasons.iter().any(|(j, _)| *j == placement.job) {
+                    commit.pending_reasons.push((placement.job, reason.clone()));
+                }
+                continue;
+            }
             let contract = fleet
                 .cluster_of(placement.pool)
                 .and_then(|c| self.options.contracts.get(&infos[c].name))
@@ -567,7 +585,7 @@ impl Controller {
             }
         }
         let mut victims = Vec::new();
-        for preemption in &plan.preemptions {
+        for preemption in plan.preemptions.iter().filter(|p| held_back(&p.for_job).is_none()) {
             if let Some(attempt) = attempt_of_replica.get(&(preemption.victim, preemption.victim_replica))
                 && !victims.contains(attempt)
             {
@@ -590,6 +608,10 @@ impl Controller {
         report.pending = waiting.len();
         let applied = self.options.store.commit_plan(commit).await?;
         report.planned = applied.attempts;
+        // Jobs that can never run (a job they wait for failed or was cancelled) end here.
+        for (job, reason) in &doomed {
+            self.options.store.cancel_pending(*job, reason).await?;
+        }
         // The plan is durable; stop the victims now. A crash before this is harmless: the victims
         // are stored as preempt-requested, and `observe` stops them on every pass until their
         // cluster confirms.
@@ -608,10 +630,14 @@ impl Controller {
     /// `queue_limit`) and for launching or running jobs with several replicas that miss some (a
     /// replica lost, failed or preempted while the others run; see `cumulo_store::replicas_to_place`
     /// for which are placed again). Also returns the queued jobs that have several replicas.
-    async fn queue(&self, active: &[ActiveAttempt]) -> Result<(Vec<QueuedJob>, HashSet<JobId>), Error> {
+    async fn queue(&self, active: &[ActiveAttempt]) -> Result<Queue, Error> {
         let pending = self.options.store.pending_jobs(self.options.queue_limit).await?;
         let mut queue = Vec::with_capacity(pending.len());
         let mut replicated = HashSet::new();
+        let mut held = Vec::new();
+        let mut doomed = Vec::new();
+        let mut group_of = HashMap::new();
+        let mut seen = HashMap::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
             if job.spec.replicas > 1 {
                 replicated.insert(job.id);
@@ -624,6 +650,22 @@ impl Controller {
             );
         };
         for job in &pending {
+            if let Some(group) = &job.spec.group {
+                group_of.insert(job.id, group.clone());
+            }
+            if !job.spec.after.is_empty() {
+                match links::gate(self.options.store.as_ref(), &job.spec, &mut seen).await? {
+                    links::Gate::Ready => {}
+                    links::Gate::Wait(reason) => {
+                        held.push((job.id, reason));
+                        continue;
+                    }
+                    links::Gate::Never(reason) => {
+                        doomed.push((job.id, reason));
+                        continue;
+                    }
+                }
+            }
             if job.spec.replicas <= 1 || job.attempt_count == 0 {
                 push(job, &(0..job.spec.replicas.max(1)).collect::<Vec<_>>());
             } else {
@@ -643,7 +685,7 @@ impl Controller {
                 push(&job, &cumulo_store::replicas_to_place(&job));
             }
         }
-        Ok((queue, replicated))
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of })
     }
 
     /// Step 3: launch every `planned` attempt through its cluster's driver, with the same attempt
@@ -693,6 +735,20 @@ impl Controller {
         self.options.store.update_attempts(updates).await?;
         Ok(())
     }
+}
+
+/// What the scheduler is given this pass, and the pending jobs it is not.
+struct Queue {
+    /// One entry per replica to place.
+    jobs: Vec<QueuedJob>,
+    /// The queued jobs that have several replicas.
+    replicated: HashSet<JobId>,
+    /// Jobs waiting for others to succeed, with why.
+    held: Vec<(JobId, String)>,
+    /// Jobs that never can run (a job they wait for failed), with why.
+    doomed: Vec<(JobId, String)>,
+    /// The group of each pending job in one.
+    group_of: HashMap<JobId, String>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

@@ -139,7 +139,22 @@ pub fn parse_str(text: &str, source: &str) -> Result<JobSpec, Error> {
     let documents = documents(text, source)?;
     let non_empty: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     match non_empty.as_slice() {
-        [one] => build(one, source).map(|built| built.job).map_err(|problems| invalid(source, problems)),
+        [one] => match build(one, source) {
+            Ok(built) => match built.after_names.first() {
+                None => Ok(built.job),
+                Some(name) => Err(invalid(
+                    source,
+                    vec![Problem {
+                        path: "after".into(),
+                        message: format!(
+                            "no earlier job named `{name}` in this file: a file of one job waits only for job ids (after: [12])"
+                        ),
+                        line: one.lines.find("after"),
+                    }],
+                )),
+            },
+            Err(problems) => Err(invalid(source, problems)),
+        },
         [] => Err(invalid(
             source,
             vec![Problem {
@@ -371,7 +386,9 @@ fn build(document: &Document, source: &str) -> Result<Built, Vec<Problem>> {
     let job = parse::job(&mut ctx, &document.value, &parse::default_name(source));
     match job {
         Some(job) if ctx.problems.is_empty() => {
-            Ok(Built { job, after_names: ctx.after_names, warnings: ctx.warnings })
+            let mut warnings = ctx.warnings;
+            warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
+            Ok(Built { job, after_names: ctx.after_names, warnings })
         }
         _ => {
             // In the order of the file; problems without a line last. The sort is stable.

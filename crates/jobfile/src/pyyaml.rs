@@ -28,7 +28,7 @@ pub(crate) fn env_text(value: &Value, written: Option<&str>) -> Option<String> {
 /// flow or block values, which YAML 1.1 and 1.2 read alike.
 fn plain_scalar(written: &str) -> Option<&str> {
     let t = written.trim();
-    if t.is_empty() || t.starts_with(['"', '\'', '{', '[', '|', '>', '&', '*', '!']) {
+    if t.is_empty() || t.starts_with(['"', '\'', '{', '[', '|', '>', '&', '*', '!', '#']) {
         return None;
     }
     let t = match t.find(" #") {

@@ -163,7 +163,15 @@ proptest! {
         prop_assert_eq!(job.resources.len(), 1);
         let option = &job.resources[0];
         let demand = option.accelerators.as_ref().unwrap();
-        prop_assert_eq!(&demand.selector, &GpuSelector::Models(vec![model]));
+        // A model's name reads back as that model, or as SkyPilot's catalog name for it (`MI25` is
+        // found inside exactly one SkyPilot name, `Radeon MI25`) that places on that model alone.
+        match &demand.selector {
+            GpuSelector::Models(models) => prop_assert_eq!(models, &vec![model]),
+            named @ GpuSelector::Named(_) => {
+                prop_assert!(GpuModel::ALL.iter().all(|m| named.accepts(*m) == (*m == model)), "{named} for {model}")
+            }
+            other => prop_assert!(false, "{other} for {model}"),
+        }
         prop_assert_eq!(demand.per_node, MilliGpu(milli));
         prop_assert_eq!(option.cpus_milli, cpus * 1000);
         prop_assert_eq!(option.memory_mib, memory_gb * 1024);

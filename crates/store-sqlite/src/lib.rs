@@ -608,6 +608,33 @@ impl Store for SqliteStore {
         job_from_row(&row)
     }
 
+    async fn cancel_pending(&self, id: JobId, reason: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+            .bind(id.0 as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| Error::NotFound { what: "job", id: id.to_string() })?;
+        if state != JobState::Pending.as_str() {
+            return Ok(false);
+        }
+        let now = now_micros();
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, pending_reason = $1, updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(id.0 as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        add_event(&mut tx, id, now, "cancelled", &format!("cancelled while pending: {reason}")).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
     async fn job_counts_by_state(&self) -> Result<BTreeMap<JobState, u64>> {
         let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
             .fetch_all(&self.readers)

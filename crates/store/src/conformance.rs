@@ -26,6 +26,7 @@ macro_rules! conformance_tests {
             unknown_jobs_are_not_found
             list_jobs_paginates_and_filters
             cancel_follows_the_job_state
+            cancel_pending_keeps_its_reason
             counts_cover_every_state
             tokens_are_found_by_hash
             commit_plan_persists_attempts_before_dispatch
@@ -197,6 +198,28 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn Store>) {
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     assert_eq!(err.to_string(), format!("conflict: job {} already succeeded", done.job));
     assert_eq!(state_of(&store, done.job).await, JobState::Succeeded);
+}
+
+pub async fn cancel_pending_keeps_its_reason(store: Arc<dyn Store>) {
+    let pending = submit_one(&store, job("p", "t")).await;
+    let reason = "job 1 (which it runs after) failed";
+    assert!(store.cancel_pending(pending, reason).await.unwrap(), "a pending job is cancelled");
+    let record = store.get_job(pending).await.unwrap();
+    assert_eq!(record.state, JobState::Cancelled);
+    assert_eq!(record.pending_reason.as_deref(), Some(reason), "the reason stays readable on the job");
+    let events = store.job_events(pending).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.message == format!("cancelled while pending: {reason}")),
+        "the history says why: {events:?}"
+    );
+    assert!(!store.cancel_pending(pending, reason).await.unwrap(), "a job no longer pending is left as it is");
+
+    let running = placed(&store, JobSpec::new("r", "t")).await;
+    update(&store, running, AttemptState::Running).await;
+    assert!(!store.cancel_pending(running.job, reason).await.unwrap(), "a running job is not cancelled by it");
+    assert_eq!(state_of(&store, running.job).await, JobState::Running);
+    let err = store.cancel_pending(JobId(4242), reason).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
 }
 
 pub async fn counts_cover_every_state(store: Arc<dyn Store>) {

@@ -336,6 +336,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the job after the change.
     async fn cancel_job(&self, id: JobId) -> Result<JobRecord>;
 
+    /// Cancels a job that is still `pending` because it can no longer run (a job it waits for
+    /// failed or was cancelled): it becomes `cancelled` with `reason` kept as its
+    /// `pending_reason` and told in its events. Returns false, changing nothing, for a job in any
+    /// other state; `Error::NotFound` for an unknown job. Nothing changes on failure.
+    async fn cancel_pending(&self, id: JobId, reason: &str) -> Result<bool>;
+
     /// How many jobs are in each state (every state present, zero included).
     async fn job_counts_by_state(&self) -> Result<BTreeMap<JobState, u64>>;
 

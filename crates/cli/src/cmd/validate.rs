@@ -1,10 +1,11 @@
-//! `cumulo validate FILE...`: parses job files and prints each normalised job, or every problem
-//! found, exiting non-zero when any file is invalid.
+//! `cumulo validate FILE...`: parses job files and prints each normalised job with a warning
+//! for every field read but not applied, or every problem found, exiting non-zero when any file
+//! is invalid.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cumulo_jobfile::Problem;
+use cumulo_jobfile::{Problem, Shape, Submission};
 use cumulo_types::{JobSpec, ResourceOption};
 use serde::Serialize;
 
@@ -12,9 +13,11 @@ use crate::output::{Format, print_json, table};
 
 /// Check job files (SkyPilot task YAML plus Cumulo's fields; JSON works too) and print each job
 /// as Cumulo understands it: kind, tenant, priority, resource alternatives, nodes, topology,
-/// replicas and constraints. A file may hold several jobs separated by `---`. Invalid files get
-/// every problem listed, one per line as FILE:LINE: FIELD: MESSAGE (on stderr for tables), and
-/// the command exits with status 1.
+/// replicas, constraints and what it waits for. A file may hold several jobs separated by `---`
+/// (a first document holding only `name` heads a pipeline; one with `execution: parallel` a job
+/// group). Every field read but not applied gets one warning, FILE:LINE: warning: FIELD: MESSAGE
+/// (on stderr for tables). Invalid files get every problem listed, one per line as
+/// FILE:LINE: FIELD: MESSAGE, and the command exits with status 1.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Job files to check (`-` reads standard input)
@@ -35,12 +38,21 @@ struct Entry<'a> {
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     job: Option<&'a JobSpec>,
+    /// The pipeline or job group the file makes, when it makes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shape: Option<&'a Shape>,
+    /// 1-based document numbers of the jobs of this file that this one waits for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    after_documents: Vec<usize>,
+    /// Fields read but not applied (for a file of several jobs, on its first entry).
+    #[serde(skip_serializing_if = "<[Problem]>::is_empty")]
+    warnings: &'a [Problem],
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [Problem]>,
 }
 
 enum Outcome {
-    Jobs(Vec<JobSpec>),
+    Jobs(Submission),
     Problems { text: String, problems: Vec<Problem> },
 }
 
@@ -50,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|path| {
             let file = path.display().to_string();
-            let parsed = if file == "-" { read_stdin() } else { cumulo_jobfile::parse_many_file(path) };
+            let parsed = if file == "-" { read_stdin() } else { read_file(path) };
             let outcome = match parsed {
                 Ok(jobs) => Outcome::Jobs(jobs),
                 Err(err) => {
@@ -76,7 +88,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut entries = Vec::new();
             for (file, outcome) in &outcomes {
                 match outcome {
-                    Outcome::Jobs(jobs) => {
+                    Outcome::Jobs(submission) => {
+                        let jobs = &submission.jobs;
+                        let shape = (submission.shape != Shape::Independent).then_some(&submission.shape);
                         for (i, job) in jobs.iter().enumerate() {
                             let document = (jobs.len() > 1).then_some(i + 1);
                             entries.push(Entry {
@@ -84,6 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                                 document,
                                 ok: true,
                                 job: Some(job),
+                                shape,
+                                after_documents: submission.after[i].iter().map(|d| d + 1).collect(),
+                                warnings: if i == 0 { &submission.warnings } else { &[] },
                                 errors: None,
                             });
                         }
@@ -93,6 +110,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         document: None,
                         ok: false,
                         job: None,
+                        shape: None,
+                        after_documents: Vec::new(),
+                        warnings: &[],
                         errors: Some(problems),
                     }),
                 }
@@ -112,15 +132,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "topology",
                 "replicas",
                 "constraints",
+                "runs",
             ]);
             let mut rows = 0;
             for (file, outcome) in &outcomes {
                 match outcome {
-                    Outcome::Jobs(jobs) => {
+                    Outcome::Jobs(submission) => {
+                        let jobs = &submission.jobs;
                         for (i, job) in jobs.iter().enumerate() {
                             let label = if jobs.len() > 1 { format!("{file} [{}]", i + 1) } else { file.clone() };
-                            t.add_row(job_row(label, job));
+                            let mut row = job_row(label, job);
+                            row.push(runs_text(submission, i));
+                            t.add_row(row);
                             rows += 1;
+                        }
+                        for warning in &submission.warnings {
+                            eprintln!("{}", warning_line(file, warning));
                         }
                     }
                     Outcome::Problems { text, .. } => eprintln!("{text}"),
@@ -138,11 +165,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `-` reads one file's text from standard input, named `<stdin>` in messages.
-fn read_stdin() -> Result<Vec<JobSpec>, cumulo_jobfile::Error> {
+fn read_stdin() -> Result<Submission, cumulo_jobfile::Error> {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
         .map_err(|error| cumulo_jobfile::Error::Read { file: "<stdin>".to_string(), error })?;
-    cumulo_jobfile::parse_many_str(&text, "<stdin>")
+    cumulo_jobfile::parse_submission(&text, "<stdin>")
+}
+
+fn read_file(path: &std::path::Path) -> Result<Submission, cumulo_jobfile::Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| cumulo_jobfile::Error::Read { file: file.clone(), error })?;
+    cumulo_jobfile::parse_submission(&text, &file)
+}
+
+/// `FILE:LINE: warning: FIELD: MESSAGE`.
+fn warning_line(file: &str, warning: &Problem) -> String {
+    match warning.line {
+        Some(line) => format!("{file}:{line}: warning: {warning}"),
+        None => format!("{file}: warning: {warning}"),
+    }
+}
+
+/// When a job runs: `at once`, `after [1]` (documents of this file), in a pipeline or a group.
+fn runs_text(submission: &Submission, index: usize) -> String {
+    let mut parts = Vec::new();
+    match &submission.shape {
+        Shape::Pipeline { name } => parts.push(format!("pipeline {name}, step {}", index + 1)),
+        Shape::Group { name } => parts.push(format!("group {name} (placed together)")),
+        Shape::Independent => {}
+    }
+    let documents: Vec<String> = submission.after[index].iter().map(|d| format!("[{}]", d + 1)).collect();
+    let ids: Vec<String> = submission.jobs[index].after.iter().map(|id| format!("job {id}")).collect();
+    let waits: Vec<String> = documents.into_iter().chain(ids).collect();
+    if !waits.is_empty() {
+        parts.push(format!("after {} succeeded", waits.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("-".into());
+    }
+    parts.join("\n")
 }
 
 fn job_row(file: String, job: &JobSpec) -> Vec<String> {
@@ -187,9 +248,14 @@ fn option_text(option: &ResourceOption) -> String {
         Some(demand) => format!("{demand} GPU"),
         None => "no GPU".to_string(),
     }];
-    parts.push(format!("{} vCPU", thousandths(u64::from(option.cpus_milli), 1000)));
+    let or_more = |flag: bool| if flag { "+" } else { "" };
+    parts.push(format!("{}{} vCPU", thousandths(u64::from(option.cpus_milli), 1000), or_more(option.cpus_or_more)));
     if option.memory_mib > 0 {
-        parts.push(format!("{} GiB", thousandths(option.memory_mib * 1000 / 1024, 1000)));
+        parts.push(format!(
+            "{}{} GiB",
+            thousandths(option.memory_mib * 1000 / 1024, 1000),
+            or_more(option.memory_or_more)
+        ));
     }
     if let Some(infra) = &option.infra {
         parts.push(infra.to_string());

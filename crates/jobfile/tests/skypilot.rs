@@ -1,0 +1,232 @@
+//! SkyPilot task files read as SkyPilot reads them: the files under `tests/fixtures/skypilot`
+//! (shapes of SkyPilot's own examples) give the accelerators, counts, locations, spot choice,
+//! node counts, links between jobs and the warnings SkyPilot's reading calls for.
+
+use std::path::Path;
+
+use cumulo_jobfile::{Problem, Shape, Submission, parse_submission};
+use cumulo_types::{AcceleratorDemand, GpuModel, GpuSelector, InfraSelector, JobSpec, MilliGpu};
+
+fn fixture(name: &str) -> Submission {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/skypilot").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    parse_submission(&text, name).unwrap_or_else(|e| panic!("SkyPilot accepts {name}; Cumulo must too:\n{e}"))
+}
+
+fn one(name: &str) -> (JobSpec, Vec<Problem>) {
+    let submission = fixture(name);
+    assert_eq!(submission.jobs.len(), 1, "{name} holds one task");
+    (submission.jobs.into_iter().next().unwrap(), submission.warnings)
+}
+
+fn models(models: &[GpuModel], gpus: u32) -> Option<AcceleratorDemand> {
+    Some(AcceleratorDemand { selector: GpuSelector::Models(models.to_vec()), per_node: MilliGpu::whole(gpus) })
+}
+
+fn named(name: &str, gpus: u32) -> Option<AcceleratorDemand> {
+    Some(AcceleratorDemand { selector: GpuSelector::Named(name.into()), per_node: MilliGpu::whole(gpus) })
+}
+
+fn accelerators(job: &JobSpec) -> Vec<Option<AcceleratorDemand>> {
+    job.resources.iter().map(|o| o.accelerators.clone()).collect()
+}
+
+/// The warning paths, in order.
+fn warned(warnings: &[Problem]) -> Vec<&str> {
+    warnings.iter().map(|w| w.path.as_str()).collect()
+}
+
+#[test]
+fn an_unknown_name_inside_a_set_of_alternatives_is_kept() {
+    let (job, warnings) = one("llama4-accelerator-set.yaml");
+    assert_eq!(
+        accelerators(&job),
+        vec![
+            models(&[GpuModel::H100, GpuModel::H200, GpuModel::GH200, GpuModel::B200, GpuModel::GB200], 8),
+            named("B100", 8)
+        ],
+        "the known models stay equal alternatives; B100, which no model knows, is an alternative by name"
+    );
+    assert_eq!(job.resources[0].cpus_milli, 32_000);
+    assert!(job.resources[0].cpus_or_more, "`32+` is at least 32");
+    assert!(!job.envs.contains_key("HF_TOKEN"), "a null env is left for --env, as SkyPilot does");
+    assert_eq!(
+        warned(&warnings),
+        ["resources.accelerators", "resources.disk_size", "resources.disk_tier", "resources.ports"],
+        "B100 and every VM-tuning field are named once: {warnings:#?}"
+    );
+    assert!(warnings[0].message.starts_with("accelerator `B100` is no GPU model Cumulo knows"), "{}", warnings[0]);
+    assert_eq!(warnings[1].message, "not applied: the node's disk is the cluster's own");
+}
+
+#[test]
+fn a_header_naming_the_chain_makes_a_pipeline() {
+    let submission = fixture("chain-two-steps.yaml");
+    assert_eq!(submission.shape, Shape::Pipeline { name: "two-steps".into() }, "the header is the pipeline's name");
+    let names: Vec<&str> = submission.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["step-one", "step-two"], "the header is no job");
+    assert_eq!(submission.after, vec![vec![], vec![0]], "step two runs after step one");
+    let first = &submission.jobs[0].resources[0];
+    assert_eq!((first.cpus_milli, first.cpus_or_more), (2000, true), "cpus: 2+");
+    assert_eq!((first.memory_mib, first.memory_or_more), (8 * 1024, true), "memory: 8+ (GB)");
+}
+
+#[test]
+fn documents_without_a_header_run_side_by_side_and_say_so() {
+    let submission = fixture("two-documents-no-header.yaml");
+    assert_eq!(submission.shape, Shape::Independent);
+    assert_eq!(submission.after, vec![Vec::<usize>::new(), vec![]], "no job waits for another");
+    assert!(
+        submission.warnings.iter().any(|w| w.path.is_empty() && w.message.contains("SkyPilot would chain them")),
+        "the difference from SkyPilot is told: {:#?}",
+        submission.warnings
+    );
+    assert_eq!(submission.jobs[1].resources[0].use_spot, true);
+    assert_eq!(warned(&submission.warnings)[0], "file_mounts", "the bucket is not mounted, and that is said");
+}
+
+#[test]
+fn a_parallel_header_makes_a_job_group() {
+    let submission = fixture("job-group.yaml");
+    assert_eq!(submission.shape, Shape::Group { name: "rl-post-training".into() });
+    assert_eq!(submission.jobs.len(), 2, "the header is no job");
+    for job in &submission.jobs {
+        assert_eq!(job.group.as_deref(), Some("rl-post-training"), "{} belongs to the group", job.name);
+    }
+    assert_eq!(accelerators(&submission.jobs[1]), vec![models(&[GpuModel::L4], 1)]);
+}
+
+#[test]
+fn non_gpu_accelerators_are_kept_by_name() {
+    let (job, warnings) = one("inferentia.yaml");
+    assert_eq!(accelerators(&job), vec![named("Inferentia", 6)], "Inferentia is kept, six of them");
+    assert_eq!(warned(&warnings), ["resources.accelerators", "resources.disk_size", "resources.ports"]);
+
+    let (job, _) = one("gpu-or-inferentia.yaml");
+    assert_eq!(
+        accelerators(&job),
+        vec![models(&[GpuModel::A100], 1), named("Inferentia", 6)],
+        "a GPU or a Neuron accelerator, unordered"
+    );
+    assert!(!job.ordered, "a mapping is a set of equals");
+
+    let (job, _) = one("tpu.yaml");
+    assert_eq!(accelerators(&job), vec![named("tpu-v5litepod-8", 1)], "a TPU slice by its lower-case name");
+}
+
+#[test]
+fn a_set_without_counts_means_one_of_each_and_names_are_canonical() {
+    let (job, warnings) = one("serve-any-gpu.yaml");
+    assert_eq!(job.replicas, 2, "replica_policy.min_replicas");
+    assert_eq!(
+        accelerators(&job),
+        vec![models(
+            &[GpuModel::L4, GpuModel::A10G, GpuModel::A10, GpuModel::L40, GpuModel::A40, GpuModel::A100, GpuModel::A100_80],
+            1
+        )],
+        "A10g is SkyPilot's A10G; a name without a count is one GPU"
+    );
+    assert_eq!(warned(&warnings), ["service", "resources.ports", "resources.disk_tier"], "in file order");
+    assert_eq!(
+        warnings[0].message,
+        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe, replica_policy"
+    );
+}
+
+#[test]
+fn spot_alternatives_and_node_counts() {
+    let (job, _) = one("two-nodes-spot-or-not.yaml");
+    assert_eq!(job.num_nodes, 2);
+    let spot: Vec<bool> = job.resources.iter().map(|o| o.use_spot).collect();
+    assert_eq!(spot, [true, false], "spot first, then on-demand, both A100-80GB:8");
+    assert!(job.resources.iter().all(|o| o.accelerators == models(&[GpuModel::A100_80], 8)));
+}
+
+#[test]
+fn image_workdir_and_mounts_are_named_as_not_applied() {
+    let (job, warnings) = one("docker-image-on-gcp.yaml");
+    assert_eq!(job.resources[0].infra, Some(InfraSelector::parse("gcp").unwrap()));
+    assert!(job.resources[0].use_spot, "`True` is YAML's true");
+    assert_eq!(job.workdir.as_deref(), Some("mistral"));
+    assert_eq!(warned(&warnings), ["resources.image_id", "workdir", "file_mounts"], "{warnings:#?}");
+}
+
+#[test]
+fn gpus_is_another_name_for_accelerators() {
+    let (job, _) = one("gpus-alias.yaml");
+    assert_eq!(accelerators(&job), vec![models(&[GpuModel::H100], 8)]);
+    assert_eq!(job.num_nodes, 2);
+    assert_eq!(job.resources[0].infra, Some(InfraSelector::parse("aws/us-east-1").unwrap()));
+    let err = parse_submission("resources:\n  gpus: H100:8\n  accelerators: H100:8\n", "job.yaml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "job.yaml:2: resources.gpus: cannot be combined with `accelerators`: `gpus` is another name for it, give one of the two",
+        "SkyPilot refuses both together as well"
+    );
+}
+
+#[test]
+fn an_instance_type_stands_for_its_shape_and_restarts_become_attempts() {
+    let (job, warnings) = one("instance-type.yaml");
+    let option = &job.resources[0];
+    assert_eq!(option.accelerators, models(&[GpuModel::H100], 8), "p5.48xlarge has 8 H100");
+    assert_eq!((option.cpus_milli, option.cpus_or_more), (192_000, false), "exactly its 192 vCPUs");
+    assert_eq!(option.memory_mib, 2048 * 1024, "and its 2 TiB");
+    assert_eq!(option.instance_type.as_deref(), Some("p5.48xlarge"));
+    assert_eq!(job.max_attempts, 4, "max_restarts_on_errors: 3 allows 4 attempts");
+    assert!(warnings.is_empty(), "nothing here is dropped: {warnings:#?}");
+    assert_eq!(job.envs["LEARNING_RATE"], "1e-5", "not a YAML 1.1 float: kept as written");
+    assert_eq!(job.envs["WARMUP"], "0.001", "a YAML 1.1 float, as Python prints it");
+    assert_eq!(job.envs["USE_FP8"], "True", "as Python prints a boolean");
+}
+
+#[test]
+fn exact_and_at_least_sizes() {
+    let job = cumulo_jobfile::parse_str("resources:\n  cpus: 4\n  memory: 16\n", "job.yaml").unwrap();
+    let option = &job.resources[0];
+    assert_eq!((option.cpus_milli, option.cpus_or_more), (4000, false), "cpus: 4 is exactly 4 in SkyPilot");
+    assert_eq!((option.memory_mib, option.memory_or_more), (16 * 1024, false), "memory: 16 is exactly 16 GB");
+    let job = cumulo_jobfile::parse_str("resources:\n  memory: 512M\n", "job.yaml").unwrap();
+    assert_eq!(job.resources[0].memory_mib, 512, "SkyPilot's one-letter units");
+}
+
+#[test]
+fn sizes_default_to_skypilots_vm_on_a_cloud() {
+    let job = cumulo_jobfile::parse_str("resources:\n  infra: aws\nrun: echo\n", "job.yaml").unwrap();
+    let option = &job.resources[0];
+    assert_eq!(
+        (option.cpus_milli, option.cpus_or_more, option.memory_mib, option.memory_or_more),
+        (8000, true, 32 * 1024, true),
+        "8+ vCPUs and 32+ GB, SkyPilot's default VM, when the file names a cloud and asks for nothing"
+    );
+    let job = cumulo_jobfile::parse_str("run: echo\n", "job.yaml").unwrap();
+    assert_eq!(job.resources[0].cpus_milli, 1000, "anywhere else one vCPU, so that a local node fits it");
+}
+
+#[test]
+fn after_names_earlier_jobs_or_ids() {
+    let text = "name: prep\nrun: echo\n---\nname: train\nafter: [prep, 12]\nrun: echo\n";
+    let submission = parse_submission(text, "jobs.yaml").unwrap();
+    assert_eq!(submission.after, vec![vec![], vec![0]], "train waits for prep, the document before it");
+    assert_eq!(submission.jobs[1].after, vec![cumulo_types::JobId(12)], "and for job 12, already submitted");
+    let err = parse_submission("name: a\nafter: [b]\nrun: x\n---\nname: b\nrun: y\n", "jobs.yaml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "jobs.yaml:2: after: no earlier job named `b` in this file: expected a job id or the name of a job in an earlier document",
+        "a job waits only for jobs before it, so a file never holds a cycle"
+    );
+}
+
+#[test]
+fn a_pipeline_header_refuses_parallel_and_a_group_needs_a_name() {
+    let err = parse_submission("name: p\nexecution: sideways\n---\nrun: a\n---\nrun: b\n", "p.yaml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:2: execution: invalid execution mode sideways: a pipeline header takes `execution: serial` (or none); `execution: parallel` makes a job group",
+    );
+    let err = parse_submission("name: bad name\nexecution: parallel\n---\nrun: a\n", "g.yaml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "g.yaml:1: name: a job group header needs a name of letters, digits, '-' and '_' (as SkyPilot requires)"
+    );
+}
