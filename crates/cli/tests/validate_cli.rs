@@ -65,7 +65,7 @@ fn json_output_holds_each_normalised_job() {
 #[test]
 fn invalid_files_list_every_problem_and_exit_non_zero() {
     let good = example("agent-sandbox.yaml");
-    let bad = scratch("bad.yaml", "name: x\nnum_nodes: 0\nresources:\n  accelerators: H900:8\n");
+    let bad = scratch("bad.yaml", "name: x\nnum_nodes: 0\nresources:\n  accelerators: H100:1.5\n");
     let bad = bad.display().to_string();
 
     let out = cumulo(&["validate", &good, &bad]);
@@ -79,7 +79,7 @@ fn invalid_files_list_every_problem_and_exit_non_zero() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("{bad}:4: resources.accelerators: unknown GPU model `H900` (did you mean `H100`?)")),
+        err.contains(&format!("{bad}:4: resources.accelerators: invalid GPU count `1.5` in `H100:1.5`")),
         "{err}"
     );
     assert!(err.contains("error: 1 of 2 job files are invalid"), "{err}");
@@ -151,4 +151,77 @@ fn dash_reads_standard_input() {
     let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(entries[0]["file"], "-");
     assert_eq!(entries[0]["job"]["name"], "piped");
+}
+
+fn skypilot_fixture(name: &str) -> String {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobfile/tests/fixtures/skypilot")).join(name).display().to_string()
+}
+
+/// Every SkyPilot-shaped fixture is accepted through the binary, with the accelerators, counts,
+/// locations, spot choice and node counts SkyPilot reads, and a warning per field not applied.
+#[test]
+fn skypilot_task_files_are_accepted_with_a_warning_per_field_not_applied() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobfile/tests/fixtures/skypilot"));
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "the fixtures are there: {files:?}");
+    let mut args = vec!["validate", "-o", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let out = cumulo(&args);
+    assert!(out.status.success(), "SkyPilot accepts every one of them, so must Cumulo:\n{}", stdout(&out));
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = entries.as_array().unwrap();
+    let of = |file: &str| -> Vec<&serde_json::Value> {
+        entries.iter().filter(|e| e["file"].as_str().is_some_and(|f| f.ends_with(file))).collect()
+    };
+
+    let llama = of("llama4-accelerator-set.yaml");
+    let selectors: Vec<&serde_json::Value> =
+        llama[0]["job"]["resources"].as_array().unwrap().iter().map(|o| &o["accelerators"]["selector"]).collect();
+    assert_eq!(
+        selectors,
+        [&serde_json::json!({"models": ["H100", "H200", "GH200", "B200", "GB200"]}), &serde_json::json!({"named": "B100"})],
+        "B100 stays an alternative by name"
+    );
+    let warned: Vec<&str> = llama[0]["warnings"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
+    assert_eq!(warned, ["resources.accelerators", "resources.disk_size", "resources.disk_tier", "resources.ports"]);
+
+    let chain = of("chain-two-steps.yaml");
+    assert_eq!(chain.len(), 2, "two steps, the header is no job");
+    assert_eq!(chain[0]["shape"], serde_json::json!({"kind": "pipeline", "name": "two-steps"}));
+    assert_eq!(chain[1]["after_documents"], serde_json::json!([1]), "step two runs after step one");
+
+    let group = of("job-group.yaml");
+    assert_eq!(group.len(), 2);
+    assert!(group.iter().all(|e| e["job"]["group"] == "rl-post-training"), "both jobs share the group");
+
+    let spot = of("two-nodes-spot-or-not.yaml");
+    assert_eq!(spot[0]["job"]["num_nodes"], 2);
+    let spots: Vec<&serde_json::Value> =
+        spot[0]["job"]["resources"].as_array().unwrap().iter().map(|o| &o["use_spot"]).collect();
+    assert_eq!(spots, [&serde_json::json!(true), &serde_json::json!(false)]);
+
+    let alias = of("gpus-alias.yaml");
+    assert_eq!(alias[0]["job"]["resources"][0]["accelerators"]["selector"], serde_json::json!({"models": ["H100"]}));
+    assert_eq!(alias[0]["job"]["resources"][0]["infra"], serde_json::json!({"provider": "aws", "region": "us-east-1"}));
+
+    let tpu = of("tpu.yaml");
+    assert_eq!(tpu[0]["job"]["resources"][0]["accelerators"]["selector"], serde_json::json!({"named": "tpu-v5litepod-8"}));
+
+    // The table form says the same on stderr, one line per field, with the file and line.
+    let image = skypilot_fixture("docker-image-on-gcp.yaml");
+    let out = cumulo(&["validate", &image]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{image}:7: warning: resources.image_id: not applied: jobs run in the node's own environment")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{image}:9: warning: file_mounts: not applied: no files or buckets are copied")), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("warning: workdir:")).count(), 1, "each field once:\n{err}");
 }
