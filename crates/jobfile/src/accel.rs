@@ -5,63 +5,64 @@
 
 use cumulo_types::{GpuModel, GpuSelector};
 
-/// SkyPilot's catalog accelerator names (`common/accelerators.csv` of the v8 catalog, the
-/// `AcceleratorName` column; TPUs excepted, SkyPilot keeps them apart).
-pub(crate) const SKYPILOT_ACCELERATORS: &[&str] = &[
-    "A10",
-    "A100",
-    "A100-80GB",
-    "A100-80GB-SXM",
-    "A10G",
-    "A30",
-    "A40",
-    "A4000",
-    "A6000",
-    "A800",
-    "B200",
-    "GH200",
-    "GTX1660S",
-    "Gaudi HL-205",
-    "H100",
-    "H100-MEGA",
-    "H100-NVL",
-    "H100-NVLINK",
-    "H100-SXM",
-    "H200",
-    "H200-SXM",
-    "K80",
-    "L4",
-    "L40",
-    "L40S",
-    "M4000",
-    "M60",
-    "MI300X",
-    "P100",
-    "P4",
-    "P4000",
-    "RTX3060",
-    "RTX3070",
-    "RTX3080",
-    "RTX3090",
-    "RTX4000-Ada",
-    "RTX4090",
-    "RTX5060",
-    "RTX5090",
-    "RTX6000",
-    "RTX6000-Ada",
-    "RTX6000Ada",
-    "RTXA4000",
-    "RTXA4500",
-    "RTXA5000",
-    "RTXA6000",
-    "RTXPRO6000S",
-    "RTXPRO6000WS",
-    "Radeon MI25",
-    "Radeon Pro V520",
-    "T4",
-    "T4g",
-    "V100",
-    "V100-32GB",
+/// SkyPilot's catalog accelerator names and the clouds that offer each, in lower case
+/// (`common/accelerators.csv` of the v8 catalog, columns `AcceleratorName` and `Clouds`; TPUs
+/// excepted, SkyPilot keeps them apart).
+pub(crate) const SKYPILOT_ACCELERATORS: &[(&str, &[&str])] = &[
+    ("A10", &["azure", "lambda", "oci"]),
+    ("A100", &["aws", "azure", "cudo", "gcp", "lambda", "oci", "primeintellect", "seeweb", "vast"]),
+    ("A100-80GB", &["aws", "azure", "gcp", "lambda", "oci", "paperspace", "primeintellect", "runpod", "scp"]),
+    ("A100-80GB-SXM", &["runpod"]),
+    ("A10G", &["aws"]),
+    ("A30", &["seeweb"]),
+    ("A40", &["cudo", "runpod", "vast"]),
+    ("A4000", &["paperspace", "primeintellect"]),
+    ("A6000", &["lambda", "primeintellect"]),
+    ("A800", &["cudo"]),
+    ("B200", &["aws", "lambda", "primeintellect", "runpod", "nebius"]),
+    ("GH200", &["lambda"]),
+    ("GTX1660S", &["vast"]),
+    ("Gaudi HL-205", &["aws"]),
+    ("H100", &["aws", "azure", "do", "gcp", "hyperbolic", "lambda", "oci", "paperspace", "primeintellect", "runpod", "seeweb", "vast", "nebius"]),
+    ("H100-MEGA", &["gcp"]),
+    ("H100-NVL", &["runpod"]),
+    ("H100-NVLINK", &["fluidstack"]),
+    ("H100-SXM", &["cudo", "runpod"]),
+    ("H200", &["aws", "gcp", "oci", "primeintellect", "seeweb", "vast", "nebius"]),
+    ("H200-SXM", &["runpod"]),
+    ("K80", &["azure"]),
+    ("L4", &["aws", "gcp", "runpod", "seeweb"]),
+    ("L40", &["primeintellect", "runpod"]),
+    ("L40S", &["aws", "cudo", "oci", "primeintellect", "runpod", "seeweb", "vast", "nebius"]),
+    ("M4000", &["paperspace"]),
+    ("M60", &["azure"]),
+    ("MI300X", &["runpod"]),
+    ("P100", &["gcp", "oci"]),
+    ("P4", &["gcp"]),
+    ("P4000", &["paperspace"]),
+    ("RTX3060", &["vast"]),
+    ("RTX3070", &["vast"]),
+    ("RTX3080", &["vast"]),
+    ("RTX3090", &["runpod", "vast"]),
+    ("RTX4000-Ada", &["runpod"]),
+    ("RTX4090", &["runpod", "vast"]),
+    ("RTX5060", &["vast"]),
+    ("RTX5090", &["vast"]),
+    ("RTX6000", &["lambda", "seeweb"]),
+    ("RTX6000-Ada", &["runpod", "vast"]),
+    ("RTX6000Ada", &["primeintellect"]),
+    ("RTXA4000", &["runpod"]),
+    ("RTXA4500", &["runpod"]),
+    ("RTXA5000", &["cudo", "runpod"]),
+    ("RTXA6000", &["cudo", "runpod", "seeweb", "vast"]),
+    ("RTXPRO6000S", &["vast"]),
+    ("RTXPRO6000WS", &["vast"]),
+    ("Radeon MI25", &["azure"]),
+    ("Radeon Pro V520", &["aws"]),
+    ("T4", &["aws", "azure", "gcp"]),
+    ("T4g", &["aws"]),
+    ("V100", &["aws", "azure", "cudo", "gcp", "ibm", "lambda", "oci", "paperspace", "primeintellect", "vast"]),
+    ("V100-32GB", &["aws", "azure", "paperspace", "scp"]),
 ];
 
 /// How a written accelerator name was read.
@@ -90,20 +91,24 @@ impl Reading {
     }
 }
 
-/// SkyPilot's canonical name for `written`, then how Cumulo places it.
-pub(crate) fn read(written: &str) -> Reading {
+/// SkyPilot's canonical name for `written`, then how Cumulo places it. `cloud` is the provider
+/// the same resources name (`aws`, `kubernetes`), if any: as in SkyPilot, a partial name only
+/// becomes a catalog name that this cloud offers.
+pub(crate) fn read(written: &str, cloud: Option<&str>) -> Reading {
     let written = written.trim();
     let lower = written.to_ascii_lowercase();
     if lower.starts_with("tpu-") {
         return Reading::Unknown(lower);
     }
     let mut candidates: Vec<&'static str> = Vec::new();
-    for name in SKYPILOT_ACCELERATORS {
+    let cloud = cloud.map(|c| if c == "k8s" { "kubernetes".to_string() } else { c.to_ascii_lowercase() });
+    for (name, clouds) in SKYPILOT_ACCELERATORS {
         let candidate = name.to_ascii_lowercase();
         if candidate == lower {
             return classify(name);
         }
-        if candidate.contains(&lower) {
+        let offered = cloud.as_deref().is_none_or(|c| clouds.contains(&c));
+        if candidate.contains(&lower) && offered {
             candidates.push(name);
         }
     }

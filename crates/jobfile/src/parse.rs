@@ -107,12 +107,15 @@ pub(crate) struct Ctx<'a> {
     pub(crate) warnings: Vec<Problem>,
     /// `after:` entries naming earlier documents of the same file (resolved by the caller).
     pub(crate) after_names: Vec<String>,
+    /// The provider of the resources whose accelerators are being read: SkyPilot canonicalises
+    /// a partial accelerator name only to a name that cloud offers.
+    cloud: Option<String>,
     lines: &'a LineMap,
 }
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(lines: &'a LineMap) -> Ctx<'a> {
-        Ctx { problems: Vec::new(), warnings: Vec::new(), after_names: Vec::new(), lines }
+        Ctx { problems: Vec::new(), warnings: Vec::new(), after_names: Vec::new(), cloud: None, lines }
     }
 
     pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>) {
@@ -1172,6 +1175,7 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
             None => ctx.invalid(&p, &text, "a name of letters, digits and '-' such as aws, us-east-1 or us-east-1a"),
         }
     }
+    ctx.cloud = out.infra.as_ref().and_then(|i| i.provider.clone()).or_else(|| out.cloud.clone());
     // `gpus` is SkyPilot's alias of `accelerators` (`sky/resources.py`, RESOURCE_CONFIG_ALIASES).
     match (field(map, "accelerators"), field(map, "gpus")) {
         (Some(_), Some(_)) => ctx.report(
@@ -1340,7 +1344,7 @@ fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> O
     let selector = match memory_selector(name) {
         Some(gb) => GpuSelector::MinMemoryGb(gb),
         None => {
-            let reading = accel::read(name);
+            let reading = accel::read(name, ctx.cloud.as_deref());
             match &reading {
                 Reading::Model(_) | Reading::Alias(_) => {}
                 Reading::Unknown(known_as) => {

@@ -230,3 +230,21 @@ fn a_pipeline_header_refuses_parallel_and_a_group_needs_a_name() {
         "g.yaml:1: name: a job group header needs a name of letters, digits, '-' and '_' (as SkyPilot requires)"
     );
 }
+
+#[test]
+fn a_partial_name_becomes_a_catalog_name_only_one_the_cloud_offers() {
+    // SkyPilot's catalog has MI300X on RunPod only: on Kubernetes, `MI300` stays `MI300`.
+    let (job, warnings) = one("amd-on-kubernetes.yaml");
+    assert_eq!(accelerators(&job), vec![named("MI300", 2)], "kept as written on Kubernetes, as SkyPilot does");
+    assert_eq!(job.resources[0].infra, Some(InfraSelector::parse("kubernetes").unwrap()));
+    assert_eq!((job.resources[0].cpus_milli, job.resources[0].cpus_or_more), (128_000, false), "cpus: 128, exactly");
+    assert_eq!(warned(&warnings), ["resources.image_id", "resources.accelerators"]);
+    // With no cloud named, the one catalog name containing it is taken.
+    let job = cumulo_jobfile::parse_str("resources:\n  accelerators: MI300:2\n", "job.yaml").unwrap();
+    assert_eq!(accelerators(&job), vec![models(&[GpuModel::MI300X], 2)], "MI300 is found only inside MI300X");
+    let job = cumulo_jobfile::parse_str("resources:\n  accelerators: h100-sxm:8\n", "job.yaml").unwrap();
+    assert_eq!(accelerators(&job), vec![named("H100-SXM", 8)], "SkyPilot's own name for an H100 is kept, in its case");
+    assert!(GpuSelector::Named("H100-SXM".into()).accepts(GpuModel::H100), "and it places on H100 pools");
+    let job = cumulo_jobfile::parse_str("resources:\n  accelerators: A100-40GB:1\n", "job.yaml").unwrap();
+    assert_eq!(accelerators(&job), vec![named("A100-40GB", 1)], "A100-40GB is its own name, not folded into A100");
+}

@@ -213,6 +213,15 @@ pub struct JobArgs {
     pub output: Format,
 }
 
+/// `jobs 12, 13 succeeded` style list of what a job waits for, or `-`.
+fn runs_after(job: &JobRecord) -> String {
+    if job.spec.after.is_empty() {
+        return "-".to_string();
+    }
+    let ids: Vec<String> = job.spec.after.iter().map(|id| format!("job {id}")).collect();
+    format!("{} (each must succeed)", ids.join(", "))
+}
+
 fn print_detail(detail: &JobDetail) {
     let job = &detail.job;
     let mut t = table(["FIELD", "VALUE"]);
@@ -225,6 +234,8 @@ fn print_detail(detail: &JobDetail) {
         ("priority", job.spec.priority.to_string()),
         ("resources", resources(job)),
         ("topology", job.spec.topology.to_string()),
+        ("runs after", runs_after(job)),
+        ("group", job.spec.group.clone().unwrap_or_else(|| "-".to_string())),
         ("pending reason", job.pending_reason.clone().unwrap_or_default()),
         ("cancel requested", job.cancel_requested.to_string()),
         ("submitted", job.submitted_at.to_rfc3339()),
