@@ -1327,6 +1327,9 @@ fn accelerators(ctx: &mut Ctx<'_>, path: &str, value: &Value, may_reparse: bool)
 /// One `MODEL:COUNT` (or `MODEL` with the count given apart, as in `{H100: 8}`).
 fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> Option<AcceleratorDemand> {
     let spec = spec.trim();
+    if let Some(demand) = memory_demand(ctx, path, spec, count.as_deref()) {
+        return demand;
+    }
     let (name, count_text) = match (spec.split_once(':'), count) {
         (Some(_), Some(count)) => {
             ctx.invalid(path, &format!("{spec}: {count}"), "the count once, as H100:8 or {H100: 8}");
@@ -1379,6 +1382,77 @@ fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> O
         }
     };
     Some(AcceleratorDemand { selector, per_node: per_node? })
+}
+
+/// SkyPilot's accelerators by memory (`sky/resources.py`, `_parse_accelerators_from_str`):
+/// `MEMORY`, `MEMORY:COUNT`, `MAKER:MEMORY` or `MAKER:MEMORY:COUNT`, where MEMORY is like `80GB`
+/// (exactly) or `80GB+` (at least) and MAKER is `nvidia` or `amd`. `None` when `spec` is not one
+/// of these forms; `Some(None)` when it is one and a problem was reported. Without a maker, `80GB+`
+/// is any GPU with that much memory; otherwise the GPU models that match.
+fn memory_demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<&str>) -> Option<Option<AcceleratorDemand>> {
+    let full = match count {
+        Some(count) => format!("{spec}:{count}"),
+        None => spec.to_string(),
+    };
+    let parts: Vec<&str> = full.split(':').map(str::trim).collect();
+    let (maker, memory, count) = match parts.as_slice() {
+        [maker, memory, count] if memory_size(memory).is_some() => (Some(*maker), *memory, *count),
+        [memory, count] if memory_size(memory).is_some() => (None, *memory, *count),
+        [maker, memory] if memory_size(memory).is_some() => (Some(*maker), *memory, "1"),
+        [memory] if memory_size(memory).is_some() => (None, *memory, "1"),
+        _ => return None,
+    };
+    let (gb, at_least) = memory_size(memory)?;
+    let per_node = match count.parse::<u32>().ok().filter(|c| *c > 0 && *c <= 4_000_000) {
+        Some(c) => MilliGpu::whole(c),
+        None => {
+            ctx.report(path, format!("invalid GPU count `{count}` in `{full}`: expected a whole number of GPUs such as 8"));
+            return Some(None);
+        }
+    };
+    let selector = match maker {
+        None if at_least => GpuSelector::MinMemoryGb(gb),
+        _ => {
+            let models: Vec<GpuModel> = GpuModel::ALL
+                .iter()
+                .copied()
+                .filter(|m| maker.is_none_or(|v| m.vendor().eq_ignore_ascii_case(v)))
+                .filter(|m| if at_least { m.memory_gb() >= gb } else { m.memory_gb() == gb })
+                .collect();
+            if models.is_empty() {
+                ctx.warn(
+                    path,
+                    format!("no GPU model Cumulo knows matches `{full}`: kept by that name, it is placed only on a pool that offers it"),
+                );
+                GpuSelector::Named(full.split(':').take(2).collect::<Vec<_>>().join(":"))
+            } else {
+                GpuSelector::Models(models)
+            }
+        }
+    };
+    Some(Some(AcceleratorDemand { selector, per_node }))
+}
+
+/// `80GB`, `80GB+`, `1TB`, `512MB+`: memory in GB (rounded up) and whether it is a minimum.
+fn memory_size(text: &str) -> Option<(u32, bool)> {
+    let (body, at_least) = match text.strip_suffix('+') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let upper = body.to_ascii_uppercase();
+    let unit_at = upper.len().checked_sub(2)?;
+    let (digits, unit) = upper.split_at(unit_at);
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let gb = match unit {
+        "GB" => n,
+        "TB" => n.checked_mul(1024)?,
+        "MB" => n.div_ceil(1024),
+        _ => return None,
+    };
+    u32::try_from(gb).ok().filter(|gb| *gb > 0).map(|gb| (gb, at_least))
 }
 
 /// `80GB+` → 80: any GPU with at least that much memory.

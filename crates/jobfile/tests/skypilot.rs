@@ -248,3 +248,27 @@ fn a_partial_name_becomes_a_catalog_name_only_one_the_cloud_offers() {
     let job = cumulo_jobfile::parse_str("resources:\n  accelerators: A100-40GB:1\n", "job.yaml").unwrap();
     assert_eq!(accelerators(&job), vec![named("A100-40GB", 1)], "A100-40GB is its own name, not folded into A100");
 }
+
+#[test]
+fn accelerators_by_memory_and_maker() {
+    let read = |text: &str| {
+        let job = cumulo_jobfile::parse_str(&format!("resources:\n  accelerators: \"{text}\"\n"), "job.yaml")
+            .unwrap_or_else(|e| panic!("SkyPilot accepts `{text}`: {e}"));
+        job.resources[0].accelerators.clone().unwrap()
+    };
+    assert_eq!(read("80GB+:8").selector, GpuSelector::MinMemoryGb(80), "any GPU with at least 80 GB");
+    assert_eq!(read("80GB+:8").per_node, MilliGpu::whole(8));
+    let amd = read("amd:192GB+:2");
+    assert_eq!(
+        amd.selector,
+        GpuSelector::Models(vec![GpuModel::MI300X, GpuModel::MI325X, GpuModel::MI355X]),
+        "a maker and a minimum: that maker's models with that much memory"
+    );
+    assert_eq!(amd.per_node, MilliGpu::whole(2));
+    assert_eq!(
+        read("nvidia:48GB").selector,
+        GpuSelector::Models(vec![GpuModel::A6000, GpuModel::A40, GpuModel::L40, GpuModel::L40S, GpuModel::Rtx6000Ada]),
+        "without `+` the memory is exact; one GPU"
+    );
+    assert_eq!(read("24GB:1").per_node, MilliGpu::whole(1));
+}
