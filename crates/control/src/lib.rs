@@ -547,7 +547,13 @@ impl Controller {
             }
         }
         let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
-        let Queue { jobs: queue, replicated, held, doomed, group_of } = self.queue(&active).await?;
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images } = self.queue(&active).await?;
+        // A job in a container image goes only to clusters whose driver runs images.
+        let imageless = self.clusters_without_images();
+        let image_denials = links::image_denials(&infos, &imageless);
+        for queued in queue.iter_mut().filter(|q| images.contains_key(&q.id)) {
+            queued.constraints.deny.extend(image_denials.iter().cloned());
+        }
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
@@ -565,6 +571,14 @@ impl Controller {
         let mut commit = PlanCommit::default();
         commit.pending_reasons.extend(held.iter().cloned());
         for placement in &plan.placements {
+            let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));
+            if on_imageless && let Some(image) = images.get(&placement.job) {
+                // Denials are by provider and region; a cluster sharing both with one that runs
+                // images is caught here.
+                let reason = links::image_reason(image, &infos, &imageless);
+                commit.pending_reasons.push((placement.job, reason));
+                continue;
+            }
             if let Some(reason) = held_back(&placement.job) {
                 if !commit.pending_reasons.iter().any(|(j, _)| *j == placement.job) {
                     commit.pending_reasons.push((placement.job, reason.clone()));
@@ -597,11 +611,14 @@ impl Controller {
         let mut waiting = HashSet::new();
         for pending in &plan.pending {
             if waiting.insert(pending.job) {
-                let reason = if replicated.contains(&pending.job) {
+                let mut reason = if replicated.contains(&pending.job) {
                     format!("replica {} waits: {}", pending.replica, pending.reason)
                 } else {
                     pending.reason.to_string()
                 };
+                if let Some(image) = images.get(&pending.job).filter(|_| !imageless.is_empty()) {
+                    reason = format!("{reason}; {}", links::image_reason(image, &infos, &imageless));
+                }
                 commit.pending_reasons.push((pending.job, reason));
             }
         }
@@ -637,6 +654,7 @@ impl Controller {
         let mut held = Vec::new();
         let mut doomed = Vec::new();
         let mut group_of = HashMap::new();
+        let mut images = HashMap::new();
         let mut seen = HashMap::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
             if job.spec.replicas > 1 {
@@ -652,6 +670,9 @@ impl Controller {
         for job in &pending {
             if let Some(group) = &job.spec.group {
                 group_of.insert(job.id, group.clone());
+            }
+            if let Some(image) = &job.spec.image {
+                images.insert(job.id, image.clone());
             }
             if !job.spec.after.is_empty() {
                 match links::gate(self.options.store.as_ref(), &job.spec, &mut seen).await? {
@@ -685,7 +706,21 @@ impl Controller {
                 push(&job, &cumulo_store::replicas_to_place(&job));
             }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of })
+        // Jobs with several replicas running short: their image too.
+        for q in &queue {
+            if !images.contains_key(&q.id)
+                && let Some(image) = active.iter().find(|a| a.attempt.id.job == q.id).and_then(|a| a.spec.image.clone())
+            {
+                images.insert(q.id, image);
+            }
+        }
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images })
+    }
+
+    /// Indices of the clusters whose driver cannot run a job in a container image.
+    fn clusters_without_images(&self) -> HashSet<usize> {
+        let clusters = self.options.clusters.iter().enumerate();
+        clusters.filter(|(_, c)| !c.driver.capabilities().container_images).map(|(i, _)| i).collect()
     }
 
     /// Step 3: launch every `planned` attempt through its cluster's driver, with the same attempt
@@ -749,6 +784,8 @@ struct Queue {
     doomed: Vec<(JobId, String)>,
     /// The group of each pending job in one.
     group_of: HashMap<JobId, String>,
+    /// The container image of each queued job that has one.
+    images: HashMap<JobId, String>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

@@ -1,12 +1,45 @@
-//! Jobs linked to other jobs: a job that runs after others (a pipeline's steps, `after:` in a
-//! job file) is queued only once every one of them succeeded, and cancelled with the reason
-//! when one failed or was cancelled; the pending jobs of one job group are placed in the same
-//! pass or none of them is.
+//! What a job needs beyond resources: a job that runs after others (a pipeline's steps,
+//! `after:` in a job file) is queued only once every one of them succeeded, and cancelled with
+//! the reason when one failed or was cancelled; the pending jobs of one job group are placed in
+//! the same pass or none of them is; a job in a container image goes only to clusters whose
+//! driver runs images.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cumulo_store::Store;
-use cumulo_types::{JobId, JobSpec, JobState};
+use cumulo_types::{InfraSelector, JobId, JobSpec, JobState};
+
+use crate::ClusterInfo;
+
+/// Locations to deny a job in a container image: the provider and region of each cluster whose
+/// driver cannot run images (`imageless`), unless a cluster that can shares them.
+pub(crate) fn image_denials(infos: &[ClusterInfo], imageless: &HashSet<usize>) -> Vec<InfraSelector> {
+    let location = |c: &ClusterInfo| (c.provider.to_ascii_lowercase(), c.region.to_ascii_lowercase());
+    let capable: HashSet<(String, String)> =
+        infos.iter().enumerate().filter(|(i, _)| !imageless.contains(i)).map(|(_, c)| location(c)).collect();
+    let mut denials: Vec<InfraSelector> = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        let (provider, region) = location(info);
+        if imageless.contains(&i) && !capable.contains(&(provider.clone(), region.clone())) {
+            let selector = InfraSelector { provider: Some(provider), region: Some(region), zone: None };
+            if !denials.contains(&selector) {
+                denials.push(selector);
+            }
+        }
+    }
+    denials
+}
+
+/// Why a job in a container image is not placed on the clusters that cannot run one.
+pub(crate) fn image_reason(image: &str, infos: &[ClusterInfo], imageless: &HashSet<usize>) -> String {
+    let mut names: Vec<&str> =
+        infos.iter().enumerate().filter(|(i, _)| imageless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
+    names.sort_unstable();
+    format!(
+        "needs container image `{image}` (resources.image_id), which cluster(s) {} cannot run",
+        names.join(", ")
+    )
+}
 
 /// Whether a job that waits for others may be queued.
 #[derive(Clone, Debug, PartialEq, Eq)]

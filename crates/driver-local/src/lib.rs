@@ -324,6 +324,8 @@ impl Driver for LocalDriver {
             gpu_indices: true,
             logs: true,
             max_nodes_per_attempt: None,
+            // no container runtime is used: jobs run as plain processes.
+            container_images: false,
         }
     }
 

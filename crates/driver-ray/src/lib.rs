@@ -152,10 +152,15 @@ pub fn submission(request: &LaunchRequest, names: &EngineNames) -> Value {
         .map(|a| f64::from(a.per_node.0) / 1000.0)
         .unwrap_or(0.0);
     let cpus = request.job.resources.first().map(|r| f64::from(r.cpus_milli) / 1000.0).unwrap_or(0.0);
+    let mut runtime_env = json!({"env_vars": env});
+    if let Some(image) = &request.job.image {
+        // Ray runs the entrypoint in this container image (`runtime_env.image_uri`).
+        runtime_env["image_uri"] = json!(image);
+    }
     json!({
         "submission_id": names.name(request.attempt),
         "entrypoint": format!("bash -c {}", shell_quote(&request.node_script())),
-        "runtime_env": {"env_vars": env},
+        "runtime_env": runtime_env,
         "metadata": {
             "cumulo_job": request.attempt.job.to_string(),
             "cumulo_attempt": request.attempt.attempt.to_string(),
@@ -177,6 +182,8 @@ impl Driver for RayDriver {
             gpu_indices: false,
             logs: true,
             max_nodes_per_attempt: None,
+            // Ray's `runtime_env` `image_uri` runs the entrypoint in the image.
+            container_images: true,
         }
     }
 
@@ -350,6 +357,19 @@ mod tests {
         assert!(body["runtime_env"]["env_vars"].get("CUDA_VISIBLE_DEVICES").is_none());
         assert!(body["entrypoint"].as_str().unwrap().starts_with("bash -c 'python serve.py"));
         assert_eq!(body["entrypoint_num_cpus"], 1.0);
+        assert!(body["runtime_env"].get("image_uri").is_none(), "no image asked, none set");
+    }
+
+    #[test]
+    fn a_container_image_goes_to_runtime_env_image_uri() {
+        let mut job = JobSpec::new("x", "t");
+        job.image = Some("vllm/vllm-openai:v0.10.0".into());
+        let req = LaunchRequest::new(cumulo_driver::AttemptId { job: JobId(5), attempt: 1 }, job);
+        let body = submission(&req, &EngineNames::default());
+        assert_eq!(
+            body["runtime_env"]["image_uri"], "vllm/vllm-openai:v0.10.0",
+            "SkyPilot's image_id: docker:IMAGE runs in that image on Ray"
+        );
     }
 
     #[test]

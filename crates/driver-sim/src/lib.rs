@@ -329,6 +329,8 @@ impl Driver for SimDriver {
             gpu_indices: true,
             logs: true,
             max_nodes_per_attempt: None,
+            // simulated: nothing runs, so any image is as good as started.
+            container_images: true,
         }
     }
 

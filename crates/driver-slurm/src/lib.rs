@@ -408,6 +408,8 @@ impl Driver for SlurmDriver {
             gpu_indices: false,
             logs: self.config.log_dir.is_some(),
             max_nodes_per_attempt: None,
+            // `--container-image` needs pyxis/enroot on the cluster, which is not detected yet.
+            container_images: false,
         }
     }
 

@@ -462,6 +462,10 @@ pub struct Capabilities {
     /// The most nodes one attempt may span, when the engine has a limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_nodes_per_attempt: Option<u32>,
+    /// Runs a job in its container image ([`cumulo_types::JobSpec::image`], SkyPilot's
+    /// `image_id: docker:...`). The control loop keeps jobs with an image off clusters without it.
+    #[serde(default)]
+    pub container_images: bool,
 }
 
 /// A piece of one node's log, from `offset`.

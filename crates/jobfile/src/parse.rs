@@ -512,6 +512,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option
         checkpoint: checkpoint.flatten(),
         max_attempts: max_attempts?,
         duration_s: duration_s.flatten(),
+        image: resources.image,
         after: after?,
         group: None,
     })
@@ -972,12 +973,21 @@ struct Resources {
     priority: Option<Priority>,
     /// `job_recovery.max_restarts_on_errors`: restarts after the job's own failure.
     max_restarts_on_errors: Option<u32>,
+    /// `image_id: docker:IMAGE`: the container image, without the prefix.
+    image: Option<String>,
 }
 
 impl Resources {
     fn default_cpu() -> Resources {
         let (options, ordered) = Partial::default().options();
-        Resources { options, ordered, max_hourly_cost_per_node: None, priority: None, max_restarts_on_errors: None }
+        Resources {
+            options,
+            ordered,
+            max_hourly_cost_per_node: None,
+            priority: None,
+            max_restarts_on_errors: None,
+            image: None,
+        }
     }
 }
 
@@ -988,10 +998,6 @@ const NOT_APPLIED_RESOURCE_FIELDS: &[(&str, &str)] = &[
     ("disk_tier", "the node's disk is the cluster's own"),
     ("network_tier", "nodes come with the cluster's network"),
     ("ports", "no driver opens ports; a service must be reached through the cluster's own ingress"),
-    (
-        "image_id",
-        "jobs run in the node's own environment: no driver starts a VM or container image (put the image in the cluster's node setup)",
-    ),
     ("labels", "nodes are not labelled by jobs"),
     ("autostop", "Cumulo stops nothing idle itself: a job's nodes are given back when it ends"),
     ("accelerator_args", "TPU runtime arguments are SkyPilot's"),
@@ -1028,6 +1034,33 @@ fn warn_not_applied(ctx: &mut Ctx<'_>, path: &str, map: &Mapping, table: &[(&str
     for (name, why) in table {
         if field(map, name).is_some() {
             ctx.warn(&child(path, name), format!("not applied: {why}"));
+        }
+    }
+}
+
+/// `image_id`: `docker:IMAGE` is a container image the job runs in (only on clusters whose
+/// driver runs images); a VM image (an AMI, a GCP image, or a mapping of them per region) is
+/// not applied, as Cumulo starts no VM.
+fn image_id(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => match s.trim().strip_prefix("docker:") {
+            Some(image) if !image.trim().is_empty() => Some(image.trim().to_string()),
+            Some(_) => {
+                ctx.invalid(path, s, "docker:IMAGE such as docker:vllm/vllm-openai:v0.10.0");
+                None
+            }
+            None => {
+                ctx.warn(path, "not applied: a VM image; Cumulo starts no VM (a container image is written docker:IMAGE)");
+                None
+            }
+        },
+        Value::Mapping(_) => {
+            ctx.warn(path, "not applied: VM images per region; Cumulo starts no VM");
+            None
+        }
+        other => {
+            ctx.wrong_type(path, other, "docker:IMAGE, a VM image name, or a mapping of region to VM image");
+            None
         }
     }
 }
@@ -1083,6 +1116,7 @@ fn resources(ctx: &mut Ctx<'_>, map: &Mapping) -> Option<Resources> {
     warn_not_applied(ctx, "resources", map, NOT_APPLIED_RESOURCE_FIELDS);
     let max_restarts_on_errors =
         field(map, "job_recovery").and_then(|v| job_recovery(ctx, "resources.job_recovery", v));
+    let image = field(map, "image_id").and_then(|v| image_id(ctx, "resources.image_id", v));
 
     let max_hourly_cost = field(map, "max_hourly_cost")
         .map(|v| price(ctx, "resources.max_hourly_cost", v, "a non-negative number of US dollars per node-hour"));
@@ -1105,6 +1139,12 @@ fn resources(ctx: &mut Ctx<'_>, map: &Mapping) -> Option<Resources> {
                             item_fields.extend(IGNORED_RESOURCE_FIELDS);
                             ctx.check_fields(&item_path, m, &item_fields, HIDDEN_RESOURCE_FIELDS);
                             warn_not_applied(ctx, &item_path, m, NOT_APPLIED_RESOURCE_FIELDS);
+                            if field(m, "image_id").is_some() {
+                                ctx.warn(
+                                    &child(&item_path, "image_id"),
+                                    "not applied: an image per alternative is not supported; give `image_id` once, beside `any_of`",
+                                );
+                            }
                             candidates.push(partial(ctx, &item_path, m));
                         }
                         other => ctx.wrong_type(&item_path, other, "a mapping of resource fields such as {infra: aws}"),
@@ -1151,6 +1191,7 @@ fn resources(ctx: &mut Ctx<'_>, map: &Mapping) -> Option<Resources> {
         max_hourly_cost_per_node: max_hourly_cost.flatten(),
         priority: priority.flatten(),
         max_restarts_on_errors,
+        image,
     })
 }
 

@@ -148,7 +148,17 @@ fn image_workdir_and_mounts_are_named_as_not_applied() {
     assert_eq!(job.resources[0].infra, Some(InfraSelector::parse("gcp").unwrap()));
     assert!(job.resources[0].use_spot, "`True` is YAML's true");
     assert_eq!(job.workdir.as_deref(), Some("mistral"));
-    assert_eq!(warned(&warnings), ["resources.image_id", "workdir", "file_mounts"], "{warnings:#?}");
+    assert_eq!(job.image.as_deref(), Some("winglian/axolotl:main-py3.10-cu118-2.0.1"), "docker: is a container image");
+    assert_eq!(warned(&warnings), ["workdir", "file_mounts"], "the image is applied where a driver runs images: {warnings:#?}");
+    let (vm, warnings) = {
+        let s = parse_submission("resources:\n  image_id: ami-0123456789\n", "job.yaml").unwrap();
+        (s.jobs[0].clone(), s.warnings)
+    };
+    assert_eq!(vm.image, None, "an AMI is a VM image");
+    assert_eq!(
+        warnings[0].message,
+        "not applied: a VM image; Cumulo starts no VM (a container image is written docker:IMAGE)"
+    );
 }
 
 #[test]
@@ -238,7 +248,8 @@ fn a_partial_name_becomes_a_catalog_name_only_one_the_cloud_offers() {
     assert_eq!(accelerators(&job), vec![named("MI300", 2)], "kept as written on Kubernetes, as SkyPilot does");
     assert_eq!(job.resources[0].infra, Some(InfraSelector::parse("kubernetes").unwrap()));
     assert_eq!((job.resources[0].cpus_milli, job.resources[0].cpus_or_more), (128_000, false), "cpus: 128, exactly");
-    assert_eq!(warned(&warnings), ["resources.image_id", "resources.accelerators"]);
+    assert_eq!(warned(&warnings), ["resources.accelerators"]);
+    assert_eq!(job.image.as_deref(), Some("rocm/pytorch-training:v25.6"));
     // With no cloud named, the one catalog name containing it is taken.
     let job = cumulo_jobfile::parse_str("resources:\n  accelerators: MI300:2\n", "job.yaml").unwrap();
     assert_eq!(accelerators(&job), vec![models(&[GpuModel::MI300X], 2)], "MI300 is found only inside MI300X");

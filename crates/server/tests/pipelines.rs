@@ -140,3 +140,38 @@ async fn the_jobs_of_a_group_are_placed_together_or_not_at_all() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_in_a_container_image_goes_only_where_images_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = server(dir.path()).await;
+    // The local driver starts no container; the (simulated) cluster says it runs images.
+    let anywhere = client
+        .submit("name: img\nresources: {accelerators: H100:1, image_id: 'docker:vllm/vllm-openai:v0.10.0'}\nrun: serve\n", None)
+        .await
+        .unwrap();
+    let local_only = client
+        .submit("name: img-local\nresources: {infra: local, image_id: 'docker:vllm/vllm-openai:v0.10.0'}\nrun: serve\n", None)
+        .await
+        .unwrap();
+    let mut placed = None;
+    for _ in 0..100 {
+        let job = client.job(anywhere.id).await.unwrap().job;
+        if let Some(attempt) = job.attempts.first() {
+            placed = Some(attempt.placement["cluster"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let why = client.job(anywhere.id).await.unwrap().job.pending_reason;
+    assert_eq!(placed, Some(serde_json::json!("sim-h100")), "the image job goes where images run, not to `here`: {why:?}");
+    let job = client.job(local_only.id).await.unwrap().job;
+    assert_eq!(job.state, JobState::Pending, "the only cluster it may use cannot run its image");
+    let reason = job.pending_reason.unwrap_or_default();
+    assert!(
+        reason.contains("needs container image `vllm/vllm-openai:v0.10.0` (resources.image_id), which cluster(s) here cannot run"),
+        "the pending reason names the field and the cluster: {reason}"
+    );
+    server.shutdown();
+    server.wait().await.unwrap();
+}

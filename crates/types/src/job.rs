@@ -282,6 +282,10 @@ pub struct JobSpec {
     /// Expected run time in seconds, when the user knows it (used by the simulator and backfill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<u64>,
+    /// A container image to run the job in (SkyPilot's `image_id: docker:IMAGE`, without the
+    /// prefix). Only clusters whose driver runs container images take such a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Jobs that must have succeeded before this one is queued (a pipeline's previous step, or
     /// `after:` in a Cumulo file). When one fails or is cancelled, this job is cancelled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -315,6 +319,7 @@ impl JobSpec {
             checkpoint: None,
             max_attempts: 3,
             duration_s: None,
+            image: None,
             after: Vec::new(),
             group: None,
         }
