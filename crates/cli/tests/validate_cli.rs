@@ -78,10 +78,7 @@ fn invalid_files_list_every_problem_and_exit_non_zero() {
         )),
         "{err}"
     );
-    assert!(
-        err.contains(&format!("{bad}:4: resources.accelerators: invalid GPU count `1.5` in `H100:1.5`")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{bad}:4: resources.accelerators: invalid GPU count `1.5` in `H100:1.5`")), "{err}");
     assert!(err.contains("error: 1 of 2 job files are invalid"), "{err}");
 
     let out = cumulo(&["validate", "-o", "json", &bad]);
@@ -154,7 +151,10 @@ fn dash_reads_standard_input() {
 }
 
 fn skypilot_fixture(name: &str) -> String {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobfile/tests/fixtures/skypilot")).join(name).display().to_string()
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobfile/tests/fixtures/skypilot"))
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// Every SkyPilot-shaped fixture is accepted through the binary, with the accelerators, counts,
@@ -185,10 +185,14 @@ fn skypilot_task_files_are_accepted_with_a_warning_per_field_not_applied() {
         llama[0]["job"]["resources"].as_array().unwrap().iter().map(|o| &o["accelerators"]["selector"]).collect();
     assert_eq!(
         selectors,
-        [&serde_json::json!({"models": ["H100", "H200", "GH200", "B200", "GB200"]}), &serde_json::json!({"named": "B100"})],
+        [
+            &serde_json::json!({"models": ["H100", "H200", "GH200", "B200", "GB200"]}),
+            &serde_json::json!({"named": "B100"})
+        ],
         "B100 stays an alternative by name"
     );
-    let warned: Vec<&str> = llama[0]["warnings"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
+    let warned: Vec<&str> =
+        llama[0]["warnings"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
     assert_eq!(warned, ["resources.accelerators", "resources.disk_size", "resources.disk_tier", "resources.ports"]);
 
     let chain = of("chain-two-steps.yaml");
@@ -211,7 +215,10 @@ fn skypilot_task_files_are_accepted_with_a_warning_per_field_not_applied() {
     assert_eq!(alias[0]["job"]["resources"][0]["infra"], serde_json::json!({"provider": "aws", "region": "us-east-1"}));
 
     let tpu = of("tpu.yaml");
-    assert_eq!(tpu[0]["job"]["resources"][0]["accelerators"]["selector"], serde_json::json!({"named": "tpu-v5litepod-8"}));
+    assert_eq!(
+        tpu[0]["job"]["resources"][0]["accelerators"]["selector"],
+        serde_json::json!({"named": "tpu-v5litepod-8"})
+    );
 
     // The table form says the same on stderr, one line per field, with the file and line.
     let image = skypilot_fixture("docker-image-on-gcp.yaml");
@@ -219,6 +226,9 @@ fn skypilot_task_files_are_accepted_with_a_warning_per_field_not_applied() {
     assert!(out.status.success());
     let err = stderr(&out);
     assert!(!err.contains("image_id"), "a docker: image is applied where a driver runs images:\n{err}");
-    assert!(err.contains(&format!("{image}:9: warning: file_mounts: not applied: no files or buckets are copied")), "{err}");
+    assert!(
+        err.contains(&format!("{image}:9: warning: file_mounts: not applied: no files or buckets are copied")),
+        "{err}"
+    );
     assert_eq!(err.lines().filter(|l| l.contains("warning: workdir:")).count(), 1, "each field once:\n{err}");
 }

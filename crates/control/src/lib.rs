@@ -559,12 +559,8 @@ impl Controller {
         report.decision_micros = started.elapsed().as_micros() as u64;
 
         // A job group is placed whole in one pass: a member left waiting holds the others back.
-        let waiting_members = plan
-            .pending
-            .iter()
-            .map(|p| (p.job, p.reason.to_string()))
-            .chain(held.iter().cloned())
-            .collect::<Vec<_>>();
+        let waiting_members =
+            plan.pending.iter().map(|p| (p.job, p.reason.to_string())).chain(held.iter().cloned()).collect::<Vec<_>>();
         let blocked = links::blocked_groups(&group_of, waiting_members.iter().map(|(j, r)| (*j, r.as_str())));
         let held_back = |job: &JobId| group_of.get(job).and_then(|g| blocked.get(g));
 

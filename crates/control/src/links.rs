@@ -35,10 +35,7 @@ pub(crate) fn image_reason(image: &str, infos: &[ClusterInfo], imageless: &HashS
     let mut names: Vec<&str> =
         infos.iter().enumerate().filter(|(i, _)| imageless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
     names.sort_unstable();
-    format!(
-        "needs container image `{image}` (resources.image_id), which cluster(s) {} cannot run",
-        names.join(", ")
-    )
+    format!("needs container image `{image}` (resources.image_id), which cluster(s) {} cannot run", names.join(", "))
 }
 
 /// Whether a job that waits for others may be queued.
@@ -95,9 +92,9 @@ pub(crate) fn blocked_groups<'a>(
     let mut blocked = BTreeMap::new();
     for (job, reason) in waiting {
         if let Some(group) = group_of.get(&job) {
-            blocked
-                .entry(group.clone())
-                .or_insert_with(|| format!("job group {group} is placed together, and job {job} of it waits: {reason}"));
+            blocked.entry(group.clone()).or_insert_with(|| {
+                format!("job group {group} is placed together, and job {job} of it waits: {reason}")
+            });
         }
     }
     blocked

@@ -6,28 +6,35 @@
 //! line when the text shows it.
 //!
 //! # SkyPilot fields
+//! Read as SkyPilot 0.14 reads them (`sky/task.py`, `sky/resources.py`, `sky/utils/dag_utils.py`,
+//! `sky/utils/accelerator_registry.py`); `examples/jobs/README.md` has the full table, and which
+//! driver honours which field.
 //! - `name` (default: the file's stem, `train.yaml` → `train`), `workdir` (a path, or
 //!   `{url, ref}` kept as `URL@REF`), `num_nodes` (a gang, default 1), `setup`, `run`, `envs`
-//!   (scalars become text; a `null` value, which SkyPilot fills from `--env`, is left out).
-//! - `resources`: `accelerators` as `H100:8`, `H100` (one GPU), `{H100: 8}`, `{H100: 8, H200: 8}`
-//!   (alternatives, unordered), `[H100:8, A100-80GB:8]` (alternatives in order of preference),
-//!   `A100:0.5` (a share of one GPU; fractions above one must be whole), or those forms written as
-//!   a string (`"{A100:1, V100:1}"`); `cpus` and `memory` as a number or a string such as `"4+"`
-//!   or `"64GB"` (a request is always a minimum, so `4` and `4+` mean the same; memory is in GB of
-//!   2^30 bytes unless a unit is given); `infra` (`aws`, `aws/us-east-1`,
-//!   `aws/us-east-1/us-east-1a`, `*/us-east-1`, `k8s`, `k8s/context`) or the older `cloud`,
-//!   `region`, `zone`; `use_spot`; `instance_type`; `max_hourly_cost` (per node, turned into the
-//!   job's `max_price_per_hour` when that is not given); `priority` (used when the top-level
-//!   `priority` is absent); `any_of` / `ordered`: lists of resource mappings merged over the base
-//!   fields (an item's `infra` replaces the base location, its `cloud` / `region` / `zone` replace
-//!   only their part).
-//! - Accepted and not kept (they tune a VM or a launch, not placement): `resources.disk_size`,
-//!   `disk_tier`, `network_tier`, `ports`, `image_id`, `labels`, `autostop`, `accelerator_args`,
-//!   `job_recovery`, `local_disk`, `volumes`; top-level `file_mounts`, `volumes`, `config`,
-//!   `secrets` (never copied into the job, so `cumulo validate` cannot print them), `pool`,
-//!   `inputs`, `outputs` and SkyPilot's other task fields.
+//!   (values as SkyPilot renders them: YAML 1.1 read, Python `str()` written, see `pyyaml`; a
+//!   `null` value, which SkyPilot fills from `--env`, is left out).
+//! - `resources`: `accelerators` (or its alias `gpus`) as `H100:8`, `H100` (one GPU), `{H100: 8}`,
+//!   `{H100: 8, H200: 8}` (alternatives, unordered), `[H100:8, A100-80GB:8]` (alternatives in
+//!   order of preference), `A100:0.5`, by memory (`80GB+:8`, `amd:192GB+:2`), or those forms
+//!   written as a string. Names are canonicalised as SkyPilot does (`accel`); a name no GPU model
+//!   knows is kept by name ([`cumulo_types::GpuSelector::Named`]) with a warning. `cpus` and
+//!   `memory`: `4` is exactly 4, `"4+"` at least 4 (memory in GB of 2^30 bytes unless a unit is
+//!   given). `instance_type` alone stands for its vCPUs, memory and GPUs (built-in catalog).
+//!   `infra` (`aws`, `aws/us-east-1`, `aws/us-east-1/us-east-1a`, `*/us-east-1`, `k8s`,
+//!   `k8s/context`) or the older `cloud`, `region`, `zone`; `use_spot`; `max_hourly_cost` (per
+//!   node, turned into the job's `max_price_per_hour` when that is not given); `priority` (used
+//!   when the top-level `priority` is absent); `any_of` / `ordered`: lists of resource mappings
+//!   merged over the base fields; `image_id: docker:IMAGE` (the job's container image);
+//!   `job_recovery.max_restarts_on_errors: N` (N + 1 attempts).
+//! - Read and not applied, each named once in a warning ([`Submission::warnings`]): the fields
+//!   that tune a VM (`disk_size`, `ports`, `autostop`, a VM `image_id`, ...) and SkyPilot's own
+//!   machinery (`file_mounts`, `volumes`, `secrets`, `config`, `pool`, ...). `secrets` are never
+//!   copied into the job, so nothing Cumulo prints or stores can leak them.
 //! - `service` (SkyServe) makes the job an inference job; its `replicas`, else
 //!   `replica_policy.min_replicas` (at least 1), gives the replica count.
+//! - Several documents ([`parse_submission`]): a first document holding only `name` heads a
+//!   pipeline (each task after the previous one succeeded); one with `execution: parallel` heads
+//!   a job group (placed together).
 //!
 //! # Cumulo fields and their defaults
 //! - `kind`: `training | inference | batch | sandbox`; default `inference` with a `service`
@@ -46,7 +53,9 @@
 //!   nodes together, never negative.
 //! - "Any GPU with at least N GB": `accelerators: 80GB+:8` (also inside maps and lists), which
 //!   becomes [`cumulo_types::GpuSelector::MinMemoryGb`].
-//! - `cpus` defaults to 1 vCPU ([`DEFAULT_CPUS_MILLI`]) so that every job holds a slot.
+//! - `cpus` defaults to 1 vCPU ([`DEFAULT_CPUS_MILLI`]) so that every job holds a slot; on a
+//!   cloud with nothing asked, SkyPilot's default VM: 8+ vCPUs and 32+ GB.
+//! - `after`: job ids, or names of earlier documents, that must succeed first.
 //! - Top-level keys starting with `x-` are ignored, to hold YAML anchors (`x-base: &base`) that
 //!   other fields merge in with `<<: *base`.
 
@@ -317,9 +326,9 @@ fn header(document: &Document, problems: &mut Vec<Problem>, warnings: &mut Vec<P
                 });
             }
         }
-        let valid = name.as_deref().is_some_and(|n| {
-            !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
+        let valid = name
+            .as_deref()
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         if !valid {
             report(
                 problems,
@@ -330,9 +339,8 @@ fn header(document: &Document, problems: &mut Vec<Problem>, warnings: &mut Vec<P
         return Some(Shape::Group { name: name.unwrap_or_default() });
     }
     let keys: Vec<&str> = map.keys().filter_map(|k| k.as_str()).collect();
-    let only_header = keys.len() == map.len()
-        && keys.contains(&"name")
-        && keys.iter().all(|k| *k == "name" || *k == "execution");
+    let only_header =
+        keys.len() == map.len() && keys.contains(&"name") && keys.iter().all(|k| *k == "name" || *k == "execution");
     if !only_header {
         return None;
     }

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use cumulo_types::{
-    AcceleratorDemand, Checkpoint, Constraints, GpuModel, GpuSelector, InfraSelector, JobId, JobKind, JobSpec, MilliGpu,
-    Money,
-    Priority, Provider, ResourceOption, SpreadPolicy, TopologyNeed,
+    AcceleratorDemand, Checkpoint, Constraints, GpuModel, GpuSelector, InfraSelector, JobId, JobKind, JobSpec,
+    MilliGpu, Money, Priority, Provider, ResourceOption, SpreadPolicy, TopologyNeed,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -1050,7 +1049,10 @@ fn image_id(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<String> {
                 None
             }
             None => {
-                ctx.warn(path, "not applied: a VM image; Cumulo starts no VM (a container image is written docker:IMAGE)");
+                ctx.warn(
+                    path,
+                    "not applied: a VM image; Cumulo starts no VM (a container image is written docker:IMAGE)",
+                );
                 None
             }
         },
@@ -1070,7 +1072,10 @@ fn image_id(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<String> {
 fn job_recovery(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<u32> {
     match value {
         Value::String(_) => {
-            ctx.warn(path, "strategy not applied: a lost or preempted attempt is always placed again, anywhere it fits");
+            ctx.warn(
+                path,
+                "strategy not applied: a lost or preempted attempt is always placed again, anywhere it fits",
+            );
             None
         }
         Value::Mapping(map) => {
@@ -1085,13 +1090,15 @@ fn job_recovery(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<u32> {
             }
             let p = child(path, "max_restarts_on_errors");
             match field(map, "max_restarts_on_errors") {
-                Some(Value::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| *v < u32::MAX) {
-                    Some(v) => Some(v),
-                    None => {
-                        ctx.invalid(&p, &n.to_string(), "a non-negative integer (restarts after the job fails)");
-                        None
+                Some(Value::Number(n)) => {
+                    match n.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| *v < u32::MAX) {
+                        Some(v) => Some(v),
+                        None => {
+                            ctx.invalid(&p, &n.to_string(), "a non-negative integer (restarts after the job fails)");
+                            None
+                        }
                     }
-                },
+                }
                 Some(other) => {
                     ctx.wrong_type(&p, other, "a non-negative integer (restarts after the job fails)");
                     None
@@ -1447,7 +1454,10 @@ fn memory_demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<&str>)
     let per_node = match count.parse::<u32>().ok().filter(|c| *c > 0 && *c <= 4_000_000) {
         Some(c) => MilliGpu::whole(c),
         None => {
-            ctx.report(path, format!("invalid GPU count `{count}` in `{full}`: expected a whole number of GPUs such as 8"));
+            ctx.report(
+                path,
+                format!("invalid GPU count `{count}` in `{full}`: expected a whole number of GPUs such as 8"),
+            );
             return Some(None);
         }
     };

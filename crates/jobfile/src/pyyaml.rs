@@ -74,7 +74,10 @@ fn yaml11_int(text: &str) -> Option<i128> {
         i128::from_str_radix(&bin.replace('_', ""), 2).ok()?
     } else if body.len() > 1 && body.starts_with('0') {
         i128::from_str_radix(&body_clean, 8).ok()?
-    } else if !body.is_empty() && body.starts_with(|c: char| c.is_ascii_digit()) && body.chars().all(|c| c.is_ascii_digit() || c == '_') {
+    } else if !body.is_empty()
+        && body.starts_with(|c: char| c.is_ascii_digit())
+        && body.chars().all(|c| c.is_ascii_digit() || c == '_')
+    {
         body_clean.parse::<i128>().ok()?
     } else {
         return None;
@@ -99,9 +102,7 @@ fn is_yaml11_float(text: &str) -> bool {
     };
     let exponent_ok = match exponent {
         None => true,
-        Some(e) => {
-            e.len() > 1 && e.starts_with(['-', '+']) && e[1..].chars().all(|c| c.is_ascii_digit())
-        }
+        Some(e) => e.len() > 1 && e.starts_with(['-', '+']) && e[1..].chars().all(|c| c.is_ascii_digit()),
     };
     mantissa_ok && exponent_ok
 }
@@ -146,7 +147,16 @@ mod tests {
 
     #[test]
     fn python_renders_floats_like_repr() {
-        for (f, want) in [(1e-5, "1e-05"), (0.0001, "0.0001"), (5.0, "5.0"), (0.1, "0.1"), (1e16, "1e+16"), (123.25, "123.25"), (2e-4, "0.0002"), (-1.5, "-1.5")] {
+        for (f, want) in [
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (5.0, "5.0"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (123.25, "123.25"),
+            (2e-4, "0.0002"),
+            (-1.5, "-1.5"),
+        ] {
             assert_eq!(python_float(f), want, "repr({f}) in Python");
         }
     }

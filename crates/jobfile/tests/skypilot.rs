@@ -121,7 +121,15 @@ fn a_set_without_counts_means_one_of_each_and_names_are_canonical() {
     assert_eq!(
         accelerators(&job),
         vec![models(
-            &[GpuModel::L4, GpuModel::A10G, GpuModel::A10, GpuModel::L40, GpuModel::A40, GpuModel::A100, GpuModel::A100_80],
+            &[
+                GpuModel::L4,
+                GpuModel::A10G,
+                GpuModel::A10,
+                GpuModel::L40,
+                GpuModel::A40,
+                GpuModel::A100,
+                GpuModel::A100_80
+            ],
             1
         )],
         "A10g is SkyPilot's A10G; a name without a count is one GPU"
@@ -149,7 +157,11 @@ fn image_workdir_and_mounts_are_named_as_not_applied() {
     assert!(job.resources[0].use_spot, "`True` is YAML's true");
     assert_eq!(job.workdir.as_deref(), Some("mistral"));
     assert_eq!(job.image.as_deref(), Some("winglian/axolotl:main-py3.10-cu118-2.0.1"), "docker: is a container image");
-    assert_eq!(warned(&warnings), ["workdir", "file_mounts"], "the image is applied where a driver runs images: {warnings:#?}");
+    assert_eq!(
+        warned(&warnings),
+        ["workdir", "file_mounts"],
+        "the image is applied where a driver runs images: {warnings:#?}"
+    );
     let (vm, warnings) = {
         let s = parse_submission("resources:\n  image_id: ami-0123456789\n", "job.yaml").unwrap();
         (s.jobs[0].clone(), s.warnings)

@@ -103,7 +103,8 @@ async fn the_jobs_of_a_group_are_placed_together_or_not_at_all() {
     let (server, client) = server(dir.path()).await;
     // Two jobs of 4 H100 each fit the one simulated 8-GPU node together: both placed in one pass.
     let group = "name: rl\nexecution: parallel\n---\nname: trainer\nresources: {accelerators: H100:4}\nrun: train\n---\nname: rollout\nresources: {accelerators: H100:4}\nrun: roll\n";
-    let ids: Vec<JobId> = client.submit_yaml_batch(group, Some("g-1")).await.unwrap().jobs.iter().map(|j| j.id).collect();
+    let ids: Vec<JobId> =
+        client.submit_yaml_batch(group, Some("g-1")).await.unwrap().jobs.iter().map(|j| j.id).collect();
     let mut records = Vec::new();
     for _ in 0..100 {
         records = Vec::new();
@@ -119,10 +120,7 @@ async fn the_jobs_of_a_group_are_placed_together_or_not_at_all() {
     let group_ids: Vec<Option<String>> = records.iter().map(|r| r.spec.group.clone()).collect();
     assert!(group_ids[0].as_deref().is_some_and(|g| g.starts_with("rl-")), "one id per submitted group: {group_ids:?}");
     assert_eq!(group_ids[0], group_ids[1], "both jobs share it");
-    assert_eq!(
-        records[0].attempts[0].created_at, records[1].attempts[0].created_at,
-        "planned in the same pass"
-    );
+    assert_eq!(records[0].attempts[0].created_at, records[1].attempts[0].created_at, "planned in the same pass");
 
     // A group with one job that cannot be placed now (the node's GPUs are busy, 8 asked): the
     // CPU-only job of the group waits with it, though it would fit on its own.
@@ -134,7 +132,8 @@ async fn the_jobs_of_a_group_are_placed_together_or_not_at_all() {
     assert!(small.attempts.is_empty());
     let reason = small.pending_reason.unwrap_or_default();
     assert!(
-        reason.starts_with(&format!("job group blocked-")) && reason.contains(&format!("and job {} of it waits: ", ids[0])),
+        reason.starts_with(&format!("job group blocked-"))
+            && reason.contains(&format!("and job {} of it waits: ", ids[0])),
         "the reason names the group and the member it waits with: {reason}"
     );
     server.shutdown();
@@ -147,11 +146,17 @@ async fn a_job_in_a_container_image_goes_only_where_images_run() {
     let (server, client) = server(dir.path()).await;
     // The local driver starts no container; the (simulated) cluster says it runs images.
     let anywhere = client
-        .submit("name: img\nresources: {accelerators: H100:1, image_id: 'docker:vllm/vllm-openai:v0.10.0'}\nrun: serve\n", None)
+        .submit(
+            "name: img\nresources: {accelerators: H100:1, image_id: 'docker:vllm/vllm-openai:v0.10.0'}\nrun: serve\n",
+            None,
+        )
         .await
         .unwrap();
     let local_only = client
-        .submit("name: img-local\nresources: {infra: local, image_id: 'docker:vllm/vllm-openai:v0.10.0'}\nrun: serve\n", None)
+        .submit(
+            "name: img-local\nresources: {infra: local, image_id: 'docker:vllm/vllm-openai:v0.10.0'}\nrun: serve\n",
+            None,
+        )
         .await
         .unwrap();
     let mut placed = None;
@@ -164,12 +169,18 @@ async fn a_job_in_a_container_image_goes_only_where_images_run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let why = client.job(anywhere.id).await.unwrap().job.pending_reason;
-    assert_eq!(placed, Some(serde_json::json!("sim-h100")), "the image job goes where images run, not to `here`: {why:?}");
+    assert_eq!(
+        placed,
+        Some(serde_json::json!("sim-h100")),
+        "the image job goes where images run, not to `here`: {why:?}"
+    );
     let job = client.job(local_only.id).await.unwrap().job;
     assert_eq!(job.state, JobState::Pending, "the only cluster it may use cannot run its image");
     let reason = job.pending_reason.unwrap_or_default();
     assert!(
-        reason.contains("needs container image `vllm/vllm-openai:v0.10.0` (resources.image_id), which cluster(s) here cannot run"),
+        reason.contains(
+            "needs container image `vllm/vllm-openai:v0.10.0` (resources.image_id), which cluster(s) here cannot run"
+        ),
         "the pending reason names the field and the cluster: {reason}"
     );
     server.shutdown();

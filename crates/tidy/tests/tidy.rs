@@ -56,7 +56,7 @@ const ALLOWED_INTERNAL: &[(&str, &[&str])] = &[
     ("types", &[]),
     ("sched", &["types"]),
     ("synth", &["types", "sched"]),
-    ("jobfile", &["types"]),
+    ("jobfile", &["types", "catalog"]),
     ("catalog", &["types"]),
     ("portfolio", &["types", "catalog", "sched"]),
     ("ledger", &["types", "catalog", "portfolio"]),

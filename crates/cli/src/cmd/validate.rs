@@ -174,7 +174,8 @@ fn read_stdin() -> Result<Submission, cumulo_jobfile::Error> {
 
 fn read_file(path: &std::path::Path) -> Result<Submission, cumulo_jobfile::Error> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| cumulo_jobfile::Error::Read { file: file.clone(), error })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| cumulo_jobfile::Error::Read { file: file.clone(), error })?;
     cumulo_jobfile::parse_submission(&text, &file)
 }
 
