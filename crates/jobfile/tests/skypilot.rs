@@ -81,7 +81,7 @@ fn documents_without_a_header_run_side_by_side_and_say_so() {
         "the difference from SkyPilot is told: {:#?}",
         submission.warnings
     );
-    assert_eq!(submission.jobs[1].resources[0].use_spot, true);
+    assert!(submission.jobs[1].resources[0].use_spot, "the second task asks for spot");
     assert_eq!(warned(&submission.warnings)[0], "file_mounts", "the bucket is not mounted, and that is said");
 }
 
