@@ -228,17 +228,24 @@ async fn batch_submit_is_all_or_nothing_and_idempotent() {
     assert!(again.jobs.iter().all(|j| !j.created));
     assert_eq!(h.job_count().await, 3);
 
-    let yaml = h.post("/v1/jobs:batch", &h.member_a, "application/yaml", "name: y0\n---\nname: y1\n").await;
+    let yaml = h.post("/v1/jobs:batch", &h.member_a, "application/yaml", "name: y0\nrun: a\n---\nname: y1\n").await;
     assert_eq!(yaml.status, StatusCode::CREATED, "{}", yaml.text);
-    assert_eq!(yaml.json::<BatchResponse>().jobs.len(), 2);
+    assert_eq!(yaml.json::<BatchResponse>().jobs.len(), 2, "two jobs side by side");
     assert_eq!(h.job_count().await, 5);
+    // A first document holding only `name` heads a SkyPilot pipeline: it is no job.
+    let chain =
+        h.post("/v1/jobs:batch", &h.member_a, "application/yaml", "name: c\n---\nname: c1\n---\nname: c2\n").await;
+    assert_eq!(chain.status, StatusCode::CREATED, "{}", chain.text);
+    let steps = chain.json::<BatchResponse>().jobs;
+    assert_eq!(steps.len(), 2, "two steps; the header is no job");
+    assert_eq!(h.job_count().await, 7);
 
     // One bad job refuses the whole batch, naming the job and the field.
     let bad = serde_json::json!({"jobs": [{"name": "ok"}, {"name": "bad", "num_nodes": "many"}]}).to_string();
     let answer = h.post("/v1/jobs:batch", &h.member_a, "application/json", &bad).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
     assert_eq!(answer.error().field.as_deref(), Some("jobs[1].num_nodes"));
-    assert_eq!(h.job_count().await, 5);
+    assert_eq!(h.job_count().await, 7);
     let empty = h.post("/v1/jobs:batch", &h.member_a, "application/json", r#"{"jobs": []}"#).await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
     assert!(empty.error().reason.contains("no jobs"));
@@ -264,10 +271,10 @@ async fn malformed_submits_get_400_naming_the_problem_and_change_nothing() {
     check_refused(
         &h,
         "application/json",
-        r#"{"name": "x", "resources": {"accelerators": "H900:8"}}"#,
+        r#"{"name": "x", "resources": {"accelerators": "H100:1.5"}}"#,
         StatusCode::BAD_REQUEST,
         "resources.accelerators",
-        "H900",
+        "invalid GPU count `1.5`",
     )
     .await;
     check_refused(

@@ -132,8 +132,7 @@ async fn the_jobs_of_a_group_are_placed_together_or_not_at_all() {
     assert!(small.attempts.is_empty());
     let reason = small.pending_reason.unwrap_or_default();
     assert!(
-        reason.starts_with("job group blocked-")
-            && reason.contains(&format!("and job {} of it waits: ", ids[0])),
+        reason.starts_with("job group blocked-") && reason.contains(&format!("and job {} of it waits: ", ids[0])),
         "the reason names the group and the member it waits with: {reason}"
     );
     server.shutdown();
