@@ -82,7 +82,7 @@ pub struct Cluster {
 pub struct Options {
     pub store: Arc<dyn Store>,
     pub clusters: Vec<Cluster>,
-    /// This server's name in the leadership lease.
+    /// This server's name in the leadership lease: unique per process start ([`instance_id`]).
     pub holder: String,
     /// Time between passes in [`Controller::run`].
     pub interval: Duration,
@@ -106,7 +106,7 @@ impl Options {
         Options {
             store,
             clusters,
-            holder: format!("cumulo-{}", std::process::id()),
+            holder: instance_id(),
             interval: Duration::from_secs(1),
             lease_ttl_s: 15,
             lost_after: Duration::from_secs(60),
@@ -117,6 +117,20 @@ impl Options {
             contracts: BTreeMap::new(),
         }
     }
+}
+
+/// A name for this process in the leadership lease, unique per start: the host name (for people
+/// reading the lease row), the PID, and 64 random bits. The PID alone is not an identity: two
+/// servers in two containers are often both PID 1, and both then renewed "their" lease and led
+/// together (issue 12, finding 5). The host name is not one either (containers may share it).
+pub fn instance_id() -> String {
+    use rand::RngCore;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string());
+    format!("{host}/pid-{}/{:016x}", std::process::id(), rand::rngs::OsRng.next_u64())
 }
 
 /// What one pass did, for logs and metrics.
@@ -719,4 +733,14 @@ pub async fn open_store(db: &str) -> Result<Arc<dyn Store>, Error> {
     }
     let store = cumulo_store_sqlite::SqliteStore::open(cumulo_store_sqlite::Options::new(path)).await?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod instance_tests {
+    #[test]
+    fn two_instances_of_one_process_get_different_lease_identities() {
+        let (a, b) = (super::instance_id(), super::instance_id());
+        assert_ne!(a, b, "same PID and host must still give two identities");
+        assert!(a.contains(&format!("/pid-{}/", std::process::id())), "{a}");
+    }
 }

@@ -196,6 +196,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
             .iter()
             .filter_map(|(entry, _)| entry.contract.clone().map(|contract| (entry.name.clone(), contract)))
             .collect();
+        tracing::info!(holder = %control.holder, "this server's identity in the leadership lease");
         let controller = Controller::new(control);
         tokio::spawn(reconcile_loop(controller, metrics.clone(), options.reconcile_interval, shutdown_rx.clone()))
     });
