@@ -560,7 +560,8 @@ impl Controller {
             }
         }
         let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
-        let (queue, replicated) = self.queue(&active).await?;
+        let (mut queue, replicated) = self.queue(&active).await?;
+        let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
@@ -593,11 +594,17 @@ impl Controller {
         let mut waiting = HashSet::new();
         for pending in &plan.pending {
             if waiting.insert(pending.job) {
-                let reason = if replicated.contains(&pending.job) {
+                let mut reason = if replicated.contains(&pending.job) {
                     format!("replica {} waits: {}", pending.replica, pending.reason)
                 } else {
                     pending.reason.to_string()
                 };
+                if let Some(names) = closed.get(&pending.job) {
+                    reason.push_str(&match names.as_slice() {
+                        [one] => format!(" (cluster {one} takes only other tenants' jobs)"),
+                        many => format!(" (clusters {} take only other tenants' jobs)", many.join(", ")),
+                    });
+                }
                 commit.pending_reasons.push((pending.job, reason));
             }
         }

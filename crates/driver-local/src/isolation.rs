@@ -75,7 +75,9 @@ pub fn resolve(user: &JobUser, euid: u32) -> Result<Option<Account>, String> {
         }
     };
     if account.uid == 0 {
-        return Err(format!("job_user `{name}` has uid 0: refusing to run jobs as root; set `allow_root: true` to allow it"));
+        return Err(format!(
+            "job_user `{name}` has uid 0: refusing to run jobs as root; set `allow_root: true` to allow it"
+        ));
     }
     if !Path::new(SETPRIV).exists() {
         return Err(format!("job_user `{name}`: {SETPRIV} (util-linux) is needed to start jobs as another user"));

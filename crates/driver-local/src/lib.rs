@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use isolation::{Account, JobUser};
 use cumulo_driver::{
     AttemptId, AttemptState, Capabilities, Capacity, Driver, JobId, LaunchOutcome, LaunchRequest, LogChunk, NodeInfo,
     NodeStatus, Observation, Timestamp,
 };
+pub use isolation::{Account, JobUser};
 
 /// Errors opening a local driver.
 #[derive(Debug, thiserror::Error)]
@@ -199,8 +199,12 @@ impl LocalDriver {
             .map_err(|e| cumulo_driver::Error::io(format!("creating {}", log_path.display()), e))?;
         let log_err = log.try_clone().map_err(|e| cumulo_driver::Error::io("duplicating the log handle", e))?;
         let account = self.account.as_ref();
-        let work = isolation::make_work_dir(&self.work_root.join(request.attempt.to_string()), &format!("rank-{rank}"), account)
-            .map_err(|e| cumulo_driver::Error::io(format!("creating the working directory of rank {rank}"), e))?;
+        let work = isolation::make_work_dir(
+            &self.work_root.join(request.attempt.to_string()),
+            &format!("rank-{rank}"),
+            account,
+        )
+        .map_err(|e| cumulo_driver::Error::io(format!("creating the working directory of rank {rank}"), e))?;
         let script = isolation::write_job_script(&work, &request.node_script(), account)
             .map_err(|e| cumulo_driver::Error::io(format!("writing the script of rank {rank}"), e))?;
         let mut cmd = tokio::process::Command::new("bash");
