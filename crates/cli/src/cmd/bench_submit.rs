@@ -109,8 +109,12 @@ async fn submit_backlog(client: &cumulo_api::client::Client, tenant: &str, jobs:
                     return anyhow::Ok(());
                 }
                 let n = BATCH.min(jobs - i * BATCH);
-                let body = serde_json::json!({"jobs": (0..n).map(|j| job_file(&tenant, i * BATCH + j)).collect::<Vec<_>>()});
-                client.submit_batch_body("application/json", body.to_string(), None).await.context("submitting the backlog")?;
+                let body =
+                    serde_json::json!({"jobs": (0..n).map(|j| job_file(&tenant, i * BATCH + j)).collect::<Vec<_>>()});
+                client
+                    .submit_batch_body("application/json", body.to_string(), None)
+                    .await
+                    .context("submitting the backlog")?;
             }
         }));
     }
