@@ -78,6 +78,12 @@ impl Client {
         self.send(self.request(reqwest::Method::GET, "/healthz")).await.map(|_| ())
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let response = self.send(self.request(reqwest::Method::GET, "/metrics")).await?;
+        response.text().await.map_err(|e| Error::Protocol(e.to_string()))
+    }
+
     pub async fn whoami(&self) -> Result<WhoAmI, Error> {
         self.json(self.request(reqwest::Method::GET, "/v1/whoami")).await
     }

@@ -32,6 +32,9 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    /// The store cannot write (disk full or read-only): 507, nothing was stored; the detail is
+    /// logged, the client sees a fixed reason.
+    InsufficientStorage(String),
     /// Something failed inside; the text is logged, the client sees "internal error".
     Internal(String),
 }
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,6 +67,12 @@ impl ApiError {
             ApiError::Conflict(r) => ("conflict", None, r.clone()),
             ApiError::PayloadTooLarge(r) => ("payload_too_large", None, r.clone()),
             ApiError::UnsupportedMediaType(r) => ("unsupported_media_type", None, r.clone()),
+            ApiError::InsufficientStorage(_) => (
+                "insufficient_storage",
+                None,
+                "the server's disk is full (or its database is read-only): nothing was stored; retry once space is freed"
+                    .to_string(),
+            ),
             ApiError::Internal(_) => ("internal", None, "internal error; see the server log".to_string()),
         };
         ErrorBody { error: error.to_string(), field, reason }
@@ -88,15 +98,35 @@ impl From<cumulo_store::Error> for ApiError {
                 ApiError::bad_request(field, format!("invalid {field} `{value}`: expected {expected}"))
             }
             cumulo_store::Error::Backend(text) => ApiError::Internal(text),
+            cumulo_store::Error::StorageFull(text) => ApiError::InsufficientStorage(text),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "request failed inside the server");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "request failed inside the server"),
+            ApiError::InsufficientStorage(detail) => {
+                tracing::error!(%detail, "the store cannot write: disk full or read-only")
+            }
+            _ => {}
         }
         (self.status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_store_is_507_with_a_fixed_reason_and_no_backend_text() {
+        let err = ApiError::from(cumulo_store::Error::StorageFull("(code: 13) database or disk is full".into()));
+        assert_eq!(err.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let body = err.body();
+        assert_eq!(body.error, "insufficient_storage");
+        assert!(body.reason.contains("disk is full") && body.reason.contains("nothing was stored"), "{}", body.reason);
+        assert!(!body.reason.contains("code: 13"), "backend text must not reach the client: {}", body.reason);
     }
 }

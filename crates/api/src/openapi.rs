@@ -59,6 +59,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["400"] = error_response("the job file is invalid; `field` names the problem");
             responses["403"] = error_response("the token may not submit for this tenant");
             responses["413"] = error_response("the body is over the limit");
+            responses["507"] =
+                error_response("the server's disk is full or its database read-only; nothing was stored");
         }
         ("post", "/v1/jobs:batch") => {
             op["parameters"] = json!([idempotency_param()]);
@@ -70,6 +72,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["400"] = error_response("a job file is invalid; `field` starts with `jobs[i].`");
             responses["403"] = error_response("the token may not submit for this tenant");
             responses["413"] = error_response("the body is over the limit");
+            responses["507"] =
+                error_response("the server's disk is full or its database read-only; nothing was stored");
         }
         ("get", "/v1/jobs") => {
             op["parameters"] = json!([

@@ -19,6 +19,9 @@ pub struct ClusterInfo {
     pub capacity: CapacityKind,
     /// Price of one node for one hour (contract-aware prices are computed elsewhere).
     pub price_per_node_hour: Money,
+    /// The only tenants whose jobs may be placed here; `None`: every tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<Vec<String>>,
 }
 
 /// One node of a stored placement.
@@ -157,6 +160,56 @@ impl Fleet {
     }
 
     /// The cluster index a pool belongs to.
+    /// Keeps each queued job off clusters reserved for other tenants (`ClusterInfo::tenants`): a
+    /// `deny` selector per pool of such a cluster (its provider, region and zone) joins the job's
+    /// constraints, so the scheduler never places it there. Returns, per job, the clusters closed
+    /// to it, for its pending reason. A zone shared with an open cluster is denied there too (the
+    /// safe side), with a warning.
+    pub fn keep_tenants_off_reserved_clusters(
+        &self,
+        clusters: &[ClusterInfo],
+        queue: &mut [cumulo_sched::QueuedJob],
+    ) -> HashMap<cumulo_types::JobId, Vec<String>> {
+        let mut closed = HashMap::new();
+        if clusters.iter().all(|c| c.tenants.is_none()) {
+            return closed;
+        }
+        for job in queue.iter_mut() {
+            for (c, cluster) in clusters.iter().enumerate() {
+                let Some(tenants) = &cluster.tenants else { continue };
+                if tenants.contains(&job.tenant) {
+                    continue;
+                }
+                for pool in self.pools.iter().filter(|p| self.cluster_of(p.id) == Some(c)) {
+                    let deny = cumulo_types::InfraSelector {
+                        provider: Some(pool.provider.clone()),
+                        region: Some(pool.region.clone()),
+                        zone: Some(pool.zone.clone()),
+                    };
+                    if !job.constraints.deny.contains(&deny) {
+                        job.constraints.deny.push(deny);
+                    }
+                }
+                let names: &mut Vec<String> = closed.entry(job.id).or_default();
+                if !names.contains(&cluster.name) {
+                    names.push(cluster.name.clone());
+                }
+            }
+        }
+        for pool in &self.pools {
+            let Some(c) = self.cluster_of(pool.id) else { continue };
+            let shared = self.pools.iter().any(|other| {
+                self.cluster_of(other.id).is_some_and(|o| o != c && clusters[o].tenants != clusters[c].tenants)
+                    && (other.provider.as_str(), other.region.as_str(), other.zone.as_str())
+                        == (pool.provider.as_str(), pool.region.as_str(), pool.zone.as_str())
+            });
+            if shared && clusters[c].tenants.is_some() {
+                tracing::warn!(cluster = %clusters[c].name, zone = %pool.zone, "a tenant-reserved cluster shares its zone with another cluster: that cluster is closed to the same tenants");
+            }
+        }
+        closed
+    }
+
     pub fn cluster_of(&self, pool: PoolId) -> Option<usize> {
         self.members.get(&pool).map(|(cluster, _)| *cluster)
     }

@@ -83,7 +83,7 @@ pub struct Cluster {
 pub struct Options {
     pub store: Arc<dyn Store>,
     pub clusters: Vec<Cluster>,
-    /// This server's name in the leadership lease.
+    /// This server's name in the leadership lease: unique per process start ([`instance_id`]).
     pub holder: String,
     /// Time between passes in [`Controller::run`].
     pub interval: Duration,
@@ -107,7 +107,7 @@ impl Options {
         Options {
             store,
             clusters,
-            holder: format!("cumulo-{}", std::process::id()),
+            holder: instance_id(),
             interval: Duration::from_secs(1),
             lease_ttl_s: 15,
             lost_after: Duration::from_secs(60),
@@ -118,6 +118,20 @@ impl Options {
             contracts: BTreeMap::new(),
         }
     }
+}
+
+/// A name for this process in the leadership lease, unique per start: the host name (for people
+/// reading the lease row), the PID, and 64 random bits. The PID alone is not an identity: two
+/// servers in two containers are often both PID 1, and both then renewed "their" lease and led
+/// together (issue 12, finding 5). The host name is not one either (containers may share it).
+pub fn instance_id() -> String {
+    use rand::RngCore;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string());
+    format!("{host}/pid-{}/{:016x}", std::process::id(), rand::rngs::OsRng.next_u64())
 }
 
 /// What one pass did, for logs and metrics.
@@ -554,6 +568,7 @@ impl Controller {
         for queued in queue.iter_mut().filter(|q| images.contains_key(&q.id)) {
             queued.constraints.deny.extend(image_denials.iter().cloned());
         }
+        let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
@@ -614,6 +629,12 @@ impl Controller {
                 };
                 if let Some(image) = images.get(&pending.job).filter(|_| !imageless.is_empty()) {
                     reason = format!("{reason}; {}", links::image_reason(image, &infos, &imageless));
+                }
+                if let Some(names) = closed.get(&pending.job) {
+                    reason.push_str(&match names.as_slice() {
+                        [one] => format!(" (cluster {one} takes only other tenants' jobs)"),
+                        many => format!(" (clusters {} take only other tenants' jobs)", many.join(", ")),
+                    });
                 }
                 commit.pending_reasons.push((pending.job, reason));
             }
@@ -808,4 +829,14 @@ pub async fn open_store(db: &str) -> Result<Arc<dyn Store>, Error> {
     }
     let store = cumulo_store_sqlite::SqliteStore::open(cumulo_store_sqlite::Options::new(path)).await?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod instance_tests {
+    #[test]
+    fn two_instances_of_one_process_get_different_lease_identities() {
+        let (a, b) = (super::instance_id(), super::instance_id());
+        assert_ne!(a, b, "same PID and host must still give two identities");
+        assert!(a.contains(&format!("/pid-{}/", std::process::id())), "{a}");
+    }
 }

@@ -57,6 +57,7 @@ impl World {
             region: "sim".into(),
             capacity,
             price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
+            tenants: None,
         };
         let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver }]);
         if let Some(contract) = contract {
@@ -507,4 +508,37 @@ async fn contract_capacity_is_metered_under_its_contract() {
         "{records:?}"
     );
     assert_eq!(usage_of(&world, job).await.0, 100);
+}
+
+/// A cluster reserved for some tenants (`tenants:` in the fleet file) never gets another tenant's
+/// job, even when it is the only one with room; that job waits and its reason says why.
+#[tokio::test]
+async fn a_cluster_reserved_for_a_tenant_never_runs_another_tenants_job() {
+    let world = World::new().await;
+    let info = ClusterInfo {
+        name: "sim-a".into(),
+        provider: "local".into(),
+        region: "sim".into(),
+        capacity: CapacityKind::OnDemand,
+        price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
+        tenants: Some(vec!["research".into()]),
+    };
+    let mut options = Options::new(world.store.clone(), vec![Cluster { info, driver: Arc::new(world.sim.clone()) }]);
+    let clock = world.clock.clone();
+    options.clock = Arc::new(move || clock.now());
+    let controller = Controller::new(options);
+    let mut outsider = gpu_job("outsider", 1);
+    outsider.tenant = "finance".into();
+    let outsider = world.submit(outsider).await;
+    let insider = world.submit(gpu_job("insider", 1)).await;
+    for _ in 0..3 {
+        controller.reconcile_once().await.unwrap();
+        world.advance(5);
+    }
+    assert_eq!(world.state(insider).await, JobState::Running, "the reserved tenant's job runs there");
+    let job = world.store.get_job(outsider).await.unwrap();
+    assert_eq!(job.state, JobState::Pending, "another tenant's job must never be placed on the reserved cluster");
+    assert!(job.attempts.is_empty());
+    let reason = job.pending_reason.unwrap_or_default();
+    assert!(reason.contains("cluster sim-a takes only other tenants' jobs"), "{reason}");
 }

@@ -27,6 +27,7 @@
 //! process notices the exit at once; `observe` notices it too (after a driver restart).
 
 pub mod host;
+pub mod isolation;
 
 use std::collections::HashSet;
 use std::fs;
@@ -40,6 +41,7 @@ use cumulo_driver::{
     AttemptId, AttemptState, Capabilities, Capacity, Driver, JobId, LaunchOutcome, LaunchRequest, LogChunk, NodeInfo,
     NodeStatus, Observation, Timestamp,
 };
+pub use isolation::{Account, JobUser};
 
 /// Errors opening a local driver.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Driver(#[from] cumulo_driver::Error),
+    #[error("{0}")]
+    JobUser(String),
 }
 
 /// How a local driver is set up.
@@ -66,6 +70,11 @@ pub struct Config {
     /// The deployment (the store's id) whose attempts this driver keeps, under
     /// `<root>/<deployment>/attempts`: attempt ids restart with every fresh database.
     pub deployment: Option<String>,
+    /// Whom jobs run as (see [`isolation`]): `cumulo-job` unless the operator allows root.
+    pub job_user: JobUser,
+    /// Where jobs' working directories go (`<work_root>/<attempt>/rank-<r>`); outside the data
+    /// directory. Default: `<temp>/cumulo-jobs/<random id kept in root>/<deployment>`.
+    pub work_root: Option<PathBuf>,
 }
 
 impl Config {
@@ -75,6 +84,8 @@ impl Config {
             nvidia_smi: PathBuf::from("nvidia-smi"),
             kill_grace: Duration::from_secs(5),
             deployment: None,
+            job_user: JobUser::default(),
+            work_root: None,
         }
     }
 }
@@ -84,15 +95,40 @@ impl Config {
 pub struct LocalDriver {
     config: Arc<Config>,
     attempts_dir: PathBuf,
+    /// The account jobs run as; `None`: the server's own user.
+    account: Option<Account>,
+    /// Parent of the attempts' working directories.
+    work_root: PathBuf,
     /// Attempts whose launch is in progress in this process (directory made, ranks not all spawned).
     launching: Arc<Mutex<HashSet<AttemptId>>>,
 }
 
 /// The bash wrapper each rank runs as its process group leader: it records the start time, runs
 /// the node script with the log as stdout and stderr, and records the exit code and time.
-const RANK_WRAPPER: &str = r#"printf '%s\n' "$EPOCHREALTIME" > started
-bash "$1" < /dev/null
+///
+/// Arguments: the job's working directory, its script, then the words that switch to the job's
+/// user (none to stay). The wrapper is a child subreaper: when the job's shell ends, whatever it
+/// left behind (also `setsid`'ed or double-forked processes, re-parented here) is killed before the
+/// exit is recorded. A SIGTERM (cancel, or a gang stopping) lets the job end first and then records
+/// no exit, as before: the attempt's markers say why it stopped.
+const RANK_WRAPPER: &str = r#"trap 'stopped=1' TERM
+printf '%s\n' "$EPOCHREALTIME" > started
+work=$1; script=$2; shift 2
+( cd "$work" && exec "$@" bash "$script" ) < /dev/null
 rc=$?
+for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    found=
+    for stat in /proc/[0-9]*/stat; do
+        read -r line 2> /dev/null < "$stat" || continue
+        fields=(${line##*) })
+        [ "${fields[1]}" = "$$" ] && [ "${fields[0]}" != Z ] || continue
+        pid=${stat#/proc/}; pid=${pid%/stat}
+        kill -KILL "$pid" 2> /dev/null && found=1
+    done
+    [ -n "$found" ] || break
+    sleep 0.02
+done 2> /dev/null
+[ -n "$stopped" ] && exit $rc
 printf '%s %s\n' "$rc" "$EPOCHREALTIME" > exit.tmp && mv exit.tmp exit
 exit $rc"#;
 
@@ -105,7 +141,29 @@ impl LocalDriver {
             None => config.root.join("attempts"),
         };
         fs::create_dir_all(&attempts_dir).map_err(|source| Error::StateDir { path: attempts_dir.clone(), source })?;
-        Ok(LocalDriver { config: Arc::new(config), attempts_dir, launching: Arc::default() })
+        // Logs and scripts of every tenant's jobs live here: the server's user only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&config.root, fs::Permissions::from_mode(0o700))
+                .map_err(|source| Error::StateDir { path: config.root.clone(), source })?;
+        }
+        // SAFETY: geteuid(2) cannot fail and touches no memory.
+        let account = isolation::resolve(&config.job_user, unsafe { libc::geteuid() }).map_err(Error::JobUser)?;
+        let work_root = match &config.work_root {
+            Some(root) => root.join(names.deployment().unwrap_or("default")),
+            None => default_work_root(&config.root, names.deployment())?,
+        };
+        Ok(LocalDriver { config: Arc::new(config), attempts_dir, account, work_root, launching: Arc::default() })
+    }
+
+    /// The account jobs run as (`None`: the server's own user).
+    pub fn account(&self) -> Option<&Account> {
+        self.account.as_ref()
+    }
+
+    /// The working directory of one rank.
+    pub fn work_dir(&self, attempt: AttemptId, rank: u32) -> PathBuf {
+        self.work_root.join(attempt.to_string()).join(format!("rank-{rank}"))
     }
 
     fn attempt_dir(&self, attempt: AttemptId) -> PathBuf {
@@ -140,17 +198,31 @@ impl LocalDriver {
         let log = fs::File::create(&log_path)
             .map_err(|e| cumulo_driver::Error::io(format!("creating {}", log_path.display()), e))?;
         let log_err = log.try_clone().map_err(|e| cumulo_driver::Error::io("duplicating the log handle", e))?;
+        let account = self.account.as_ref();
+        let work = isolation::make_work_dir(
+            &self.work_root.join(request.attempt.to_string()),
+            &format!("rank-{rank}"),
+            account,
+        )
+        .map_err(|e| cumulo_driver::Error::io(format!("creating the working directory of rank {rank}"), e))?;
+        let script = isolation::write_job_script(&work, &request.node_script(), account)
+            .map_err(|e| cumulo_driver::Error::io(format!("writing the script of rank {rank}"), e))?;
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg("-c")
             .arg(RANK_WRAPPER)
             .arg("cumulo-rank")
-            .arg(dir.join("script.sh"))
+            .arg(&work)
+            .arg(&script)
+            .args(isolation::switch_user_prefix(account))
             .current_dir(&rank_dir)
-            .envs(request.environment(rank))
+            .env_clear()
+            .envs(isolation::job_environment(account, &work, request.environment(rank)))
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .process_group(0);
+        // SAFETY: the hook makes one prctl(2) call, which is async-signal-safe.
+        unsafe { cmd.pre_exec(isolation::become_subreaper) };
         let mut child = cmd
             .spawn()
             .map_err(|e| cumulo_driver::Error::io(format!("starting rank {rank} of {}", request.attempt), e))?;
@@ -303,10 +375,16 @@ impl LocalDriver {
             let grace = self.config.kill_grace;
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                for group in groups {
-                    // SAFETY: as above; a group already gone answers ESRCH, which is fine.
-                    unsafe { libc::kill(-group, libc::SIGKILL) };
-                }
+                let _ = tokio::task::spawn_blocking(move || {
+                    for group in groups {
+                        // Descendants first, while the wrapper (a subreaper) still holds the ones
+                        // that left the group with setsid.
+                        isolation::kill_descendants(group);
+                        // SAFETY: as above; a group already gone answers ESRCH, which is fine.
+                        unsafe { libc::kill(-group, libc::SIGKILL) };
+                    }
+                })
+                .await;
             });
         }
         n
@@ -437,6 +515,24 @@ impl Driver for LocalDriver {
         let terminal = self.observe_blocking(attempt, chrono::Utc::now()).0.state.is_terminal();
         Ok(LogChunk { data, next_offset, complete: terminal && next_offset >= len })
     }
+}
+
+/// `<temp>/cumulo-jobs/<id>/<deployment>`, the id random and kept in `<root>/work-id` so that a
+/// restarted driver finds the same place and two drivers never share one.
+fn default_work_root(root: &Path, deployment: Option<&str>) -> Result<PathBuf, Error> {
+    let file = root.join("work-id");
+    let state_err = |source| Error::StateDir { path: file.clone(), source };
+    let id = match fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            let mut bytes = [0u8; 8];
+            fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(state_err)?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            fs::write(&file, format!("{id}\n")).map_err(state_err)?;
+            id
+        }
+    };
+    Ok(std::env::temp_dir().join("cumulo-jobs").join(id).join(deployment.unwrap_or("default")))
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), cumulo_driver::Error> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use cumulo_driver::conformance::{Behaviour, Suite};
 use cumulo_driver::{AttemptId, AttemptState, Driver, JobId, JobSpec, LaunchRequest, NodeAssignment};
-use cumulo_driver_local::{Config, LocalDriver};
+use cumulo_driver_local::{Config, JobUser, LocalDriver};
 
 fn attempt(job: u64, n: u32) -> AttemptId {
     AttemptId { job: JobId(job), attempt: n }
@@ -17,9 +17,12 @@ fn request(a: AttemptId, nodes: u32, run: &str) -> LaunchRequest {
     LaunchRequest::new(a, job)
 }
 
+/// Jobs run as this process's user (root here, allowed explicitly), so tests can hand them
+/// directories; [`job_user_driver`] runs them as the unprivileged `cumulo-job`.
 fn driver(dir: &tempfile::TempDir) -> LocalDriver {
     let mut config = Config::new(dir.path());
     config.kill_grace = Duration::from_millis(500);
+    config.job_user = JobUser::Server;
     LocalDriver::open(config).unwrap()
 }
 
@@ -140,7 +143,7 @@ async fn cancel_kills_the_whole_process_group() {
     let a = attempt(11, 1);
     // A background grandchild that would outlive a kill of the rank's shell alone.
     driver.launch(&request(a, 1, "sleep 300 & echo $! > child.pid; wait")).await.unwrap();
-    let child_pid_file = dir.path().join("attempts/11.1/rank-0/child.pid");
+    let child_pid_file = driver.work_dir(a, 0).join("child.pid");
     let mut child_pid = None;
     for _ in 0..200 {
         if let Ok(text) = std::fs::read_to_string(&child_pid_file)
@@ -252,6 +255,7 @@ async fn deployments_sharing_a_root_never_see_each_others_attempts() {
     let open = |d: Option<&str>| {
         let mut config = Config::new(dir.path());
         config.deployment = d.map(str::to_string);
+        config.job_user = JobUser::Server;
         LocalDriver::open(config).unwrap()
     };
     let (one, two, bare) = (open(Some("0a1b2c3d")), open(Some("0a1b2c3e")), open(None));
@@ -325,4 +329,127 @@ async fn a_restarted_driver_stops_the_gang_of_a_rank_that_failed_meanwhile() {
     let restarted = driver(&dir);
     let obs = wait_terminal(&restarted, a).await;
     assert!(matches!(obs.state, AttemptState::Exited { code: 5, .. }), "{}", obs.state);
+}
+
+/// Jobs run as the unprivileged `cumulo-job` (created when missing); `None` when this process is
+/// not root and cannot switch users.
+fn job_user_driver(root: &std::path::Path) -> Option<LocalDriver> {
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: not root, so jobs cannot run as another user; the job-user cases did not run");
+        return None;
+    }
+    let mut config = Config::new(root);
+    config.kill_grace = Duration::from_millis(500);
+    let driver = LocalDriver::open(config).unwrap();
+    assert_eq!(driver.account().map(|a| a.name.as_str()), Some("cumulo-job"));
+    Some(driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_driver_conformance_suite_as_the_job_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(driver) = job_user_driver(dir.path()) else { return };
+    let make = |a: AttemptId, nodes: u32, b: Behaviour| {
+        let run = match b {
+            Behaviour::Succeeds => "echo ok".to_string(),
+            Behaviour::Fails(code) => format!("echo failing >&2; exit {code}"),
+            Behaviour::RunsLong => "sleep 300".to_string(),
+        };
+        request(a, nodes, &run)
+    };
+    let suite = Suite {
+        driver: &driver,
+        request: &make,
+        first_job: 1000,
+        timeout: Duration::from_secs(10),
+        poll: Duration::from_millis(20),
+        tick: None,
+    };
+    suite.run_all().await.unwrap();
+}
+
+/// What a hostile job tried (issue 12, finding 2): the admin token, the database, its parent's
+/// environment, the server's environment variables. Every line must say it could not.
+#[tokio::test]
+async fn a_job_cannot_read_the_admin_token_the_database_or_its_parents_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    // A data directory as the server keeps it: mode 700, the token mode 600.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(data.path().join("admin.token"), "cumulo_admin_secret\n").unwrap();
+    std::fs::set_permissions(data.path().join("admin.token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(data.path().join("cumulo.db"), "SQLite format 3").unwrap();
+    let Some(driver) = job_user_driver(&data.path().join("local/here")) else { return };
+    // SAFETY: set before the launch below; the driver clears the job's environment anyway.
+    unsafe { std::env::set_var("CUMULO_DB", "postgres://cumulo:hunter2@db/cumulo") };
+    let d = data.path().display();
+    let a = attempt(77, 1);
+    let run = format!(
+        "cat {d}/admin.token >/dev/null 2>&1 && echo READ-TOKEN || echo no-token
+         [ -w {d}/cumulo.db ] && echo WRITE-DB || echo no-db
+         tr '\\0' '\\n' 2>/dev/null </proc/$PPID/environ >/dev/null && echo READ-PARENT-ENV || echo no-parent-env
+         env | grep -q hunter2 && echo SAW-SERVER-ENV || echo no-server-env
+         [ \"$(id -u)\" = 0 ] && echo ROOT || echo not-root
+         case \"$PWD\" in {d}*) echo IN-DATA-DIR ;; *) echo outside ;; esac"
+    );
+    driver.launch(&request(a, 1, &run)).await.unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    assert!(obs.state.is_success(), "{}", obs.state);
+    assert_eq!(
+        log_text(&driver, a, 0).await,
+        "no-token\nno-db\nno-parent-env\nno-server-env\nnot-root\noutside\n",
+        "the job reached something of the server's"
+    );
+}
+
+async fn setsid_grandchild_is_gone_when_the_attempt_ends(driver: &LocalDriver, a: AttemptId) {
+    // The grandchild leaves the rank's process group and session, prints its pid and sleeps.
+    let run = "setsid bash -c 'echo $$; exec sleep 300' & sleep 0.3";
+    driver.launch(&request(a, 1, run)).await.unwrap();
+    let obs = wait_terminal(driver, a).await;
+    assert!(obs.state.is_success(), "{}", obs.state);
+    let pid: u32 = log_text(driver, a, 0).await.trim().parse().expect("the grandchild printed its pid");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z"), "setsid'ed grandchild {pid} outlived its attempt: {stat}");
+}
+
+#[tokio::test]
+async fn a_setsid_grandchild_is_stopped_when_its_attempt_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    setsid_grandchild_is_gone_when_the_attempt_ends(&driver(&dir), attempt(80, 1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(driver) = job_user_driver(dir.path()) {
+        setsid_grandchild_is_gone_when_the_attempt_ends(&driver, attempt(81, 1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_setsid_grandchild_even_when_the_job_ignores_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&dir);
+    let a = attempt(82, 1);
+    let run = "trap '' TERM; setsid bash -c 'trap \"\" TERM; echo $$; exec sleep 300' & sleep 300";
+    driver.launch(&request(a, 1, run)).await.unwrap();
+    let mut pid = None;
+    for _ in 0..200 {
+        if let Ok(p) = log_text(&driver, a, 0).await.trim().parse::<u32>() {
+            pid = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let pid = pid.expect("the grandchild printed its pid");
+    driver.cancel(a).await.unwrap();
+    assert_eq!(wait_terminal(&driver, a).await.state, AttemptState::Cancelled);
+    let mut gone = false;
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "setsid'ed grandchild {pid} survived the cancel");
 }

@@ -64,6 +64,9 @@ pub struct ClusterEntry {
     /// against it.
     #[serde(default)]
     pub contract: Option<String>,
+    /// Only these tenants' jobs are placed here (absent: every tenant's).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
     pub driver: DriverEntry,
 }
 
@@ -71,8 +74,17 @@ pub struct ClusterEntry {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DriverEntry {
-    /// This machine: jobs run as local processes.
-    Local,
+    /// This machine: jobs run as local processes, as `job_user` (default `cumulo-job`, created
+    /// when missing) when the server is root; as root only with `allow_root: true`.
+    Local {
+        #[serde(default)]
+        job_user: Option<String>,
+        #[serde(default)]
+        allow_root: bool,
+        /// Where jobs' working directories go (default: under the system's temp directory).
+        #[serde(default)]
+        work_dir: Option<PathBuf>,
+    },
     /// A simulated cluster of identical nodes: nothing runs.
     Simulated {
         nodes: u32,
@@ -155,6 +167,7 @@ impl Fleet {
                     region: entry.region.clone(),
                     capacity: entry.capacity,
                     price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap_or(Money::ZERO),
+                    tenants: entry.tenants.clone(),
                 },
                 driver: driver.clone(),
             })
@@ -261,6 +274,9 @@ impl FleetFile {
                 _ => {}
             }
         }
+        for (i, c) in self.clusters.iter().enumerate() {
+            self.check_cluster_access(source, i, c)?;
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.name.is_empty() || self.tenants[..i].iter().any(|o| o.name == t.name) {
                 return Err(invalid(
@@ -269,6 +285,36 @@ impl FleetFile {
                     format!("invalid tenant `{}`: expected a unique, non-empty name", t.name),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Who may use cluster `i`: its `tenants` (known ones, at least one) and, for a local driver,
+    /// the user its jobs run as.
+    fn check_cluster_access(&self, source: &str, i: usize, c: &ClusterEntry) -> Result<(), Error> {
+        if let Some(tenants) = &c.tenants {
+            if tenants.is_empty() {
+                return Err(invalid(
+                    source,
+                    format!("clusters[{i}].tenants"),
+                    "empty: expected at least one tenant (or no `tenants` for all)",
+                ));
+            }
+            let known: Vec<&str> = self.tenants.iter().map(|t| t.name.as_str()).collect();
+            if let Some((j, unknown)) = tenants.iter().enumerate().find(|(_, t)| !known.contains(&t.as_str())) {
+                return Err(invalid(
+                    source,
+                    format!("clusters[{i}].tenants[{j}]"),
+                    format!("unknown tenant `{unknown}`: expected one of the fleet's tenants ({})", known.join(", ")),
+                ));
+            }
+        }
+        if let DriverEntry::Local { job_user: Some(_), allow_root: true, .. } = &c.driver {
+            return Err(invalid(
+                source,
+                format!("clusters[{i}].driver.allow_root"),
+                "both job_user and allow_root given: expected one (allow_root runs jobs as the server's user)",
+            ));
         }
         Ok(())
     }
@@ -287,10 +333,20 @@ impl FleetFile {
         let mut clusters = Vec::new();
         for entry in &self.clusters {
             let driver: Arc<dyn Driver> = match &entry.driver {
-                DriverEntry::Local => {
+                DriverEntry::Local { job_user, allow_root, work_dir } => {
                     let root = data_dir.join("local").join(&entry.name);
                     let mut config = cumulo_driver_local::Config::new(root);
                     config.deployment = deployment.map(str::to_string);
+                    // `check` refused `job_user` together with `allow_root`.
+                    config.job_user = match (job_user, allow_root) {
+                        (_, true) => cumulo_driver_local::JobUser::Server,
+                        (Some(user), false) => cumulo_driver_local::JobUser::Named(user.clone()),
+                        (None, false) => cumulo_driver_local::JobUser::default(),
+                    };
+                    config.work_root = work_dir.as_ref().map(|dir| match base {
+                        Some(base) if dir.is_relative() => base.join(dir),
+                        _ => dir.clone(),
+                    });
                     Arc::new(
                         cumulo_driver_local::LocalDriver::open(config)
                             .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
@@ -417,7 +473,7 @@ mod tests {
     #[test]
     fn the_demo_fleet_parses() {
         let demo = FleetFile::demo();
-        assert!(demo.clusters.iter().any(|c| matches!(c.driver, DriverEntry::Local)));
+        assert!(demo.clusters.iter().any(|c| matches!(c.driver, DriverEntry::Local { .. })));
         assert!(demo.clusters.iter().filter(|c| matches!(c.driver, DriverEntry::Simulated { .. })).count() >= 3);
         assert!(
             demo.clusters
@@ -444,6 +500,27 @@ mod tests {
         check(&format!("clusters: [{}]", cluster.replace("local", "k8s")), "clusters[0].driver.kind", "k8s");
         check(&format!("clusters: [{cluster}, {cluster}]"), "clusters[1].name", "duplicate cluster `c`");
         check(&format!("clusters: [{cluster}]\ncolour: red"), "colour", "unknown field `colour`");
+        let restricted = |tenants: &str| {
+            format!(
+                "tenants: [{{name: a}}, {{name: b}}]\nclusters: [{}]",
+                cluster.replace("driver:", &format!("tenants: {tenants}, driver:"))
+            )
+        };
+        check(
+            &restricted("[a, z]"),
+            "clusters[0].tenants[1]",
+            "unknown tenant `z`: expected one of the fleet's tenants (a, b)",
+        );
+        check(&restricted("[]"), "clusters[0].tenants", "empty: expected at least one tenant");
+        assert!(FleetFile::parse(&restricted("[b]"), "fleet.yaml").is_ok());
+        check(
+            &format!(
+                "clusters: [{}]",
+                cluster.replace("{kind: local}", "{kind: local, job_user: svc, allow_root: true}")
+            ),
+            "clusters[0].driver.allow_root",
+            "both job_user and allow_root given",
+        );
         check(
             &format!(
                 "clusters: [{}]",

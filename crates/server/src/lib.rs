@@ -158,6 +158,14 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> Result<Option<St
 pub async fn start(mut options: Options) -> Result<Server, Error> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| Error::Io(format!("cannot create data directory {}: {e}", options.data_dir.display())))?;
+    // The database, the admin token and local jobs' state: the server's user only (local jobs run
+    // as another user and must not read them).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            Error::Io(format!("cannot make data directory {} private: {e}", options.data_dir.display()))
+        })?;
+    }
     // Absolute, so that drivers running processes elsewhere still find their files.
     options.data_dir = std::fs::canonicalize(&options.data_dir)
         .map_err(|e| Error::Io(format!("cannot resolve data directory {}: {e}", options.data_dir.display())))?;
@@ -196,6 +204,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
             .iter()
             .filter_map(|(entry, _)| entry.contract.clone().map(|contract| (entry.name.clone(), contract)))
             .collect();
+        tracing::info!(holder = %control.holder, "this server's identity in the leadership lease");
         let controller = Controller::new(control);
         tokio::spawn(reconcile_loop(controller, metrics.clone(), options.reconcile_interval, shutdown_rx.clone()))
     });

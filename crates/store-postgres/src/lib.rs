@@ -54,12 +54,20 @@ pub struct PostgresStore {
 }
 
 fn backend(err: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        return Error::Conflict(db.message().to_string());
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(db.message().to_string()),
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| cannot_write(&code)) => {
+            Error::StorageFull(err.to_string())
+        }
+        _ => Error::Backend(err.to_string()),
     }
-    Error::Backend(err.to_string())
+}
+
+/// SQLSTATEs that mean "the database cannot write now": `53100` disk_full and `25006`
+/// read_only_sql_transaction (a standby, or `default_transaction_read_only`). The same answer as
+/// SQLite's disk full: nothing stored, retry later.
+fn cannot_write(code: &str) -> bool {
+    matches!(code, "53100" | "25006")
 }
 
 fn now_micros() -> i64 {
@@ -859,6 +867,33 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database that refuses writes (here a session with `default_transaction_read_only`, as on a
+    /// standby) answers `StorageFull`, which the API turns into 507, and a read still works.
+    #[tokio::test]
+    async fn a_read_only_database_answers_storage_full() {
+        let Ok(url) = std::env::var("CUMULO_TEST_POSTGRES_URL") else {
+            println!("skipping: CUMULO_TEST_POSTGRES_URL not set");
+            return;
+        };
+        let schema = format!("t_ro_{}", std::process::id());
+        let writable =
+            PostgresStore::open(Options { schema: Some(schema.clone()), ..Options::new(url.clone()) }).await.unwrap();
+        let job = || vec![NewJob { spec: JobSpec::new("ro", "default"), idempotency_key: None }];
+        let stored = writable.submit(job()).await.unwrap();
+        let connect: PgConnectOptions = url.parse().unwrap();
+        let connect = connect.options([("search_path", schema.as_str()), ("default_transaction_read_only", "on")]);
+        let read_only =
+            PostgresStore { pool: PgPoolOptions::new().max_connections(2).connect_with(connect).await.unwrap() };
+        for jobs in [job(), vec![job().remove(0), job().remove(0)]] {
+            let err = read_only.submit(jobs).await.unwrap_err();
+            assert!(matches!(err, Error::StorageFull(_)), "a refused write must say storage full, not {err:?}");
+        }
+        assert_eq!(read_only.get_job(stored[0].id).await.unwrap().spec.name, "ro", "reads still work");
+        read_only.close().await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&writable.pool).await.unwrap();
+        writable.close().await;
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

@@ -80,12 +80,44 @@ struct SubmitRequest {
 }
 
 fn backend(err: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        return Error::Conflict(db.message().to_string());
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(db.message().to_string()),
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| cannot_write(&code)) => {
+            Error::StorageFull(err.to_string())
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => Error::StorageFull(err.to_string()),
+        _ => Error::Backend(err.to_string()),
     }
-    Error::Backend(err.to_string())
+}
+
+/// SQLite result codes (primary code in the low byte) that mean "cannot write": `SQLITE_FULL` (13)
+/// and `SQLITE_READONLY` (8).
+fn cannot_write(code: &str) -> bool {
+    code.parse::<i32>().is_ok_and(|code| matches!(code & 0xff, 8 | 13))
+}
+
+/// The writer's connection comes back to the pool only when no transaction is left open on it.
+///
+/// When a statement fails with `SQLITE_FULL`, SQLite may roll the whole transaction back by itself;
+/// sqlx's own `ROLLBACK` then fails and sqlx keeps counting the transaction as open, so the next
+/// `begin` on that connection becomes a `SAVEPOINT` inside a transaction that nothing ever commits:
+/// later submits were answered 201 without being durable, and ids were handed out again (issue 12,
+/// finding 1). Such a connection is closed instead (closing rolls back whatever is open) and the
+/// pool opens a fresh one.
+fn writer_released_clean(
+    conn: &mut sqlx::SqliteConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        // A round trip to the connection's worker, so a rollback queued by a dropped transaction
+        // has run before the depth is read.
+        sqlx::Connection::ping(&mut *conn).await?;
+        let depth = <sqlx::sqlite::SqliteTransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn);
+        if depth != 0 {
+            tracing::warn!(depth, "the sqlite writer came back inside a transaction; reopening it");
+        }
+        Ok(depth == 0)
+    })
 }
 
 fn now_micros() -> i64 {
@@ -113,6 +145,7 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_release(writer_released_clean)
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(|e| Error::Backend(format!("cannot open {}: {e}", options.path.display())))?;

@@ -40,6 +40,11 @@ pub enum Error {
     Invalid { field: &'static str, value: String, expected: &'static str },
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The database could not write because its disk is full or it is read-only (SQLite's
+    /// `SQLITE_FULL`/`SQLITE_READONLY`, PostgreSQL's class 53 and `25006`). Nothing of the call was
+    /// stored; the same call may succeed once space returns. The text is the backend's, for the log.
+    #[error("storage full or read-only: {0}")]
+    StorageFull(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,6 +3,11 @@
 //! `concurrency` workers share the jobs; each sends requests of `batch` jobs (one job per request
 //! with `--batch 1`, through `POST /v1/jobs`; more through `POST /v1/jobs:batch`) and times every
 //! request from send to answer. Job files are CPU-only batch jobs serialised before timing starts.
+//!
+//! With `--backlog N`, N more jobs are submitted first (batches of 1,000, untimed) and timing starts
+//! once the server's reconcile loop has run two passes over them: what submits cost while the loop
+//! schedules a backlog (issue 12, finding 10). The report counts the passes run during the timed
+//! part (`reconcile_passes`, from `/metrics`), so a run where the loop was off says so.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +42,10 @@ pub struct BenchSubmitArgs {
     /// Send an Idempotency-Key with every request
     #[arg(long)]
     pub idempotency_keys: bool,
+    /// Jobs to submit before timing (untimed, in batches of 1,000), then wait for two reconcile
+    /// passes: the backlog the loop schedules while submits are timed
+    #[arg(long, default_value_t = 0)]
+    pub backlog: u64,
 }
 
 #[derive(Serialize)]
@@ -48,6 +57,10 @@ struct Report {
     batch: u32,
     concurrency: u32,
     requests: u64,
+    /// Jobs submitted before timing (`--backlog`).
+    backlog: u64,
+    /// Reconcile passes the server ran while submits were timed (0: the loop was off or idle).
+    reconcile_passes: u64,
     errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<String>,
@@ -67,6 +80,52 @@ fn job_file(tenant: &str, i: u64) -> serde_json::Value {
         "resources": {"cpus": 1},
         "run": "true",
     })
+}
+
+/// Scheduling passes the server has run as leader (`cumulo_decision_latency_seconds_count`).
+async fn passes(client: &cumulo_api::client::Client) -> anyhow::Result<u64> {
+    let text = client.metrics().await?;
+    let count = text
+        .lines()
+        .find_map(|line| line.strip_prefix("cumulo_decision_latency_seconds_count "))
+        .context("no cumulo_decision_latency_seconds_count in /metrics")?;
+    Ok(count.trim().parse()?)
+}
+
+/// Submits `jobs` jobs in batches of 1,000 (4 in flight), then waits until the loop has run two
+/// passes (at most a minute; a server without the loop is not waited for past that).
+async fn submit_backlog(client: &cumulo_api::client::Client, tenant: &str, jobs: u64) -> anyhow::Result<()> {
+    const BATCH: u64 = 1000;
+    let before = passes(client).await?;
+    let batches = jobs.div_ceil(BATCH);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, next, tenant) = (client.clone(), next.clone(), tenant.to_string());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= batches {
+                    return anyhow::Ok(());
+                }
+                let n = BATCH.min(jobs - i * BATCH);
+                let body =
+                    serde_json::json!({"jobs": (0..n).map(|j| job_file(&tenant, i * BATCH + j)).collect::<Vec<_>>()});
+                client
+                    .submit_batch_body("application/json", body.to_string(), None)
+                    .await
+                    .context("submitting the backlog")?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while passes(client).await? < before + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -98,6 +157,10 @@ pub fn run(args: BenchSubmitArgs) -> anyhow::Result<()> {
     let run_id = &cumulo_api::auth::generate_token()[4..20];
     let report = runtime()?.block_on(async {
         client.whoami().await.context("the server refused the token")?;
+        if args.backlog > 0 {
+            submit_backlog(&client, &args.tenant, args.backlog).await?;
+        }
+        let passes_before = passes(&client).await?;
         let next = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
@@ -150,6 +213,7 @@ pub fn run(args: BenchSubmitArgs) -> anyhow::Result<()> {
             first_error = first_error.or(f);
         }
         let wall = started.elapsed().as_secs_f64();
+        let reconcile_passes = passes(&client).await?.saturating_sub(passes_before);
         latencies.sort();
         let jobs_accepted = accepted.load(Ordering::Relaxed);
         anyhow::Ok(Report {
@@ -160,6 +224,8 @@ pub fn run(args: BenchSubmitArgs) -> anyhow::Result<()> {
             batch: args.batch,
             concurrency: args.concurrency,
             requests,
+            backlog: args.backlog,
+            reconcile_passes,
             errors,
             first_error,
             wall_s: wall,
