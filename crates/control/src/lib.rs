@@ -6,7 +6,9 @@
 //!    changed (running, exited, lost after `lost_after` without an answer) and stop attempts whose
 //!    job asked to be cancelled.
 //! 2. [`Controller::plan`]: build a snapshot (discovered nodes, active attempts), call
-//!    `cumulo_sched::schedule`, and commit the plan with its new attempt ids in one store
+//!    `cumulo_sched::schedule`, re-check the plan against the snapshot with
+//!    `cumulo_sched::verify_plan` ([`check`]: placements that break it are refused and stay
+//!    pending), and commit the plan with its new attempt ids in one store
 //!    transaction (`Store::commit_plan`). Preempted attempts are stopped after the commit.
 //!    Before the state changes are written, every node's reported start/stop (or heartbeat)
 //!    becomes usage records rated at the price of the attempt's pool (`metering`), appended with
@@ -37,6 +39,7 @@
 //! start, which reads every tenant's usage since then once.
 
 mod fleet;
+pub mod check;
 mod metering;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -141,6 +144,9 @@ pub struct Report {
     pub metered: u64,
     /// Time spent in `cumulo_sched::schedule`, in microseconds.
     pub decision_micros: u64,
+    /// Placements the plan check (`check::check_plan`) refused in this pass; 0 unless the
+    /// engine has a bug.
+    pub refused: usize,
 }
 
 /// A cluster's nodes as last discovered, for the API's clusters and nodes views.
@@ -550,8 +556,15 @@ impl Controller {
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
-
+        let checked = check::check_plan(&snapshot, &queue, plan);
+        let plan = checked.plan;
         let mut commit = PlanCommit::default();
+        for refused in &checked.refused {
+            tracing::error!(job = %refused.job, replica = refused.replica, reason = %refused.reason,
+                "the plan check refused a placement; the job stays pending");
+            commit.pending_reasons.push((refused.job, format!("placement refused by the plan check: {}", refused.reason)));
+        }
+        report.refused = checked.refused.len();
         for placement in &plan.placements {
             let contract = fleet
                 .cluster_of(placement.pool)
