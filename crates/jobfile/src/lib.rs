@@ -49,7 +49,14 @@
 //! - `cpus` defaults to 1 vCPU ([`DEFAULT_CPUS_MILLI`]) so that every job holds a slot.
 //! - Top-level keys starting with `x-` are ignored, to hold YAML anchors (`x-base: &base`) that
 //!   other fields merge in with `<<: *base`.
+//!
+//! # Limits
+//! A job file is at most 1 MiB, nests at most 64 levels and expands (aliases counted each time
+//! they are used) to at most 100,000 YAML nodes; a name is at most 200 bytes, `run` and `setup`
+//! 64 KiB each, `envs` at most 1,000 variables of at most 64 KiB each and 256 KiB in all; no
+//! string holds a NUL byte. See [`limits`].
 
+pub mod limits;
 mod locate;
 mod parse;
 mod units;
@@ -130,6 +137,7 @@ fn render(file: &str, problems: &[Problem]) -> String {
 /// Parses a job file holding one job. `source` names the file in messages and gives the job its
 /// default name.
 pub fn parse_str(text: &str, source: &str) -> Result<JobSpec, Error> {
+    limits::check_size(text).map_err(|problem| invalid(source, vec![problem]))?;
     let documents = documents(text, source)?;
     let non_empty: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     match non_empty.as_slice() {
@@ -207,6 +215,9 @@ struct Document {
 fn build(document: &Document, source: &str) -> Result<JobSpec, Vec<Problem>> {
     let mut ctx = Ctx::new(&document.lines);
     let job = parse::job(&mut ctx, &document.value, &parse::default_name(source));
+    if let Some(job) = &job {
+        limits::check_job(&mut ctx, job);
+    }
     match job {
         Some(job) if ctx.problems.is_empty() => Ok(job),
         _ => {
@@ -222,6 +233,7 @@ fn build(document: &Document, source: &str) -> Result<JobSpec, Vec<Problem>> {
 fn documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
     // Editors on Windows may start a file with a byte order mark, which the YAML parser refuses.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    limits::check_yaml(text).map_err(|problem| invalid(source, vec![problem]))?;
     let mut values = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         match Value::deserialize(document) {
