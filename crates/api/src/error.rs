@@ -32,6 +32,17 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    /// The request is well formed but contradicts an earlier one (an `Idempotency-Key` reused
+    /// with another body).
+    Unprocessable {
+        field: Option<String>,
+        reason: String,
+    },
+    /// Too much work is in flight; the client should retry after `retry_after_s` seconds.
+    Overloaded {
+        reason: String,
+        retry_after_s: u32,
+    },
     /// Something failed inside; the text is logged, the client sees "internal error".
     Internal(String),
 }
@@ -50,6 +61,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,6 +76,8 @@ impl ApiError {
             ApiError::Conflict(r) => ("conflict", None, r.clone()),
             ApiError::PayloadTooLarge(r) => ("payload_too_large", None, r.clone()),
             ApiError::UnsupportedMediaType(r) => ("unsupported_media_type", None, r.clone()),
+            ApiError::Unprocessable { field, reason } => ("unprocessable", field.clone(), reason.clone()),
+            ApiError::Overloaded { reason, .. } => ("overloaded", None, reason.clone()),
             ApiError::Internal(_) => ("internal", None, "internal error; see the server log".to_string()),
         };
         ErrorBody { error: error.to_string(), field, reason }
@@ -97,6 +112,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "request failed inside the server");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::Overloaded { retry_after_s, .. } = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_s));
+        }
+        response
     }
 }

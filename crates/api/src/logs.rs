@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Extension, Path as UrlPath, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use cumulo_driver::Driver;
@@ -14,6 +14,7 @@ use cumulo_types::{AttemptId, JobId};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::fleet::placement_cluster;
 use crate::jobs::visible_job;
 use crate::wire::LogQuery;
@@ -44,8 +45,8 @@ fn parse_flag(field: &str, value: Option<&str>) -> Result<bool, ApiError> {
 pub(crate) async fn handler(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    UrlPath(id): UrlPath<String>,
-    Query(query): Query<LogQuery>,
+    ApiPath(id): ApiPath,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let id = id
         .parse::<u64>()

@@ -29,7 +29,16 @@ fn id_param() -> Value {
 fn idempotency_param() -> Value {
     json!({"name": "Idempotency-Key", "in": "header", "required": false,
         "description": "a retried request with the same key (per tenant) returns the first job instead of creating another",
-        "schema": {"type": "string", "maxLength": crate::jobs::MAX_IDEMPOTENCY_KEY_LEN}})
+        "schema": {"type": "string", "minLength": 1, "maxLength": crate::jobs::MAX_IDEMPOTENCY_KEY_LEN,
+            "pattern": "^[!-~]+$"}})
+}
+
+/// 503 with `Retry-After`: the in-flight budgets are spent ([`crate::load`]).
+fn overloaded_response() -> Value {
+    let mut response = error_response("too much work in flight; retry after `Retry-After` seconds");
+    response["headers"] = json!({"Retry-After": {"description": "seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1}}});
+    response
 }
 
 /// What one operation takes and answers.
@@ -38,6 +47,13 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
     let mut responses = json!({});
     if path != "/healthz" {
         responses["401"] = error_response("missing or invalid token");
+    }
+    if path.contains("{id}") {
+        responses["400"] = error_response("the id is not a job id, or a query parameter is invalid or repeated");
+    }
+    if method == "post" && path != "/v1/jobs/{id}/cancel" {
+        responses["413"] = error_response("the body is over the limit");
+        responses["503"] = overloaded_response();
     }
     match (method, path) {
         ("get", "/healthz") => {
@@ -58,7 +74,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 json_response("an earlier submit with this Idempotency-Key created it", schema_ref("Submitted"));
             responses["400"] = error_response("the job file is invalid; `field` names the problem");
             responses["403"] = error_response("the token may not submit for this tenant");
-            responses["413"] = error_response("the body is over the limit");
+            responses["422"] = error_response("the Idempotency-Key was used before with another body");
         }
         ("post", "/v1/jobs:batch") => {
             op["parameters"] = json!([idempotency_param()]);
@@ -69,7 +85,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["200"] = json_response("all already created by an earlier submit", schema_ref("BatchResponse"));
             responses["400"] = error_response("a job file is invalid; `field` starts with `jobs[i].`");
             responses["403"] = error_response("the token may not submit for this tenant");
-            responses["413"] = error_response("the body is over the limit");
+            responses["422"] = error_response("the Idempotency-Key was used before with another body");
         }
         ("get", "/v1/jobs") => {
             op["parameters"] = json!([
@@ -129,17 +145,23 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/v1/nodes") => {
             op["parameters"] = json!([query_param("cluster", "only this cluster's nodes", json!({"type": "string"}))]);
             responses["200"] = json_response("nodes", json!({"type": "array", "items": schema_ref("Node")}));
-            responses["400"] = error_response("unknown cluster");
+            responses["400"] = error_response("unknown cluster, or a query parameter is invalid or repeated");
         }
         ("get", "/v1/contracts") => responses["200"] = json_response("the portfolio", json!({})),
         ("get", "/v1/contracts/burn-down") => {
-            responses["200"] = json_response("burn-down per contract, money in integer micro-dollars", json!({}))
+            op["parameters"] = json!([query_param(
+                "at",
+                "the instant of the burn-down, RFC 3339 or YYYY-MM-DD (default now)",
+                json!({"type": "string"})
+            )]);
+            responses["200"] = json_response("burn-down per contract, money in integer micro-dollars", json!({}));
+            responses["400"] = error_response("a query parameter is invalid or repeated");
         }
         ("post", "/v1/tokens") => {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema_ref("TokenRequest")}}});
             responses["201"] = json_response("the new token; its secret is never shown again", schema_ref("Token"));
-            responses["400"] = error_response("unknown tenant or role");
+            responses["400"] = error_response("unknown tenant or role, or a bad name");
             responses["403"] = error_response("only admins create tokens");
         }
         ("get", "/v1/usage") => {

@@ -137,11 +137,17 @@ fn render(file: &str, problems: &[Problem]) -> String {
 /// Parses a job file holding one job. `source` names the file in messages and gives the job its
 /// default name.
 pub fn parse_str(text: &str, source: &str) -> Result<JobSpec, Error> {
+    parse_str_in_tenant(text, source, parse::DEFAULT_TENANT)
+}
+
+/// As [`parse_str`], but a job file without a `tenant` field belongs to `tenant` (the API passes
+/// the caller's tenant). Whether the field is there is read from the parsed document.
+pub fn parse_str_in_tenant(text: &str, source: &str, tenant: &str) -> Result<JobSpec, Error> {
     limits::check_size(text).map_err(|problem| invalid(source, vec![problem]))?;
     let documents = documents(text, source)?;
     let non_empty: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     match non_empty.as_slice() {
-        [one] => build(one, source).map_err(|problems| invalid(source, problems)),
+        [one] => build(one, source, tenant).map_err(|problems| invalid(source, problems)),
         [] => Err(invalid(
             source,
             vec![Problem {
@@ -168,7 +174,7 @@ pub fn parse_many_str(text: &str, source: &str) -> Result<Vec<JobSpec>, Error> {
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
     for document in documents.iter().filter(|d| !d.value.is_null()) {
-        match build(document, source) {
+        match build(document, source, parse::DEFAULT_TENANT) {
             Ok(job) => jobs.push(job),
             Err(mut more) => problems.append(&mut more),
         }
@@ -212,9 +218,10 @@ struct Document {
     lines: LineMap,
 }
 
-fn build(document: &Document, source: &str) -> Result<JobSpec, Vec<Problem>> {
+fn build(document: &Document, source: &str, tenant: &str) -> Result<JobSpec, Vec<Problem>> {
     let mut ctx = Ctx::new(&document.lines);
-    let job = parse::job(&mut ctx, &document.value, &parse::default_name(source));
+    let defaults = parse::Defaults { name: &parse::default_name(source), tenant };
+    let job = parse::job(&mut ctx, &document.value, &defaults);
     if let Some(job) = &job {
         limits::check_job(&mut ctx, job);
     }
