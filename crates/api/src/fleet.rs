@@ -151,6 +151,8 @@ pub(crate) async fn nodes(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NodeQuery>,
 ) -> Result<Json<Vec<NodeView>>, ApiError> {
+    // An empty `cluster` is no filter, as in every other query.
+    let query = NodeQuery { cluster: query.cluster.filter(|c| !c.is_empty()) };
     if let Some(name) = &query.cluster
         && state.fleet.cluster(name).is_none()
     {

@@ -115,7 +115,8 @@ fn key_reused(key: &str, field: String, detail: String) -> ApiError {
 async fn same_job(state: &AppState, id: JobId, spec: &JobSpec, key: &str, path: &str) -> Result<(), ApiError> {
     let stored = state.store.get_job(id).await?;
     if stored.spec != *spec {
-        let field = if path.is_empty() { "Idempotency-Key".to_string() } else { path.trim_end_matches('.').to_string() };
+        let field =
+            if path.is_empty() { "Idempotency-Key".to_string() } else { path.trim_end_matches('.').to_string() };
         return Err(key_reused(key, field, format!("job {id} was submitted with another job file")));
     }
     Ok(())
@@ -128,8 +129,9 @@ fn json_text(headers: &HeaderMap, text: String) -> Result<String, ApiError> {
     if !is_json(headers) {
         return Ok(text);
     }
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ApiError::bad_request("body", format!("invalid JSON: {e}; expected a job file as a JSON object")))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        ApiError::bad_request("body", format!("invalid JSON: {e}; expected a job file as a JSON object"))
+    })?;
     Ok(value.to_string())
 }
 
@@ -170,7 +172,11 @@ async fn batch_retry(state: &AppState, jobs: &[NewJob], key: &str) -> Result<Vec
     for (i, job) in jobs.iter().enumerate() {
         let path = format!("jobs[{i}].");
         let Some(id) = state.store.job_by_idempotency_key(&job.spec.tenant, &batch_key(key, i)).await? else {
-            return Err(key_reused(key, format!("jobs[{i}]"), format!("that batch had {i} jobs, this one {}", jobs.len())));
+            return Err(key_reused(
+                key,
+                format!("jobs[{i}]"),
+                format!("that batch had {i} jobs, this one {}", jobs.len()),
+            ));
         };
         same_job(state, id, &job.spec, key, &path).await?;
         answers.push(SubmitResponse { id, created: false });

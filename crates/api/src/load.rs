@@ -82,10 +82,9 @@ impl Load {
 
 fn with_unit(err: ApiError, unit: &str) -> ApiError {
     match err {
-        ApiError::Overloaded { reason, retry_after_s } => ApiError::Overloaded {
-            reason: reason.replacen("; retry", &format!(" {unit}; retry"), 1),
-            retry_after_s,
-        },
+        ApiError::Overloaded { reason, retry_after_s } => {
+            ApiError::Overloaded { reason: reason.replacen("; retry", &format!(" {unit}; retry"), 1), retry_after_s }
+        }
         other => other,
     }
 }

@@ -55,18 +55,19 @@ pub(crate) async fn handler(
     let follow = parse_flag("follow", query.follow.as_deref())?;
     let job = visible_job(&state, &principal, id).await?;
     let number = match query.attempt.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => a.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        // Any number from 1 is a valid question; one past the job's attempts is answered 404 below.
+        Some(a) => a.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             ApiError::bad_request("attempt", format!("invalid attempt `{a}`: expected a number from 1"))
         })?,
-        None => job.attempt_count,
+        None => u64::from(job.attempt_count),
     };
     if number == 0 {
         let why = job.pending_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         return Err(ApiError::NotFound(format!("job `{id}` has no attempt yet (state {}{why})", job.state)));
     }
-    if number > job.attempt_count {
+    let Some(number) = u32::try_from(number).ok().filter(|n| *n <= job.attempt_count) else {
         return Err(ApiError::NotFound(format!("job `{id}` has no attempt {number} (it has {})", job.attempt_count)));
-    }
+    };
     let attempt = AttemptId { job: id, attempt: number };
     let cluster = job
         .attempts

@@ -100,10 +100,13 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> String {
     let _ = writeln!(out, "# HELP cumulo_preemptions_total Preemptions decided by scheduling passes of this process.");
     let _ = writeln!(out, "# TYPE cumulo_preemptions_total counter");
     let _ = writeln!(out, "cumulo_preemptions_total {}", metrics.preemptions.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP cumulo_plan_refused_placements_total Placements the plan check refused before commit.");
+    let _ =
+        writeln!(out, "# HELP cumulo_plan_refused_placements_total Placements the plan check refused before commit.");
     let _ = writeln!(out, "# TYPE cumulo_plan_refused_placements_total counter");
-    let _ = writeln!(out, "cumulo_plan_refused_placements_total {}", metrics.refused_placements.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP cumulo_requests_shed_total Requests answered 503 because too much work was in flight.");
+    let _ =
+        writeln!(out, "cumulo_plan_refused_placements_total {}", metrics.refused_placements.load(Ordering::Relaxed));
+    let _ =
+        writeln!(out, "# HELP cumulo_requests_shed_total Requests answered 503 because too much work was in flight.");
     let _ = writeln!(out, "# TYPE cumulo_requests_shed_total counter");
     let _ = writeln!(out, "cumulo_requests_shed_total {}", metrics.shed_requests.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP cumulo_decision_latency_seconds Time one scheduling pass spent deciding.");

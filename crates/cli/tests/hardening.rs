@@ -165,7 +165,11 @@ fn read_answer(stream: &mut TcpStream) -> Answer {
     let text = String::from_utf8_lossy(&raw).to_string();
     let (headers, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
     let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
-    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { unchunk(body) } else { body.to_string() };
+    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        unchunk(body)
+    } else {
+        body.to_string()
+    };
     Answer { status, headers: headers.to_ascii_lowercase(), body }
 }
 
@@ -263,7 +267,11 @@ fn hostile_yaml_is_refused_in_bounded_memory() {
         assert!(answer.body.contains("expands to more than 100000 nodes"), "{}", answer.body);
     }
     assert_eq!(answers[2].status, 400, "{:?}", answers[2]);
-    assert!(answers[2].body.contains("nested deeper") || answers[2].body.contains("recursion limit"), "{}", answers[2].body);
+    assert!(
+        answers[2].body.contains("nested deeper") || answers[2].body.contains("recursion limit"),
+        "{}",
+        answers[2].body
+    );
     let peak = server.peak_rss();
     eprintln!("peak RSS after two alias bombs and a 200 KB nested body: {} MiB", peak >> 20);
     assert!(peak < 512 << 20, "the server's peak RSS reached {} MiB (limit 512 MiB)", peak >> 20);
@@ -276,15 +284,26 @@ fn oversized_fields_are_refused_at_submit_naming_the_field() {
     let mut server = Server::start();
     let token = server.token.clone();
     let cases: Vec<(String, &str, &str)> = vec![
-        (format!("name: e\nrun: 'true'\nenvs:\n  BIG: '{}'\n", "v".repeat(15 << 20)), "body", "over the limit of 1048576 bytes"),
-        (format!("name: e\nrun: 'true'\nenvs:\n  BIG: '{}'\n", "v".repeat(100 << 10)), "envs.BIG", "over the limit of 65536 bytes"),
+        (
+            format!("name: e\nrun: 'true'\nenvs:\n  BIG: '{}'\n", "v".repeat(15 << 20)),
+            "body",
+            "over the limit of 1048576 bytes",
+        ),
+        (
+            format!("name: e\nrun: 'true'\nenvs:\n  BIG: '{}'\n", "v".repeat(100 << 10)),
+            "envs.BIG",
+            "over the limit of 65536 bytes",
+        ),
         (
             format!("name: e\nrun: 'true'\nenvs:\n{}", (0..2_000).map(|i| format!("  V{i}: x\n")).collect::<String>()),
             "envs",
             "2000 variables is over the limit of 1000",
         ),
         (
-            format!("name: e\nrun: 'true'\nenvs:\n{}", (0..200_000).map(|i| format!("  V{i}: x\n")).collect::<String>()),
+            format!(
+                "name: e\nrun: 'true'\nenvs:\n{}",
+                (0..200_000).map(|i| format!("  V{i}: x\n")).collect::<String>()
+            ),
             "body",
             "over the limit of 1048576 bytes",
         ),
@@ -321,13 +340,15 @@ fn idempotency_keys_refuse_another_body_and_keep_batches_apart() {
     let batch = |key: &str, body: &str| server.post("/v1/jobs:batch", &token, &[("Idempotency-Key", key)], body);
     let made = batch("K", "name: a\n---\nname: b\n");
     assert_eq!(made.status, 201, "a batch key lives apart from a single submit's: {made:?}");
-    let batch_ids: Vec<u64> = made.json()["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let batch_ids: Vec<u64> =
+        made.json()["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     let single = server.submit(&token, Some("K#0"), a);
     assert_eq!(single.status, 201, "a single submit with key K#0 is no retry of batch K's job 0: {single:?}");
     assert!(!batch_ids.contains(&single.json()["id"].as_u64().unwrap()));
     let again = batch("K", "name: a\n---\nname: b\n");
     assert_eq!(again.status, 200, "{again:?}");
-    let again_ids: Vec<u64> = again.json()["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let again_ids: Vec<u64> =
+        again.json()["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert_eq!(again_ids, batch_ids, "a retried batch returns its jobs");
     let changed = batch("K", "name: a\n---\nname: c\n");
     assert_eq!((changed.status, changed.field()), (422, "jobs[1]".to_string()), "{changed:?}");
@@ -380,7 +401,10 @@ fn overload_is_shed_with_retry_after_and_memory_stays_bounded() {
     let peak = server.peak_rss();
     eprintln!("storm: {created} batches stored, {shed} shed with 503; peak RSS {} MiB", peak >> 20);
     for (status, retry_after) in &statuses {
-        assert!(*status == 201 || (*status == 503 && *retry_after), "every answer is 201, or 503 with Retry-After: {status}");
+        assert!(
+            *status == 201 || (*status == 503 && *retry_after),
+            "every answer is 201, or 503 with Retry-After: {status}"
+        );
     }
     assert!(created > 0, "an overloaded server still does work");
     assert!(peak < 1 << 30, "peak RSS {} MiB must stay under 1 GiB", peak >> 20);

@@ -83,12 +83,9 @@ fn subset(plan: &Plan, queue: &[QueuedJob], reasons: &Reasons, placements: &[Pla
         if placed.contains(&key) || !seen.insert(key) {
             continue;
         }
-        let reason = reasons
-            .get(&key)
-            .cloned()
-            .unwrap_or_else(|| PendingReason::InvalidRequest {
-                detail: "its placement was refused by the leader's plan check".to_string(),
-            });
+        let reason = reasons.get(&key).cloned().unwrap_or_else(|| PendingReason::InvalidRequest {
+            detail: "its placement was refused by the leader's plan check".to_string(),
+        });
         pending.push(Pending { job: job.id, replica: job.replica, reason });
     }
     Plan { at: plan.at, placements: placements.to_vec(), preemptions: Vec::new(), pending }

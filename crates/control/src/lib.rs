@@ -38,8 +38,8 @@
 //! after a restart it rebuilds them with one `usage_between` read from the oldest active attempt's
 //! start, which reads every tenant's usage since then once.
 
-mod fleet;
 pub mod check;
+mod fleet;
 mod metering;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -562,7 +562,9 @@ impl Controller {
         for refused in &checked.refused {
             tracing::error!(job = %refused.job, replica = refused.replica, reason = %refused.reason,
                 "the plan check refused a placement; the job stays pending");
-            commit.pending_reasons.push((refused.job, format!("placement refused by the plan check: {}", refused.reason)));
+            commit
+                .pending_reasons
+                .push((refused.job, format!("placement refused by the plan check: {}", refused.reason)));
         }
         report.refused = checked.refused.len();
         for placement in &plan.placements {

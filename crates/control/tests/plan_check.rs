@@ -71,7 +71,11 @@ fn a_placement_that_over_commits_a_node_is_refused_and_the_rest_kept() {
     assert_eq!(placed_nodes(&checked.plan), vec![(1, first_node)], "the first, valid placement is kept");
     assert_eq!(checked.refused.len(), 1, "exactly the corrupted placement is refused: {:?}", checked.refused);
     assert_eq!(checked.refused[0].job, second);
-    assert!(checked.refused[0].reason.contains("capacity"), "the reason names the broken rule: {}", checked.refused[0].reason);
+    assert!(
+        checked.refused[0].reason.contains("capacity"),
+        "the reason names the broken rule: {}",
+        checked.refused[0].reason
+    );
     assert!(
         checked.plan.pending.iter().any(|p| p.job == second),
         "the refused job stays pending in the applied plan: {:?}",

@@ -49,9 +49,8 @@ pub(crate) fn check_yaml(text: &str) -> Result<(), Problem> {
     let mut open: Vec<Open> = Vec::new();
     let mut document_nodes: u64 = 0;
     for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| {
-            document_problem(format!("invalid YAML: {}", e.info()), Some(e.marker().line()))
-        })?;
+        let (event, span) =
+            event.map_err(|e| document_problem(format!("invalid YAML: {}", e.info()), Some(e.marker().line())))?;
         let line = Some(span.start.line());
         // (nodes this event adds to its parent, anchor to record them under)
         let finished: Option<(u64, usize)> = match event {
