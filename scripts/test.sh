@@ -43,4 +43,5 @@ fi
 
 step "tests"
 cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate
+step "api conformance (schemathesis)" && scripts/ci-schemathesis.sh
 step "done"

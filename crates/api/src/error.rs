@@ -35,6 +35,17 @@ pub enum ApiError {
     /// The store cannot write (disk full or read-only): 507, nothing was stored; the detail is
     /// logged, the client sees a fixed reason.
     InsufficientStorage(String),
+    /// The request is well formed but contradicts an earlier one (an `Idempotency-Key` reused
+    /// with another body).
+    Unprocessable {
+        field: Option<String>,
+        reason: String,
+    },
+    /// Too much work is in flight; the client should retry after `retry_after_s` seconds.
+    Overloaded {
+        reason: String,
+        retry_after_s: u32,
+    },
     /// Something failed inside; the text is logged, the client sees "internal error".
     Internal(String),
 }
@@ -54,6 +65,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +86,8 @@ impl ApiError {
                 "the server's disk is full (or its database is read-only): nothing was stored; retry once space is freed"
                     .to_string(),
             ),
+            ApiError::Unprocessable { field, reason } => ("unprocessable", field.clone(), reason.clone()),
+            ApiError::Overloaded { reason, .. } => ("overloaded", None, reason.clone()),
             ApiError::Internal(_) => ("internal", None, "internal error; see the server log".to_string()),
         };
         ErrorBody { error: error.to_string(), field, reason }
@@ -112,7 +127,13 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::Overloaded { retry_after_s, .. } = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_s));
+        }
+        response
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use cumulo_driver::{Capacity, Driver};
 use cumulo_store::ActiveAttempt;
 use cumulo_types::CapacityKind;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::wire::{ClusterView, NodeQuery, NodeView};
 
 /// One execution endpoint and the driver that reaches it.
@@ -148,8 +149,10 @@ pub(crate) async fn clusters(State(state): State<AppState>) -> Result<Json<Vec<C
 /// `GET /v1/nodes?cluster=C`.
 pub(crate) async fn nodes(
     State(state): State<AppState>,
-    Query(query): Query<NodeQuery>,
+    ApiQuery(query): ApiQuery<NodeQuery>,
 ) -> Result<Json<Vec<NodeView>>, ApiError> {
+    // An empty `cluster` is no filter, as in every other query.
+    let query = NodeQuery { cluster: query.cluster.filter(|c| !c.is_empty()) };
     if let Some(name) = &query.cluster
         && state.fleet.cluster(name).is_none()
     {
@@ -197,7 +200,7 @@ pub(crate) async fn contracts(State(state): State<AppState>) -> Json<serde_json:
 /// the trailing week's utilisation carried forward.
 pub(crate) async fn burn_down(
     State(state): State<AppState>,
-    Query(query): Query<BurnDownQuery>,
+    ApiQuery(query): ApiQuery<BurnDownQuery>,
 ) -> Result<Json<cumulo_portfolio::BurnDown>, ApiError> {
     let at = match query.at.as_deref().filter(|a| !a.is_empty()) {
         Some(text) => cumulo_ledger::parse_time("at", text).map_err(|e| ApiError::bad_request("at", e.to_string()))?,

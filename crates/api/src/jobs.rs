@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cumulo_store::{JobFilter, JobRecord, NewJob};
@@ -11,27 +11,38 @@ use cumulo_types::{JobId, JobSpec};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::wire::{BatchRequest, BatchResponse, JobDetail, JobList, ListQuery, SubmitResponse, parse_state};
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
+/// A request body read as text, holding its share of the in-flight body budget.
+pub(crate) struct RequestText {
+    pub(crate) text: String,
+    _held: crate::load::Held,
+}
+
 /// Reads a request body up to the configured limit; a larger one is a 413 that says the limit.
-pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, ApiError> {
+/// The body's bytes are taken from the in-flight budget first (503 when it is spent).
+pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<RequestText, ApiError> {
     let limit = state.config.body_limit_bytes;
     let too_large = |size: String| {
         ApiError::PayloadTooLarge(format!(
             "request body of {size} is over the limit of {limit} bytes; split the jobs into smaller batches"
         ))
     };
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(length) = declared
         && length > limit as u64
     {
         return Err(too_large(format!("{length} bytes")));
     }
+    let held = state.load.admit_body(declared.map_or(limit, |l| l as usize), &state.metrics)?;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large("more bytes".to_string()))?;
-    String::from_utf8(bytes.to_vec())
-        .map_err(|e| ApiError::bad_request("body", format!("request body is not UTF-8 text: {e}")))
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|e| ApiError::bad_request("body", format!("request body is not UTF-8 text: {e}")))?;
+    Ok(RequestText { text, _held: held })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -52,20 +63,17 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Parses one job file and checks that the caller may submit it. `path` prefixes field names in
-/// errors (`jobs[3].`), empty for a single submit.
+/// errors (`jobs[3].`), empty for a single submit. A file without a `tenant` field belongs to the
+/// caller's tenant.
 fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -> Result<JobSpec, ApiError> {
     let source = if path.is_empty() { "request body".to_string() } else { path.trim_end_matches('.').to_string() };
-    let mut spec = cumulo_jobfile::parse_str(text, &source).map_err(|err| {
+    let spec = cumulo_jobfile::parse_str_in_tenant(text, &source, &principal.tenant).map_err(|err| {
         let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
         ApiError::BadRequest {
             field: Some(format!("{path}{}", field.unwrap_or_else(|| "body".to_string()))),
             reason: err.to_string(),
         }
     })?;
-    // A job file without a tenant belongs to the caller's tenant.
-    if !text.contains("tenant") {
-        spec.tenant = principal.tenant.clone();
-    }
     admit(state, principal, &spec, path)?;
     Ok(spec)
 }
@@ -113,7 +121,7 @@ async fn submit_linked(
     text: &str,
     key: Option<&str>,
 ) -> Result<Vec<SubmitResponse>, ApiError> {
-    let submission = cumulo_jobfile::parse_submission(text, "request body").map_err(|err| {
+    let submission = cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant).map_err(|err| {
         let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
         ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
     })?;
@@ -124,13 +132,10 @@ async fn submit_linked(
             format!("the batch has {} jobs: expected at most {}", jobs.len(), state.config.max_batch_jobs),
         ));
     }
-    for (i, job) in jobs.iter_mut().enumerate() {
-        if !text.contains("tenant") {
-            job.tenant = principal.tenant.clone();
-        }
+    for (i, job) in jobs.iter().enumerate() {
         admit(state, principal, job, &format!("jobs[{i}]."))?;
     }
-    let job_key = |i: usize| key.map(|k| format!("{k}#{i}"));
+    let job_key = |i: usize| key.map(|k| batch_key(k, i));
     if let cumulo_jobfile::Shape::Group { name } = &submission.shape {
         // One id for this submission of the group: stable across retries with the same key.
         let suffix = match key {
@@ -169,6 +174,51 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The key a single submit's `Idempotency-Key` is stored under. Single submits and batches have
+/// their own namespaces, so a batch's job `KEY#0` and a single submit with key `KEY#0` never meet.
+fn single_key(key: &str) -> String {
+    format!("one:{key}")
+}
+
+/// The key job `index` of a batch with `Idempotency-Key` `key` is stored under.
+fn batch_key(key: &str, index: usize) -> String {
+    format!("batch:{key}#{index}")
+}
+
+fn key_reused(key: &str, field: String, detail: String) -> ApiError {
+    ApiError::Unprocessable {
+        field: Some(field),
+        reason: format!(
+            "Idempotency-Key `{key}` was used before for a different request ({detail}): \
+             retry with the same body, or send a new key for a new job"
+        ),
+    }
+}
+
+/// Checks that job `id`, found under an idempotency key, is the job `spec` asks for.
+async fn same_job(state: &AppState, id: JobId, spec: &JobSpec, key: &str, path: &str) -> Result<(), ApiError> {
+    let stored = state.store.get_job(id).await?;
+    if stored.spec != *spec {
+        let field =
+            if path.is_empty() { "Idempotency-Key".to_string() } else { path.trim_end_matches('.').to_string() };
+        return Err(key_reused(key, field, format!("job {id} was submitted with another job file")));
+    }
+    Ok(())
+}
+
+/// Whether the body is JSON; JSON text is normalised (re-encoded by serde_json) before the job
+/// file parser sees it, so JSON escapes such as surrogate pairs (`\ud83d\ude00`) mean what JSON
+/// says they mean.
+fn json_text(headers: &HeaderMap, text: String) -> Result<String, ApiError> {
+    if !is_json(headers) {
+        return Ok(text);
+    }
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        ApiError::bad_request("body", format!("invalid JSON: {e}; expected a job file as a JSON object"))
+    })?;
+    Ok(value.to_string())
+}
+
 /// `POST /v1/jobs`.
 pub(crate) async fn submit(
     State(state): State<AppState>,
@@ -178,12 +228,48 @@ pub(crate) async fn submit(
 ) -> Result<Response, ApiError> {
     principal.require_writer()?;
     let key = idempotency_key(&headers)?;
-    let text = read_body(&state, &headers, body).await?;
+    let body = read_body(&state, &headers, body).await?;
+    let _jobs = state.load.admit_jobs(1, &state.metrics)?;
+    let text = json_text(&headers, body.text)?;
     let spec = accept_job(&state, &principal, &text, "")?;
-    let submitted = state.store.submit(vec![NewJob { spec, idempotency_key: key }]).await?;
+    let stored_key = key.as_deref().map(single_key);
+    if let (Some(key), Some(stored)) = (&key, &stored_key)
+        && let Some(id) = state.store.job_by_idempotency_key(&spec.tenant, stored).await?
+    {
+        same_job(&state, id, &spec, key, "").await?;
+        return Ok((StatusCode::OK, Json(SubmitResponse { id, created: false })).into_response());
+    }
+    let submitted = state.store.submit(vec![NewJob { spec: spec.clone(), idempotency_key: stored_key }]).await?;
     let first = submitted.first().ok_or_else(|| ApiError::Internal("store returned no id for a submit".into()))?;
+    if let (false, Some(key)) = (first.created, &key) {
+        // Two first submits with one key raced; the store kept the other one.
+        same_job(&state, first.id, &spec, key, "").await?;
+    }
     let status = if first.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SubmitResponse { id: first.id, created: first.created })).into_response())
+}
+
+/// A batch retried with its `Idempotency-Key`: every job must be the one stored under its key,
+/// and the earlier batch must not have been longer. Answers the stored ids.
+async fn batch_retry(state: &AppState, jobs: &[NewJob], key: &str) -> Result<Vec<SubmitResponse>, ApiError> {
+    let mut answers = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        let path = format!("jobs[{i}].");
+        let Some(id) = state.store.job_by_idempotency_key(&job.spec.tenant, &batch_key(key, i)).await? else {
+            return Err(key_reused(
+                key,
+                format!("jobs[{i}]"),
+                format!("that batch had {i} jobs, this one {}", jobs.len()),
+            ));
+        };
+        same_job(state, id, &job.spec, key, &path).await?;
+        answers.push(SubmitResponse { id, created: false });
+    }
+    let tenant = &jobs[0].spec.tenant;
+    if state.store.job_by_idempotency_key(tenant, &batch_key(key, jobs.len())).await?.is_some() {
+        return Err(key_reused(key, "jobs".into(), format!("that batch had more than {} jobs", jobs.len())));
+    }
+    Ok(answers)
 }
 
 /// Splits a YAML stream into its documents (`---` lines), dropping empty ones.
@@ -221,9 +307,9 @@ pub(crate) async fn submit_batch(
 ) -> Result<Response, ApiError> {
     principal.require_writer()?;
     let key = idempotency_key(&headers)?;
-    let text = read_body(&state, &headers, body).await?;
+    let body = read_body(&state, &headers, body).await?;
     let texts: Vec<String> = if is_json(&headers) {
-        let request: BatchRequest = serde_json::from_str(&text).map_err(|e| {
+        let request: BatchRequest = serde_json::from_str(&body.text).map_err(|e| {
             ApiError::bad_request("jobs", format!("invalid batch JSON: {e}; expected {{\"jobs\": [job, ...]}}"))
         })?;
         request
@@ -235,13 +321,14 @@ pub(crate) async fn submit_batch(
             })
             .collect()
     } else {
-        yaml_documents(&text)
+        yaml_documents(&body.text)
     };
     if !is_json(&headers) && is_linked(&texts) {
-        let jobs = submit_linked(&state, &principal, &text, key.as_deref()).await?;
+        let jobs = submit_linked(&state, &principal, &body.text, key.as_deref()).await?;
         let status = if jobs.iter().any(|j| j.created) { StatusCode::CREATED } else { StatusCode::OK };
         return Ok((status, Json(BatchResponse { jobs })).into_response());
     }
+    drop(body);
     if texts.is_empty() {
         return Err(ApiError::bad_request("jobs", "the batch has no jobs: expected at least one job file"));
     }
@@ -251,10 +338,18 @@ pub(crate) async fn submit_batch(
             format!("the batch has {} jobs: expected at most {}", texts.len(), state.config.max_batch_jobs),
         ));
     }
+    let _jobs = state.load.admit_jobs(texts.len(), &state.metrics)?;
     let mut jobs = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         let spec = accept_job(&state, &principal, text, &format!("jobs[{i}]."))?;
-        jobs.push(NewJob { spec, idempotency_key: key.as_ref().map(|k| format!("{k}#{i}")) });
+        jobs.push(NewJob { spec, idempotency_key: key.as_ref().map(|k| batch_key(k, i)) });
+    }
+    drop(texts);
+    if let Some(key) = &key
+        && state.store.job_by_idempotency_key(&jobs[0].spec.tenant, &batch_key(key, 0)).await?.is_some()
+    {
+        let jobs = batch_retry(&state, &jobs, key).await?;
+        return Ok((StatusCode::OK, Json(BatchResponse { jobs })).into_response());
     }
     let submitted = state.store.submit(jobs).await?;
     let any_created = submitted.iter().any(|s| s.created);
@@ -273,7 +368,7 @@ fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
 pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let state_filter = query.state.as_deref().filter(|s| !s.is_empty()).map(parse_state).transpose()?;
     let tenant = match query.tenant.filter(|t| !t.is_empty()) {
@@ -292,8 +387,9 @@ pub(crate) async fn list(
         .as_deref()
         .filter(|s| !s.is_empty())
         .map(|a| {
+            // Ids are stored as signed 64-bit integers: any larger `after` is past every job.
             a.parse::<u64>()
-                .map(JobId)
+                .map(|a| JobId(a.min(i64::MAX as u64)))
                 .map_err(|_| ApiError::bad_request("after", format!("invalid `after` `{a}`: expected a job id")))
         })
         .transpose()?;
@@ -324,7 +420,7 @@ pub(crate) async fn visible_job(state: &AppState, principal: &Principal, id: Job
 pub(crate) async fn get(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<JobDetail>, ApiError> {
     let id = parse_job_id(&id)?;
     let job = visible_job(&state, &principal, id).await?;
@@ -336,7 +432,7 @@ pub(crate) async fn get(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<JobRecord>, ApiError> {
     let id = parse_job_id(&id)?;
     let job = visible_job(&state, &principal, id).await?;

@@ -6,14 +6,18 @@
 //! - a member sees and cancels only its tenant's jobs, a viewer only reads;
 //! - a bad request gets a 4xx naming the field and changes nothing;
 //! - a submit answers 2xx only after the store made the job durable, and a retried submit with the
-//!   same `Idempotency-Key` never creates a second job.
+//!   same `Idempotency-Key` never creates a second job; the same key with another body is a 422;
+//! - past the in-flight budgets ([`load`]) a request is answered 503 with `Retry-After`, never
+//!   queued without bound.
 
 pub mod auth;
 pub mod client;
 pub mod dashboard;
 pub mod error;
+mod extract;
 pub mod fleet;
 mod jobs;
+pub mod load;
 mod logs;
 pub mod metrics;
 pub mod openapi;
@@ -66,11 +70,21 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Most jobs in one batch submit.
     pub max_batch_jobs: usize,
+    /// Most request body bytes held at once, over all requests; past it requests get 503 with
+    /// `Retry-After` ([`load`]).
+    pub max_inflight_body_bytes: usize,
+    /// Most jobs being submitted at once, over all requests; past it submits get 503.
+    pub max_inflight_jobs: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { body_limit_bytes: 16 * 1024 * 1024, max_batch_jobs: 10_000 }
+        Config {
+            body_limit_bytes: 16 * 1024 * 1024,
+            max_batch_jobs: 10_000,
+            max_inflight_body_bytes: 64 * 1024 * 1024,
+            max_inflight_jobs: 50_000,
+        }
     }
 }
 
@@ -82,11 +96,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     pub(crate) tokens: Arc<auth::TokenCache>,
+    pub(crate) load: Arc<load::Load>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, fleet: Arc<Fleet>, metrics: Arc<Metrics>, config: Config) -> AppState {
-        AppState { store, fleet, metrics, config: Arc::new(config), tokens: Arc::default() }
+        let load = Arc::new(load::Load::new(config.max_inflight_body_bytes, config.max_inflight_jobs));
+        AppState { store, fleet, metrics, config: Arc::new(config), tokens: Arc::default(), load }
     }
 }
 

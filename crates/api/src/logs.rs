@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Extension, Path as UrlPath, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use cumulo_driver::Driver;
@@ -14,6 +14,7 @@ use cumulo_types::{AttemptId, JobId};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::fleet::placement_cluster;
 use crate::jobs::visible_job;
 use crate::wire::LogQuery;
@@ -44,8 +45,8 @@ fn parse_flag(field: &str, value: Option<&str>) -> Result<bool, ApiError> {
 pub(crate) async fn handler(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    UrlPath(id): UrlPath<String>,
-    Query(query): Query<LogQuery>,
+    ApiPath(id): ApiPath,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let id = id
         .parse::<u64>()
@@ -54,18 +55,19 @@ pub(crate) async fn handler(
     let follow = parse_flag("follow", query.follow.as_deref())?;
     let job = visible_job(&state, &principal, id).await?;
     let number = match query.attempt.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => a.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        // Any number from 1 is a valid question; one past the job's attempts is answered 404 below.
+        Some(a) => a.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             ApiError::bad_request("attempt", format!("invalid attempt `{a}`: expected a number from 1"))
         })?,
-        None => job.attempt_count,
+        None => u64::from(job.attempt_count),
     };
     if number == 0 {
         let why = job.pending_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         return Err(ApiError::NotFound(format!("job `{id}` has no attempt yet (state {}{why})", job.state)));
     }
-    if number > job.attempt_count {
+    let Some(number) = u32::try_from(number).ok().filter(|n| *n <= job.attempt_count) else {
         return Err(ApiError::NotFound(format!("job `{id}` has no attempt {number} (it has {})", job.attempt_count)));
-    }
+    };
     let attempt = AttemptId { job: id, attempt: number };
     let cluster = job
         .attempts

@@ -30,6 +30,10 @@ pub struct Metrics {
     /// Cumulative counts per bucket of `LATENCY_BUCKETS_S`, then `+Inf`.
     buckets: [AtomicU64; 13],
     latency_sum_us: AtomicU64,
+    /// Placements the leader's plan check refused (an engine bug if ever above 0).
+    refused_placements: AtomicU64,
+    /// Requests answered 503 because the server had too much work in flight.
+    shed_requests: AtomicU64,
 }
 
 impl Metrics {
@@ -42,6 +46,16 @@ impl Metrics {
         let seconds = decision.as_secs_f64();
         let index = LATENCY_BUCKETS_S.iter().position(|b| seconds <= *b).unwrap_or(LATENCY_BUCKETS_S.len());
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records placements the leader's plan check refused.
+    pub fn record_refused(&self, placements: u64) {
+        self.refused_placements.fetch_add(placements, Ordering::Relaxed);
+    }
+
+    /// Records one request shed for load (answered 503 with `Retry-After`).
+    pub fn record_shed(&self) {
+        self.shed_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn placements(&self) -> u64 {
@@ -86,6 +100,15 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> String {
     let _ = writeln!(out, "# HELP cumulo_preemptions_total Preemptions decided by scheduling passes of this process.");
     let _ = writeln!(out, "# TYPE cumulo_preemptions_total counter");
     let _ = writeln!(out, "cumulo_preemptions_total {}", metrics.preemptions.load(Ordering::Relaxed));
+    let _ =
+        writeln!(out, "# HELP cumulo_plan_refused_placements_total Placements the plan check refused before commit.");
+    let _ = writeln!(out, "# TYPE cumulo_plan_refused_placements_total counter");
+    let _ =
+        writeln!(out, "cumulo_plan_refused_placements_total {}", metrics.refused_placements.load(Ordering::Relaxed));
+    let _ =
+        writeln!(out, "# HELP cumulo_requests_shed_total Requests answered 503 because too much work was in flight.");
+    let _ = writeln!(out, "# TYPE cumulo_requests_shed_total counter");
+    let _ = writeln!(out, "cumulo_requests_shed_total {}", metrics.shed_requests.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP cumulo_decision_latency_seconds Time one scheduling pass spent deciding.");
     let _ = writeln!(out, "# TYPE cumulo_decision_latency_seconds histogram");
     let mut cumulative = 0;
@@ -158,6 +181,8 @@ mod tests {
         metrics.record_pass(Duration::from_micros(800), 3, 1);
         metrics.record_pass(Duration::from_millis(30), 2, 0);
         metrics.record_pass(Duration::from_secs(9), 0, 0);
+        metrics.record_refused(2);
+        metrics.record_shed();
         let mut scrape = Scrape::default();
         scrape.jobs_by_state.insert(JobState::Pending, 7);
         scrape.gpus.insert(("aws".into(), "H100".into()), GpuUse { total: 16, used_milli: 4000 });
@@ -167,6 +192,8 @@ mod tests {
         assert_eq!(s["cumulo_jobs{state=\"running\"}"], 0.0);
         assert_eq!(s["cumulo_placements_total"], 5.0);
         assert_eq!(s["cumulo_preemptions_total"], 1.0);
+        assert_eq!(s["cumulo_plan_refused_placements_total"], 2.0);
+        assert_eq!(s["cumulo_requests_shed_total"], 1.0);
         assert_eq!(s["cumulo_decision_latency_seconds_bucket{le=\"0.001\"}"], 1.0);
         assert_eq!(s["cumulo_decision_latency_seconds_bucket{le=\"0.025\"}"], 1.0);
         assert_eq!(s["cumulo_decision_latency_seconds_bucket{le=\"0.05\"}"], 2.0);

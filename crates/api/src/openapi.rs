@@ -23,13 +23,45 @@ fn query_param(name: &str, description: &str, schema: Value) -> Value {
 }
 
 fn id_param() -> Value {
-    json!({"name": "id", "in": "path", "required": true, "description": "job id", "schema": {"type": "integer", "minimum": 1}})
+    json!({"name": "id", "in": "path", "required": true, "description": "job id",
+        "schema": {"type": "integer", "minimum": 1, "maximum": i64::MAX}})
+}
+
+fn required_query_param(name: &str, description: &str, schema: Value) -> Value {
+    let mut param = query_param(name, description, schema);
+    param["required"] = json!(true);
+    param
+}
+
+/// A time as the ledger reads it: an RFC 3339 time or a date; empty means "not given".
+fn time_schema() -> Value {
+    json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"},
+        {"type": "string", "maxLength": 0}]})
+}
+
+/// Text without control characters (no NUL can reach the database), up to `max` characters.
+fn text_schema(max: usize) -> Value {
+    json!({"type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u001f]*$"})
+}
+
+/// A provider name, or empty for "any".
+fn provider_schema() -> Value {
+    json!({"type": "string", "pattern": "^[a-zA-Z0-9-]*$", "maxLength": 63})
 }
 
 fn idempotency_param() -> Value {
     json!({"name": "Idempotency-Key", "in": "header", "required": false,
         "description": "a retried request with the same key (per tenant) returns the first job instead of creating another",
-        "schema": {"type": "string", "maxLength": crate::jobs::MAX_IDEMPOTENCY_KEY_LEN}})
+        "schema": {"type": "string", "minLength": 1, "maxLength": crate::jobs::MAX_IDEMPOTENCY_KEY_LEN,
+            "pattern": "^[!-~]+$"}})
+}
+
+/// 503 with `Retry-After`: the in-flight budgets are spent ([`crate::load`]).
+fn overloaded_response() -> Value {
+    let mut response = error_response("too much work in flight; retry after `Retry-After` seconds");
+    response["headers"] = json!({"Retry-After": {"description": "seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1}}});
+    response
 }
 
 /// What one operation takes and answers.
@@ -38,6 +70,13 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
     let mut responses = json!({});
     if path != "/healthz" {
         responses["401"] = error_response("missing or invalid token");
+    }
+    if path.contains("{id}") {
+        responses["400"] = error_response("the id is not a job id, or a query parameter is invalid or repeated");
+    }
+    if method == "post" && path != "/v1/jobs/{id}/cancel" {
+        responses["413"] = error_response("the body is over the limit");
+        responses["503"] = overloaded_response();
     }
     match (method, path) {
         ("get", "/healthz") => {
@@ -61,6 +100,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["413"] = error_response("the body is over the limit");
             responses["507"] =
                 error_response("the server's disk is full or its database read-only; nothing was stored");
+            responses["422"] = error_response("the Idempotency-Key was used before with another body");
         }
         ("post", "/v1/jobs:batch") => {
             op["parameters"] = json!([idempotency_param()]);
@@ -74,23 +114,20 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["413"] = error_response("the body is over the limit");
             responses["507"] =
                 error_response("the server's disk is full or its database read-only; nothing was stored");
+            responses["422"] = error_response("the Idempotency-Key was used before with another body");
         }
         ("get", "/v1/jobs") => {
             op["parameters"] = json!([
                 query_param(
                     "state",
-                    "only jobs in this state",
-                    json!({"type": "string", "enum": ["pending", "launching", "running", "succeeded", "failed", "cancelled"]})
+                    "only jobs in this state (empty: any)",
+                    json!({"type": "string", "enum": ["", "pending", "launching", "running", "succeeded", "failed", "cancelled"]})
                 ),
-                query_param(
-                    "tenant",
-                    "only this tenant's jobs (members and viewers: their own only)",
-                    json!({"type": "string"})
-                ),
+                query_param("tenant", "only this tenant's jobs (members and viewers: their own only)", text_schema(63)),
                 query_param(
                     "after",
                     "jobs with ids after this one (the `next` of the previous page)",
-                    json!({"type": "integer"})
+                    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
                 ),
                 query_param(
                     "limit",
@@ -121,7 +158,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 query_param(
                     "attempt",
                     "attempt number (default: the latest)",
-                    json!({"type": "integer", "minimum": 1})
+                    json!({"type": "integer", "minimum": 1, "maximum": u64::MAX})
                 )
             ]);
             responses["200"] = json!({"description": "the log text (chunked when following)", "content": {"text/plain": {"schema": {"type": "string"}}}});
@@ -131,33 +168,39 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["200"] = json_response("clusters", json!({"type": "array", "items": schema_ref("Cluster")}))
         }
         ("get", "/v1/nodes") => {
-            op["parameters"] = json!([query_param("cluster", "only this cluster's nodes", json!({"type": "string"}))]);
+            op["parameters"] =
+                json!([query_param("cluster", "only this cluster's nodes (empty: all)", json!({"type": "string"}))]);
             responses["200"] = json_response("nodes", json!({"type": "array", "items": schema_ref("Node")}));
-            responses["400"] = error_response("unknown cluster");
+            responses["400"] = error_response("unknown cluster, or a query parameter is invalid or repeated");
         }
         ("get", "/v1/contracts") => responses["200"] = json_response("the portfolio", json!({})),
         ("get", "/v1/contracts/burn-down") => {
-            responses["200"] = json_response("burn-down per contract, money in integer micro-dollars", json!({}))
+            op["parameters"] = json!([query_param(
+                "at",
+                "the instant of the burn-down, RFC 3339 or YYYY-MM-DD (default now)",
+                time_schema()
+            )]);
+            responses["200"] = json_response("burn-down per contract, money in integer micro-dollars", json!({}));
+            responses["400"] = error_response("a query parameter is invalid or repeated");
         }
         ("post", "/v1/tokens") => {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema_ref("TokenRequest")}}});
             responses["201"] = json_response("the new token; its secret is never shown again", schema_ref("Token"));
-            responses["400"] = error_response("unknown tenant or role");
+            responses["400"] = error_response("unknown tenant or role, or a bad name");
             responses["403"] = error_response("only admins create tokens");
         }
         ("get", "/v1/usage") => {
-            let text = json!({"type": "string"});
             op["parameters"] = json!([
-                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
-                query_param("provider", "only this provider", text.clone()),
-                query_param("contract", "only usage under this contract", text.clone()),
-                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
-                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text),
+                query_param("tenant", "only this tenant (members and viewers: their own)", text_schema(63)),
+                query_param("provider", "only this provider", provider_schema()),
+                query_param("contract", "only usage under this contract", text_schema(200)),
+                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", time_schema()),
+                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", time_schema()),
                 query_param(
                     "group_by",
-                    "tenant (default), provider, contract, job or gpu",
-                    json!({"type": "string", "enum": ["tenant", "provider", "contract", "job", "gpu"]})
+                    "tenant (default, also when empty), provider, contract, job or gpu",
+                    json!({"type": "string", "enum": ["", "tenant", "provider", "contract", "job", "gpu"]})
                 )
             ]);
             responses["200"] = json_response("usage rows; money in micro-USD", schema_ref("Usage"));
@@ -166,8 +209,16 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         }
         ("get", "/v1/invoices") => {
             op["parameters"] = json!([
-                query_param("provider", "the provider billed (required)", json!({"type": "string"})),
-                query_param("month", "the billing month YYYY-MM, UTC (required)", json!({"type": "string"}))
+                required_query_param(
+                    "provider",
+                    "the provider billed",
+                    json!({"type": "string", "pattern": "^[a-zA-Z0-9-]+$", "maxLength": 63})
+                ),
+                required_query_param(
+                    "month",
+                    "the billing month YYYY-MM, UTC, 1970 to 9999",
+                    json!({"type": "string", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"})
+                )
             ]);
             responses["200"] = json_response(
                 "the invoice; its total is the exact sum of its lines; money in micro-USD",
@@ -190,14 +241,30 @@ fn schemas() -> Value {
             "error": {"type": "string", "description": "machine-readable code"},
             "field": {"type": "string", "description": "the request field at fault"},
             "reason": {"type": "string"}}},
-        "JobFile": {"type": "object", "description": "a Cumulo job file: a superset of SkyPilot's task YAML", "properties": {
-            "name": string, "kind": {"type": "string", "enum": ["training", "inference", "batch", "sandbox"]},
-            "tenant": string, "priority": {"oneOf": [string, integer]}, "resources": {"type": "object"},
-            "num_nodes": integer, "topology": {"type": "string", "enum": ["nvlink-domain", "block", "zone", "any"]},
-            "run": string, "setup": string, "envs": {"type": "object"}}},
+        "JobFile": {"type": "object", "additionalProperties": false,
+            "description": "a Cumulo job file: a superset of SkyPilot's task YAML; these are its common fields, \
+                the job file format (DESIGN.md, README's Limits) has them all",
+            "properties": {
+            "name": {"type": "string", "maxLength": 50, "pattern": "^[^\\u0000-\\u001f]*[^\\s\\u0000-\\u001f][^\\u0000-\\u001f]*$"},
+            "kind": {"type": "string", "enum": ["training", "inference", "batch", "sandbox"]},
+            "tenant": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,63}$"},
+            "priority": {"oneOf": [{"type": "string", "enum": ["low", "normal", "high", "critical"]},
+                {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}]},
+            "resources": {"type": "object", "additionalProperties": false, "properties": {
+                "cpus": {"type": "integer", "minimum": 1, "maximum": 1024},
+                "memory": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "use_spot": {"type": "boolean"}}},
+            "num_nodes": {"type": "integer", "minimum": 1, "maximum": 1024},
+            "topology": {"type": "string", "enum": ["nvlink-domain", "block", "zone", "any"]},
+            "run": text_schema(4096), "setup": text_schema(4096),
+            "envs": {"type": "object", "maxProperties": 100,
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                "additionalProperties": {"oneOf": [text_schema(1024), {"type": "boolean"}, {"type": "integer"}]}}}},
         "Submitted": {"type": "object", "required": ["id", "created"], "properties": {"id": integer, "created": {"type": "boolean"}}},
         "BatchRequest": {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array",
-            "items": {"oneOf": [schema_ref("JobFile"), {"type": "string", "description": "a job file as YAML text"}]}}}},
+            "minItems": 1, "maxItems": 10_000,
+            "description": "job files as objects; a job file as YAML text (a string) is accepted too",
+            "items": schema_ref("JobFile")}}},
         "BatchResponse": {"type": "object", "properties": {"jobs": {"type": "array", "items": schema_ref("Submitted")}}},
         "Attempt": {"type": "object", "properties": {"id": {"type": "object", "properties": {"job": integer, "attempt": integer}},
             "replica": {"type": "integer", "description": "which replica of its job the attempt runs (0 for one replica)"},
@@ -215,7 +282,8 @@ fn schemas() -> Value {
             "capacity": string, "node_type": string, "gpu": string, "gpus": integer, "gpus_used_milli": integer,
             "vcpus": integer, "cpus_used_milli": integer, "schedulable": {"type": "boolean"}}},
         "TokenRequest": {"type": "object", "required": ["tenant", "role"], "properties": {"tenant": string,
-            "role": {"type": "string", "enum": ["admin", "member", "viewer"]}, "name": string}},
+            "role": {"type": "string", "enum": ["admin", "member", "viewer"]},
+            "name": {"type": "string", "maxLength": crate::tokens::MAX_TOKEN_NAME_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}},
         "Token": {"type": "object", "properties": {"token": string, "tenant": string, "role": string, "name": string}},
         "WhoAmI": {"type": "object", "properties": {"tenant": string, "role": string, "name": string}},
         "Usage": {"type": "object", "properties": {"money_unit": string, "group_by": string, "rows": {"type": "array", "items": {"type": "object", "properties": {
@@ -243,6 +311,22 @@ pub fn document() -> Value {
     })
 }
 
-pub(crate) async fn handler() -> Json<Value> {
-    Json(document())
+/// The document for this deployment: tenant and cluster names that exist are listed as the only
+/// values their fields take, so that a schema-valid request names things that exist.
+pub fn document_for(fleet: &crate::Fleet) -> Value {
+    let mut doc = document();
+    if !fleet.tenants.is_empty() {
+        let tenants = json!(fleet.tenants);
+        doc["components"]["schemas"]["TokenRequest"]["properties"]["tenant"] =
+            json!({"type": "string", "enum": tenants});
+        doc["components"]["schemas"]["JobFile"]["properties"]["tenant"] = json!({"type": "string", "enum": tenants});
+    }
+    let mut clusters: Vec<&str> = vec![""];
+    clusters.extend(fleet.clusters.iter().map(|c| c.name.as_str()));
+    doc["paths"]["/v1/nodes"]["get"]["parameters"][0]["schema"] = json!({"type": "string", "enum": clusters});
+    doc
+}
+
+pub(crate) async fn handler(axum::extract::State(state): axum::extract::State<crate::AppState>) -> Json<Value> {
+    Json(document_for(&state.fleet))
 }

@@ -10,6 +10,9 @@ use crate::auth::{Principal, issue_token};
 use crate::error::ApiError;
 use crate::wire::{TokenRequest, TokenResponse, WhoAmI};
 
+/// The longest token name accepted.
+pub const MAX_TOKEN_NAME_CHARS: usize = 200;
+
 /// `GET /v1/whoami`.
 pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<WhoAmI> {
     Json(WhoAmI { tenant: principal.tenant, role: principal.role, name: principal.name })
@@ -23,8 +26,8 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     principal.require_admin()?;
     let headers = axum::http::HeaderMap::new();
-    let text = crate::jobs::read_body(&state, &headers, body).await?;
-    let request: TokenRequest = serde_json::from_str(&text).map_err(|e| {
+    let body = crate::jobs::read_body(&state, &headers, body).await?;
+    let request: TokenRequest = serde_json::from_str(&body.text).map_err(|e| {
         ApiError::bad_request("body", format!("invalid token request: {e}; expected {{\"tenant\": T, \"role\": R}}"))
     })?;
     let role: Role = request.role.parse().map_err(|_| {
@@ -38,6 +41,12 @@ pub(crate) async fn create(
         ));
     }
     let name = request.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("{tenant}-{role}"));
+    if name.chars().count() > MAX_TOKEN_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name",
+            format!("invalid token name: expected at most {MAX_TOKEN_NAME_CHARS} characters and no control characters"),
+        ));
+    }
     let token = issue_token(state.store.as_ref(), &tenant, role, &name).await?;
     tracing::info!(tenant = %tenant, role = %role, name = %name, by = %principal.name, "api token created");
     Ok((StatusCode::CREATED, Json(TokenResponse { token, tenant, role, name })))

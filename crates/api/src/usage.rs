@@ -3,12 +3,13 @@
 //! computed by the ledger. Money in answers is integer micro-dollars (`money_unit`).
 
 use axum::Json;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use cumulo_ledger::{GroupBy, Invoice, Month, UsageFilter, UsageRow, parse_time};
 use cumulo_types::Provider;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
+use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,7 +54,7 @@ fn ledger_error(field: &str, err: cumulo_ledger::Error) -> ApiError {
 pub async fn usage(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<UsageQuery>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageAnswer>, ApiError> {
     let group_by: GroupBy = match query.group_by.as_deref().filter(|g| !g.is_empty()) {
         Some(g) => g.parse().map_err(|e| ledger_error("group_by", e))?,
@@ -96,7 +97,7 @@ pub async fn usage(
 pub async fn invoices(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<InvoiceQuery>,
+    ApiQuery(query): ApiQuery<InvoiceQuery>,
 ) -> Result<Json<InvoiceAnswer>, ApiError> {
     principal.require_admin()?;
     let provider = query

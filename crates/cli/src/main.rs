@@ -65,14 +65,24 @@ enum Command {
     Validate(cmd::validate::Args),
 }
 
-fn main() -> std::process::ExitCode {
-    // Die quietly on a closed pipe (`cumulo jobs -o json | head`), as Unix tools do, instead of
-    // panicking in println!.
-    // SAFETY: called first thing in main, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+impl Command {
+    /// Whether this subcommand serves the network. Those keep Rust's ignored SIGPIPE: a client
+    /// that resets its connection mid-request must cost one request (EPIPE), never the process.
+    fn serves(&self) -> bool {
+        matches!(self, Command::Up(_) | Command::Server(_))
     }
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !cli.command.serves() {
+        // Printing subcommands die quietly on a closed pipe (`cumulo jobs -o json | head`), as Unix
+        // tools do, instead of panicking in println!.
+        // SAFETY: called in main before any thread exists (no subcommand has started yet).
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result: anyhow::Result<std::process::ExitCode> = match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cumulo", &mut std::io::stdout());

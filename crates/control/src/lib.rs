@@ -6,7 +6,9 @@
 //!    changed (running, exited, lost after `lost_after` without an answer) and stop attempts whose
 //!    job asked to be cancelled.
 //! 2. [`Controller::plan`]: build a snapshot (discovered nodes, active attempts), call
-//!    `cumulo_sched::schedule`, and commit the plan with its new attempt ids in one store
+//!    `cumulo_sched::schedule`, re-check the plan against the snapshot with
+//!    `cumulo_sched::verify_plan` ([`check`]: placements that break it are refused and stay
+//!    pending), and commit the plan with its new attempt ids in one store
 //!    transaction (`Store::commit_plan`). Preempted attempts are stopped after the commit.
 //!    Before the state changes are written, every node's reported start/stop (or heartbeat)
 //!    becomes usage records rated at the price of the attempt's pool (`metering`), appended with
@@ -36,6 +38,7 @@
 //! after a restart it rebuilds them with one `usage_between` read from the oldest active attempt's
 //! start, which reads every tenant's usage since then once.
 
+pub mod check;
 mod fleet;
 mod links;
 mod metering;
@@ -156,6 +159,9 @@ pub struct Report {
     pub metered: u64,
     /// Time spent in `cumulo_sched::schedule`, in microseconds.
     pub decision_micros: u64,
+    /// Placements the plan check (`check::check_plan`) refused in this pass; 0 unless the
+    /// engine has a bug.
+    pub refused: usize,
 }
 
 /// A cluster's nodes as last discovered, for the API's clusters and nodes views.
@@ -572,6 +578,17 @@ impl Controller {
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
+        let checked = check::check_plan(&snapshot, &queue, plan);
+        let plan = checked.plan;
+        let mut commit = PlanCommit::default();
+        for refused in &checked.refused {
+            tracing::error!(job = %refused.job, replica = refused.replica, reason = %refused.reason,
+                "the plan check refused a placement; the job stays pending");
+            commit
+                .pending_reasons
+                .push((refused.job, format!("placement refused by the plan check: {}", refused.reason)));
+        }
+        report.refused = checked.refused.len();
 
         // A job group is placed whole in one pass: a member left waiting holds the others back.
         let waiting_members =
@@ -579,7 +596,6 @@ impl Controller {
         let blocked = links::blocked_groups(&group_of, waiting_members.iter().map(|(j, r)| (*j, r.as_str())));
         let held_back = |job: &JobId| group_of.get(job).and_then(|g| blocked.get(g));
 
-        let mut commit = PlanCommit::default();
         commit.pending_reasons.extend(held.iter().cloned());
         for placement in &plan.placements {
             let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));

@@ -58,9 +58,16 @@
 //! - `after`: job ids, or names of earlier documents, that must succeed first.
 //! - Top-level keys starting with `x-` are ignored, to hold YAML anchors (`x-base: &base`) that
 //!   other fields merge in with `<<: *base`.
+//!
+//! # Limits
+//! A job file is at most 1 MiB, nests at most 64 levels and expands (aliases counted each time
+//! they are used) to at most 100,000 YAML nodes; a name is at most 200 bytes, `run` and `setup`
+//! 64 KiB each, `envs` at most 1,000 variables of at most 64 KiB each and 256 KiB in all; no
+//! string holds a NUL byte. See [`limits`].
 
 mod accel;
 mod instance;
+pub mod limits;
 mod locate;
 mod parse;
 mod pyyaml;
@@ -145,10 +152,17 @@ fn render(file: &str, problems: &[Problem]) -> String {
 /// Parses a job file holding one job. `source` names the file in messages and gives the job its
 /// default name.
 pub fn parse_str(text: &str, source: &str) -> Result<JobSpec, Error> {
+    parse_str_in_tenant(text, source, parse::DEFAULT_TENANT)
+}
+
+/// As [`parse_str`], but a job file without a `tenant` field belongs to `tenant` (the API passes
+/// the caller's tenant). Whether the field is there is read from the parsed document.
+pub fn parse_str_in_tenant(text: &str, source: &str, tenant: &str) -> Result<JobSpec, Error> {
+    limits::check_size(text).map_err(|problem| invalid(source, vec![problem]))?;
     let documents = documents(text, source)?;
     let non_empty: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     match non_empty.as_slice() {
-        [one] => match build(one, source) {
+        [one] => match build(one, source, tenant) {
             Ok(built) => match built.after_names.first() {
                 None => Ok(built.job),
                 Some(name) => Err(invalid(
@@ -224,6 +238,13 @@ const GROUP_HEADER_FIELDS: &[&str] = &["name", "execution", "primary_tasks", "te
 /// `name` and `execution: serial`) heads a pipeline; otherwise every document is a job. Unlike
 /// SkyPilot, documents without a header run side by side, not as a chain (a warning says so).
 pub fn parse_submission(text: &str, source: &str) -> Result<Submission, Error> {
+    parse_submission_in_tenant(text, source, parse::DEFAULT_TENANT)
+}
+
+/// As [`parse_submission`], but jobs without a `tenant` field belong to `tenant` (the API passes
+/// the caller's tenant), read from the parsed documents.
+pub fn parse_submission_in_tenant(text: &str, source: &str, tenant: &str) -> Result<Submission, Error> {
+    limits::check_size(text).map_err(|problem| invalid(source, vec![problem]))?;
     let documents = documents(text, source)?;
     let documents: Vec<&Document> = documents.iter().filter(|d| !d.value.is_null()).collect();
     let mut problems = Vec::new();
@@ -238,7 +259,7 @@ pub fn parse_submission(text: &str, source: &str) -> Result<Submission, Error> {
     let mut jobs = Vec::new();
     let mut names_after = Vec::new();
     for document in &bodies {
-        match build(document, source) {
+        match build(document, source, tenant) {
             Ok(built) => {
                 jobs.push(built.job);
                 names_after.push(built.after_names);
@@ -389,9 +410,13 @@ struct Built {
     warnings: Vec<Problem>,
 }
 
-fn build(document: &Document, source: &str) -> Result<Built, Vec<Problem>> {
+fn build(document: &Document, source: &str, tenant: &str) -> Result<Built, Vec<Problem>> {
     let mut ctx = Ctx::new(&document.lines);
-    let job = parse::job(&mut ctx, &document.value, &parse::default_name(source));
+    let defaults = parse::Defaults { name: &parse::default_name(source), tenant };
+    let job = parse::job(&mut ctx, &document.value, &defaults);
+    if let Some(job) = &job {
+        limits::check_job(&mut ctx, job);
+    }
     match job {
         Some(job) if ctx.problems.is_empty() => {
             let mut warnings = ctx.warnings;
@@ -411,6 +436,7 @@ fn build(document: &Document, source: &str) -> Result<Built, Vec<Problem>> {
 fn documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
     // Editors on Windows may start a file with a byte order mark, which the YAML parser refuses.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    limits::check_yaml(text).map_err(|problem| invalid(source, vec![problem]))?;
     let mut values = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         match Value::deserialize(document) {

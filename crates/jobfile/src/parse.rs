@@ -255,8 +255,17 @@ pub(crate) fn default_name(source: &str) -> String {
     }
 }
 
+/// The tenant of a job file without a `tenant` field, unless the caller says otherwise.
+pub(crate) const DEFAULT_TENANT: &str = "default";
+
+/// What a job gets for the fields its file leaves out.
+pub(crate) struct Defaults<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) tenant: &'a str,
+}
+
 /// Builds the job; `None` when any problem was reported (they are in `ctx`).
-pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option<JobSpec> {
+pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> Option<JobSpec> {
     let map = match root {
         Value::Mapping(map) => map,
         Value::Null => {
@@ -282,7 +291,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option
                 Some(n)
             }
         }),
-        None => Some(default_name.to_string()),
+        None => Some(defaults.name.to_string()),
     };
 
     let service = field(map, "service").and_then(|v| service_replicas(ctx, v));
@@ -316,7 +325,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, default_name: &str) -> Option
             }
             valid.then_some(t)
         }),
-        None => Some("default".to_string()),
+        None => Some(defaults.tenant.to_string()),
     };
 
     let num_nodes = match field(map, "num_nodes") {

@@ -269,6 +269,7 @@ async fn reconcile_loop(
                         report.planned.len() as u64,
                         report.preempted.len() as u64,
                     );
+                    metrics.record_refused(report.refused as u64);
                     if !report.planned.is_empty() || !report.launched.is_empty() || !report.lost.is_empty() {
                         tracing::debug!(
                             planned = report.planned.len(),

@@ -546,6 +546,19 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| Error::Backend("the sqlite writer dropped a submit".to_string()))?
     }
 
+    async fn job_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<JobId>> {
+        if !cumulo_store::storable_text(tenant) || !cumulo_store::storable_text(key) {
+            return Ok(None);
+        }
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend)?;
+        Ok(id.map(|id| JobId(id as u64)))
+    }
+
     async fn get_job(&self, id: JobId) -> Result<JobRecord> {
         let mut conn = self.readers.acquire().await.map_err(backend)?;
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))

@@ -22,6 +22,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $open;
             submit_returns_ids_and_stores_specs
             submit_is_idempotent_per_tenant_and_key
+            jobs_are_found_by_tenant_and_idempotency_key
             a_bad_job_fails_the_whole_batch
             unknown_jobs_are_not_found
             list_jobs_paginates_and_filters
@@ -131,6 +132,16 @@ pub async fn submit_is_idempotent_per_tenant_and_key(store: Arc<dyn Store>) {
     assert_eq!((batch[2].id, batch[2].created), (first.id, false));
     let page = store.list_jobs(JobFilter::default()).await.unwrap();
     assert_eq!(page.jobs.len(), 3, "three jobs exist: t1/k1, t2/k1, t1/k2");
+}
+
+pub async fn jobs_are_found_by_tenant_and_idempotency_key(store: Arc<dyn Store>) {
+    assert_eq!(store.job_by_idempotency_key("t1", "k1").await.unwrap(), None, "nothing stored yet");
+    let first = store.submit(vec![keyed("a", "t1", "k1"), job("b", "t1")]).await.unwrap()[0];
+    assert_eq!(store.job_by_idempotency_key("t1", "k1").await.unwrap(), Some(first.id));
+    assert_eq!(store.job_by_idempotency_key("t2", "k1").await.unwrap(), None, "keys are scoped per tenant");
+    assert_eq!(store.job_by_idempotency_key("t1", "k2").await.unwrap(), None);
+    // A key with a NUL cannot have been stored (PostgreSQL text holds none): not found, no error.
+    assert_eq!(store.job_by_idempotency_key("t1", "k\u{0}").await.unwrap(), None);
 }
 
 pub async fn a_bad_job_fails_the_whole_batch(store: Arc<dyn Store>) {

@@ -332,6 +332,9 @@ pub trait Store: Send + Sync + 'static {
     /// A job with its attempts (oldest first). `Error::NotFound` when there is none.
     async fn get_job(&self, id: JobId) -> Result<JobRecord>;
 
+    /// The job an earlier submit created with `(tenant, idempotency key)`, if any. Reads only.
+    async fn job_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<JobId>>;
+
     /// Jobs by ascending id after `filter.after`, without attempts.
     async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage>;
 
@@ -566,6 +569,11 @@ pub fn to_micros(at: DateTime<Utc>) -> i64 {
 
 pub fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// Whether `text` can be stored as text by every backend: PostgreSQL's text holds no NUL byte.
+pub fn storable_text(text: &str) -> bool {
+    !text.contains('\0')
 }
 
 #[cfg(test)]
