@@ -20,7 +20,7 @@ pub mod views;
 pub use contracts::{burn_down, contract_spend};
 pub use focus::{FocusOptions, to_focus_csv};
 pub use invoice::{Invoice, InvoiceLine, invoice};
-pub use meter::{Ingested, Ledger, NodeMeta, Observation, UsageRecord};
+pub use meter::{Ingested, Ledger, MAX_RECORD_SECONDS, NodeMeta, Observation, UsageRecord};
 pub use price::{PriceBook, PriceKey, cost_between};
 pub use time::{Month, Timestamp, parse_time};
 pub use views::{ChargebackRow, GroupBy, UsageFilter, UsageRow, chargeback, usage_by};
