@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_preempt.sql"),
     include_str!("../migrations/0004_state_id.sql"),
     include_str!("../migrations/0005_replicas.sql"),
+    include_str!("../migrations/0006_usage_intervals.sql"),
 ];
 
 /// The most jobs one group commit writes.
@@ -828,6 +829,16 @@ impl Store for SqliteStore {
         until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
         self.usage_rows_between(since, until).await
+    }
+
+    async fn usage_page(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        after: Option<cumulo_store::usage::UsageKey>,
+        limit: u32,
+    ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
+        self.usage_rows_page(since, until, after, limit).await
     }
 }
 
