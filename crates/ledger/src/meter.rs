@@ -448,7 +448,9 @@ fn check_same_node(obs: &Observation, before: &NodeMeta, with_terms: bool) -> Re
         ("contract", before.contract.clone().unwrap_or_default(), now.contract.clone().unwrap_or_default()),
     ];
     for (field, b, a) in fields {
-        if !with_terms && (field == "capacity" || field == "contract") {
+        // Rebuilt from records, the terms are not known yet, nor the GPUs held (records written before
+        // GPUs counted the attempt's own say the node's).
+        if !with_terms && (field == "capacity" || field == "contract" || field == "gpus") {
             continue;
         }
         if b != a {
