@@ -831,12 +831,9 @@ impl Store for PostgresStore {
 
     async fn usage_page(
         &self,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        until: Option<chrono::DateTime<chrono::Utc>>,
-        after: Option<cumulo_store::usage::UsageKey>,
-        limit: u32,
+        query: cumulo_store::usage::UsagePageQuery,
     ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
-        self.usage_rows_page(since, until, after, limit).await
+        self.usage_rows_page(query).await
     }
 }
 

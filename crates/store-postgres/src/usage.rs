@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use cumulo_store::Result;
-use cumulo_store::usage::{Append, UsageKey, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows};
+use cumulo_store::usage::{Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows};
 
 use crate::{PostgresStore, backend};
 
@@ -103,27 +103,27 @@ impl PostgresStore {
         texts.iter().map(|t| usage_from_json(t)).collect()
     }
 
-    pub(crate) async fn usage_rows_page(
-        &self,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-        after: Option<UsageKey>,
-        limit: u32,
-    ) -> Result<Vec<UsageRecord>> {
-        let (since, until) = usage_bounds(since, until);
-        let after = after.unwrap_or(UsageKey { start_s: i64::MIN, job_id: i64::MIN, attempt: i64::MIN, node_rank: i64::MIN });
+    pub(crate) async fn usage_rows_page(&self, query: UsagePageQuery) -> Result<Vec<UsageRecord>> {
+        let (since, until) = usage_bounds(query.since, query.until);
+        let after = query.after.unwrap_or(UsageKey {
+            start_s: i64::MIN,
+            job_id: i64::MIN,
+            attempt: i64::MIN,
+            node_rank: i64::MIN,
+        });
         let texts: Vec<String> = sqlx::query_scalar(
-            "SELECT record FROM usage_records WHERE stop_s > $1 AND start_s < $2
-               AND (start_s, job_id, attempt, node_rank) > ($3, $4, $5, $6)
-             ORDER BY start_s, job_id, attempt, node_rank LIMIT $7",
+            "SELECT record FROM usage_records WHERE stop_s > $1 AND start_s < $2 AND ($3::text IS NULL OR tenant = $3)
+               AND (start_s, job_id, attempt, node_rank) > ($4, $5, $6, $7)
+             ORDER BY start_s, job_id, attempt, node_rank LIMIT $8",
         )
         .bind(since)
         .bind(until)
+        .bind(&query.tenant)
         .bind(after.start_s)
         .bind(after.job_id)
         .bind(after.attempt)
         .bind(after.node_rank)
-        .bind(i64::from(limit))
+        .bind(i64::from(query.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;

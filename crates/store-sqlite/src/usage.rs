@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use cumulo_store::Result;
-use cumulo_store::usage::{Append, UsageKey, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows};
+use cumulo_store::usage::{Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows};
 
 use crate::{SqliteStore, backend};
 
@@ -93,27 +93,28 @@ impl SqliteStore {
         texts.iter().map(|t| usage_from_json(t)).collect()
     }
 
-    pub(crate) async fn usage_rows_page(
-        &self,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-        after: Option<UsageKey>,
-        limit: u32,
-    ) -> Result<Vec<UsageRecord>> {
-        let (since, until) = usage_bounds(since, until);
-        let after = after.unwrap_or(UsageKey { start_s: i64::MIN, job_id: i64::MIN, attempt: i64::MIN, node_rank: i64::MIN });
+    pub(crate) async fn usage_rows_page(&self, query: UsagePageQuery) -> Result<Vec<UsageRecord>> {
+        let (since, until) = usage_bounds(query.since, query.until);
+        let after = query.after.unwrap_or(UsageKey {
+            start_s: i64::MIN,
+            job_id: i64::MIN,
+            attempt: i64::MIN,
+            node_rank: i64::MIN,
+        });
         let texts: Vec<String> = sqlx::query_scalar(
-            "SELECT record FROM usage_records WHERE stop_s > ? AND start_s < ?
+            "SELECT record FROM usage_records WHERE stop_s > ? AND start_s < ? AND (? IS NULL OR tenant = ?)
                AND (start_s, job_id, attempt, node_rank) > (?, ?, ?, ?)
              ORDER BY start_s, job_id, attempt, node_rank LIMIT ?",
         )
         .bind(since)
         .bind(until)
+        .bind(&query.tenant)
+        .bind(&query.tenant)
         .bind(after.start_s)
         .bind(after.job_id)
         .bind(after.attempt)
         .bind(after.node_rank)
-        .bind(i64::from(limit))
+        .bind(i64::from(query.limit))
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;

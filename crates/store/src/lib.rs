@@ -406,17 +406,11 @@ pub trait Store: Send + Sync + 'static {
         Err(Error::Backend("this store keeps no usage records".into()))
     }
 
-    /// One keyset page of usage records overlapping `[since, until)`, ordered by
-    /// `(start, job, attempt, node rank)` and strictly after `after`; at most `limit` records. A
-    /// failed read changes nothing. (The default answers `Error::Backend`, as above.)
-    async fn usage_page(
-        &self,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-        after: Option<usage::UsageKey>,
-        limit: u32,
-    ) -> Result<Vec<usage::UsageRecord>> {
-        let _ = (since, until, after, limit);
+    /// One keyset page of usage records: those overlapping `[since, until)` (of `tenant`, when
+    /// given), ordered by `(start, job, attempt, node rank)` and strictly after `after`; at most
+    /// `limit`. A failed read changes nothing. (The default answers `Error::Backend`, as above.)
+    async fn usage_page(&self, query: usage::UsagePageQuery) -> Result<Vec<usage::UsageRecord>> {
+        let _ = query;
         Err(Error::Backend("this store keeps no usage records".into()))
     }
 }

@@ -118,6 +118,18 @@ pub fn usage_from_json(text: &str) -> Result<UsageRecord> {
     serde_json::from_str(text).map_err(|e| Error::Backend(format!("stored usage record does not parse: {e}")))
 }
 
+/// What [`crate::Store::usage_page`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsagePageQuery {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only this tenant's records.
+    pub tenant: Option<String>,
+    /// The key of the previous page's last record.
+    pub after: Option<UsageKey>,
+    pub limit: u32,
+}
+
 /// Where a page of usage records ends: the last record's `(start, job, attempt, node rank)`, the
 /// order of [`crate::Store::usage_page`]. Written as `start.job.attempt.rank` in page tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,6 +183,7 @@ pub mod conformance {
     use cumulo_ledger::{Ledger, NodeMeta, Observation, PriceBook, PriceKey, parse_time};
     use cumulo_types::{AttemptId, CapacityKind, GpuModel, JobId, Money, Provider};
 
+    use crate::usage::UsagePageQuery;
     use crate::{Error, Store};
 
     fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
@@ -307,7 +320,7 @@ pub mod conformance {
         let mut paged = Vec::new();
         let mut after = None;
         loop {
-            let page = store.usage_page(None, None, after, 4).await.unwrap();
+            let page = store.usage_page(UsagePageQuery { after, limit: 4, ..Default::default() }).await.unwrap();
             assert!(page.len() <= 4, "a page holds at most its limit");
             let Some(last) = page.last() else { break };
             after = Some(crate::usage::UsageKey::of(last));
@@ -317,9 +330,19 @@ pub mod conformance {
         expected.sort_by_key(crate::usage::UsageKey::of);
         assert_eq!(paged, expected, "pages in (start, job, attempt, rank) order, each record once");
         // since/until keep records overlapping the window
-        let window = store.usage_page(Some(t("2026-11-05T01:30:00Z")), Some(t("2026-11-05T02:30:00Z")), None, 100);
-        let window: Vec<_> = window.await.unwrap().iter().map(|r| r.start).collect();
-        assert_eq!(window, vec![t("2026-11-05T01:00:00Z"), t("2026-11-05T02:00:00Z")]);
+        let window = UsagePageQuery {
+            since: Some(t("2026-11-05T01:30:00Z")),
+            until: Some(t("2026-11-05T02:30:00Z")),
+            limit: 100,
+            ..Default::default()
+        };
+        let starts: Vec<_> = store.usage_page(window.clone()).await.unwrap().iter().map(|r| r.start).collect();
+        assert_eq!(starts, vec![t("2026-11-05T01:00:00Z"), t("2026-11-05T02:00:00Z")]);
+        // a tenant's page holds only its records
+        let other = UsagePageQuery { tenant: Some("serving".into()), ..window };
+        assert!(store.usage_page(other).await.unwrap().is_empty(), "every metered record is research's");
+        let all = UsagePageQuery { tenant: Some("research".into()), limit: 100, ..Default::default() };
+        assert_eq!(store.usage_page(all).await.unwrap().len(), records.len());
     }
 
     pub async fn conflicting_usage_is_refused_whole(store: Arc<dyn Store>) {
