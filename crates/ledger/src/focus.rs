@@ -63,6 +63,8 @@ pub const COLUMNS: &[&str] = &[
     "ResourceName",
     "ResourceType",
     "SkuId",
+    "SkuMeter",
+    "SkuPriceDetails",
     "SkuPriceId",
     "Tags",
     // Custom
@@ -127,15 +129,50 @@ pub fn to_focus_csv<'a>(
     records: impl IntoIterator<Item = &'a UsageRecord>,
     options: &FocusOptions,
 ) -> Result<String, Error> {
+    let mut text = focus_header();
+    text.push_str(&focus_rows(records, options)?);
+    Ok(text)
+}
+
+/// The FOCUS CSV header line (with its line end): the first chunk of a streamed export.
+pub fn focus_header() -> String {
+    csv_lines(std::iter::once(COLUMNS.iter().map(|c| c.to_string()).collect())).expect("the header is plain text")
+}
+
+/// The records as FOCUS CSV lines without the header: the next chunk of a streamed export.
+pub fn focus_rows<'a>(
+    records: impl IntoIterator<Item = &'a UsageRecord>,
+    options: &FocusOptions,
+) -> Result<String, Error> {
+    csv_lines(records.into_iter().map(|r| row(r, options)))
+}
+
+fn csv_lines(rows: impl Iterator<Item = Vec<String>>) -> Result<String, Error> {
     let mut out = csv::WriterBuilder::new().from_writer(Vec::new());
-    out.write_record(COLUMNS).map_err(|e| Error::Focus(e.to_string()))?;
-    for r in records {
-        let row = row(r, options);
+    for row in rows {
         debug_assert_eq!(row.len(), COLUMNS.len());
         out.write_record(&row).map_err(|e| Error::Focus(e.to_string()))?;
     }
     let bytes = out.into_inner().map_err(|e| Error::Focus(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| Error::Focus(e.to_string()))
+}
+
+/// `SkuMeter`: what the SKU's usage is measured in.
+fn sku_meter(r: &UsageRecord) -> &'static str {
+    if r.gpus > 0 { "GPU Node Hours" } else { "Node Hours" }
+}
+
+/// `SkuPriceDetails`: the properties of the node-hour that the price is for, as a JSON object.
+fn sku_price_details(r: &UsageRecord) -> String {
+    let mut details = serde_json::json!({
+        "x_NodeType": r.node_type,
+        "x_GpuCount": r.gpus,
+        "x_CapacityKind": r.capacity.to_string(),
+    });
+    if let Some(gpu) = r.gpu {
+        details["x_GpuModel"] = serde_json::Value::from(gpu.name());
+    }
+    details.to_string()
 }
 
 fn row(r: &UsageRecord, options: &FocusOptions) -> Vec<String> {
@@ -217,6 +254,8 @@ fn row(r: &UsageRecord, options: &FocusOptions) -> Vec<String> {
         resource_id,
         "Virtual Machine".into(),
         format!("{}:{}", r.provider, r.node_type),
+        sku_meter(r).into(),
+        sku_price_details(r),
         price_id,
         tags,
         r.tenant.clone(),

@@ -18,7 +18,7 @@ pub mod time;
 pub mod views;
 
 pub use contracts::{burn_down, contract_spend};
-pub use focus::{FocusOptions, to_focus_csv};
+pub use focus::{FocusOptions, focus_header, focus_rows, to_focus_csv};
 pub use invoice::{Invoice, InvoiceLine, invoice};
 pub use meter::{Ingested, Ledger, MAX_RECORD_SECONDS, NodeMeta, Observation, UsageRecord};
 pub use price::{PriceBook, PriceKey, cost_between};

@@ -77,6 +77,8 @@ const SPEC: &[(&str, bool, Type, bool)] = &[
     ("ContractedUnitPrice", false, Type::Decimal, true),
     ("ListUnitPrice", false, Type::Decimal, true),
     ("PricingCategory", false, Type::Allowed(&["Standard", "Dynamic", "Committed", "Other"]), true),
+    ("SkuMeter", false, Type::String, true),
+    ("SkuPriceDetails", false, Type::Json, true),
     ("Tags", false, Type::Json, true),
 ];
 
