@@ -109,8 +109,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/contracts/burn-down", "each contract against its burn schedule, from metered usage"),
     ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
     ("get", "/v1/usage", "metered usage grouped by tenant, provider, contract, job or gpu (own tenant unless admin)"),
-    ("get", "/v1/usage/records", "metered usage records in keyset pages by start, since/until (own tenant unless admin)"),
-    ("get", "/v1/usage/chargeback", "per tenant: contract, on-demand and spot cost against list, and savings (own tenant unless admin)"),
+    (
+        "get",
+        "/v1/usage/records",
+        "metered usage records in keyset pages by start, since/until (own tenant unless admin)",
+    ),
+    (
+        "get",
+        "/v1/usage/chargeback",
+        "per tenant: contract, on-demand and spot cost against list, and savings (own tenant unless admin)",
+    ),
     ("get", "/v1/usage/focus", "a FOCUS 1.2 CSV export of metered usage, streamed (own tenant unless admin)"),
     ("get", "/v1/invoices", "one provider's invoice for a month from metered usage (admin only)"),
 ];

@@ -164,12 +164,21 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             let text = json!({"type": "string"});
             op["parameters"] = json!([
                 query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
-                query_param("since", "records ending after this, RFC 3339 or YYYY-MM-DD (whole, not clipped)", text.clone()),
+                query_param(
+                    "since",
+                    "records ending after this, RFC 3339 or YYYY-MM-DD (whole, not clipped)",
+                    text.clone()
+                ),
                 query_param("until", "records starting before this, RFC 3339 or YYYY-MM-DD", text.clone()),
                 query_param("after", "the `next` token of the previous page", text),
-                query_param("limit", "records per page, 1 to 10000 (default 1000)", json!({"type": "integer", "minimum": 1, "maximum": 10000}))
+                query_param(
+                    "limit",
+                    "records per page, 1 to 10000 (default 1000)",
+                    json!({"type": "integer", "minimum": 1, "maximum": 10000})
+                )
             ]);
-            responses["200"] = json_response("one page of usage records; money in micro-USD", schema_ref("UsageRecords"));
+            responses["200"] =
+                json_response("one page of usage records; money in micro-USD", schema_ref("UsageRecords"));
             responses["400"] = error_response("bad since, until, after or limit; `field` names it");
             responses["403"] = error_response("another tenant's usage");
         }
@@ -182,7 +191,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
                 query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text)
             ]);
-            responses["200"] = json_response("chargeback rows per tenant; money in micro-USD", schema_ref("Chargeback"));
+            responses["200"] =
+                json_response("chargeback rows per tenant; money in micro-USD", schema_ref("Chargeback"));
             responses["400"] = error_response("bad time, provider, or a group_by given; `field` names it");
             responses["403"] = error_response("another tenant's usage");
         }

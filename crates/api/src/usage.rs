@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::extract::{Extension, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use cumulo_ledger::{ChargebackRow, FocusOptions, GroupBy, Invoice, Month, Timestamp, UsageFilter, UsageRow, parse_time};
+use cumulo_ledger::{
+    ChargebackRow, FocusOptions, GroupBy, Invoice, Month, Timestamp, UsageFilter, UsageRow, parse_time,
+};
 use cumulo_store::usage::{UsageKey, UsagePageQuery, UsageRecord};
 use cumulo_types::Provider;
 use serde::{Deserialize, Serialize};
@@ -139,11 +141,17 @@ pub async fn records(
 ) -> Result<Json<RecordsAnswer>, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=MAX_RECORDS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request("limit", format!("limit {limit} is out of range: expected 1 to {MAX_RECORDS_PAGE}")));
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("limit {limit} is out of range: expected 1 to {MAX_RECORDS_PAGE}"),
+        ));
     }
     let after = match query.after.filter(|a| !a.is_empty()) {
         Some(token) => Some(UsageKey::parse(&token).ok_or_else(|| {
-            ApiError::bad_request("after", format!("invalid page token `{token}`: expected the `next` of a previous page"))
+            ApiError::bad_request(
+                "after",
+                format!("invalid page token `{token}`: expected the `next` of a previous page"),
+            )
         })?),
         None => None,
     };
@@ -193,11 +201,19 @@ pub async fn focus(
     Query(query): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
     if query.group_by.as_deref().is_some_and(|g| !g.is_empty()) {
-        return Err(ApiError::bad_request("group_by", "a FOCUS export is one row per record; group_by is for /v1/usage"));
+        return Err(ApiError::bad_request(
+            "group_by",
+            "a FOCUS export is one row per record; group_by is for /v1/usage",
+        ));
     }
     let filter = usage_filter(&principal, query)?;
-    let first =
-        UsagePageQuery { since: filter.since, until: filter.until, tenant: filter.tenant.clone(), after: None, limit: FOCUS_PAGE };
+    let first = UsagePageQuery {
+        since: filter.since,
+        until: filter.until,
+        tenant: filter.tenant.clone(),
+        after: None,
+        limit: FOCUS_PAGE,
+    };
     // The first page is read before answering, so a failing store is an error status, not a cut body.
     let page = state.store.usage_page(first.clone()).await?;
     let options = FocusOptions::default();
@@ -213,7 +229,9 @@ pub async fn focus(
             let query = next?;
             let page = match store.usage_page(query.clone()).await {
                 Ok(page) => page,
-                Err(err) => return Some((Err(std::io::Error::other(err.to_string())), (None, None, store, filter, options))),
+                Err(err) => {
+                    return Some((Err(std::io::Error::other(err.to_string())), (None, None, store, filter, options)));
+                }
             };
             let following = next_page(&query, &page);
             match focus_chunk(&page, &filter, &options) {

@@ -149,15 +149,27 @@ async fn bad_parameters_are_named() {
     for (uri, field, reason) in [
         ("/v1/usage/records?limit=0", "limit", "limit 0 is out of range: expected 1 to 10000"),
         ("/v1/usage/records?limit=10001", "limit", "limit 10001 is out of range: expected 1 to 10000"),
-        ("/v1/usage/records?after=yesterday", "after", "invalid page token `yesterday`: expected the `next` of a previous page"),
+        (
+            "/v1/usage/records?after=yesterday",
+            "after",
+            "invalid page token `yesterday`: expected the `next` of a previous page",
+        ),
         (
             "/v1/usage/chargeback?since=2026-12-01&until=2026-11-01",
             "until",
             "until 2026-11-01 00:00:00 UTC is not after since 2026-12-01 00:00:00 UTC",
         ),
         ("/v1/usage/chargeback?group_by=job", "group_by", "chargeback is always per tenant; group_by is for /v1/usage"),
-        ("/v1/usage/focus?provider=AWS!", "provider", "invalid provider `AWS!`: expected lowercase letters, digits or '-'"),
-        ("/v1/usage/focus?until=soon", "until", "invalid until `soon`: expected an RFC 3339 time such as 2026-11-03T04:05:06Z or a date such as 2026-11-03"),
+        (
+            "/v1/usage/focus?provider=AWS!",
+            "provider",
+            "invalid provider `AWS!`: expected lowercase letters, digits or '-'",
+        ),
+        (
+            "/v1/usage/focus?until=soon",
+            "until",
+            "invalid until `soon`: expected an RFC 3339 time such as 2026-11-03T04:05:06Z or a date such as 2026-11-03",
+        ),
     ] {
         let (status, text) = h.get(uri, &h.admin).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
@@ -257,7 +269,8 @@ async fn focus_export_streams_csv_clipped_to_the_window() {
     assert_eq!(total, Money::parse_dollars("1353.28").unwrap(), "$960 + 4 h × $98.32");
     // half of the first hour of job 3: one row, half its cost
     let (_, text) = h.get("/v1/usage/focus?since=2026-11-06T00:30:00Z&until=2026-11-06T02:00:00Z", &h.admin).await;
-    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes()).records().map(Result::unwrap).collect();
+    let rows: Vec<csv::StringRecord> =
+        csv::Reader::from_reader(text.as_bytes()).records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(Money::parse_dollars(&rows[0][billed]).unwrap(), Money::parse_dollars("49.16").unwrap());
     // a member's export holds its tenant only

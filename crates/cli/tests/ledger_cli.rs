@@ -192,7 +192,10 @@ fn usage_and_invoice_ask_the_server_without_a_file() {
     let focus = cumulo(&[&["usage", "-o", "focus"][..], &remote[..]].concat());
     let export = cumulo(&[&["usage", "export"][..], &remote[..]].concat());
     let export_focus = cumulo(&[&["usage", "export", "-o", "focus"][..], &remote[..]].concat());
-    let bad_page = cumulo(&[&["usage", "--view", "chargeback", "--since", "2026-12-01", "--until", "2026-11-01"][..], &remote[..]].concat());
+    let bad_page = cumulo(
+        &[&["usage", "--view", "chargeback", "--since", "2026-12-01", "--until", "2026-11-01"][..], &remote[..]]
+            .concat(),
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -103,9 +103,11 @@ impl CommitmentUse {
                     .copied()
                     .unwrap_or(0);
                 let idle = (delivered - used).max(0);
-                let idle_value = contract.rates.iter().find(|r| r.node_type == node_type).map_or(Money::ZERO, |r| {
-                    cost_between(r.per_node_hour, 0, idle)
-                });
+                let idle_value = contract
+                    .rates
+                    .iter()
+                    .find(|r| r.node_type == node_type)
+                    .map_or(Money::ZERO, |r| cost_between(r.per_node_hour, 0, idle));
                 IdleCapacity {
                     region,
                     node_type,

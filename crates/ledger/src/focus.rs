@@ -328,10 +328,7 @@ fn commitment_row(p: &CommitmentPeriod, options: &FocusOptions, kind: Commitment
     let amount = if kind == CommitmentRow::Purchase { p.amortized } else { p.unused };
     let values: BTreeMap<&str, String> = BTreeMap::from([
         ("BilledCost", decimal_money(billed)),
-        (
-            "BillingAccountId",
-            options.billing_account_id.clone().unwrap_or_else(|| format!("cumulo-{}", p.provider)),
-        ),
+        ("BillingAccountId", options.billing_account_id.clone().unwrap_or_else(|| format!("cumulo-{}", p.provider))),
         ("BillingAccountName", options.billing_account_name.clone().unwrap_or_else(|| format!("Cumulo {provider}"))),
         ("BillingCurrency", "USD".into()),
         ("BillingPeriodEnd", format_time(p.month.end())),

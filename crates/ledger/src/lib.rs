@@ -18,8 +18,8 @@ pub mod price;
 pub mod time;
 pub mod views;
 
-pub use contracts::{burn_down, contract_spend};
 pub use commitments::{CommitmentPeriod, CommitmentUse, IdleCapacity, commitments};
+pub use contracts::{burn_down, contract_spend};
 pub use focus::{FocusOptions, focus_commitment_rows, focus_header, focus_rows, to_focus_csv};
 pub use invoice::{Invoice, InvoiceLine, invoice};
 pub use meter::{Ingested, Ledger, MAX_RECORD_SECONDS, NodeMeta, Observation, UsageRecord};

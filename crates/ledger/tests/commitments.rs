@@ -91,10 +91,17 @@ fn focus_purchase_rows_reconcile_with_usage_rows_per_commitment() {
     let unused: Vec<_> = rows.iter().filter(|r| r["CommitmentDiscountStatus"] == "Unused").collect();
     assert_eq!(unused.len(), 2);
     assert_eq!(money(unused[0], "EffectiveCost"), usd("29400"));
-    assert!(unused[0]["ChargeDescription"].contains("1430 idle committed node-hours"), "{}", unused[0]["ChargeDescription"]);
+    assert!(
+        unused[0]["ChargeDescription"].contains("1430 idle committed node-hours"),
+        "{}",
+        unused[0]["ChargeDescription"]
+    );
     // on-demand usage is billed as before
-    let on_demand: Money =
-        rows.iter().filter(|r| r["PricingCategory"] == "Standard" && r["ChargeCategory"] == "Usage").map(|r| money(r, "BilledCost")).sum();
+    let on_demand: Money = rows
+        .iter()
+        .filter(|r| r["PricingCategory"] == "Standard" && r["ChargeCategory"] == "Usage")
+        .map(|r| money(r, "BilledCost"))
+        .sum();
     assert_eq!(on_demand, usd("294.96"));
     assert_eq!(Month::parse("2026-11").unwrap().to_string(), "2026-11");
 }

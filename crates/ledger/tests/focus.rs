@@ -222,10 +222,7 @@ fn focus_rows_read_as_expected() {
     assert_eq!(first["ContractedCost"], "98.32");
     assert_eq!(first["PricingQuantity"], "1");
     assert_eq!(first["CommitmentDiscountId"], "aws-2026");
-    assert_eq!(
-        (first["CommitmentDiscountQuantity"].as_str(), first["CommitmentDiscountUnit"].as_str()),
-        ("60", "USD")
-    );
+    assert_eq!((first["CommitmentDiscountQuantity"].as_str(), first["CommitmentDiscountUnit"].as_str()), ("60", "USD"));
     assert_eq!(first["BillingPeriodStart"], "2026-11-01T00:00:00Z");
     assert_eq!(first["BillingPeriodEnd"], "2026-12-01T00:00:00Z");
     // the attempt that crosses into December: 1 h 1 s, one hour's record and one second's record,

@@ -76,7 +76,9 @@ fn attempt_crossing_a_month_is_split_between_invoices() {
     let ledger = ledger_of(vec![Obs::new(5, "2026-11-30T22:00:00Z", "2026-12-01T02:00:00Z").build()]);
     assert_eq!(ledger.len(), 4, "one record per hour");
     assert!(
-        ledger.records().all(|r| Month::containing(r.start) == Month::containing(r.stop - chrono::Duration::seconds(1))),
+        ledger
+            .records()
+            .all(|r| Month::containing(r.start) == Month::containing(r.stop - chrono::Duration::seconds(1))),
         "no record crosses the month"
     );
     let nov = invoice(ledger.records(), &aws(), Month::parse("2026-11").unwrap());

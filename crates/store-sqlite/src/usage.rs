@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use cumulo_store::Result;
-use cumulo_store::usage::{Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows};
+use cumulo_store::usage::{
+    Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows,
+};
 
 use crate::{SqliteStore, backend};
 

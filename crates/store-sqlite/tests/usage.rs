@@ -80,10 +80,11 @@ async fn migration_0006_compacts_per_pass_records_into_hours() {
     let cost = |rs: &[cumulo_store::usage::UsageRecord]| rs.iter().map(|r| r.cost).sum::<cumulo_types::Money>();
     assert_eq!(cost(&migrated), cost(&pieces));
     // the stored columns agree with the records
-    let stored: Vec<(i64, i64)> = sqlx::query_as("SELECT stop_s, cost_micros FROM usage_records ORDER BY job_id, attempt, node_rank, start_s")
-        .fetch_all(&sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap())
-        .await
-        .unwrap();
+    let stored: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT stop_s, cost_micros FROM usage_records ORDER BY job_id, attempt, node_rank, start_s")
+            .fetch_all(&sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap())
+            .await
+            .unwrap();
     let expected: Vec<(i64, i64)> = hourly.iter().map(|r| (r.stop.timestamp(), r.cost.micros())).collect();
     assert_eq!(stored, expected);
 }

@@ -288,7 +288,8 @@ pub mod conformance {
         // on other terms (another price) the same start is a conflict
         let mut repriced = ending(&first, "2026-11-30T20:10:00Z");
         repriced.rate = Money::from_dollars(61);
-        repriced.cost = cumulo_ledger::cost_between(repriced.rate, repriced.start.timestamp(), repriced.stop.timestamp());
+        repriced.cost =
+            cumulo_ledger::cost_between(repriced.rate, repriced.start.timestamp(), repriced.stop.timestamp());
         let err = store.append_usage(vec![repriced]).await.unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
         // an extension into seconds stored under another key is a conflict, and nothing changes

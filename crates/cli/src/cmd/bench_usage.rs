@@ -70,7 +70,10 @@ struct Report {
 }
 
 pub fn run(args: BenchUsageArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.runs > 0 && args.beat_s > 0 && args.hours > 0, "--runs, --beat-s and --hours must be positive");
+    anyhow::ensure!(
+        args.runs > 0 && args.beat_s > 0 && args.hours > 0,
+        "--runs, --beat-s and --hours must be positive"
+    );
     let mut meter_seconds = Vec::new();
     let mut day = Day::default();
     for _ in 0..args.runs {
@@ -187,12 +190,8 @@ async fn time_focus(args: &BenchUsageArgs) -> anyhow::Result<Export> {
     fill_store(store.as_ref(), args.focus_records).await?;
     let fill_seconds = fill.elapsed().as_secs_f64();
     let token = cumulo_api::auth::issue_token(store.as_ref(), "default", Role::Admin, "bench").await?;
-    let fleet = cumulo_api::Fleet {
-        clusters: vec![],
-        tenants: vec![],
-        contracts: serde_json::Value::Null,
-        portfolio: None,
-    };
+    let fleet =
+        cumulo_api::Fleet { clusters: vec![], tenants: vec![], contracts: serde_json::Value::Null, portfolio: None };
     let state = cumulo_api::AppState::new(
         store.clone(),
         Arc::new(fleet),
