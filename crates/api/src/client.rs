@@ -198,6 +198,27 @@ impl Client {
         self.json(self.request(reqwest::Method::GET, "/v1/usage").query(query)).await
     }
 
+    /// `GET /v1/usage/records`: one keyset page (`tenant`, `since`, `until`, `after`, `limit`).
+    pub async fn usage_records(&self, query: &[(&str, String)]) -> Result<crate::usage::RecordsAnswer, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/usage/records").query(query)).await
+    }
+
+    /// `GET /v1/usage/chargeback` with the query pairs of [`Client::usage`] but `group_by`.
+    pub async fn usage_chargeback(&self, query: &[(&str, String)]) -> Result<crate::usage::ChargebackAnswer, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/usage/chargeback").query(query)).await
+    }
+
+    /// `GET /v1/usage/focus`: the FOCUS CSV as a response to stream (read it with `chunk()`).
+    pub async fn usage_focus(&self, query: &[(&str, String)]) -> Result<reqwest::Response, Error> {
+        self.send(self.request(reqwest::Method::GET, "/v1/usage/focus").query(query)).await
+    }
+
+    /// `GET /v1/contracts/burn-down?at=...` (`at` absent: now).
+    pub async fn contracts_burn_down_at(&self, at: Option<&str>) -> Result<serde_json::Value, Error> {
+        let query: Vec<(&str, &str)> = at.map(|at| ("at", at)).into_iter().collect();
+        self.json(self.request(reqwest::Method::GET, "/v1/contracts/burn-down").query(&query)).await
+    }
+
     /// `GET /v1/invoices`: one provider's invoice for a month (`YYYY-MM`).
     pub async fn invoice(&self, provider: &str, month: &str) -> Result<cumulo_ledger::Invoice, Error> {
         self.json(self.request(reqwest::Method::GET, "/v1/invoices").query(&[("provider", provider), ("month", month)]))

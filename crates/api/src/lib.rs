@@ -125,6 +125,17 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/contracts/burn-down", "each contract against its burn schedule, from metered usage"),
     ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
     ("get", "/v1/usage", "metered usage grouped by tenant, provider, contract, job or gpu (own tenant unless admin)"),
+    (
+        "get",
+        "/v1/usage/records",
+        "metered usage records in keyset pages by start, since/until (own tenant unless admin)",
+    ),
+    (
+        "get",
+        "/v1/usage/chargeback",
+        "per tenant: contract, on-demand and spot cost against list, and savings (own tenant unless admin)",
+    ),
+    ("get", "/v1/usage/focus", "a FOCUS 1.2 CSV export of metered usage, streamed (own tenant unless admin)"),
     ("get", "/v1/invoices", "one provider's invoice for a month from metered usage (admin only)"),
 ];
 
@@ -145,6 +156,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/contracts/burn-down", get(fleet::burn_down))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/usage/records", get(usage::records))
+        .route("/v1/usage/chargeback", get(usage::chargeback))
+        .route("/v1/usage/focus", get(usage::focus))
         .route("/v1/invoices", get(usage::invoices))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()

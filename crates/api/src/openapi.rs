@@ -207,6 +207,56 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["400"] = error_response("bad time, provider or group_by; `field` names it");
             responses["403"] = error_response("another tenant's usage");
         }
+        ("get", "/v1/usage/records") => {
+            let text = json!({"type": "string"});
+            op["parameters"] = json!([
+                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
+                query_param(
+                    "since",
+                    "records ending after this, RFC 3339 or YYYY-MM-DD (whole, not clipped)",
+                    text.clone()
+                ),
+                query_param("until", "records starting before this, RFC 3339 or YYYY-MM-DD", text.clone()),
+                query_param("after", "the `next` token of the previous page", text),
+                query_param(
+                    "limit",
+                    "records per page, 1 to 10000 (default 1000)",
+                    json!({"type": "integer", "minimum": 1, "maximum": 10000})
+                )
+            ]);
+            responses["200"] =
+                json_response("one page of usage records; money in micro-USD", schema_ref("UsageRecords"));
+            responses["400"] = error_response("bad since, until, after or limit; `field` names it");
+            responses["403"] = error_response("another tenant's usage");
+        }
+        ("get", "/v1/usage/chargeback") => {
+            let text = json!({"type": "string"});
+            op["parameters"] = json!([
+                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
+                query_param("provider", "only this provider", text.clone()),
+                query_param("contract", "only usage under this contract", text.clone()),
+                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
+                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text)
+            ]);
+            responses["200"] =
+                json_response("chargeback rows per tenant; money in micro-USD", schema_ref("Chargeback"));
+            responses["400"] = error_response("bad time, provider, or a group_by given; `field` names it");
+            responses["403"] = error_response("another tenant's usage");
+        }
+        ("get", "/v1/usage/focus") => {
+            let text = json!({"type": "string"});
+            op["parameters"] = json!([
+                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
+                query_param("provider", "only this provider", text.clone()),
+                query_param("contract", "only usage under this contract", text.clone()),
+                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
+                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text)
+            ]);
+            responses["200"] = json!({"description": "FOCUS 1.2 cost-and-usage rows as CSV (header first), streamed; money in dollars",
+                "content": {"text/csv": {"schema": {"type": "string"}}}});
+            responses["400"] = error_response("bad time, provider, or a group_by given; `field` names it");
+            responses["403"] = error_response("another tenant's usage");
+        }
         ("get", "/v1/invoices") => {
             op["parameters"] = json!([
                 required_query_param(
@@ -294,6 +344,31 @@ fn schemas() -> Value {
     })
 }
 
+/// The money views' answers (kept apart: one `json!` of every schema passes the macro's recursion limit).
+fn usage_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let integer = json!({"type": "integer"});
+    json!({
+        "UsageRecords": {"type": "object", "properties": {"money_unit": string, "records": {"type": "array", "items": {"type": "object", "properties": {
+            "attempt": {"type": "object", "properties": {"job": integer, "attempt": integer}}, "node_rank": integer, "start": string, "stop": string,
+            "tenant": string, "provider": string, "region": string, "node_type": string, "gpu": string, "gpus": integer,
+            "capacity": string, "contract": string, "rate": integer, "list_rate": integer, "price_from": string,
+            "cost": integer, "list_cost": integer, "resource_id": string}}},
+            "next": {"type": "string", "description": "pass as `after` for the next page; absent on the last"}}},
+        "Chargeback": {"type": "object", "properties": {"money_unit": string, "rows": {"type": "array", "items": {"type": "object", "properties": {
+            "tenant": string, "gpu_seconds": integer, "contract": integer, "on_demand": integer, "spot": integer, "total": integer,
+            "list": integer, "savings": integer}}}}},
+    })
+}
+
+fn all_schemas() -> Value {
+    let mut all = schemas();
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), usage_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
@@ -306,7 +381,7 @@ pub fn document() -> Value {
         "info": {"title": "Cumulo API", "version": env!("CARGO_PKG_VERSION"),
             "description": "Multi-cloud compute control plane for AI: jobs, fleet, contracts"},
         "paths": paths,
-        "components": {"schemas": schemas(), "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": all_schemas(), "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
         "security": [{"token": []}],
     })
 }

@@ -1,10 +1,19 @@
-//! `GET /v1/usage` (metered usage grouped by tenant, provider, contract, job or GPU model) and
-//! `GET /v1/invoices` (one provider's invoice for a month), read from the store's usage records and
-//! computed by the ledger. Money in answers is integer micro-dollars (`money_unit`).
+//! `GET /v1/usage` (metered usage grouped by tenant, provider, contract, job or GPU model),
+//! `GET /v1/usage/records` (the records themselves, in keyset pages), `GET /v1/usage/chargeback`
+//! (per tenant: contract, on-demand and spot cost against list), `GET /v1/usage/focus` (a FOCUS 1.2
+//! CSV export, streamed page by page) and `GET /v1/invoices` (one provider's invoice for a month),
+//! read from the store's usage records and computed by the ledger. Money in JSON answers is integer
+//! micro-dollars (`money_unit`). A member or viewer sees only its own tenant's usage.
 
 use axum::Json;
-use axum::extract::{Extension, State};
-use cumulo_ledger::{GroupBy, Invoice, Month, UsageFilter, UsageRow, parse_time};
+use axum::body::Body;
+use axum::extract::{Extension, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use cumulo_ledger::{
+    ChargebackRow, FocusOptions, GroupBy, Invoice, Month, Timestamp, UsageFilter, UsageRow, parse_time,
+};
+use cumulo_store::usage::{UsageKey, UsagePageQuery, UsageRecord};
 use cumulo_types::Provider;
 use serde::{Deserialize, Serialize};
 
@@ -60,37 +69,197 @@ pub async fn usage(
         Some(g) => g.parse().map_err(|e| ledger_error("group_by", e))?,
         None => GroupBy::Tenant,
     };
-    let tenant = match query.tenant.filter(|t| !t.is_empty()) {
-        Some(t) if !principal.may_read_tenant(&t) => {
-            return Err(ApiError::Forbidden(format!(
-                "token `{}` of tenant `{}` may not read usage of tenant `{t}`",
-                principal.name, principal.tenant
-            )));
-        }
-        Some(t) => Some(t),
-        None if principal.is_admin() => None,
-        None => Some(principal.tenant.clone()),
-    };
+    let filter = usage_filter(&principal, query)?;
+    let records = state.store.usage_between(filter.since, filter.until).await?;
+    let rows = cumulo_ledger::usage_by(&records, &filter, group_by);
+    Ok(Json(UsageAnswer { money_unit: "micro-USD".into(), group_by: group_by.to_string(), rows }))
+}
+
+/// The tenant a caller reads: the one asked for if it may read it, else its own (all for admins).
+fn tenant_scope(principal: &Principal, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match asked.filter(|t| !t.is_empty()) {
+        Some(t) if !principal.may_read_tenant(&t) => Err(ApiError::Forbidden(format!(
+            "token `{}` of tenant `{}` may not read usage of tenant `{t}`",
+            principal.name, principal.tenant
+        ))),
+        Some(t) => Ok(Some(t)),
+        None if principal.is_admin() => Ok(None),
+        None => Ok(Some(principal.tenant.clone())),
+    }
+}
+
+fn time_param(field: &'static str, text: Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    text.filter(|s| !s.is_empty()).map(|s| parse_time(field, &s)).transpose().map_err(|e| ledger_error(field, e))
+}
+
+/// The filter of a usage query, scoped to what the caller may read.
+fn usage_filter(principal: &Principal, query: UsageQuery) -> Result<UsageFilter, ApiError> {
+    let tenant = tenant_scope(principal, query.tenant)?;
     let provider = match query.provider.filter(|p| !p.is_empty()) {
         Some(p) => Some(Provider::new(&p).map_err(|e| ApiError::bad_request("provider", e.to_string()))?),
         None => None,
     };
-    let since = query
-        .since
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_time("since", &s))
-        .transpose()
-        .map_err(|e| ledger_error("since", e))?;
-    let until = query
-        .until
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_time("until", &s))
-        .transpose()
-        .map_err(|e| ledger_error("until", e))?;
-    let records = state.store.usage_between(since, until).await?;
-    let filter = UsageFilter { tenant, provider, contract: query.contract.filter(|c| !c.is_empty()), since, until };
-    let rows = cumulo_ledger::usage_by(&records, &filter, group_by);
-    Ok(Json(UsageAnswer { money_unit: "micro-USD".into(), group_by: group_by.to_string(), rows }))
+    let since = time_param("since", query.since)?;
+    let until = time_param("until", query.until)?;
+    if let (Some(since), Some(until)) = (since, until)
+        && until <= since
+    {
+        return Err(ApiError::bad_request("until", format!("until {until} is not after since {since}")));
+    }
+    Ok(UsageFilter { tenant, provider, contract: query.contract.filter(|c| !c.is_empty()), since, until })
+}
+
+/// `?since&until&tenant&after&limit` of `GET /v1/usage/records`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RecordsQuery {
+    pub tenant: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// The `next` token of the previous page.
+    pub after: Option<String>,
+    /// Records per page, 1 to [`MAX_RECORDS_PAGE`] (default 1000).
+    pub limit: Option<u32>,
+}
+
+/// The most records one page of `GET /v1/usage/records` holds.
+pub const MAX_RECORDS_PAGE: u32 = 10_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordsAnswer {
+    pub money_unit: String,
+    /// Records overlapping `[since, until)`, whole, ordered by start, job, attempt and node rank.
+    pub records: Vec<UsageRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Usage records in keyset pages (own tenant unless admin).
+pub async fn records(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<RecordsQuery>,
+) -> Result<Json<RecordsAnswer>, ApiError> {
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=MAX_RECORDS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("limit {limit} is out of range: expected 1 to {MAX_RECORDS_PAGE}"),
+        ));
+    }
+    let after = match query.after.filter(|a| !a.is_empty()) {
+        Some(token) => Some(UsageKey::parse(&token).ok_or_else(|| {
+            ApiError::bad_request(
+                "after",
+                format!("invalid page token `{token}`: expected the `next` of a previous page"),
+            )
+        })?),
+        None => None,
+    };
+    let filter = usage_filter(
+        &principal,
+        UsageQuery { tenant: query.tenant, since: query.since, until: query.until, ..UsageQuery::default() },
+    )?;
+    let page = UsagePageQuery { since: filter.since, until: filter.until, tenant: filter.tenant, after, limit };
+    let records = state.store.usage_page(page).await?;
+    let next = (records.len() == limit as usize).then(|| records.last().map(|r| UsageKey::of(r).to_string())).flatten();
+    Ok(Json(RecordsAnswer { money_unit: "micro-USD".into(), records, next }))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChargebackAnswer {
+    pub money_unit: String,
+    /// Per tenant: cost by how the capacity was held, list cost, and savings against list.
+    pub rows: Vec<ChargebackRow>,
+}
+
+/// Chargeback per tenant over `[since, until)`, filtered by provider and contract (own tenant
+/// unless admin).
+pub async fn chargeback(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<ChargebackAnswer>, ApiError> {
+    if query.group_by.as_deref().is_some_and(|g| !g.is_empty()) {
+        return Err(ApiError::bad_request("group_by", "chargeback is always per tenant; group_by is for /v1/usage"));
+    }
+    let filter = usage_filter(&principal, query)?;
+    let records = state.store.usage_between(filter.since, filter.until).await?;
+    let rows = cumulo_ledger::chargeback(&records, &filter);
+    Ok(Json(ChargebackAnswer { money_unit: "micro-USD".into(), rows }))
+}
+
+/// Records read per page while streaming a FOCUS export.
+const FOCUS_PAGE: u32 = 20_000;
+
+/// The usage records over `[since, until)` (own tenant unless admin) as a FOCUS 1.2 CSV, clipped to
+/// the window, streamed a page of records at a time so an export of millions of records never sits
+/// in memory whole. A failure after the first bytes ends the stream early (the client sees a
+/// truncated body, not a partial success).
+pub async fn focus(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<UsageQuery>,
+) -> Result<Response, ApiError> {
+    if query.group_by.as_deref().is_some_and(|g| !g.is_empty()) {
+        return Err(ApiError::bad_request(
+            "group_by",
+            "a FOCUS export is one row per record; group_by is for /v1/usage",
+        ));
+    }
+    let filter = usage_filter(&principal, query)?;
+    let first = UsagePageQuery {
+        since: filter.since,
+        until: filter.until,
+        tenant: filter.tenant.clone(),
+        after: None,
+        limit: FOCUS_PAGE,
+    };
+    // The first page is read before answering, so a failing store is an error status, not a cut body.
+    let page = state.store.usage_page(first.clone()).await?;
+    let options = FocusOptions::default();
+    let mut head = cumulo_ledger::focus_header();
+    head.push_str(&focus_chunk(&page, &filter, &options)?);
+    let next = next_page(&first, &page);
+    let stream = futures_util::stream::unfold(
+        (Some(head), next, state.store.clone(), filter, options),
+        |(chunk, next, store, filter, options)| async move {
+            if let Some(chunk) = chunk {
+                return Some((Ok::<_, std::io::Error>(chunk), (None, next, store, filter, options)));
+            }
+            let query = next?;
+            let page = match store.usage_page(query.clone()).await {
+                Ok(page) => page,
+                Err(err) => {
+                    return Some((Err(std::io::Error::other(err.to_string())), (None, None, store, filter, options)));
+                }
+            };
+            let following = next_page(&query, &page);
+            match focus_chunk(&page, &filter, &options) {
+                Ok(text) => Some((Ok(text), (None, following, store, filter, options))),
+                Err(err) => Some((Err(std::io::Error::other(err.to_string())), (None, None, store, filter, options))),
+            }
+        },
+    );
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+        (header::CONTENT_DISPOSITION, "attachment; filename=\"cumulo-focus.csv\""),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// The query for the page after `page`, or `None` when `page` was the last.
+fn next_page(query: &UsagePageQuery, page: &[UsageRecord]) -> Option<UsagePageQuery> {
+    if page.len() < query.limit as usize {
+        return None;
+    }
+    Some(UsagePageQuery { after: page.last().map(UsageKey::of), ..query.clone() })
+}
+
+/// One page as FOCUS lines: the records passing the filter, clipped to its window.
+fn focus_chunk(page: &[UsageRecord], filter: &UsageFilter, options: &FocusOptions) -> Result<String, ApiError> {
+    let clipped: Vec<UsageRecord> = filter.apply(page).collect();
+    cumulo_ledger::focus_rows(&clipped, options).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A provider's invoice for a month: every tenant's usage, so admins only.

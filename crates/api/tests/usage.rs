@@ -1,12 +1,14 @@
-//! `GET /v1/usage` and `GET /v1/invoices` in-process over a real SQLite store holding metered usage:
-//! grouping, tenant isolation, admin-only invoices, and bad parameters named in the answer.
+//! `GET /v1/usage`, `/v1/usage/records`, `/v1/usage/chargeback`, `/v1/usage/focus` and
+//! `GET /v1/invoices` in-process over a real SQLite store holding metered usage: grouping, keyset
+//! pages, chargeback against list, the streamed FOCUS export, tenant isolation, admin-only invoices,
+//! and bad parameters named in the answer.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cumulo_api::auth::issue_token;
-use cumulo_api::usage::UsageAnswer;
+use cumulo_api::usage::{ChargebackAnswer, RecordsAnswer, UsageAnswer};
 use cumulo_api::{AppState, Config, ErrorBody, Fleet, Metrics, router};
 use cumulo_ledger::{Ledger, NodeMeta, Observation, PriceBook, PriceKey, UsageRecord, parse_time};
 use cumulo_store::{Role, Store};
@@ -63,7 +65,7 @@ async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         cumulo_store_sqlite::SqliteStore::open_path(dir.path().join("cumulo.db")).await.unwrap();
-    assert_eq!(store.append_usage(metered()).await.unwrap(), 6);
+    assert_eq!(store.append_usage(metered()).await.unwrap(), 20, "hourly records: 2 × 8 + 3 + 1");
     let admin = issue_token(store.as_ref(), "default", Role::Admin, "admin").await.unwrap();
     let member_a = issue_token(store.as_ref(), "a", Role::Member, "alice").await.unwrap();
     let portfolio = cumulo_portfolio::Portfolio::demo().unwrap();
@@ -144,6 +146,36 @@ async fn bad_parameters_are_named() {
         let body: ErrorBody = serde_json::from_str(&text).unwrap();
         assert_eq!((body.field.as_deref(), body.reason.as_str()), (Some(field), reason), "{uri}");
     }
+    for (uri, field, reason) in [
+        ("/v1/usage/records?limit=0", "limit", "limit 0 is out of range: expected 1 to 10000"),
+        ("/v1/usage/records?limit=10001", "limit", "limit 10001 is out of range: expected 1 to 10000"),
+        (
+            "/v1/usage/records?after=yesterday",
+            "after",
+            "invalid page token `yesterday`: expected the `next` of a previous page",
+        ),
+        (
+            "/v1/usage/chargeback?since=2026-12-01&until=2026-11-01",
+            "until",
+            "until 2026-11-01 00:00:00 UTC is not after since 2026-12-01 00:00:00 UTC",
+        ),
+        ("/v1/usage/chargeback?group_by=job", "group_by", "chargeback is always per tenant; group_by is for /v1/usage"),
+        (
+            "/v1/usage/focus?provider=AWS!",
+            "provider",
+            "invalid provider `AWS!`: expected lowercase letters, digits or '-'",
+        ),
+        (
+            "/v1/usage/focus?until=soon",
+            "until",
+            "invalid until `soon`: expected an RFC 3339 time such as 2026-11-03T04:05:06Z or a date such as 2026-11-03",
+        ),
+    ] {
+        let (status, text) = h.get(uri, &h.admin).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+        let body: ErrorBody = serde_json::from_str(&text).unwrap();
+        assert_eq!((body.field.as_deref(), body.reason.as_str()), (Some(field), reason), "{uri}");
+    }
     let (status, text) = h.get("/v1/usage?since=yesterday", &h.admin).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("invalid since `yesterday`"), "{text}");
@@ -165,4 +197,85 @@ async fn contract_burn_down_counts_usage_metered_under_each_contract() {
     let (status, text) = h.get("/v1/contracts/burn-down?at=yesterday-ish", &h.admin).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("\"field\":\"at\""), "{text}");
+}
+
+#[tokio::test]
+async fn usage_records_come_in_keyset_pages_and_members_see_only_theirs() {
+    let h = harness().await;
+    let mut all = Vec::new();
+    let mut uri = "/v1/usage/records?limit=7".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, text) = h.get(&uri, &h.admin).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let page: RecordsAnswer = serde_json::from_str(&text).unwrap();
+        assert!(page.records.len() <= 7, "a page holds at most its limit");
+        all.extend(page.records);
+        pages += 1;
+        match page.next {
+            Some(next) => uri = format!("/v1/usage/records?limit=7&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "20 records in pages of 7");
+    let mut expected = metered();
+    expected.sort_by_key(|r| (r.start, r.attempt, r.node_rank));
+    assert_eq!(all, expected, "every record once, by start");
+    // December only: job 1's hours from midnight
+    let (_, text) = h.get("/v1/usage/records?since=2026-12-01&until=2027-01-01", &h.admin).await;
+    let page: RecordsAnswer = serde_json::from_str(&text).unwrap();
+    assert_eq!(page.records.len(), 8);
+    assert!(page.next.is_none());
+    // a member reads only its tenant, and may not ask for another
+    let (_, text) = h.get("/v1/usage/records", &h.member_a).await;
+    let page: RecordsAnswer = serde_json::from_str(&text).unwrap();
+    assert_eq!(page.records.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    let (status, _) = h.get("/v1/usage/records?tenant=research", &h.member_a).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn chargeback_shows_what_contracts_saved_against_list() {
+    let h = harness().await;
+    let (status, text) = h.get("/v1/usage/chargeback", &h.admin).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer: ChargebackAnswer = serde_json::from_str(&text).unwrap();
+    let research = answer.rows.iter().find(|r| r.tenant == "research").unwrap();
+    // job 1: 16 node-hours at $60 against a $98.32 list; job 2: 3 h on-demand at list
+    assert_eq!(research.contract, Money::from_dollars(960));
+    assert_eq!(research.on_demand, Money::parse_dollars("294.96").unwrap());
+    assert_eq!(research.savings, Money::parse_dollars("613.12").unwrap(), "16 h × ($98.32 − $60)");
+    // a member's chargeback is its own tenant's row alone
+    let (_, text) = h.get("/v1/usage/chargeback", &h.member_a).await;
+    let answer: ChargebackAnswer = serde_json::from_str(&text).unwrap();
+    let tenants: Vec<&str> = answer.rows.iter().map(|r| r.tenant.as_str()).collect();
+    assert_eq!(tenants, vec!["a"]);
+    let (status, _) = h.get("/v1/usage/chargeback?tenant=research", &h.member_a).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn focus_export_streams_csv_clipped_to_the_window() {
+    let h = harness().await;
+    let (status, text) = h.get("/v1/usage/focus", &h.admin).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert!(header.contains(&"SkuMeter".to_string()) && header.contains(&"SkuPriceDetails".to_string()));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 20, "one usage row per record");
+    let billed = header.iter().position(|c| c == "BilledCost").unwrap();
+    let total: Money = rows.iter().map(|r| Money::parse_dollars(&r[billed]).unwrap()).sum();
+    assert_eq!(total, Money::parse_dollars("1353.28").unwrap(), "$960 + 4 h × $98.32");
+    // half of the first hour of job 3: one row, half its cost
+    let (_, text) = h.get("/v1/usage/focus?since=2026-11-06T00:30:00Z&until=2026-11-06T02:00:00Z", &h.admin).await;
+    let rows: Vec<csv::StringRecord> =
+        csv::Reader::from_reader(text.as_bytes()).records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(Money::parse_dollars(&rows[0][billed]).unwrap(), Money::parse_dollars("49.16").unwrap());
+    // a member's export holds its tenant only
+    let (_, text) = h.get("/v1/usage/focus", &h.member_a).await;
+    assert_eq!(csv::Reader::from_reader(text.as_bytes()).records().count(), 1);
+    let (status, _) = h.get("/v1/usage/focus?tenant=research", &h.member_a).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -23,7 +23,7 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Metered usage: totals, chargeback, burn-down or FOCUS CSV
-    Usage(cmd::usage::Args),
+    Usage(Box<cmd::usage::Args>),
     /// A provider's invoice for a month, from metered usage
     Invoice(cmd::invoice::Args),
     /// Cloud offers: import SkyPilot catalog CSVs, list offers
@@ -88,7 +88,7 @@ fn main() -> std::process::ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "cumulo", &mut std::io::stdout());
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Usage(args) => cmd::usage::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Usage(args) => cmd::usage::run(*args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Invoice(args) => cmd::invoice::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Catalog(args) => cmd::catalog::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Offers(args) => cmd::offers::run(args),

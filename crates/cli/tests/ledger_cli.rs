@@ -120,7 +120,7 @@ fn usage_groups_and_exports_focus() {
     let out = cumulo(&["usage", "--usage", f, "--format", "focus"]);
     let text = stdout(&out);
     assert!(text.starts_with("BilledCost,BillingAccountId,"), "{text}");
-    assert_eq!(text.lines().count(), 4);
+    assert_eq!(text.lines().count(), 1 + 23, "the header and one row per hourly record (2 × 10 + 3)");
     let out = cumulo(&["usage", "--usage", f, "--view", "chargeback"]);
     assert!(stdout(&out).contains("$1,200.00"), "{}", stdout(&out));
 }
@@ -156,7 +156,8 @@ fn bad_input_names_the_problem() {
 }
 
 /// A `cumulo server` on loopback with a fresh SQLite store (no usage metered yet): the remote forms
-/// of `usage` and `invoice` reach `/v1/usage` and `/v1/invoices` with the admin token.
+/// of `usage` (every view, -o focus, `usage export`) and `invoice` reach the server's money routes
+/// with the admin token.
 #[test]
 fn usage_and_invoice_ask_the_server_without_a_file() {
     let dir = std::env::temp_dir().join(format!("cumulo-ledger-cli-server-{}", std::process::id()));
@@ -187,6 +188,14 @@ fn usage_and_invoice_ask_the_server_without_a_file() {
         cumulo(&[&["invoice", "--provider", "aws", "--month", "2026-11", "-o", "json"][..], &remote[..]].concat());
     let bad_month = cumulo(&[&["invoice", "--provider", "aws", "--month", "11-2026"][..], &remote[..]].concat());
     let chargeback = cumulo(&[&["usage", "--view", "chargeback"][..], &remote[..]].concat());
+    let burn_down = cumulo(&[&["usage", "--view", "burn-down", "--at", "2026-12-31"][..], &remote[..]].concat());
+    let focus = cumulo(&[&["usage", "-o", "focus"][..], &remote[..]].concat());
+    let export = cumulo(&[&["usage", "export"][..], &remote[..]].concat());
+    let export_focus = cumulo(&[&["usage", "export", "-o", "focus"][..], &remote[..]].concat());
+    let bad_page = cumulo(
+        &[&["usage", "--view", "chargeback", "--since", "2026-12-01", "--until", "2026-11-01"][..], &remote[..]]
+            .concat(),
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -197,5 +206,20 @@ fn usage_and_invoice_ask_the_server_without_a_file() {
     let json: serde_json::Value = serde_json::from_slice(&invoice.stdout).unwrap();
     assert_eq!((json["provider"].as_str(), json["total"].as_i64()), (Some("aws"), Some(0)));
     assert_eq!(stderr(&bad_month).trim(), "error: invalid month `11-2026`: expected a month YYYY-MM such as 2026-11");
-    assert!(stderr(&chargeback).contains("--view chargeback, --view burn-down and --format focus need --usage FILE"));
+    assert!(chargeback.status.success(), "{}", stderr(&chargeback));
+    assert!(stdout(&chargeback).contains("saved"), "{}", stdout(&chargeback));
+    assert!(burn_down.status.success(), "{}", stderr(&burn_down));
+    let burn = stdout(&burn_down);
+    assert!(burn.starts_with("burn-down at 2026-12-31T00:00:00Z from metered usage (server http://"), "{burn}");
+    assert!(burn.contains("ILLUSTRATIVE") && burn.contains("aws-2025"), "the demo portfolio's contracts: {burn}");
+    for out in [&focus, &export_focus] {
+        assert!(out.status.success(), "{}", stderr(out));
+        assert!(stdout(out).starts_with("BilledCost,BillingAccountId,"), "the FOCUS header alone: {}", stdout(out));
+        assert_eq!(stdout(out).lines().count(), 1);
+    }
+    assert!(export.status.success() && stdout(&export).is_empty(), "no records: {}", stderr(&export));
+    assert_eq!(
+        stderr(&bad_page).trim(),
+        "error: server answered 400: until 2026-11-01 00:00:00 UTC is not after since 2026-12-01 00:00:00 UTC (field `until`)"
+    );
 }

@@ -22,6 +22,10 @@ pub struct ClusterInfo {
     /// The only tenants whose jobs may be placed here; `None`: every tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<Vec<String>>,
+    /// The on-demand list price of one node for one hour, metered beside the price paid (what the
+    /// time would have cost without the contract or the spot discount); the paid price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_price_per_node_hour: Option<Money>,
 }
 
 /// One node of a stored placement.
@@ -74,6 +78,23 @@ pub struct PoolOffer {
     pub gpus: u32,
     /// The plan's price of one node of the placement for one hour (`price_per_hour / nodes`).
     pub price_per_node_hour: Money,
+    /// The pool's price of a whole node for one hour when the placement was made: metering scales
+    /// `price_per_node_hour` by the pool's price now over this (absent in older placements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_price_per_node_hour: Option<Money>,
+    /// The on-demand list price of the placement's share of one node for one hour (absent: the
+    /// paid price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_price_per_node_hour: Option<Money>,
+}
+
+/// `price` scaled by `now / then` (exact integer arithmetic, rounded down); `price` when `then` is 0.
+pub fn scale_price(price: Money, now: Money, then: Money) -> Money {
+    if then.micros() <= 0 {
+        return price;
+    }
+    let scaled = i128::from(price.micros()) * i128::from(now.micros()) / i128::from(then.micros());
+    Money(i64::try_from(scaled).unwrap_or(i64::MAX))
 }
 
 /// The pools of one pass and how to find a node by name.
@@ -253,6 +274,10 @@ impl Fleet {
             gpu: pool.node_type.gpu,
             gpus: pool.node_type.gpus,
             price_per_node_hour: Money(placement.price_per_hour.micros() / node_count),
+            pool_price_per_node_hour: Some(pool.price_per_node_hour),
+            list_price_per_node_hour: info.list_price_per_node_hour.map(|list| {
+                scale_price(Money(placement.price_per_hour.micros() / node_count), list, pool.price_per_node_hour)
+            }),
         };
         Some(StoredPlacement {
             cluster: info.name.clone(),

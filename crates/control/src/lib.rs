@@ -52,7 +52,7 @@ use chrono::{DateTime, Utc};
 use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment};
 use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
 use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanCommit, Store};
-use cumulo_types::{AttemptId, JobId};
+use cumulo_types::{AttemptId, JobId, Money};
 use serde::Serialize;
 
 pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
@@ -186,6 +186,9 @@ struct Memory {
     last_report: Option<Report>,
     /// Ledgers of active attempts (metering); missing ones are rebuilt from the store.
     ledgers: metering::Ledgers,
+    /// Each pool's price of a whole node per hour in the latest pass's snapshot, by pool name:
+    /// metering rates an attempt's new seconds at its pool's price now.
+    pool_prices: HashMap<String, Money>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -336,6 +339,7 @@ impl Controller {
                 if let Some(placement) = placement_of(attempt) {
                     let info = &self.options.clusters[cluster].info;
                     let contract = self.options.contracts.get(&info.name).map(String::as_str);
+                    let pool_price_now = self.lock().pool_prices.get(&placement.pool).copied();
                     node_reports.extend(metering::NodeReport::new(
                         attempt,
                         &placement,
@@ -343,6 +347,7 @@ impl Controller {
                         contract,
                         &observation.nodes,
                         observation.observed_at,
+                        pool_price_now,
                     ));
                 }
                 let stored = attempt.attempt.state;
@@ -575,6 +580,8 @@ impl Controller {
             queued.constraints.deny.extend(image_denials.iter().cloned());
         }
         let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
+        self.lock().pool_prices =
+            snapshot.pools.iter().map(|pool| (pool.name.clone(), pool.price_per_node_hour)).collect();
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;

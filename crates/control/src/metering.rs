@@ -1,5 +1,7 @@
 //! Metering in the loop: drivers' per-node start and stop times become usage records in the store,
-//! rated at the price of the pool the attempt was placed on.
+//! rated at the price the attempt's pool has in this pass (the placement's price scaled by how the
+//! pool's price moved since), with the on-demand list price beside it. A node's GPUs are the GPUs
+//! the attempt holds there, not the node's.
 //!
 //! The ledger (pure) decides which seconds are new; the store refuses to bill a second twice. The
 //! loop keeps one ledger per active attempt in memory, rebuilt from the store's records when it is
@@ -11,9 +13,9 @@ use chrono::{DateTime, Utc};
 use cumulo_driver::NodeStatus;
 use cumulo_ledger::{Ledger, NodeMeta, Observation, PriceBook, PriceKey};
 use cumulo_store::ActiveAttempt;
-use cumulo_types::{AttemptId, CapacityKind, Provider};
+use cumulo_types::{AttemptId, CapacityKind, Money, Provider};
 
-use crate::fleet::{ClusterInfo, PoolOffer, StoredPlacement};
+use crate::fleet::{ClusterInfo, PoolOffer, StoredPlacement, scale_price};
 
 /// What one attempt's driver reported about its nodes in this pass.
 pub(crate) struct NodeReport {
@@ -23,6 +25,8 @@ pub(crate) struct NodeReport {
     pub placement: StoredPlacement,
     pub nodes: Vec<NodeStatus>,
     pub observed_at: DateTime<Utc>,
+    /// The pool's price of a whole node per hour in the latest pass, when the loop knows it.
+    pub pool_price_now: Option<Money>,
 }
 
 impl NodeReport {
@@ -34,6 +38,7 @@ impl NodeReport {
         contract: Option<&str>,
         nodes: &[NodeStatus],
         observed_at: DateTime<Utc>,
+        pool_price_now: Option<Money>,
     ) -> Option<NodeReport> {
         if nodes.iter().all(|n| n.started_at.is_none()) {
             return None;
@@ -46,6 +51,7 @@ impl NodeReport {
             placement: placement.clone(),
             nodes: nodes.to_vec(),
             observed_at,
+            pool_price_now,
         })
     }
 
@@ -62,7 +68,7 @@ impl NodeReport {
                     region: self.offer.region.clone(),
                     node_type: self.offer.node_type.clone(),
                     gpu: self.offer.gpu,
-                    gpus: self.offer.gpus,
+                    gpus: self.gpus_held(node.rank),
                     capacity: self.offer.capacity,
                     contract: self.offer.contract.clone(),
                     resource_id: Some(format!("{}/{}", self.placement.cluster, node.node)),
@@ -80,16 +86,42 @@ impl NodeReport {
             .collect())
     }
 
-    /// The one price that applies to this attempt: its pool's, at all times.
+    /// GPUs the attempt holds on the node of `rank`: its placed GPUs (a GPU shared by fraction
+    /// counts as one), the node's when the placement does not say.
+    fn gpus_held(&self, rank: u32) -> u32 {
+        match self.placement.nodes.get(rank as usize) {
+            Some(placed) if !placed.gpus.is_empty() || placed.cpus_milli > 0 => placed.gpus.len() as u32,
+            _ => self.offer.gpus,
+        }
+    }
+
+    /// The price the attempt pays per node-hour now: the placement's, moved as its pool's price moved.
+    pub fn paid_now(&self) -> Money {
+        match (self.pool_price_now, self.offer.pool_price_per_node_hour) {
+            (Some(now), Some(then)) => scale_price(self.offer.price_per_node_hour, now, then),
+            _ => self.offer.price_per_node_hour,
+        }
+    }
+
+    /// The prices for this pass's new seconds: the price paid now under the attempt's terms, and
+    /// the on-demand list price beside it. (A price change starts a new record: the ledger extends
+    /// a record only on the same rate.)
     pub fn prices(&self) -> Result<PriceBook, cumulo_ledger::Error> {
+        let provider = provider(&self.offer.provider)?;
         let key = PriceKey {
-            provider: provider(&self.offer.provider)?,
+            provider: provider.clone(),
             node_type: self.offer.node_type.clone(),
             capacity: self.offer.capacity,
             contract: self.offer.contract.clone(),
         };
         let mut book = PriceBook::new();
-        book.set_price(key, DateTime::<Utc>::UNIX_EPOCH, self.offer.price_per_node_hour)?;
+        let from = DateTime::<Utc>::UNIX_EPOCH;
+        book.set_price(key, from, self.paid_now())?;
+        if self.offer.capacity != CapacityKind::OnDemand
+            && let Some(list) = self.offer.list_price_per_node_hour
+        {
+            book.set_price(PriceKey::on_demand(&provider, &self.offer.node_type), from, list)?;
+        }
         Ok(book)
     }
 }
@@ -115,6 +147,8 @@ fn fallback_offer(placement: &StoredPlacement, cluster: &ClusterInfo, contract: 
         gpu: None,
         gpus: placement.nodes.first().map_or(0, |n| n.gpus.len() as u32),
         price_per_node_hour: cumulo_types::Money(placement.price_per_hour.micros() / nodes),
+        pool_price_per_node_hour: None,
+        list_price_per_node_hour: None,
     }
 }
 

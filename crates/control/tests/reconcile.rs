@@ -58,7 +58,13 @@ impl World {
             capacity,
             price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
             tenants: None,
+            list_price_per_node_hour: None,
         };
+        self.controller_on(driver, info, contract)
+    }
+
+    /// A controller over this world's store and a cluster described by `info`.
+    fn controller_on(&self, driver: Arc<dyn Driver>, info: ClusterInfo, contract: Option<&str>) -> Controller {
         let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver }]);
         if let Some(contract) = contract {
             options.contracts.insert("sim-a".into(), contract.into());
@@ -460,6 +466,7 @@ async fn node_time_is_metered_at_the_pool_price_exactly_once() {
     let report = controller.reconcile_once().await.unwrap();
     assert_eq!(report.metered, 2, "one heartbeat record per node: {report:?}");
     assert_eq!(usage_of(&world, job).await.0, 2 * 40);
+    let opened = world.store.usage_between(None, None).await.unwrap();
     // the same instant observed again bills nothing
     assert_eq!(controller.reconcile_once().await.unwrap().metered, 0);
     // a restarted loop (no ledgers in memory) neither double-bills nor conflicts with stored records
@@ -476,6 +483,8 @@ async fn node_time_is_metered_at_the_pool_price_exactly_once() {
     assert!(records.iter().all(|r| r.node_type == "H100x8" && r.gpus == 8 && r.tenant == "research"));
     assert!(records.iter().all(|r| r.capacity == CapacityKind::OnDemand && r.contract.is_none()));
     assert!(records.iter().all(|r| r.rate == Money::from_dollars(10) && r.provider.as_str() == "local"));
+    assert_eq!(records.len(), 2, "each node's heartbeats extended its one open record: {records:?}");
+    assert!(records.iter().zip(&opened).all(|(r, o)| o.is_prefix_of(r)), "the records opened earlier, extended");
     let end = started + chrono::Duration::seconds(100);
     for rank in 0..2 {
         let node: Vec<_> = records.iter().filter(|r| r.node_rank == rank).collect();
@@ -488,6 +497,54 @@ async fn node_time_is_metered_at_the_pool_price_exactly_once() {
     world.advance(60);
     assert_eq!(controller.reconcile_once().await.unwrap().metered, 0);
     assert_eq!(world.store.usage_between(None, None).await.unwrap(), records);
+}
+
+#[tokio::test]
+async fn metering_rates_new_seconds_at_the_pools_price_now_beside_the_list_price_and_counts_held_gpus() {
+    let mut world = World::new().await;
+    let mut spec = gpu_job("one-gpu", 1);
+    spec.duration_s = Some(7200);
+    let job = world.submit(spec).await;
+    let contract_cluster = |price: &str| ClusterInfo {
+        name: "sim-a".into(),
+        provider: "local".into(),
+        region: "sim".into(),
+        capacity: CapacityKind::Contract,
+        price_per_node_hour: Money::parse_dollars(price).unwrap(),
+        list_price_per_node_hour: Some(Money::parse_dollars("40").unwrap()),
+    };
+    let controller = world.controller_on(Arc::new(world.sim.clone()), contract_cluster("10"), Some("aws-2026"));
+    controller.reconcile_once().await.unwrap();
+    world.advance(1);
+    controller.reconcile_once().await.unwrap();
+    let started = world.clock.now();
+    for _ in 0..5 {
+        world.advance(600);
+        controller.reconcile_once().await.unwrap();
+    }
+    // the contract's price doubles an hour in; the loop restarts with it (ledgers rebuilt from the store)
+    world.restart().await;
+    let controller = world.controller_on(Arc::new(world.sim.clone()), contract_cluster("20"), Some("aws-2026"));
+    world.advance(600);
+    controller.reconcile_once().await.unwrap();
+    for _ in 0..7 {
+        world.advance(600);
+        controller.reconcile_once().await.unwrap();
+    }
+    assert_eq!(world.state(job).await, JobState::Succeeded);
+    let records = world.store.usage_between(None, None).await.unwrap();
+    let spans: Vec<(i64, i64)> =
+        records.iter().map(|r| (r.start.timestamp() - started.timestamp(), r.seconds())).collect();
+    assert_eq!(spans, vec![(0, 3600), (3600, 3600)], "13 passes, two hourly records split at the price change");
+    let (before, after) = (&records[0], &records[1]);
+    assert!(before.rate < Money::from_dollars(10), "a 1-GPU job pays its share of the node, not the node: {before:?}");
+    assert_eq!(after.rate, Money(before.rate.micros() * 2), "the pool's price doubled");
+    for r in &records {
+        assert_eq!(r.list_rate, Money(before.rate.micros() * 4), "list $40 against paid $10 for the node: {r:?}");
+        assert_eq!((r.gpus, r.gpu_seconds()), (1, 3600), "the attempt holds 1 of the node's 8 GPUs");
+        assert_eq!(r.contract.as_deref(), Some("aws-2026"));
+    }
+    assert_eq!(usage_of(&world, job).await.0, 7200, "every second billed once across the restart");
 }
 
 #[tokio::test]

@@ -9,7 +9,10 @@
 use cumulo_types::{CapacityKind, Money, Provider};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::Error;
+use crate::commitments::CommitmentPeriod;
 use crate::meter::UsageRecord;
 use crate::time::{Month, format_time, secs};
 
@@ -63,6 +66,8 @@ pub const COLUMNS: &[&str] = &[
     "ResourceName",
     "ResourceType",
     "SkuId",
+    "SkuMeter",
+    "SkuPriceDetails",
     "SkuPriceId",
     "Tags",
     // Custom
@@ -72,6 +77,7 @@ pub const COLUMNS: &[&str] = &[
     "x_CumuloNodeRank",
     "x_CumuloGpuModel",
     "x_CumuloGpuCount",
+    "x_CumuloContract",
 ];
 
 /// Account names to put in the export; by default the billing account is `cumulo-<provider>`.
@@ -79,6 +85,10 @@ pub const COLUMNS: &[&str] = &[
 pub struct FocusOptions {
     pub billing_account_id: Option<String>,
     pub billing_account_name: Option<String>,
+    /// Commitments are exported as Purchase rows (see [`focus_commitment_rows`]): usage under a
+    /// contract is then billed by those (`BilledCost` 0) and keeps its `EffectiveCost`.
+    #[serde(default)]
+    pub amortized_commitments: bool,
 }
 
 /// A plain decimal: `983.2`, `-0.000001`, `12`.
@@ -127,15 +137,50 @@ pub fn to_focus_csv<'a>(
     records: impl IntoIterator<Item = &'a UsageRecord>,
     options: &FocusOptions,
 ) -> Result<String, Error> {
+    let mut text = focus_header();
+    text.push_str(&focus_rows(records, options)?);
+    Ok(text)
+}
+
+/// The FOCUS CSV header line (with its line end): the first chunk of a streamed export.
+pub fn focus_header() -> String {
+    csv_lines(std::iter::once(COLUMNS.iter().map(|c| c.to_string()).collect())).expect("the header is plain text")
+}
+
+/// The records as FOCUS CSV lines without the header: the next chunk of a streamed export.
+pub fn focus_rows<'a>(
+    records: impl IntoIterator<Item = &'a UsageRecord>,
+    options: &FocusOptions,
+) -> Result<String, Error> {
+    csv_lines(records.into_iter().map(|r| row(r, options)))
+}
+
+fn csv_lines(rows: impl Iterator<Item = Vec<String>>) -> Result<String, Error> {
     let mut out = csv::WriterBuilder::new().from_writer(Vec::new());
-    out.write_record(COLUMNS).map_err(|e| Error::Focus(e.to_string()))?;
-    for r in records {
-        let row = row(r, options);
+    for row in rows {
         debug_assert_eq!(row.len(), COLUMNS.len());
         out.write_record(&row).map_err(|e| Error::Focus(e.to_string()))?;
     }
     let bytes = out.into_inner().map_err(|e| Error::Focus(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| Error::Focus(e.to_string()))
+}
+
+/// `SkuMeter`: what the SKU's usage is measured in.
+fn sku_meter(r: &UsageRecord) -> &'static str {
+    if r.gpus > 0 { "GPU Node Hours" } else { "Node Hours" }
+}
+
+/// `SkuPriceDetails`: the properties of the node-hour that the price is for, as a JSON object.
+fn sku_price_details(r: &UsageRecord) -> String {
+    let mut details = serde_json::json!({
+        "x_NodeType": r.node_type,
+        "x_GpuCount": r.gpus,
+        "x_CapacityKind": r.capacity.to_string(),
+    });
+    if let Some(gpu) = r.gpu {
+        details["x_GpuModel"] = serde_json::Value::from(gpu.name());
+    }
+    details.to_string()
 }
 
 fn row(r: &UsageRecord, options: &FocusOptions) -> Vec<String> {
@@ -173,8 +218,9 @@ fn row(r: &UsageRecord, options: &FocusOptions) -> Vec<String> {
     })
     .to_string();
     let if_committed = |s: &str| if committed { s.to_string() } else { String::new() };
+    let billed = if committed && options.amortized_commitments { Money::ZERO } else { r.cost };
     vec![
-        decimal_money(r.cost),
+        decimal_money(billed),
         account_id,
         account_name,
         "USD".into(),
@@ -217,6 +263,8 @@ fn row(r: &UsageRecord, options: &FocusOptions) -> Vec<String> {
         resource_id,
         "Virtual Machine".into(),
         format!("{}:{}", r.provider, r.node_type),
+        sku_meter(r).into(),
+        sku_price_details(r),
         price_id,
         tags,
         r.tenant.clone(),
@@ -225,7 +273,94 @@ fn row(r: &UsageRecord, options: &FocusOptions) -> Vec<String> {
         r.node_rank.to_string(),
         gpu,
         r.gpus.to_string(),
+        r.contract.clone().unwrap_or_default(),
     ]
+}
+
+/// Two kinds of rows per contract and month: a `Purchase` row billing the amortised commitment
+/// (`EffectiveCost` 0: the usage rows carry it), and, when some of it went unused, a `Usage` row
+/// with `CommitmentDiscountStatus` `Unused` whose `EffectiveCost` is that remainder. Per contract
+/// and month, the `EffectiveCost` of its usage rows (used and unused) is the amortised commitment,
+/// or the usage when it ran ahead of it. Export usage rows with `amortized_commitments` beside these.
+pub fn focus_commitment_rows(periods: &[CommitmentPeriod], options: &FocusOptions) -> Result<String, Error> {
+    let mut rows = Vec::new();
+    for p in periods {
+        rows.push(commitment_row(p, options, CommitmentRow::Purchase));
+        if p.unused > Money::ZERO {
+            rows.push(commitment_row(p, options, CommitmentRow::Unused));
+        }
+    }
+    csv_lines(rows.into_iter())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CommitmentRow {
+    Purchase,
+    Unused,
+}
+
+fn commitment_row(p: &CommitmentPeriod, options: &FocusOptions, kind: CommitmentRow) -> Vec<String> {
+    let provider = provider_display(&p.provider);
+    let idle_hours: i64 = p.idle.iter().map(|i| i.idle_node_seconds).sum();
+    let (category, frequency, status, billed, effective, description) = match kind {
+        CommitmentRow::Purchase => (
+            "Purchase",
+            "Recurring",
+            "",
+            p.amortized,
+            Money::ZERO,
+            format!("committed spend {} for {}, amortised over the term", p.contract, p.month),
+        ),
+        CommitmentRow::Unused => (
+            "Usage",
+            "Usage-Based",
+            "Unused",
+            Money::ZERO,
+            p.unused,
+            format!(
+                "unused commitment {} in {} ({} idle committed node-hours)",
+                p.contract,
+                p.month,
+                decimal_hours_9(idle_hours)
+            ),
+        ),
+    };
+    let amount = if kind == CommitmentRow::Purchase { p.amortized } else { p.unused };
+    let values: BTreeMap<&str, String> = BTreeMap::from([
+        ("BilledCost", decimal_money(billed)),
+        ("BillingAccountId", options.billing_account_id.clone().unwrap_or_else(|| format!("cumulo-{}", p.provider))),
+        ("BillingAccountName", options.billing_account_name.clone().unwrap_or_else(|| format!("Cumulo {provider}"))),
+        ("BillingCurrency", "USD".into()),
+        ("BillingPeriodEnd", format_time(p.month.end())),
+        ("BillingPeriodStart", format_time(p.month.start())),
+        ("ChargeCategory", category.into()),
+        ("ChargeDescription", description),
+        ("ChargePeriodEnd", format_time(p.end)),
+        ("ChargePeriodStart", format_time(p.start)),
+        ("ContractedCost", decimal_money(billed)),
+        ("EffectiveCost", decimal_money(effective)),
+        ("InvoiceIssuerName", provider.clone()),
+        ("ListCost", decimal_money(billed)),
+        ("ProviderName", provider.clone()),
+        ("PublisherName", provider.clone()),
+        ("ServiceCategory", "Compute".into()),
+        ("ServiceName", service_name(&p.provider).into()),
+        ("ChargeFrequency", frequency.into()),
+        ("InvoiceId", format!("cumulo-{}-{}", p.provider, p.month)),
+        ("CommitmentDiscountCategory", "Spend".into()),
+        ("CommitmentDiscountId", p.contract.clone()),
+        ("CommitmentDiscountName", p.contract.clone()),
+        ("CommitmentDiscountQuantity", decimal_money(amount)),
+        ("CommitmentDiscountStatus", status.into()),
+        ("CommitmentDiscountType", "Committed Spend Contract".into()),
+        ("CommitmentDiscountUnit", "USD".into()),
+        ("PricingCategory", if kind == CommitmentRow::Purchase { "Standard" } else { "Committed" }.into()),
+        ("SkuId", format!("{}:commitment:{}", p.provider, p.contract)),
+        ("SkuMeter", "Committed Spend".into()),
+        ("SkuPriceId", format!("{}:commitment:{}:{}", p.provider, p.contract, p.month)),
+        ("x_CumuloContract", p.contract.clone()),
+    ]);
+    COLUMNS.iter().map(|c| values.get(c).cloned().unwrap_or_default()).collect()
 }
 
 fn held(r: &UsageRecord) -> String {

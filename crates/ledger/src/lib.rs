@@ -9,6 +9,7 @@
 //! `F(b) − F(a)` with `F(t) = round(r × t / 3600)`. Splitting an interval anywhere therefore never changes
 //! its cost by a single micro-dollar, which keeps invoices, chargeback and clipped views consistent.
 
+pub mod commitments;
 pub mod contracts;
 pub mod focus;
 pub mod invoice;
@@ -17,10 +18,11 @@ pub mod price;
 pub mod time;
 pub mod views;
 
+pub use commitments::{CommitmentPeriod, CommitmentUse, IdleCapacity, commitments};
 pub use contracts::{burn_down, contract_spend};
-pub use focus::{FocusOptions, to_focus_csv};
+pub use focus::{FocusOptions, focus_commitment_rows, focus_header, focus_rows, to_focus_csv};
 pub use invoice::{Invoice, InvoiceLine, invoice};
-pub use meter::{Ingested, Ledger, NodeMeta, Observation, UsageRecord};
+pub use meter::{Ingested, Ledger, MAX_RECORD_SECONDS, NodeMeta, Observation, UsageRecord};
 pub use price::{PriceBook, PriceKey, cost_between};
 pub use time::{Month, Timestamp, parse_time};
 pub use views::{ChargebackRow, GroupBy, UsageFilter, UsageRow, chargeback, usage_by};

@@ -3,6 +3,12 @@
 //! A record is keyed by `(attempt, node rank, start)`; the ledger remembers, per attempt and node, which
 //! seconds it has already billed, so a duplicated, replayed or overlapping observation bills only the
 //! seconds it has not seen before.
+//!
+//! Records grow with hours, not with observations: new seconds that continue a node's last record on
+//! the same terms (price, list price, capacity, contract, month) extend it, up to
+//! [`MAX_RECORD_SECONDS`]; a price change, a month boundary, a gap or a new attempt starts a new one.
+//! An extended record keeps its key, so a store replaces the shorter version it holds
+//! (`cumulo_store::usage`).
 
 use std::collections::BTreeMap;
 
@@ -64,7 +70,11 @@ impl Observation {
     }
 }
 
-/// Node-time at one price: never crosses a month boundary, a price change or a contract's end.
+/// The longest interval one usage record covers: an attempt-node running for a day writes 24 records.
+pub const MAX_RECORD_SECONDS: i64 = 3600;
+
+/// Node-time at one price: never crosses a month boundary, a price change or a contract's end, and
+/// covers at most [`MAX_RECORD_SECONDS`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub attempt: AttemptId,
@@ -108,6 +118,36 @@ impl UsageRecord {
 
     pub fn gpu_seconds(&self) -> i64 {
         self.seconds() * i64::from(self.gpus)
+    }
+
+    /// True when `other` is on the same terms as this record: the same attempt, node and everything
+    /// that rates it; only the interval and its costs may differ.
+    pub fn same_terms(&self, other: &UsageRecord) -> bool {
+        let interval_free = |r: &UsageRecord| UsageRecord {
+            start: at(0),
+            stop: at(0),
+            cost: Money::ZERO,
+            list_cost: Money::ZERO,
+            ..r.clone()
+        };
+        interval_free(self) == interval_free(other)
+    }
+
+    /// True when this record is `longer` cut short: same key and terms, ending no later. A store
+    /// holding `longer` has already billed every second of this one.
+    pub fn is_prefix_of(&self, longer: &UsageRecord) -> bool {
+        self.start == longer.start && secs(self.stop) <= secs(longer.stop) && self.same_terms(longer)
+    }
+
+    /// This record with its interval set to `[start, stop)` and its costs re-rated (telescoping).
+    fn spanning(&self, start: i64, stop: i64) -> UsageRecord {
+        UsageRecord {
+            start: at(start),
+            stop: at(stop),
+            cost: cost_between(self.rate, start, stop),
+            list_cost: cost_between(self.list_rate, start, stop),
+            ..self.clone()
+        }
     }
 
     /// The part of this record inside `[since, until)`, re-rated exactly (telescoping), or `None`.
@@ -281,15 +321,15 @@ impl Ledger {
             None => &[],
         };
         let fresh = uncovered(covered, start, stop);
-        let mut new_records = Vec::new();
+        let mut rated = Vec::new();
         for (a, b) in &fresh {
-            new_records.extend(rate(obs, *a, *b, prices)?);
+            rated.extend(rate(obs, *a, *b, prices)?);
         }
         let result = Ingested {
             new_seconds: fresh.iter().map(|(a, b)| b - a).sum(),
             duplicate_seconds: (stop - start) - fresh.iter().map(|(a, b)| b - a).sum::<i64>(),
-            records: new_records.len(),
-            cost: new_records.iter().map(|r| r.cost).sum(),
+            records: 0,
+            cost: rated.iter().map(|r| r.cost).sum(),
         };
         let account = self.nodes.entry(node_key).or_insert_with(|| NodeAccount {
             meta: obs.node.clone(),
@@ -303,10 +343,45 @@ impl Ledger {
         for (a, b) in fresh {
             cover(&mut account.covered, a, b);
         }
-        for record in &new_records {
-            self.records.insert((record.attempt, record.node_rank, secs(record.start)), record.clone());
+        let mut written: BTreeMap<(AttemptId, u32, i64), UsageRecord> = BTreeMap::new();
+        for record in rated {
+            for record in self.extend_or_split(record) {
+                let key = (record.attempt, record.node_rank, secs(record.start));
+                self.records.insert(key, record.clone());
+                written.insert(key, record);
+            }
         }
-        Ok((result, new_records))
+        let written: Vec<UsageRecord> = written.into_values().collect();
+        Ok((Ingested { records: written.len(), ..result }, written))
+    }
+
+    /// Places a freshly rated record: its first seconds extend the node's record that ends where it
+    /// starts (same terms, same month, shorter than [`MAX_RECORD_SECONDS`]); the rest is cut into
+    /// records of at most that length. Returns the records written (the extended one first).
+    fn extend_or_split(&self, record: UsageRecord) -> Vec<UsageRecord> {
+        let (mut start, stop) = (secs(record.start), secs(record.stop));
+        let mut out = Vec::new();
+        let before = self
+            .records
+            .range((record.attempt, record.node_rank, i64::MIN)..=(record.attempt, record.node_rank, start))
+            .next_back()
+            .map(|(_, r)| r);
+        if let Some(open) = before
+            && secs(open.stop) == start
+            && open.seconds() < MAX_RECORD_SECONDS
+            && Month::containing(open.start) == Month::containing(record.start)
+            && open.same_terms(&record)
+        {
+            let until = stop.min(secs(open.start) + MAX_RECORD_SECONDS);
+            out.push(open.spanning(secs(open.start), until));
+            start = until;
+        }
+        while start < stop {
+            let until = stop.min(start + MAX_RECORD_SECONDS);
+            out.push(record.spanning(start, until));
+            start = until;
+        }
+        out
     }
 
     /// All records in key order (attempt, node rank, start).
@@ -373,7 +448,9 @@ fn check_same_node(obs: &Observation, before: &NodeMeta, with_terms: bool) -> Re
         ("contract", before.contract.clone().unwrap_or_default(), now.contract.clone().unwrap_or_default()),
     ];
     for (field, b, a) in fields {
-        if !with_terms && (field == "capacity" || field == "contract") {
+        // Rebuilt from records, the terms are not known yet, nor the GPUs held (records written before
+        // GPUs counted the attempt's own say the node's).
+        if !with_terms && (field == "capacity" || field == "contract" || field == "gpus") {
             continue;
         }
         if b != a {

@@ -77,6 +77,8 @@ const SPEC: &[(&str, bool, Type, bool)] = &[
     ("ContractedUnitPrice", false, Type::Decimal, true),
     ("ListUnitPrice", false, Type::Decimal, true),
     ("PricingCategory", false, Type::Allowed(&["Standard", "Dynamic", "Committed", "Other"]), true),
+    ("SkuMeter", false, Type::String, true),
+    ("SkuPriceDetails", false, Type::Json, true),
     ("Tags", false, Type::Json, true),
 ];
 
@@ -214,25 +216,27 @@ fn focus_rows_read_as_expected() {
         reader.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect()).collect();
     let first = &rows[0];
     assert_eq!(first["ChargePeriodStart"], "2026-11-10T00:00:00Z");
-    assert_eq!(first["BilledCost"], "600");
-    assert_eq!(first["ListCost"], "983.2");
-    assert_eq!(first["ContractedCost"], "983.2");
-    assert_eq!(first["PricingQuantity"], "10");
+    // records cover at most an hour: the 10 h contract run is ten rows of 1 h at $60 (list $98.32)
+    assert_eq!(first["BilledCost"], "60");
+    assert_eq!(first["ListCost"], "98.32");
+    assert_eq!(first["ContractedCost"], "98.32");
+    assert_eq!(first["PricingQuantity"], "1");
     assert_eq!(first["CommitmentDiscountId"], "aws-2026");
-    assert_eq!(
-        (first["CommitmentDiscountQuantity"].as_str(), first["CommitmentDiscountUnit"].as_str()),
-        ("600", "USD")
-    );
+    assert_eq!((first["CommitmentDiscountQuantity"].as_str(), first["CommitmentDiscountUnit"].as_str()), ("60", "USD"));
     assert_eq!(first["BillingPeriodStart"], "2026-11-01T00:00:00Z");
     assert_eq!(first["BillingPeriodEnd"], "2026-12-01T00:00:00Z");
-    // the attempt that crosses into December: 1 h 1 s, of which 1 s at $98.32/h rounds to $0.027311
+    // the attempt that crosses into December: 1 h 1 s, one hour's record and one second's record,
+    // the second at $98.32/h rounding to $0.027311
     let december: Vec<_> = rows
         .iter()
         .filter(|r| r["x_CumuloJobId"] == "2" && r["BillingPeriodStart"] == "2026-12-01T00:00:00Z")
         .collect();
-    assert_eq!(december.len(), 1);
-    assert_eq!(december[0]["PricingQuantity"], "1.000277778");
-    assert_eq!(cumulo_types::Money::parse_dollars(&december[0]["BilledCost"]).unwrap(), usd("98.32") + usd("0.027311"));
+    assert_eq!(december.len(), 2);
+    assert_eq!(december[0]["PricingQuantity"], "1");
+    assert_eq!(december[1]["PricingQuantity"], "0.000277778");
+    let billed: cumulo_types::Money =
+        december.iter().map(|r| cumulo_types::Money::parse_dollars(&r["BilledCost"]).unwrap()).sum();
+    assert_eq!(billed, usd("98.32") + usd("0.027311"));
     // commas and quotes survive CSV quoting
     assert_eq!(december[0]["x_CumuloTenant"], "serving, \"eu\"");
     let tags: serde_json::Value = serde_json::from_str(&december[0]["Tags"]).unwrap();

@@ -58,22 +58,29 @@ fn invoice_checked_by_hand() {
 fn contract_ending_mid_month_falls_back_to_on_demand() {
     let ledger = november();
     let job4: Vec<_> = ledger.records().filter(|r| r.job().0 == 4).collect();
-    assert_eq!(job4.len(), 2);
+    // 4 h under the contract, then 4 h on-demand: one record per hour
+    assert_eq!(job4.len(), 8);
     assert_eq!(
-        (job4[0].capacity, job4[0].contract.as_deref(), job4[0].stop),
+        (job4[3].capacity, job4[3].contract.as_deref(), job4[3].stop),
         (CapacityKind::Contract, Some("aws-2026"), t("2026-11-20"))
     );
     assert_eq!(
-        (job4[1].capacity, job4[1].contract.as_deref(), job4[1].start),
+        (job4[4].capacity, job4[4].contract.as_deref(), job4[4].start),
         (CapacityKind::OnDemand, None, t("2026-11-20"))
     );
-    assert_eq!(job4[1].rate, usd("120"));
+    assert_eq!(job4[4].rate, usd("120"));
 }
 
 #[test]
 fn attempt_crossing_a_month_is_split_between_invoices() {
     let ledger = ledger_of(vec![Obs::new(5, "2026-11-30T22:00:00Z", "2026-12-01T02:00:00Z").build()]);
-    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger.len(), 4, "one record per hour");
+    assert!(
+        ledger
+            .records()
+            .all(|r| Month::containing(r.start) == Month::containing(r.stop - chrono::Duration::seconds(1))),
+        "no record crosses the month"
+    );
     let nov = invoice(ledger.records(), &aws(), Month::parse("2026-11").unwrap());
     let dec = invoice(ledger.records(), &aws(), Month::parse("2026-12").unwrap());
     assert_eq!((nov.lines[0].node_seconds, nov.total), (7200, usd("196.64")));
@@ -88,7 +95,7 @@ fn price_change_during_an_attempt_bills_each_part_at_its_price() {
     let mut ledger = Ledger::new();
     let obs = Obs::new(6, "2026-11-15T10:00:00Z", "2026-11-15T14:00:00Z").build();
     let got = ledger.ingest(&obs, &prices).unwrap();
-    assert_eq!((got.records, got.new_seconds, got.cost), (2, 4 * 3600, usd("306.64"))); // 2 h × 98.32 + 2 h × 55
+    assert_eq!((got.records, got.new_seconds, got.cost), (4, 4 * 3600, usd("306.64"))); // 2 h × 98.32 + 2 h × 55
     let inv = invoice(ledger.records(), &aws(), Month::parse("2026-11").unwrap());
     let rates: Vec<(Money, Money)> = inv.lines.iter().map(|l| (l.rate, l.amount)).collect();
     assert_eq!(rates, vec![(usd("55"), usd("110")), (usd("98.32"), usd("196.64"))]);
@@ -170,15 +177,15 @@ fn stored_records_reload_and_tampering_is_caught() {
     bad.cost += Money(1);
     assert_eq!(
         Ledger::from_records(vec![bad]).unwrap_err().to_string(),
-        "usage record for attempt 1.1 node 0 from 2026-11-10T00:00:00Z: cost $600.000001 does not match rate $60.00 over 36000 s (expected $600.00)"
+        "usage record for attempt 1.1 node 0 from 2026-11-10T00:00:00Z: cost $60.000001 does not match rate $60.00 over 3600 s (expected $60.00)"
     );
     let mut overlapping = records[0].clone();
-    overlapping.start = t("2026-11-10T01:00:00Z");
-    overlapping.cost = usd("540");
-    overlapping.list_cost = records[0].list_cost - usd("98.32");
+    overlapping.start = t("2026-11-10T00:30:00Z");
+    overlapping.cost = usd("30");
+    overlapping.list_cost = usd("49.16");
     assert_eq!(
         Ledger::from_records(vec![records[0].clone(), overlapping]).unwrap_err().to_string(),
-        "usage record for attempt 1.1 node 0 from 2026-11-10T01:00:00Z: overlaps node-time already in the ledger"
+        "usage record for attempt 1.1 node 0 from 2026-11-10T00:30:00Z: overlaps node-time already in the ledger"
     );
 }
 
@@ -287,10 +294,14 @@ fn metering_against_stored_records_returns_only_what_is_new() {
     let (got, new) =
         ledger.meter(&Obs::new(13, "2026-11-03T00:00:00Z", "2026-11-03T04:00:00Z").build(), &prices).unwrap();
     assert_eq!((got.new_seconds, got.duplicate_seconds), (7200, 7200));
-    assert_eq!(new.len(), 1);
+    // the stored hours are full, so the new two hours are two new hourly records
+    let spans: Vec<_> = new.iter().map(|r| (r.start, r.stop, r.cost)).collect();
     assert_eq!(
-        (new[0].start, new[0].stop, new[0].cost),
-        (t("2026-11-03T02:00:00Z"), t("2026-11-03T04:00:00Z"), usd("196.64"))
+        spans,
+        vec![
+            (t("2026-11-03T02:00:00Z"), t("2026-11-03T03:00:00Z"), usd("98.32")),
+            (t("2026-11-03T03:00:00Z"), t("2026-11-03T04:00:00Z"), usd("98.32")),
+        ]
     );
 }
 
@@ -337,4 +348,33 @@ fn driver_node_reports_become_observations() {
         Some((2, t("2026-11-03T01:00:00Z"), t("2026-11-03T02:00:00Z")))
     );
     assert_eq!(from(at("2026-11-03T01:00:00Z"), None, "2026-11-03T01:00:00Z"), None);
+}
+
+#[test]
+fn heartbeats_extend_the_open_record_up_to_an_hour() {
+    let prices = book();
+    let mut ledger = Ledger::new();
+    let start = t("2026-11-03T00:00:00Z");
+    let mut written = 0;
+    // a heartbeat every 10 s for a day: every record written is new or its extension
+    for beat in 1..=(24 * 360) {
+        let stop = start + chrono::Duration::seconds(beat * 10);
+        let obs = Obs::new(14, "2026-11-03T00:00:00Z", &stop.to_rfc3339()).build();
+        let (got, records) = ledger.meter(&obs, &prices).unwrap();
+        assert_eq!(got.new_seconds, 10, "each beat bills only its own seconds");
+        assert_eq!(records.len(), 1, "a beat writes one record: the extended open one, or a new one");
+        written += records.len();
+    }
+    assert_eq!(written, 24 * 360);
+    assert_eq!(ledger.len(), 24, "a day of heartbeats is 24 hourly records, not 8,640");
+    assert!(ledger.records().all(|r| r.seconds() == 3600), "each record is one full hour");
+    assert_eq!(ledger.total_cost(), usd("2359.68"), "24 h × $98.32");
+    // a price change at 00:30 on the next day closes the open record there
+    let mut changed = prices.clone();
+    changed.set_price(PriceKey::on_demand(&aws(), "p5.48xlarge"), t("2026-11-04T00:30:00Z"), usd("55")).unwrap();
+    ledger.ingest(&Obs::new(14, "2026-11-03T00:00:00Z", "2026-11-04T00:20:00Z").build(), &changed).unwrap();
+    ledger.ingest(&Obs::new(14, "2026-11-03T00:00:00Z", "2026-11-04T01:00:00Z").build(), &changed).unwrap();
+    let last: Vec<(String, Money)> =
+        ledger.records().skip(24).map(|r| (format!("{}..{}", r.start.time(), r.stop.time()), r.rate)).collect();
+    assert_eq!(last, vec![("00:00:00..00:30:00".into(), usd("98.32")), ("00:30:00..01:00:00".into(), usd("55"))]);
 }

@@ -60,6 +60,10 @@ pub struct ClusterEntry {
     pub capacity: CapacityKind,
     /// Dollars per node-hour, as text (`"98.32"`) so that it stays exact.
     pub price_per_node_hour: String,
+    /// The on-demand list price per node-hour (text dollars), metered beside the price paid so
+    /// chargeback shows what a contract or spot saved; the paid price when absent.
+    #[serde(default)]
+    pub list_price_per_node_hour: Option<String>,
     /// The portfolio contract a `contract` cluster's capacity is held under; its usage is metered
     /// against it.
     #[serde(default)]
@@ -168,6 +172,10 @@ impl Fleet {
                     capacity: entry.capacity,
                     price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap_or(Money::ZERO),
                     tenants: entry.tenants.clone(),
+                    list_price_per_node_hour: entry
+                        .list_price_per_node_hour
+                        .as_deref()
+                        .and_then(|list| Money::parse_non_negative(list).ok()),
                 },
                 driver: driver.clone(),
             })
@@ -215,6 +223,10 @@ impl FleetFile {
             }
             Money::parse_non_negative(&c.price_per_node_hour)
                 .map_err(|e| invalid(source, format!("clusters[{i}].price_per_node_hour"), e.to_string()))?;
+            if let Some(list) = &c.list_price_per_node_hour {
+                Money::parse_non_negative(list)
+                    .map_err(|e| invalid(source, format!("clusters[{i}].list_price_per_node_hour"), e.to_string()))?;
+            }
             if let DriverEntry::Simulated { gpu: Some(gpu), .. } = &c.driver {
                 GpuModel::parse(gpu)
                     .map_err(|e| invalid(source, format!("clusters[{i}].driver.gpu"), e.to_string()))?;
@@ -497,6 +509,11 @@ mod tests {
         check("clusters: []", "clusters", "at least one");
         check(&format!("clusters: [{}]", cluster.replace("spot", "cheap")), "clusters[0].capacity", "unknown variant");
         check(&format!("clusters: [{}]", cluster.replace("'1'", "'-3'")), "clusters[0].price_per_node_hour", "-3");
+        check(
+            &format!("clusters: [{}]", cluster.replace("'1',", "'1', list_price_per_node_hour: 'ten',")),
+            "clusters[0].list_price_per_node_hour",
+            "ten",
+        );
         check(&format!("clusters: [{}]", cluster.replace("local", "k8s")), "clusters[0].driver.kind", "k8s");
         check(&format!("clusters: [{cluster}, {cluster}]"), "clusters[1].name", "duplicate cluster `c`");
         check(&format!("clusters: [{cluster}]\ncolour: red"), "colour", "unknown field `colour`");

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_preempt.sql"),
     include_str!("../migrations/0004_state_id.sql"),
     include_str!("../migrations/0005_replicas.sql"),
+    include_str!("../migrations/0006_usage_intervals.sql"),
 ];
 
 /// How to connect.
@@ -874,6 +875,13 @@ impl Store for PostgresStore {
         until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
         self.usage_rows_between(since, until).await
+    }
+
+    async fn usage_page(
+        &self,
+        query: cumulo_store::usage::UsagePageQuery,
+    ) -> Result<Vec<cumulo_store::usage::UsageRecord>> {
+        self.usage_rows_page(query).await
     }
 }
 

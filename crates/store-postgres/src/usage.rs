@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use cumulo_store::Result;
-use cumulo_store::usage::{UsageRecord, overlap, usage_bounds, usage_from_json, usage_rows};
+use cumulo_store::usage::{
+    Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows,
+};
 
 use crate::{PostgresStore, backend};
 
@@ -36,19 +38,22 @@ impl PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            match stored {
-                Some(text) if usage_from_json(&text)? == usage_from_json(&row.record)? => continue,
-                Some(_) => return Err(overlap(row)),
-                None => {}
-            }
+            let from_s = match append_decision(row, stored.as_deref())? {
+                Append::Skip => continue,
+                Append::Insert => row.start_s,
+                Append::Extend { from_s } => from_s,
+            };
+            // The seconds this row adds must be stored under no other key.
             let overlapping: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM usage_records
-                 WHERE job_id = $1 AND attempt = $2 AND node_rank = $3 AND start_s < $4 AND stop_s > $5",
+                 WHERE job_id = $1 AND attempt = $2 AND node_rank = $3 AND start_s < $4 AND stop_s > $5
+                   AND start_s <> $6",
             )
             .bind(row.job_id)
             .bind(row.attempt)
             .bind(row.node_rank)
             .bind(row.stop_s)
+            .bind(from_s)
             .bind(row.start_s)
             .fetch_one(&mut *tx)
             .await
@@ -59,7 +64,9 @@ impl PostgresStore {
             sqlx::query(
                 "INSERT INTO usage_records
                  (job_id, attempt, node_rank, start_s, stop_s, tenant, provider, contract, cost_micros, record)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (job_id, attempt, node_rank, start_s)
+                 DO UPDATE SET stop_s = excluded.stop_s, cost_micros = excluded.cost_micros, record = excluded.record",
             )
             .bind(row.job_id)
             .bind(row.attempt)
@@ -92,6 +99,33 @@ impl PostgresStore {
         )
         .bind(since)
         .bind(until)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        texts.iter().map(|t| usage_from_json(t)).collect()
+    }
+
+    pub(crate) async fn usage_rows_page(&self, query: UsagePageQuery) -> Result<Vec<UsageRecord>> {
+        let (since, until) = usage_bounds(query.since, query.until);
+        let after = query.after.unwrap_or(UsageKey {
+            start_s: i64::MIN,
+            job_id: i64::MIN,
+            attempt: i64::MIN,
+            node_rank: i64::MIN,
+        });
+        let texts: Vec<String> = sqlx::query_scalar(
+            "SELECT record FROM usage_records WHERE stop_s > $1 AND start_s < $2 AND ($3::text IS NULL OR tenant = $3)
+               AND (start_s, job_id, attempt, node_rank) > ($4, $5, $6, $7)
+             ORDER BY start_s, job_id, attempt, node_rank LIMIT $8",
+        )
+        .bind(since)
+        .bind(until)
+        .bind(&query.tenant)
+        .bind(after.start_s)
+        .bind(after.job_id)
+        .bind(after.attempt)
+        .bind(after.node_rank)
+        .bind(i64::from(query.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use cumulo_store::Result;
-use cumulo_store::usage::{UsageRecord, overlap, usage_bounds, usage_from_json, usage_rows};
+use cumulo_store::usage::{
+    Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_rows,
+};
 
 use crate::{SqliteStore, backend};
 
@@ -26,19 +28,22 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            match stored {
-                Some(text) if usage_from_json(&text)? == usage_from_json(&row.record)? => continue,
-                Some(_) => return Err(overlap(row)),
-                None => {}
-            }
+            let from_s = match append_decision(row, stored.as_deref())? {
+                Append::Skip => continue,
+                Append::Insert => row.start_s,
+                Append::Extend { from_s } => from_s,
+            };
+            // The seconds this row adds must be stored under no other key.
             let overlapping: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM usage_records
-                 WHERE job_id = ? AND attempt = ? AND node_rank = ? AND start_s < ? AND stop_s > ?",
+                 WHERE job_id = ? AND attempt = ? AND node_rank = ? AND start_s < ? AND stop_s > ?
+                   AND start_s <> ?",
             )
             .bind(row.job_id)
             .bind(row.attempt)
             .bind(row.node_rank)
             .bind(row.stop_s)
+            .bind(from_s)
             .bind(row.start_s)
             .fetch_one(&mut *tx)
             .await
@@ -49,7 +54,9 @@ impl SqliteStore {
             sqlx::query(
                 "INSERT INTO usage_records
                  (job_id, attempt, node_rank, start_s, stop_s, tenant, provider, contract, cost_micros, record)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (job_id, attempt, node_rank, start_s)
+                 DO UPDATE SET stop_s = excluded.stop_s, cost_micros = excluded.cost_micros, record = excluded.record",
             )
             .bind(row.job_id)
             .bind(row.attempt)
@@ -82,6 +89,34 @@ impl SqliteStore {
         )
         .bind(since)
         .bind(until)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        texts.iter().map(|t| usage_from_json(t)).collect()
+    }
+
+    pub(crate) async fn usage_rows_page(&self, query: UsagePageQuery) -> Result<Vec<UsageRecord>> {
+        let (since, until) = usage_bounds(query.since, query.until);
+        let after = query.after.unwrap_or(UsageKey {
+            start_s: i64::MIN,
+            job_id: i64::MIN,
+            attempt: i64::MIN,
+            node_rank: i64::MIN,
+        });
+        let texts: Vec<String> = sqlx::query_scalar(
+            "SELECT record FROM usage_records WHERE stop_s > ? AND start_s < ? AND (? IS NULL OR tenant = ?)
+               AND (start_s, job_id, attempt, node_rank) > (?, ?, ?, ?)
+             ORDER BY start_s, job_id, attempt, node_rank LIMIT ?",
+        )
+        .bind(since)
+        .bind(until)
+        .bind(&query.tenant)
+        .bind(&query.tenant)
+        .bind(after.start_s)
+        .bind(after.job_id)
+        .bind(after.attempt)
+        .bind(after.node_rank)
+        .bind(i64::from(query.limit))
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;

@@ -396,10 +396,12 @@ pub trait Store: Send + Sync + 'static {
     /// not in [`Store::attempts_to_stop_on_engine`] are ignored.
     async fn stopped_on_engine(&self, ids: Vec<AttemptId>) -> Result<()>;
 
-    /// Appends metered usage records (the ledger's) in one transaction and returns how many were new.
-    /// Idempotent per `(attempt, node rank, start)`: a record already stored is skipped. A different
-    /// record under a stored key, or node-time overlapping what is stored for the same attempt and
-    /// node, gives `Error::Conflict`; a record whose costs do not match its rates gives
+    /// Appends metered usage records (the ledger's) in one transaction and returns how many were
+    /// written (new, or extending a stored record). Idempotent per `(attempt, node rank, start)`: a
+    /// record already stored, or a shorter version of it, is skipped; a longer version on the same
+    /// terms replaces the stored one (`usage::append_decision`). A different record under a stored
+    /// key, or node-time overlapping what is stored for the same attempt and node, gives
+    /// `Error::Conflict`; a record whose costs do not match its rates gives
     /// `Error::Invalid`. On any error nothing of the batch is stored. (Added by the ledger; the
     /// default answers `Error::Backend` for stores without usage tables.)
     async fn append_usage(&self, records: Vec<usage::UsageRecord>) -> Result<u64> {
@@ -415,6 +417,14 @@ pub trait Store: Send + Sync + 'static {
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<usage::UsageRecord>> {
         let _ = (since, until);
+        Err(Error::Backend("this store keeps no usage records".into()))
+    }
+
+    /// One keyset page of usage records: those overlapping `[since, until)` (of `tenant`, when
+    /// given), ordered by `(start, job, attempt, node rank)` and strictly after `after`; at most
+    /// `limit`. A failed read changes nothing. (The default answers `Error::Backend`, as above.)
+    async fn usage_page(&self, query: usage::UsagePageQuery) -> Result<Vec<usage::UsageRecord>> {
+        let _ = query;
         Err(Error::Backend("this store keeps no usage records".into()))
     }
 }

@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Submit(super::bench_submit::BenchSubmitArgs),
     /// Dispatch held attempts to a live slurmrestd and time one observe of all of them
     Slurm(super::bench_slurm::BenchSlurmArgs),
+    /// Meter attempt-nodes for a day (records written) and time a streamed FOCUS export of a store
+    Usage(super::bench_usage::BenchUsageArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         BenchCommand::Sched(a) => sched(a),
         BenchCommand::Submit(a) => super::bench_submit::run(a),
         BenchCommand::Slurm(a) => super::bench_slurm::run(a),
+        BenchCommand::Usage(a) => super::bench_usage::run(a),
     }
 }
 

@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod bench_slurm;
 pub mod bench_submit;
+pub mod bench_usage;
 pub mod catalog;
 pub mod fleet;
 pub mod invoice;

@@ -57,10 +57,14 @@ pub enum UsageFormat {
 /// contract burn-down from metered spend; or a FOCUS (FinOps Open Cost and Usage Specification) CSV.
 ///
 /// Usage comes from a usage file (one usage record per line, as JSON: the ledger's record format) or,
-/// without --usage, from the server (--server/--token; grouped usage only). Records that straddle
-/// --since or --until are clipped and re-rated exactly.
+/// without --usage, from the server (--server/--token): every view and the FOCUS export, of your own
+/// tenant unless your token is an admin's. Records that straddle --since or --until are clipped and
+/// re-rated exactly. `cumulo usage export` writes the server's records as a usage file.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
     /// Usage records, one JSON object per line (default: ask the server)
     #[arg(long, value_name = "FILE")]
     pub usage: Option<PathBuf>,
@@ -98,6 +102,43 @@ pub struct Args {
     pub format: UsageFormat,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Write the server's usage records to stdout (or --out FILE): JSON lines, the usage file format
+    /// (read back with `cumulo usage --usage FILE`), or FOCUS CSV with -o focus
+    Export(ExportArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One usage record per line as JSON (the usage file format)
+    #[default]
+    Jsonl,
+    /// FOCUS 1.2 cost-and-usage CSV
+    Focus,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Only this tenant's records (members and viewers: their own)
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Records ending after this: RFC 3339 time or YYYY-MM-DD (UTC)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Records starting before this: RFC 3339 time or YYYY-MM-DD (UTC)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Write here instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Output: jsonl (usage file) or focus (CSV)
+    #[arg(short = 'o', long = "format", alias = "output", value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
 /// Reads and checks a usage file: JSON lines of usage records; errors name the file and line.
 pub fn read_usage_file(path: &Path) -> anyhow::Result<Vec<UsageRecord>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read usage file `{}`", path.display()))?;
@@ -125,6 +166,9 @@ struct Document<'a, T: Serialize> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Action::Export(export)) = &args.action {
+        return run_export(export);
+    }
     let Some(path) = args.usage.clone() else { return run_remote(&args) };
     let records = read_usage_file(&path)?;
     let filter = UsageFilter {
@@ -134,10 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         since: args.since.as_deref().map(|s| parse_time("since", s)).transpose()?,
         until: args.until.as_deref().map(|s| parse_time("until", s)).transpose()?,
     };
-    if args.format == UsageFormat::Focus && args.view != View::Usage {
-        let view = clap::ValueEnum::to_possible_value(&args.view).map(|v| v.get_name().to_string()).unwrap_or_default();
-        bail!("invalid format `focus` for view `{view}`: expected table or json (focus exports the usage view)");
-    }
+    check_focus_view(&args)?;
     match args.view {
         View::Usage => usage_view(&records, &filter, args.group_by.into(), args.format),
         View::Chargeback => chargeback_view(&records, &filter, args.format),
@@ -145,16 +186,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// Grouped usage from the server's `GET /v1/usage` (members see their own tenant).
-fn run_remote(args: &Args) -> anyhow::Result<()> {
-    if args.view != View::Usage || args.format == UsageFormat::Focus {
-        bail!(
-            "--view chargeback, --view burn-down and --format focus need --usage FILE: the server answers grouped usage only"
-        );
+fn check_focus_view(args: &Args) -> anyhow::Result<()> {
+    if args.format == UsageFormat::Focus && args.view != View::Usage {
+        let view = clap::ValueEnum::to_possible_value(&args.view).map(|v| v.get_name().to_string()).unwrap_or_default();
+        bail!("invalid format `focus` for view `{view}`: expected table or json (focus exports the usage view)");
     }
-    let client = args.remote.client()?;
-    let group_by: GroupBy = args.group_by.into();
-    let mut query: Vec<(&str, String)> = vec![("group_by", group_by.to_string())];
+    Ok(())
+}
+
+/// The filter flags as query pairs for the server's usage routes.
+fn remote_query(args: &Args) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
     for (name, value) in [
         ("tenant", &args.tenant),
         ("provider", &args.provider),
@@ -166,8 +208,92 @@ fn run_remote(args: &Args) -> anyhow::Result<()> {
             query.push((name, v.clone()));
         }
     }
-    let answer = runtime()?.block_on(client.usage(&query))?;
-    print_rows(&answer.rows, group_by, args.format)
+    query
+}
+
+/// Every view from the server: `GET /v1/usage`, `/v1/usage/chargeback`, `/v1/usage/focus` and
+/// `/v1/contracts/burn-down` (members see their own tenant).
+fn run_remote(args: &Args) -> anyhow::Result<()> {
+    check_focus_view(args)?;
+    if args.view == View::BurnDown && args.portfolio.is_some() {
+        bail!("--portfolio needs --usage FILE: the server burns down its own portfolio");
+    }
+    let client = args.remote.client()?;
+    let rt = runtime()?;
+    let query = remote_query(args);
+    match (args.view, args.format) {
+        (View::Usage, UsageFormat::Focus) => rt.block_on(stream_focus(&client, &query, &mut std::io::stdout().lock())),
+        (View::Usage, format) => {
+            let group_by: GroupBy = args.group_by.into();
+            let mut query = query;
+            query.push(("group_by", group_by.to_string()));
+            let answer = rt.block_on(client.usage(&query))?;
+            print_rows(&answer.rows, group_by, format)
+        }
+        (View::Chargeback, format) => {
+            let answer = rt.block_on(client.usage_chargeback(&query))?;
+            print_chargeback(&answer.rows, format)
+        }
+        (View::BurnDown, format) => {
+            let at = args.at.as_deref().or(args.until.as_deref());
+            let burn = rt.block_on(client.contracts_burn_down_at(at))?;
+            print_remote_burn_down(&burn, client.base(), format)
+        }
+    }
+}
+
+/// Copies the server's FOCUS CSV to `out` as it streams in.
+async fn stream_focus(
+    client: &cumulo_api::client::Client,
+    query: &[(&str, String)],
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let mut response = client.usage_focus(query).await?;
+    while let Some(chunk) = response.chunk().await.context("the FOCUS export broke off")? {
+        out.write_all(&chunk).context("cannot write the FOCUS export")?;
+    }
+    out.flush().context("cannot write the FOCUS export")?;
+    Ok(())
+}
+
+/// `cumulo usage export`: the server's records, page by page, as a usage file or FOCUS CSV.
+fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    let client = args.remote.client()?;
+    let mut out: Box<dyn std::io::Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create `{}`", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (name, value) in [("tenant", &args.tenant), ("since", &args.since), ("until", &args.until)] {
+        if let Some(v) = value {
+            query.push((name, v.clone()));
+        }
+    }
+    let rt = runtime()?;
+    if args.format == ExportFormat::Focus {
+        return rt.block_on(stream_focus(&client, &query, &mut out));
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let mut page_query = query.clone();
+        page_query.push(("limit", "10000".to_string()));
+        if let Some(after) = &after {
+            page_query.push(("after", after.clone()));
+        }
+        let page = rt.block_on(client.usage_records(&page_query))?;
+        for record in &page.records {
+            serde_json::to_writer(&mut out, record).context("cannot write a usage record")?;
+            out.write_all(b"\n").context("cannot write a usage record")?;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.flush().context("cannot write the usage records")?;
+    Ok(())
 }
 
 fn usage_view(
@@ -212,12 +338,15 @@ fn print_rows(rows: &[UsageRow], group_by: GroupBy, format: UsageFormat) -> anyh
 }
 
 fn chargeback_view(records: &[UsageRecord], filter: &UsageFilter, format: UsageFormat) -> anyhow::Result<()> {
-    let rows = cumulo_ledger::chargeback(records, filter);
+    print_chargeback(&cumulo_ledger::chargeback(records, filter), format)
+}
+
+fn print_chargeback(rows: &[cumulo_ledger::ChargebackRow], format: UsageFormat) -> anyhow::Result<()> {
     if format == UsageFormat::Json {
         return print_json(&Document { money_unit: "micro-USD", title: None, rows: &rows });
     }
     let mut t = table(["tenant", "GPU-hours", "contract", "on-demand", "spot", "total", "at list", "saved"]);
-    for r in &rows {
+    for r in rows {
         t.add_row([
             r.tenant.clone(),
             decimal_hours(r.gpu_seconds),
@@ -258,6 +387,28 @@ fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args, pa
         return print_json(&Document { money_unit: "micro-USD", title: Some(&title), rows: &burn });
     }
     println!("{title}");
+    print_burn_table(serde_json::to_value(&burn)?)
+}
+
+/// The server's burn-down (`GET /v1/contracts/burn-down`, computed by the server's own definition).
+fn print_remote_burn_down(burn: &serde_json::Value, server: &str, format: UsageFormat) -> anyhow::Result<()> {
+    let illustrative = burn["illustrative"].as_bool().unwrap_or(false);
+    let title = format!(
+        "burn-down at {} from metered usage (server {server}){}",
+        burn["at"].as_str().unwrap_or("?"),
+        if illustrative { ", portfolio ILLUSTRATIVE" } else { "" }
+    );
+    if format == UsageFormat::Json {
+        return print_json(&Document { money_unit: "micro-USD", title: Some(&title), rows: burn });
+    }
+    println!("{title}");
+    print_burn_table(burn.clone())
+}
+
+/// One line per contract of a burn-down (as JSON: the portfolio's `BurnDown`).
+fn print_burn_table(burn: serde_json::Value) -> anyhow::Result<()> {
+    let money = |v: &serde_json::Value| v.as_i64().map_or_else(|| "-".to_string(), |m| Money(m).to_string());
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
     let mut t = table([
         "contract",
         "provider",
@@ -269,17 +420,17 @@ fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args, pa
         "shortfall",
         "overrun",
     ]);
-    for c in &burn.contracts {
+    for c in burn["contracts"].as_array().into_iter().flatten() {
         t.add_row([
-            c.contract.clone(),
-            c.provider.clone(),
-            c.committed.to_string(),
-            c.scheduled.to_string(),
-            c.consumed.to_string(),
-            c.status_text.clone(),
-            c.projected_consumed.to_string(),
-            c.projected_shortfall.to_string(),
-            c.projected_overrun.to_string(),
+            text(&c["contract"]),
+            text(&c["provider"]),
+            money(&c["committed"]),
+            money(&c["scheduled"]),
+            money(&c["consumed"]),
+            text(&c["status_text"]),
+            money(&c["projected_consumed"]),
+            money(&c["projected_shortfall"]),
+            money(&c["projected_overrun"]),
         ]);
     }
     println!("{t}");
