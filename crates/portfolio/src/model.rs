@@ -171,6 +171,17 @@ impl Portfolio {
         out
     }
 
+    /// Nodes of `node_type` the contract `contract` has delivered in `region` by `at` (0 outside
+    /// its term): how many of a cluster's nodes held under it may be scheduled.
+    pub fn delivered_nodes(&self, contract: &str, region: &str, node_type: &str, at: DateTime<Utc>) -> u32 {
+        self.contracts
+            .iter()
+            .filter(|c| c.id == contract && c.is_active(at))
+            .flat_map(|c| &c.ramp)
+            .filter(|s| s.region == region && s.node_type == node_type && start_of(s.date) <= at)
+            .fold(0u32, |sum, s| sum.saturating_add(s.nodes))
+    }
+
     /// Reads and checks a portfolio file.
     pub fn from_file(path: &Path) -> Result<Portfolio, Error> {
         let text =
