@@ -17,8 +17,13 @@ pub struct ClusterInfo {
     pub provider: String,
     pub region: String,
     pub capacity: CapacityKind,
-    /// Price of one node for one hour (contract-aware prices are computed elsewhere).
+    /// Price of one node for one hour as paid: the contract's rate or the list price. Each pass
+    /// turns it into an effective price for scheduling (`contracts`); metering keeps this one.
     pub price_per_node_hour: Money,
+    /// The node type of its nodes by the portfolio's or the catalog's name (a contract cluster
+    /// holds its contract's capacity of this type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
 }
 
 /// One node of a stored placement.
@@ -81,6 +86,8 @@ pub struct Fleet {
     members: HashMap<PoolId, (usize, Vec<String>)>,
     /// (cluster, node) → (pool, index in pool).
     by_name: HashMap<(String, String), (PoolId, u32)>,
+    /// Each pool's price as paid (its cluster's), kept when the pass reprices the pools.
+    paid: Vec<Money>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -133,6 +140,7 @@ impl Fleet {
                     fleet.by_name.insert((cluster.name.clone(), name.clone()), (id, i as u32));
                 }
                 fleet.members.insert(id, (index, names));
+                fleet.paid.push(cluster.price_per_node_hour);
                 fleet.pools.push(Pool {
                     id,
                     name: format!("{}/{}/{}/{}/{type_name}", cluster.provider, cluster.region, key.zone, cluster.name),
@@ -141,7 +149,7 @@ impl Fleet {
                     zone: key.zone.clone(),
                     capacity: cluster.capacity,
                     node_type: NodeType {
-                        name: type_name,
+                        name: cluster.node_type.clone().unwrap_or(type_name),
                         gpu,
                         gpus: key.gpus,
                         vcpus: key.vcpus,
@@ -162,7 +170,8 @@ impl Fleet {
     }
 
     /// A scheduler placement as stored: cluster and node names with what each node gives, and the
-    /// pool's offer (`contract` is the contract id of the cluster, for contract capacity).
+    /// pool's offer (`contract` is the contract id of the cluster, for contract capacity) at the
+    /// price paid for it (the plan's `price_per_hour` is the effective price it was chosen at).
     pub fn store_placement(
         &self,
         clusters: &[ClusterInfo],
@@ -190,7 +199,6 @@ impl Fleet {
             })
             .collect::<Option<Vec<_>>>()?;
         let info = &clusters[*cluster];
-        let node_count = i64::try_from(nodes.len()).unwrap_or(i64::MAX).max(1);
         let offer = PoolOffer {
             provider: info.provider.clone(),
             region: info.region.clone(),
@@ -199,7 +207,7 @@ impl Fleet {
             node_type: pool.node_type.name.clone(),
             gpu: pool.node_type.gpu,
             gpus: pool.node_type.gpus,
-            price_per_node_hour: Money(placement.price_per_hour.micros() / node_count),
+            price_per_node_hour: self.paid.get(placement.pool.0 as usize).copied().unwrap_or(info.price_per_node_hour),
         };
         Some(StoredPlacement {
             cluster: info.name.clone(),

@@ -36,6 +36,7 @@
 //! after a restart it rebuilds them with one `usage_between` read from the oldest active attempt's
 //! start, which reads every tenant's usage since then once.
 
+mod contracts;
 mod fleet;
 mod metering;
 
@@ -51,6 +52,7 @@ use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanC
 use cumulo_types::{AttemptId, JobId};
 use serde::Serialize;
 
+pub use contracts::{ClusterDelivery, Contracts};
 pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
 
 /// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
@@ -99,6 +101,9 @@ pub struct Options {
     /// Cluster name → the contract id its capacity is held under, for clusters whose capacity is
     /// `contract`. A contract cluster missing here is metered under its own name as contract id.
     pub contracts: BTreeMap<String, String>,
+    /// The portfolio every pass decides with: live prices, ramps and clauses (see `contracts`).
+    /// Without one, pools keep their configured prices and no clause binds.
+    pub portfolio: Option<Contracts>,
 }
 
 impl Options {
@@ -115,6 +120,7 @@ impl Options {
             tenants: Vec::new(),
             clock: Arc::new(Utc::now),
             contracts: BTreeMap::new(),
+            portfolio: None,
         }
     }
 }
@@ -165,6 +171,11 @@ struct Memory {
     last_report: Option<Report>,
     /// Ledgers of active attempts (metering); missing ones are rebuilt from the store.
     ledgers: metering::Ledgers,
+    /// Money metered so far per contract (live prices read it); `None` until read from the store,
+    /// and again after a failed append.
+    consumed: Option<BTreeMap<String, cumulo_types::Money>>,
+    /// Contract clusters' deliveries as the last pass saw them.
+    deliveries: Vec<ClusterDelivery>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -188,6 +199,11 @@ impl Controller {
     /// The last pass's report.
     pub fn last_report(&self) -> Option<Report> {
         self.lock().last_report.clone()
+    }
+
+    /// Each contract cluster's delivery (ramp against discovered nodes) as the last pass saw it.
+    pub fn deliveries(&self) -> Vec<ClusterDelivery> {
+        self.lock().deliveries.clone()
     }
 
     /// Every cluster with its last discovered capacity.
@@ -481,10 +497,19 @@ impl Controller {
         if new_records.is_empty() {
             return Ok(0);
         }
+        let spent = contracts::consumed_by_contract(&new_records);
         match self.options.store.append_usage(new_records).await {
-            Ok(stored) => Ok(stored),
+            Ok(stored) => {
+                if let Some(consumed) = self.lock().consumed.as_mut() {
+                    for (contract, cost) in spent {
+                        *consumed.entry(contract).or_default() += cost;
+                    }
+                }
+                Ok(stored)
+            }
             Err(err) => {
                 let mut memory = self.lock();
+                memory.consumed = None;
                 for (id, _, _) in &observed {
                     memory.ledgers.remove(id);
                 }
@@ -528,7 +553,12 @@ impl Controller {
                 })
                 .collect()
         };
-        let fleet = Fleet::build(&infos, &capacities);
+        let mut fleet = Fleet::build(&infos, &capacities);
+        if let Some(contracts) = &self.options.portfolio {
+            let deliveries =
+                contracts::gate_deliveries(&mut fleet, &infos, &self.options.contracts, &contracts.portfolio, now);
+            self.lock().deliveries = deliveries;
+        }
         let active = self.options.store.active_attempts().await?;
         let mut running = Vec::new();
         let mut attempt_of_replica: HashMap<(JobId, u32), AttemptId> = HashMap::new();
@@ -545,14 +575,28 @@ impl Controller {
                 running.push(alloc);
             }
         }
-        let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
+        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
         let (queue, replicated) = self.queue(&active).await?;
+        let now_ts = now.timestamp().max(0) as u64;
+        let mut bound = contracts::BoundQueue { queue, ..Default::default() };
+        if let Some(contracts) = &self.options.portfolio {
+            let consumed = self.consumed().await?;
+            let terms = contracts::pool_terms(&fleet, &infos, &self.options.contracts);
+            contracts::price(&mut snapshot, &terms, contracts, &consumed, now);
+            let clauses = cumulo_portfolio::clauses::ActiveClauses::at(Some(&contracts.portfolio), now);
+            bound = contracts::bind_queue(bound.queue, &clauses, now_ts);
+        }
         let started = Instant::now();
-        let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
+        let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
 
         let mut commit = PlanCommit::default();
         for placement in &plan.placements {
+            let mut placement = placement.clone();
+            if let Some(origins) = bound.origins.get(&(placement.job, placement.replica)) {
+                placement.option = origins.get(placement.option as usize).copied().unwrap_or(placement.option);
+            }
+            let placement = &placement;
             let contract = fleet
                 .cluster_of(placement.pool)
                 .and_then(|c| self.options.contracts.get(&infos[c].name))
@@ -579,12 +623,20 @@ impl Controller {
         let mut waiting = HashSet::new();
         for pending in &plan.pending {
             if waiting.insert(pending.job) {
-                let reason = if replicated.contains(&pending.job) {
+                let mut reason = if replicated.contains(&pending.job) {
                     format!("replica {} waits: {}", pending.replica, pending.reason)
                 } else {
                     pending.reason.to_string()
                 };
+                if let Some(clause) = bound.narrowed.get(&pending.job) {
+                    reason = format!("{reason}; {clause}");
+                }
                 commit.pending_reasons.push((pending.job, reason));
+            }
+        }
+        for (job, reason) in bound.held {
+            if waiting.insert(job) {
+                commit.pending_reasons.push((job, reason));
             }
         }
         report.pending = waiting.len();
@@ -602,6 +654,18 @@ impl Controller {
         }
         report.preempted = victims;
         Ok(())
+    }
+
+    /// Money metered so far per contract: read from the store's usage records once, then kept up
+    /// to date by metering.
+    async fn consumed(&self) -> Result<BTreeMap<String, cumulo_types::Money>, Error> {
+        if let Some(consumed) = self.lock().consumed.clone() {
+            return Ok(consumed);
+        }
+        let records = self.options.store.usage_between(None, None).await?;
+        let consumed = contracts::consumed_by_contract(&records);
+        self.lock().consumed = Some(consumed.clone());
+        Ok(consumed)
     }
 
     /// The scheduler's queue: one entry per replica to place, for pending jobs (up to

@@ -57,6 +57,7 @@ impl World {
             region: "sim".into(),
             capacity,
             price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
+            node_type: None,
         };
         let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver }]);
         if let Some(contract) = contract {

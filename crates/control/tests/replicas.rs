@@ -55,6 +55,7 @@ impl World {
                     region: "sim".into(),
                     capacity: CapacityKind::OnDemand,
                     price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
+                    node_type: None,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })

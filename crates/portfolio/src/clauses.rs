@@ -10,7 +10,7 @@
 //! the other.
 
 use chrono::{DateTime, Utc};
-use cumulo_types::{GpuModel, GpuSelector, InfraSelector, JobSpec, ResourceOption};
+use cumulo_types::{GpuModel, GpuSelector, InfraSelector, ResourceOption};
 
 use crate::Portfolio;
 use crate::clock::format_duration_s;
@@ -58,8 +58,8 @@ pub struct BoundOption {
 pub struct Bound {
     /// The options left, in the job's order; empty when the clauses leave the job nowhere to go.
     pub options: Vec<BoundOption>,
-    /// The clause that removed (part of) an option, first one met: why the job waits when
-    /// `options` is empty.
+    /// The clause that narrowed or removed (part of) an option, first one met: why the job
+    /// waits when `options` is empty, or is kept from other providers otherwise.
     pub reason: Option<String>,
 }
 
@@ -135,20 +135,20 @@ impl<'a> ActiveClauses<'a> {
         only.map_or(Allowed::Anywhere, Allowed::Only)
     }
 
-    /// `job`'s resource options with the clauses applied, for a job that has waited `waited_s`;
+    /// A job's resource options with the clauses applied, for a job that has waited `waited_s`;
     /// `None` when no clause touches any of them (the job goes to the scheduler as it is).
     ///
     /// Each option's GPU models are grouped by where the clauses let them go: models left free
     /// keep the option's `infra`; models bound to a holder get the holder as `infra` provider (an
     /// option whose `infra` names another provider loses them); models no provider may take are
     /// dropped.
-    pub fn bind(&self, job: &JobSpec, waited_s: u64) -> Option<Bound> {
+    pub fn bind(&self, resources: &[ResourceOption], waited_s: u64) -> Option<Bound> {
         if self.is_empty() {
             return None;
         }
         let mut bound = Bound::default();
         let mut touched = false;
-        for (original, option) in job.resources.iter().enumerate() {
+        for (original, option) in resources.iter().enumerate() {
             let Some(demand) = &option.accelerators else {
                 bound.options.push(BoundOption { option: option.clone(), original });
                 continue;
@@ -193,6 +193,7 @@ impl<'a> ActiveClauses<'a> {
                         bound.reason.get_or_insert_with(|| block.map(|b| b.reason().to_string()).unwrap_or_default());
                     }
                     infra => {
+                        bound.reason.get_or_insert_with(|| self.first_reason(models[0], waited_s));
                         let mut narrowed = infra.clone().unwrap_or_default();
                         narrowed.provider = Some(holder.to_string());
                         bound.options.push(with_models(models, Some(narrowed)));

@@ -374,7 +374,7 @@ fn open_providers(job: &JobSpec, bound: Option<&Bound>, model: GpuModel) -> Vec<
 fn binding_turns_clauses_into_resource_options() {
     let demo = Portfolio::demo().unwrap();
     let clauses = ActiveClauses::at(Some(&demo), at("2026-12-31"));
-    let bind = |job: &JobSpec, waited_s: u64| clauses.bind(job, waited_s);
+    let bind = |job: &JobSpec, waited_s: u64| clauses.bind(&job.resources, waited_s);
     // GB300 work is exclusive to AWS: the option is narrowed to aws.
     let gb300 = gpu_job(GpuModel::GB300, 4, 18);
     assert_eq!(open_providers(&gb300, bind(&gb300, 0).as_ref(), GpuModel::GB300), ["aws"]);
@@ -433,7 +433,7 @@ proptest! {
         let active = ActiveClauses::at(Some(&p), at("2026-01-05"));
         let mut job = any_h100_or_h200_job();
         job.resources[0].infra = infra.map(|i| InfraSelector::parse(PROVIDERS[i]).unwrap());
-        let bound = active.bind(&job, waited_s);
+        let bound = active.bind(&job.resources, waited_s);
         for &model in MODELS {
             let by_check: Vec<&str> = PROVIDERS
                 .iter()
