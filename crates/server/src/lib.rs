@@ -177,6 +177,8 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
                 provider: entry.provider.clone(),
                 region: entry.region.clone(),
                 capacity: entry.capacity,
+                contract: entry.contract.clone(),
+                node_type: entry.node_type.clone(),
                 driver: driver.clone(),
             })
             .collect(),
