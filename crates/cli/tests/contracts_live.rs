@@ -157,4 +157,19 @@ fn the_server_places_as_offers_ranks_and_burns_down_as_the_portfolio_does() {
     };
     assert_eq!(fields(&burn), fields(&local), "one schedule and one status for the same portfolio and usage");
     assert!(fields(&burn).iter().any(|(_, scheduled, _, _)| *scheduled > 0));
+
+    // Deliveries: each contract capacity's ramp against the nodes its simulated cluster shows.
+    let now = chrono::Utc::now();
+    for d in burn["deliveries"].as_array().unwrap() {
+        let text = |k: &str| d[k].as_str().unwrap().to_string();
+        let delivered = demo.delivered_nodes(&text("contract"), &text("region"), &text("node_type"), now);
+        let discovered = d["discovered"].as_u64().unwrap() as u32;
+        assert_eq!(d["delivered"].as_u64(), Some(u64::from(delivered)), "{d}");
+        assert_eq!(d["shortfall"].as_u64(), Some(u64::from(delivered.saturating_sub(discovered))), "{d}");
+    }
+    let clusters: Vec<&str> =
+        burn["deliveries"].as_array().unwrap().iter().map(|d| d["clusters"][0].as_str().unwrap()).collect();
+    assert_eq!(clusters, ["sim-aws-gb200", "sim-azure-gb200", "sim-cw-h100"]);
+    let table = String::from_utf8(cumulo(dir, &env, &["contracts"]).stdout).unwrap();
+    assert!(table.contains("delivery shortfall: aws-2025 has delivered"), "{table}");
 }
