@@ -2,17 +2,16 @@
 //! pool gets its live price and every queued job's options are bound by the clauses, all through
 //! the `cumulo_portfolio` functions `cumulo offers` and the simulator decide with
 //! (`pricing::price_pools` / `live_price`, `Status::of` against the burn schedule,
-//! `ActiveClauses::bind` / `block`). Nothing here prices or judges a clause by itself.
+//! `clauses::bind_queue` / `block`). Nothing here prices or judges a clause by itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cumulo_portfolio::clauses::ActiveClauses;
 use cumulo_portfolio::pricing::{PricingConfig, Terms, price_pools};
 use cumulo_portfolio::{Delivery, Portfolio, Usage};
-use cumulo_sched::{QueuedJob, Snapshot};
-use cumulo_types::{CapacityKind, JobId, Money};
+use cumulo_sched::Snapshot;
+use cumulo_types::{CapacityKind, Money};
 use serde::Serialize;
 
 use crate::fleet::{ClusterInfo, Fleet};
@@ -109,44 +108,6 @@ pub(crate) fn gate_deliveries(
         // Capacity shared with an earlier cluster: this one may use what is left of the ramp.
         delivery.delivered = delivery.delivered.min(granted + *budget);
         out.push(ClusterDelivery { cluster: info.name.clone(), delivery });
-    }
-    out
-}
-
-/// A queue bound by the clauses: jobs whose options changed map their new option indices back
-/// to the job's own, and jobs the clauses leave nowhere to go wait with the clause's words.
-#[derive(Default)]
-pub(crate) struct BoundQueue {
-    pub queue: Vec<QueuedJob>,
-    /// (job, replica) → the job's option index of each queued option, where they differ.
-    pub origins: HashMap<(JobId, u32), Vec<u32>>,
-    /// Jobs held back by a clause, with the reason.
-    pub held: Vec<(JobId, String)>,
-    /// Jobs a clause kept from some providers, with the clause's words (added to a pending reason).
-    pub narrowed: HashMap<JobId, String>,
-}
-
-/// Binds each queued job's options by the clauses active at `now`, for the time it has waited.
-pub(crate) fn bind_queue(queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
-    let mut out = BoundQueue { queue: Vec::with_capacity(queue.len()), ..BoundQueue::default() };
-    for mut job in queue {
-        let waited_s = now.saturating_sub(job.submitted_at);
-        match clauses.bind(&job.resources, waited_s) {
-            None => out.queue.push(job),
-            Some(bound) if bound.options.is_empty() => {
-                if !out.held.iter().any(|(id, _)| *id == job.id) {
-                    out.held.push((job.id, bound.reason.unwrap_or_default()));
-                }
-            }
-            Some(bound) => {
-                if let Some(reason) = bound.reason {
-                    out.narrowed.insert(job.id, reason);
-                }
-                out.origins.insert((job.id, job.replica), bound.options.iter().map(|o| o.original as u32).collect());
-                job.resources = bound.options.into_iter().map(|o| o.option).collect();
-                out.queue.push(job);
-            }
-        }
     }
     out
 }

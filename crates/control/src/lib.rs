@@ -578,13 +578,13 @@ impl Controller {
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
         let (queue, replicated) = self.queue(&active).await?;
         let now_ts = now.timestamp().max(0) as u64;
-        let mut bound = contracts::BoundQueue { queue, ..Default::default() };
+        let mut bound = cumulo_portfolio::clauses::BoundQueue { queue, ..Default::default() };
         if let Some(contracts) = &self.options.portfolio {
             let consumed = self.consumed().await?;
             let terms = contracts::pool_terms(&fleet, &infos, &self.options.contracts);
             contracts::price(&mut snapshot, &terms, contracts, &consumed, now);
             let clauses = cumulo_portfolio::clauses::ActiveClauses::at(Some(&contracts.portfolio), now);
-            bound = contracts::bind_queue(bound.queue, &clauses, now_ts);
+            bound = cumulo_portfolio::clauses::bind_queue(bound.queue, &clauses, now_ts);
         }
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;

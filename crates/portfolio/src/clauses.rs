@@ -9,8 +9,11 @@
 //! answer from the same `block`, so a provider is open to a GPU model in one exactly when it is in
 //! the other.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use cumulo_types::{GpuModel, GpuSelector, InfraSelector, ResourceOption};
+use cumulo_sched::QueuedJob;
+use cumulo_types::{GpuModel, GpuSelector, InfraSelector, JobId, ResourceOption};
 
 use crate::Portfolio;
 use crate::clock::format_duration_s;
@@ -143,7 +146,7 @@ impl<'a> ActiveClauses<'a> {
     /// option whose `infra` names another provider loses them); models no provider may take are
     /// dropped.
     pub fn bind(&self, resources: &[ResourceOption], waited_s: u64) -> Option<Bound> {
-        if self.is_empty() {
+        if self.is_empty() || !resources.iter().any(|o| self.touches(o, waited_s)) {
             return None;
         }
         let mut bound = Bound::default();
@@ -204,6 +207,23 @@ impl<'a> ActiveClauses<'a> {
         touched.then_some(bound)
     }
 
+    /// Whether a clause binding after `waited_s` covers a GPU model `option` accepts (cheap: no
+    /// allocation, the common case of a job no clause touches).
+    fn touches(&self, option: &ResourceOption, waited_s: u64) -> bool {
+        let Some(demand) = &option.accelerators else { return false };
+        let covers = |model: GpuModel| {
+            self.exclusive.iter().any(|c| in_scope(c.gpus, Some(model)))
+                || self
+                    .first_refusal
+                    .iter()
+                    .any(|c| c.wait_s.is_some_and(|w| waited_s < w) && in_scope(c.gpus, Some(model)))
+        };
+        match &demand.selector {
+            GpuSelector::Models(models) => models.iter().any(|m| covers(*m)),
+            selector => GpuModel::ALL.iter().any(|m| selector.accepts(*m) && covers(*m)),
+        }
+    }
+
     /// The words of the first clause binding `gpu` (for a model no provider may take).
     fn first_reason(&self, gpu: GpuModel, waited_s: u64) -> String {
         let holders: Vec<&str> =
@@ -224,4 +244,45 @@ impl<'a> ActiveClauses<'a> {
             names.join(", ")
         )
     }
+}
+
+/// A queue bound by the clauses: jobs whose options changed map their new option indices back
+/// to the job's own, and jobs the clauses leave nowhere to go wait with the clause's words.
+#[derive(Default)]
+pub struct BoundQueue {
+    pub queue: Vec<QueuedJob>,
+    /// (job, replica) → the job's option index of each queued option, where they differ.
+    pub origins: HashMap<(JobId, u32), Vec<u32>>,
+    /// Jobs held back by a clause, with the reason.
+    pub held: Vec<(JobId, String)>,
+    /// Jobs a clause kept from some providers, with the clause's words (added to a pending reason).
+    pub narrowed: HashMap<JobId, String>,
+}
+
+/// Binds each queued job's options by `clauses`, for the time it has waited by `now` (the
+/// scheduler's timestamp): what the reconcile loop and `cumulo bench sched --portfolio` hand to the
+/// scheduling core.
+pub fn bind_queue(queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
+    let mut out = BoundQueue { queue: Vec::with_capacity(queue.len()), ..BoundQueue::default() };
+    for mut job in queue {
+        let waited_s = now.saturating_sub(job.submitted_at);
+        match clauses.bind(&job.resources, waited_s) {
+            None => out.queue.push(job),
+            Some(bound) if bound.options.is_empty() => {
+                // a job's replicas are queued one after another: one reason per job
+                if out.held.last().is_none_or(|(id, _)| *id != job.id) {
+                    out.held.push((job.id, bound.reason.unwrap_or_default()));
+                }
+            }
+            Some(bound) => {
+                if let Some(reason) = bound.reason {
+                    out.narrowed.insert(job.id, reason);
+                }
+                out.origins.insert((job.id, job.replica), bound.options.iter().map(|o| o.original as u32).collect());
+                job.resources = bound.options.into_iter().map(|o| o.option).collect();
+                out.queue.push(job);
+            }
+        }
+    }
+    out
 }
