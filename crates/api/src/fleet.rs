@@ -210,6 +210,8 @@ pub struct DeliveryView {
     pub delivery: cumulo_portfolio::Delivery,
     pub schedulable: u32,
     pub shortfall: u32,
+    /// Some of the clusters are simulated (their nodes are not real capacity).
+    pub simulated: bool,
 }
 
 /// Deliveries of the contract clusters at `at`, from what their drivers discover now (up nodes;
@@ -219,7 +221,7 @@ pub async fn deliveries(
     portfolio: &cumulo_portfolio::Portfolio,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<DeliveryView> {
-    let mut held: BTreeMap<(String, String, String), (Vec<String>, u32)> = BTreeMap::new();
+    let mut held: BTreeMap<(String, String, String), (Vec<String>, u32, bool)> = BTreeMap::new();
     for (cluster, capacity) in discover_all(fleet).await {
         let (Some(contract), Some(node_type)) = (&cluster.contract, &cluster.node_type) else { continue };
         let up = capacity
@@ -228,11 +230,18 @@ pub async fn deliveries(
         let entry = held.entry((contract.clone(), cluster.region.clone(), node_type.clone())).or_default();
         entry.0.push(cluster.name.clone());
         entry.1 += up;
+        entry.2 |= cluster.driver.capabilities().simulated;
     }
     held.into_iter()
-        .map(|((contract, region, node_type), (clusters, discovered))| {
+        .map(|((contract, region, node_type), (clusters, discovered, simulated))| {
             let delivery = portfolio.delivery(&contract, &region, &node_type, discovered, at);
-            DeliveryView { clusters, schedulable: delivery.schedulable(), shortfall: delivery.shortfall(), delivery }
+            DeliveryView {
+                clusters,
+                schedulable: delivery.schedulable(),
+                shortfall: delivery.shortfall(),
+                delivery,
+                simulated,
+            }
         })
         .collect()
 }

@@ -116,7 +116,10 @@ fn the_server_places_as_offers_ranks_and_burns_down_as_the_portfolio_does() {
     let offers = cumulo(dir, &[], &["offers", pretrain, "--utilisation", "0", "-o", "json"]);
     assert!(!offers.status.success(), "offers says the job cannot be placed yet");
     let infeasible = json(offers)["infeasible"].as_str().unwrap().to_string();
-    assert!(infeasible.starts_with("first refusal of azure-2025: GB200 work is offered to azure first"), "{infeasible}");
+    assert!(
+        infeasible.starts_with("first refusal of azure-2025: GB200 work is offered to azure first"),
+        "{infeasible}"
+    );
     let id = json(cumulo(dir, &env, &["submit", pretrain, "-o", "json"]))[0]["id"].as_u64().unwrap().to_string();
     let reason = decision(dir, &env, &id).expect_err("the server holds it back too");
     let words = |r: &str| r.split(" (waited").next().unwrap().to_string();
@@ -151,7 +154,12 @@ fn the_server_places_as_offers_ranks_and_burns_down_as_the_portfolio_does() {
             .iter()
             .map(|c| {
                 let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-                (text("contract"), c["scheduled"].as_i64().unwrap(), c["consumed"].as_i64().unwrap(), text("status_text"))
+                (
+                    text("contract"),
+                    c["scheduled"].as_i64().unwrap(),
+                    c["consumed"].as_i64().unwrap(),
+                    text("status_text"),
+                )
             })
             .collect()
     };

@@ -56,9 +56,7 @@ pub(crate) fn pool_terms(fleet: &Fleet, infos: &[ClusterInfo], contracts: &BTree
             match pool.capacity {
                 CapacityKind::Contract => Terms::Contract {
                     contract: info.and_then(|i| contracts.get(&i.name)).cloned().unwrap_or_default(),
-                    node_type: info
-                        .and_then(|i| i.node_type.clone())
-                        .unwrap_or_else(|| pool.node_type.name.clone()),
+                    node_type: info.and_then(|i| i.node_type.clone()).unwrap_or_else(|| pool.node_type.name.clone()),
                 },
                 CapacityKind::OnDemand => Terms::OnDemand { list: price },
                 CapacityKind::Spot => Terms::Spot { price },
@@ -86,9 +84,8 @@ pub(crate) fn gate_deliveries(
             continue;
         }
         let key = (contract.clone(), info.region.clone(), node_type.clone());
-        let budget = left
-            .entry(key)
-            .or_insert_with(|| portfolio.delivered_nodes(contract, &info.region, node_type, now));
+        let budget =
+            left.entry(key).or_insert_with(|| portfolio.delivered_nodes(contract, &info.region, node_type, now));
         let mut discovered = 0u32;
         let mut granted = 0u32;
         let pools: Vec<usize> =

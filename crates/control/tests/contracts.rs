@@ -105,10 +105,8 @@ impl World {
                 options.contracts.insert(site.name.into(), contract.into());
             }
         }
-        options.portfolio = self
-            .portfolio
-            .clone()
-            .map(|p| Contracts { portfolio: Arc::new(p), pricing: PricingConfig::default() });
+        options.portfolio =
+            self.portfolio.clone().map(|p| Contracts { portfolio: Arc::new(p), pricing: PricingConfig::default() });
         let clock = self.clock.clone();
         options.clock = Arc::new(move || clock.now());
         options.lost_after = Duration::from_secs(10 * 86_400);
@@ -203,7 +201,8 @@ async fn the_first_refusal_holder_gets_the_job_within_its_wait() {
     assert_eq!(world.placed(second).await, Ok("sim-azure".into()));
     let held = "first refusal of c-azure: H100 work is offered to azure first; other providers after 1h (waited 0s)";
     assert_eq!(world.placed(on_aws).await, Err(held.into()), "a job only AWS may take waits out the hour");
-    let full = format!("not enough free capacity now: needs 1 fitting node(s) in one pool across 1 eligible pool(s); {held}");
+    let full =
+        format!("not enough free capacity now: needs 1 fitting node(s) in one pool across 1 eligible pool(s); {held}");
     assert_eq!(world.placed(third).await, Err(full), "the holder is full: the job waits, not elsewhere");
     world.advance(1800);
     controller.reconcile_once().await.unwrap();
@@ -249,8 +248,7 @@ async fn nodes_a_ramp_has_not_delivered_are_not_scheduled() {
     // cluster shows 2: a delivery shortfall of one.
     let sites = vec![site("sim-aws", "aws", Some("c-aws"), 10), site("sim-azure", "azure", Some("c-azure"), 10)];
     let p = portfolio(
-        &(contract("c-aws", "aws", 0, &[(-1, 1), (1, 1)], "")
-            + &contract("c-azure", "azure", 0, &[(-1, 3)], "")),
+        &(contract("c-aws", "aws", 0, &[(-1, 1), (1, 1)], "") + &contract("c-azure", "azure", 0, &[(-1, 3)], "")),
     );
     let world = World::new(sites, Some(p)).await;
     let controller = world.controller();

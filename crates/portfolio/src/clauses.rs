@@ -237,8 +237,7 @@ impl<'a> ActiveClauses<'a> {
 
     /// Why every offer is excluded when exclusive clauses rule them all out.
     pub fn exclusive_reason(&self, demand: &str) -> String {
-        let names: Vec<String> =
-            self.exclusive.iter().map(|c| format!("{} (only {})", c.contract, c.holder)).collect();
+        let names: Vec<String> = self.exclusive.iter().map(|c| format!("{} (only {})", c.contract, c.holder)).collect();
         format!(
             "every offer for {demand} is excluded by an exclusive clause: {}, and that provider has no matching offer",
             names.join(", ")

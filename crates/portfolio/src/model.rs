@@ -208,7 +208,14 @@ impl Portfolio {
     }
 
     /// The contract's delivery of `node_type` in `region` by `at` against `discovered` nodes.
-    pub fn delivery(&self, contract: &str, region: &str, node_type: &str, discovered: u32, at: DateTime<Utc>) -> Delivery {
+    pub fn delivery(
+        &self,
+        contract: &str,
+        region: &str,
+        node_type: &str,
+        discovered: u32,
+        at: DateTime<Utc>,
+    ) -> Delivery {
         Delivery {
             contract: contract.to_string(),
             region: region.to_string(),

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use common::{at, gpu_job, ten_day_yaml};
 use cumulo_catalog::{Catalog, Offer};
+use cumulo_portfolio::clauses::{ActiveClauses, Bound};
 use cumulo_portfolio::model::in_scope;
 use cumulo_portfolio::offers::{Query, Ranking, rank};
-use cumulo_portfolio::clauses::{ActiveClauses, Bound};
 use cumulo_portfolio::pricing::{self, PricingConfig, Terms, price_pools};
 use cumulo_portfolio::{Forecast, Portfolio, Usage};
 use cumulo_sched::{NodeState, Pool, PoolId, Snapshot};

@@ -446,7 +446,10 @@ fn cluster_price(
     let bad = |field: &str, reason: String| invalid("fleet file", format!("clusters[{i}].{field}"), reason);
     if entry.capacity != CapacityKind::Contract {
         if let Some(id) = &entry.contract {
-            return Err(bad("contract", format!("`{id}` on {} capacity: only a contract cluster names a contract", entry.capacity)));
+            return Err(bad(
+                "contract",
+                format!("`{id}` on {} capacity: only a contract cluster names a contract", entry.capacity),
+            ));
         }
         if let Some(price) = &entry.price_per_node_hour {
             return Ok(Money::parse_non_negative(price).unwrap_or(Money::ZERO));
@@ -458,9 +461,10 @@ fn cluster_price(
                 "missing: give price_per_node_hour or a node_type the built-in catalog prices".to_string(),
             ));
         };
-        let listed = catalog.offers().iter().filter(|o| {
-            o.provider == entry.provider && o.region == entry.region && &o.instance_type == node_type
-        });
+        let listed = catalog
+            .offers()
+            .iter()
+            .filter(|o| o.provider == entry.provider && o.region == entry.region && &o.instance_type == node_type);
         let price = listed.filter_map(|o| if spot { o.spot_price } else { o.price }).min();
         return price.ok_or_else(|| {
             bad(

@@ -153,11 +153,15 @@ pub fn contracts(args: ListArgs) -> anyhow::Result<()> {
 /// Contract capacity the clusters hold against what each ramp has delivered by now.
 fn print_deliveries(deliveries: &serde_json::Value) {
     let Some(rows) = deliveries.as_array().filter(|r| !r.is_empty()) else { return };
-    let mut t = table(["CONTRACT", "REGION", "NODE TYPE", "CLUSTERS", "DELIVERED", "DISCOVERED", "SCHEDULABLE", "SHORTFALL"]);
+    let mut t =
+        table(["CONTRACT", "REGION", "NODE TYPE", "CLUSTERS", "DELIVERED", "DISCOVERED", "SCHEDULABLE", "SHORTFALL"]);
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0).to_string();
     for d in rows {
-        let clusters: Vec<String> = d["clusters"].as_array().into_iter().flatten().map(text).collect();
+        let mut clusters: Vec<String> = d["clusters"].as_array().into_iter().flatten().map(text).collect();
+        if d["simulated"].as_bool() == Some(true) {
+            clusters.push("(simulated)".to_string());
+        }
         t.add_row(vec![
             text(&d["contract"]),
             text(&d["region"]),
@@ -172,12 +176,13 @@ fn print_deliveries(deliveries: &serde_json::Value) {
     println!("\ndeliveries (nodes the ramp has delivered by now against the nodes the clusters show):\n{t}");
     for d in rows.iter().filter(|d| d["shortfall"].as_u64() > Some(0)) {
         println!(
-            "delivery shortfall: {} has delivered {} {} nodes in {} by now, the clusters show {}",
+            "delivery shortfall: {} has delivered {} {} nodes in {} by now, the clusters show {}{}",
             text(&d["contract"]),
             number(&d["delivered"]),
             text(&d["node_type"]),
             text(&d["region"]),
-            number(&d["discovered"])
+            number(&d["discovered"]),
+            if d["simulated"].as_bool() == Some(true) { " (simulated clusters)" } else { "" }
         );
     }
 }
