@@ -221,19 +221,26 @@ pub async fn deliveries(
     portfolio: &cumulo_portfolio::Portfolio,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<DeliveryView> {
-    let mut held: BTreeMap<(String, String, String), (Vec<String>, u32, bool)> = BTreeMap::new();
+    /// The clusters holding one contract capacity, their up nodes, whether any is simulated.
+    #[derive(Default)]
+    struct Held {
+        clusters: Vec<String>,
+        discovered: u32,
+        simulated: bool,
+    }
+    let mut held: BTreeMap<(String, String, String), Held> = BTreeMap::new();
     for (cluster, capacity) in discover_all(fleet).await {
         let (Some(contract), Some(node_type)) = (&cluster.contract, &cluster.node_type) else { continue };
         let up = capacity
             .map(|c| c.nodes.iter().filter(|n| n.state == cumulo_driver::NodeState::Up).count() as u32)
             .unwrap_or(0);
         let entry = held.entry((contract.clone(), cluster.region.clone(), node_type.clone())).or_default();
-        entry.0.push(cluster.name.clone());
-        entry.1 += up;
-        entry.2 |= cluster.driver.capabilities().simulated;
+        entry.clusters.push(cluster.name.clone());
+        entry.discovered += up;
+        entry.simulated |= cluster.driver.capabilities().simulated;
     }
     held.into_iter()
-        .map(|((contract, region, node_type), (clusters, discovered, simulated))| {
+        .map(|((contract, region, node_type), Held { clusters, discovered, simulated })| {
             let delivery = portfolio.delivery(&contract, &region, &node_type, discovered, at);
             DeliveryView {
                 clusters,
