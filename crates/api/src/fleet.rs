@@ -23,6 +23,9 @@ pub struct Cluster {
     pub provider: String,
     pub region: String,
     pub capacity: CapacityKind,
+    /// The portfolio contract a contract cluster holds capacity under, and its node type.
+    pub contract: Option<String>,
+    pub node_type: Option<String>,
     pub driver: Arc<dyn Driver>,
 }
 
@@ -190,9 +193,67 @@ pub(crate) async fn nodes(
     Ok(Json(out))
 }
 
-/// `GET /v1/contracts`.
+/// `GET /v1/contracts`: the portfolio, with `deliveries`: each contract capacity the fleet's
+/// clusters hold, what its ramp has delivered by now against the nodes they discovered (the
+/// reconcile loop schedules at most the delivered ones), and the delivery shortfall.
 pub(crate) async fn contracts(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(state.fleet.contracts.clone())
+    let mut out = state.fleet.contracts.clone();
+    if let (Some(portfolio), Some(object)) = (&state.fleet.portfolio, out.as_object_mut()) {
+        let deliveries = deliveries(&state.fleet, portfolio, chrono::Utc::now()).await;
+        object.insert("deliveries".into(), serde_json::to_value(deliveries).unwrap_or_default());
+    }
+    Json(out)
+}
+
+/// One contract capacity (contract, region, node type) held by the fleet's clusters.
+#[derive(serde::Serialize)]
+pub struct DeliveryView {
+    pub clusters: Vec<String>,
+    #[serde(flatten)]
+    pub delivery: cumulo_portfolio::Delivery,
+    pub schedulable: u32,
+    pub shortfall: u32,
+    /// Some of the clusters are simulated (their nodes are not real capacity).
+    pub simulated: bool,
+}
+
+/// Deliveries of the contract clusters at `at`, from what their drivers discover now (up nodes;
+/// an unreachable cluster counts none).
+pub async fn deliveries(
+    fleet: &Fleet,
+    portfolio: &cumulo_portfolio::Portfolio,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<DeliveryView> {
+    /// The clusters holding one contract capacity, their up nodes, whether any is simulated.
+    #[derive(Default)]
+    struct Held {
+        clusters: Vec<String>,
+        discovered: u32,
+        simulated: bool,
+    }
+    let mut held: BTreeMap<(String, String, String), Held> = BTreeMap::new();
+    for (cluster, capacity) in discover_all(fleet).await {
+        let (Some(contract), Some(node_type)) = (&cluster.contract, &cluster.node_type) else { continue };
+        let up = capacity
+            .map(|c| c.nodes.iter().filter(|n| n.state == cumulo_driver::NodeState::Up).count() as u32)
+            .unwrap_or(0);
+        let entry = held.entry((contract.clone(), cluster.region.clone(), node_type.clone())).or_default();
+        entry.clusters.push(cluster.name.clone());
+        entry.discovered += up;
+        entry.simulated |= cluster.driver.capabilities().simulated;
+    }
+    held.into_iter()
+        .map(|((contract, region, node_type), Held { clusters, discovered, simulated })| {
+            let delivery = portfolio.delivery(&contract, &region, &node_type, discovered, at);
+            DeliveryView {
+                clusters,
+                schedulable: delivery.schedulable(),
+                shortfall: delivery.shortfall(),
+                delivery,
+                simulated,
+            }
+        })
+        .collect()
 }
 
 /// `GET /v1/contracts/burn-down`: per contract, committed, consumed (metered usage under it, all

@@ -33,6 +33,8 @@ fn fleet() -> Fleet {
             provider: "aws".into(),
             region: "us-east-1".into(),
             capacity: CapacityKind::OnDemand,
+            contract: None,
+            node_type: None,
             driver: Arc::new(driver),
         }],
         tenants: vec!["a".into(), "b".into(), "default".into()],

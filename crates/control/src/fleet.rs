@@ -17,7 +17,8 @@ pub struct ClusterInfo {
     pub provider: String,
     pub region: String,
     pub capacity: CapacityKind,
-    /// Price of one node for one hour (contract-aware prices are computed elsewhere).
+    /// Price of one node for one hour as paid: the contract's rate or the list price. Each pass
+    /// turns it into an effective price for scheduling (`contracts`); metering keeps this one.
     pub price_per_node_hour: Money,
     /// The only tenants whose jobs may be placed here; `None`: every tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,6 +27,10 @@ pub struct ClusterInfo {
     /// time would have cost without the contract or the spot discount); the paid price when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_price_per_node_hour: Option<Money>,
+    /// The node type of its nodes by the portfolio's or the catalog's name (a contract cluster
+    /// holds its contract's capacity of this type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
 }
 
 /// One node of a stored placement.
@@ -105,6 +110,8 @@ pub struct Fleet {
     members: HashMap<PoolId, (usize, Vec<String>)>,
     /// (cluster, node) → (pool, index in pool).
     by_name: HashMap<(String, String), (PoolId, u32)>,
+    /// Each pool's price as paid (its cluster's), kept when the pass reprices the pools.
+    paid: Vec<Money>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -157,6 +164,7 @@ impl Fleet {
                     fleet.by_name.insert((cluster.name.clone(), name.clone()), (id, i as u32));
                 }
                 fleet.members.insert(id, (index, names));
+                fleet.paid.push(cluster.price_per_node_hour);
                 fleet.pools.push(Pool {
                     id,
                     name: format!("{}/{}/{}/{}/{type_name}", cluster.provider, cluster.region, key.zone, cluster.name),
@@ -165,7 +173,7 @@ impl Fleet {
                     zone: key.zone.clone(),
                     capacity: cluster.capacity,
                     node_type: NodeType {
-                        name: type_name,
+                        name: cluster.node_type.clone().unwrap_or(type_name),
                         gpu,
                         gpus: key.gpus,
                         vcpus: key.vcpus,
@@ -236,12 +244,15 @@ impl Fleet {
     }
 
     /// A scheduler placement as stored: cluster and node names with what each node gives, and the
-    /// pool's offer (`contract` is the contract id of the cluster, for contract capacity).
+    /// pool's offer (`contract` is the contract id of the cluster, for contract capacity) at the
+    /// price paid for it (the plan's `price_per_hour` is the effective price it was chosen at, from
+    /// a pool priced `chosen_at` per node-hour).
     pub fn store_placement(
         &self,
         clusters: &[ClusterInfo],
         placement: &Placement,
         contract: Option<&str>,
+        chosen_at: Money,
     ) -> Option<StoredPlacement> {
         let (cluster, names) = self.members.get(&placement.pool)?;
         let pool = self.pools.get(placement.pool.0 as usize)?;
@@ -264,7 +275,12 @@ impl Fleet {
             })
             .collect::<Option<Vec<_>>>()?;
         let info = &clusters[*cluster];
+        // The plan's price is the effective one the pass chose with; metering keeps what is paid:
+        // the pool's paid price, scaled to the placement's share of its nodes.
         let node_count = i64::try_from(nodes.len()).unwrap_or(i64::MAX).max(1);
+        let paid = self.paid.get(placement.pool.0 as usize).copied().unwrap_or(info.price_per_node_hour);
+        let paid_share =
+            scale_price(Money(placement.price_per_hour.micros() / node_count), paid, chosen_at);
         let offer = PoolOffer {
             provider: info.provider.clone(),
             region: info.region.clone(),
@@ -273,11 +289,9 @@ impl Fleet {
             node_type: pool.node_type.name.clone(),
             gpu: pool.node_type.gpu,
             gpus: pool.node_type.gpus,
-            price_per_node_hour: Money(placement.price_per_hour.micros() / node_count),
-            pool_price_per_node_hour: Some(pool.price_per_node_hour),
-            list_price_per_node_hour: info.list_price_per_node_hour.map(|list| {
-                scale_price(Money(placement.price_per_hour.micros() / node_count), list, pool.price_per_node_hour)
-            }),
+            price_per_node_hour: paid_share,
+            pool_price_per_node_hour: Some(paid),
+            list_price_per_node_hour: info.list_price_per_node_hour.map(|list| scale_price(paid_share, list, paid)),
         };
         Some(StoredPlacement {
             cluster: info.name.clone(),

@@ -39,6 +39,7 @@
 //! start, which reads every tenant's usage since then once.
 
 pub mod check;
+mod contracts;
 mod fleet;
 mod links;
 mod metering;
@@ -55,6 +56,7 @@ use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanC
 use cumulo_types::{AttemptId, JobId, Money};
 use serde::Serialize;
 
+pub use contracts::{ClusterDelivery, Contracts};
 pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
 
 /// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
@@ -103,6 +105,9 @@ pub struct Options {
     /// Cluster name → the contract id its capacity is held under, for clusters whose capacity is
     /// `contract`. A contract cluster missing here is metered under its own name as contract id.
     pub contracts: BTreeMap<String, String>,
+    /// The portfolio every pass decides with: live prices, ramps and clauses (see `contracts`).
+    /// Without one, pools keep their configured prices and no clause binds.
+    pub portfolio: Option<Contracts>,
 }
 
 impl Options {
@@ -119,6 +124,7 @@ impl Options {
             tenants: Vec::new(),
             clock: Arc::new(Utc::now),
             contracts: BTreeMap::new(),
+            portfolio: None,
         }
     }
 }
@@ -189,6 +195,11 @@ struct Memory {
     /// Each pool's price of a whole node per hour in the latest pass's snapshot, by pool name:
     /// metering rates an attempt's new seconds at its pool's price now.
     pool_prices: HashMap<String, Money>,
+    /// Money metered so far per contract (live prices read it); `None` until read from the store,
+    /// and again after a failed append.
+    consumed: Option<BTreeMap<String, cumulo_types::Money>>,
+    /// Contract clusters' deliveries as the last pass saw them.
+    deliveries: Vec<ClusterDelivery>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -212,6 +223,11 @@ impl Controller {
     /// The last pass's report.
     pub fn last_report(&self) -> Option<Report> {
         self.lock().last_report.clone()
+    }
+
+    /// Each contract cluster's delivery (ramp against discovered nodes) as the last pass saw it.
+    pub fn deliveries(&self) -> Vec<ClusterDelivery> {
+        self.lock().deliveries.clone()
     }
 
     /// Every cluster with its last discovered capacity.
@@ -507,10 +523,19 @@ impl Controller {
         if new_records.is_empty() {
             return Ok(0);
         }
+        let spent = contracts::consumed_by_contract(&new_records);
         match self.options.store.append_usage(new_records).await {
-            Ok(stored) => Ok(stored),
+            Ok(stored) => {
+                if let Some(consumed) = self.lock().consumed.as_mut() {
+                    for (contract, cost) in spent {
+                        *consumed.entry(contract).or_default() += cost;
+                    }
+                }
+                Ok(stored)
+            }
             Err(err) => {
                 let mut memory = self.lock();
+                memory.consumed = None;
                 for (id, _, _) in &observed {
                     memory.ledgers.remove(id);
                 }
@@ -554,7 +579,12 @@ impl Controller {
                 })
                 .collect()
         };
-        let fleet = Fleet::build(&infos, &capacities);
+        let mut fleet = Fleet::build(&infos, &capacities);
+        if let Some(contracts) = &self.options.portfolio {
+            let deliveries =
+                contracts::gate_deliveries(&mut fleet, &infos, &self.options.contracts, &contracts.portfolio, now);
+            self.lock().deliveries = deliveries;
+        }
         let active = self.options.store.active_attempts().await?;
         let mut running = Vec::new();
         let mut attempt_of_replica: HashMap<(JobId, u32), AttemptId> = HashMap::new();
@@ -571,7 +601,7 @@ impl Controller {
                 running.push(alloc);
             }
         }
-        let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
+        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
         let Queue { jobs: mut queue, replicated, held, doomed, group_of, images } = self.queue(&active).await?;
         // A job in a container image goes only to clusters whose driver runs images.
         let imageless = self.clusters_without_images();
@@ -580,12 +610,22 @@ impl Controller {
             queued.constraints.deny.extend(image_denials.iter().cloned());
         }
         let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
+        // Metering rates new seconds at the price paid now, before the pass reprices the pools.
         self.lock().pool_prices =
             snapshot.pools.iter().map(|pool| (pool.name.clone(), pool.price_per_node_hour)).collect();
+        let now_ts = now.timestamp().max(0) as u64;
+        let mut bound = cumulo_portfolio::clauses::BoundQueue { queue, ..Default::default() };
+        if let Some(contracts) = &self.options.portfolio {
+            let consumed = self.consumed().await?;
+            let terms = contracts::pool_terms(&fleet, &infos, &self.options.contracts);
+            contracts::price(&mut snapshot, &terms, contracts, &consumed, now);
+            let clauses = cumulo_portfolio::clauses::ActiveClauses::at(Some(&contracts.portfolio), now);
+            bound = cumulo_portfolio::clauses::bind_queue(bound.queue, &clauses, now_ts);
+        }
         let started = Instant::now();
-        let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;
+        let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
-        let checked = check::check_plan(&snapshot, &queue, plan);
+        let checked = check::check_plan(&snapshot, &bound.queue, plan);
         let plan = checked.plan;
         let mut commit = PlanCommit::default();
         for refused in &checked.refused {
@@ -605,6 +645,11 @@ impl Controller {
 
         commit.pending_reasons.extend(held.iter().cloned());
         for placement in &plan.placements {
+            let mut placement = placement.clone();
+            if let Some(origins) = bound.origins.get(&(placement.job, placement.replica)) {
+                placement.option = origins.get(placement.option as usize).copied().unwrap_or(placement.option);
+            }
+            let placement = &placement;
             let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));
             if on_imageless && let Some(image) = images.get(&placement.job) {
                 // Denials are by provider and region; a cluster sharing both with one that runs
@@ -623,7 +668,8 @@ impl Controller {
                 .cluster_of(placement.pool)
                 .and_then(|c| self.options.contracts.get(&infos[c].name))
                 .map(String::as_str);
-            match fleet.store_placement(&infos, placement, contract) {
+            let chosen_at = snapshot.pools.get(placement.pool.0 as usize).map_or(Money(0), |p| p.price_per_node_hour);
+            match fleet.store_placement(&infos, placement, contract, chosen_at) {
                 Some(stored) => commit.launches.push(NewAttempt {
                     job: placement.job,
                     replica: placement.replica,
@@ -659,7 +705,15 @@ impl Controller {
                         many => format!(" (clusters {} take only other tenants' jobs)", many.join(", ")),
                     });
                 }
+                if let Some(clause) = bound.narrowed.get(&pending.job) {
+                    reason = format!("{reason}; {clause}");
+                }
                 commit.pending_reasons.push((pending.job, reason));
+            }
+        }
+        for (job, reason) in bound.held {
+            if waiting.insert(job) {
+                commit.pending_reasons.push((job, reason));
             }
         }
         report.pending = waiting.len();
@@ -681,6 +735,18 @@ impl Controller {
         }
         report.preempted = victims;
         Ok(())
+    }
+
+    /// Money metered so far per contract: read from the store's usage records once, then kept up
+    /// to date by metering.
+    async fn consumed(&self) -> Result<BTreeMap<String, cumulo_types::Money>, Error> {
+        if let Some(consumed) = self.lock().consumed.clone() {
+            return Ok(consumed);
+        }
+        let records = self.options.store.usage_between(None, None).await?;
+        let consumed = contracts::consumed_by_contract(&records);
+        self.lock().consumed = Some(consumed.clone());
+        Ok(consumed)
     }
 
     /// The scheduler's queue: one entry per replica to place, for pending jobs (up to

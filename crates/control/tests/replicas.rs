@@ -57,6 +57,7 @@ impl World {
                     price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
                     tenants: None,
                     list_price_per_node_hour: None,
+                    node_type: None,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })

@@ -15,7 +15,7 @@ pub mod usage;
 pub use burndown::{BurnDown, ContractBurn, Status};
 pub use demo::DEMO_PORTFOLIO_YAML;
 pub use model::{
-    Clauses, Contract, Delivered, Expansion, FirstRefusal, MinimumSpend, Period, Portfolio, RampStep, Rate,
+    Clauses, Contract, Delivered, Delivery, Expansion, FirstRefusal, MinimumSpend, Period, Portfolio, RampStep, Rate,
 };
 pub use usage::{Forecast, Usage, UsageRecord};
 

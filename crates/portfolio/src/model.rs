@@ -122,6 +122,31 @@ pub struct Delivered {
     pub nodes: u32,
 }
 
+/// Contract capacity of one region and node type: what the ramp has delivered by some time
+/// against the nodes the clusters holding it discovered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub contract: String,
+    pub region: String,
+    pub node_type: String,
+    /// Nodes the ramp has delivered by then: at most this many may be scheduled.
+    pub delivered: u32,
+    /// Nodes the clusters discovered (up).
+    pub discovered: u32,
+}
+
+impl Delivery {
+    /// Nodes that may be scheduled: discovered and delivered.
+    pub fn schedulable(&self) -> u32 {
+        self.delivered.min(self.discovered)
+    }
+
+    /// Nodes the ramp delivered that no cluster shows.
+    pub fn shortfall(&self) -> u32 {
+        self.delivered.saturating_sub(self.discovered)
+    }
+}
+
 impl Contract {
     /// The instant the term starts (00:00 UTC of `start`).
     pub fn term_start(&self) -> DateTime<Utc> {
@@ -169,6 +194,35 @@ impl Portfolio {
             }));
         }
         out
+    }
+
+    /// Nodes of `node_type` the contract `contract` has delivered in `region` by `at` (0 outside
+    /// its term): how many of a cluster's nodes held under it may be scheduled.
+    pub fn delivered_nodes(&self, contract: &str, region: &str, node_type: &str, at: DateTime<Utc>) -> u32 {
+        self.contracts
+            .iter()
+            .filter(|c| c.id == contract && c.is_active(at))
+            .flat_map(|c| &c.ramp)
+            .filter(|s| s.region == region && s.node_type == node_type && start_of(s.date) <= at)
+            .fold(0u32, |sum, s| sum.saturating_add(s.nodes))
+    }
+
+    /// The contract's delivery of `node_type` in `region` by `at` against `discovered` nodes.
+    pub fn delivery(
+        &self,
+        contract: &str,
+        region: &str,
+        node_type: &str,
+        discovered: u32,
+        at: DateTime<Utc>,
+    ) -> Delivery {
+        Delivery {
+            contract: contract.to_string(),
+            region: region.to_string(),
+            node_type: node_type.to_string(),
+            delivered: self.delivered_nodes(contract, region, node_type, at),
+            discovered,
+        }
     }
 
     /// Reads and checks a portfolio file.

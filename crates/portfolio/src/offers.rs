@@ -11,8 +11,7 @@ use cumulo_catalog::{Catalog, Offer};
 use cumulo_types::{CapacityKind, GpuModel, JobSpec, Money, ResourceOption, TopologyNeed};
 use serde::Serialize;
 
-use crate::clock::format_duration_s;
-use crate::model::in_scope;
+use crate::clauses::{ActiveClauses, Block};
 use crate::pricing::{self, EffectivePrice, PricingConfig};
 use crate::{Portfolio, Usage};
 
@@ -116,7 +115,7 @@ pub fn rank(query: &Query<'_>) -> Ranking {
     let mut saw_model = false;
     // The largest GPU count per node and NVLink domain among candidates, for explanations.
     let (mut max_gpus, mut max_domain) = (0u32, 0u32);
-    let clauses = active_clauses(query.portfolio, query.now);
+    let clauses = ActiveClauses::at(query.portfolio, query.now);
 
     for (option_index, option) in job.resources.iter().enumerate() {
         let candidates = candidates(query, option);
@@ -203,41 +202,12 @@ pub fn rank(query: &Query<'_>) -> Ranking {
                 reason
             }
         } else if ranking.excluded_by_exclusive > 0 {
-            exclusive_reason(&clauses, job)
+            clauses.exclusive_reason(&demand_text(job))
         } else {
             "no offer matches".to_string()
         });
     }
     ranking
-}
-
-/// Contracts whose clauses bind at `now`.
-struct ActiveClauses<'a> {
-    exclusive: Vec<(&'a str, &'a str, &'a [GpuModel])>,
-    first_refusal: Vec<(&'a str, &'a str, u64, &'a [GpuModel])>,
-}
-
-fn active_clauses(portfolio: Option<&Portfolio>, now: DateTime<Utc>) -> ActiveClauses<'_> {
-    let mut out = ActiveClauses { exclusive: Vec::new(), first_refusal: Vec::new() };
-    for c in portfolio.into_iter().flat_map(|p| &p.contracts).filter(|c| c.is_active(now)) {
-        if let Some(scope) = &c.clauses.exclusive {
-            out.exclusive.push((c.id.as_str(), c.provider.as_str(), scope.as_slice()));
-        }
-        if let Some(fr) = &c.clauses.first_refusal {
-            out.first_refusal.push((c.id.as_str(), c.provider.as_str(), fr.wait_s, fr.gpus.as_slice()));
-        }
-    }
-    out
-}
-
-fn exclusive_reason(clauses: &ActiveClauses<'_>, job: &JobSpec) -> String {
-    let names: Vec<String> =
-        clauses.exclusive.iter().map(|(id, provider, _)| format!("{id} (only {provider})")).collect();
-    format!(
-        "every offer for {} is excluded by an exclusive clause: {}, and that provider has no matching offer",
-        demand_text(job),
-        names.join(", ")
-    )
 }
 
 fn demand_text(job: &JobSpec) -> String {
@@ -418,26 +388,10 @@ fn check(
             format!("contract capacity holds {available} nodes of the matching type, the job needs {}", job.num_nodes),
         ));
     }
-    for (id, provider, scope) in &clauses.exclusive {
-        if in_scope(scope, c.gpu) && c.provider != *provider {
-            return Err((
-                Stage::Exclusive,
-                format!("exclusive clause of {id}: {} work only on {provider}", c.gpu.map_or("", |g| g.name())),
-            ));
-        }
-    }
-    for (id, provider, wait_s, scope) in &clauses.first_refusal {
-        if in_scope(scope, c.gpu) && c.provider != *provider && query.waited_s < *wait_s {
-            return Err((
-                Stage::FirstRefusal,
-                format!(
-                    "first refusal of {id}: {} work is offered to {provider} first; other providers after {} (waited {})",
-                    c.gpu.map_or("", |g| g.name()),
-                    format_duration_s(*wait_s),
-                    format_duration_s(query.waited_s)
-                ),
-            ));
-        }
+    match clauses.block(c.provider, c.gpu, query.waited_s) {
+        Some(Block::Exclusive(reason)) => return Err((Stage::Exclusive, reason)),
+        Some(Block::FirstRefusal(reason)) => return Err((Stage::FirstRefusal, reason)),
+        None => {}
     }
     if let Some(max) = job.constraints.max_price_per_hour {
         let total = c.price.effective.saturating_mul(i64::from(job.num_nodes));

@@ -140,52 +140,54 @@ pub fn timestamp_to_utc(ts: Timestamp) -> DateTime<Utc> {
     Utc.timestamp_opt(i64::try_from(ts).unwrap_or(i64::MAX), 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Writes effective prices into the scheduler's pools, without changing the scheduler:
-///
-/// - a `contract` pool takes the cheapest effective price among the running contracts of its
-///   provider that have delivered its node type in its region (left as is when none has);
-/// - an `on-demand` pool keeps its price (list);
-/// - a `spot` pool gets its price plus the preemption-risk premium.
-///
-/// Returns what was set on each pool, for explanations.
+/// How one pool's capacity is held: what its effective price is made of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Terms {
+    /// Bought by the hour at a list price.
+    OnDemand { list: Money },
+    /// Spot capacity at its price (the preemption-risk premium is added).
+    Spot { price: Money },
+    /// Committed capacity of `node_type` under the portfolio's contract `contract`.
+    Contract { contract: String, node_type: String },
+}
+
+/// The effective price of capacity held on `terms` at `now`, with the very functions the offer
+/// ranking uses ([`on_demand`], [`spot`], [`committed`]): the reconcile loop and `cumulo bench
+/// sched --portfolio` price every pool through it. `None` for a contract the portfolio lacks, a
+/// node type without a rate in it, or a term that does not run at `now`.
+pub fn live_price(
+    terms: &Terms,
+    portfolio: &Portfolio,
+    usage: &Usage,
+    now: DateTime<Utc>,
+    config: &PricingConfig,
+) -> Option<EffectivePrice> {
+    match terms {
+        Terms::OnDemand { list } => Some(on_demand(*list)),
+        Terms::Spot { price } => Some(spot(*price, config)),
+        Terms::Contract { contract, node_type } => {
+            committed(portfolio.contract(contract)?, node_type, usage, now, config)
+        }
+    }
+}
+
+/// Writes effective prices into the scheduler's pools: pool `i` is held on `terms[i]` and gets
+/// [`live_price`]; a pool without a live price (a contract outside its term) keeps its price.
+/// Returns what was set on each priced pool, for explanations.
 pub fn price_pools(
     snapshot: &mut Snapshot,
+    terms: &[Terms],
     portfolio: &Portfolio,
     usage: &Usage,
     now: DateTime<Utc>,
     config: &PricingConfig,
 ) -> Vec<PoolPrice> {
-    let delivered = portfolio.delivered_capacity(now);
+    debug_assert_eq!(snapshot.pools.len(), terms.len(), "one set of terms per pool");
     let mut out = Vec::with_capacity(snapshot.pools.len());
-    for pool in &mut snapshot.pools {
+    for (pool, terms) in snapshot.pools.iter_mut().zip(terms) {
+        let Some(price) = live_price(terms, portfolio, usage, now, config) else { continue };
         let before = pool.price_per_node_hour;
-        let price = match pool.capacity {
-            CapacityKind::OnDemand => on_demand(before),
-            CapacityKind::Spot => spot(before, config),
-            CapacityKind::Contract => {
-                let best = delivered
-                    .iter()
-                    .filter(|d| {
-                        d.provider.as_str() == pool.provider
-                            && d.region == pool.region
-                            && d.node_type == pool.node_type.name
-                    })
-                    .filter_map(|d| portfolio.contract(&d.contract))
-                    .filter_map(|c| committed(c, &pool.node_type.name, usage, now, config))
-                    .min_by_key(|p| p.effective);
-                match best {
-                    Some(p) => p,
-                    None => EffectivePrice {
-                        capacity: CapacityKind::Contract,
-                        list: before,
-                        premium: Money::ZERO,
-                        effective: before,
-                        contract: None,
-                        why: "no running contract delivers this pool: price left as given".to_string(),
-                    },
-                }
-            }
-        };
         pool.price_per_node_hour = price.effective;
         out.push(PoolPrice { pool: pool.id.0, name: pool.name.clone(), before, price });
     }

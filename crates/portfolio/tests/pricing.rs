@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use common::{at, gpu_job, ten_day_yaml};
 use cumulo_catalog::{Catalog, Offer};
+use cumulo_portfolio::clauses::{ActiveClauses, Bound};
 use cumulo_portfolio::model::in_scope;
 use cumulo_portfolio::offers::{Query, Ranking, rank};
-use cumulo_portfolio::pricing::{self, PricingConfig, price_pools};
+use cumulo_portfolio::pricing::{self, PricingConfig, Terms, price_pools};
 use cumulo_portfolio::{Forecast, Portfolio, Usage};
 use cumulo_sched::{NodeState, Pool, PoolId, Snapshot};
 use cumulo_types::{CapacityKind, GpuModel, GpuSelector, InfraSelector, JobSpec, Money, NodeType, TopologyNeed};
@@ -179,27 +180,35 @@ fn pool(id: u32, provider: &str, region: &str, capacity: CapacityKind, node_type
 }
 
 #[test]
-fn price_pools_writes_effective_prices_into_the_snapshot() {
+fn price_pools_writes_live_prices_into_the_snapshot() {
     let p = Portfolio::from_yaml(&ten_day_yaml("240", ""), "t").unwrap();
     let now = at("2026-01-06");
     let usage = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(60))]) };
     let mut snapshot = Snapshot {
         pools: vec![
             pool(0, "acme", "r1", CapacityKind::Contract, "one", Money::ZERO),
-            pool(1, "aws", "us-east-1", CapacityKind::OnDemand, "one", Money::from_dollars(4)),
-            pool(2, "aws", "us-east-1", CapacityKind::Spot, "one", Money::from_dollars(2)),
+            pool(1, "aws", "us-east-1", CapacityKind::OnDemand, "one", Money::ZERO),
+            pool(2, "aws", "us-east-1", CapacityKind::Spot, "one", Money::ZERO),
             pool(3, "acme", "r9", CapacityKind::Contract, "one", Money::from_dollars(7)),
         ],
         ..Snapshot::default()
     };
-    let set = price_pools(&mut snapshot, &p, &usage, now, &PricingConfig::default());
+    let contract = |id: &str| Terms::Contract { contract: id.into(), node_type: "one".into() };
+    let terms = [
+        contract("c1"),
+        Terms::OnDemand { list: Money::from_dollars(4) },
+        Terms::Spot { price: Money::from_dollars(2) },
+        contract("c9"),
+    ];
+    let set = price_pools(&mut snapshot, &terms, &p, &usage, now, &PricingConfig::default());
     let prices: Vec<Money> = snapshot.pools.iter().map(|p| p.price_per_node_hour).collect();
     assert_eq!(
         prices,
-        [Money::from_micros(10_000), Money::from_dollars(4), Money::from_micros(2_500_000), Money::from_dollars(7)]
+        [Money::from_micros(10_000), Money::from_dollars(4), Money::from_micros(2_500_000), Money::from_dollars(7)],
+        "c1 is 50% behind (1% of its rate), spot carries 25%, an unknown contract keeps its price"
     );
     assert_eq!(set[0].price.why, "c1 contract 50% behind schedule: committed spend is paid anyway");
-    assert_eq!(set[3].price.why, "no running contract delivers this pool: price left as given");
+    assert_eq!(set.len(), 3, "the pool of an unknown contract is not priced");
 }
 
 // ---- properties ---------------------------------------------------------------------------
@@ -342,28 +351,97 @@ proptest! {
     }
 }
 
-#[test]
-fn clause_denials_turn_clauses_into_scheduler_constraints() {
-    use cumulo_portfolio::clauses::clause_denials;
-    let (demo, _) = demo_at("2026-12-31");
-    let providers: Vec<String> = ["aws", "azure", "oci", "lambda"].iter().map(|p| p.to_string()).collect();
-    let denied = |job: &JobSpec, waited_s: u64| -> Vec<String> {
-        clause_denials(job, &demo, at("2026-12-31"), waited_s, &providers)
-            .into_iter()
-            .map(|d| d.deny.provider.unwrap())
-            .collect()
+/// Where a job's options (bound by the clauses, or as written when nothing binds) let GPU
+/// `model` go: the providers among `PROVIDERS` whose region `r1` an option accepting it matches.
+fn open_providers(job: &JobSpec, bound: Option<&Bound>, model: GpuModel) -> Vec<&'static str> {
+    let options: Vec<&cumulo_types::ResourceOption> = match bound {
+        Some(b) => b.options.iter().map(|o| &o.option).collect(),
+        None => job.resources.iter().collect(),
     };
-    // GB300 work is exclusive to AWS.
-    assert_eq!(denied(&gpu_job(GpuModel::GB300, 4, 18), 0), ["azure", "oci", "lambda"]);
+    PROVIDERS
+        .iter()
+        .copied()
+        .filter(|p| {
+            options.iter().any(|o| {
+                o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model))
+                    && o.infra.as_ref().is_none_or(|i| i.matches(p, "r1", None))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn binding_turns_clauses_into_resource_options() {
+    let demo = Portfolio::demo().unwrap();
+    let clauses = ActiveClauses::at(Some(&demo), at("2026-12-31"));
+    let bind = |job: &JobSpec, waited_s: u64| clauses.bind(&job.resources, waited_s);
+    // GB300 work is exclusive to AWS: the option is narrowed to aws.
+    let gb300 = gpu_job(GpuModel::GB300, 4, 18);
+    assert_eq!(open_providers(&gb300, bind(&gb300, 0).as_ref(), GpuModel::GB300), ["aws"]);
     // GB200 work is offered to Azure first for 2h, then falls through.
-    assert_eq!(denied(&gpu_job(GpuModel::GB200, 4, 18), 3600), ["aws", "oci", "lambda"]);
-    assert!(denied(&gpu_job(GpuModel::GB200, 4, 18), 7200).is_empty());
-    // A job that also accepts a model outside every scope is not bound; nor is CPU work.
+    let gb200 = gpu_job(GpuModel::GB200, 4, 18);
+    assert_eq!(open_providers(&gb200, bind(&gb200, 3600).as_ref(), GpuModel::GB200), ["azure"]);
+    assert_eq!(bind(&gb200, 7200), None, "after the wait nothing binds GB200 work");
+    // A job that also accepts a model outside every scope keeps it free, in its own option.
     let mut either = gpu_job(GpuModel::GB200, 4, 1);
     either.resources[0].accelerators.as_mut().unwrap().selector =
         GpuSelector::Models(vec![GpuModel::GB200, GpuModel::H100]);
-    assert!(denied(&either, 0).is_empty());
-    assert!(denied(&JobSpec::new("cpu", "t"), 0).is_empty());
-    let reasons = clause_denials(&gpu_job(GpuModel::GB300, 4, 1), &demo, at("2026-12-31"), 0, &providers);
-    assert_eq!(reasons[0].reason, "exclusive clause of aws-2025: this work only on aws");
+    let bound = bind(&either, 0).unwrap();
+    assert_eq!(open_providers(&either, Some(&bound), GpuModel::H100), PROVIDERS);
+    assert_eq!(open_providers(&either, Some(&bound), GpuModel::GB200), ["azure"]);
+    assert!(bound.options.iter().all(|o| o.original == 0), "both halves come from option 0");
+    assert_eq!(bind(&JobSpec::new("cpu", "t"), 0), None, "clauses never bind CPU work");
+    // A job that may only go to AWS waits, with the words `offers` uses.
+    let mut on_aws = gpu_job(GpuModel::GB200, 4, 18);
+    on_aws.resources[0].infra = Some(InfraSelector::parse("aws").unwrap());
+    let bound = bind(&on_aws, 300).unwrap();
+    assert!(bound.options.is_empty());
+    assert_eq!(
+        bound.reason.as_deref(),
+        Some("first refusal of azure-2025: GB200 work is offered to azure first; other providers after 2h (waited 5m)")
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The live path (`bind`, then the scheduler's infra matching) opens a provider to a GPU
+    /// model exactly when the offer ranking's check (`block`) does.
+    #[test]
+    fn binding_opens_exactly_the_providers_the_offer_check_opens(
+        holder in 0..PROVIDERS.len(),
+        other in 0..PROVIDERS.len(),
+        exclusive in prop::option::of(prop::sample::subsequence(MODELS.to_vec(), 0..=MODELS.len())),
+        refusal in prop::option::of(prop::sample::subsequence(MODELS.to_vec(), 0..=MODELS.len())),
+        infra in prop::option::of(0..PROVIDERS.len()),
+        waited_s in 0u64..7200,
+    ) {
+        let mut clauses = String::from("    clauses:\n");
+        if let Some(scope) = &exclusive {
+            clauses.push_str(&format!("      exclusive: {{gpus: {}}}\n", scope_yaml(scope)));
+        }
+        if let Some(scope) = &refusal {
+            clauses.push_str(&format!("      first_refusal: {{wait: 1h, gpus: {}}}\n", scope_yaml(scope)));
+        }
+        let mut p = holder_portfolio(PROVIDERS[holder], 1_000_000, &clauses);
+        // a second contract of another provider with an exclusive clause on H200 (may clash)
+        let mut second = p.contracts[0].clone();
+        second.id = "c2".into();
+        second.provider = cumulo_types::Provider::new(PROVIDERS[other]).unwrap();
+        second.clauses = cumulo_portfolio::Clauses { exclusive: Some(vec![GpuModel::H200]), first_refusal: None };
+        p.contracts.push(second);
+        let active = ActiveClauses::at(Some(&p), at("2026-01-05"));
+        let mut job = any_h100_or_h200_job();
+        job.resources[0].infra = infra.map(|i| InfraSelector::parse(PROVIDERS[i]).unwrap());
+        let bound = active.bind(&job.resources, waited_s);
+        for &model in MODELS {
+            let by_check: Vec<&str> = PROVIDERS
+                .iter()
+                .copied()
+                .filter(|p| active.block(p, Some(model), waited_s).is_none())
+                .filter(|p| job.resources[0].infra.as_ref().is_none_or(|i| i.matches(p, "r1", None)))
+                .collect();
+            prop_assert_eq!(open_providers(&job, bound.as_ref(), model), by_check, "{:?}", model);
+        }
+    }
 }

@@ -22,8 +22,9 @@ pub struct FleetFile {
     #[serde(default)]
     pub tenants: Vec<TenantEntry>,
     pub clusters: Vec<ClusterEntry>,
-    /// A contracts YAML file (the `portfolio` crate's format), relative to the fleet file; the
-    /// built-in demo portfolio when absent.
+    /// A contracts YAML file (the `portfolio` crate's format), relative to the fleet file, or
+    /// `demo` for the built-in illustrative demo portfolio. Every reconcile pass prices pools,
+    /// gates ramps and binds clauses with it; without one no contract steers placement.
     #[serde(default)]
     pub portfolio: Option<PathBuf>,
 }
@@ -58,16 +59,24 @@ pub struct ClusterEntry {
     pub provider: String,
     pub region: String,
     pub capacity: CapacityKind,
-    /// Dollars per node-hour, as text (`"98.32"`) so that it stays exact.
-    pub price_per_node_hour: String,
-    /// The on-demand list price per node-hour (text dollars), metered beside the price paid so
-    /// chargeback shows what a contract or spot saved; the paid price when absent.
+    /// Dollars per node-hour, as text (`"98.32"`) so that it stays exact: overrides the built-in
+    /// catalog's list (or spot) price of `node_type` for an on-demand or spot cluster. A contract
+    /// cluster takes its rate from its contract and may not give one.
     #[serde(default)]
-    pub list_price_per_node_hour: Option<String>,
-    /// The portfolio contract a `contract` cluster's capacity is held under; its usage is metered
-    /// against it.
+    pub price_per_node_hour: Option<String>,
+    /// The portfolio contract a `contract` cluster's capacity is held under: its rate, ramp and
+    /// clauses apply and its usage is metered against it.
     #[serde(default)]
     pub contract: Option<String>,
+    /// The node type of the cluster's nodes: a node type of its contract (contract clusters), or
+    /// an instance type the built-in catalog prices in the cluster's provider and region.
+    #[serde(default)]
+    pub node_type: Option<String>,
+    /// The on-demand list price per node-hour (text dollars), metered beside the price paid so
+    /// chargeback shows what a contract or spot saved; by default the built-in catalog's on-demand
+    /// price of `node_type` in the cluster's provider and region, else the paid price.
+    #[serde(default)]
+    pub list_price_per_node_hour: Option<String>,
     /// Only these tenants' jobs are placed here (absent: every tenant's).
     #[serde(default)]
     pub tenants: Option<Vec<String>>,
@@ -152,34 +161,47 @@ fn sixty_s() -> u64 {
     60
 }
 
-/// A fleet ready to run: tenants, clusters with live drivers, the portfolio.
+/// A fleet ready to run: tenants, clusters with live drivers and their prices, the portfolio.
 pub struct Fleet {
     pub tenants: Vec<TenantPolicy>,
     pub clusters: Vec<(ClusterEntry, Arc<dyn Driver>)>,
-    pub portfolio: cumulo_portfolio::Portfolio,
+    /// Each cluster's price per node-hour as paid: its contract's rate, or the list (spot) price.
+    pub prices: Vec<Money>,
+    /// Each cluster's on-demand list price per node-hour, metered beside the price paid; `None`
+    /// when neither the fleet file nor the built-in catalog gives one (the paid price then).
+    pub list_prices: Vec<Option<Money>>,
+    /// `None` when the fleet file names no portfolio.
+    pub portfolio: Option<cumulo_portfolio::Portfolio>,
 }
 
 impl Fleet {
-    /// The clusters as the reconcile loop takes them (prices were checked when the file was read).
+    /// The clusters as the reconcile loop takes them.
     pub fn control_clusters(&self) -> Vec<cumulo_control::Cluster> {
         self.clusters
             .iter()
-            .map(|(entry, driver)| cumulo_control::Cluster {
+            .zip(self.prices.iter().zip(&self.list_prices))
+            .map(|((entry, driver), (price, list))| cumulo_control::Cluster {
                 info: cumulo_control::ClusterInfo {
                     name: entry.name.clone(),
                     provider: entry.provider.clone(),
                     region: entry.region.clone(),
                     capacity: entry.capacity,
-                    price_per_node_hour: Money::parse_non_negative(&entry.price_per_node_hour).unwrap_or(Money::ZERO),
+                    price_per_node_hour: *price,
+                    node_type: entry.node_type.clone(),
                     tenants: entry.tenants.clone(),
-                    list_price_per_node_hour: entry
-                        .list_price_per_node_hour
-                        .as_deref()
-                        .and_then(|list| Money::parse_non_negative(list).ok()),
+                    list_price_per_node_hour: *list,
                 },
                 driver: driver.clone(),
             })
             .collect()
+    }
+
+    /// What the reconcile loop decides with: the portfolio and the default pricing knobs.
+    pub fn control_contracts(&self) -> Option<cumulo_control::Contracts> {
+        self.portfolio.as_ref().map(|p| cumulo_control::Contracts {
+            portfolio: Arc::new(p.clone()),
+            pricing: cumulo_portfolio::pricing::PricingConfig::default(),
+        })
     }
 }
 
@@ -221,8 +243,10 @@ impl FleetFile {
             if self.clusters[..i].iter().any(|o| o.name == c.name) {
                 return Err(invalid(source, format!("clusters[{i}].name"), format!("duplicate cluster `{}`", c.name)));
             }
-            Money::parse_non_negative(&c.price_per_node_hour)
-                .map_err(|e| invalid(source, format!("clusters[{i}].price_per_node_hour"), e.to_string()))?;
+            if let Some(price) = &c.price_per_node_hour {
+                Money::parse_non_negative(price)
+                    .map_err(|e| invalid(source, format!("clusters[{i}].price_per_node_hour"), e.to_string()))?;
+            }
             if let Some(list) = &c.list_price_per_node_hour {
                 Money::parse_non_negative(list)
                     .map_err(|e| invalid(source, format!("clusters[{i}].list_price_per_node_hour"), e.to_string()))?;
@@ -444,27 +468,28 @@ impl FleetFile {
             clusters.push((entry.clone(), driver));
         }
         let portfolio = match &self.portfolio {
-            None => cumulo_portfolio::Portfolio::demo().map_err(|e| Error::Driver(e.to_string()))?,
+            None => None,
+            Some(path) if path.as_os_str() == "demo" => {
+                Some(cumulo_portfolio::Portfolio::demo().map_err(|e| Error::Driver(e.to_string()))?)
+            }
             Some(path) => {
                 let path = base.map(|b| b.join(path)).unwrap_or_else(|| path.clone());
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| Error::Io(format!("cannot read portfolio {}: {e}", path.display())))?;
-                cumulo_portfolio::Portfolio::from_yaml(&text, &path.display().to_string())
-                    .map_err(|e| invalid(&path.display().to_string(), "portfolio", e.to_string()))?
+                Some(
+                    cumulo_portfolio::Portfolio::from_yaml(&text, &path.display().to_string())
+                        .map_err(|e| invalid(&path.display().to_string(), "portfolio", e.to_string()))?,
+                )
             }
         };
-        for entry in &self.clusters {
-            if let Some(id) = &entry.contract
-                && !portfolio.contracts.iter().any(|c| &c.id == id)
-            {
-                let known: Vec<&str> = portfolio.contracts.iter().map(|c| c.id.as_str()).collect();
-                return Err(invalid(
-                    "fleet file",
-                    format!("clusters[{}].contract", entry.name),
-                    format!("no contract `{id}` in portfolio `{}` (known: {})", portfolio.name, known.join(", ")),
-                ));
-            }
-        }
+        let catalog = cumulo_catalog::Catalog::builtin().map_err(|e| Error::Io(format!("built-in catalog: {e}")))?;
+        let prices = self
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| cluster_price(i, entry, portfolio.as_ref(), &catalog))
+            .collect::<Result<Vec<Money>, Error>>()?;
+        let list_prices = self.clusters.iter().map(|entry| cluster_list_price(entry, &catalog)).collect();
         let tenants = self
             .tenants
             .iter()
@@ -474,8 +499,114 @@ impl FleetFile {
                 quota: Quota { gpus_milli: t.quota.gpus_milli, cpus_milli: t.quota.cpus_milli },
             })
             .collect();
-        Ok(Fleet { tenants, clusters, portfolio })
+        Ok(Fleet { tenants, clusters, prices, list_prices, portfolio })
     }
+}
+
+/// A cluster's price per node-hour as paid, checked against the portfolio and the catalog: a
+/// contract cluster's rate comes from its contract (which must hold its node type, provider and
+/// region); an on-demand or spot cluster takes its `price_per_node_hour`, else the built-in
+/// catalog's price of its `node_type` in its provider and region. Errors name the field.
+/// A cluster's on-demand list price per node-hour: the fleet file's `list_price_per_node_hour`
+/// (checked by `check`), else the built-in catalog's on-demand price of its `node_type` in its
+/// provider and region.
+fn cluster_list_price(entry: &ClusterEntry, catalog: &cumulo_catalog::Catalog) -> Option<Money> {
+    if let Some(list) = &entry.list_price_per_node_hour {
+        return Money::parse_non_negative(list).ok();
+    }
+    let node_type = entry.node_type.as_ref()?;
+    catalog
+        .offers()
+        .iter()
+        .filter(|o| o.provider == entry.provider && o.region == entry.region && &o.instance_type == node_type)
+        .filter_map(|o| o.price)
+        .min()
+}
+
+fn cluster_price(
+    i: usize,
+    entry: &ClusterEntry,
+    portfolio: Option<&cumulo_portfolio::Portfolio>,
+    catalog: &cumulo_catalog::Catalog,
+) -> Result<Money, Error> {
+    let bad = |field: &str, reason: String| invalid("fleet file", format!("clusters[{i}].{field}"), reason);
+    if entry.capacity != CapacityKind::Contract {
+        if let Some(id) = &entry.contract {
+            return Err(bad(
+                "contract",
+                format!("`{id}` on {} capacity: only a contract cluster names a contract", entry.capacity),
+            ));
+        }
+        if let Some(price) = &entry.price_per_node_hour {
+            return Ok(Money::parse_non_negative(price).unwrap_or(Money::ZERO));
+        }
+        let spot = entry.capacity == CapacityKind::Spot;
+        let Some(node_type) = &entry.node_type else {
+            return Err(bad(
+                "price_per_node_hour",
+                "missing: give price_per_node_hour or a node_type the built-in catalog prices".to_string(),
+            ));
+        };
+        let listed = catalog
+            .offers()
+            .iter()
+            .filter(|o| o.provider == entry.provider && o.region == entry.region && &o.instance_type == node_type);
+        let price = listed.filter_map(|o| if spot { o.spot_price } else { o.price }).min();
+        return price.ok_or_else(|| {
+            bad(
+                "node_type",
+                format!(
+                    "the built-in catalog has no {} price for `{node_type}` in {}/{}: give price_per_node_hour",
+                    entry.capacity, entry.provider, entry.region
+                ),
+            )
+        });
+    }
+    let Some(id) = &entry.contract else {
+        return Err(bad("contract", "missing: a contract cluster names its portfolio contract".to_string()));
+    };
+    let Some(portfolio) = portfolio else {
+        return Err(bad("contract", format!("`{id}` but the fleet file names no portfolio (portfolio: FILE or demo)")));
+    };
+    let Some(contract) = portfolio.contract(id) else {
+        let known: Vec<&str> = portfolio.contracts.iter().map(|c| c.id.as_str()).collect();
+        return Err(bad(
+            "contract",
+            format!("no contract `{id}` in portfolio `{}` (known: {})", portfolio.name, known.join(", ")),
+        ));
+    };
+    if entry.price_per_node_hour.is_some() {
+        return Err(bad(
+            "price_per_node_hour",
+            format!("a contract cluster's rate comes from contract `{id}`: remove price_per_node_hour"),
+        ));
+    }
+    if contract.provider.as_str() != entry.provider {
+        return Err(bad("provider", format!("`{}` but contract `{id}` is with {}", entry.provider, contract.provider)));
+    }
+    let rated: Vec<&str> = contract.rates.iter().map(|r| r.node_type.as_str()).collect();
+    let Some(node_type) = &entry.node_type else {
+        return Err(bad("node_type", format!("missing: one of contract `{id}`'s node types ({})", rated.join(", "))));
+    };
+    let Some(rate) = contract.rate(node_type) else {
+        return Err(bad(
+            "node_type",
+            format!("`{node_type}` is not a node type of contract `{id}` (it rates: {})", rated.join(", ")),
+        ));
+    };
+    if !contract.ramp.iter().any(|s| &s.node_type == node_type && s.region == entry.region) {
+        let regions: std::collections::BTreeSet<&str> =
+            contract.ramp.iter().filter(|s| &s.node_type == node_type).map(|s| s.region.as_str()).collect();
+        return Err(bad(
+            "region",
+            format!(
+                "`{}`: contract `{id}` delivers `{node_type}` only in {}",
+                entry.region,
+                regions.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(rate)
 }
 
 #[cfg(test)]
@@ -568,15 +699,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("slurm.jwt"), "secret\n").unwrap();
         let text = "clusters:\n\
-          - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: slurm.jwt, observe_with: squeue, conf: slurm.conf, log_dir: /tmp/l}}\n\
-          - {name: c, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
-          - {name: r, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
+          - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: slurm.jwt, observe_with: squeue, conf: slurm.conf, log_dir: /tmp/l}}\n\
+          - {name: c, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
+          - {name: r, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
         let file = FleetFile::parse(text, "fleet.yaml").unwrap();
         let fleet = file.open(dir.path(), Some(dir.path())).unwrap();
         let names: Vec<&str> = fleet.clusters.iter().map(|(c, _)| c.name.as_str()).collect();
         assert_eq!(names, ["s", "c", "r"]);
         let missing = "clusters:\n\
-          - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
+          - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
         let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
         assert!(err.to_string().contains("token_file") && err.to_string().contains("nope.jwt"), "{err}");
     }
@@ -586,8 +717,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "clusters:\n\
           - {name: here, provider: local, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: local}}\n\
-          - {name: s, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
-          - {name: r, provider: onprem, region: r, capacity: contract, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
+          - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
+          - {name: r, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
         let file = FleetFile::parse(text, "fleet.yaml").unwrap();
         file.open_for(dir.path(), None, Some("0a1b2c3d")).unwrap();
         assert!(dir.path().join("local/here/0a1b2c3d/attempts").is_dir(), "local state is kept per deployment");
@@ -598,18 +729,85 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_cluster_names_a_contract_of_the_portfolio() {
+    /// Opens a fleet file naming the demo portfolio with one cluster `entry`; the error text.
+    fn open_error(entry: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
-        let text = "clusters:\n\
-          - {name: l, provider: local, region: r, capacity: contract, contract: aws-2099, price_per_node_hour: '1', driver: {kind: local}}\n";
-        let err = FleetFile::parse(text, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
+        let text = format!("portfolio: demo\nclusters:\n  - {{name: c, driver: {{kind: local}}, {entry}}}\n");
+        let file = FleetFile::parse(&text, "fleet.yaml").unwrap();
+        file.open(dir.path(), None).err().map(|e| e.to_string()).unwrap_or_else(|| format!("accepted: {entry}"))
+    }
+
+    #[test]
+    fn contract_clusters_name_their_contract_and_node_type() {
+        let gb200 = "provider: aws, region: us-east-1, capacity: contract";
+        for (entry, error) in [
+            (
+                format!("{gb200}, contract: aws-2099, node_type: p6e-gb200.36xlarge"),
+                "fleet file: clusters[0].contract: no contract `aws-2099` in portfolio `demo` (known: aws-2025, azure-2025, oci-2026, gcp-2025, coreweave-2025)",
+            ),
+            (
+                format!("{gb200}, node_type: p6e-gb200.36xlarge"),
+                "fleet file: clusters[0].contract: missing: a contract cluster names its portfolio contract",
+            ),
+            (
+                format!("{gb200}, contract: aws-2025, node_type: Standard_ND96isr_H200_v5"),
+                "fleet file: clusters[0].node_type: `Standard_ND96isr_H200_v5` is not a node type of contract `aws-2025` (it rates: p6e-gb200.36xlarge, p6e-gb300.36xlarge)",
+            ),
+            (
+                format!("{gb200}, contract: aws-2025"),
+                "fleet file: clusters[0].node_type: missing: one of contract `aws-2025`'s node types (p6e-gb200.36xlarge, p6e-gb300.36xlarge)",
+            ),
+            (
+                format!("{gb200}, contract: aws-2025, node_type: p6e-gb200.36xlarge, price_per_node_hour: '11.40'"),
+                "fleet file: clusters[0].price_per_node_hour: a contract cluster's rate comes from contract `aws-2025`: remove price_per_node_hour",
+            ),
+            (
+                "provider: azure, region: us-east-1, capacity: contract, contract: aws-2025, node_type: p6e-gb200.36xlarge".to_string(),
+                "fleet file: clusters[0].provider: `azure` but contract `aws-2025` is with aws",
+            ),
+            (
+                "provider: aws, region: eu-west-1, capacity: contract, contract: aws-2025, node_type: p6e-gb200.36xlarge".to_string(),
+                "fleet file: clusters[0].region: `eu-west-1`: contract `aws-2025` delivers `p6e-gb200.36xlarge` only in us-east-1",
+            ),
+            (
+                "provider: aws, region: us-east-1, capacity: on-demand, contract: aws-2025".to_string(),
+                "fleet file: clusters[0].contract: `aws-2025` on on-demand capacity: only a contract cluster names a contract",
+            ),
+            (
+                "provider: aws, region: us-east-1, capacity: on-demand".to_string(),
+                "fleet file: clusters[0].price_per_node_hour: missing: give price_per_node_hour or a node_type the built-in catalog prices",
+            ),
+            (
+                "provider: aws, region: us-east-1, capacity: spot, node_type: m7i.48xlarge".to_string(),
+                "fleet file: clusters[0].node_type: the built-in catalog has no spot price for `m7i.48xlarge` in aws/us-east-1: give price_per_node_hour",
+            ),
+        ] {
+            assert_eq!(open_error(&entry), error, "{entry}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let no_portfolio = "clusters:\n  - {name: c, provider: aws, region: us-east-1, capacity: contract, contract: aws-2025, node_type: x, driver: {kind: local}}\n";
+        let err = FleetFile::parse(no_portfolio, "fleet.yaml").unwrap().open(dir.path(), None).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "fleet file: clusters[l].contract: no contract `aws-2099` in portfolio `demo` (known: aws-2025, azure-2025, oci-2026, gcp-2025, coreweave-2025)"
+            "fleet file: clusters[0].contract: `aws-2025` but the fleet file names no portfolio (portfolio: FILE or demo)"
         );
+    }
+
+    #[test]
+    fn the_demo_fleet_takes_rates_from_its_contracts_and_list_prices_from_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
         let demo = FleetFile::demo().open(dir.path(), None).unwrap();
+        let price = |name: &str| {
+            let i = demo.clusters.iter().position(|(c, _)| c.name == name).unwrap();
+            demo.prices[i].to_string()
+        };
+        // GB200 at $2.85/GPU-hour x 4 (aws-2025), H200 at $3.00 x 8 (azure-2025), CoreWeave's list.
+        assert_eq!(price("sim-aws-use1-gb200"), "$11.40");
+        assert_eq!(price("sim-azure-eastus2-h200"), "$24.00");
+        assert_eq!(price("sim-coreweave-h100"), "$49.24");
+        assert_eq!(price("sim-aws-use1-cpu"), "$2.10", "the fleet file overrides the catalog");
         let contracts: Vec<_> = demo.clusters.iter().filter_map(|(c, _)| c.contract.as_deref()).collect();
-        assert_eq!(contracts, ["aws-2025", "azure-2025"]);
+        assert_eq!(contracts, ["aws-2025", "azure-2025", "azure-2025"]);
+        assert!(demo.portfolio.as_ref().is_some_and(|p| p.illustrative));
     }
 }

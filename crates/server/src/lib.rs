@@ -185,12 +185,14 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
                 provider: entry.provider.clone(),
                 region: entry.region.clone(),
                 capacity: entry.capacity,
+                contract: entry.contract.clone(),
+                node_type: entry.node_type.clone(),
                 driver: driver.clone(),
             })
             .collect(),
         tenants: fleet.tenants.iter().map(|t| t.name.clone()).collect(),
         contracts: serde_json::to_value(&fleet.portfolio).map_err(|e| Error::Io(e.to_string()))?,
-        portfolio: Some(Arc::new(fleet.portfolio.clone())),
+        portfolio: fleet.portfolio.clone().map(Arc::new),
     };
     let metrics = Arc::new(Metrics::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -199,6 +201,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         let mut control = cumulo_control::Options::new(store.clone(), clusters);
         control.interval = options.reconcile_interval;
         control.tenants = fleet.tenants.clone();
+        control.portfolio = fleet.control_contracts();
         control.contracts = fleet
             .clusters
             .iter()

@@ -68,7 +68,7 @@ const ALLOWED_INTERNAL: &[(&str, &[&str])] = &[
     ("driver-local", &["types", "driver"]),
     ("driver-slurm", &["types", "driver"]),
     ("driver-ray", &["types", "driver"]),
-    ("control", &["types", "sched", "store", "store-sqlite", "store-postgres", "driver", "ledger"]),
+    ("control", &["types", "sched", "portfolio", "store", "store-sqlite", "store-postgres", "driver", "ledger"]),
     ("api", &["types", "sched", "jobfile", "portfolio", "ledger", "store", "driver"]),
     (
         "server",

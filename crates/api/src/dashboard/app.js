@@ -363,37 +363,29 @@ function drawNodes(nodes) {
     }), "no nodes");
 }
 
-// Burn-down: what was metered against each contract so far, beside what an even spend over its term
-// would have used by today.
-function drawContracts(portfolio, usageRows) {
-  const list = Array.isArray(portfolio) ? portfolio : (portfolio && Array.isArray(portfolio.contracts) ? portfolio.contracts : []);
-  const illustrative = !!(portfolio && portfolio.illustrative);
-  const metered = {};
-  for (const r of usageRows || []) metered[r.group] = r.cost;
+// Burn-down as the server computes it (GET /v1/contracts/burn-down: the portfolio's own schedule,
+// committed x value delivered so far / value delivered over the term, against metered usage), so
+// the dashboard tells the same story as `cumulo contracts` and `cumulo portfolio burn-down`.
+function drawContracts(burn) {
+  const list = burn && Array.isArray(burn.contracts) ? burn.contracts : [];
+  const illustrative = !!(burn && burn.illustrative);
   $("contracts-hint").innerHTML = (illustrative ? '<span class="tag ill">illustrative</span> demo portfolio, not real contracts; ' : "") +
-    (whoami && whoami.role !== "admin" ? `spent = usage of tenant ${esc(whoami.tenant)} metered by this server` : "spent = usage metered by this server") + "; expected = the commitment spread evenly over the term";
-  const now = Date.now();
-  table($("contracts"), [["contract"], ["provider"], ["term"], ["committed", "num"], ["spent", "num"], ["expected by now", "num"], ["burn-down"], ["status"]],
+    "consumed = usage metered by this server under each contract; scheduled = the portfolio's burn schedule by now (follows delivered capacity)";
+  table($("contracts"), [["contract"], ["provider"], ["term"], ["committed", "num"], ["consumed", "num"], ["scheduled by now", "num"], ["burn-down"], ["status"]],
     list.map((c) => {
-      const start = Date.parse(c.start), end = Date.parse(c.end);
-      const elapsed = end > start ? Math.max(0, Math.min(1, (now - start) / (end - start))) : 0;
       const committed = Number(c.committed || 0);
-      const spent = Number(metered[c.id] || 0);
-      const expected = committed * elapsed;
-      const f = committed ? spent / committed : 0;
-      let status, cls;
-      if (now < start) { status = "not started"; cls = ""; }
-      else if (now > end) { status = spent >= committed ? "met" : "ended short"; cls = spent >= committed ? "ok" : "bad"; }
-      else if (spent >= expected * 0.95) { status = "on track"; cls = "ok"; }
-      else if (spent >= expected * 0.7) { status = "behind"; cls = "warn"; }
-      else { status = "under-using"; cls = "bad"; }
+      const consumed = Number(c.consumed || 0);
+      const scheduled = Number(c.scheduled || 0);
+      const state = c.status ? c.status.state : "";
+      const cls = state === "on-schedule" || state === "ahead" ? "ok" : state === "behind" ? (c.status.bps >= 3000 ? "bad" : "warn") : "";
       const tagCls = cls === "ok" ? "st-running" : cls === "warn" ? "st-pending" : cls === "bad" ? "st-failed" : "st-cancelled";
+      const f = committed ? consumed / committed : 0;
       return [
-        [`<b>${esc(c.id || c.name)}</b>${illustrative ? '<span class="tag ill">illustrative</span>' : ""}`], [esc(c.provider)],
-        [`<span class="mono">${esc(c.start)} → ${esc(c.end)}</span><div class="hint">${esc(pct(elapsed))} elapsed</div>`],
-        [esc(money(committed)), "num"], [esc(money(spent)), "num"], [esc(money(expected)), "num"],
-        [`<div class="barcell">${bar(f, cls, elapsed)}<span class="v">${esc(pct(f))}</span></div>`],
-        [`<span class="pill ${tagCls}">${esc(status)}</span>`],
+        [`<b>${esc(c.contract)}</b>${illustrative ? '<span class="tag ill">illustrative</span>' : ""}`], [esc(c.provider)],
+        [`<span class="mono">${esc(c.term)}</span>`],
+        [esc(money(committed)), "num"], [esc(money(consumed)), "num"], [esc(money(scheduled)), "num"],
+        [`<div class="barcell">${bar(f, cls, committed ? scheduled / committed : 0)}<span class="v">${esc(pct(f))}</span></div>`],
+        [`<span class="pill ${tagCls}">${esc(c.status_text)}</span>`],
       ];
     }), "no contracts in the portfolio");
 }
@@ -407,9 +399,9 @@ async function refresh() {
   if (busy) return;
   busy = true;
   try {
-    const [metricsText, clusters, nodes, portfolio, usage] = await Promise.all([
-      api("metrics"), api("v1/clusters"), api("v1/nodes"), api("v1/contracts"),
-      api("v1/usage?group_by=contract").catch(() => ({ rows: [] })),
+    const [metricsText, clusters, nodes, burn] = await Promise.all([
+      api("metrics"), api("v1/clusters"), api("v1/nodes"),
+      api("v1/contracts/burn-down").catch(() => null),
     ]);
     await readNewJobs();
     await refreshActiveJobs();
@@ -435,7 +427,7 @@ async function refresh() {
     drawJobs(rows, counts);
     drawClusters(clusters);
     drawNodes(nodes);
-    drawContracts(portfolio, usage.rows);
+    drawContracts(burn);
     $("status").textContent = "connected";
     $("status").classList.remove("bad");
     $("updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";

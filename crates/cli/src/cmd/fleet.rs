@@ -90,9 +90,12 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
 /// behind schedule, and the projected shortfall or overrun at term end.
 pub fn contracts(args: ListArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let (portfolio, burn) =
+    let (portfolio, mut burn) =
         runtime()?.block_on(async { tokio::try_join!(client.contracts(), client.contracts_burn_down()) })?;
     if args.output == Format::Json {
+        if let Some(object) = burn.as_object_mut() {
+            object.insert("deliveries".into(), portfolio["deliveries"].clone());
+        }
         return print_json(&burn);
     }
     if burn["illustrative"].as_bool() == Some(true) {
@@ -143,7 +146,45 @@ pub fn contracts(args: ListArgs) -> anyhow::Result<()> {
     println!(
         "consumed = usage metered by this server under each contract; projection carries the last week's use forward"
     );
+    print_deliveries(&portfolio["deliveries"]);
     Ok(())
+}
+
+/// Contract capacity the clusters hold against what each ramp has delivered by now.
+fn print_deliveries(deliveries: &serde_json::Value) {
+    let Some(rows) = deliveries.as_array().filter(|r| !r.is_empty()) else { return };
+    let mut t =
+        table(["CONTRACT", "REGION", "NODE TYPE", "CLUSTERS", "DELIVERED", "DISCOVERED", "SCHEDULABLE", "SHORTFALL"]);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0).to_string();
+    for d in rows {
+        let mut clusters: Vec<String> = d["clusters"].as_array().into_iter().flatten().map(text).collect();
+        if d["simulated"].as_bool() == Some(true) {
+            clusters.push("(simulated)".to_string());
+        }
+        t.add_row(vec![
+            text(&d["contract"]),
+            text(&d["region"]),
+            text(&d["node_type"]),
+            clusters.join(", "),
+            number(&d["delivered"]),
+            number(&d["discovered"]),
+            number(&d["schedulable"]),
+            number(&d["shortfall"]),
+        ]);
+    }
+    println!("\ndeliveries (nodes the ramp has delivered by now against the nodes the clusters show):\n{t}");
+    for d in rows.iter().filter(|d| d["shortfall"].as_u64() > Some(0)) {
+        println!(
+            "delivery shortfall: {} has delivered {} {} nodes in {} by now, the clusters show {}{}",
+            text(&d["contract"]),
+            number(&d["delivered"]),
+            text(&d["node_type"]),
+            text(&d["region"]),
+            number(&d["discovered"]),
+            if d["simulated"].as_bool() == Some(true) { " (simulated clusters)" } else { "" }
+        );
+    }
 }
 
 #[derive(clap::Args)]
