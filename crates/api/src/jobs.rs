@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cumulo_store::{JobFilter, JobRecord, NewJob};
+use cumulo_store::{JobFilter, JobOrder, JobRecord, NewJob};
 use cumulo_types::{JobId, JobSpec};
 
 use crate::AppState;
@@ -53,7 +53,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Parses one job file and checks that the caller may submit it. `path` prefixes field names in
 /// errors (`jobs[3].`), empty for a single submit.
-fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -> Result<JobSpec, ApiError> {
+async fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -> Result<JobSpec, ApiError> {
     let source = if path.is_empty() { "request body".to_string() } else { path.trim_end_matches('.').to_string() };
     let mut spec = cumulo_jobfile::parse_str(text, &source).map_err(|err| {
         let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
@@ -66,11 +66,8 @@ fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -
     if !text.contains("tenant") {
         spec.tenant = principal.tenant.clone();
     }
-    if !state.fleet.knows_tenant(&spec.tenant) {
-        return Err(ApiError::bad_request(
-            format!("{path}tenant"),
-            format!("unknown tenant `{}`: known tenants are {}", spec.tenant, state.fleet.tenant_names().join(", ")),
-        ));
+    if !state.knows_tenant(&spec.tenant).await? {
+        return Err(state.unknown_tenant(format!("{path}tenant"), &spec.tenant));
     }
     if !principal.may_write_tenant(&spec.tenant) {
         principal.require_writer()?;
@@ -92,7 +89,7 @@ pub(crate) async fn submit(
     principal.require_writer()?;
     let key = idempotency_key(&headers)?;
     let text = read_body(&state, &headers, body).await?;
-    let spec = accept_job(&state, &principal, &text, "")?;
+    let spec = accept_job(&state, &principal, &text, "").await?;
     let submitted = state.store.submit(vec![NewJob { spec, idempotency_key: key }]).await?;
     let first = submitted.first().ok_or_else(|| ApiError::Internal("store returned no id for a submit".into()))?;
     let status = if first.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -161,7 +158,7 @@ pub(crate) async fn submit_batch(
     }
     let mut jobs = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
-        let spec = accept_job(&state, &principal, text, &format!("jobs[{i}]."))?;
+        let spec = accept_job(&state, &principal, text, &format!("jobs[{i}].")).await?;
         jobs.push(NewJob { spec, idempotency_key: key.as_ref().map(|k| format!("{k}#{i}")) });
     }
     let submitted = state.store.submit(jobs).await?;
@@ -214,7 +211,30 @@ pub(crate) async fn list(
             )
         })?,
     };
-    let page = state.store.list_jobs(JobFilter { state: state_filter, tenant, after, limit }).await?;
+    let kind = query
+        .kind
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|k| {
+            serde_json::from_value::<cumulo_types::JobKind>(serde_json::Value::String(k.to_string())).map_err(|_| {
+                ApiError::bad_request(
+                    "kind",
+                    format!("unknown kind `{k}`: expected training, inference, batch or sandbox"),
+                )
+            })
+        })
+        .transpose()?;
+    let order = match query.order.as_deref().filter(|s| !s.is_empty()) {
+        None | Some("oldest") => JobOrder::OldestFirst,
+        Some("newest") => JobOrder::NewestFirst,
+        Some(other) => {
+            return Err(ApiError::bad_request("order", format!("unknown order `{other}`: expected oldest or newest")));
+        }
+    };
+    let name_contains = query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_string());
+    let cluster = query.cluster.filter(|c| !c.is_empty());
+    let filter = JobFilter { state: state_filter, tenant, after, limit, kind, name_contains, cluster, order };
+    let page = state.store.list_jobs(filter).await?;
     Ok(Json(JobList { jobs: page.jobs, next: page.next }))
 }
 

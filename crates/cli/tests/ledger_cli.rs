@@ -197,5 +197,5 @@ fn usage_and_invoice_ask_the_server_without_a_file() {
     let json: serde_json::Value = serde_json::from_slice(&invoice.stdout).unwrap();
     assert_eq!((json["provider"].as_str(), json["total"].as_i64()), (Some("aws"), Some(0)));
     assert_eq!(stderr(&bad_month).trim(), "error: invalid month `11-2026`: expected a month YYYY-MM such as 2026-11");
-    assert!(stderr(&chargeback).contains("--view chargeback, --view burn-down and --format focus need --usage FILE"));
+    assert!(stderr(&chargeback).contains("--view chargeback, --view burn-down and --output focus need --usage FILE"));
 }

@@ -181,6 +181,24 @@ impl Controller {
         Controller { options, memory: Mutex::new(memory), stopping: Arc::default() }
     }
 
+    /// The fleet file's tenants and, after them, those created over the API (stored). A store
+    /// that cannot list tenants leaves the fleet file's: a pass never fails for it.
+    async fn tenant_policies(&self) -> Vec<TenantPolicy> {
+        let mut tenants = self.options.tenants.clone();
+        match self.options.store.tenants().await {
+            Ok(stored) => {
+                for t in stored {
+                    if !tenants.iter().any(|f| f.name == t.name) {
+                        let quota = cumulo_sched::Quota { gpus_milli: t.gpus_milli, cpus_milli: t.cpus_milli };
+                        tenants.push(TenantPolicy { name: t.name, weight: t.weight.max(1), quota });
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "stored tenants not read; using the fleet file's"),
+        }
+        tenants
+    }
+
     pub fn options(&self) -> &Options {
         &self.options
     }
@@ -347,7 +365,7 @@ impl Controller {
                     }
                     DriverState::Pending => (AttemptState::Launching, None),
                     DriverState::Running { .. } => (AttemptState::Running, None),
-                    DriverState::Exited { code: 0, .. } => (AttemptState::Succeeded, None),
+                    DriverState::Exited { code: 0, .. } => (AttemptState::Succeeded, Some("exit code 0".to_string())),
                     DriverState::Exited { code, .. } => (AttemptState::Failed, Some(format!("exit code {code}"))),
                     DriverState::Failed { reason } => (AttemptState::Failed, Some(reason)),
                     DriverState::Cancelled if attempt.preempt_requested => {
@@ -545,7 +563,7 @@ impl Controller {
                 running.push(alloc);
             }
         }
-        let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
+        let snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.tenant_policies().await };
         let (queue, replicated) = self.queue(&active).await?;
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &queue, now.timestamp().max(0) as u64, &self.options.sched)?;

@@ -148,8 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The table: rows that differ only by region or zone (OCI lists one price in 54 domains) are
 /// folded into one line with a count.
 fn print_rows(rows: &[OfferRow], limit: usize) {
-    let mut t =
-        table(["#", "provider", "region", "instance type", "kind", "nodes", "list $/h", "effective $/h", "why"]);
+    let mut t = table(["#", "provider", "region", "instance type", "kind", "nodes", "list", "effective", "why"]);
     let mut shown = 0;
     let mut i = 0;
     while i < rows.len() && shown < limit {
@@ -180,8 +179,8 @@ fn print_rows(rows: &[OfferRow], limit: usize) {
             r.instance_type.clone(),
             r.capacity.to_string(),
             r.nodes.to_string(),
-            r.list_per_hour.to_string(),
-            r.effective_per_hour.to_string(),
+            r.list_per_hour.usd_per_hour(),
+            r.effective_per_hour.usd_per_hour(),
             r.why.clone(),
         ]);
         i += same;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use cumulo_server::{FleetFile, Options, Server};
 
 use super::remote::{UserConfig, runtime};
+use super::up_lock::ServerLock;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -86,8 +87,14 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     options.fleet = fleet;
     options.fleet_base = base;
     options.reconcile = !args.no_reconcile;
+    // SQLite is one process's file: a second server on it would answer 500 (database is locked).
+    let sqlite = options.db.as_deref().is_none_or(|db| !db.starts_with("postgres"));
+    let mut lock = if sqlite { Some(ServerLock::acquire(&args.data_dir)?) } else { None };
     runtime()?.block_on(async {
         let server = cumulo_server::start(options).await?;
+        if let Some(lock) = lock.as_mut() {
+            lock.set_url(&server.url)?;
+        }
         if server.new_admin_token.is_some() {
             eprintln!(
                 "admin token written to {} (mode 600); it is shown nowhere else",
@@ -101,6 +108,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
 pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
     init_logging();
+    let mut lock = ServerLock::acquire(&args.data_dir)?;
     let mut options = Options::new(&args.data_dir);
     options.listen = args.listen;
     runtime()?.block_on(async {
@@ -114,6 +122,7 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
             other => other?,
         };
         bar.finish_and_clear();
+        lock.set_url(&server.url)?;
         let token =
             match &server.new_admin_token {
                 Some(t) => t.clone(),
@@ -122,6 +131,7 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 )?,
             };
         println!("Cumulo is up: {}", server.url);
+        println!("  dashboard:   {}/#token={token}  (signs this browser in)", server.url);
         println!("  admin token: {token}");
         println!("  data:        {} (SQLite {})", args.data_dir.display(), server.db);
         println!("  fleet:       this machine (local driver) and simulated demo clusters (nothing runs on them)");

@@ -93,8 +93,8 @@ pub struct Args {
     /// Instant of the burn-down (default: --until, else the end of the last record)
     #[arg(long)]
     pub at: Option<String>,
-    /// Output: table, json or focus (CSV)
-    #[arg(short = 'o', long = "format", alias = "output", value_enum, default_value_t = UsageFormat::Table)]
+    /// Output format: table, json or focus (FOCUS CSV); `--format` is an older spelling
+    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = UsageFormat::Table)]
     pub format: UsageFormat,
 }
 
@@ -149,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn run_remote(args: &Args) -> anyhow::Result<()> {
     if args.view != View::Usage || args.format == UsageFormat::Focus {
         bail!(
-            "--view chargeback, --view burn-down and --format focus need --usage FILE: the server answers grouped usage only"
+            "--view chargeback, --view burn-down and --output focus need --usage FILE: the server answers grouped usage only"
         );
     }
     let client = args.remote.client()?;
@@ -194,8 +194,8 @@ fn print_rows(rows: &[UsageRow], group_by: GroupBy, format: UsageFormat) -> anyh
             r.group.clone(),
             decimal_hours(r.node_seconds),
             decimal_hours(r.gpu_seconds),
-            r.cost.to_string(),
-            r.list_cost.to_string(),
+            r.cost.usd(),
+            r.list_cost.usd(),
             r.records.to_string(),
         ]);
     }
@@ -203,8 +203,8 @@ fn print_rows(rows: &[UsageRow], group_by: GroupBy, format: UsageFormat) -> anyh
         "total".to_string(),
         decimal_hours(rows.iter().map(|r| r.node_seconds).sum()),
         decimal_hours(rows.iter().map(|r| r.gpu_seconds).sum()),
-        rows.iter().map(|r| r.cost).sum::<Money>().to_string(),
-        rows.iter().map(|r| r.list_cost).sum::<Money>().to_string(),
+        rows.iter().map(|r| r.cost).sum::<Money>().usd(),
+        rows.iter().map(|r| r.list_cost).sum::<Money>().usd(),
         rows.iter().map(|r| r.records).sum::<usize>().to_string(),
     ]);
     println!("{t}");
@@ -221,12 +221,12 @@ fn chargeback_view(records: &[UsageRecord], filter: &UsageFilter, format: UsageF
         t.add_row([
             r.tenant.clone(),
             decimal_hours(r.gpu_seconds),
-            r.contract.to_string(),
-            r.on_demand.to_string(),
-            r.spot.to_string(),
-            r.total.to_string(),
-            r.list.to_string(),
-            r.savings.to_string(),
+            r.contract.usd(),
+            r.on_demand.usd(),
+            r.spot.usd(),
+            r.total.usd(),
+            r.list.usd(),
+            r.savings.usd(),
         ]);
     }
     println!("{t}");
@@ -273,13 +273,13 @@ fn burn_down_view(records: &[UsageRecord], filter: &UsageFilter, args: &Args, pa
         t.add_row([
             c.contract.clone(),
             c.provider.clone(),
-            c.committed.to_string(),
-            c.scheduled.to_string(),
-            c.consumed.to_string(),
+            c.committed.usd_short(),
+            c.scheduled.usd_short(),
+            c.consumed.usd_short(),
             c.status_text.clone(),
-            c.projected_consumed.to_string(),
-            c.projected_shortfall.to_string(),
-            c.projected_overrun.to_string(),
+            c.projected_consumed.usd_short(),
+            c.projected_shortfall.usd_short(),
+            c.projected_overrun.usd_short(),
         ]);
     }
     println!("{t}");
