@@ -1,6 +1,7 @@
 //! The server's history for the dashboard's charts: [`sample`] reads queue depth by state, GPU
 //! utilisation by provider and metered cost by tenant and by provider (dollars so far, at the
-//! prices that applied) and the server stores them every few seconds; `GET /v1/history` answers
+//! prices that applied), each contract's consumed and scheduled spend (its burn-down), and the
+//! server stores them every few seconds; `GET /v1/history` answers
 //! them over a time range, at most [`MAX_POINTS`] per series (the last sample of each step), so a
 //! reload of the page keeps its charts. A member or viewer sees cost of its own tenant only.
 
@@ -24,6 +25,8 @@ pub const JOBS: &str = "jobs";
 pub const GPU_UTILISATION: &str = "gpu_utilisation";
 pub const COST_BY_TENANT: &str = "cost_by_tenant";
 pub const COST_BY_PROVIDER: &str = "cost_by_provider";
+pub const CONTRACT_CONSUMED: &str = "contract_consumed";
+pub const CONTRACT_SCHEDULED: &str = "contract_scheduled";
 
 /// One sample of everything the charts show, at `now`.
 pub async fn sample(state: &AppState, now: DateTime<Utc>) -> Result<Vec<HistoryPoint>, ApiError> {
@@ -55,6 +58,12 @@ pub async fn sample(state: &AppState, now: DateTime<Utc>) -> Result<Vec<HistoryP
         for (metric, group_by) in [(COST_BY_TENANT, GroupBy::Tenant), (COST_BY_PROVIDER, GroupBy::Provider)] {
             for row in cumulo_ledger::usage_by(&records, &UsageFilter::default(), group_by) {
                 points.push(point(metric, &row.group, row.cost.as_dollars_f64()));
+            }
+        }
+        if let Some(portfolio) = &state.fleet.portfolio {
+            for c in cumulo_ledger::burn_down(portfolio, records.iter(), now).contracts {
+                points.push(point(CONTRACT_CONSUMED, &c.contract, c.consumed.as_dollars_f64()));
+                points.push(point(CONTRACT_SCHEDULED, &c.contract, c.scheduled.as_dollars_f64()));
             }
         }
     }
@@ -124,7 +133,8 @@ pub(crate) async fn handler(
     let mut series: BTreeMap<(String, String), BTreeMap<i64, (i64, f64)>> = BTreeMap::new();
     for p in state.store.history_since(since).await? {
         let hidden = p.metric == COST_BY_TENANT && !principal.may_read_tenant(&p.label)
-            || p.metric == COST_BY_PROVIDER && !principal.is_admin();
+            || [COST_BY_PROVIDER, CONTRACT_CONSUMED, CONTRACT_SCHEDULED].contains(&p.metric.as_str())
+                && !principal.is_admin();
         if hidden {
             continue;
         }

@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// Serve the API only; leave reconciling to other servers on the same PostgreSQL database
     #[arg(long)]
     pub no_reconcile: bool,
+    /// Seconds between samples of the history the dashboard charts
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub history_every: u64,
 }
 
 #[derive(clap::Args)]
@@ -39,6 +42,9 @@ pub struct UpArgs {
     /// Do not write the URL and token to the user config file
     #[arg(long)]
     pub no_save: bool,
+    /// Seconds between samples of the history the dashboard charts
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub history_every: u64,
 }
 
 fn init_logging() {
@@ -87,6 +93,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     options.fleet = fleet;
     options.fleet_base = base;
     options.reconcile = !args.no_reconcile;
+    options.history_interval = std::time::Duration::from_secs(args.history_every);
     // SQLite is one process's file: a second server on it would answer 500 (database is locked).
     let sqlite = options.db.as_deref().is_none_or(|db| !db.starts_with("postgres"));
     let mut lock = if sqlite { Some(ServerLock::acquire(&args.data_dir)?) } else { None };
@@ -111,6 +118,7 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let mut lock = ServerLock::acquire(&args.data_dir)?;
     let mut options = Options::new(&args.data_dir);
     options.listen = args.listen;
+    options.history_interval = std::time::Duration::from_secs(args.history_every);
     runtime()?.block_on(async {
         let bar = super::remote::spinner("starting cumulo (SQLite, local driver, simulated demo fleet)");
         let server = match cumulo_server::start(options.clone()).await {
