@@ -246,7 +246,7 @@ function simBanner() {
   const banner = $("sim-banner");
   banner.hidden = sim.length === 0;
   banner.textContent = sim.length
-    ? `Simulated clusters: ${sim.join(", ")}. Nothing runs on them: jobs there run for their duration, scaled down, and say so.`
+    ? `Simulated clusters: ${sim.join(", ")}. Nothing runs on them: a job there "runs" for its duration on a faster clock (the demo fleet's: ten minutes a second).`
     : "";
 }
 
@@ -526,7 +526,7 @@ function drawJob(d) {
   } else if (simClusters.has((last.placement || {}).cluster)) {
     stopLog();
     $("job-log").textContent = "";
-    $("log-hint").textContent = `attempt ${last.id.attempt} is on a simulated cluster: nothing runs there, so there is no log`;
+    $("log-hint").textContent = `attempt ${last.id.attempt} is on a simulated cluster: nothing runs there, so there is no log; it ends after its duration, on the cluster's faster clock`;
   } else if (last.state === "planned" || last.state === "launching") {
     $("log-hint").textContent = `waiting for attempt ${last.id.attempt} to start`;
   } else if (!log || log.job !== d.id || log.attempt !== d.attempt_count) {

@@ -142,7 +142,9 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
         println!("  dashboard:   {}/#token={token}  (signs this browser in)", server.url);
         println!("  admin token: {token}");
         println!("  data:        {} (SQLite {})", args.data_dir.display(), server.db);
-        println!("  fleet:       this machine (local driver) and simulated demo clusters (nothing runs on them)");
+        println!(
+            "  fleet:       this machine (local driver) and simulated demo clusters (nothing runs on them: a job there\n               \"runs\" for its duration at ten minutes a second, so a 14-day training takes 34 minutes)"
+        );
         if !args.no_save {
             let path = UserConfig { server: Some(server.url.clone()), token: Some(token) }.save()?;
             println!("  saved to:    {} (so `cumulo jobs`, `cumulo submit` ... just work)", path.display());
