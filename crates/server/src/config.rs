@@ -542,6 +542,6 @@ mod tests {
         );
         let demo = FleetFile::demo().open(dir.path(), None).unwrap();
         let contracts: Vec<_> = demo.clusters.iter().filter_map(|(c, _)| c.contract.as_deref()).collect();
-        assert_eq!(contracts, ["aws-2025", "azure-2025"]);
+        assert_eq!(contracts, ["aws-2025", "azure-2025", "gcp-2025"]);
     }
 }
