@@ -44,4 +44,5 @@ fi
 step "tests"
 cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate
 step "api conformance (schemathesis)" && scripts/ci-schemathesis.sh
+scripts/ci-browser.sh  # the dashboard in Debian's chromium (playwright-core): screenshots in target/ci-artifacts/
 step "done"

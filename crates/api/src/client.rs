@@ -189,6 +189,17 @@ impl Client {
         self.json(self.request(reqwest::Method::GET, "/v1/contracts/burn-down")).await
     }
 
+    pub async fn tenants(&self) -> Result<Vec<crate::tenants::TenantView>, Error> {
+        self.json(self.request(reqwest::Method::GET, "/v1/tenants")).await
+    }
+
+    pub async fn create_tenant(
+        &self,
+        request: &crate::tenants::TenantRequest,
+    ) -> Result<crate::tenants::TenantView, Error> {
+        self.json(self.request(reqwest::Method::POST, "/v1/tenants").json(request)).await
+    }
+
     pub async fn create_token(&self, request: &TokenRequest) -> Result<TokenResponse, Error> {
         self.json(self.request(reqwest::Method::POST, "/v1/tokens").json(request)).await
     }

@@ -17,6 +17,8 @@ pub const INDEX_HTML: &str = include_str!("dashboard/index.html");
 pub const APP_JS: &str = include_str!("dashboard/app.js");
 /// The page's style sheet.
 pub const STYLE_CSS: &str = include_str!("dashboard/style.css");
+/// The page's icon (a browser asks for one; without it every load logs a 404).
+pub const ICON_SVG: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='8' cy='8' r='7' fill='#2f6fed'/><path d='M4 9a3 3 0 0 1 3-3 3.5 3.5 0 0 1 6 2 2 2 0 0 1 0 4H5a2 2 0 0 1-1-3z' fill='#fff'/></svg>";
 
 /// What the browser may load: only this server (scripts from files, no `eval`), so a page that
 /// somehow referenced another host would be refused by the browser too.
@@ -36,9 +38,9 @@ async fn asset(Path(file): Path<String>) -> Response {
     match file.as_str() {
         "app.js" => page(APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => page(STYLE_CSS, "text/css; charset=utf-8"),
-        other => {
-            ApiError::NotFound(format!("no dashboard file `{other}`: expected app.js or style.css")).into_response()
-        }
+        "icon.svg" => page(ICON_SVG, "image/svg+xml"),
+        other => ApiError::NotFound(format!("no dashboard file `{other}`: expected app.js, style.css or icon.svg"))
+            .into_response(),
     }
 }
 

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cumulo_store::{JobFilter, JobRecord, NewJob};
+use cumulo_store::{JobFilter, JobOrder, JobRecord, NewJob};
 use cumulo_types::{JobId, JobSpec};
 
 use crate::AppState;
@@ -65,7 +65,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Parses one job file and checks that the caller may submit it. `path` prefixes field names in
 /// errors (`jobs[3].`), empty for a single submit. A file without a `tenant` field belongs to the
 /// caller's tenant.
-fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -> Result<JobSpec, ApiError> {
+async fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -> Result<JobSpec, ApiError> {
     let source = if path.is_empty() { "request body".to_string() } else { path.trim_end_matches('.').to_string() };
     let spec = cumulo_jobfile::parse_str_in_tenant(text, &source, &principal.tenant).map_err(|err| {
         let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
@@ -74,17 +74,14 @@ fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -
             reason: err.to_string(),
         }
     })?;
-    admit(state, principal, &spec, path)?;
+    admit(state, principal, &spec, path).await?;
     Ok(spec)
 }
 
 /// Checks that the caller may submit `spec` for its tenant.
-fn admit(state: &AppState, principal: &Principal, spec: &JobSpec, path: &str) -> Result<(), ApiError> {
-    if !state.fleet.knows_tenant(&spec.tenant) {
-        return Err(ApiError::bad_request(
-            format!("{path}tenant"),
-            format!("unknown tenant `{}`: known tenants are {}", spec.tenant, state.fleet.tenant_names().join(", ")),
-        ));
+async fn admit(state: &AppState, principal: &Principal, spec: &JobSpec, path: &str) -> Result<(), ApiError> {
+    if !state.knows_tenant(&spec.tenant).await? {
+        return Err(state.unknown_tenant(format!("{path}tenant"), &spec.tenant));
     }
     if !principal.may_write_tenant(&spec.tenant) {
         principal.require_writer()?;
@@ -133,7 +130,7 @@ async fn submit_linked(
         ));
     }
     for (i, job) in jobs.iter().enumerate() {
-        admit(state, principal, job, &format!("jobs[{i}]."))?;
+        admit(state, principal, job, &format!("jobs[{i}].")).await?;
     }
     let job_key = |i: usize| key.map(|k| batch_key(k, i));
     if let cumulo_jobfile::Shape::Group { name } = &submission.shape {
@@ -231,7 +228,7 @@ pub(crate) async fn submit(
     let body = read_body(&state, &headers, body).await?;
     let _jobs = state.load.admit_jobs(1, &state.metrics)?;
     let text = json_text(&headers, body.text)?;
-    let spec = accept_job(&state, &principal, &text, "")?;
+    let spec = accept_job(&state, &principal, &text, "").await?;
     let stored_key = key.as_deref().map(single_key);
     if let (Some(key), Some(stored)) = (&key, &stored_key)
         && let Some(id) = state.store.job_by_idempotency_key(&spec.tenant, stored).await?
@@ -341,7 +338,7 @@ pub(crate) async fn submit_batch(
     let _jobs = state.load.admit_jobs(texts.len(), &state.metrics)?;
     let mut jobs = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
-        let spec = accept_job(&state, &principal, text, &format!("jobs[{i}]."))?;
+        let spec = accept_job(&state, &principal, text, &format!("jobs[{i}].")).await?;
         jobs.push(NewJob { spec, idempotency_key: key.as_ref().map(|k| batch_key(k, i)) });
     }
     drop(texts);
@@ -402,7 +399,30 @@ pub(crate) async fn list(
             )
         })?,
     };
-    let page = state.store.list_jobs(JobFilter { state: state_filter, tenant, after, limit }).await?;
+    let kind = query
+        .kind
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|k| {
+            serde_json::from_value::<cumulo_types::JobKind>(serde_json::Value::String(k.to_string())).map_err(|_| {
+                ApiError::bad_request(
+                    "kind",
+                    format!("unknown kind `{k}`: expected training, inference, batch or sandbox"),
+                )
+            })
+        })
+        .transpose()?;
+    let order = match query.order.as_deref().filter(|s| !s.is_empty()) {
+        None | Some("oldest") => JobOrder::OldestFirst,
+        Some("newest") => JobOrder::NewestFirst,
+        Some(other) => {
+            return Err(ApiError::bad_request("order", format!("unknown order `{other}`: expected oldest or newest")));
+        }
+    };
+    let name_contains = query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_string());
+    let cluster = query.cluster.filter(|c| !c.is_empty());
+    let filter = JobFilter { state: state_filter, tenant, after, limit, kind, name_contains, cluster, order };
+    let page = state.store.list_jobs(filter).await?;
     Ok(Json(JobList { jobs: page.jobs, next: page.next }))
 }
 

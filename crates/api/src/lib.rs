@@ -16,11 +16,13 @@ pub mod dashboard;
 pub mod error;
 mod extract;
 pub mod fleet;
+pub mod history;
 mod jobs;
 pub mod load;
 mod logs;
 pub mod metrics;
 pub mod openapi;
+pub mod tenants;
 mod tokens;
 pub mod usage;
 pub mod wire;
@@ -97,12 +99,22 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub(crate) tokens: Arc<auth::TokenCache>,
     pub(crate) load: Arc<load::Load>,
+    /// Names of the tenants stored through `POST /v1/tenants`, as last read.
+    pub(crate) stored_tenants: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, fleet: Arc<Fleet>, metrics: Arc<Metrics>, config: Config) -> AppState {
         let load = Arc::new(load::Load::new(config.max_inflight_body_bytes, config.max_inflight_jobs));
-        AppState { store, fleet, metrics, config: Arc::new(config), tokens: Arc::default(), load }
+        AppState {
+            store,
+            fleet,
+            metrics,
+            config: Arc::new(config),
+            tokens: Arc::default(),
+            load,
+            stored_tenants: Arc::default(),
+        }
     }
 }
 
@@ -114,7 +126,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/openapi.json", "this document"),
     ("get", "/v1/whoami", "the tenant and role of the calling token"),
     ("post", "/v1/jobs", "submit one job (YAML or JSON job file); Idempotency-Key makes retries safe"),
-    ("get", "/v1/jobs", "list jobs, filtered by state and tenant, paginated by id"),
+    (
+        "get",
+        "/v1/jobs",
+        "list jobs, filtered by state, tenant, kind, name and cluster, paginated by id (oldest or newest first)",
+    ),
     ("post", "/v1/jobs:batch", "submit many jobs at once, all or nothing"),
     ("get", "/v1/jobs/{id}", "one job with its attempts, placement, pending reason and events"),
     ("post", "/v1/jobs/{id}/cancel", "cancel a job"),
@@ -124,6 +140,13 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/contracts", "the contract portfolio"),
     ("get", "/v1/contracts/burn-down", "each contract against its burn schedule, from metered usage"),
     ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
+    ("get", "/v1/tenants", "the tenants jobs and tokens may name: the fleet file's and those created over the API"),
+    ("post", "/v1/tenants", "create a tenant (admin only), kept in the store"),
+    (
+        "get",
+        "/v1/history",
+        "the server's sampled history (queue depth, GPU utilisation, cost per tenant and provider) over a time range",
+    ),
     ("get", "/v1/usage", "metered usage grouped by tenant, provider, contract, job or gpu (own tenant unless admin)"),
     (
         "get",
@@ -155,6 +178,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/contracts", get(fleet::contracts))
         .route("/v1/contracts/burn-down", get(fleet::burn_down))
         .route("/v1/tokens", post(tokens::create))
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/v1/history", get(history::handler))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/usage/records", get(usage::records))
         .route("/v1/usage/chargeback", get(usage::chargeback))

@@ -134,6 +134,18 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                     "page size, 1 to 1000 (default 100)",
                     json!({"type": "integer", "minimum": 1, "maximum": 1000})
                 ),
+                query_param(
+                    "kind",
+                    "only jobs of this kind",
+                    json!({"type": "string", "enum": ["training", "inference", "batch", "sandbox"]})
+                ),
+                query_param("q", "only jobs whose name contains this text (case ignored)", json!({"type": "string"})),
+                query_param("cluster", "only jobs with an attempt on this cluster", json!({"type": "string"})),
+                query_param(
+                    "order",
+                    "oldest (ascending ids after `after`, the default) or newest (descending ids below `after`)",
+                    json!({"type": "string", "enum": ["oldest", "newest"]})
+                ),
             ]);
             responses["200"] = json_response("one page", schema_ref("JobList"));
             responses["400"] = error_response("a filter is invalid");
@@ -189,6 +201,26 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["201"] = json_response("the new token; its secret is never shown again", schema_ref("Token"));
             responses["400"] = error_response("unknown tenant or role, or a bad name");
             responses["403"] = error_response("only admins create tokens");
+        }
+        ("get", "/v1/tenants") => {
+            responses["200"] = json_response("tenants", json!({"type": "array", "items": schema_ref("Tenant")}))
+        }
+        ("post", "/v1/tenants") => {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema_ref("TenantRequest")}}});
+            responses["201"] = json_response("the new tenant", schema_ref("Tenant"));
+            responses["400"] = error_response("a bad name or weight; `field` names it");
+            responses["403"] = error_response("only admins create tenants");
+            responses["409"] = error_response("a tenant of that name exists");
+        }
+        ("get", "/v1/history") => {
+            op["parameters"] = json!([query_param(
+                "range",
+                "how far back: minutes, hours or days such as 15m, 1h (default), 6h, 7d (at most 31d)",
+                json!({"type": "string"})
+            )]);
+            responses["200"] = json_response("series of [unix ms, value], oldest first", schema_ref("History"));
+            responses["400"] = error_response("a bad range");
         }
         ("get", "/v1/usage") => {
             op["parameters"] = json!([
@@ -310,6 +342,14 @@ fn schemas() -> Value {
             "envs": {"type": "object", "maxProperties": 100,
                 "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
                 "additionalProperties": {"oneOf": [text_schema(1024), {"type": "boolean"}, {"type": "integer"}]}}}},
+        "Tenant": {"type": "object", "required": ["name", "source"], "properties": {
+            "name": string, "source": {"type": "string", "enum": ["fleet file", "api"]}, "weight": integer,
+            "gpus_milli": integer, "cpus_milli": integer, "created_at": {"type": "string", "format": "date-time"}}},
+        "TenantRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": string, "weight": {"type": "integer", "minimum": 1}, "gpus_milli": integer, "cpus_milli": integer}},
+        "History": {"type": "object", "properties": {"since": string, "until": string, "step_s": integer,
+            "units": {"type": "object"}, "series": {"type": "array", "items": {"type": "object", "properties": {
+                "metric": string, "label": string, "points": {"type": "array", "items": {"type": "array"}}}}}}},
         "Submitted": {"type": "object", "required": ["id", "created"], "properties": {"id": integer, "created": {"type": "boolean"}}},
         "BatchRequest": {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array",
             "minItems": 1, "maxItems": 10_000,

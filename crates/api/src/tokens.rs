@@ -34,11 +34,8 @@ pub(crate) async fn create(
         ApiError::bad_request("role", format!("unknown role `{}`: expected admin, member or viewer", request.role))
     })?;
     let tenant = request.tenant.trim().to_string();
-    if tenant.is_empty() || !state.fleet.knows_tenant(&tenant) {
-        return Err(ApiError::bad_request(
-            "tenant",
-            format!("unknown tenant `{tenant}`: known tenants are {}", state.fleet.tenant_names().join(", ")),
-        ));
+    if tenant.is_empty() || !state.knows_tenant(&tenant).await? {
+        return Err(state.unknown_tenant("tenant".to_string(), &tenant));
     }
     let name = request.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("{tenant}-{role}"));
     if name.chars().count() > MAX_TOKEN_NAME_CHARS || name.chars().any(char::is_control) {

@@ -35,6 +35,18 @@ pub struct ListQuery {
     pub after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// `training`, `inference`, `batch` or `sandbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Text the job's name contains (ASCII case ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Jobs with an attempt on this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// `oldest` (ascending ids after `after`, the default) or `newest` (descending ids below `after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
 }
 
 /// One page of jobs; pass `next` as `after` to get the next page.

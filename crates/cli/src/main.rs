@@ -61,6 +61,8 @@ enum Command {
     Contracts(cmd::fleet::ListArgs),
     /// API tokens (create)
     Token(cmd::fleet::TokenArgs),
+    /// Tenants (list, create): who jobs and tokens belong to
+    Tenant(cmd::fleet::TenantArgs),
     /// Check job files and print each normalised job, or every problem (exit 1 if any is invalid)
     Validate(cmd::validate::Args),
 }
@@ -96,7 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Up(args) => cmd::server::run_up(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Server(args) => cmd::server::run_server(args).map(|()| std::process::ExitCode::SUCCESS),
-        Command::Submit(args) => cmd::jobs::submit(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Submit(args) => cmd::jobs::submit(args),
         Command::Jobs(args) => cmd::jobs::jobs(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Job(args) => cmd::jobs::job(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Cancel(args) => cmd::jobs::cancel(args).map(|()| std::process::ExitCode::SUCCESS),
@@ -105,6 +107,7 @@ fn main() -> std::process::ExitCode {
         Command::Nodes(args) => cmd::fleet::nodes(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Contracts(args) => cmd::fleet::contracts(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Token(args) => cmd::fleet::token(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Tenant(args) => cmd::fleet::tenant(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Simulate(args) => cmd::simulate::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench(args) => cmd::bench::run(args).map(|()| std::process::ExitCode::SUCCESS),
     };

@@ -216,6 +216,24 @@ impl Controller {
         Controller { options, memory: Mutex::new(memory), stopping: Arc::default() }
     }
 
+    /// The fleet file's tenants and, after them, those created over the API (stored). A store
+    /// that cannot list tenants leaves the fleet file's: a pass never fails for it.
+    async fn tenant_policies(&self) -> Vec<TenantPolicy> {
+        let mut tenants = self.options.tenants.clone();
+        match self.options.store.tenants().await {
+            Ok(stored) => {
+                for t in stored {
+                    if !tenants.iter().any(|f| f.name == t.name) {
+                        let quota = cumulo_sched::Quota { gpus_milli: t.gpus_milli, cpus_milli: t.cpus_milli };
+                        tenants.push(TenantPolicy { name: t.name, weight: t.weight.max(1), quota });
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "stored tenants not read; using the fleet file's"),
+        }
+        tenants
+    }
+
     pub fn options(&self) -> &Options {
         &self.options
     }
@@ -389,7 +407,7 @@ impl Controller {
                     }
                     DriverState::Pending => (AttemptState::Launching, None),
                     DriverState::Running { .. } => (AttemptState::Running, None),
-                    DriverState::Exited { code: 0, .. } => (AttemptState::Succeeded, None),
+                    DriverState::Exited { code: 0, .. } => (AttemptState::Succeeded, Some("exit code 0".to_string())),
                     DriverState::Exited { code, .. } => (AttemptState::Failed, Some(format!("exit code {code}"))),
                     DriverState::Failed { reason } => (AttemptState::Failed, Some(reason)),
                     DriverState::Cancelled if attempt.preempt_requested => {
@@ -601,7 +619,7 @@ impl Controller {
                 running.push(alloc);
             }
         }
-        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.options.tenants.clone() };
+        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.tenant_policies().await };
         let Queue { jobs: mut queue, replicated, held, doomed, group_of, images } = self.queue(&active).await?;
         // A job in a container image goes only to clusters whose driver runs images.
         let imageless = self.clusters_without_images();

@@ -86,8 +86,13 @@ pub struct SimConfig {
     pub nodes: Vec<NodeInfo>,
     /// From launch to running.
     pub start_delay: std::time::Duration,
-    /// Run time of a job without `duration_s`.
+    /// Run time of a job without `duration_s` (an inference service without one runs until it
+    /// is cancelled: a service does not end by itself).
     pub default_duration: std::time::Duration,
+    /// Job seconds per simulated-cluster second: a job of `duration_s` runs `duration_s /
+    /// time_scale` seconds of this driver's clock (at least one). 1 runs durations as written; the
+    /// demo fleet runs an hour of job time in a second so a 14-day training ends in minutes.
+    pub time_scale: u32,
     /// Append-only JSON lines, one per new launch.
     pub dispatch_log: Option<PathBuf>,
 }
@@ -130,6 +135,7 @@ impl SimConfig {
             nodes,
             start_delay: std::time::Duration::from_secs(1),
             default_duration: std::time::Duration::from_secs(60),
+            time_scale: 1,
             dispatch_log: None,
         }
     }
@@ -197,7 +203,21 @@ pub struct SimDriver {
     state: Arc<Mutex<State>>,
 }
 
+/// A service without a duration runs this long: until it is cancelled, in practice.
+const SERVICE_RUN_S: u64 = 100 * 365 * 86_400;
+
 impl SimDriver {
+    /// How long an attempt of `job` runs on this driver's clock: its `duration_s` (else the
+    /// default; a service without one runs until cancelled) divided by `time_scale`, at least 1 s.
+    pub fn run_time_s(&self, job: &cumulo_driver::JobSpec) -> u64 {
+        let job_s = match (job.duration_s, job.kind) {
+            (Some(d), _) => d,
+            (None, cumulo_driver::JobKind::Inference) => return SERVICE_RUN_S,
+            (None, _) => self.config.default_duration.as_secs(),
+        };
+        job_s.div_ceil(u64::from(self.config.time_scale.max(1))).max(1)
+    }
+
     /// Opens a simulated cluster, reloading the attempts of an existing dispatch log.
     pub fn open(config: SimConfig, clock: SimClock) -> Result<SimDriver, Error> {
         let mut state = State::default();
@@ -388,7 +408,7 @@ impl Driver for SimDriver {
                 expected: "an integer exit code",
             })?,
         };
-        let duration_s = request.job.duration_s.unwrap_or(self.config.default_duration.as_secs());
+        let duration_s = self.run_time_s(&request.job);
         let sim = SimAttempt {
             nodes: request.nodes.iter().map(|n| n.node.clone()).collect(),
             launched_at: now,

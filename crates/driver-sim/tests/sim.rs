@@ -169,3 +169,35 @@ async fn logs_say_simulated() {
     assert!(!chunk.complete);
     assert_eq!(driver.capabilities().kind, "simulated");
 }
+
+#[tokio::test]
+async fn durations_run_scaled_and_services_run_until_cancelled() {
+    let mut config = SimConfig::uniform("demo", 4, Some(GpuModel::H100), 8, 96, 1_000_000);
+    config.time_scale = 3600;
+    let driver = SimDriver::open(config, SimClock::manual(t0())).unwrap();
+    let job = |kind: cumulo_driver::JobKind, duration_s: Option<u64>| {
+        let mut job = JobSpec::new("j", "t");
+        job.kind = kind;
+        job.duration_s = duration_s;
+        job
+    };
+    use cumulo_driver::JobKind::{Batch, Inference, Training};
+    // (kind, duration, seconds on the simulated cluster, why)
+    for (kind, duration, run_s, why) in [
+        (Training, Some(14 * 86_400), 336, "14 days at an hour a second"),
+        (Batch, Some(600), 1, "ten minutes rounds up to one second"),
+        (Batch, None, 1, "the default minute, scaled"),
+        (Inference, Some(7200), 2, "a service with a duration ends then"),
+        (Inference, None, 100 * 365 * 86_400, "a service without one runs until cancelled"),
+    ] {
+        assert_eq!(driver.run_time_s(&job(kind, duration)), run_s, "{why}");
+    }
+    let a = attempt(1, 1);
+    let mut request = LaunchRequest::new(a, job(Training, Some(14 * 86_400)));
+    request.nodes = vec![NodeAssignment::new("demo-0001", [0])];
+    driver.launch(&request).await.unwrap();
+    driver.clock().advance(Duration::from_secs(1 + 335));
+    assert!(matches!(driver.observe(&[a]).await.unwrap()[0].state, AttemptState::Running { .. }), "not yet");
+    driver.clock().advance(Duration::from_secs(1));
+    assert!(matches!(driver.observe(&[a]).await.unwrap()[0].state, AttemptState::Exited { code: 0, .. }), "done");
+}

@@ -110,9 +110,13 @@ pub enum DriverEntry {
         /// Seconds from launch to running.
         #[serde(default = "one_s")]
         start_delay_s: u64,
-        /// Run time of a job without `duration_s`.
+        /// Run time of a job without `duration_s` (a service without one runs until cancelled).
         #[serde(default = "sixty_s")]
         default_duration_s: u64,
+        /// Job seconds per wall-clock second on this simulated cluster: `600` runs a job's
+        /// `duration` ten minutes a second (a 14-day training in 34 minutes). Default 1.
+        #[serde(default = "one")]
+        time_scale: u32,
     },
     /// A real Slurm cluster: slurmrestd with JWT when `url` is set, else the command-line tools
     /// (with `conf` as `SLURM_CONF` when given).
@@ -255,6 +259,13 @@ impl FleetFile {
                 GpuModel::parse(gpu)
                     .map_err(|e| invalid(source, format!("clusters[{i}].driver.gpu"), e.to_string()))?;
             }
+            if let DriverEntry::Simulated { time_scale: 0, .. } = &c.driver {
+                return Err(invalid(
+                    source,
+                    format!("clusters[{i}].driver.time_scale"),
+                    "invalid time_scale `0`: expected job seconds per wall-clock second, at least 1",
+                ));
+            }
             match &c.driver {
                 DriverEntry::Slurm { url, user, token, token_file, .. } => {
                     let field = |f: &str| format!("clusters[{i}].driver.{f}");
@@ -388,12 +399,22 @@ impl FleetFile {
                             .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,
                     )
                 }
-                DriverEntry::Simulated { nodes, gpu, gpus, vcpus, memory_gb, start_delay_s, default_duration_s } => {
+                DriverEntry::Simulated {
+                    nodes,
+                    gpu,
+                    gpus,
+                    vcpus,
+                    memory_gb,
+                    start_delay_s,
+                    default_duration_s,
+                    time_scale,
+                } => {
                     let gpu =
                         gpu.as_deref().map(GpuModel::parse).transpose().map_err(|e| Error::Driver(e.to_string()))?;
                     let mut config = SimConfig::uniform(&entry.name, *nodes, gpu, *gpus, *vcpus, memory_gb * 1024);
                     config.start_delay = std::time::Duration::from_secs(*start_delay_s);
                     config.default_duration = std::time::Duration::from_secs(*default_duration_s);
+                    config.time_scale = *time_scale;
                     config.dispatch_log = Some(data_dir.join("dispatch").join(format!("{}.jsonl", entry.name)));
                     if let Some(dir) = config.dispatch_log.as_deref().and_then(Path::parent) {
                         std::fs::create_dir_all(dir)
@@ -691,6 +712,11 @@ mod tests {
         check(&with("{kind: slurm, observe_with: sacct}"), "clusters[0].driver", "unknown variant `sacct`");
         check(&with("{kind: slurm, colour: red}"), "clusters[0].driver", "unknown field `colour`");
         check(&with("{kind: ray}"), "clusters[0].driver", "missing field `url`");
+        check(
+            &with("{kind: simulated, nodes: 1, vcpus: 1, memory_gb: 1, time_scale: 0}"),
+            "clusters[0].driver.time_scale",
+            "invalid time_scale `0`: expected job seconds per wall-clock second",
+        );
         check(&with("{kind: ray, url: 'localhost:8265'}"), "clusters[0].driver.url", "localhost:8265");
     }
 

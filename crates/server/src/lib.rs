@@ -51,8 +51,11 @@ pub struct Options {
     pub fleet_base: Option<PathBuf>,
     /// Time between reconcile passes.
     pub reconcile_interval: Duration,
-    /// Whether this process runs the reconcile loop (it still competes for the lease).
+    /// Whether this process runs the reconcile loop (it still competes for the lease) and samples
+    /// the dashboard's history.
     pub reconcile: bool,
+    /// Time between samples of the history the dashboard charts (`api::history`).
+    pub history_interval: Duration,
     pub api: cumulo_api::Config,
 }
 
@@ -66,6 +69,7 @@ impl Options {
             fleet_base: None,
             reconcile_interval: Duration::from_millis(500),
             reconcile: true,
+            history_interval: Duration::from_secs(15),
             api: cumulo_api::Config::default(),
         }
     }
@@ -83,6 +87,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<Result<(), std::io::Error>>,
     reconcile: Option<JoinHandle<()>>,
+    history: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -97,6 +102,9 @@ impl Server {
         let _ = self.shutdown.send(true);
         if let Some(reconcile) = self.reconcile {
             let _ = reconcile.await;
+        }
+        if let Some(history) = self.history {
+            let _ = history.await;
         }
         match served {
             Ok(Ok(())) => Ok(()),
@@ -213,6 +221,9 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
     });
 
     let state = AppState::new(store.clone(), Arc::new(api_fleet), metrics, options.api.clone());
+    let history = options
+        .reconcile
+        .then(|| tokio::spawn(history_loop(state.clone(), options.history_interval, shutdown_rx.clone())));
     let app = cumulo_api::router(state);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -236,6 +247,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         shutdown,
         http,
         reconcile,
+        history,
     })
 }
 
@@ -250,6 +262,41 @@ pub fn redact(db: &str) -> String {
             }
         }
         _ => db.to_string(),
+    }
+}
+
+/// How long the history is kept.
+const HISTORY_KEPT_DAYS: i64 = 8;
+
+/// Samples the dashboard's history every `interval` until shutdown, and forgets samples older than
+/// [`HISTORY_KEPT_DAYS`] now and then. A failed sample is logged and skipped.
+async fn history_loop(state: cumulo_api::AppState, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut samples: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s).map(|_| ()) => break,
+            _ = tick.tick() => {
+                let now = chrono::Utc::now();
+                let points = match cumulo_api::history::sample(&state, now).await {
+                    Ok(points) => points,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "history sample failed");
+                        continue;
+                    }
+                };
+                if let Err(err) = state.store.append_history(points).await {
+                    tracing::warn!(error = %err, "history sample not stored");
+                }
+                if samples.is_multiple_of(240)
+                    && let Err(err) = state.store.forget_history(now - chrono::Duration::days(HISTORY_KEPT_DAYS)).await
+                {
+                    tracing::warn!(error = %err, "old history not forgotten");
+                }
+                samples += 1;
+            }
+        }
     }
 }
 

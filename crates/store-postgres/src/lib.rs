@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cumulo_store::{
-    ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, JobFilter, JobPage, JobRecord,
-    NewAttempt, NewJob, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store, Submitted, TokenRecord,
-    attempt_may_move, check_new_job, from_micros, job_state_after_attempt, job_state_of_replicas,
+    ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, HistoryPoint, JobFilter, JobOrder,
+    JobPage, JobRecord, NewAttempt, NewJob, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store, Submitted,
+    TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros, job_state_after_attempt,
+    job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_state_id.sql"),
     include_str!("../migrations/0005_replicas.sql"),
     include_str!("../migrations/0006_usage_intervals.sql"),
+    include_str!("../migrations/0007_tenants_history.sql"),
 ];
 
 /// How to connect.
@@ -535,23 +537,41 @@ impl Store for PostgresStore {
 
     async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage> {
         let limit = filter.effective_limit();
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id > $1");
-        let mut next_param = 2;
-        if filter.state.is_some() {
-            sql.push_str(&format!(" AND state = ${next_param}"));
-            next_param += 1;
-        }
-        if filter.tenant.is_some() {
-            sql.push_str(&format!(" AND tenant = ${next_param}"));
-            next_param += 1;
-        }
-        sql.push_str(&format!(" ORDER BY id LIMIT ${next_param}"));
-        let mut query = sqlx::query(&sql).bind(filter.after.map_or(0, |id| id.0 as i64));
+        let newest_first = filter.order == JobOrder::NewestFirst;
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id {} $1", if newest_first { "<" } else { ">" });
+        let mut texts: Vec<String> = Vec::new();
+        let mut condition = |sql: &mut String, clause: &str, value: String| {
+            texts.push(value);
+            sql.push_str(&clause.replace("$N", &format!("${}", texts.len() + 1)));
+        };
         if let Some(state) = filter.state {
-            query = query.bind(state.as_str());
+            condition(&mut sql, " AND state = $N", state.as_str().to_string());
         }
         if let Some(tenant) = &filter.tenant {
-            query = query.bind(tenant.clone());
+            condition(&mut sql, " AND tenant = $N", tenant.clone());
+        }
+        if let Some(kind) = filter.kind {
+            condition(&mut sql, " AND (spec::jsonb ->> 'kind') = $N", kind.as_str().to_string());
+        }
+        if let Some(text) = &filter.name_contains {
+            condition(&mut sql, " AND strpos(lower(spec::jsonb ->> 'name'), lower($N)) > 0", text.clone());
+        }
+        if let Some(cluster) = &filter.cluster {
+            condition(
+                &mut sql,
+                " AND EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = jobs.id AND (a.placement::jsonb ->> 'cluster') = $N)",
+                cluster.clone(),
+            );
+        }
+        sql.push_str(&format!(" ORDER BY id {} LIMIT ${}", if newest_first { "DESC" } else { "ASC" }, texts.len() + 2));
+        let cursor = match (filter.after, newest_first) {
+            (Some(id), _) => id.0 as i64,
+            (None, true) => i64::MAX,
+            (None, false) => 0,
+        };
+        let mut query = sqlx::query(&sql).bind(cursor);
+        for text in texts {
+            query = query.bind(text);
         }
         query = query.bind(i64::from(limit) + 1);
         let rows = query.fetch_all(&self.pool).await.map_err(backend)?;
@@ -563,6 +583,80 @@ impl Store for PostgresStore {
             None
         };
         Ok(JobPage { jobs, next })
+    }
+
+    async fn create_tenant(&self, tenant: TenantRecord) -> Result<()> {
+        check_tenant(&tenant)?;
+        sqlx::query(
+            "INSERT INTO tenants (name, weight, gpus_milli, cpus_milli, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&tenant.name)
+        .bind(i64::from(tenant.weight))
+        .bind(tenant.gpus_milli.map(|g| g as i64))
+        .bind(tenant.cpus_milli.map(|c| c as i64))
+        .bind(cumulo_store::to_micros(tenant.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match backend(e) {
+            Error::Conflict(_) => Error::Conflict(format!("tenant `{}` exists already", tenant.name)),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        let rows: Vec<(String, i64, Option<i64>, Option<i64>, i64)> =
+            sqlx::query_as("SELECT name, weight, gpus_milli, cpus_milli, created_at FROM tenants ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, weight, gpus, cpus, at)| TenantRecord {
+                name,
+                weight: weight as u32,
+                gpus_milli: gpus.map(|g| g as u64),
+                cpus_milli: cpus.map(|c| c as u64),
+                created_at: cumulo_store::from_micros(at),
+            })
+            .collect())
+    }
+
+    async fn append_history(&self, points: Vec<HistoryPoint>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for point in &points {
+            sqlx::query("INSERT INTO history (at, metric, label, value) VALUES ($1, $2, $3, $4)")
+                .bind(cumulo_store::to_micros(point.at))
+                .bind(&point.metric)
+                .bind(&point.label)
+                .bind(point.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn history_since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<HistoryPoint>> {
+        let rows: Vec<(i64, String, String, f64)> =
+            sqlx::query_as("SELECT at, metric, label, value FROM history WHERE at >= $1 ORDER BY at, metric, label")
+                .bind(cumulo_store::to_micros(since))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, metric, label, value)| HistoryPoint { at: cumulo_store::from_micros(at), metric, label, value })
+            .collect())
+    }
+
+    async fn forget_history(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM history WHERE at < $1")
+            .bind(cumulo_store::to_micros(before))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     async fn cancel_job(&self, id: JobId) -> Result<JobRecord> {

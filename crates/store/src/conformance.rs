@@ -10,8 +10,8 @@ use std::sync::Arc;
 use cumulo_types::{JobId, JobSpec, JobState, Priority};
 
 use crate::{
-    AttemptId, AttemptState, AttemptUpdate, Error, JobFilter, NewAttempt, NewJob, PlanCommit, Role, Store, TokenRecord,
-    replicas_to_place,
+    AttemptId, AttemptState, AttemptUpdate, Error, HistoryPoint, JobFilter, JobOrder, NewAttempt, NewJob, PlanCommit,
+    Role, Store, TenantRecord, TokenRecord, replicas_to_place,
 };
 
 /// Generates one `#[tokio::test]` per conformance case. `$open` is an async expression evaluating to
@@ -51,6 +51,9 @@ macro_rules! conformance_tests {
             a_replicated_job_succeeds_when_every_replica_succeeded
             lost_attempts_wait_for_their_engine_to_stop
             large_batches_keep_order_and_repeats
+            list_jobs_finds_by_kind_name_and_cluster_newest_first
+            tenants_are_created_once_and_listed
+            history_comes_back_in_time_order_and_can_be_forgotten
         );
     };
     (@cases $open:expr; $($case:ident)*) => {
@@ -184,7 +187,8 @@ pub async fn list_jobs_paginates_and_filters(store: Arc<dyn Store>) {
     let cancelled =
         store.list_jobs(JobFilter { state: Some(JobState::Cancelled), ..JobFilter::default() }).await.unwrap();
     assert_eq!(cancelled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3]]);
-    let both = JobFilter { state: Some(JobState::Pending), tenant: Some("odd".into()), limit: 5, after: None };
+    let both =
+        JobFilter { state: Some(JobState::Pending), tenant: Some("odd".into()), limit: 5, ..JobFilter::default() };
     let page = store.list_jobs(both).await.unwrap();
     assert_eq!(page.jobs.len(), 5);
     assert!(page.jobs.iter().all(|j| j.spec.tenant == "odd" && j.state == JobState::Pending && j.id != ids[3]));
@@ -716,4 +720,92 @@ pub async fn lost_attempts_wait_for_their_engine_to_stop(store: Arc<dyn Store>) 
     store.stopped_on_engine(vec![replicas[1]]).await.unwrap();
     assert!(store.attempts_to_stop_on_engine().await.unwrap().is_empty());
     assert_eq!(state_of(&store, lost.job).await, JobState::Pending, "the stop changes no state");
+}
+
+pub async fn list_jobs_finds_by_kind_name_and_cluster_newest_first(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for (name, kind) in [
+        ("Pretrain-70B", cumulo_types::JobKind::Training),
+        ("sweep-a", cumulo_types::JobKind::Batch),
+        ("sweep-b", cumulo_types::JobKind::Batch),
+        ("notebook", cumulo_types::JobKind::Sandbox),
+    ] {
+        let mut spec = JobSpec::new(name, "t");
+        spec.kind = kind;
+        ids.push(submit_one(&store, NewJob { spec, idempotency_key: None }).await);
+    }
+    store
+        .commit_plan(PlanCommit {
+            launches: vec![NewAttempt { job: ids[1], replica: 0, placement: serde_json::json!({"cluster": "east"}) }],
+            ..PlanCommit::default()
+        })
+        .await
+        .unwrap();
+    let names = |page: crate::JobPage| page.jobs.into_iter().map(|j| j.spec.name).collect::<Vec<_>>();
+    let find = |filter: JobFilter| {
+        let store = store.clone();
+        async move { names(store.list_jobs(filter).await.unwrap()) }
+    };
+    let newest = JobFilter { order: JobOrder::NewestFirst, ..JobFilter::default() };
+    assert_eq!(find(newest.clone()).await, ["notebook", "sweep-b", "sweep-a", "Pretrain-70B"], "newest first");
+    let page = store.list_jobs(JobFilter { limit: 2, ..newest.clone() }).await.unwrap();
+    assert_eq!(page.next, Some(ids[2]), "a newest-first page ends at its oldest job");
+    let rest = JobFilter { after: page.next, ..newest.clone() };
+    assert_eq!(find(rest).await, ["sweep-a", "Pretrain-70B"], "the next page goes on below it");
+    let batch = JobFilter { kind: Some(cumulo_types::JobKind::Batch), ..JobFilter::default() };
+    assert_eq!(find(batch).await, ["sweep-a", "sweep-b"], "by kind");
+    let named = JobFilter { name_contains: Some("70b".into()), ..JobFilter::default() };
+    assert_eq!(find(named).await, ["Pretrain-70B"], "by name, ignoring case");
+    let on_east = JobFilter { cluster: Some("east".into()), ..JobFilter::default() };
+    assert_eq!(find(on_east).await, ["sweep-a"], "by the cluster of an attempt");
+    let nowhere = JobFilter { cluster: Some("west".into()), ..JobFilter::default() };
+    assert!(find(nowhere).await.is_empty(), "no job ran on west");
+}
+
+pub async fn tenants_are_created_once_and_listed(store: Arc<dyn Store>) {
+    let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let tenant = |name: &str, weight: u32| TenantRecord {
+        name: name.to_string(),
+        weight,
+        gpus_milli: Some(8000),
+        cpus_milli: None,
+        created_at: at,
+    };
+    assert!(store.tenants().await.unwrap().is_empty(), "a new store has no stored tenants");
+    store.create_tenant(tenant("vision", 2)).await.unwrap();
+    store.create_tenant(tenant("audio", 1)).await.unwrap();
+    let again = store.create_tenant(tenant("vision", 3)).await.unwrap_err();
+    assert!(matches!(again, Error::Conflict(_)), "a second `vision` is a conflict: {again}");
+    assert!(again.to_string().contains("tenant `vision` exists already"), "{again}");
+    let bad = store.create_tenant(tenant("Vision Team", 1)).await.unwrap_err().to_string();
+    assert_eq!(
+        bad,
+        "invalid tenant name `Vision Team`: expected 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter"
+    );
+    let zero = store.create_tenant(tenant("zero", 0)).await.unwrap_err().to_string();
+    assert!(zero.contains("weight"), "{zero}");
+    let stored = store.tenants().await.unwrap();
+    assert_eq!(stored, vec![tenant("audio", 1), tenant("vision", 2)], "by name; the failed creates left nothing");
+}
+
+pub async fn history_comes_back_in_time_order_and_can_be_forgotten(store: Arc<dyn Store>) {
+    let t = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+    let point = |s: i64, metric: &str, label: &str, value: f64| HistoryPoint {
+        at: t(s),
+        metric: metric.to_string(),
+        label: label.to_string(),
+        value,
+    };
+    store.append_history(vec![point(30, "jobs", "pending", 4.0), point(30, "jobs", "running", 2.0)]).await.unwrap();
+    store
+        .append_history(vec![point(0, "jobs", "pending", 1.0), point(60, "cost_by_tenant", "research", 1.5e6)])
+        .await
+        .unwrap();
+    let all = store.history_since(t(0)).await.unwrap();
+    let at: Vec<i64> = all.iter().map(|p| p.at.timestamp() - 1_700_000_000).collect();
+    assert_eq!(at, [0, 30, 30, 60], "oldest first");
+    assert_eq!(all[3], point(60, "cost_by_tenant", "research", 1.5e6));
+    assert_eq!(store.history_since(t(31)).await.unwrap().len(), 1, "since is inclusive and filters");
+    assert_eq!(store.forget_history(t(30)).await.unwrap(), 1, "only the sample before 30 s goes");
+    assert_eq!(store.history_since(t(0)).await.unwrap().len(), 3);
 }

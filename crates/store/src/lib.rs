@@ -164,7 +164,8 @@ pub struct JobRecord {
     pub attempts: Vec<AttemptRecord>,
 }
 
-/// Which jobs `list_jobs` returns: ids ascending, strictly after `after` (keyset pagination).
+/// Which jobs `list_jobs` returns: ids in `order`, strictly beyond `after` in that order (keyset
+/// pagination: ascending ids after it, or with [`JobOrder::NewestFirst`] descending ids below it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFilter {
     pub state: Option<JobState>,
@@ -173,6 +174,76 @@ pub struct JobFilter {
     /// At most this many; 0 means [`JobFilter::DEFAULT_LIMIT`], larger than [`JobFilter::MAX_LIMIT`] is
     /// capped.
     pub limit: u32,
+    /// Only jobs of this kind (`training`, `inference`, `batch`, `sandbox`).
+    #[serde(default)]
+    pub kind: Option<cumulo_types::JobKind>,
+    /// Only jobs whose name contains this text, ignoring ASCII case.
+    #[serde(default)]
+    pub name_contains: Option<String>,
+    /// Only jobs with an attempt placed on this cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub order: JobOrder,
+}
+
+/// The order of [`Store::list_jobs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOrder {
+    /// Ascending ids (the API's default; every job exactly once while paging).
+    #[default]
+    OldestFirst,
+    /// Descending ids (the dashboard's list).
+    NewestFirst,
+}
+
+/// A tenant created over the API, beside those of the fleet file (which are not stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub name: String,
+    /// Fair-share weight (at least 1).
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_milli: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_milli: Option<u64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One sample of the server's history (the dashboard's charts): `metric` for `label` at `at`,
+/// e.g. `jobs` / `pending`, `gpu_utilisation` / `aws`, `cost_by_tenant` / `research` (µ$ so far).
+/// Values are floats: history is for charts, never for accounting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub at: DateTime<Utc>,
+    pub metric: String,
+    pub label: String,
+    pub value: f64,
+}
+
+/// Checks a tenant before it is stored: its name ([`check_tenant_name`]) and a weight of at least 1.
+pub fn check_tenant(tenant: &TenantRecord) -> Result<()> {
+    check_tenant_name(&tenant.name)?;
+    if tenant.weight == 0 {
+        return Err(Error::Invalid { field: "weight", value: "0".to_string(), expected: "a weight of at least 1" });
+    }
+    Ok(())
+}
+
+/// Checks a tenant name: 1 to 64 lowercase letters, digits, `-` or `_`, starting with a letter.
+pub fn check_tenant_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        field: "tenant name",
+        value: name.to_string(),
+        expected: "1 to 64 lowercase letters, digits, '-' or '_', starting with a letter",
+    })
 }
 
 impl JobFilter {
@@ -426,6 +497,36 @@ pub trait Store: Send + Sync + 'static {
     async fn usage_page(&self, query: usage::UsagePageQuery) -> Result<Vec<usage::UsageRecord>> {
         let _ = query;
         Err(Error::Backend("this store keeps no usage records".into()))
+    }
+
+    /// Stores a new tenant. `Error::Invalid` for a bad name or a weight of 0, `Error::Conflict`
+    /// when a tenant of that name is stored already; nothing changes on error.
+    async fn create_tenant(&self, tenant: TenantRecord) -> Result<()> {
+        let _ = tenant;
+        Err(Error::Backend("this store keeps no tenants".into()))
+    }
+
+    /// Stored tenants by name.
+    async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        Ok(Vec::new())
+    }
+
+    /// Appends history samples in one transaction (all or none).
+    async fn append_history(&self, points: Vec<HistoryPoint>) -> Result<()> {
+        let _ = points;
+        Err(Error::Backend("this store keeps no history".into()))
+    }
+
+    /// History samples at or after `since`, oldest first.
+    async fn history_since(&self, since: DateTime<Utc>) -> Result<Vec<HistoryPoint>> {
+        let _ = since;
+        Ok(Vec::new())
+    }
+
+    /// Deletes history samples older than `before`; returns how many went.
+    async fn forget_history(&self, before: DateTime<Utc>) -> Result<u64> {
+        let _ = before;
+        Ok(0)
     }
 }
 

@@ -111,6 +111,56 @@ impl Money {
     pub fn is_negative(self) -> bool {
         self.0 < 0
     }
+
+    /// The one way amounts are shown to people: dollars and cents, grouped (`$38,000.00`),
+    /// rounded half away from zero. [`Money`]'s `Display` keeps every micro-dollar for exports.
+    pub fn usd(self) -> String {
+        let cents = self.mul_div(1, 10_000).0;
+        let sign = if cents < 0 { "-" } else { "" };
+        let abs = cents.unsigned_abs();
+        format!("{sign}${}.{:02}", group_thousands(abs / 100), abs % 100)
+    }
+
+    /// Totals in a readable unit from a million up: `$1.75B`, `$768.53M`; below that, [`Money::usd`].
+    pub fn usd_short(self) -> String {
+        let abs = self.0.unsigned_abs();
+        let (unit, scale) = match abs {
+            a if a >= 1_000_000_000_000_000 => ("B", 1_000_000_000_000_000u64),
+            a if a >= 1_000_000_000_000 => ("M", 1_000_000_000_000),
+            _ => return self.usd(),
+        };
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let hundredths = (abs as u128 * 100 + scale as u128 / 2) / scale as u128;
+        format!("{sign}${}.{:02}{unit}", group_thousands((hundredths / 100) as u64), hundredths % 100)
+    }
+
+    /// A price per hour: `$6.16/h`; below a dollar up to four decimals so that small rates are not
+    /// shown as nothing (`$0.0125/h`).
+    pub fn usd_per_hour(self) -> String {
+        if self.0.unsigned_abs() >= 1_000_000 || self.0 == 0 {
+            return format!("{}/h", self.usd());
+        }
+        let ten_thousandths = self.mul_div(1, 100).0;
+        let sign = if ten_thousandths < 0 { "-" } else { "" };
+        let mut frac = format!("{:04}", ten_thousandths.unsigned_abs());
+        while frac.len() > 2 && frac.ends_with('0') {
+            frac.pop();
+        }
+        format!("{sign}$0.{frac}/h")
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    grouped
 }
 
 impl fmt::Display for Money {
@@ -179,6 +229,21 @@ impl Sum for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_shown_one_way() {
+        let shown = |micros: i64| (Money(micros).usd(), Money(micros).usd_short(), Money(micros).usd_per_hour());
+        assert_eq!(shown(38_000_000_000).0, "$38,000.00", "cents always, grouped");
+        assert_eq!(shown(1_754_999_000_000_000).1, "$1.75B", "billions in short form");
+        assert_eq!(shown(768_530_000_000_000).1, "$768.53M");
+        assert_eq!(shown(999_999_994_999).1, "$999,999.99", "below a million: cents");
+        assert_eq!(shown(6_155_000).2, "$6.16/h", "rates round half away from zero");
+        assert_eq!(shown(12_500).2, "$0.0125/h", "small rates keep four decimals");
+        assert_eq!(shown(500_000).2, "$0.50/h");
+        assert_eq!(shown(0).2, "$0.00/h");
+        assert_eq!(shown(-1_234_567).0, "-$1.23");
+        assert_eq!(shown(1_234_567_891).0, "$1,234.57", "never six decimals");
+    }
 
     fn check(text: &str, micros: i64) {
         assert_eq!(Money::parse_dollars(text).unwrap(), Money(micros), "{text}");

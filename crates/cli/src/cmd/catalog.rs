@@ -158,7 +158,7 @@ fn list(gpu: Option<&str>, provider: Option<&str>, dir: Option<&Path>, output: F
     println!("catalog: {} ({} offers shown)", catalog.origin, offers.len());
     let mut t =
         table(["provider", "region", "zone", "instance type", "GPU", "vCPUs", "mem GiB", "$/h", "spot $/h", "source"]);
-    let price = |m: Option<Money>| m.map_or("-".to_string(), |m| m.to_string());
+    let price = |m: Option<Money>| m.map_or("-".to_string(), Money::usd_per_hour);
     for o in offers {
         t.add_row([
             o.provider.clone(),

@@ -104,7 +104,7 @@ pub fn contracts(args: ListArgs) -> anyhow::Result<()> {
             burn["portfolio"].as_str().unwrap_or("")
         );
     }
-    let money = |v: &serde_json::Value| v.as_i64().map(|m| cumulo_types::Money(m).to_string()).unwrap_or_default();
+    let money = |v: &serde_json::Value| v.as_i64().map(|m| cumulo_types::Money(m).usd_short()).unwrap_or_default();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let clauses_of = |id: &str| {
         portfolio["contracts"]
@@ -230,6 +230,92 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
                 token.name, token.tenant, token.role
             );
             Ok(())
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TenantArgs {
+    #[command(subcommand)]
+    pub command: TenantCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TenantCommand {
+    /// List the tenants: the fleet file's and those created over the API
+    List(ListArgs),
+    /// Create a tenant (admins only); it is kept in the server's store
+    Create(TenantCreateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TenantCreateArgs {
+    /// Name: lowercase letters, digits, '-' or '_', starting with a letter
+    pub name: String,
+    /// Fair-share weight (a tenant of weight 2 gets twice the share of one of weight 1)
+    #[arg(long, default_value_t = 1)]
+    pub weight: u32,
+    /// Quota: at most this many GPUs at once (fractions allowed, e.g. 0.5)
+    #[arg(long)]
+    pub gpus: Option<f64>,
+    /// Quota: at most this many vCPUs at once
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// A quota in thousandths, refusing negative or non-finite numbers.
+fn milli(flag: &str, value: Option<f64>) -> anyhow::Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some((v * 1000.0).round() as u64)),
+        Some(v) => anyhow::bail!("invalid {flag} `{v}`: expected a number of at least 0"),
+    }
+}
+
+pub fn tenant(args: TenantArgs) -> anyhow::Result<()> {
+    match args.command {
+        TenantCommand::List(args) => {
+            let tenants = runtime()?.block_on(args.remote.client()?.tenants())?;
+            match args.output {
+                Format::Json => print_json(&tenants),
+                Format::Table => {
+                    let mut t = table(["TENANT", "FROM", "WEIGHT", "GPU QUOTA", "CPU QUOTA"]);
+                    let quota = |m: Option<u64>| m.map_or("-".to_string(), |m| format!("{}", m as f64 / 1000.0));
+                    for tenant in &tenants {
+                        t.add_row([
+                            tenant.name.clone(),
+                            tenant.source.clone(),
+                            tenant.weight.map_or("(fleet file)".to_string(), |w| w.to_string()),
+                            quota(tenant.gpus_milli),
+                            quota(tenant.cpus_milli),
+                        ]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        TenantCommand::Create(args) => {
+            let request = cumulo_api::tenants::TenantRequest {
+                name: args.name,
+                weight: Some(args.weight),
+                gpus_milli: milli("--gpus", args.gpus)?,
+                cpus_milli: milli("--cpus", args.cpus)?,
+            };
+            let tenant = runtime()?.block_on(args.remote.client()?.create_tenant(&request))?;
+            match args.output {
+                Format::Json => print_json(&tenant),
+                Format::Table => {
+                    println!("tenant `{}` created (weight {})", tenant.name, tenant.weight.unwrap_or(1));
+                    eprintln!("give it a token: cumulo token create --tenant {} --role member", tenant.name);
+                    Ok(())
+                }
+            }
         }
     }
 }

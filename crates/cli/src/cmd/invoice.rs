@@ -32,11 +32,11 @@ pub struct Args {
     /// Provider billed (aws, azure, gcp, oci, coreweave, ...)
     #[arg(long)]
     pub provider: String,
-    /// Billing month, YYYY-MM (UTC)
+    /// Billing month, YYYY-MM (UTC; default: this month)
     #[arg(long)]
-    pub month: String,
-    /// Output: table, json or csv
-    #[arg(short = 'o', long = "format", alias = "output", value_enum, default_value_t = InvoiceFormat::Table)]
+    pub month: Option<String>,
+    /// Output format: table, json or csv; `--format` is an older spelling
+    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = InvoiceFormat::Table)]
     pub format: InvoiceFormat,
 }
 
@@ -47,14 +47,39 @@ struct Document<'a> {
     invoice: &'a cumulo_ledger::Invoice,
 }
 
+/// An invoice for a provider nobody uses is a typo, not an empty bill.
+fn refuse_unknown_provider(provider: &Provider, mut known: Vec<String>, among: &str) -> anyhow::Result<()> {
+    known.sort();
+    known.dedup();
+    if known.iter().any(|k| k == provider.as_str()) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "unknown provider `{provider}` for --provider: expected one of {} (the providers {among})",
+        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+    )
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let provider = Provider::new(&args.provider).context("--provider")?;
-    let month = Month::parse(&args.month)?;
+    let month = match &args.month {
+        Some(text) => Month::parse(text)?,
+        None => Month::parse(&chrono::Utc::now().format("%Y-%m").to_string())?,
+    };
     let inv = match &args.usage {
-        Some(path) => cumulo_ledger::invoice(&read_usage_file(path)?, &provider, month),
+        Some(path) => {
+            let records = read_usage_file(path)?;
+            let known: Vec<String> = records.iter().map(|r| r.provider.to_string()).collect();
+            refuse_unknown_provider(&provider, known, &format!("in {}", path.display()))?;
+            cumulo_ledger::invoice(&records, &provider, month)
+        }
         None => {
             let client = args.remote.client()?;
-            runtime()?.block_on(client.invoice(provider.as_str(), &month.to_string()))?
+            runtime()?.block_on(async {
+                let known = client.clusters().await?.into_iter().map(|c| c.provider).collect();
+                refuse_unknown_provider(&provider, known, "in the server's fleet")?;
+                Ok::<_, anyhow::Error>(client.invoice(provider.as_str(), &month.to_string()).await?)
+            })?
         }
     };
     match args.format {
@@ -93,20 +118,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
             let mut t = table(["item", "node type", "rate / node-hour", "node-hours", "amount"]);
             for l in &inv.lines {
-                t.add_row([
-                    l.item.clone(),
-                    l.node_type.clone(),
-                    l.rate.to_string(),
-                    l.node_hours(),
-                    l.amount.to_string(),
-                ]);
+                t.add_row([l.item.clone(), l.node_type.clone(), l.rate.usd_per_hour(), l.node_hours(), l.amount.usd()]);
             }
             t.add_row([
                 "total".to_string(),
                 String::new(),
                 String::new(),
                 decimal_hours(inv.lines.iter().map(|l| l.node_seconds).sum()),
-                inv.total.to_string(),
+                inv.total.usd(),
             ]);
             println!("{t}");
             Ok(())

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,19 +10,24 @@ use cumulo_api::wire::{JobDetail, ListQuery};
 use cumulo_store::JobRecord;
 use cumulo_types::{JobId, JobState};
 use serde::Serialize;
+use sha2::Digest;
 
 use super::remote::{Remote, age, runtime, spinner};
 use crate::output::{Format, print_json, table};
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// Job files (YAML or JSON; `-` reads standard input). A file of several `---` documents is
-    /// submitted as one all-or-nothing batch
+    /// Job files (YAML or JSON; `-` reads standard input). Each file is its own all-or-nothing
+    /// submit (a file of several `---` documents is one batch); every file's result is printed
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Wait until every submitted job has finished
     #[arg(long)]
     pub wait: bool,
+    /// Submit again even when the same file content was submitted before (by default a file's
+    /// content is its idempotency key, so re-running a command never makes second jobs)
+    #[arg(long)]
+    pub new: bool,
     #[command(flatten)]
     pub remote: Remote,
     /// Output format
@@ -29,13 +35,20 @@ pub struct SubmitArgs {
     pub output: Format,
 }
 
+/// One line of `cumulo submit`'s answer: a job a file made (or had made before), or why a file
+/// went in not at all.
 #[derive(Serialize)]
 struct Submitted {
     file: String,
-    id: JobId,
-    created: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<JobId>,
+    /// False when the same content was submitted before: `id` is that earlier job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<JobState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 fn read_file(path: &PathBuf) -> anyhow::Result<String> {
@@ -60,79 +73,143 @@ fn is_multi_document(text: &str) -> bool {
     false
 }
 
-/// A random key per submitted file, so that a retry after a lost answer never makes two jobs.
+/// A random key (`--new`): still one job per file when a lost answer is retried.
 fn fresh_key() -> String {
     format!("cli-{}", &cumulo_api::auth::generate_token()[4..36])
 }
 
-pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+/// The file's content as its key: the same file submitted again (a re-run of the same command)
+/// answers with the job made the first time. The server scopes keys by tenant.
+fn content_key(text: &str) -> String {
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("cli-sha256-{hex}")
+}
+
+/// Submits one file's text (one job or a `---` batch) all or nothing, retrying with the same key
+/// when the connection failed.
+async fn submit_one(
+    client: &cumulo_api::client::Client,
+    text: &str,
+    key: &str,
+) -> Result<Vec<cumulo_api::wire::SubmitResponse>, cumulo_api::Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = if is_multi_document(text) {
+            client.submit_yaml_batch(text, Some(key)).await.map(|b| b.jobs)
+        } else {
+            client.submit(text, Some(key)).await.map(|s| vec![s])
+        };
+        match result {
+            Err(cumulo_api::Error::Connect { .. }) if tries < 3 => {
+                tokio::time::sleep(Duration::from_millis(500 * tries)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Submits every file; the exit code is 0 only when every file went in.
+pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let client = args.remote.client()?;
-    let files: Vec<(String, String)> =
-        args.files.iter().map(|p| Ok((p.display().to_string(), read_file(p)?))).collect::<anyhow::Result<_>>()?;
     runtime()?.block_on(async {
-        let bar = spinner(format!("submitting {} file(s) to {}", files.len(), client.base()));
+        let bar = spinner(format!("submitting {} file(s) to {}", args.files.len(), client.base()));
         let mut out = Vec::new();
-        for (name, text) in &files {
-            let key = fresh_key();
-            // Retried with the same key on a connection failure: at most one job per file.
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                let result = if is_multi_document(text) {
-                    client.submit_yaml_batch(text, Some(&key)).await.map(|b| b.jobs)
-                } else {
-                    client.submit(text, Some(&key)).await.map(|s| vec![s])
-                };
-                match result {
-                    Ok(jobs) => {
-                        out.extend(jobs.into_iter().map(|j| Submitted {
-                            file: name.clone(),
-                            id: j.id,
-                            created: j.created,
-                            state: None,
-                        }));
-                        break;
-                    }
-                    Err(cumulo_api::Error::Connect { .. }) if tries < 3 => {
-                        tokio::time::sleep(Duration::from_millis(500 * tries)).await
-                    }
-                    Err(e) => {
-                        bar.finish_and_clear();
-                        return Err(anyhow::Error::new(e).context(format!("{name} was not submitted")));
-                    }
+        for path in &args.files {
+            let file = path.display().to_string();
+            let failed = |error: String| Submitted {
+                file: file.clone(),
+                id: None,
+                created: None,
+                state: None,
+                error: Some(error),
+            };
+            let text = match read_file(path) {
+                Ok(text) => text,
+                Err(e) => {
+                    out.push(failed(format!("{e:#}")));
+                    continue;
                 }
+            };
+            let key = if args.new { fresh_key() } else { content_key(&text) };
+            match submit_one(&client, &text, &key).await {
+                Ok(jobs) => out.extend(jobs.into_iter().map(|j| Submitted {
+                    file: file.clone(),
+                    id: Some(j.id),
+                    created: Some(j.created),
+                    state: None,
+                    error: None,
+                })),
+                Err(e @ cumulo_api::Error::Connect { .. }) => {
+                    bar.finish_and_clear();
+                    return Err(anyhow::Error::new(e).context(format!("{file} was not submitted")));
+                }
+                Err(e) => out.push(failed(e.to_string())),
             }
         }
         if args.wait {
-            bar.set_message(format!("waiting for {} job(s) to finish", out.len()));
-            loop {
-                let mut open = 0;
-                for job in &mut out {
-                    let state = client.job(job.id).await?.job.state;
-                    job.state = Some(state);
-                    open += usize::from(!state.is_terminal());
-                }
-                if open == 0 {
-                    break;
-                }
-                bar.set_message(format!("waiting: {open} of {} job(s) not finished", out.len()));
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            wait_for_all(&client, &bar, &mut out).await?;
         }
         bar.finish_and_clear();
+        let all_in = out.iter().all(|s| s.error.is_none());
         match args.output {
-            Format::Json => print_json(&out),
-            Format::Table => {
-                let mut t = table(["FILE", "ID", "CREATED", "STATE"]);
-                for s in &out {
-                    let state = s.state.map(|st| st.to_string()).unwrap_or_else(|| "submitted".into());
-                    t.add_row(vec![s.file.clone(), s.id.to_string(), s.created.to_string(), state]);
-                }
-                println!("{t}");
-                Ok(())
-            }
+            Format::Json => print_json(&out)?,
+            Format::Table => print_submitted(&out),
         }
+        Ok(if all_in { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
+}
+
+async fn wait_for_all(
+    client: &cumulo_api::client::Client,
+    bar: &indicatif::ProgressBar,
+    out: &mut [Submitted],
+) -> anyhow::Result<()> {
+    let total = out.iter().filter(|s| s.id.is_some()).count();
+    bar.set_message(format!("waiting for {total} job(s) to finish"));
+    loop {
+        let mut open = 0;
+        for job in out.iter_mut() {
+            let Some(id) = job.id else { continue };
+            let state = client.job(id).await?.job.state;
+            job.state = Some(state);
+            open += usize::from(!state.is_terminal());
+        }
+        if open == 0 {
+            return Ok(());
+        }
+        bar.set_message(format!("waiting: {open} of {total} job(s) not finished"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_submitted(out: &[Submitted]) {
+    let mut t = table(["FILE", "ID", "RESULT", "STATE"]);
+    for s in out {
+        let (id, result) = match (&s.error, s.id, s.created) {
+            (Some(_), _, _) => ("-".to_string(), "not submitted (below)".to_string()),
+            (None, Some(id), Some(false)) => {
+                (id.to_string(), "already submitted (same content; --new submits it again)".to_string())
+            }
+            (None, Some(id), _) => (id.to_string(), "created".to_string()),
+            (None, None, _) => ("-".to_string(), String::new()),
+        };
+        let state = match (&s.error, s.state) {
+            (Some(_), _) => "-".to_string(),
+            (None, Some(st)) => st.to_string(),
+            (None, None) => "submitted".to_string(),
+        };
+        t.add_row([s.file.clone(), id, result, state]);
+    }
+    println!("{t}");
+    let failed: Vec<&Submitted> = out.iter().filter(|s| s.error.is_some()).collect();
+    for s in &failed {
+        eprintln!("{}: {}", s.file, s.error.as_deref().unwrap_or_default());
+    }
+    if !failed.is_empty() {
+        eprintln!("{} file(s) not submitted; the others went in", failed.len());
+    }
 }
 
 #[derive(clap::Args)]
@@ -143,6 +220,15 @@ pub struct JobsArgs {
     /// Only this tenant's jobs (members and viewers see only their own tenant)
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Only jobs of this kind (training, inference, batch, sandbox)
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs whose name contains this text
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only jobs with an attempt on this cluster
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Jobs after this id (the `next` of an earlier page)
     #[arg(long)]
     pub after: Option<u64>,
@@ -172,6 +258,10 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
         tenant: args.tenant,
         after: args.after.map(|a| a.to_string()),
         limit: Some(args.limit.to_string()),
+        kind: args.kind,
+        q: args.name,
+        cluster: args.cluster,
+        order: None,
     };
     let page = runtime()?.block_on(client.list_jobs(&query))?;
     match args.output {
@@ -238,7 +328,7 @@ fn print_detail(detail: &JobDetail) {
         ("group", job.spec.group.clone().unwrap_or_else(|| "-".to_string())),
         ("pending reason", job.pending_reason.clone().unwrap_or_default()),
         ("cancel requested", job.cancel_requested.to_string()),
-        ("submitted", job.submitted_at.to_rfc3339()),
+        ("submitted", job.submitted_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
     ];
     for (k, v) in rows {
         t.add_row(vec![k.to_string(), v]);
@@ -258,7 +348,7 @@ fn print_detail(detail: &JobDetail) {
                 .as_array()
                 .map(|ns| ns.iter().filter_map(|n| n["node"].as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
-            let price = p["price_per_hour"].as_i64().map(|m| cumulo_types::Money(m).to_string()).unwrap_or_default();
+            let price = p["price_per_hour"].as_i64().map(|m| cumulo_types::Money(m).usd_per_hour()).unwrap_or_default();
             let mut row = vec![
                 attempt.id.to_string(),
                 attempt.state.to_string(),
@@ -275,9 +365,13 @@ fn print_detail(detail: &JobDetail) {
         println!("{a}");
     }
     if !detail.events.is_empty() {
-        let mut e = table(["AT", "EVENT", "MESSAGE"]);
+        let mut e = table(["AT (UTC)", "EVENT", "MESSAGE"]);
         for event in &detail.events {
-            e.add_row(vec![event.at.format("%H:%M:%S").to_string(), event.kind.clone(), event.message.clone()]);
+            e.add_row(vec![
+                event.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                event.kind.clone(),
+                event.message.clone(),
+            ]);
         }
         println!("{e}");
     }
@@ -330,8 +424,13 @@ pub struct LogsArgs {
 
 pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
+    let id = JobId(args.id);
     runtime()?.block_on(async {
-        let mut response = client.logs(JobId(args.id), args.follow, args.attempt).await?;
+        let mut response = if args.follow {
+            follow_when_started(&client, id, args.attempt).await?
+        } else {
+            client.logs(id, false, args.attempt).await?
+        };
         let mut stdout = std::io::stdout();
         while let Some(chunk) = response.chunk().await.context("the log stream broke")? {
             stdout.write_all(&chunk)?;
@@ -339,4 +438,45 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `logs -f` as `kubectl logs -f` does for a container: while the job has no attempt yet (or its
+/// attempt has no log yet) wait with a spinner saying why, then follow. A job that ends without
+/// ever starting an attempt is an error that says so.
+async fn follow_when_started(
+    client: &cumulo_api::client::Client,
+    id: JobId,
+    attempt: Option<u32>,
+) -> anyhow::Result<reqwest::Response> {
+    let bar = spinner(format!("waiting for job {id} to start"));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let mut shown = false;
+    loop {
+        let job = client.job(id).await?.job;
+        let wanted = attempt.unwrap_or(1);
+        if job.attempt_count >= wanted {
+            match client.logs(id, true, attempt).await {
+                Ok(response) => {
+                    bar.finish_and_clear();
+                    return Ok(response);
+                }
+                Err(cumulo_api::Error::Api { status: 404, .. }) if !job.state.is_terminal() => {}
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(e.into());
+                }
+            }
+        } else if job.state.is_terminal() {
+            bar.finish_and_clear();
+            anyhow::bail!("job {id} is {} and never started attempt {wanted}", job.state);
+        }
+        let why = job.pending_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        bar.set_message(format!("waiting for job {id}'s attempt {wanted} to start ({}{why})", job.state));
+        if !shown {
+            // Drawn only once there is a wait, so a job already running shows no flash.
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -12,5 +12,6 @@ pub mod portfolio;
 pub mod remote;
 pub mod server;
 pub mod simulate;
+pub mod up_lock;
 pub mod usage;
 pub mod validate;

@@ -72,7 +72,8 @@ struct Output<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let job = cumulo_jobfile::parse_file(&args.job).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A file of several `---` documents (a sweep) gets one ranking per job.
+    let jobs = cumulo_jobfile::parse_many_file(&args.job).map_err(|e| anyhow::anyhow!("{e}"))?;
     let catalog = super::catalog::load(args.catalog.as_deref())?;
     let portfolio: Option<Portfolio> =
         if args.no_portfolio { None } else { Some(super::portfolio::load(args.portfolio.as_deref())?) };
@@ -84,72 +85,90 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let waited_s = parse_duration_s(&args.waited).context("--waited")?;
     let config = PricingConfig { spot_premium_bps: args.spot_premium.saturating_mul(100), ..PricingConfig::default() };
 
-    let started = Instant::now();
-    let usage = match (&portfolio, &forecast) {
-        (Some(p), Some(f)) => Usage::at(p, f, now),
-        _ => Usage::default(),
-    };
-    let ranking = rank(&Query {
-        job: &job,
-        catalog: &catalog,
-        portfolio: portfolio.as_ref(),
-        usage: &usage,
-        now,
-        waited_s,
-        config,
-    });
-    let decision_us = started.elapsed().as_micros();
+    let rankings: Vec<(u128, _)> = jobs
+        .iter()
+        .map(|job| {
+            let started = Instant::now();
+            let usage = match (&portfolio, &forecast) {
+                (Some(p), Some(f)) => Usage::at(p, f, now),
+                _ => Usage::default(),
+            };
+            let ranking = rank(&Query {
+                job,
+                catalog: &catalog,
+                portfolio: portfolio.as_ref(),
+                usage: &usage,
+                now,
+                waited_s,
+                config,
+            });
+            (started.elapsed().as_micros(), ranking)
+        })
+        .collect();
 
     if args.output == Format::Json {
-        print_json(&Output {
-            job: &job.name,
-            at: now,
-            catalog: &catalog.origin,
-            portfolio: portfolio.as_ref().map(|p| p.name.as_str()),
-            illustrative: portfolio.as_ref().is_some_and(|p| p.illustrative),
-            forecast: forecast.as_ref().map(|f| f.describe()),
-            decision_us,
-            feasible: &ranking.feasible,
-            held_back: &ranking.held_back,
-            excluded_by_exclusive: ranking.excluded_by_exclusive,
-            infeasible: ranking.infeasible.as_deref(),
-        })?;
-    } else {
-        let demand: Vec<String> = job
-            .resources
+        let outputs: Vec<Output> = jobs
             .iter()
-            .map(|o| o.accelerators.as_ref().map_or("CPU".to_string(), |a| a.to_string()))
+            .zip(&rankings)
+            .map(|(job, (decision_us, ranking))| Output {
+                job: &job.name,
+                at: now,
+                catalog: &catalog.origin,
+                portfolio: portfolio.as_ref().map(|p| p.name.as_str()),
+                illustrative: portfolio.as_ref().is_some_and(|p| p.illustrative),
+                forecast: forecast.as_ref().map(|f| f.describe()),
+                decision_us: *decision_us,
+                feasible: &ranking.feasible,
+                held_back: &ranking.held_back,
+                excluded_by_exclusive: ranking.excluded_by_exclusive,
+                infeasible: ranking.infeasible.as_deref(),
+            })
             .collect();
-        println!(
-            "offers for job `{}` ({} x {}) at {}; catalog {}; portfolio {}{}",
-            job.name,
-            job.num_nodes,
-            demand.join(" or "),
-            now.format("%Y-%m-%d %H:%M UTC"),
-            catalog.origin,
-            portfolio.as_ref().map_or("none (list prices)".to_string(), label),
-            forecast.as_ref().map_or(String::new(), |f| format!(", {}", f.describe())),
-        );
-        print_rows(&ranking.feasible, args.limit);
-        if let Some((first, rest)) = ranking.held_back.split_first() {
-            println!("held back: {} offer(s): {}", rest.len() + 1, first.reason);
+        match outputs.as_slice() {
+            [one] => print_json(one)?,
+            many => print_json(&many)?,
         }
-        if ranking.excluded_by_exclusive > 0 {
-            println!("excluded: {} offer(s) by an exclusive clause", ranking.excluded_by_exclusive);
+    } else {
+        for (i, (job, (decision_us, ranking))) in jobs.iter().zip(&rankings).enumerate() {
+            if i > 0 {
+                println!();
+            }
+            let demand: Vec<String> = job
+                .resources
+                .iter()
+                .map(|o| o.accelerators.as_ref().map_or("CPU".to_string(), |a| a.to_string()))
+                .collect();
+            println!(
+                "offers for job `{}` ({} x {}) at {}; catalog {}; portfolio {}{}",
+                job.name,
+                job.num_nodes,
+                demand.join(" or "),
+                now.format("%Y-%m-%d %H:%M UTC"),
+                catalog.origin,
+                portfolio.as_ref().map_or("none (list prices)".to_string(), label),
+                forecast.as_ref().map_or(String::new(), |f| format!(", {}", f.describe())),
+            );
+            print_rows(&ranking.feasible, args.limit);
+            if let Some((first, rest)) = ranking.held_back.split_first() {
+                println!("held back: {} offer(s): {}", rest.len() + 1, first.reason);
+            }
+            if ranking.excluded_by_exclusive > 0 {
+                println!("excluded: {} offer(s) by an exclusive clause", ranking.excluded_by_exclusive);
+            }
+            if let Some(why) = &ranking.infeasible {
+                println!("infeasible: {why}");
+            }
+            println!("decided in {decision_us} µs");
         }
-        if let Some(why) = &ranking.infeasible {
-            println!("infeasible: {why}");
-        }
-        println!("decided in {decision_us} µs");
     }
-    Ok(if ranking.infeasible.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let all_feasible = rankings.iter().all(|(_, r)| r.infeasible.is_none());
+    Ok(if all_feasible { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The table: rows that differ only by region or zone (OCI lists one price in 54 domains) are
 /// folded into one line with a count.
 fn print_rows(rows: &[OfferRow], limit: usize) {
-    let mut t =
-        table(["#", "provider", "region", "instance type", "kind", "nodes", "list $/h", "effective $/h", "why"]);
+    let mut t = table(["#", "provider", "region", "instance type", "kind", "nodes", "list", "effective", "why"]);
     let mut shown = 0;
     let mut i = 0;
     while i < rows.len() && shown < limit {
@@ -180,8 +199,8 @@ fn print_rows(rows: &[OfferRow], limit: usize) {
             r.instance_type.clone(),
             r.capacity.to_string(),
             r.nodes.to_string(),
-            r.list_per_hour.to_string(),
-            r.effective_per_hour.to_string(),
+            r.list_per_hour.usd_per_hour(),
+            r.effective_per_hour.usd_per_hour(),
             r.why.clone(),
         ]);
         i += same;

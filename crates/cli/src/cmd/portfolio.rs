@@ -108,26 +108,9 @@ pub fn label(p: &Portfolio) -> String {
     if p.illustrative { format!("{} (illustrative)", p.name) } else { p.name.clone() }
 }
 
-/// Large amounts in a readable unit: `$38.00B`, `$1,640.39M`, `$12.50`.
+/// Large amounts in a readable unit: `$38.00B`, `$1,640.39M`, `$12.50` ([`Money::usd_short`]).
 pub fn short_usd(m: Money) -> String {
-    let micros = m.micros();
-    let sign = if micros < 0 { "-" } else { "" };
-    let abs = micros.unsigned_abs();
-    let (unit, scale) = match abs {
-        a if a >= 1_000_000_000_000_000 => ("B", 1_000_000_000_000_000u64),
-        a if a >= 1_000_000_000_000 => ("M", 1_000_000_000_000),
-        _ => return m.to_string(),
-    };
-    let hundredths = (abs as u128 * 100 + scale as u128 / 2) / scale as u128;
-    let whole = (hundredths / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}${grouped}.{:02}{unit}", hundredths % 100)
+    m.usd_short()
 }
 
 fn burn_down(portfolio: &Portfolio, forecast: &Forecast, at: DateTime<Utc>, output: Format) -> anyhow::Result<()> {

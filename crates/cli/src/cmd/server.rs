@@ -7,6 +7,7 @@ use anyhow::Context;
 use cumulo_server::{FleetFile, Options, Server};
 
 use super::remote::{UserConfig, runtime};
+use super::up_lock::ServerLock;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -25,6 +26,9 @@ pub struct ServerArgs {
     /// Serve the API only; leave reconciling to other servers on the same PostgreSQL database
     #[arg(long)]
     pub no_reconcile: bool,
+    /// Seconds between samples of the history the dashboard charts
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub history_every: u64,
 }
 
 #[derive(clap::Args)]
@@ -38,6 +42,9 @@ pub struct UpArgs {
     /// Do not write the URL and token to the user config file
     #[arg(long)]
     pub no_save: bool,
+    /// Seconds between samples of the history the dashboard charts
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub history_every: u64,
 }
 
 fn init_logging() {
@@ -86,8 +93,15 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     options.fleet = fleet;
     options.fleet_base = base;
     options.reconcile = !args.no_reconcile;
+    options.history_interval = std::time::Duration::from_secs(args.history_every);
+    // SQLite is one process's file: a second server on it would answer 500 (database is locked).
+    let sqlite = options.db.as_deref().is_none_or(|db| !db.starts_with("postgres"));
+    let mut lock = if sqlite { Some(ServerLock::acquire(&args.data_dir)?) } else { None };
     runtime()?.block_on(async {
         let server = cumulo_server::start(options).await?;
+        if let Some(lock) = lock.as_mut() {
+            lock.set_url(&server.url)?;
+        }
         if server.new_admin_token.is_some() {
             eprintln!(
                 "admin token written to {} (mode 600); it is shown nowhere else",
@@ -101,8 +115,10 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
 pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
     init_logging();
+    let mut lock = ServerLock::acquire(&args.data_dir)?;
     let mut options = Options::new(&args.data_dir);
     options.listen = args.listen;
+    options.history_interval = std::time::Duration::from_secs(args.history_every);
     runtime()?.block_on(async {
         let bar = super::remote::spinner("starting cumulo (SQLite, local driver, simulated demo fleet)");
         let server = match cumulo_server::start(options.clone()).await {
@@ -114,6 +130,7 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
             other => other?,
         };
         bar.finish_and_clear();
+        lock.set_url(&server.url)?;
         let token =
             match &server.new_admin_token {
                 Some(t) => t.clone(),
@@ -122,9 +139,12 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 )?,
             };
         println!("Cumulo is up: {}", server.url);
+        println!("  dashboard:   {}/#token={token}  (signs this browser in)", server.url);
         println!("  admin token: {token}");
         println!("  data:        {} (SQLite {})", args.data_dir.display(), server.db);
-        println!("  fleet:       this machine (local driver) and simulated demo clusters (nothing runs on them)");
+        println!(
+            "  fleet:       this machine (local driver) and simulated demo clusters (nothing runs on them: a job there\n               \"runs\" for its duration at ten minutes a second, so a 14-day training takes 34 minutes)"
+        );
         if !args.no_save {
             let path = UserConfig { server: Some(server.url.clone()), token: Some(token) }.save()?;
             println!("  saved to:    {} (so `cumulo jobs`, `cumulo submit` ... just work)", path.display());

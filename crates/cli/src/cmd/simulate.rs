@@ -17,10 +17,13 @@ pub struct Args {
     /// Scenario file (YAML): fleet, workload, policies and events; `data:` paths resolve against
     /// $CUMULO_DATA_DIR
     pub scenario: PathBuf,
-    /// `table` (a summary on stdout, the default), `json` (the whole report on stdout), or a
-    /// file to write the whole JSON report to (the summary still goes to stdout)
+    /// Output format: `table` (a summary, the default) or `json` (the whole report). A file name
+    /// here still writes the report there, as before --report (deprecated)
     #[arg(short, long, default_value = "table")]
     pub output: String,
+    /// Write the whole JSON report to this file (the summary still goes to stdout)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Write SVG charts (allocation, pending, fragmentation, allocation vs demand, burn-down)
     /// into this directory
     #[arg(long)]
@@ -87,14 +90,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
+    let report_file = match args.output.as_str() {
+        "json" | "table" => args.report.clone(),
+        path => {
+            eprintln!(
+                "note: `-o {path}` writes a file; -o means the output format (table or json): use --report {path}"
+            );
+            Some(PathBuf::from(path))
+        }
+    };
+    if let Some(path) = &report_file {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     match args.output.as_str() {
         "json" => crate::output::print_json(&report)?,
-        "table" => print_summary(&report),
-        path => {
-            let text = serde_json::to_string_pretty(&report)?;
-            std::fs::write(path, text + "\n").with_context(|| format!("cannot write the report to {path}"))?;
-            print_summary(&report);
-        }
+        _ => print_summary(&report),
     }
     Ok(())
 }

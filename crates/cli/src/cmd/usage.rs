@@ -97,8 +97,8 @@ pub struct Args {
     /// Instant of the burn-down (default: --until, else the end of the last record)
     #[arg(long)]
     pub at: Option<String>,
-    /// Output: table, json or focus (CSV)
-    #[arg(short = 'o', long = "format", alias = "output", value_enum, default_value_t = UsageFormat::Table)]
+    /// Output format: table, json or focus (FOCUS CSV); `--format` is an older spelling
+    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = UsageFormat::Table)]
     pub format: UsageFormat,
 }
 
@@ -320,8 +320,8 @@ fn print_rows(rows: &[UsageRow], group_by: GroupBy, format: UsageFormat) -> anyh
             r.group.clone(),
             decimal_hours(r.node_seconds),
             decimal_hours(r.gpu_seconds),
-            r.cost.to_string(),
-            r.list_cost.to_string(),
+            r.cost.usd(),
+            r.list_cost.usd(),
             r.records.to_string(),
         ]);
     }
@@ -329,8 +329,8 @@ fn print_rows(rows: &[UsageRow], group_by: GroupBy, format: UsageFormat) -> anyh
         "total".to_string(),
         decimal_hours(rows.iter().map(|r| r.node_seconds).sum()),
         decimal_hours(rows.iter().map(|r| r.gpu_seconds).sum()),
-        rows.iter().map(|r| r.cost).sum::<Money>().to_string(),
-        rows.iter().map(|r| r.list_cost).sum::<Money>().to_string(),
+        rows.iter().map(|r| r.cost).sum::<Money>().usd(),
+        rows.iter().map(|r| r.list_cost).sum::<Money>().usd(),
         rows.iter().map(|r| r.records).sum::<usize>().to_string(),
     ]);
     println!("{t}");
@@ -350,12 +350,12 @@ fn print_chargeback(rows: &[cumulo_ledger::ChargebackRow], format: UsageFormat) 
         t.add_row([
             r.tenant.clone(),
             decimal_hours(r.gpu_seconds),
-            r.contract.to_string(),
-            r.on_demand.to_string(),
-            r.spot.to_string(),
-            r.total.to_string(),
-            r.list.to_string(),
-            r.savings.to_string(),
+            r.contract.usd(),
+            r.on_demand.usd(),
+            r.spot.usd(),
+            r.total.usd(),
+            r.list.usd(),
+            r.savings.usd(),
         ]);
     }
     println!("{t}");

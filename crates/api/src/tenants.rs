@@ -1,0 +1,162 @@
+//! Tenant routes: the tenants jobs and tokens may name, which are the fleet file's and those an
+//! admin created over the API (stored, so they outlive restarts; the reconcile loop gives them
+//! their fair-share weight and quota on its next pass).
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use cumulo_store::TenantRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// A tenant as `GET /v1/tenants` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantView {
+    pub name: String,
+    /// `fleet file` (fixed while the server runs) or `api` (created with `POST /v1/tenants`).
+    pub source: String,
+    /// Fair-share weight; for fleet-file tenants the file says (not shown here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_milli: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_milli: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `POST /v1/tenants`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRequest {
+    pub name: String,
+    /// Fair-share weight, default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Quota: at most this many thousandths of GPUs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_milli: Option<u64>,
+    /// Quota: at most this many thousandths of vCPUs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_milli: Option<u64>,
+}
+
+impl AppState {
+    /// Whether jobs and tokens may name `tenant`: a fleet-file tenant, or a stored one (the
+    /// stored names are cached; an unknown name asks the store again, so a tenant created by
+    /// another server on the same database is found).
+    pub(crate) async fn knows_tenant(&self, tenant: &str) -> Result<bool, ApiError> {
+        if self.fleet.knows_tenant(tenant) || self.stored_tenants.read().is_ok_and(|t| t.contains(tenant)) {
+            return Ok(true);
+        }
+        let stored: BTreeSet<String> = self.store.tenants().await?.into_iter().map(|t| t.name).collect();
+        let known = stored.contains(tenant);
+        if let Ok(mut cache) = self.stored_tenants.write() {
+            *cache = stored;
+        }
+        Ok(known)
+    }
+
+    /// Every tenant name, fleet file first, for error messages.
+    pub(crate) fn tenant_names(&self) -> String {
+        let mut names = self.fleet.tenant_names();
+        if let Ok(stored) = self.stored_tenants.read() {
+            names.extend(stored.iter().filter(|s| !names.contains(s)).cloned().collect::<Vec<_>>());
+        }
+        names.join(", ")
+    }
+
+    /// The error for a tenant nobody created.
+    pub(crate) fn unknown_tenant(&self, field: String, tenant: &str) -> ApiError {
+        ApiError::bad_request(
+            field,
+            format!(
+                "unknown tenant `{tenant}`: known tenants are {} (an admin adds one with `cumulo tenant create NAME`)",
+                self.tenant_names()
+            ),
+        )
+    }
+}
+
+/// `GET /v1/tenants`: every tenant (any token).
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<TenantView>>, ApiError> {
+    let mut out: Vec<TenantView> = state
+        .fleet
+        .tenant_names()
+        .into_iter()
+        .map(|name| TenantView {
+            name,
+            source: "fleet file".to_string(),
+            weight: None,
+            gpus_milli: None,
+            cpus_milli: None,
+            created_at: None,
+        })
+        .collect();
+    for t in state.store.tenants().await? {
+        out.push(TenantView {
+            name: t.name,
+            source: "api".to_string(),
+            weight: Some(t.weight),
+            gpus_milli: t.gpus_milli,
+            cpus_milli: t.cpus_milli,
+            created_at: Some(t.created_at),
+        });
+    }
+    Ok(Json(out))
+}
+
+/// `POST /v1/tenants`: admin only; 201 with the tenant, 409 when the name is taken.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+    principal.require_admin()?;
+    let text = crate::jobs::read_body(&state, &axum::http::HeaderMap::new(), body).await?;
+    let request: TenantRequest = serde_json::from_str(&text).map_err(|e| {
+        ApiError::bad_request(
+            "body",
+            format!("invalid tenant request: {e}; expected {{\"name\": N, \"weight\": W, \"gpus_milli\": G, \"cpus_milli\": C}}"),
+        )
+    })?;
+    let name = request.name.trim().to_string();
+    if let Err(cumulo_store::Error::Invalid { value, expected, .. }) = cumulo_store::check_tenant_name(&name) {
+        return Err(ApiError::bad_request("name", format!("invalid tenant name `{value}`: expected {expected}")));
+    }
+    if request.weight == Some(0) {
+        return Err(ApiError::bad_request("weight", "invalid weight `0`: expected a weight of at least 1"));
+    }
+    if state.fleet.tenant_names().contains(&name) {
+        return Err(ApiError::Conflict(format!("tenant `{name}` exists already (in the fleet file)")));
+    }
+    let record = TenantRecord {
+        name: name.clone(),
+        weight: request.weight.unwrap_or(1),
+        gpus_milli: request.gpus_milli,
+        cpus_milli: request.cpus_milli,
+        created_at: chrono::Utc::now(),
+    };
+    state.store.create_tenant(record.clone()).await?;
+    if let Ok(mut cache) = state.stored_tenants.write() {
+        cache.insert(name.clone());
+    }
+    tracing::info!(tenant = %name, weight = record.weight, by = %principal.name, "tenant created");
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantView {
+            name,
+            source: "api".to_string(),
+            weight: Some(record.weight),
+            gpus_milli: record.gpus_milli,
+            cpus_milli: record.cpus_milli,
+            created_at: Some(record.created_at),
+        }),
+    ))
+}
