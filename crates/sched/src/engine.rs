@@ -1327,9 +1327,7 @@ impl Scheduler {
         };
         let Some(first) = shape.candidates.iter().position(room) else { return 0..0 };
         let head = shape.candidates[first];
-        let same_tier = |c: &Candidate| {
-            if shape.ordered { c.option == head.option } else { c.node_cost == head.node_cost }
-        };
+        let same_tier = |c: &Candidate| c.option == head.option && c.node_cost == head.node_cost;
         let end = first + shape.candidates[first..].iter().take_while(|c| same_tier(c)).count();
         first..end
     }

@@ -153,7 +153,8 @@ impl NodeView {
         let partial: i64 = free.iter().filter(|f| **f < 1000).map(|f| i64::from(*f)).sum();
         let mut sum = 0i64;
         for (k, c) in target.classes.iter().enumerate() {
-            let usable = accepts & (1u64 << k) != 0 && self.cpus_milli >= c.cpus_milli && self.memory_mib >= c.memory_mib;
+            let usable =
+                accepts & (1u64 << k) != 0 && self.cpus_milli >= c.cpus_milli && self.memory_mib >= c.memory_mib;
             let frag = if !usable {
                 total
             } else if c.fraction > 0 {
@@ -272,6 +273,9 @@ mod tests {
             }
             counts[pick] += 1;
         }
-        assert!(counts.iter().all(|c| (800..1200).contains(c)), "each of four ties is picked about a quarter of the time: {counts:?}");
+        assert!(
+            counts.iter().all(|c| (800..1200).contains(c)),
+            "each of four ties is picked about a quarter of the time: {counts:?}"
+        );
     }
 }

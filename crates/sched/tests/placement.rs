@@ -58,10 +58,7 @@ fn fleet() -> Snapshot {
 }
 
 fn gpu_job(id: u64, milli: u32) -> QueuedJob {
-    job(
-        id,
-        Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::T4]), per_node: MilliGpu(milli) }),
-    )
+    job(id, Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::T4]), per_node: MilliGpu(milli) }))
 }
 
 fn job(id: u64, accelerators: Option<AcceleratorDemand>) -> QueuedJob {
@@ -71,7 +68,12 @@ fn job(id: u64, accelerators: Option<AcceleratorDemand>) -> QueuedJob {
         tenant: "t".into(),
         priority: Priority::NORMAL,
         preemptible: false,
-        resources: vec![ResourceOption { accelerators, cpus_milli: 1000, memory_mib: 1024, ..ResourceOption::default() }],
+        resources: vec![ResourceOption {
+            accelerators,
+            cpus_milli: 1000,
+            memory_mib: 1024,
+            ..ResourceOption::default()
+        }],
         ordered: false,
         num_nodes: 1,
         topology: TopologyNeed::Any,

@@ -92,7 +92,13 @@ struct Run {
 
 struct Active {
     job: TraceJob,
+    /// The job's number in arrival order.
+    id: u64,
     attempt: u32,
+    /// Moves to another GPU type at a round boundary.
+    migrations: u32,
+    /// GPU model of the last attempt that started.
+    last_model: Option<GpuModel>,
     /// Work left in reference seconds.
     remaining: f64,
     first_start: Option<u64>,
@@ -481,7 +487,10 @@ impl<'a> Sim<'a> {
         let remaining = job.work_s as f64;
         let queued = self.queued(id, &job);
         self.queue.push(queued);
-        self.active.insert(id, Active { job, attempt: 1, remaining, first_start: None, run: None });
+        self.active.insert(
+            id,
+            Active { job, id, attempt: 1, migrations: 0, last_model: None, remaining, first_start: None, run: None },
+        );
         self.mark_dirty();
     }
 
@@ -574,7 +583,8 @@ impl<'a> Sim<'a> {
                 let mut group: Vec<GpuModel> = Vec::new();
                 for (k, &(not_sunk, score, _, spot, m)) in scored.iter().enumerate() {
                     group.push(m);
-                    let joins_next = scored.get(k + 1).is_some_and(|n| !not_sunk && !n.0 && n.1 == score && n.3 == spot);
+                    let joins_next =
+                        scored.get(k + 1).is_some_and(|n| !not_sunk && !n.0 && n.1 == score && n.3 == spot);
                     if !joins_next {
                         options.push(option(GpuSelector::Models(std::mem::take(&mut group)), spot));
                     }
@@ -765,7 +775,11 @@ impl<'a> Sim<'a> {
         self.collect.last_pending = by_code.into_iter().map(|(code, n)| (code.to_string(), n)).collect();
         if !self.input.settings.retries {
             self.fail_unplaced(&plan.pending);
-            self.collect.fill_point(self.arrived_gpu_milli, self.allocated_gpu_milli, self.input.fleet.total_gpus() * 1000);
+            self.collect.fill_point(
+                self.arrived_gpu_milli,
+                self.allocated_gpu_milli,
+                self.input.fleet.total_gpus() * 1000,
+            );
         }
         Ok(())
     }
@@ -783,6 +797,8 @@ impl<'a> Sim<'a> {
         for id in ids {
             if let Some(a) = self.active.remove(&id) {
                 self.collect.unplaced(&a.job);
+                let now = self.now;
+                self.collect.job_row(|| row_of(&a, Some(now), "failed"));
             }
         }
     }
@@ -827,6 +843,7 @@ impl<'a> Sim<'a> {
         let share: u64 = p.nodes.iter().map(|n| node_share_milli(n, nt)).sum();
         let first = a.first_start.is_none();
         a.first_start.get_or_insert(now);
+        a.last_model = model;
         a.run = Some(Run {
             start_s: now,
             end_s: now.saturating_add(run_s),
@@ -907,6 +924,8 @@ impl<'a> Sim<'a> {
             let a = self.active.remove(&id).expect("released jobs are active");
             debug_assert!(a.first_start.is_some_and(|s| s <= run.start_s));
             self.collect.finished(&a.job, self.now);
+            let now = self.now;
+            self.collect.job_row(|| row_of(&a, Some(now), "finished"));
         }
     }
 
@@ -1011,6 +1030,12 @@ impl<'a> Sim<'a> {
             self.collect.held(&a.job, r.model, r.gpu_milli, now.saturating_sub(r.start_s));
         }
         let unfinished = self.active.len() as u64;
+        if self.collect.job_rows.is_some() {
+            for a in self.active.values() {
+                let outcome = if a.run.is_some() { "running" } else { "pending" };
+                self.collect.job_row(|| row_of(a, None, outcome));
+            }
+        }
         let still_running = running.len() as u64;
         let pools: Vec<crate::report::PoolBooks> = self
             .input
@@ -1029,6 +1054,20 @@ impl<'a> Sim<'a> {
             })
             .collect();
         self.collect.report(self.input, now, unfinished, still_running, &pools)
+    }
+}
+
+fn row_of(a: &Active, end_s: Option<u64>, outcome: &'static str) -> crate::report::JobRow {
+    crate::report::JobRow {
+        job: a.id,
+        arrival_s: a.job.arrival_s,
+        start_s: a.first_start,
+        end_s,
+        gpu: a.last_model.map(|m| m.name().to_string()),
+        gpus: a.job.total_gpus_milli() as f64 / 1000.0,
+        attempts: a.attempt,
+        migrations: a.migrations,
+        outcome,
     }
 }
 

@@ -162,6 +162,26 @@ impl FillUp {
     }
 }
 
+/// One job's life in a run (kept when the scenario asks for job rows).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobRow {
+    /// The job's number in arrival order.
+    pub job: u64,
+    pub arrival_s: u64,
+    /// First start, if it ever started.
+    pub start_s: Option<u64>,
+    /// When it finished (or failed to be placed).
+    pub end_s: Option<u64>,
+    /// GPU model of its last attempt.
+    pub gpu: Option<String>,
+    /// GPUs it asks for in all.
+    pub gpus: f64,
+    pub attempts: u32,
+    pub migrations: u32,
+    /// `finished`, `failed` (could not be placed, no retries), `running` or `pending` at the end.
+    pub outcome: &'static str,
+}
+
 /// One policy's results.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyReport {
@@ -189,6 +209,10 @@ pub struct PolicyReport {
     pub failed_to_place: u64,
     /// Present for runs without retries (fill-up experiments).
     pub fill_up: Option<FillUp>,
+    /// One row per job when the scenario asks for them (not part of the JSON report; `cumulo
+    /// simulate --jobs-csv` writes them).
+    #[serde(skip)]
+    pub job_rows: Vec<JobRow>,
 }
 
 /// The cost books of one pool at the end of a run.
@@ -235,6 +259,7 @@ pub struct Collector {
     fill_capacity_milli: u64,
     failed_jobs: u64,
     failed_gpu_milli: u64,
+    pub job_rows: Option<Vec<JobRow>>,
 }
 
 fn secs(d: u64) -> u32 {
@@ -269,6 +294,14 @@ impl Collector {
             fill_capacity_milli: 0,
             failed_jobs: 0,
             failed_gpu_milli: 0,
+            job_rows: input.settings.job_rows.then(Vec::new),
+        }
+    }
+
+    /// Keeps a job's row, when the run keeps them.
+    pub fn job_row(&mut self, row: impl FnOnce() -> JobRow) {
+        if let Some(rows) = &mut self.job_rows {
+            rows.push(row());
         }
     }
 
@@ -517,6 +550,11 @@ impl Collector {
                 failed_jobs: self.failed_jobs,
                 failed_gpus: round2(self.failed_gpu_milli as f64 / 1000.0),
             }),
+            job_rows: {
+                let mut rows = self.job_rows.take().unwrap_or_default();
+                rows.sort_by_key(|r| r.job);
+                rows
+            },
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct SimSettings {
     pub retries: bool,
     /// Whether CPU-only work may also use the vCPUs of GPU nodes.
     pub cpu_work_on_gpu_nodes: bool,
+    /// Whether the report keeps one row per job (`cumulo simulate --jobs-csv` turns it on).
+    pub job_rows: bool,
 }
 
 impl Default for SimSettings {
@@ -95,6 +97,7 @@ impl Default for SimSettings {
             preemption: true,
             retries: true,
             cpu_work_on_gpu_nodes: false,
+            job_rows: false,
         }
     }
 }

@@ -116,11 +116,14 @@ mod tests {
 
     #[test]
     fn classes_are_weighted_by_count_heaviest_first_and_skip_cpu_work() {
-        let jobs =
-            [job(500, 1500, &[]), job(500, 2000, &[]), job(1000, 4000, &[GpuModel::T4]), job(0, 4000, &[])];
+        let jobs = [job(500, 1500, &[]), job(500, 2000, &[]), job(1000, 4000, &[GpuModel::T4]), job(0, 4000, &[])];
         let c = of_workload(&jobs);
         assert_eq!(c.len(), 2, "CPU-only work has no GPU to fragment: {c:?}");
-        assert_eq!((c[0].gpu_milli, c[0].cpus_milli, c[0].memory_mib, c[0].weight), (500, 2000, 1024, 2), "1.5 and 2 vCPUs share a class");
+        assert_eq!(
+            (c[0].gpu_milli, c[0].cpus_milli, c[0].memory_mib, c[0].weight),
+            (500, 2000, 1024, 2),
+            "1.5 and 2 vCPUs share a class"
+        );
         assert_eq!(c[1].models, vec![GpuModel::T4], "the class keeps its GPU-type constraint");
     }
 

@@ -90,14 +90,20 @@ pub fn apply(workload: &mut Workload, transform: &Transform, context: &Context) 
                 job.work_s = u64::MAX;
             }
         }
-        Transform::FillUpSample { seed, multiple } => fill_up_sample(workload, seed.unwrap_or(context.seed), *multiple, context)?,
+        Transform::FillUpSample { seed, multiple } => {
+            fill_up_sample(workload, seed.unwrap_or(context.seed), *multiple, context)?
+        }
     }
     Ok(())
 }
 
 fn fill_up_sample(workload: &mut Workload, seed: u64, multiple: f64, context: &Context) -> Result<(), Error> {
     if !(multiple.is_finite() && multiple > 0.0 && multiple <= 10.0) {
-        return Err(Error::invalid("fill-up-sample.multiple", multiple, "a multiple of the fleet's GPUs from 0 to 10, such as 1.3"));
+        return Err(Error::invalid(
+            "fill-up-sample.multiple",
+            multiple,
+            "a multiple of the fleet's GPUs from 0 to 10, such as 1.3",
+        ));
     }
     if context.fleet_gpus == 0 {
         return Err(Error::invalid("fill-up-sample", "a fleet without GPUs", "a fleet with GPUs to fill"));
@@ -182,9 +188,13 @@ mod tests {
     #[test]
     fn bad_share_is_refused_with_the_field() {
         let mut w = workload();
-        let err = apply(&mut w, &Transform::SampleToShare { seed: 1, share: -1.0, fleet_gpus: 16, horizon_s: 10 }, &Context::default())
-            .unwrap_err()
-            .to_string();
+        let err = apply(
+            &mut w,
+            &Transform::SampleToShare { seed: 1, share: -1.0, fleet_gpus: 16, horizon_s: 10 },
+            &Context::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(err, "invalid sample-to-share.share `-1`: expected a positive share of fleet capacity such as 0.8");
     }
 
@@ -201,11 +211,22 @@ mod tests {
         assert_eq!(a.jobs, b.jobs, "the scenario's seed decides the sample");
         let requested: u64 = a.jobs.iter().map(|j| j.total_gpus_milli()).sum();
         let before_last = requested - a.jobs.last().unwrap().total_gpus_milli();
-        assert!(requested >= 130_000 && before_last < 130_000, "stops at the first job reaching 1.3 x 100 GPUs: {requested}");
-        assert!(a.jobs.iter().enumerate().all(|(i, j)| j.arrival_s == i as u64 && j.work_s == u64::MAX), "job i at second i, never leaving");
+        assert!(
+            requested >= 130_000 && before_last < 130_000,
+            "stops at the first job reaching 1.3 x 100 GPUs: {requested}"
+        );
+        assert!(
+            a.jobs.iter().enumerate().all(|(i, j)| j.arrival_s == i as u64 && j.work_s == u64::MAX),
+            "job i at second i, never leaving"
+        );
         assert!(a.jobs.iter().any(|j| j.total_gpus_milli() == 0), "CPU-only jobs are sampled too");
-        let err = apply(&mut base, &Transform::FillUpSample { seed: Some(1), multiple: 0.0 }, &context).unwrap_err().to_string();
-        assert_eq!(err, "invalid fill-up-sample.multiple `0`: expected a multiple of the fleet's GPUs from 0 to 10, such as 1.3");
+        let err = apply(&mut base, &Transform::FillUpSample { seed: Some(1), multiple: 0.0 }, &context)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid fill-up-sample.multiple `0`: expected a multiple of the fleet's GPUs from 0 to 10, such as 1.3"
+        );
     }
 
     #[test]
