@@ -22,9 +22,10 @@ use cumulo_types::{CapacityKind, Constraints, JobId, Money, Priority, ResourceOp
 // FxHash: fast and deterministic (no random seed); no iteration order ever leaks out.
 use rustc_hash::{FxHashMap as FxMap, FxHasher};
 
+use crate::fragment::{Draw, NodeView, Target};
 use crate::model::{
-    Config, NodeAlloc, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption, QueuedJob, QuotaResource,
-    RunningAlloc, Snapshot, Timestamp,
+    Config, NodeAlloc, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId, Preemption, QueuedJob,
+    QuotaResource, RunningAlloc, Snapshot, TargetClass, Timestamp,
 };
 use crate::pool::{Need, PoolState};
 
@@ -263,7 +264,24 @@ pub struct Scheduler {
     spread: Option<Spread>,
     /// Per pass: (queue index, tenant) of each placement so far, in plan order.
     pass_placed: Vec<(u32, u32)>,
+    /// The expected workload that fragmentation-aware placement keeps room for.
+    target: Target,
 }
+
+/// A node chosen by a placement rule: the candidate (index into the shape's), the node, the
+/// shared GPU for a fraction.
+#[derive(Clone, Copy)]
+struct Choice {
+    candidate: usize,
+    node: u32,
+    gpu: Option<u8>,
+}
+
+/// What a placement rule minimises for one (node, GPU) choice; ties compare equal.
+type ChoiceKey = (i64, u64, u64, u64);
+
+/// Placement rules weigh every node of a job's candidate pools, up to this many in all.
+const RULE_SCAN_LIMIT: usize = 20_000;
 
 fn need_of(option: &ResourceOption) -> Result<Need, String> {
     let (gpus, fraction) = match &option.accelerators {
@@ -376,6 +394,7 @@ impl Scheduler {
             generation: 0,
             spread: None,
             pass_placed: Vec::new(),
+            target: Target::default(),
         };
         for policy in &snapshot.tenants {
             let t = scheduler.tenant_id(&policy.name);
@@ -547,6 +566,17 @@ impl Scheduler {
         Ok(true)
     }
 
+    /// Sets the target workload that fragmentation-aware placement keeps room for (the rules
+    /// `Fragmentation` and `CostThenFragmentation`; classes past the first 64 GPU classes are
+    /// ignored). Returns whether it changed.
+    pub fn set_target(&mut self, classes: &[TargetClass]) -> bool {
+        if self.target.given == classes {
+            return false;
+        }
+        self.target = Target::new(classes, &self.meta);
+        true
+    }
+
     fn forget_shapes(&mut self) {
         self.shapes.clear();
         self.shape_ids.clear();
@@ -564,6 +594,9 @@ impl Scheduler {
         }
         if self.meta != other.meta {
             out.push_str("pools (ids, facts or prices) differ; ");
+        }
+        if self.target != other.target {
+            out.push_str("target workloads differ; ");
         }
         for (i, (a, b)) in self.pools.iter().zip(&other.pools).enumerate() {
             let (mut a, mut b) = (a.clone(), b.clone());
@@ -928,7 +961,7 @@ impl Scheduler {
                 let nt = &pool.node_type;
                 let model_ok = match (&option.accelerators, nt.gpu) {
                     (Some(d), Some(m)) => nt.gpus > 0 && d.selector.accepts(m),
-                    (None, _) => nt.gpus == 0,
+                    (None, _) => nt.gpus == 0 || self.config.cpu_work_on_gpu_nodes,
                     _ => false,
                 };
                 if !model_ok {
@@ -1185,7 +1218,14 @@ impl Scheduler {
         }
         let mut quota_skipped = false;
         let mut spread_skipped = false;
-        let mut i = self.shapes[s].cursor;
+        let by_rule = job.num_nodes == 1 && avoid.is_none() && self.rule_applies(s);
+        if by_rule {
+            if let Some(found) = self.place_by_rule(job, t, s) {
+                return Ok(found);
+            }
+            quota_skipped = with_quota;
+        }
+        let mut i = if by_rule { self.shapes[s].candidates.len() } else { self.shapes[s].cursor };
         while i < self.shapes[s].candidates.len() {
             let c = self.shapes[s].candidates[i];
             let need = self.shapes[s].needs[c.option as usize];
@@ -1246,6 +1286,149 @@ impl Scheduler {
             }
         }
         Err(first_break.unwrap_or_else(|| spread_reason(self)))
+    }
+
+    /// Whether the configured placement rule decides for shape `s` (else the cheapest pool, best
+    /// fit in it): not for the default rule, nor for `CostThenFragmentation` without a target
+    /// workload, nor where the candidate pools hold more than `RULE_SCAN_LIMIT` nodes (a rule
+    /// weighs every node; past that the indexed best fit keeps passes fast).
+    fn rule_applies(&self, s: usize) -> bool {
+        let wanted = match self.config.placement {
+            PlacementRule::CheapestBestFit => false,
+            PlacementRule::CostThenFragmentation => !self.target.is_empty(),
+            PlacementRule::BestFit | PlacementRule::Random { .. } | PlacementRule::Fragmentation { .. } => true,
+        };
+        wanted && {
+            let mut nodes = 0usize;
+            for c in &self.shapes[s].candidates {
+                nodes += self.pools[c.pool as usize].node_count();
+            }
+            nodes <= RULE_SCAN_LIMIT
+        }
+    }
+
+    /// The candidates a placement rule weighs: every one, or for `CostThenFragmentation` the
+    /// cheapest tier with room (the first option with room when the job orders its options, else
+    /// the candidates at the lowest price with room).
+    fn rule_candidates(&self, t: u32, s: usize, job: &QueuedJob) -> std::ops::Range<usize> {
+        let shape = &self.shapes[s];
+        let all = 0..shape.candidates.len();
+        if self.config.placement != PlacementRule::CostThenFragmentation {
+            return all;
+        }
+        let with_quota = self.has_quota(t);
+        let room = |c: &Candidate| {
+            let need = &shape.needs[c.option as usize];
+            let quota_ok = !with_quota || {
+                let (gpu, cpu) = Self::usage(need, job.num_nodes);
+                self.quota_break(t, gpu, cpu).is_none()
+            };
+            quota_ok && self.pools[c.pool as usize].find_one(need).is_some()
+        };
+        let Some(first) = shape.candidates.iter().position(room) else { return 0..0 };
+        let head = shape.candidates[first];
+        let same_tier = |c: &Candidate| c.option == head.option && c.node_cost == head.node_cost;
+        let end = first + shape.candidates[first..].iter().take_while(|c| same_tier(c)).count();
+        first..end
+    }
+
+    /// Places a single-node job by the configured [`PlacementRule`] over its candidates: every
+    /// fitting node of every candidate pool is weighed (one fully free node per pool stands for
+    /// all of them, as they are alike), and the best is taken. `None` when nothing fits.
+    fn place_by_rule(&mut self, job: &QueuedJob, t: u32, s: usize) -> Option<(u32, u32, Vec<NodeAlloc>, Money)> {
+        let rule = self.config.placement;
+        let seed = match rule {
+            PlacementRule::Random { seed } | PlacementRule::Fragmentation { seed } => seed,
+            _ => 0,
+        };
+        let draws_ties = matches!(rule, PlacementRule::Random { .. } | PlacementRule::Fragmentation { .. });
+        let mut draw = Draw::new(seed, job.id.0, job.replica);
+        let with_quota = self.has_quota(t);
+        let range = self.rule_candidates(t, s, job);
+        let shape = &self.shapes[s];
+        let mut best: Option<(ChoiceKey, Choice)> = None;
+        let mut tied_weight = 0u64;
+        let mut gpus: Vec<u8> = Vec::new();
+        for ci in range {
+            let c = shape.candidates[ci];
+            let need = shape.needs[c.option as usize];
+            if with_quota {
+                let (gpu, cpu) = Self::usage(&need, job.num_nodes);
+                if self.quota_break(t, gpu, cpu).is_some() {
+                    continue;
+                }
+            }
+            let pool = &self.pools[c.pool as usize];
+            let accepts = self.target.accepts(c.pool);
+            let cpu_on_gpu_node = u64::from(need.gpu_milli() == 0 && pool.gpus > 0);
+            let mut free_node_seen = false;
+            for n in 0..pool.node_count() as u32 {
+                if !pool.fits(n, &need) {
+                    continue;
+                }
+                let weight = if pool.is_fully_free(n) {
+                    if free_node_seen {
+                        continue;
+                    }
+                    free_node_seen = true;
+                    u64::from(pool.pool_free.max(1))
+                } else {
+                    1
+                };
+                let view = NodeView::of(pool, n);
+                let before = match rule {
+                    PlacementRule::Fragmentation { .. } | PlacementRule::CostThenFragmentation => {
+                        view.fragmentation(&self.target, accepts)
+                    }
+                    _ => 0,
+                };
+                gpus.clear();
+                if need.fraction > 0 {
+                    view.fraction_choices(need.fraction, &mut gpus);
+                }
+                let choices = if gpus.is_empty() { 1 } else { gpus.len() };
+                for k in 0..choices {
+                    let gpu = gpus.get(k).copied();
+                    let after = view.with(&need, gpu);
+                    let key: ChoiceKey = match rule {
+                        PlacementRule::CheapestBestFit | PlacementRule::Random { .. } => (0, 0, 0, 0),
+                        PlacementRule::BestFit => {
+                            (i64::from(after.free_gpu_milli()), u64::from(after.cpus_milli), 0, 0)
+                        }
+                        PlacementRule::Fragmentation { .. } => {
+                            (after.fragmentation(&self.target, accepts) - before, 0, 0, 0)
+                        }
+                        PlacementRule::CostThenFragmentation => (
+                            after.fragmentation(&self.target, accepts) - before,
+                            cpu_on_gpu_node,
+                            u64::from(after.free_gpu_milli()),
+                            u64::from(after.cpus_milli),
+                        ),
+                    };
+                    let choice = Choice { candidate: ci, node: n, gpu };
+                    match &best {
+                        Some((k0, _)) if key > *k0 => {}
+                        Some((k0, _)) if key == *k0 => {
+                            if draws_ties {
+                                tied_weight += weight;
+                                if draw.replaces(weight, tied_weight) {
+                                    best = Some((key, choice));
+                                }
+                            }
+                        }
+                        _ => {
+                            best = Some((key, choice));
+                            tied_weight = weight;
+                        }
+                    }
+                }
+            }
+        }
+        let (_, choice) = best?;
+        let c = self.shapes[s].candidates[choice.candidate];
+        let need = self.shapes[s].needs[c.option as usize];
+        let alloc = self.pools[c.pool as usize].take(choice.node, &need, choice.gpu);
+        Some((c.pool, c.option, vec![alloc], c.node_cost))
     }
 
     /// Whether running allocation `v` is a replica of a spread job that got placements in this

@@ -29,6 +29,7 @@
 
 mod engine;
 mod explain;
+mod fragment;
 mod index;
 mod model;
 mod pool;
@@ -36,8 +37,8 @@ mod verify;
 
 pub use engine::{Progress, Scheduler};
 pub use model::{
-    Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, Plan, Pool, PoolId, Preemption,
-    QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TenantPolicy, Timestamp,
+    Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId,
+    Preemption, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy, Timestamp,
 };
 pub use verify::verify_plan;
 

@@ -356,12 +356,61 @@ pub struct Config {
     pub preemption: bool,
     /// The most victims one job may preempt.
     pub max_victims_per_job: u32,
+    /// How a single-node job's pool and node are chosen (gangs always take the cheapest pool).
+    #[serde(default)]
+    pub placement: PlacementRule,
+    /// Whether CPU-only work may also use the CPUs of GPU nodes (by default only CPU nodes).
+    #[serde(default)]
+    pub cpu_work_on_gpu_nodes: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { preemption: true, max_victims_per_job: 1024 }
+        Config {
+            preemption: true,
+            max_victims_per_job: 1024,
+            placement: PlacementRule::CheapestBestFit,
+            cpu_work_on_gpu_nodes: false,
+        }
     }
+}
+
+/// How a single-node job's pool and node are chosen among those that hold it. Every rule is a
+/// pure function of the scheduler's state and the job (`Random` draws from a hash of its seed and
+/// the job id, not from a random source).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum PlacementRule {
+    /// The cheapest pool (options in order when the job orders them), its best-fitting node.
+    #[default]
+    CheapestBestFit,
+    /// Price-blind best fit over every eligible node: the node left with the fewest free GPUs,
+    /// then the fewest free vCPUs.
+    BestFit,
+    /// Price-blind: a fitting node drawn uniformly.
+    Random { seed: u64 },
+    /// Price-blind fragmentation gradient descent (Weng et al., USENIX ATC'23): the node (and
+    /// shared GPU) whose expected fragmentation, for the target workload, grows least; ties
+    /// drawn uniformly, as the published Kubernetes plugin's host selection does.
+    Fragmentation { seed: u64 },
+    /// Cumulo's: the cheapest price tier first (the first option with room when the job orders
+    /// them), then within it the least growth of expected fragmentation; ties go to CPU nodes for
+    /// CPU-only work, then to the node left fullest.
+    CostThenFragmentation,
+}
+
+/// One class of the work the fleet expects (the target workload of fragmentation-aware
+/// placement): what one node of it takes, the GPU models it accepts (empty: any), and how often
+/// it comes (a relative weight).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetClass {
+    /// Thousandths of a GPU per node: below 1000 a share of one GPU, else whole GPUs.
+    pub gpu_milli: u32,
+    pub cpus_milli: u32,
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub models: Vec<cumulo_types::GpuModel>,
+    pub weight: u32,
 }
 
 /// Helper so callers can build a snapshot's node list quickly.

@@ -264,6 +264,12 @@ impl PoolState {
         self.free_cpu.len()
     }
 
+    /// Thousandths used of each GPU of node `n`.
+    pub(crate) fn gpu_used(&self, n: u32) -> &[u16] {
+        let base = n as usize * self.gpus as usize;
+        &self.used_milli[base..base + self.gpus as usize]
+    }
+
     pub(crate) fn is_fully_free(&self, n: u32) -> bool {
         let i = n as usize;
         self.schedulable[i]

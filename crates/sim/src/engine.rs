@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use cumulo_portfolio::Status;
 use cumulo_portfolio::pricing::PricingConfig;
-use cumulo_sched::{Config, NodeAlloc, Placement, QueuedJob, RunningAlloc, Scheduler, Snapshot};
+use cumulo_sched::{
+    Config, NodeAlloc, Placement, PlacementRule, QueuedJob, RunningAlloc, Scheduler, Snapshot, TargetClass,
+};
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, Money, Priority, ResourceOption,
 };
@@ -29,6 +31,7 @@ use crate::fleet::Fleet;
 use crate::report::{Collector, PolicyReport};
 use crate::scenario::{EventSpec, PolicyName, SimSettings, days_to_s};
 use crate::speed::{ModelSet, SpeedRow, model_index};
+use crate::target::Window;
 use crate::workload::TraceJob;
 
 /// Progress, reported now and then: simulated seconds and jobs finished so far.
@@ -54,7 +57,17 @@ pub struct RunInput<'a> {
     /// The simulated span the run expects (the horizon, or the workload's last arrival plus a
     /// margin): commitments are spread over it.
     pub span_s: u64,
+    /// The scenario's seed (the `random` and `fgd` policies draw their ties from it).
+    pub seed: u64,
+    /// The whole workload's classes, when known in advance: the `fgd` policy's target workload
+    /// (Cumulo's policy learns its own from recent arrivals).
+    pub target: Option<&'a [TargetClass]>,
 }
+
+/// Cumulo's policy learns its target workload from this many recent GPU arrivals ...
+const TARGET_WINDOW: usize = 2_000;
+/// ... and refreshes it every this many.
+const TARGET_EVERY: u32 = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
@@ -79,7 +92,13 @@ struct Run {
 
 struct Active {
     job: TraceJob,
+    /// The job's number in arrival order.
+    id: u64,
     attempt: u32,
+    /// Moves to another GPU type at a round boundary.
+    migrations: u32,
+    /// GPU model of the last attempt that started.
+    last_model: Option<GpuModel>,
     /// Work left in reference seconds.
     remaining: f64,
     first_start: Option<u64>,
@@ -138,6 +157,12 @@ struct Sim<'a> {
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
     allocated_gpu_milli: u64,
+    /// GPU thousandths requested by every job arrived so far (fill-up experiments).
+    arrived_gpu_milli: u64,
+    /// Recent GPU arrivals, from which Cumulo's policy learns its target workload.
+    window: Window,
+    /// The target workload given to the scheduler (kept for the fresh-build check).
+    target: Vec<TargetClass>,
     pub collect: Collector,
 }
 
@@ -158,9 +183,18 @@ fn ceil_to(t: u64, step: u64) -> u64 {
 
 impl<'a> Sim<'a> {
     fn new(input: &'a RunInput<'a>) -> Result<Sim<'a>, Error> {
-        let config = match input.policy {
-            PolicyName::FifoFirstFit => Config { preemption: false, ..Config::default() },
-            _ => Config::default(),
+        let placement = match input.policy {
+            PolicyName::Cumulo => PlacementRule::CostThenFragmentation,
+            PolicyName::BestFit => PlacementRule::BestFit,
+            PolicyName::Random => PlacementRule::Random { seed: input.seed },
+            PolicyName::Fgd => PlacementRule::Fragmentation { seed: input.seed },
+            PolicyName::FifoFirstFit | PolicyName::CheapestFirst => PlacementRule::CheapestBestFit,
+        };
+        let config = Config {
+            preemption: input.settings.preemption && input.policy != PolicyName::FifoFirstFit,
+            placement,
+            cpu_work_on_gpu_nodes: input.settings.cpu_work_on_gpu_nodes,
+            ..Config::default()
         };
         let snapshot = Snapshot {
             pools: input.fleet.pools.iter().map(|p| p.pool.clone()).collect(),
@@ -185,7 +219,12 @@ impl<'a> Sim<'a> {
             .collect();
         let refused =
             |e: cumulo_sched::Error| Error::Scenario(format!("the scheduler refused the simulated fleet: {e}"));
-        let sched = Scheduler::new(&snapshot, config).map_err(refused)?;
+        let mut sched = Scheduler::new(&snapshot, config).map_err(refused)?;
+        let target = match (input.policy, input.target) {
+            (PolicyName::Fgd, Some(t)) => t.to_vec(),
+            _ => Vec::new(),
+        };
+        sched.set_target(&target);
         let nodes: usize = snapshot.pools.iter().map(|p| p.nodes.len()).sum();
         let mut sim = Sim {
             input,
@@ -208,6 +247,9 @@ impl<'a> Sim<'a> {
             models_present: input.fleet.models(),
             sunk: vec![false; input.fleet.pools.len()],
             allocated_gpu_milli: 0,
+            arrived_gpu_milli: 0,
+            window: Window::new(TARGET_WINDOW, TARGET_EVERY),
+            target,
             collect: Collector::new(input),
         };
         for (i, p) in input.fleet.pools.iter().enumerate() {
@@ -438,11 +480,28 @@ impl<'a> Sim<'a> {
 
     fn arrive(&mut self, id: u64, job: TraceJob) {
         self.collect.arrived(&job);
+        self.arrived_gpu_milli += job.total_gpus_milli();
+        if self.learns_target() {
+            self.window.arrived(&job);
+        }
         let remaining = job.work_s as f64;
         let queued = self.queued(id, &job);
         self.queue.push(queued);
-        self.active.insert(id, Active { job, attempt: 1, remaining, first_start: None, run: None });
+        self.active.insert(
+            id,
+            Active { job, id, attempt: 1, migrations: 0, last_model: None, remaining, first_start: None, run: None },
+        );
         self.mark_dirty();
+    }
+
+    /// Whether this run's policy learns its target workload from arrivals: Cumulo's, and FGD's
+    /// when the workload was not known in advance.
+    fn learns_target(&self) -> bool {
+        match self.input.policy {
+            PolicyName::Cumulo => true,
+            PolicyName::Fgd => self.input.target.is_none(),
+            _ => false,
+        }
     }
 
     /// The job as this policy presents it to the scheduler.
@@ -516,11 +575,21 @@ impl<'a> Sim<'a> {
                         }
                     }
                 }
-                scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
-                (
-                    scored.into_iter().map(|(_, _, _, spot, m)| option(GpuSelector::Models(vec![m]), spot)).collect(),
-                    true,
-                )
+                scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.3.cmp(&b.3)).then(a.2.cmp(&b.2)));
+                // Sunk models as fast as each other are one option: paid for alike, so which
+                // one a job lands on is placement's choice (fragmentation), not the model's
+                // position in the enum.
+                let mut options: Vec<ResourceOption> = Vec::new();
+                let mut group: Vec<GpuModel> = Vec::new();
+                for (k, &(not_sunk, score, _, spot, m)) in scored.iter().enumerate() {
+                    group.push(m);
+                    let joins_next =
+                        scored.get(k + 1).is_some_and(|n| !not_sunk && !n.0 && n.1 == score && n.3 == spot);
+                    if !joins_next {
+                        options.push(option(GpuSelector::Models(std::mem::take(&mut group)), spot));
+                    }
+                }
+                (options, true)
             } else {
                 let selector = if job.models.is_any() && usable.len() == self.models_present.len() {
                     GpuSelector::MinMemoryGb(0)
@@ -567,15 +636,24 @@ impl<'a> Sim<'a> {
             let rt = &self.pools[i];
             let list = Money::from_micros((sp.list_price.micros() as f64 * rt.price_factor).round() as i64);
             let price = match self.input.policy {
-                PolicyName::FifoFirstFit => Money::from_dollars(1),
-                PolicyName::CheapestFirst => list,
+                // baselines see list prices (price-blind rules ignore them)
+                PolicyName::FifoFirstFit
+                | PolicyName::CheapestFirst
+                | PolicyName::BestFit
+                | PolicyName::Random
+                | PolicyName::Fgd => list,
                 PolicyName::Cumulo => match sp.pool.capacity {
                     CapacityKind::Contract => {
                         let status = match sp.contract {
                             Some(c) => Status::against(consumed[c], scheduled[c]),
                             None => Status::OnSchedule,
                         };
-                        self.sunk[i] = matches!(status, Status::Behind { .. });
+                        // a pure take-or-pay contract (no stated commitment: every delivered
+                        // node-hour is owed) is paid for whether used or not
+                        let take_or_pay = sp.contract.is_some_and(|c| {
+                            fleet.contracts[c].committed.is_none() && fleet.contracts[c].schedule.is_none()
+                        });
+                        self.sunk[i] = take_or_pay || matches!(status, Status::Behind { .. });
                         pricing.committed_price(sp.contract_rate, status).unwrap_or(sp.contract_rate)
                     }
                     CapacityKind::OnDemand => list,
@@ -647,17 +725,22 @@ impl<'a> Sim<'a> {
             self.queue = queue;
         }
         self.expire_inference();
+        if let Some(target) = self.window.take_if_due() {
+            self.sched.set_target(&target);
+            self.target = target;
+        }
         let cap = self.input.settings.max_queue_per_pass.max(1);
         let slice_len = self.queue.len().min(cap);
         let queue = &self.queue[..slice_len];
         let fresh_plan = if self.check_fresh {
             let refused =
                 |e: cumulo_sched::Error| Error::Scenario(format!("the scheduler refused the simulated snapshot: {e}"));
-            let fresh = Scheduler::new(&self.snapshot, self.config).map_err(refused)?;
+            let mut fresh = Scheduler::new(&self.snapshot, self.config).map_err(refused)?;
+            fresh.set_target(&self.target);
             if let Some(diff) = self.sched.differences(&fresh) {
                 panic!("the kept scheduler differs from a fresh build at {}: {diff}", self.now);
             }
-            Some(cumulo_sched::schedule_with(&self.snapshot, queue, self.now, &self.config).map_err(refused)?)
+            Some(fresh.schedule_once(queue, self.now))
         } else {
             None
         };
@@ -690,7 +773,34 @@ impl<'a> Sim<'a> {
             *by_code.entry(p.reason.code()).or_insert(0) += 1;
         }
         self.collect.last_pending = by_code.into_iter().map(|(code, n)| (code.to_string(), n)).collect();
+        if !self.input.settings.retries {
+            self.fail_unplaced(&plan.pending);
+            self.collect.fill_point(
+                self.arrived_gpu_milli,
+                self.allocated_gpu_milli,
+                self.input.fleet.total_gpus() * 1000,
+            );
+        }
         Ok(())
+    }
+
+    /// Without retries, work a pass could not place fails there and then (never silently: each
+    /// is counted with the GPUs it asked for).
+    fn fail_unplaced(&mut self, pending: &[cumulo_sched::Pending]) {
+        if pending.is_empty() {
+            return;
+        }
+        let failed: FxHashSet<u64> = pending.iter().map(|p| p.job.0).collect();
+        self.queue.retain(|q| !failed.contains(&q.id.0));
+        let mut ids: Vec<u64> = failed.into_iter().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(a) = self.active.remove(&id) {
+                self.collect.unplaced(&a.job);
+                let now = self.now;
+                self.collect.job_row(|| row_of(&a, Some(now), "failed"));
+            }
+        }
     }
 
     /// Inference demand whose window has passed while it waited is dropped (unserved).
@@ -733,6 +843,7 @@ impl<'a> Sim<'a> {
         let share: u64 = p.nodes.iter().map(|n| node_share_milli(n, nt)).sum();
         let first = a.first_start.is_none();
         a.first_start.get_or_insert(now);
+        a.last_model = model;
         a.run = Some(Run {
             start_s: now,
             end_s: now.saturating_add(run_s),
@@ -813,6 +924,8 @@ impl<'a> Sim<'a> {
             let a = self.active.remove(&id).expect("released jobs are active");
             debug_assert!(a.first_start.is_some_and(|s| s <= run.start_s));
             self.collect.finished(&a.job, self.now);
+            let now = self.now;
+            self.collect.job_row(|| row_of(&a, Some(now), "finished"));
         }
     }
 
@@ -917,6 +1030,12 @@ impl<'a> Sim<'a> {
             self.collect.held(&a.job, r.model, r.gpu_milli, now.saturating_sub(r.start_s));
         }
         let unfinished = self.active.len() as u64;
+        if self.collect.job_rows.is_some() {
+            for a in self.active.values() {
+                let outcome = if a.run.is_some() { "running" } else { "pending" };
+                self.collect.job_row(|| row_of(a, None, outcome));
+            }
+        }
         let still_running = running.len() as u64;
         let pools: Vec<crate::report::PoolBooks> = self
             .input
@@ -935,6 +1054,20 @@ impl<'a> Sim<'a> {
             })
             .collect();
         self.collect.report(self.input, now, unfinished, still_running, &pools)
+    }
+}
+
+fn row_of(a: &Active, end_s: Option<u64>, outcome: &'static str) -> crate::report::JobRow {
+    crate::report::JobRow {
+        job: a.id,
+        arrival_s: a.job.arrival_s,
+        start_s: a.first_start,
+        end_s,
+        gpu: a.last_model.map(|m| m.name().to_string()),
+        gpus: a.job.total_gpus_milli() as f64 / 1000.0,
+        attempts: a.attempt,
+        migrations: a.migrations,
+        outcome,
     }
 }
 

@@ -141,6 +141,47 @@ pub struct Failures {
     pub gpu_hours_lost_to_preemption: f64,
 }
 
+/// The fill-up experiment's curve (runs without retries): GPU allocation against the GPU request
+/// arrived so far, in steps of 1 % of the fleet's GPUs, as the fragmentation papers plot it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FillUp {
+    pub capacity_gpus: f64,
+    /// Entry `b`: GPUs allocated, in % of capacity, right after the job whose arrival first took
+    /// the GPU request arrived so far to `b` % of capacity.
+    pub allocation_percent: Vec<f64>,
+    /// Jobs that could not be placed when they arrived (they failed: no retries), and the GPUs
+    /// they asked for; they stay in every count of arrived work.
+    pub failed_jobs: u64,
+    pub failed_gpus: f64,
+}
+
+impl FillUp {
+    /// Allocation (% of capacity) when the arrived GPU request reached `percent` % of capacity.
+    pub fn at(&self, percent: usize) -> Option<f64> {
+        self.allocation_percent.get(percent).copied()
+    }
+}
+
+/// One job's life in a run (kept when the scenario asks for job rows).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobRow {
+    /// The job's number in arrival order.
+    pub job: u64,
+    pub arrival_s: u64,
+    /// First start, if it ever started.
+    pub start_s: Option<u64>,
+    /// When it finished (or failed to be placed).
+    pub end_s: Option<u64>,
+    /// GPU model of its last attempt.
+    pub gpu: Option<String>,
+    /// GPUs it asks for in all.
+    pub gpus: f64,
+    pub attempts: u32,
+    pub migrations: u32,
+    /// `finished`, `failed` (could not be placed, no retries), `running` or `pending` at the end.
+    pub outcome: &'static str,
+}
+
 /// One policy's results.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyReport {
@@ -164,6 +205,14 @@ pub struct PolicyReport {
     pub failures: Failures,
     /// Reasons of the jobs left pending by the last scheduling pass.
     pub pending_reasons_at_end: BTreeMap<String, u64>,
+    /// Jobs that failed because a pass could not place them and the scenario allows no retries.
+    pub failed_to_place: u64,
+    /// Present for runs without retries (fill-up experiments).
+    pub fill_up: Option<FillUp>,
+    /// One row per job when the scenario asks for them (not part of the JSON report; `cumulo
+    /// simulate --jobs-csv` writes them).
+    #[serde(skip)]
+    pub job_rows: Vec<JobRow>,
 }
 
 /// The cost books of one pool at the end of a run.
@@ -206,6 +255,11 @@ pub struct Collector {
     burn: Vec<Vec<BurnPoint>>,
     slo_s: u64,
     horizon_s: Option<u64>,
+    fill_percent: Vec<f64>,
+    fill_capacity_milli: u64,
+    failed_jobs: u64,
+    failed_gpu_milli: u64,
+    pub job_rows: Option<Vec<JobRow>>,
 }
 
 fn secs(d: u64) -> u32 {
@@ -236,6 +290,38 @@ impl Collector {
             burn: vec![Vec::new(); input.fleet.contracts.len()],
             slo_s: input.settings.inference_slo_s,
             horizon_s: input.horizon_s,
+            fill_percent: Vec::new(),
+            fill_capacity_milli: 0,
+            failed_jobs: 0,
+            failed_gpu_milli: 0,
+            job_rows: input.settings.job_rows.then(Vec::new),
+        }
+    }
+
+    /// Keeps a job's row, when the run keeps them.
+    pub fn job_row(&mut self, row: impl FnOnce() -> JobRow) {
+        if let Some(rows) = &mut self.job_rows {
+            rows.push(row());
+        }
+    }
+
+    /// A job failed: it could not be placed when tried, and it is not retried.
+    pub fn unplaced(&mut self, job: &TraceJob) {
+        self.failed_jobs += 1;
+        self.failed_gpu_milli += job.total_gpus_milli();
+    }
+
+    /// After a decision in a fill-up run: GPU thousandths requested by all arrived work,
+    /// allocated now, and the fleet's capacity.
+    pub fn fill_point(&mut self, arrived_milli: u64, allocated_milli: u64, capacity_milli: u64) {
+        if capacity_milli == 0 {
+            return;
+        }
+        self.fill_capacity_milli = capacity_milli;
+        let reached = (u128::from(arrived_milli) * 100 / u128::from(capacity_milli)) as usize;
+        let allocated = round2(allocated_milli as f64 * 100.0 / capacity_milli as f64);
+        while self.fill_percent.len() <= reached {
+            self.fill_percent.push(allocated);
         }
     }
 
@@ -457,6 +543,18 @@ impl Collector {
                 gpu_hours_lost_to_preemption: round2(self.lost_preemption_milli_s as f64 / 1000.0 / 3600.0),
             },
             pending_reasons_at_end: std::mem::take(&mut self.last_pending),
+            failed_to_place: self.failed_jobs,
+            fill_up: (!input.settings.retries).then(|| FillUp {
+                capacity_gpus: self.fill_capacity_milli as f64 / 1000.0,
+                allocation_percent: std::mem::take(&mut self.fill_percent),
+                failed_jobs: self.failed_jobs,
+                failed_gpus: round2(self.failed_gpu_milli as f64 / 1000.0),
+            }),
+            job_rows: {
+                let mut rows = self.job_rows.take().unwrap_or_default();
+                rows.sort_by_key(|r| r.job);
+                rows
+            },
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct Scenario {
     /// Seed for everything random in the run (generators, transforms without their own seed).
     #[serde(default)]
     pub seed: u64,
+    /// How many times `cumulo simulate` runs the scenario, with seeds `seed`, `seed + 1`, ...
+    /// (tables then give the median over the runs).
+    #[serde(default = "one_u32")]
+    pub seeds: u32,
     /// Simulated time to run, in days. Without it the run ends when the workload has drained (or
     /// after 10 years of simulated time).
     #[serde(default)]
@@ -39,6 +43,10 @@ pub struct Scenario {
     pub policies: Vec<PolicyName>,
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub events: Vec<EventSpec>,
+}
+
+fn one_u32() -> u32 {
+    1
 }
 
 fn default_start() -> String {
@@ -66,6 +74,15 @@ pub struct SimSettings {
     pub max_queue_per_pass: usize,
     /// Cumulo's policy adds this share of the price to spot pools for the risk of preemption.
     pub spot_risk_premium: f64,
+    /// Whether higher-priority work may preempt preemptible work (never under fifo-first-fit).
+    pub preemption: bool,
+    /// Whether a job left unplaced by a pass waits for the next; without retries it fails at its
+    /// first pass and is counted as failed (the fill-up experiments of the fragmentation papers).
+    pub retries: bool,
+    /// Whether CPU-only work may also use the vCPUs of GPU nodes.
+    pub cpu_work_on_gpu_nodes: bool,
+    /// Whether the report keeps one row per job (`cumulo simulate --jobs-csv` turns it on).
+    pub job_rows: bool,
 }
 
 impl Default for SimSettings {
@@ -77,6 +94,10 @@ impl Default for SimSettings {
             inference_slo_s: 300,
             max_queue_per_pass: 20_000,
             spot_risk_premium: 0.25,
+            preemption: true,
+            retries: true,
+            cpu_work_on_gpu_nodes: false,
+            job_rows: false,
         }
     }
 }
@@ -91,6 +112,13 @@ pub enum PolicyName {
     FifoFirstFit,
     /// Commitment-blind cheapest-first at list price, as SkyPilot ranks offers.
     CheapestFirst,
+    /// Price-blind best fit: the node left with the fewest free GPUs (then vCPUs).
+    BestFit,
+    /// Price-blind: a fitting node drawn uniformly (seeded by the scenario's seed).
+    Random,
+    /// Fragmentation gradient descent (Weng et al., USENIX ATC'23), price-blind, with the whole
+    /// workload's distribution as its target workload (as the paper's evaluation gives it).
+    Fgd,
 }
 
 impl PolicyName {
@@ -99,6 +127,9 @@ impl PolicyName {
             PolicyName::Cumulo => "cumulo",
             PolicyName::FifoFirstFit => "fifo-first-fit",
             PolicyName::CheapestFirst => "cheapest-first",
+            PolicyName::BestFit => "best-fit",
+            PolicyName::Random => "random",
+            PolicyName::Fgd => "fgd",
         }
     }
 }
@@ -328,7 +359,14 @@ impl Scenario {
             days_to_s("horizon_days", h)?;
         }
         if self.policies.is_empty() {
-            return Err(Error::invalid("policies", "[]", "at least one of cumulo, fifo-first-fit, cheapest-first"));
+            return Err(Error::invalid(
+                "policies",
+                "[]",
+                "at least one of cumulo, fifo-first-fit, cheapest-first, best-fit, random, fgd",
+            ));
+        }
+        if self.seeds == 0 || self.seeds > 1000 {
+            return Err(Error::invalid("seeds", self.seeds, "a number of runs from 1 to 1000"));
         }
         if self.fleet.pools.is_empty()
             && self.fleet.alibaba_nodes.is_none()

@@ -80,8 +80,9 @@ pub enum Jobs {
     Streamed { generator: crate::generator::Generator, seed: u64, speeds: Vec<SpeedRow>, tenants: Vec<String> },
 }
 
-/// Loads (or prepares to stream) the scenario's workload.
-pub fn load_jobs(scenario: &Scenario) -> Result<Jobs, Error> {
+/// Loads (or prepares to stream) the scenario's workload; `fleet_gpus` is what transforms that
+/// size the workload to the fleet see.
+pub fn load_jobs(scenario: &Scenario, fleet_gpus: u64) -> Result<Jobs, Error> {
     let spec = &scenario.workload;
     if let [SourceSpec::Generator(g)] = spec.sources.as_slice()
         && spec.transforms.is_empty()
@@ -119,8 +120,9 @@ pub fn load_jobs(scenario: &Scenario) -> Result<Jobs, Error> {
         merge(&mut all, w);
     }
     all.sort_by_arrival();
+    let context = transform::Context { fleet_gpus, seed: scenario.seed };
     for t in &spec.transforms {
-        transform::apply(&mut all, t)?;
+        transform::apply(&mut all, t, &context)?;
     }
     Ok(Jobs::Loaded(all))
 }
@@ -140,8 +142,8 @@ fn merge(into: &mut Workload, w: Workload) {
 /// Runs every policy of the scenario. `progress` is called with the policy and the simulated
 /// progress now and then.
 pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progress)) -> Result<Report, Error> {
-    let jobs = load_jobs(scenario)?;
     let fleet = Fleet::for_scenario(scenario)?;
+    let jobs = load_jobs(scenario, fleet.total_gpus())?;
     let horizon_s = scenario.horizon_days.map(|d| (d * DAY).round() as u64);
     let (speeds, tenants, skipped, natural_span) = match &jobs {
         Jobs::Loaded(w) => {
@@ -155,6 +157,12 @@ pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progre
     let span_s = horizon_s.unwrap_or(natural_span).max(1);
     let tick = scenario.sim.tick_s;
     let sample_s = scenario.sim.sample_s.unwrap_or_else(|| span_s.div_ceil(400).div_ceil(tick) * tick).max(1);
+    // the fgd policy's target workload: the whole workload's classes, known in advance as the
+    // paper's evaluation assumes (Cumulo's policy learns its own from arrivals)
+    let whole_target = match &jobs {
+        Jobs::Loaded(w) => Some(crate::target::of_workload(&w.jobs)),
+        Jobs::Streamed { .. } => None,
+    };
     let mut reports = Vec::new();
     for policy in &scenario.policies {
         let input = RunInput {
@@ -167,6 +175,8 @@ pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progre
             horizon_s,
             sample_s,
             span_s,
+            seed: scenario.seed,
+            target: whole_target.as_deref(),
         };
         let mut report_progress = |p: Progress| progress(*policy, p);
         let report = match &jobs {

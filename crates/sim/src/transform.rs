@@ -21,10 +21,28 @@ pub enum Transform {
     SampleToShare { seed: u64, share: f64, fleet_gpus: u64, horizon_s: u64 },
     /// Work never leaves: every job runs forever once placed (the FGD paper's fill-up mode).
     FillUp,
+    /// The fill-up experiment of the fragmentation papers (FGD, USENIX ATC'23): jobs (CPU-only
+    /// ones included) sampled uniformly with replacement until their GPU request reaches
+    /// `multiple` × the fleet's GPUs; job `i` arrives at second `i`, one per decision, and never
+    /// leaves. Seeded by `seed`, or by the scenario's seed when absent.
+    FillUpSample {
+        #[serde(default)]
+        seed: Option<u64>,
+        multiple: f64,
+    },
+}
+
+/// What a transform may need to know besides the workload.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context {
+    /// GPUs of the whole fleet (every node ever delivered).
+    pub fleet_gpus: u64,
+    /// The scenario's seed, for transforms without their own.
+    pub seed: u64,
 }
 
 /// Applies one transform in place.
-pub fn apply(workload: &mut Workload, transform: &Transform) -> Result<(), Error> {
+pub fn apply(workload: &mut Workload, transform: &Transform, context: &Context) -> Result<(), Error> {
     match transform {
         Transform::Shuffle { seed } => {
             let mut rng = ChaCha8Rng::seed_from_u64(*seed);
@@ -72,7 +90,40 @@ pub fn apply(workload: &mut Workload, transform: &Transform) -> Result<(), Error
                 job.work_s = u64::MAX;
             }
         }
+        Transform::FillUpSample { seed, multiple } => {
+            fill_up_sample(workload, seed.unwrap_or(context.seed), *multiple, context)?
+        }
     }
+    Ok(())
+}
+
+fn fill_up_sample(workload: &mut Workload, seed: u64, multiple: f64, context: &Context) -> Result<(), Error> {
+    if !(multiple.is_finite() && multiple > 0.0 && multiple <= 10.0) {
+        return Err(Error::invalid(
+            "fill-up-sample.multiple",
+            multiple,
+            "a multiple of the fleet's GPUs from 0 to 10, such as 1.3",
+        ));
+    }
+    if context.fleet_gpus == 0 {
+        return Err(Error::invalid("fill-up-sample", "a fleet without GPUs", "a fleet with GPUs to fill"));
+    }
+    if !workload.jobs.iter().any(|j| j.total_gpus_milli() > 0) {
+        return Err(Error::invalid("fill-up-sample", "a workload without GPU jobs", "at least one GPU job"));
+    }
+    let target = (multiple * context.fleet_gpus as f64 * 1000.0).ceil() as u64;
+    let source = std::mem::take(&mut workload.jobs);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut requested = 0u64;
+    let mut jobs = Vec::new();
+    while requested < target {
+        let mut job = source[rng.gen_range(0..source.len())].clone();
+        job.arrival_s = jobs.len() as u64;
+        job.work_s = u64::MAX;
+        requested += job.total_gpus_milli();
+        jobs.push(job);
+    }
+    workload.jobs = jobs;
     Ok(())
 }
 
@@ -113,8 +164,8 @@ mod tests {
     fn shuffle_keeps_arrival_slots_and_is_seeded() {
         let mut a = workload();
         let mut b = workload();
-        apply(&mut a, &Transform::Shuffle { seed: 7 }).unwrap();
-        apply(&mut b, &Transform::Shuffle { seed: 7 }).unwrap();
+        apply(&mut a, &Transform::Shuffle { seed: 7 }, &Context::default()).unwrap();
+        apply(&mut b, &Transform::Shuffle { seed: 7 }, &Context::default()).unwrap();
         assert_eq!(a.jobs, b.jobs);
         assert_eq!(a.jobs.iter().map(|j| j.arrival_s).collect::<Vec<_>>(), vec![0, 5, 9, 12]);
         let mut works: Vec<u64> = a.jobs.iter().map(|j| j.work_s).collect();
@@ -126,7 +177,7 @@ mod tests {
     fn sampling_reaches_the_share_and_no_more_than_one_job_past_it() {
         let mut w = workload();
         let t = Transform::SampleToShare { seed: 1, share: 0.5, fleet_gpus: 16, horizon_s: 1000 };
-        apply(&mut w, &t).unwrap();
+        apply(&mut w, &t, &Context::default()).unwrap();
         let demand = w.gpu_seconds();
         assert!(demand >= 8000.0, "{demand}");
         assert!(demand < 8000.0 + 320.0, "{demand}");
@@ -137,16 +188,51 @@ mod tests {
     #[test]
     fn bad_share_is_refused_with_the_field() {
         let mut w = workload();
-        let err = apply(&mut w, &Transform::SampleToShare { seed: 1, share: -1.0, fleet_gpus: 16, horizon_s: 10 })
+        let err = apply(
+            &mut w,
+            &Transform::SampleToShare { seed: 1, share: -1.0, fleet_gpus: 16, horizon_s: 10 },
+            &Context::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "invalid sample-to-share.share `-1`: expected a positive share of fleet capacity such as 0.8");
+    }
+
+    #[test]
+    fn fill_up_sampling_reaches_the_multiple_one_job_a_second_and_keeps_cpu_jobs() {
+        let mut base = workload();
+        base.jobs.push(job(20, 50, 0));
+        let context = Context { fleet_gpus: 100, seed: 5 };
+        let t = Transform::FillUpSample { seed: None, multiple: 1.3 };
+        let mut a = base.clone();
+        apply(&mut a, &t, &context).unwrap();
+        let mut b = base.clone();
+        apply(&mut b, &t, &context).unwrap();
+        assert_eq!(a.jobs, b.jobs, "the scenario's seed decides the sample");
+        let requested: u64 = a.jobs.iter().map(|j| j.total_gpus_milli()).sum();
+        let before_last = requested - a.jobs.last().unwrap().total_gpus_milli();
+        assert!(
+            requested >= 130_000 && before_last < 130_000,
+            "stops at the first job reaching 1.3 x 100 GPUs: {requested}"
+        );
+        assert!(
+            a.jobs.iter().enumerate().all(|(i, j)| j.arrival_s == i as u64 && j.work_s == u64::MAX),
+            "job i at second i, never leaving"
+        );
+        assert!(a.jobs.iter().any(|j| j.total_gpus_milli() == 0), "CPU-only jobs are sampled too");
+        let err = apply(&mut base, &Transform::FillUpSample { seed: Some(1), multiple: 0.0 }, &context)
             .unwrap_err()
             .to_string();
-        assert_eq!(err, "invalid sample-to-share.share `-1`: expected a positive share of fleet capacity such as 0.8");
+        assert_eq!(
+            err,
+            "invalid fill-up-sample.multiple `0`: expected a multiple of the fleet's GPUs from 0 to 10, such as 1.3"
+        );
     }
 
     #[test]
     fn fill_up_makes_work_permanent() {
         let mut w = workload();
-        apply(&mut w, &Transform::FillUp).unwrap();
+        apply(&mut w, &Transform::FillUp, &Context::default()).unwrap();
         assert!(w.jobs.iter().all(|j| j.work_s == u64::MAX));
     }
 }

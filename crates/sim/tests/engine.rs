@@ -58,6 +58,8 @@ impl Case<'_> {
             horizon_s: None,
             sample_s: self.settings.sample_s.unwrap_or(10),
             span_s: 1000,
+            seed: 0,
+            target: None,
         };
         run_jobs(&input, jobs).unwrap()
     }

@@ -109,6 +109,8 @@ fn ramps_become_one_contract_pool_with_later_steps_as_deliveries() {
             horizon_s: Some(30 * DAY),
             sample_s: DAY,
             span_s: 30 * DAY,
+            seed: 0,
+            target: None,
         };
         let r = run_jobs(&input, &[gang_of_four(0, 100)]).unwrap();
         assert_eq!(r.finished, 1, "{policy:?}");
@@ -258,6 +260,8 @@ contracts:
         horizon_s: Some(30 * DAY),
         sample_s: DAY,
         span_s: 30 * DAY,
+        seed: 0,
+        target: None,
     };
     let mut job = gang_of_four(0, 20 * DAY);
     job.num_nodes = 1;
