@@ -12,6 +12,7 @@ pub mod report;
 pub mod scenario;
 pub mod simulate;
 pub mod speed;
+pub mod term;
 pub mod trace;
 pub mod transform;
 pub mod workload;

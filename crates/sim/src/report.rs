@@ -164,6 +164,9 @@ pub struct PolicyReport {
     pub failures: Failures,
     /// Reasons of the jobs left pending by the last scheduling pass.
     pub pending_reasons_at_end: BTreeMap<String, u64>,
+    /// Per contract over its term, when the fleet came from a portfolio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<crate::term::TermReport>,
 }
 
 /// The cost books of one pool at the end of a run.
@@ -457,6 +460,7 @@ impl Collector {
                 gpu_hours_lost_to_preemption: round2(self.lost_preemption_milli_s as f64 / 1000.0 / 3600.0),
             },
             pending_reasons_at_end: std::mem::take(&mut self.last_pending),
+            term: None,
         }
     }
 }
