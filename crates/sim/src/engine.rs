@@ -143,6 +143,8 @@ struct Sim<'a> {
     price_epoch: u64,
     options_epoch: u64,
     option_cache: FxHashMap<OptionKey, (Vec<ResourceOption>, bool)>,
+    /// The earliest window end of a queued inference job (`u64::MAX`: none queued).
+    inference_expiry_at: u64,
     models_present: Vec<GpuModel>,
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
@@ -219,6 +221,7 @@ impl<'a> Sim<'a> {
             price_epoch: 0,
             options_epoch: u64::MAX,
             option_cache: FxHashMap::default(),
+            inference_expiry_at: u64::MAX,
             models_present: input.fleet.models(),
             sunk: vec![false; input.fleet.pools.len()],
             allocated_gpu_milli: 0,
@@ -503,7 +506,7 @@ impl<'a> Sim<'a> {
         self.collect.arrived(&job);
         let remaining = job.work_s as f64;
         let queued = self.queued(id, &job);
-        self.queue.push(queued);
+        self.enqueue(queued, &job);
         self.active.insert(id, Active { job, attempt: 1, remaining, first_start: None, run: None });
         self.mark_dirty();
     }
@@ -757,23 +760,40 @@ impl<'a> Sim<'a> {
     }
 
     /// Inference demand whose window has passed while it waited is dropped (unserved).
+    /// Only passes at or after the earliest window end of a queued inference job look at the
+    /// queue (a backlog of other work is not walked every pass).
     fn expire_inference(&mut self) {
         let now = self.now;
+        if now < self.inference_expiry_at {
+            return;
+        }
         let active = &mut self.active;
         let collect = &mut self.collect;
+        let mut next = u64::MAX;
         self.queue.retain(|q| {
             let a = &active[&q.id.0];
-            if a.job.kind == JobKind::Inference
-                && a.run.is_none()
-                && a.job.arrival_s.saturating_add(a.job.work_s) <= now
-            {
+            if a.job.kind != JobKind::Inference || a.run.is_some() {
+                return true;
+            }
+            let ends = a.job.arrival_s.saturating_add(a.job.work_s);
+            if ends <= now {
                 collect.inference_expired(&a.job);
                 active.remove(&q.id.0);
                 false
             } else {
+                next = next.min(ends);
                 true
             }
         });
+        self.inference_expiry_at = next;
+    }
+
+    /// Queues a job (arrived or stopped), noting when an inference job's window ends.
+    fn enqueue(&mut self, q: QueuedJob, job: &TraceJob) {
+        if job.kind == JobKind::Inference {
+            self.inference_expiry_at = self.inference_expiry_at.min(job.arrival_s.saturating_add(job.work_s));
+        }
+        self.queue.push(q);
     }
 
     fn start(&mut self, p: Placement) {
@@ -905,7 +925,7 @@ impl<'a> Sim<'a> {
         let job = a.job.clone();
         let mut q = self.queued(id, &job);
         q.submitted_at = job.arrival_s;
-        self.queue.push(q);
+        self.enqueue(q, &job);
     }
 
     fn sample(&mut self) {
