@@ -461,7 +461,8 @@ impl<'a> Sim<'a> {
     /// A contract's term ends: its pools are cordoned for good and what runs there is stopped
     /// and re-queued.
     fn end_term(&mut self, c: usize) {
-        let pools: Vec<usize> = (0..self.pools.len()).filter(|p| self.input.fleet.pools[*p].contract == Some(c)).collect();
+        let pools: Vec<usize> =
+            (0..self.pools.len()).filter(|p| self.input.fleet.pools[*p].contract == Some(c)).collect();
         let mut victims = Vec::new();
         for &p in &pools {
             self.pools[p].down += 1;

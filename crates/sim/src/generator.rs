@@ -434,7 +434,13 @@ mod tests {
 
     #[test]
     fn stream_is_seeded_sorted_and_follows_the_mix() {
-        let g = Generator { jobs: 20_000, horizon_days: 10.0, follow_commitments: None, seed: Some(3), classes: default_classes() };
+        let g = Generator {
+            jobs: 20_000,
+            horizon_days: 10.0,
+            follow_commitments: None,
+            seed: Some(3),
+            classes: default_classes(),
+        };
         g.check().unwrap();
         let a: Vec<TraceJob> = g.stream(0).collect();
         let b: Vec<TraceJob> = g.stream(0).collect();
@@ -454,7 +460,13 @@ mod tests {
 
     #[test]
     fn default_mix_offers_about_two_thirds_of_500k_gpus_for_a_year() {
-        let g = Generator { jobs: 10_000_000, horizon_days: 365.0, follow_commitments: None, seed: None, classes: default_classes() };
+        let g = Generator {
+            jobs: 10_000_000,
+            horizon_days: 365.0,
+            follow_commitments: None,
+            seed: None,
+            classes: default_classes(),
+        };
         let share = g.offered_gpu_hours() / (500_000.0 * 8760.0);
         assert!((0.6..0.85).contains(&share), "{share}");
     }

@@ -371,7 +371,8 @@ fn expansion(
     let origin = fleet.calendar_start?;
     let gpus_per_node = portfolio.node_type(&e.node_type).map_or(0, |n| n.gpus);
     let gpus = u64::from(e.nodes) * u64::from(gpus_per_node);
-    let per_gpu_hour = if gpus_per_node > 0 { e.per_node_hour.mul_div(1, i64::from(gpus_per_node)) } else { e.per_node_hour };
+    let per_gpu_hour =
+        if gpus_per_node > 0 { e.per_node_hour.mul_div(1, i64::from(gpus_per_node)) } else { e.per_node_hour };
     // the simulated part of the term: beyond the window nothing is known
     let term_end_s = offset_s(origin, contract.term_end()).min(input.books.last()?.t_s);
     // per interval between marks within the term: (from, to, on-demand spend, on-demand GPU-s)

@@ -121,9 +121,9 @@ fn generated_demand_tracks_the_commitment_schedule() {
         .replace("node_type: h100-box, nodes: 2}", "node_type: gb200-box, nodes: 4}")
         .replace("committed_usd: 172800", "committed_usd: 345600")
         .replace(
-        "rates:\n      - {node_type: h100-box, per_node_hour: 10}",
-        "rates:\n      - {node_type: gb200-box, per_node_hour: 10}",
-    );
+            "rates:\n      - {node_type: h100-box, per_node_hour: 10}",
+            "rates:\n      - {node_type: gb200-box, per_node_hour: 10}",
+        );
     let portfolio = Portfolio::from_yaml(&gb200, "gb200").unwrap();
     let (g, follow) = following(1.0, 1.0, 1.0);
     let rate = arrival_rate(&g, &follow, &portfolio, start);
