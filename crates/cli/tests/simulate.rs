@@ -88,3 +88,62 @@ fn fill_up_runs_show_no_completion_time() {
     let cells: Vec<&str> = row.split_whitespace().filter(|c| *c != "│").collect();
     assert_eq!(&cells[..4], ["cumulo", "0", "-", "-"], "{stdout}");
 }
+
+/// A one-contract portfolio over the first quarter of 2026, a month's minimum and an option.
+const QUARTER: &str = "
+name: quarter
+node_types:
+  - {name: h100-box, gpu: H100, gpus: 8, vcpus: 96, memory_gb: 1024}
+contracts:
+  - id: q1
+    provider: aws
+    committed_usd: 15000
+    term: {start: 2026-01-01, end: 2026-03-31}
+    ramp:
+      - {date: 2026-01-01, region: us-east-1, node_type: h100-box, nodes: 2}
+    rates:
+      - {node_type: h100-box, per_node_hour: 10}
+    minimum_spend: {period: month, usd: 5000}
+    expansion: {until: 2026-02-28, region: us-east-1, node_type: h100-box, nodes: 1, per_node_hour: 2}
+";
+
+#[test]
+fn a_portfolio_term_prints_each_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quarter.yaml"), QUARTER).unwrap();
+    let scenario = dir.path().join("term.yaml");
+    std::fs::write(
+        &scenario,
+        "name: quarter-term
+start_date: 2026-01-01
+horizon_days: 95
+sim: {tick_s: 3600}
+fleet:
+  portfolio: quarter.yaml
+  pools:
+    - {provider: aws, region: us-east-1, capacity: on-demand, gpu: H100, gpus_per_node: 8, vcpus: 96, memory_gb: 1024, nodes: 1, price_per_node_hour: 40}
+workload:
+  sources:
+    - generator:
+        horizon_days: 95
+        follow_commitments: {share_from: 0.5, share_to: 1.5}
+        classes:
+          - {name: batch, kind: batch, weight: 1, gpus_min: 8, gpus_max: 8, median_hours: 4}
+policies: [cumulo]
+",
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let out = cumulo(&["simulate", scenario.to_str().unwrap(), "-o", report.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cumulo: contract terms, 2026-01-01 to 2026-04-06 (simulated)"), "{stdout}");
+    assert!(stdout.contains("q1") && stdout.contains("(month)"), "the contract's row with its minimum: {stdout}");
+    assert!(stdout.contains("approximation: the expansion option is valued without re-simulating"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let q1 = &json["policies"][0]["term"]["contracts"][0];
+    assert_eq!(q1["contract"], "q1");
+    assert_eq!(q1["committed_usd"], 15000.0);
+    assert_eq!(q1["minimum_spend"]["periods"].as_array().unwrap().len(), 3, "January, February, March");
+    assert_eq!(q1["expansion"]["candidates"].as_array().unwrap().len(), 2, "1 January and 1 February");
+}

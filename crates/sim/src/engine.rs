@@ -77,6 +77,10 @@ enum Ev {
     OutageStart(u32),
     OutageEnd(u32),
     PriceChange(u32),
+    /// Record every pool's books for the term report (index into the marks).
+    Mark(u32),
+    /// A portfolio contract's term ends: its capacity goes away (index into the contracts).
+    TermEnd(u32),
 }
 
 struct Run {
@@ -110,6 +114,8 @@ struct Active {
 enum Stop {
     Preempted,
     Failed,
+    /// Its contract's term ended.
+    Withdrawn,
 }
 
 struct PoolRt {
@@ -125,6 +131,9 @@ struct PoolRt {
     used_milli_s: u128,
     delivered_node_s: u128,
     gpu_used_milli: Vec<u32>,
+    /// Thousandths of a GPU held right now, and thousandth-GPU-seconds held so far.
+    busy_gpu_milli: u64,
+    gpu_milli_s: u128,
 }
 
 /// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
@@ -153,6 +162,8 @@ struct Sim<'a> {
     price_epoch: u64,
     options_epoch: u64,
     option_cache: FxHashMap<OptionKey, (Vec<ResourceOption>, bool)>,
+    /// The earliest window end of a queued inference job (`u64::MAX`: none queued).
+    inference_expiry_at: u64,
     models_present: Vec<GpuModel>,
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
@@ -163,6 +174,9 @@ struct Sim<'a> {
     window: Window,
     /// The target workload given to the scheduler (kept for the fresh-build check).
     target: Vec<TargetClass>,
+    /// The term report's books: every pool's at each mark, and jobs moved at each term end.
+    books: Vec<crate::term::Books>,
+    moved_at_term_end: Vec<u64>,
     pub collect: Collector,
 }
 
@@ -215,6 +229,8 @@ impl<'a> Sim<'a> {
                 used_milli_s: 0,
                 delivered_node_s: 0,
                 gpu_used_milli: vec![0; p.pool.nodes.len()],
+                busy_gpu_milli: 0,
+                gpu_milli_s: 0,
             })
             .collect();
         let refused =
@@ -244,14 +260,29 @@ impl<'a> Sim<'a> {
             price_epoch: 0,
             options_epoch: u64::MAX,
             option_cache: FxHashMap::default(),
+            inference_expiry_at: u64::MAX,
             models_present: input.fleet.models(),
             sunk: vec![false; input.fleet.pools.len()],
             allocated_gpu_milli: 0,
             arrived_gpu_milli: 0,
             window: Window::new(TARGET_WINDOW, TARGET_EVERY),
             target,
+            books: Vec::new(),
+            moved_at_term_end: vec![0; input.fleet.contracts.len()],
             collect: Collector::new(input),
         };
+        let end_s = input.horizon_s.unwrap_or(input.span_s);
+        for (i, t) in crate::term::marks(input.fleet, end_s).into_iter().enumerate() {
+            sim.push(t, Ev::Mark(i as u32));
+        }
+        for (c, contract) in input.fleet.contracts.iter().enumerate() {
+            if let (Some(schedule), Some(origin)) = (&contract.schedule, input.fleet.calendar_start) {
+                let end = (schedule.contract.term_end() - origin).num_seconds();
+                if end > 0 && end as u64 <= end_s {
+                    sim.push(end as u64, Ev::TermEnd(c as u32));
+                }
+            }
+        }
         for (i, p) in input.fleet.pools.iter().enumerate() {
             for (at, nodes) in &p.deliveries {
                 sim.push(*at, Ev::Delivery(i as u32, *nodes));
@@ -383,6 +414,7 @@ impl<'a> Sim<'a> {
         rt.accrued_at = t;
         let used = rt.busy_milli as u128 * dt;
         rt.used_milli_s += used;
+        rt.gpu_milli_s += rt.busy_gpu_milli as u128 * dt;
         rt.delivered_node_s += rt.delivered as u128 * dt;
         let price = match sp.pool.capacity {
             CapacityKind::Contract => sp.contract_rate.micros() as f64,
@@ -446,6 +478,15 @@ impl<'a> Sim<'a> {
                 }
                 self.mark_dirty();
             }
+            Ev::Mark(_) => {
+                self.accrue_all();
+                self.books.push(crate::term::Books {
+                    t_s: self.now,
+                    cost: self.pools.iter().map(|p| p.cost).collect(),
+                    gpu_milli_s: self.pools.iter().map(|p| p.gpu_milli_s).collect(),
+                });
+            }
+            Ev::TermEnd(c) => self.end_term(c as usize),
             Ev::PriceChange(e) => {
                 if let EventSpec::PriceChange { factor, .. } = &self.input.events[e as usize] {
                     for p in self.event_pools(e) {
@@ -457,6 +498,32 @@ impl<'a> Sim<'a> {
                 self.mark_dirty();
             }
         }
+    }
+
+    /// A contract's term ends: its pools are cordoned for good and what runs there is stopped
+    /// and re-queued.
+    fn end_term(&mut self, c: usize) {
+        let pools: Vec<usize> =
+            (0..self.pools.len()).filter(|p| self.input.fleet.pools[*p].contract == Some(c)).collect();
+        let mut victims = Vec::new();
+        for &p in &pools {
+            self.pools[p].down += 1;
+            for n in 0..self.snapshot.pools[p].nodes.len() {
+                self.set_schedulable(p, n, false);
+            }
+            victims.extend(
+                self.active
+                    .iter()
+                    .filter(|(_, a)| a.run.as_ref().is_some_and(|r| r.pool as usize == p))
+                    .map(|(id, _)| *id),
+            );
+        }
+        victims.sort_unstable();
+        self.moved_at_term_end[c] += victims.len() as u64;
+        for v in victims {
+            self.stop(v, Stop::Withdrawn);
+        }
+        self.mark_dirty();
     }
 
     fn event_pools(&self, e: u32) -> Vec<usize> {
@@ -486,7 +553,7 @@ impl<'a> Sim<'a> {
         }
         let remaining = job.work_s as f64;
         let queued = self.queued(id, &job);
-        self.queue.push(queued);
+        self.enqueue(queued, &job);
         self.active.insert(
             id,
             Active { job, id, attempt: 1, migrations: 0, last_model: None, remaining, first_start: None, run: None },
@@ -804,23 +871,40 @@ impl<'a> Sim<'a> {
     }
 
     /// Inference demand whose window has passed while it waited is dropped (unserved).
+    /// Only passes at or after the earliest window end of a queued inference job look at the
+    /// queue (a backlog of other work is not walked every pass).
     fn expire_inference(&mut self) {
         let now = self.now;
+        if now < self.inference_expiry_at {
+            return;
+        }
         let active = &mut self.active;
         let collect = &mut self.collect;
+        let mut next = u64::MAX;
         self.queue.retain(|q| {
             let a = &active[&q.id.0];
-            if a.job.kind == JobKind::Inference
-                && a.run.is_none()
-                && a.job.arrival_s.saturating_add(a.job.work_s) <= now
-            {
+            if a.job.kind != JobKind::Inference || a.run.is_some() {
+                return true;
+            }
+            let ends = a.job.arrival_s.saturating_add(a.job.work_s);
+            if ends <= now {
                 collect.inference_expired(&a.job);
                 active.remove(&q.id.0);
                 false
             } else {
+                next = next.min(ends);
                 true
             }
         });
+        self.inference_expiry_at = next;
+    }
+
+    /// Queues a job (arrived or stopped), noting when an inference job's window ends.
+    fn enqueue(&mut self, q: QueuedJob, job: &TraceJob) {
+        if job.kind == JobKind::Inference {
+            self.inference_expiry_at = self.inference_expiry_at.min(job.arrival_s.saturating_add(job.work_s));
+        }
+        self.queue.push(q);
     }
 
     fn start(&mut self, p: Placement) {
@@ -860,6 +944,7 @@ impl<'a> Sim<'a> {
         }
         self.accrue(pool_i, now);
         self.pools[pool_i].busy_milli += share;
+        self.pools[pool_i].busy_gpu_milli += gpu_milli;
         let a = &self.active[&id];
         let nodes = &a.run.as_ref().expect("just set").nodes;
         for n in nodes {
@@ -909,6 +994,7 @@ impl<'a> Sim<'a> {
         let pool_i = run.pool as usize;
         self.accrue(pool_i, self.now);
         self.pools[pool_i].busy_milli -= run.node_share_milli;
+        self.pools[pool_i].busy_gpu_milli -= run.gpu_milli;
         for n in &run.nodes {
             self.pools[pool_i].gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
         }
@@ -947,11 +1033,13 @@ impl<'a> Sim<'a> {
         }
         let lost_gpu_s = (elapsed - kept_s) as u128 * run.gpu_milli as u128;
         a.attempt += 1;
-        self.collect.stopped(why == Stop::Failed, lost_gpu_s);
+        if why != Stop::Withdrawn {
+            self.collect.stopped(why == Stop::Failed, lost_gpu_s);
+        }
         let job = a.job.clone();
         let mut q = self.queued(id, &job);
         q.submitted_at = job.arrival_s;
-        self.queue.push(q);
+        self.enqueue(q, &job);
     }
 
     fn sample(&mut self) {
@@ -1053,7 +1141,13 @@ impl<'a> Sim<'a> {
                 delivered_node_hours: rt.delivered_node_s as f64 / 3600.0,
             })
             .collect();
-        self.collect.report(self.input, now, unfinished, still_running, &pools)
+        let mut report = self.collect.report(self.input, now, unfinished, still_running, &pools);
+        report.term = crate::term::report(&crate::term::TermInput {
+            fleet: self.input.fleet,
+            books: &self.books,
+            moved_at_term_end: &self.moved_at_term_end,
+        });
+        report
     }
 }
 

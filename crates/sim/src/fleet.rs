@@ -74,6 +74,10 @@ pub struct Fleet {
     pub contracts: Vec<Contract>,
     /// Some capacity comes from an illustrative (made-up) portfolio such as the demo.
     pub illustrative: bool,
+    /// The portfolio whose contracts delivered capacity, and the calendar instant simulated time
+    /// 0 stands for (for the term report).
+    pub portfolio: Option<Portfolio>,
+    pub calendar_start: Option<DateTime<Utc>>,
 }
 
 /// A portfolio whose contracts deliver capacity into a run starting on `start`.
@@ -395,6 +399,8 @@ impl Fleet {
         if from.portfolio.illustrative {
             self.illustrative = true;
         }
+        self.portfolio = Some(from.portfolio.clone());
+        self.calendar_start = Some(start);
         Ok(())
     }
 

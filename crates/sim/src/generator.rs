@@ -7,6 +7,11 @@
 //! run time on an H100 is log-normal with the class's median and σ; its tenant is uniform over
 //! the class's tenants. Speeds on other GPUs follow [`crate::speed::SpeedRow::by_flops`] with the
 //! class's `alpha`.
+//!
+//! With `follow_commitments` the arrival rate is not constant: it is sized, step by step, so that
+//! the GPUs the work holds track the portfolio's commitments ([`ArrivalRate`], computed in
+//! [`crate::term::arrival_rate`]); arrivals are then a Poisson process with that piecewise
+//! constant rate (exponential gaps in cumulative intensity, mapped back to time).
 
 use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority, TopologyNeed};
 use rand::{Rng, SeedableRng};
@@ -21,13 +26,59 @@ use crate::workload::TraceJob;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Generator {
+    /// Jobs over the horizon (constant rate); 0 with `follow_commitments`, which sizes the rate.
+    #[serde(default)]
     pub jobs: u64,
     pub horizon_days: f64,
+    /// Size arrivals over time to the portfolio's commitment schedule instead of `jobs`.
+    #[serde(default)]
+    pub follow_commitments: Option<FollowCommitments>,
     /// Defaults to the scenario's seed.
     #[serde(default)]
     pub seed: Option<u64>,
     #[serde(default = "default_classes")]
     pub classes: Vec<JobClass>,
+}
+
+/// Demand that grows toward the commitments: at time `t` the work arriving is sized so that the
+/// GPUs it holds are `share(t)` times the GPUs that, used at contract rates, burn every
+/// commitment exactly on its schedule; `share` runs linearly from `share_from` at the start to
+/// `share_to` at the generator's horizon, in steps of `step_days`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowCommitments {
+    #[serde(default = "one")]
+    pub share_from: f64,
+    #[serde(default = "one")]
+    pub share_to: f64,
+    #[serde(default = "one")]
+    pub step_days: f64,
+}
+
+/// A piecewise constant arrival rate: `jobs_per_s` within `[from_s, to_s)`, segments in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrivalRate {
+    pub segments: Vec<RateSegment>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateSegment {
+    pub from_s: u64,
+    pub to_s: u64,
+    pub jobs_per_s: f64,
+}
+
+impl ArrivalRate {
+    /// Expected arrivals within `[from_s, to_s)`.
+    pub fn expected(&self, from_s: u64, to_s: u64) -> f64 {
+        self.segments
+            .iter()
+            .map(|s| {
+                let (a, b) = (s.from_s.max(from_s), s.to_s.min(to_s));
+                if b > a { (b - a) as f64 * s.jobs_per_s } else { 0.0 }
+            })
+            .sum()
+    }
 }
 
 /// One class of generated jobs.
@@ -137,8 +188,36 @@ pub fn default_classes() -> Vec<JobClass> {
 
 impl Generator {
     pub fn check(&self) -> Result<(), Error> {
-        if self.jobs == 0 {
-            return Err(Error::invalid("generator.jobs", 0, "a positive number of jobs"));
+        match &self.follow_commitments {
+            None if self.jobs == 0 => {
+                return Err(Error::invalid("generator.jobs", 0, "a positive number of jobs"));
+            }
+            Some(_) if self.jobs != 0 => {
+                return Err(Error::invalid(
+                    "generator.jobs",
+                    self.jobs,
+                    "no `jobs` with `follow_commitments`, which sizes the arrivals",
+                ));
+            }
+            Some(f) => {
+                for (field, v) in [("share_from", f.share_from), ("share_to", f.share_to)] {
+                    if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                        return Err(Error::invalid(
+                            &format!("generator.follow_commitments.{field}"),
+                            v,
+                            "a share of the commitment schedule from 0 to 100 (1 = on schedule)",
+                        ));
+                    }
+                }
+                if !(f.step_days.is_finite() && f.step_days >= 1.0 / 24.0) {
+                    return Err(Error::invalid(
+                        "generator.follow_commitments.step_days",
+                        f.step_days,
+                        "at least 1/24 of a day",
+                    ));
+                }
+            }
+            None => {}
         }
         if !(self.horizon_days.is_finite() && self.horizon_days > 0.0) {
             return Err(Error::invalid("generator.horizon_days", self.horizon_days, "a positive number of days"));
@@ -180,6 +259,12 @@ impl Generator {
 
     /// Expected GPU-hours of the whole workload (on H100s), from the distributions' means.
     pub fn offered_gpu_hours(&self) -> f64 {
+        self.jobs as f64 * self.mean_gpu_hours_per_job(|_| 1.0)
+    }
+
+    /// Expected GPU-hours one job holds: over the class mix, mean GPUs × mean reference hours ×
+    /// `held_per_reference_hour(class)` (1 on the reference GPU; less on faster ones).
+    pub fn mean_gpu_hours_per_job(&self, held_per_reference_hour: impl Fn(&JobClass) -> f64) -> f64 {
         let total: f64 = self.classes.iter().map(|c| c.weight.max(0.0)).sum();
         self.classes
             .iter()
@@ -188,13 +273,23 @@ impl Generator {
                 let mean_gpus =
                     if powers.is_empty() { 0.0 } else { powers.iter().sum::<u32>() as f64 / powers.len() as f64 };
                 let mean_hours = c.median_hours * (c.sigma * c.sigma / 2.0).exp();
-                self.jobs as f64 * c.weight.max(0.0) / total * mean_gpus * mean_hours
+                c.weight.max(0.0) / total * mean_gpus * mean_hours * held_per_reference_hour(c)
             })
             .sum()
     }
 
-    /// The jobs, lazily, in arrival order.
+    /// The jobs, lazily, in arrival order, at the constant rate of `jobs` over the horizon.
     pub fn stream(&self, scenario_seed: u64) -> JobStream {
+        let mean_gap_s = self.horizon_days * 86_400.0 / self.jobs as f64;
+        self.stream_with(scenario_seed, Arrivals::Count { mean_gap_s, left: self.jobs })
+    }
+
+    /// The jobs, lazily, in arrival order, arriving at a piecewise constant rate (Poisson).
+    pub fn stream_at(&self, scenario_seed: u64, rate: ArrivalRate) -> JobStream {
+        self.stream_with(scenario_seed, Arrivals::Rate { rate, segment: 0 })
+    }
+
+    fn stream_with(&self, scenario_seed: u64, arrivals: Arrivals) -> JobStream {
         let total: f64 = self.classes.iter().map(|c| c.weight.max(0.0)).sum();
         let mut acc = 0.0;
         let cumulative = self
@@ -217,8 +312,7 @@ impl Generator {
             cumulative,
             tenant_base,
             powers: self.classes.iter().map(gpu_powers).collect(),
-            mean_gap_s: self.horizon_days * 86_400.0 / self.jobs as f64,
-            left: self.jobs,
+            arrivals,
             clock_s: 0.0,
         }
     }
@@ -247,21 +341,57 @@ pub struct JobStream {
     cumulative: Vec<f64>,
     tenant_base: Vec<u32>,
     powers: Vec<Vec<u32>>,
-    mean_gap_s: f64,
-    left: u64,
+    arrivals: Arrivals,
     clock_s: f64,
+}
+
+/// How arrival times are drawn.
+enum Arrivals {
+    /// `left` more jobs, exponential gaps of this mean (the `jobs` form, exactly as before).
+    Count { mean_gap_s: f64, left: u64 },
+    /// A non-homogeneous Poisson process; `segment` is where the clock is.
+    Rate { rate: ArrivalRate, segment: usize },
+}
+
+impl JobStream {
+    /// The next arrival time, or `None` when the stream is done.
+    fn next_arrival(&mut self) -> Option<f64> {
+        if let Arrivals::Count { left: 0, .. } = self.arrivals {
+            return None;
+        }
+        let u = 1.0 - self.rng.r#gen::<f64>();
+        match &mut self.arrivals {
+            Arrivals::Count { mean_gap_s, left } => {
+                *left -= 1;
+                self.clock_s += -*mean_gap_s * u.ln();
+                Some(self.clock_s)
+            }
+            Arrivals::Rate { rate, segment } => {
+                // an exponential(1) amount of cumulative intensity, spent segment by segment
+                let mut need = -u.ln();
+                while let Some(s) = rate.segments.get(*segment) {
+                    let from = self.clock_s.max(s.from_s as f64);
+                    let available = (s.to_s as f64 - from).max(0.0) * s.jobs_per_s;
+                    if s.jobs_per_s > 0.0 && need <= available {
+                        self.clock_s = from + need / s.jobs_per_s;
+                        return Some(self.clock_s);
+                    }
+                    need -= available;
+                    self.clock_s = s.to_s as f64;
+                    *segment += 1;
+                }
+                None
+            }
+        }
+    }
 }
 
 impl Iterator for JobStream {
     type Item = TraceJob;
 
     fn next(&mut self) -> Option<TraceJob> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
+        let arrival_s = self.next_arrival()?;
         let rng = &mut self.rng;
-        self.clock_s += -self.mean_gap_s * (1.0 - rng.r#gen::<f64>()).ln();
         let pick: f64 = rng.r#gen();
         let ci = self.cumulative.iter().position(|c| pick < *c).unwrap_or(self.classes.len() - 1);
         let c = &self.classes[ci];
@@ -281,7 +411,7 @@ impl Iterator for JobStream {
         let cpus = if gpus == 0 { rng.gen_range(1..=c.vcpus) } else { c.vcpus * per_node };
         let tenant = self.tenant_base[ci] + rng.gen_range(0..c.tenants.max(1));
         Some(TraceJob {
-            arrival_s: self.clock_s as u64,
+            arrival_s: arrival_s as u64,
             kind: c.kind,
             tenant,
             priority: c.priority,
@@ -304,7 +434,13 @@ mod tests {
 
     #[test]
     fn stream_is_seeded_sorted_and_follows_the_mix() {
-        let g = Generator { jobs: 20_000, horizon_days: 10.0, seed: Some(3), classes: default_classes() };
+        let g = Generator {
+            jobs: 20_000,
+            horizon_days: 10.0,
+            follow_commitments: None,
+            seed: Some(3),
+            classes: default_classes(),
+        };
         g.check().unwrap();
         let a: Vec<TraceJob> = g.stream(0).collect();
         let b: Vec<TraceJob> = g.stream(0).collect();
@@ -324,7 +460,13 @@ mod tests {
 
     #[test]
     fn default_mix_offers_about_two_thirds_of_500k_gpus_for_a_year() {
-        let g = Generator { jobs: 10_000_000, horizon_days: 365.0, seed: None, classes: default_classes() };
+        let g = Generator {
+            jobs: 10_000_000,
+            horizon_days: 365.0,
+            follow_commitments: None,
+            seed: None,
+            classes: default_classes(),
+        };
         let share = g.offered_gpu_hours() / (500_000.0 * 8760.0);
         assert!((0.6..0.85).contains(&share), "{share}");
     }
@@ -333,7 +475,7 @@ mod tests {
     fn bad_class_names_the_field() {
         let mut classes = default_classes();
         classes[1].gpus_min = 9;
-        let g = Generator { jobs: 1, horizon_days: 1.0, seed: None, classes };
+        let g = Generator { jobs: 1, horizon_days: 1.0, follow_commitments: None, seed: None, classes };
         assert_eq!(
             g.check().unwrap_err().to_string(),
             "invalid generator.classes.batch.gpus_min `9..8`: expected 0..0 for CPU-only work or 1 <= gpus_min <= gpus_max"

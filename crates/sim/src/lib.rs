@@ -13,6 +13,7 @@ pub mod scenario;
 pub mod simulate;
 pub mod speed;
 pub mod target;
+pub mod term;
 pub mod trace;
 pub mod transform;
 pub mod workload;

@@ -213,6 +213,9 @@ pub struct PolicyReport {
     /// simulate --jobs-csv` writes them).
     #[serde(skip)]
     pub job_rows: Vec<JobRow>,
+    /// Per contract over its term, when the fleet came from a portfolio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<crate::term::TermReport>,
 }
 
 /// The cost books of one pool at the end of a run.
@@ -555,6 +558,7 @@ impl Collector {
                 rows.sort_by_key(|r| r.job);
                 rows
             },
+            term: None,
         }
     }
 }

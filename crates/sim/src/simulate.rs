@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::engine::{self, Progress, RunInput};
 use crate::fleet::Fleet;
-use crate::generator::JobStream;
+use crate::generator::{ArrivalRate, Generator, JobStream};
 use crate::report::PolicyReport;
 use crate::scenario::{DAY, PolicyName, Scenario, SourceSpec};
 use crate::speed::SpeedRow;
@@ -77,7 +77,36 @@ impl Headline {
 /// The scenario's jobs: all in memory (traces, transforms), or one generator streamed lazily.
 pub enum Jobs {
     Loaded(Workload),
-    Streamed { generator: crate::generator::Generator, seed: u64, speeds: Vec<SpeedRow>, tenants: Vec<String> },
+    Streamed {
+        generator: crate::generator::Generator,
+        seed: u64,
+        /// The arrival rate when the generator follows the commitments.
+        rate: Option<ArrivalRate>,
+        speeds: Vec<SpeedRow>,
+        tenants: Vec<String>,
+    },
+}
+
+/// A generator's arrival rate when it follows the portfolio's commitments (`None`: `jobs`).
+fn generator_rate(scenario: &Scenario, g: &Generator) -> Result<Option<ArrivalRate>, Error> {
+    let Some(follow) = &g.follow_commitments else { return Ok(None) };
+    let Some(portfolio) = crate::fleet::load_portfolio(&scenario.fleet)? else {
+        return Err(Error::invalid(
+            "generator.follow_commitments",
+            "without fleet.portfolio",
+            "a fleet from a portfolio (`fleet.portfolio`), whose commitments the demand follows",
+        ));
+    };
+    let start = chrono::NaiveDate::parse_from_str(&scenario.start_date, "%Y-%m-%d")
+        .map_err(|_| Error::invalid("start_date", &scenario.start_date, "a date such as 2026-01-01"))?;
+    Ok(Some(crate::term::arrival_rate(g, follow, &portfolio, start)))
+}
+
+fn stream_of(g: &Generator, seed: u64, rate: &Option<ArrivalRate>) -> JobStream {
+    match rate {
+        Some(rate) => g.stream_at(seed, rate.clone()),
+        None => g.stream(seed),
+    }
 }
 
 /// Loads (or prepares to stream) the scenario's workload; `fleet_gpus` is what transforms that
@@ -91,6 +120,7 @@ pub fn load_jobs(scenario: &Scenario, fleet_gpus: u64) -> Result<Jobs, Error> {
         return Ok(Jobs::Streamed {
             generator: g.clone(),
             seed: scenario.seed,
+            rate: generator_rate(scenario, g)?,
             speeds: g.speeds(),
             tenants: g.tenants(),
         });
@@ -110,7 +140,7 @@ pub fn load_jobs(scenario: &Scenario, fleet_gpus: u64) -> Result<Jobs, Error> {
             SourceSpec::Generator(g) => {
                 g.check()?;
                 Workload {
-                    jobs: g.stream(scenario.seed).collect(),
+                    jobs: stream_of(g, scenario.seed, &generator_rate(scenario, g)?).collect(),
                     speeds: g.speeds(),
                     tenants: g.tenants(),
                     skipped: Vec::new(),
@@ -181,8 +211,8 @@ pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progre
         let mut report_progress = |p: Progress| progress(*policy, p);
         let report = match &jobs {
             Jobs::Loaded(w) => engine::run(&input, &mut w.jobs.iter().cloned(), &mut report_progress)?,
-            Jobs::Streamed { generator, seed, .. } => {
-                let mut stream: JobStream = generator.stream(*seed);
+            Jobs::Streamed { generator, seed, rate, .. } => {
+                let mut stream: JobStream = stream_of(generator, *seed, rate);
                 engine::run(&input, &mut stream, &mut report_progress)?
             }
         };

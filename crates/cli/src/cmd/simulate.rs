@@ -364,4 +364,67 @@ fn print_summary(report: &Report) {
         }
         println!("GPU allocation against arrived GPU request (% of the fleet's GPUs; fill-up, no retries):\n{f}");
     }
+    for r in &report.policies {
+        if let Some(term) = &r.term {
+            print_term(&r.policy, term);
+        }
+    }
+}
+
+fn short(usd: f64) -> String {
+    cumulo_types::Money::from_dollars_f64(usd.abs())
+        .map(|m| format!("{}{}", if usd < 0.0 { "-" } else { "" }, super::portfolio::short_usd(m)))
+        .unwrap_or_else(|| format!("{usd:.0}"))
+}
+
+/// Each contract over its term: consumed against committed, overflow, minimums, expansion.
+fn print_term(policy: &str, term: &cumulo_sim::term::TermReport) {
+    println!(
+        "\n{policy}: contract terms, {} to {} (simulated{})",
+        term.from,
+        term.to,
+        if term.illustrative { "; illustrative portfolio, made-up contract figures" } else { "" }
+    );
+    let mut t = table([
+        "contract",
+        "term",
+        "committed",
+        "consumed",
+        "consumed %",
+        "shortfall",
+        "payable",
+        "on-demand overflow",
+        "periods under min",
+        "expansion",
+    ]);
+    for c in &term.contracts {
+        let under = match &c.minimum_spend {
+            Some(m) => format!("{} of {} ({})", m.periods_under, m.periods.len(), m.period),
+            None => "-".to_string(),
+        };
+        let expansion = match &c.expansion {
+            Some(e) => match &e.best_exercise {
+                Some(date) => format!("pays from {date} (net {})", short(e.best_net_usd)),
+                None => format!("does not pay (best net {})", short(e.best_net_usd)),
+            },
+            None => "-".to_string(),
+        };
+        t.add_row(vec![
+            c.contract.clone(),
+            format!("{}{}", c.term, if c.whole_term_simulated { "" } else { " (part)" }),
+            short(c.committed_usd),
+            short(c.consumed_usd),
+            format!("{:.1} %", c.consumed_share * 100.0),
+            short(c.shortfall_usd),
+            short(c.payable_usd),
+            short(c.overflow_on_demand_usd),
+            under,
+            expansion,
+        ]);
+    }
+    println!("{t}");
+    println!("on-demand GPU spend, all providers: {}", short(term.on_demand_gpu_usd));
+    for a in &term.approximations {
+        println!("approximation: {a}");
+    }
 }
