@@ -118,11 +118,12 @@ async fn submit_linked(
     text: &str,
     key: Option<&str>,
 ) -> Result<Vec<SubmitResponse>, ApiError> {
-    let submission = cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant).map_err(|err| {
-        let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
-        ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
-    })?;
-    let mut jobs = submission.jobs;
+    let submission =
+        cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant).map_err(|err| {
+            let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
+            ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
+        })?;
+    let jobs = submission.jobs;
     if jobs.len() > state.config.max_batch_jobs {
         return Err(ApiError::bad_request(
             "jobs",

@@ -120,7 +120,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     principal.require_admin()?;
     let text = crate::jobs::read_body(&state, &axum::http::HeaderMap::new(), body).await?;
-    let request: TenantRequest = serde_json::from_str(&text).map_err(|e| {
+    let request: TenantRequest = serde_json::from_str(&text.text).map_err(|e| {
         ApiError::bad_request(
             "body",
             format!("invalid tenant request: {e}; expected {{\"name\": N, \"weight\": W, \"gpus_milli\": G, \"cpus_milli\": C}}"),

@@ -279,8 +279,7 @@ impl Fleet {
         // the pool's paid price, scaled to the placement's share of its nodes.
         let node_count = i64::try_from(nodes.len()).unwrap_or(i64::MAX).max(1);
         let paid = self.paid.get(placement.pool.0 as usize).copied().unwrap_or(info.price_per_node_hour);
-        let paid_share =
-            scale_price(Money(placement.price_per_hour.micros() / node_count), paid, chosen_at);
+        let paid_share = scale_price(Money(placement.price_per_hour.micros() / node_count), paid, chosen_at);
         let offer = PoolOffer {
             provider: info.provider.clone(),
             region: info.region.clone(),

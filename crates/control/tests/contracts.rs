@@ -95,6 +95,8 @@ impl World {
                     capacity: site.capacity,
                     price_per_node_hour: Money::from_dollars(site.price),
                     node_type: Some(NODE_TYPE.into()),
+                    list_price_per_node_hour: None,
+                    tenants: None,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })

@@ -513,6 +513,8 @@ async fn metering_rates_new_seconds_at_the_pools_price_now_beside_the_list_price
         capacity: CapacityKind::Contract,
         price_per_node_hour: Money::parse_dollars(price).unwrap(),
         list_price_per_node_hour: Some(Money::parse_dollars("40").unwrap()),
+        node_type: None,
+        tenants: None,
     };
     let controller = world.controller_on(Arc::new(world.sim.clone()), contract_cluster("10"), Some("aws-2026"));
     controller.reconcile_once().await.unwrap();
@@ -580,6 +582,8 @@ async fn a_cluster_reserved_for_a_tenant_never_runs_another_tenants_job() {
         capacity: CapacityKind::OnDemand,
         price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
         tenants: Some(vec!["research".into()]),
+        list_price_per_node_hour: None,
+        node_type: None,
     };
     let mut options = Options::new(world.store.clone(), vec![Cluster { info, driver: Arc::new(world.sim.clone()) }]);
     let clock = world.clock.clone();

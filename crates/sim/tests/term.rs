@@ -207,6 +207,8 @@ workload:
         horizon_s: Some(100 * DAY),
         sample_s: DAY,
         span_s: 100 * DAY,
+        seed: 0,
+        target: None,
     };
     // January: one job on the contract node for 30 days ($7,200), a second one overflows to
     // on-demand for 10 days ($9,600). February: nothing. March: a 40-day job from 1 March runs
@@ -262,7 +264,7 @@ fn scenario_error(generator: &str, portfolio: bool) -> String {
     };
     let text = format!("name: bad\nhorizon_days: 10\n{fleet}workload:\n  sources:\n    - generator: {generator}\n");
     let scenario = Scenario::parse(&text).unwrap();
-    match load_jobs(&scenario) {
+    match load_jobs(&scenario, 0) {
         Ok(_) => panic!("{generator} was accepted"),
         Err(e) => e.to_string(),
     }
