@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use chrono::{DateTime, Duration, Utc};
 use cumulo_ledger::{GroupBy, UsageFilter};
 use cumulo_store::HistoryPoint;
@@ -124,7 +124,7 @@ pub fn parse_range(text: &str) -> Result<Duration, ApiError> {
 pub(crate) async fn handler(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<HistoryQuery>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
     let range = parse_range(query.range.as_deref().filter(|r| !r.is_empty()).unwrap_or("1h"))?;
     let until = Utc::now();

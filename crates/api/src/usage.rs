@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use cumulo_ledger::{
@@ -138,7 +138,7 @@ pub struct RecordsAnswer {
 pub async fn records(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<RecordsQuery>,
+    ApiQuery(query): ApiQuery<RecordsQuery>,
 ) -> Result<Json<RecordsAnswer>, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=MAX_RECORDS_PAGE).contains(&limit) {
@@ -178,7 +178,7 @@ pub struct ChargebackAnswer {
 pub async fn chargeback(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<UsageQuery>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<ChargebackAnswer>, ApiError> {
     if query.group_by.as_deref().is_some_and(|g| !g.is_empty()) {
         return Err(ApiError::bad_request("group_by", "chargeback is always per tenant; group_by is for /v1/usage"));
@@ -199,7 +199,7 @@ const FOCUS_PAGE: u32 = 20_000;
 pub async fn focus(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<UsageQuery>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Response, ApiError> {
     if query.group_by.as_deref().is_some_and(|g| !g.is_empty()) {
         return Err(ApiError::bad_request(

@@ -338,21 +338,21 @@ fn idempotency_keys_refuse_another_body_and_keep_batches_apart() {
     assert!(reused.body.contains("was used before for a different request"), "{}", reused.body);
 
     let batch = |key: &str, body: &str| server.post("/v1/jobs:batch", &token, &[("Idempotency-Key", key)], body);
-    let made = batch("K", "name: a\n---\nname: b\n");
+    let made = batch("K", "name: a\nrun: echo a\n---\nname: b\nrun: echo b\n");
     assert_eq!(made.status, 201, "a batch key lives apart from a single submit's: {made:?}");
     let batch_ids: Vec<u64> =
         made.json()["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     let single = server.submit(&token, Some("K#0"), a);
     assert_eq!(single.status, 201, "a single submit with key K#0 is no retry of batch K's job 0: {single:?}");
     assert!(!batch_ids.contains(&single.json()["id"].as_u64().unwrap()));
-    let again = batch("K", "name: a\n---\nname: b\n");
+    let again = batch("K", "name: a\nrun: echo a\n---\nname: b\nrun: echo b\n");
     assert_eq!(again.status, 200, "{again:?}");
     let again_ids: Vec<u64> =
         again.json()["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert_eq!(again_ids, batch_ids, "a retried batch returns its jobs");
-    let changed = batch("K", "name: a\n---\nname: c\n");
+    let changed = batch("K", "name: a\nrun: echo a\n---\nname: c\nrun: echo c\n");
     assert_eq!((changed.status, changed.field()), (422, "jobs[1]".to_string()), "{changed:?}");
-    let longer = batch("K", "name: a\n---\nname: b\n---\nname: c\n");
+    let longer = batch("K", "name: a\nrun: echo a\n---\nname: b\nrun: echo b\n---\nname: c\nrun: echo c\n");
     assert_eq!(longer.status, 422, "{longer:?}");
     let shorter = batch("K", "name: a\n");
     assert_eq!(shorter.status, 422, "{shorter:?}");

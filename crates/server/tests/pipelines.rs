@@ -50,6 +50,8 @@ async fn finished(client: &Client, ids: &[JobId]) -> Vec<JobState> {
 async fn a_pipeline_runs_its_steps_in_order_on_the_local_driver() {
     let dir = tempfile::tempdir().unwrap();
     let marks = tempfile::tempdir().unwrap();
+    // Local jobs run as the unprivileged job user: the marks directory is theirs to write.
+    std::fs::set_permissions(marks.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     let (server, client) = server(dir.path()).await;
     let m = marks.path().display();
     // SkyPilot's pipeline form: a header holding only the name, then the steps.

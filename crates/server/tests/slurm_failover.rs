@@ -97,8 +97,11 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
     let mut spec = JobSpec::new("failover", "research");
     spec.kind = JobKind::Training;
     spec.checkpoint = Some(Checkpoint { dir: checkpoint.display().to_string(), every_s: None });
-    spec.run =
-        Some("echo \"$CUMULO_ATTEMPT $CUMULO_CHECKPOINT_DIR\" >> \"$CUMULO_CHECKPOINT_DIR/starts\"; sleep 600".into());
+    // Slurm's job user and the local driver's job user (`cumulo-job`) both append to one file.
+    spec.run = Some(
+        "umask 000; echo \"$CUMULO_ATTEMPT $CUMULO_CHECKPOINT_DIR\" >> \"$CUMULO_CHECKPOINT_DIR/starts\"; sleep 600"
+            .into(),
+    );
     spec.max_attempts = 3;
     // Two ways to run: one H100 (only the Slurm cluster has GPUs), else CPU only (this machine).
     let cpu_only = spec.resources[0].clone();

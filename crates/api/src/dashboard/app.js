@@ -596,7 +596,8 @@ async function refreshCosts() {
     list.map((c) => {
       const committed = micro(c.committed) || 0, consumed = micro(c.consumed) || 0, scheduled = micro(c.scheduled) || 0;
       const f = committed ? consumed / committed : 0;
-      const ok = consumed >= scheduled * 0.95;
+      // The server's verdict (the portfolio's 1% on-schedule band), never a rule of our own.
+      const ok = !(c.status && c.status.state === "behind");
       return [
         [`<b>${esc(c.contract)}</b>`], [esc(c.provider)], [`<span class="mono">${esc(c.term)}</span>`],
         [esc(usdShort(committed)), "num"], [esc(usdShort(scheduled)), "num"], [esc(usdShort(consumed)), "num"],
