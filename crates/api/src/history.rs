@@ -105,15 +105,17 @@ pub fn parse_range(text: &str) -> Result<Duration, ApiError> {
         )
     };
     let text = text.trim();
-    let split = text.len().checked_sub(1).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let number = &text[..text.len() - unit.len_utf8()];
+    // At most 31 days in minutes: larger numbers are refused before any arithmetic.
+    let n: i64 = number.parse().ok().filter(|n| (1..=31 * 24 * 60).contains(n)).ok_or_else(bad)?;
     let range = match unit {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        _ => return Err(bad()),
-    };
+        'm' => Duration::try_minutes(n),
+        'h' => Duration::try_hours(n),
+        'd' => Duration::try_days(n),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
     if range > Duration::days(31) {
         return Err(bad());
     }
@@ -172,7 +174,7 @@ mod tests {
         assert_eq!(parse_range("15m").unwrap().num_minutes(), 15);
         assert_eq!(parse_range("6h").unwrap().num_hours(), 6);
         assert_eq!(parse_range("7d").unwrap().num_days(), 7);
-        for bad in ["", "h", "0h", "-1h", "3w", "32d", "1.5h"] {
+        for bad in ["", "h", "0h", "-1h", "3w", "32d", "1.5h", "\u{80}", "1\u{80}", "9223372036854775807d"] {
             let err = parse_range(bad).unwrap_err().to_string();
             assert!(err.contains("expected minutes, hours or days"), "{bad}: {err}");
         }

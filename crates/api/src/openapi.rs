@@ -194,6 +194,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             )]);
             responses["200"] = json_response("burn-down per contract, money in integer micro-dollars", json!({}));
             responses["400"] = error_response("a query parameter is invalid or repeated");
+            responses["404"] = error_response("the server's fleet file names no portfolio");
         }
         ("post", "/v1/tokens") => {
             op["requestBody"] =
