@@ -182,3 +182,28 @@ fn invoices_refuse_an_unknown_provider_and_default_to_this_month() {
         "--month defaults to this month: {invoice}"
     );
 }
+
+#[test]
+fn the_built_in_catalog_sells_spot_and_hints_at_near_gpu_names() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let list = cumulo(dir, &["catalog", "list", "--gpu", "H100", "-o", "json"]);
+    let offers: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let spot = offers["offers"].as_array().unwrap().iter().filter(|o| !o["spot_price"].is_null()).count();
+    assert!(spot > 0, "some H100 offer has a spot price, so spot jobs are feasible: {offers}");
+
+    let a100 = cumulo(dir, &["catalog", "list", "--gpu", "A100"]);
+    let (_, stderr) = text(&a100);
+    assert!(a100.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no A100 offers in this catalog; it has A100-80GB"),
+        "the hint names the near model: {stderr}"
+    );
+
+    std::fs::write(dir.join("spot.yaml"), "name: s\nresources: {accelerators: H100:8, use_spot: true}\nrun: train\n")
+        .unwrap();
+    let offers = cumulo(dir, &["offers", "spot.yaml"]);
+    let (stdout, stderr) = text(&offers);
+    assert!(offers.status.success(), "a spot H100 job has an offer on the built-in catalog: {stdout}{stderr}");
+    assert!(stdout.contains("spot"), "{stdout}");
+}

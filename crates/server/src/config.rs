@@ -647,6 +647,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_example_fleet_file_opens() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file = FleetFile::parse(&text, "examples/fleet.yaml").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = file.open(dir.path(), None).unwrap();
+        let names: Vec<&str> = fleet.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["research", "inference", "agents", "vision"], "the example's tenants, in order");
+        assert_eq!(fleet.clusters.len(), 3, "local, a contract cluster and an on-demand one");
+    }
+
     fn check(text: &str, field: &str, words: &str) {
         let err = FleetFile::parse(text, "fleet.yaml").err().unwrap_or_else(|| panic!("accepted: {text}"));
         let message = err.to_string();

@@ -152,6 +152,21 @@ fn list(gpu: Option<&str>, provider: Option<&str>, dir: Option<&Path>, output: F
     };
     let offers: Vec<_> =
         offers.into_iter().filter(|o| provider.is_none_or(|p| o.provider.eq_ignore_ascii_case(p))).collect();
+    if let (Some(Some(model)), true) = (gpu_filter, offers.is_empty()) {
+        // `--gpu A100` finds nothing where the catalog sells `A100-80GB`: say which names it has.
+        let asked = model.to_string();
+        let mut near: Vec<String> = catalog
+            .offers()
+            .iter()
+            .filter_map(|o| o.gpu.map(|g| g.to_string()))
+            .filter(|name| name.starts_with(&asked) || asked.starts_with(name.as_str()))
+            .collect();
+        near.sort();
+        near.dedup();
+        if !near.is_empty() {
+            eprintln!("no {asked} offers in this catalog; it has {} (--gpu {})", near.join(", "), near[0]);
+        }
+    }
     if output == Format::Json {
         return print_json(&ListOutput { catalog: &catalog.origin, offers });
     }
