@@ -121,7 +121,8 @@ fn infeasible_jobs_say_why() {
     let why = ranking(&job, &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
     assert_eq!(why, "every feasible offer costs more than max_price_per_hour $1.00");
 
-    let mut job = gpu_job(GpuModel::H100, 8, 1);
+    // The built-in catalog sells H100 spot (p5.48xlarge) but no GB200 spot.
+    let mut job = gpu_job(GpuModel::GB200, 4, 1);
     job.resources[0].use_spot = true;
     let why = ranking(&job, &catalog, None, &none, "2026-11-26", 0).infeasible.unwrap();
     assert_eq!(why, "use_spot is true but no matching offer has a spot price");
