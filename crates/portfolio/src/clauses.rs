@@ -9,11 +9,13 @@
 //! answer from the same `block`, so a provider is open to a GPU model in one exactly when it is in
 //! the other.
 
-use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cumulo_sched::QueuedJob;
 use cumulo_types::{GpuModel, GpuSelector, InfraSelector, JobId, ResourceOption};
+use rustc_hash::FxHashMap;
 
 use crate::Portfolio;
 use crate::clock::format_duration_s;
@@ -74,6 +76,41 @@ enum Allowed<'a> {
     Nowhere,
 }
 
+/// A clause's words for one job: the clause's text, and the job's wait where the clause names it
+/// (a first refusal says how long the job has waited). The text is shared by every job a binding
+/// serves; the whole is formatted only when shown (`Display`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClauseWords {
+    text: Arc<str>,
+    waited_s: Option<u64>,
+}
+
+impl ClauseWords {
+    /// The same words for a job that has waited `waited_s`.
+    fn for_wait(&self, waited_s: u64) -> ClauseWords {
+        ClauseWords { text: Arc::clone(&self.text), waited_s: self.waited_s.map(|_| waited_s) }
+    }
+}
+
+impl fmt::Display for ClauseWords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)?;
+        match self.waited_s {
+            Some(waited_s) => write!(f, " (waited {})", format_duration_s(waited_s)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What [`ActiveClauses::bind`] decides for one list of resource options, before the words are
+/// given a job's wait: computed once per distinct (options, clauses binding) by [`bind_queue`].
+struct Binding {
+    options: Vec<BoundOption>,
+    /// The job's option index of each bound option.
+    origins: Arc<[u32]>,
+    words: Option<ClauseWords>,
+}
+
 impl<'a> ActiveClauses<'a> {
     /// The clauses of `portfolio`'s contracts that run at `now` (none without a portfolio).
     pub fn at(portfolio: Option<&'a Portfolio>, now: DateTime<Utc>) -> ActiveClauses<'a> {
@@ -98,26 +135,29 @@ impl<'a> ActiveClauses<'a> {
     /// an exclusive clause of another provider covering the model, else a first refusal of
     /// another provider covering it whose wait has not passed. CPU work is never kept.
     pub fn block(&self, provider: &str, gpu: Option<GpuModel>, waited_s: u64) -> Option<Block> {
+        let (clause, words) = self.blocking(provider, gpu, waited_s)?;
+        Some(match clause.wait_s {
+            None => Block::Exclusive(words.to_string()),
+            Some(_) => Block::FirstRefusal(words.to_string()),
+        })
+    }
+
+    /// [`block`](Self::block)'s clause and words (the one rule behind `block` and `bind`).
+    fn blocking(&self, provider: &str, gpu: Option<GpuModel>, waited_s: u64) -> Option<(&Clause<'a>, ClauseWords)> {
         let model = gpu.map_or("", |g| g.name());
         if let Some(c) = self.exclusive.iter().find(|c| in_scope(c.gpus, gpu) && provider != c.holder) {
-            return Some(Block::Exclusive(format!(
-                "exclusive clause of {}: {model} work only on {}",
-                c.contract, c.holder
-            )));
+            let text = format!("exclusive clause of {}: {model} work only on {}", c.contract, c.holder);
+            return Some((c, ClauseWords { text: text.into(), waited_s: None }));
         }
         let binding = |c: &&Clause<'_>| c.wait_s.is_some_and(|w| waited_s < w);
-        if let Some(c) =
-            self.first_refusal.iter().filter(binding).find(|c| in_scope(c.gpus, gpu) && provider != c.holder)
-        {
-            return Some(Block::FirstRefusal(format!(
-                "first refusal of {}: {model} work is offered to {} first; other providers after {} (waited {})",
-                c.contract,
-                c.holder,
-                format_duration_s(c.wait_s.unwrap_or(0)),
-                format_duration_s(waited_s)
-            )));
-        }
-        None
+        let c = self.first_refusal.iter().filter(binding).find(|c| in_scope(c.gpus, gpu) && provider != c.holder)?;
+        let text = format!(
+            "first refusal of {}: {model} work is offered to {} first; other providers after {}",
+            c.contract,
+            c.holder,
+            format_duration_s(c.wait_s.unwrap_or(0)),
+        );
+        Some((c, ClauseWords { text: text.into(), waited_s: Some(waited_s) }))
     }
 
     /// The one provider the clauses leave work on `gpu`, if they bind it: `block` is `None`
@@ -138,6 +178,20 @@ impl<'a> ActiveClauses<'a> {
         only.map_or(Allowed::Anywhere, Allowed::Only)
     }
 
+    /// Which clauses bind after a wait of `waited_s`: every exclusive clause, and the first
+    /// refusals whose wait has not passed. Two waits with the same regime bind any options alike
+    /// (only the words' "waited" differs). With more first refusals than bits, the wait itself.
+    fn regime(&self, waited_s: u64) -> u64 {
+        if self.first_refusal.len() > 64 {
+            return waited_s;
+        }
+        self.first_refusal
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.wait_s.is_some_and(|w| waited_s < w))
+            .fold(0, |mask, (i, _)| mask | 1 << i)
+    }
+
     /// A job's resource options with the clauses applied, for a job that has waited `waited_s`;
     /// `None` when no clause touches any of them (the job goes to the scheduler as it is).
     ///
@@ -146,14 +200,21 @@ impl<'a> ActiveClauses<'a> {
     /// option whose `infra` names another provider loses them); models no provider may take are
     /// dropped.
     pub fn bind(&self, resources: &[ResourceOption], waited_s: u64) -> Option<Bound> {
+        let binding = self.binding(resources, waited_s)?;
+        Some(Bound { options: binding.options, reason: binding.words.map(|w| w.to_string()) })
+    }
+
+    /// [`bind`](Self::bind) with the words unformatted.
+    fn binding(&self, resources: &[ResourceOption], waited_s: u64) -> Option<Binding> {
         if self.is_empty() || !resources.iter().any(|o| self.touches(o, waited_s)) {
             return None;
         }
-        let mut bound = Bound::default();
+        let mut options = Vec::new();
+        let mut words: Option<ClauseWords> = None;
         let mut touched = false;
         for (original, option) in resources.iter().enumerate() {
             let Some(demand) = &option.accelerators else {
-                bound.options.push(BoundOption { option: option.clone(), original });
+                options.push(BoundOption { option: option.clone(), original });
                 continue;
             };
             let models: Vec<GpuModel> = GpuModel::ALL.iter().copied().filter(|m| demand.selector.accepts(*m)).collect();
@@ -168,12 +229,14 @@ impl<'a> ActiveClauses<'a> {
                     },
                     Allowed::Nowhere => {
                         touched = true;
-                        bound.reason.get_or_insert_with(|| self.first_reason(model, waited_s));
+                        if words.is_none() {
+                            words = self.first_words(model, waited_s);
+                        }
                     }
                 }
             }
             if held.is_empty() && free.len() == models.len() {
-                bound.options.push(BoundOption { option: option.clone(), original });
+                options.push(BoundOption { option: option.clone(), original });
                 continue;
             }
             touched = true;
@@ -186,25 +249,29 @@ impl<'a> ActiveClauses<'a> {
                 BoundOption { option: narrowed, original }
             };
             if !free.is_empty() {
-                bound.options.push(with_models(free, option.infra.clone()));
+                options.push(with_models(free, option.infra.clone()));
             }
             for (holder, models) in held {
                 match &option.infra {
                     Some(infra) if infra.provider.as_deref().is_some_and(|p| !p.eq_ignore_ascii_case(holder)) => {
                         let other = infra.provider.as_deref().unwrap_or_default();
-                        let block = self.block(other, Some(models[0]), waited_s);
-                        bound.reason.get_or_insert_with(|| block.map(|b| b.reason().to_string()).unwrap_or_default());
+                        if words.is_none() {
+                            words = self.blocking(other, Some(models[0]), waited_s).map(|(_, w)| w);
+                        }
                     }
                     infra => {
-                        bound.reason.get_or_insert_with(|| self.first_reason(models[0], waited_s));
+                        if words.is_none() {
+                            words = self.first_words(models[0], waited_s);
+                        }
                         let mut narrowed = infra.clone().unwrap_or_default();
                         narrowed.provider = Some(holder.to_string());
-                        bound.options.push(with_models(models, Some(narrowed)));
+                        options.push(with_models(models, Some(narrowed)));
                     }
                 }
             }
         }
-        touched.then_some(bound)
+        let origins = options.iter().map(|o| o.original as u32).collect();
+        touched.then_some(Binding { options, origins, words })
     }
 
     /// Whether a clause binding after `waited_s` covers a GPU model `option` accepts (cheap: no
@@ -225,14 +292,10 @@ impl<'a> ActiveClauses<'a> {
     }
 
     /// The words of the first clause binding `gpu` (for a model no provider may take).
-    fn first_reason(&self, gpu: GpuModel, waited_s: u64) -> String {
+    fn first_words(&self, gpu: GpuModel, waited_s: u64) -> Option<ClauseWords> {
         let holders: Vec<&str> =
             self.exclusive.iter().chain(&self.first_refusal).map(|c| c.holder).chain(["any other provider"]).collect();
-        holders
-            .iter()
-            .find_map(|h| self.block(h, Some(gpu), waited_s))
-            .map(|b| b.reason().to_string())
-            .unwrap_or_default()
+        holders.iter().find_map(|h| self.blocking(h, Some(gpu), waited_s)).map(|(_, w)| w)
     }
 
     /// Why every offer is excluded when exclusive clauses rule them all out.
@@ -251,37 +314,63 @@ impl<'a> ActiveClauses<'a> {
 pub struct BoundQueue {
     pub queue: Vec<QueuedJob>,
     /// (job, replica) → the job's option index of each queued option, where they differ.
-    pub origins: HashMap<(JobId, u32), Vec<u32>>,
+    pub origins: FxHashMap<(JobId, u32), Arc<[u32]>>,
     /// Jobs held back by a clause, with the reason.
     pub held: Vec<(JobId, String)>,
     /// Jobs a clause kept from some providers, with the clause's words (added to a pending reason).
-    pub narrowed: HashMap<JobId, String>,
+    pub narrowed: FxHashMap<JobId, ClauseWords>,
 }
 
 /// Binds each queued job's options by `clauses`, for the time it has waited by `now` (the
 /// scheduler's timestamp): what the reconcile loop and `cumulo bench sched --portfolio` hand to the
 /// scheduling core.
+///
+/// [`ActiveClauses::bind`]'s rule runs once per distinct (resource options, clauses binding after
+/// the job's wait) in the queue; every job of that key gets the same bound options and words.
 pub fn bind_queue(queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
+    if clauses.is_empty() {
+        return BoundQueue { queue, ..BoundQueue::default() };
+    }
+    let (bindings, of_job) = bindings_by_shape(&queue, clauses, now);
     let mut out = BoundQueue { queue: Vec::with_capacity(queue.len()), ..BoundQueue::default() };
-    for mut job in queue {
-        let waited_s = now.saturating_sub(job.submitted_at);
-        match clauses.bind(&job.resources, waited_s) {
-            None => out.queue.push(job),
-            Some(bound) if bound.options.is_empty() => {
-                // a job's replicas are queued one after another: one reason per job
-                if out.held.last().is_none_or(|(id, _)| *id != job.id) {
-                    out.held.push((job.id, bound.reason.unwrap_or_default()));
-                }
+    for (mut job, binding) in queue.into_iter().zip(of_job) {
+        let Some(binding) = binding.map(|i| &bindings[i as usize]) else {
+            out.queue.push(job);
+            continue;
+        };
+        let words = binding.words.as_ref().map(|w| w.for_wait(now.saturating_sub(job.submitted_at)));
+        if binding.options.is_empty() {
+            // a job's replicas are queued one after another: one reason per job
+            if out.held.last().is_none_or(|(id, _)| *id != job.id) {
+                out.held.push((job.id, words.map(|w| w.to_string()).unwrap_or_default()));
             }
-            Some(bound) => {
-                if let Some(reason) = bound.reason {
-                    out.narrowed.insert(job.id, reason);
-                }
-                out.origins.insert((job.id, job.replica), bound.options.iter().map(|o| o.original as u32).collect());
-                job.resources = bound.options.into_iter().map(|o| o.option).collect();
-                out.queue.push(job);
-            }
+            continue;
         }
+        if let Some(words) = words {
+            out.narrowed.insert(job.id, words);
+        }
+        out.origins.insert((job.id, job.replica), Arc::clone(&binding.origins));
+        job.resources = binding.options.iter().map(|o| o.option.clone()).collect();
+        out.queue.push(job);
     }
     out
+}
+
+/// The distinct bindings of a queue, and for each job the index of its own (`None` where no
+/// clause touches the job).
+fn bindings_by_shape(queue: &[QueuedJob], clauses: &ActiveClauses<'_>, now: u64) -> (Vec<Binding>, Vec<Option<u32>>) {
+    let mut bindings = Vec::new();
+    let mut seen: FxHashMap<(u64, &[ResourceOption]), Option<u32>> = FxHashMap::default();
+    let of_job = queue
+        .iter()
+        .map(|job| {
+            let waited_s = now.saturating_sub(job.submitted_at);
+            *seen.entry((clauses.regime(waited_s), job.resources.as_slice())).or_insert_with(|| {
+                let binding = clauses.binding(&job.resources, waited_s)?;
+                bindings.push(binding);
+                Some(bindings.len() as u32 - 1)
+            })
+        })
+        .collect();
+    (bindings, of_job)
 }

@@ -446,3 +446,68 @@ proptest! {
         }
     }
 }
+
+/// `bind_queue` binds once per distinct (options, clauses binding after the wait) and reuses the
+/// result: every job must come out exactly as `bind` makes it on its own, words with its own wait.
+#[test]
+fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
+    use cumulo_portfolio::clauses::bind_queue;
+    use cumulo_sched::QueuedJob;
+    use cumulo_types::JobId;
+
+    let demo = Portfolio::demo().unwrap();
+    let clauses = ActiveClauses::at(Some(&demo), at("2026-12-31"));
+    let mut on_aws = gpu_job(GpuModel::GB200, 4, 18);
+    on_aws.resources[0].infra = Some(InfraSelector::parse("aws").unwrap());
+    let mut either = gpu_job(GpuModel::GB200, 4, 1);
+    either.resources[0].accelerators.as_mut().unwrap().selector =
+        GpuSelector::Models(vec![GpuModel::GB200, GpuModel::H100]);
+    let shapes =
+        [gpu_job(GpuModel::GB200, 4, 18), gpu_job(GpuModel::GB300, 4, 18), on_aws, either, JobSpec::new("cpu", "t")];
+    let now = 100_000;
+    // the same shapes at waits on both sides of the 2h first refusal, replicas included
+    let waits = [0, 300, 7199, 7200, 9000];
+    let mut queue = Vec::new();
+    for (i, (shape, waited_s)) in shapes.iter().flat_map(|s| waits.iter().map(move |w| (s, *w))).enumerate() {
+        let mut spec = shape.clone();
+        spec.replicas = 1 + (i % 2) as u32;
+        queue.extend(QueuedJob::from_spec(JobId(i as u64 + 1), &spec, now - waited_s));
+    }
+    let bound = bind_queue(queue.clone(), &clauses, now);
+
+    let mut expected_queue = Vec::new();
+    let mut expected_held = Vec::new();
+    for job in &queue {
+        let waited_s = now - job.submitted_at;
+        match clauses.bind(&job.resources, waited_s) {
+            None => expected_queue.push(job.clone()),
+            Some(b) if b.options.is_empty() => {
+                if expected_held.last().is_none_or(|(id, _): &(JobId, String)| *id != job.id) {
+                    expected_held.push((job.id, b.reason.unwrap_or_default()));
+                }
+            }
+            Some(b) => {
+                let origins: Vec<u32> = b.options.iter().map(|o| o.original as u32).collect();
+                assert_eq!(
+                    bound.origins[&(job.id, job.replica)].as_ref(),
+                    origins.as_slice(),
+                    "origins of {:?}",
+                    job.id
+                );
+                if let Some(reason) = &b.reason {
+                    assert_eq!(&bound.narrowed[&job.id].to_string(), reason, "words of {:?} name its own wait", job.id);
+                }
+                let mut narrowed = job.clone();
+                narrowed.resources = b.options.into_iter().map(|o| o.option).collect();
+                expected_queue.push(narrowed);
+            }
+        }
+    }
+    assert_eq!(bound.queue, expected_queue, "every job is handed on as bind narrows it");
+    assert_eq!(bound.held, expected_held, "held jobs wait with bind's words, once per job");
+    assert!(!bound.held.is_empty() && !bound.narrowed.is_empty(), "the queue exercises both outcomes");
+    assert!(
+        bound.narrowed.values().any(|w| w.to_string().ends_with("(waited 5m)")),
+        "a first refusal's words carry the job's wait"
+    );
+}
