@@ -732,6 +732,15 @@ mod tests {
             "unknown tenant `z`: expected one of the fleet's tenants (a, b)",
         );
         check(&restricted("[]"), "clusters[0].tenants", "empty: expected at least one tenant");
+        let budget = |b: &str| format!("tenants: [{{name: a}}, {{name: r, budget: {b}}}]\nclusters: [{cluster}]");
+        check(&budget("{monthly: -5}"), "tenants[1].budget.monthly", "invalid amount `-5`: expected dollars of at least 0");
+        check(&budget("{monthly: lots}"), "tenants[1].budget.monthly", "invalid amount `lots`: expected dollars");
+        check(&budget("{monthly: 5, kind: firm}"), "tenants[1].budget.kind", "unknown kind `firm`: expected `hard` or `soft`");
+        check(&budget("{monthly: 5, cap: 2}"), "tenants[1].budget.cap", "unknown field `cap`");
+        let parsed = FleetFile::parse(&budget("{monthly: '$50,000', kind: soft}"), "fleet.yaml").unwrap();
+        let entry = parsed.tenants[1].budget.as_ref().unwrap().budget().unwrap();
+        assert_eq!(entry.monthly, Money::from_dollars(50_000), "dollars as text");
+        assert_eq!(entry.kind, cumulo_store::budget::BudgetKind::Soft);
         assert!(FleetFile::parse(&restricted("[b]"), "fleet.yaml").is_ok());
         check(
             &format!(
