@@ -151,3 +151,51 @@ pub(crate) async fn scrape(state: &AppState) -> Result<String, ApiError> {
     render(&totals, &budgets, &mut out);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(text: &str) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in `{line}`"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in `{line}`"));
+            assert!(out.insert(key.to_string(), value).is_none(), "duplicate sample `{key}`");
+        }
+        out
+    }
+
+    #[test]
+    fn the_money_families_show_cost_budgets_and_each_contracts_projection() {
+        let portfolio = cumulo_portfolio::Portfolio::demo().unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-06-15T00:00:00Z").unwrap().with_timezone(&Utc);
+        let mut totals = UsageTotals::of(&[], Some(&portfolio), at);
+        let burn = cumulo_ledger::burn_down(&portfolio, [].iter(), at);
+        assert_eq!(totals.contracts.len(), burn.contracts.len(), "one projection per contract");
+        totals.cost.insert(("research".into(), "aws".into(), "aws-2025".into()), Money::parse_dollars("1200.50").unwrap());
+        totals.month_spend.insert("research".into(), Money::from_dollars(400));
+        let budgets = BTreeMap::from([
+            ("research".to_string(), BudgetView { monthly: "1000".into(), kind: "hard".into(), source: "api".into() }),
+            ("agents".to_string(), BudgetView { monthly: "50".into(), kind: "soft".into(), source: "fleet file".into() }),
+        ]);
+        let mut text = String::new();
+        render(&totals, &budgets, &mut text);
+        let s = samples(&text);
+        assert_eq!(s["cumulo_cost_dollars_total{tenant=\"research\",provider=\"aws\",contract=\"aws-2025\"}"], 1200.5);
+        assert_eq!(s["cumulo_budget_dollars{tenant=\"research\",kind=\"hard\"}"], 1000.0);
+        assert_eq!(s["cumulo_budget_dollars{tenant=\"agents\",kind=\"soft\"}"], 50.0);
+        assert_eq!(s["cumulo_budget_used_dollars{tenant=\"research\"}"], 400.0);
+        assert_eq!(s["cumulo_budget_used_dollars{tenant=\"agents\"}"], 0.0, "a budget with nothing spent shows 0");
+        assert_eq!(s["cumulo_budget_used_ratio{tenant=\"research\",kind=\"hard\"}"], 0.4);
+        for c in &burn.contracts {
+            let key = |family: &str| format!("{family}{{contract=\"{}\"}}", c.contract);
+            assert_eq!(s[&key("cumulo_contract_projected_shortfall_dollars")], c.projected_shortfall.as_dollars_f64());
+            assert_eq!(s[&key("cumulo_contract_projected_overrun_dollars")], c.projected_overrun.as_dollars_f64());
+        }
+        assert!(
+            burn.contracts.iter().any(|c| c.projected_shortfall > Money::ZERO),
+            "with nothing consumed some contract projects a shortfall"
+        );
+    }
+}
