@@ -358,7 +358,7 @@ fn schemas() -> Value {
             "gpus_milli": integer, "cpus_milli": integer, "created_at": {"type": "string", "format": "date-time"},
             "budget": {"type": "object", "properties": {"monthly": string, "kind": string, "source": string}}}},
         "BudgetRequest": {"type": "object", "required": ["monthly"], "additionalProperties": false, "properties": {
-            "monthly": {"type": ["number", "string"]}, "kind": {"type": "string", "enum": ["hard", "soft"]}}},
+            "monthly": {"type": "number", "minimum": 0, "maximum": 1_000_000_000_000i64}, "kind": {"type": "string", "enum": ["hard", "soft"]}}},
         "TenantRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
             "name": string, "weight": {"type": "integer", "minimum": 1}, "gpus_milli": integer, "cpus_milli": integer}},
         "History": {"type": "object", "properties": {"since": string, "until": string, "step_s": integer,

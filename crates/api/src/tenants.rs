@@ -45,7 +45,10 @@ pub struct BudgetView {
     pub source: String,
 }
 
-/// `PUT /v1/tenants/{name}/budget`: dollars as a number or text (`50000`, `"$50,000"`).
+/// The largest monthly budget the API takes, in dollars.
+pub const MAX_BUDGET_DOLLARS: i64 = 1_000_000_000_000;
+
+/// `PUT /v1/tenants/{name}/budget`: `monthly` in dollars (a JSON number), `kind` hard or soft.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
@@ -144,9 +147,24 @@ pub(crate) async fn set_budget(
         )
     })?;
     let monthly = match &request.monthly {
-        serde_json::Value::Number(n) => n.to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(whole), _) if (0..=MAX_BUDGET_DOLLARS).contains(&whole) => whole.to_string(),
+            (None, Some(dollars)) if (0.0..=MAX_BUDGET_DOLLARS as f64).contains(&dollars) => {
+                cumulo_types::Money::from_dollars_f64(dollars).unwrap_or_default().to_string()
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "monthly",
+                    format!("invalid amount `{n}`: expected dollars of at least 0 and at most {MAX_BUDGET_DOLLARS}"),
+                ));
+            }
+        },
+        other => {
+            return Err(ApiError::bad_request(
+                "monthly",
+                format!("invalid amount `{other}`: expected a number of dollars such as 50000"),
+            ));
+        }
     };
     let budget = cumulo_store::budget::parse_budget(&monthly, request.kind.as_deref().unwrap_or("hard"))
         .map_err(|(field, reason)| ApiError::bad_request(field, reason))?;

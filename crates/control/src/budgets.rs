@@ -63,14 +63,19 @@ impl Controller {
         }
         let spent = self.month_spend(now).await?;
         let mut caps = Vec::new();
+        let month = month_start(now);
         for (tenant, budget) in budgets {
             let so_far = spent.get(&tenant).copied().unwrap_or_default();
             match budget.kind {
                 BudgetKind::Hard => caps.push(SpendCap { tenant, budget: budget.monthly, spent: so_far }),
-                BudgetKind::Soft if so_far > budget.monthly => tracing::warn!(
-                    %tenant, budget = %budget.monthly.usd(), spent = %so_far.usd(),
-                    "tenant is past its soft monthly budget"
-                ),
+                BudgetKind::Soft if so_far > budget.monthly => {
+                    if self.lock().soft_warned.insert((tenant.clone(), month)) {
+                        tracing::warn!(
+                            %tenant, budget = %budget.monthly.usd(), spent = %so_far.usd(),
+                            "tenant is past its soft monthly budget"
+                        );
+                    }
+                }
                 BudgetKind::Soft => {}
             }
         }

@@ -207,6 +207,8 @@ struct Memory {
     /// Money spent per tenant in the current month (budgets read it); `None` until read from the
     /// store, and again after a failed append.
     month_spend: Option<budgets::MonthSpend>,
+    /// Tenants already warned of passing their soft budget, with the month (warned once a month).
+    soft_warned: HashSet<(String, DateTime<Utc>)>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.

@@ -694,7 +694,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fleet = file.open(dir.path(), None).unwrap();
         let names: Vec<&str> = fleet.tenants.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["research", "inference", "agents", "vision"], "the example's tenants, in order");
+        assert_eq!(names, ["research", "inference", "agents", "vision", "data-science"], "the example's tenants, in order");
+        assert_eq!(
+            fleet.budgets.get("data-science"),
+            Some(&cumulo_store::budget::Budget {
+                monthly: Money::from_dollars(20_000),
+                kind: cumulo_store::budget::BudgetKind::Hard
+            }),
+            "the example's budget"
+        );
         assert_eq!(fleet.clusters.len(), 3, "local, a contract cluster and an on-demand one");
     }
 

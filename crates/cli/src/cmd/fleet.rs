@@ -334,8 +334,17 @@ pub fn tenant(args: TenantArgs) -> anyhow::Result<()> {
         }
         TenantCommand::Budget(args) => {
             let kind = if args.soft { "soft" } else { "hard" };
+            let monthly = cumulo_types::Money::parse_dollars(&args.monthly).map_err(|_| {
+                anyhow::anyhow!("--monthly: invalid amount `{}`: expected dollars such as 50000", args.monthly)
+            })?;
+            // Whole dollars travel exactly as an integer; cents as a decimal number.
+            let monthly = if monthly.0 % 1_000_000 == 0 {
+                serde_json::Value::from(monthly.0 / 1_000_000)
+            } else {
+                serde_json::Value::from(monthly.as_dollars_f64())
+            };
             let request = cumulo_api::tenants::BudgetRequest {
-                monthly: serde_json::Value::String(args.monthly),
+                monthly,
                 kind: Some(kind.to_string()),
             };
             let tenant = runtime()?.block_on(args.remote.client()?.set_budget(&args.name, &request))?;
