@@ -88,7 +88,10 @@ fn escape(value: &str) -> String {
 /// Appends the money families to `out`.
 pub fn render(totals: &UsageTotals, budgets: &BTreeMap<String, BudgetView>, out: &mut String) {
     let dollars = |m: Money| m.as_dollars_f64();
-    let _ = writeln!(out, "# HELP cumulo_cost_dollars_total Money metered at the price paid, by tenant, provider and contract (\"\" for none).");
+    let _ = writeln!(
+        out,
+        "# HELP cumulo_cost_dollars_total Money metered at the price paid, by tenant, provider and contract (\"\" for none)."
+    );
     let _ = writeln!(out, "# TYPE cumulo_cost_dollars_total counter");
     for ((tenant, provider, contract), cost) in &totals.cost {
         let _ = writeln!(
@@ -100,7 +103,10 @@ pub fn render(totals: &UsageTotals, budgets: &BTreeMap<String, BudgetView>, out:
             dollars(*cost)
         );
     }
-    let _ = writeln!(out, "# HELP cumulo_budget_dollars Each tenant's monthly budget, by kind (hard holds jobs back, soft alerts only).");
+    let _ = writeln!(
+        out,
+        "# HELP cumulo_budget_dollars Each tenant's monthly budget, by kind (hard holds jobs back, soft alerts only)."
+    );
     let _ = writeln!(out, "# TYPE cumulo_budget_dollars gauge");
     let mut amounts = BTreeMap::new();
     for (tenant, budget) in budgets {
@@ -114,7 +120,8 @@ pub fn render(totals: &UsageTotals, budgets: &BTreeMap<String, BudgetView>, out:
             dollars(amount)
         );
     }
-    let _ = writeln!(out, "# HELP cumulo_budget_used_dollars Money each tenant spent in the current calendar month (UTC).");
+    let _ =
+        writeln!(out, "# HELP cumulo_budget_used_dollars Money each tenant spent in the current calendar month (UTC).");
     let _ = writeln!(out, "# TYPE cumulo_budget_used_dollars gauge");
     let mut tenants: Vec<&String> = totals.month_spend.keys().chain(amounts.keys()).collect();
     tenants.sort();
@@ -127,19 +134,41 @@ pub fn render(totals: &UsageTotals, budgets: &BTreeMap<String, BudgetView>, out:
     let _ = writeln!(out, "# TYPE cumulo_budget_used_ratio gauge");
     for (tenant, (amount, kind)) in &amounts {
         let used = totals.month_spend.get(tenant).copied().unwrap_or_default();
-        let ratio = if amount.0 == 0 { if used.0 > 0 { f64::INFINITY } else { 0.0 } } else { used.0 as f64 / amount.0 as f64 };
+        let ratio =
+            if amount.0 == 0 { if used.0 > 0 { f64::INFINITY } else { 0.0 } } else { used.0 as f64 / amount.0 as f64 };
         let ratio = if ratio.is_infinite() { "+Inf".to_string() } else { ratio.to_string() };
-        let _ = writeln!(out, "cumulo_budget_used_ratio{{tenant=\"{}\",kind=\"{}\"}} {ratio}", escape(tenant), escape(kind));
+        let _ = writeln!(
+            out,
+            "cumulo_budget_used_ratio{{tenant=\"{}\",kind=\"{}\"}} {ratio}",
+            escape(tenant),
+            escape(kind)
+        );
     }
-    let _ = writeln!(out, "# HELP cumulo_contract_projected_shortfall_dollars Commitment a contract is projected to leave unconsumed at term end (burn-down).");
+    let _ = writeln!(
+        out,
+        "# HELP cumulo_contract_projected_shortfall_dollars Commitment a contract is projected to leave unconsumed at term end (burn-down)."
+    );
     let _ = writeln!(out, "# TYPE cumulo_contract_projected_shortfall_dollars gauge");
     for (contract, (shortfall, _)) in &totals.contracts {
-        let _ = writeln!(out, "cumulo_contract_projected_shortfall_dollars{{contract=\"{}\"}} {}", escape(contract), dollars(*shortfall));
+        let _ = writeln!(
+            out,
+            "cumulo_contract_projected_shortfall_dollars{{contract=\"{}\"}} {}",
+            escape(contract),
+            dollars(*shortfall)
+        );
     }
-    let _ = writeln!(out, "# HELP cumulo_contract_projected_overrun_dollars Spend a contract is projected to take beyond its commitment at term end (burn-down).");
+    let _ = writeln!(
+        out,
+        "# HELP cumulo_contract_projected_overrun_dollars Spend a contract is projected to take beyond its commitment at term end (burn-down)."
+    );
     let _ = writeln!(out, "# TYPE cumulo_contract_projected_overrun_dollars gauge");
     for (contract, (_, overrun)) in &totals.contracts {
-        let _ = writeln!(out, "cumulo_contract_projected_overrun_dollars{{contract=\"{}\"}} {}", escape(contract), dollars(*overrun));
+        let _ = writeln!(
+            out,
+            "cumulo_contract_projected_overrun_dollars{{contract=\"{}\"}} {}",
+            escape(contract),
+            dollars(*overrun)
+        );
     }
 }
 
@@ -173,11 +202,16 @@ mod tests {
         let mut totals = UsageTotals::of(&[], Some(&portfolio), at);
         let burn = cumulo_ledger::burn_down(&portfolio, [].iter(), at);
         assert_eq!(totals.contracts.len(), burn.contracts.len(), "one projection per contract");
-        totals.cost.insert(("research".into(), "aws".into(), "aws-2025".into()), Money::parse_dollars("1200.50").unwrap());
+        totals
+            .cost
+            .insert(("research".into(), "aws".into(), "aws-2025".into()), Money::parse_dollars("1200.50").unwrap());
         totals.month_spend.insert("research".into(), Money::from_dollars(400));
         let budgets = BTreeMap::from([
             ("research".to_string(), BudgetView { monthly: "1000".into(), kind: "hard".into(), source: "api".into() }),
-            ("agents".to_string(), BudgetView { monthly: "50".into(), kind: "soft".into(), source: "fleet file".into() }),
+            (
+                "agents".to_string(),
+                BudgetView { monthly: "50".into(), kind: "soft".into(), source: "fleet file".into() },
+            ),
         ]);
         let mut text = String::new();
         render(&totals, &budgets, &mut text);

@@ -67,7 +67,13 @@ fn start(dir: &Path) -> (Server, String, String) {
 }
 
 /// Polls the job until `done` says its JSON is what the test waits for.
-fn wait_for(dir: &Path, env: &[(&str, &str)], id: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_for(
+    dir: &Path,
+    env: &[(&str, &str)],
+    id: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let job = json(cumulo(dir, env, &["job", id, "-o", "json"]));
@@ -105,10 +111,14 @@ fn a_hard_budget_holds_a_job_until_it_is_raised_and_metrics_show_the_money() {
     let dir = home.path();
     let (_server, url, token) = start(dir);
     let env = [("CUMULO_SERVER", url.as_str()), ("CUMULO_TOKEN", token.as_str())];
-    std::fs::write(dir.join("train.yaml"), "name: train\ntenant: research\nresources: {accelerators: H100:8}\nrun: x\n")
-        .unwrap();
+    std::fs::write(
+        dir.join("train.yaml"),
+        "name: train\ntenant: research\nresources: {accelerators: H100:8}\nrun: x\n",
+    )
+    .unwrap();
     let id = json(cumulo(dir, &env, &["submit", "train.yaml", "-o", "json"]))[0]["id"].as_u64().unwrap().to_string();
-    let job = wait_for(dir, &env, &id, "a pending reason", |j| j["pending_reason"].as_str().is_some_and(|r| !r.is_empty()));
+    let job =
+        wait_for(dir, &env, &id, "a pending reason", |j| j["pending_reason"].as_str().is_some_and(|r| !r.is_empty()));
     assert_eq!(
         job["pending_reason"].as_str().unwrap(),
         "budget: tenant research would exceed its hard monthly budget of $10.00 (spent $0.00, this job ~$98.32)",
@@ -120,7 +130,10 @@ fn a_hard_budget_holds_a_job_until_it_is_raised_and_metrics_show_the_money() {
     let negative = cumulo(dir, &env, &["tenant", "budget", "research", "--monthly", "-5"]);
     let stderr = String::from_utf8_lossy(&negative.stderr);
     assert!(!negative.status.success(), "a negative budget fails");
-    assert!(stderr.contains("monthly") && stderr.contains("invalid amount `-5`: expected dollars of at least 0"), "{stderr}");
+    assert!(
+        stderr.contains("monthly") && stderr.contains("invalid amount `-5`: expected dollars of at least 0"),
+        "{stderr}"
+    );
     let unknown = cumulo(dir, &env, &["tenant", "budget", "nobody", "--monthly", "5"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("tenant `nobody` not found"), "an unknown tenant");
     let (status, body) = block(async {

@@ -38,8 +38,8 @@
 //! after a restart it rebuilds them with one `usage_between` read from the oldest active attempt's
 //! start, which reads every tenant's usage since then once.
 
-pub mod check;
 mod budgets;
+pub mod check;
 mod contracts;
 mod fleet;
 mod links;

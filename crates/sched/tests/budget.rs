@@ -16,7 +16,8 @@ fn ids(queue: &[cumulo_sched::QueuedJob]) -> Vec<u64> {
 
 #[test]
 fn a_job_is_estimated_at_its_cheapest_feasible_pool_for_an_hour_per_node() {
-    let fleet = FleetBuilder::new().hgx("aws", GpuModel::H100, 4).price(100).hgx("gcp", GpuModel::H100, 4).price(80).build();
+    let fleet =
+        FleetBuilder::new().hgx("aws", GpuModel::H100, 4).price(100).hgx("gcp", GpuModel::H100, 4).price(80).build();
     let whole = job(1).gpus("H100", "8").nodes(2).build();
     assert_eq!(hourly_estimate(&fleet.pools, &whole), Some(Money::from_dollars(160)), "two nodes at gcp's $80");
     let half = job(2).gpus("H100", "4").build();

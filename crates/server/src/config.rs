@@ -554,11 +554,8 @@ impl FleetFile {
                 quota: Quota { gpus_milli: t.quota.gpus_milli, cpus_milli: t.quota.cpus_milli },
             })
             .collect();
-        let budgets = self
-            .tenants
-            .iter()
-            .filter_map(|t| Some((t.name.clone(), t.budget.as_ref()?.budget().ok()?)))
-            .collect();
+        let budgets =
+            self.tenants.iter().filter_map(|t| Some((t.name.clone(), t.budget.as_ref()?.budget().ok()?))).collect();
         Ok(Fleet { tenants, clusters, prices, list_prices, portfolio, budgets })
     }
 }
@@ -694,7 +691,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fleet = file.open(dir.path(), None).unwrap();
         let names: Vec<&str> = fleet.tenants.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["research", "inference", "agents", "vision", "data-science"], "the example's tenants, in order");
+        assert_eq!(
+            names,
+            ["research", "inference", "agents", "vision", "data-science"],
+            "the example's tenants, in order"
+        );
         assert_eq!(
             fleet.budgets.get("data-science"),
             Some(&cumulo_store::budget::Budget {
@@ -741,9 +742,17 @@ mod tests {
         );
         check(&restricted("[]"), "clusters[0].tenants", "empty: expected at least one tenant");
         let budget = |b: &str| format!("tenants: [{{name: a}}, {{name: r, budget: {b}}}]\nclusters: [{cluster}]");
-        check(&budget("{monthly: -5}"), "tenants[1].budget.monthly", "invalid amount `-5`: expected dollars of at least 0");
+        check(
+            &budget("{monthly: -5}"),
+            "tenants[1].budget.monthly",
+            "invalid amount `-5`: expected dollars of at least 0",
+        );
         check(&budget("{monthly: lots}"), "tenants[1].budget.monthly", "invalid amount `lots`: expected dollars");
-        check(&budget("{monthly: 5, kind: firm}"), "tenants[1].budget.kind", "unknown kind `firm`: expected `hard` or `soft`");
+        check(
+            &budget("{monthly: 5, kind: firm}"),
+            "tenants[1].budget.kind",
+            "unknown kind `firm`: expected `hard` or `soft`",
+        );
         check(&budget("{monthly: 5, cap: 2}"), "tenants[1].budget.cap", "unknown field `cap`");
         let parsed = FleetFile::parse(&budget("{monthly: '$50,000', kind: soft}"), "fleet.yaml").unwrap();
         let entry = parsed.tenants[1].budget.as_ref().unwrap().budget().unwrap();

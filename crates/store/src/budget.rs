@@ -83,7 +83,9 @@ pub fn parse_budget(monthly: &str, kind: &str) -> std::result::Result<Budget, (&
         Ok(_) => return Err(("monthly", format!("invalid amount `{monthly}`: expected dollars of at least 0"))),
         Err(_) => return Err(("monthly", format!("invalid amount `{monthly}`: expected dollars such as 50000"))),
     };
-    let kind = kind.parse::<BudgetKind>().map_err(|_| ("kind", format!("unknown kind `{kind}`: expected `hard` or `soft`")))?;
+    let kind = kind
+        .parse::<BudgetKind>()
+        .map_err(|_| ("kind", format!("unknown kind `{kind}`: expected `hard` or `soft`")))?;
     Ok(Budget { monthly, kind })
 }
 

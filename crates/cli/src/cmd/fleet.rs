@@ -343,10 +343,7 @@ pub fn tenant(args: TenantArgs) -> anyhow::Result<()> {
             } else {
                 serde_json::Value::from(monthly.as_dollars_f64())
             };
-            let request = cumulo_api::tenants::BudgetRequest {
-                monthly,
-                kind: Some(kind.to_string()),
-            };
+            let request = cumulo_api::tenants::BudgetRequest { monthly, kind: Some(kind.to_string()) };
             let tenant = runtime()?.block_on(args.remote.client()?.set_budget(&args.name, &request))?;
             match args.output {
                 Format::Json => print_json(&tenant),
