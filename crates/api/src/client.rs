@@ -200,6 +200,15 @@ impl Client {
         self.json(self.request(reqwest::Method::POST, "/v1/tenants").json(request)).await
     }
 
+    /// `PUT /v1/tenants/{name}/budget`.
+    pub async fn set_budget(
+        &self,
+        tenant: &str,
+        request: &crate::tenants::BudgetRequest,
+    ) -> Result<crate::tenants::TenantView, Error> {
+        self.json(self.request(reqwest::Method::PUT, &format!("/v1/tenants/{tenant}/budget")).json(request)).await
+    }
+
     pub async fn create_token(&self, request: &TokenRequest) -> Result<TokenResponse, Error> {
         self.json(self.request(reqwest::Method::POST, "/v1/tokens").json(request)).await
     }

@@ -39,6 +39,8 @@ pub struct Fleet {
     pub contracts: serde_json::Value,
     /// The same portfolio, for burn-down against metered usage; `None` when the server has none.
     pub portfolio: Option<Arc<cumulo_portfolio::Portfolio>>,
+    /// The fleet file's monthly budgets by tenant (one stored over the API overrides).
+    pub budgets: std::collections::BTreeMap<String, cumulo_store::budget::Budget>,
 }
 
 impl Fleet {

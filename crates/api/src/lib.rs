@@ -21,6 +21,7 @@ mod jobs;
 pub mod load;
 mod logs;
 pub mod metrics;
+pub mod money_metrics;
 pub mod openapi;
 pub mod tenants;
 mod tokens;
@@ -142,6 +143,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/v1/tokens", "create an API token (admin only); the secret is shown once"),
     ("get", "/v1/tenants", "the tenants jobs and tokens may name: the fleet file's and those created over the API"),
     ("post", "/v1/tenants", "create a tenant (admin only), kept in the store"),
+    ("put", "/v1/tenants/{name}/budget", "set a tenant's monthly budget, hard or soft (admin only), kept in the store"),
     (
         "get",
         "/v1/history",
@@ -179,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/contracts/burn-down", get(fleet::burn_down))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/v1/tenants/{name}/budget", axum::routing::put(tenants::set_budget))
         .route("/v1/history", get(history::handler))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/usage/records", get(usage::records))

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4), written by hand: queue depth by state,
 //! placements and preemptions, the scheduling decision latency histogram, and GPU utilisation by
-//! provider and GPU model.
+//! provider and GPU model; the money families (cost, budgets, contract projections) come from
+//! `money_metrics`.
 //!
 //! Counters and the histogram live in [`Metrics`], fed by the reconcile loop through
 //! [`Metrics::record_pass`]; gauges are read from the store and the fleet at scrape time.
@@ -34,6 +35,8 @@ pub struct Metrics {
     refused_placements: AtomicU64,
     /// Requests answered 503 because the server had too much work in flight.
     shed_requests: AtomicU64,
+    /// Sums over metered usage for the money families (`money_metrics`), reused for a short TTL.
+    pub(crate) money: crate::money_metrics::MoneyCache,
 }
 
 impl Metrics {
@@ -156,7 +159,9 @@ pub(crate) async fn handler(State(state): State<AppState>) -> Result<impl IntoRe
         .map(|(key, (total, used_milli))| (key, GpuUse { total, used_milli }))
         .collect();
     let scrape = Scrape { jobs_by_state, active_attempts: active, gpus };
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&scrape, &state.metrics)))
+    let mut text = render(&scrape, &state.metrics);
+    text.push_str(&crate::money_metrics::scrape(&state).await?);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }
 
 #[cfg(test)]

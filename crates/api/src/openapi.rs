@@ -214,6 +214,16 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["403"] = error_response("only admins create tenants");
             responses["409"] = error_response("a tenant of that name exists");
         }
+        ("put", "/v1/tenants/{name}/budget") => {
+            op["parameters"] = json!([{"name": "name", "in": "path", "required": true, "description": "tenant name",
+                "schema": {"type": "string"}}]);
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema_ref("BudgetRequest")}}});
+            responses["200"] = json_response("the tenant with its budget", schema_ref("Tenant"));
+            responses["400"] = error_response("a negative amount or an unknown kind; `field` names it");
+            responses["403"] = error_response("only admins set budgets");
+            responses["404"] = error_response("no such tenant");
+        }
         ("get", "/v1/history") => {
             op["parameters"] = json!([query_param(
                 "range",
@@ -345,7 +355,10 @@ fn schemas() -> Value {
                 "additionalProperties": {"oneOf": [text_schema(1024), {"type": "boolean"}, {"type": "integer"}]}}}},
         "Tenant": {"type": "object", "required": ["name", "source"], "properties": {
             "name": string, "source": {"type": "string", "enum": ["fleet file", "api"]}, "weight": integer,
-            "gpus_milli": integer, "cpus_milli": integer, "created_at": {"type": "string", "format": "date-time"}}},
+            "gpus_milli": integer, "cpus_milli": integer, "created_at": {"type": "string", "format": "date-time"},
+            "budget": {"type": "object", "properties": {"monthly": string, "kind": string, "source": string}}}},
+        "BudgetRequest": {"type": "object", "required": ["monthly"], "additionalProperties": false, "properties": {
+            "monthly": {"type": "number", "minimum": 0, "maximum": 1_000_000_000_000i64}, "kind": {"type": "string", "enum": ["hard", "soft"]}}},
         "TenantRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
             "name": string, "weight": {"type": "integer", "minimum": 1}, "gpus_milli": integer, "cpus_milli": integer}},
         "History": {"type": "object", "properties": {"since": string, "until": string, "step_s": integer,

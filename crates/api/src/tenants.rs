@@ -29,6 +29,33 @@ pub struct TenantView {
     pub cpus_milli: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The monthly budget in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetView>,
+}
+
+/// A tenant's monthly budget as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    /// Dollars per calendar month (UTC), exact (`50000.000000`).
+    pub monthly: String,
+    /// `hard` (jobs that would pass it wait) or `soft` (only `/metrics` and warnings).
+    pub kind: String,
+    /// `fleet file` or `api` (a budget set over the API overrides the fleet file's).
+    pub source: String,
+}
+
+/// The largest monthly budget the API takes, in dollars.
+pub const MAX_BUDGET_DOLLARS: i64 = 1_000_000_000_000;
+
+/// `PUT /v1/tenants/{name}/budget`: `monthly` in dollars (a JSON number), `kind` hard or soft.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    pub monthly: serde_json::Value,
+    /// `hard` (default) or `soft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// `POST /v1/tenants`.
@@ -84,6 +111,71 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The budgets in force by tenant: the fleet file's, overridden by those stored.
+    pub(crate) async fn budgets(&self) -> Result<std::collections::BTreeMap<String, BudgetView>, ApiError> {
+        let view = |budget: &cumulo_store::budget::Budget, source: &str| BudgetView {
+            monthly: budget.monthly.to_string(),
+            kind: budget.kind.to_string(),
+            source: source.to_string(),
+        };
+        let mut out: std::collections::BTreeMap<String, BudgetView> =
+            self.fleet.budgets.iter().map(|(t, b)| (t.clone(), view(b, "fleet file"))).collect();
+        for stored in self.store.budgets().await? {
+            out.insert(stored.tenant, view(&stored.budget, "api"));
+        }
+        Ok(out)
+    }
+}
+
+/// `PUT /v1/tenants/{name}/budget`: admin only; sets (or replaces) the tenant's monthly budget.
+pub(crate) async fn set_budget(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    crate::extract::ApiPath(name): crate::extract::ApiPath,
+    body: axum::body::Body,
+) -> Result<Json<TenantView>, ApiError> {
+    principal.require_admin()?;
+    if !state.knows_tenant(&name).await? {
+        return Err(ApiError::NotFound(format!("tenant `{name}` not found")));
+    }
+    let text = crate::jobs::read_body(&state, &axum::http::HeaderMap::new(), body).await?;
+    let request: BudgetRequest = serde_json::from_str(&text.text).map_err(|e| {
+        ApiError::bad_request(
+            "body",
+            format!("invalid budget request: {e}; expected {{\"monthly\": DOLLARS, \"kind\": \"hard\"|\"soft\"}}"),
+        )
+    })?;
+    let monthly = match &request.monthly {
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(whole), _) if (0..=MAX_BUDGET_DOLLARS).contains(&whole) => whole.to_string(),
+            (None, Some(dollars)) if (0.0..=MAX_BUDGET_DOLLARS as f64).contains(&dollars) => {
+                cumulo_types::Money::from_dollars_f64(dollars).unwrap_or_default().to_string()
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "monthly",
+                    format!("invalid amount `{n}`: expected dollars of at least 0 and at most {MAX_BUDGET_DOLLARS}"),
+                ));
+            }
+        },
+        other => {
+            return Err(ApiError::bad_request(
+                "monthly",
+                format!("invalid amount `{other}`: expected a number of dollars such as 50000"),
+            ));
+        }
+    };
+    let budget = cumulo_store::budget::parse_budget(&monthly, request.kind.as_deref().unwrap_or("hard"))
+        .map_err(|(field, reason)| ApiError::bad_request(field, reason))?;
+    let record = cumulo_store::budget::BudgetRecord { tenant: name.clone(), budget, updated_at: chrono::Utc::now() };
+    state.store.set_budget(record).await?;
+    tracing::info!(tenant = %name, monthly = %budget.monthly.usd(), kind = %budget.kind, by = %principal.name, "budget set");
+    let mut all = list(State(state)).await?.0;
+    let index = all.iter().position(|t| t.name == name).unwrap_or(0);
+    Ok(Json(all.swap_remove(index)))
+}
+
 /// `GET /v1/tenants`: every tenant (any token).
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<TenantView>>, ApiError> {
     let mut out: Vec<TenantView> = state
@@ -97,6 +189,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Tenan
             gpus_milli: None,
             cpus_milli: None,
             created_at: None,
+            budget: None,
         })
         .collect();
     for t in state.store.tenants().await? {
@@ -107,7 +200,12 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Tenan
             gpus_milli: t.gpus_milli,
             cpus_milli: t.cpus_milli,
             created_at: Some(t.created_at),
+            budget: None,
         });
+    }
+    let mut budgets = state.budgets().await?;
+    for tenant in &mut out {
+        tenant.budget = budgets.remove(&tenant.name);
     }
     Ok(Json(out))
 }
@@ -157,6 +255,7 @@ pub(crate) async fn create(
             gpus_milli: record.gpus_milli,
             cpus_milli: record.cpus_milli,
             created_at: Some(record.created_at),
+            budget: None,
         }),
     ))
 }

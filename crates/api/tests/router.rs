@@ -40,6 +40,7 @@ fn fleet() -> Fleet {
         tenants: vec!["a".into(), "b".into(), "default".into()],
         contracts: serde_json::json!([{"name": "aws-2026", "provider": "aws"}]),
         portfolio: None,
+        budgets: Default::default(),
     }
 }
 

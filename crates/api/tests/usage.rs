@@ -74,6 +74,7 @@ async fn harness() -> Harness {
         tenants: vec!["a".into(), "default".into()],
         contracts: serde_json::to_value(&portfolio).unwrap(),
         portfolio: Some(Arc::new(portfolio)),
+        budgets: Default::default(),
     };
     let state = AppState::new(store, Arc::new(fleet), Arc::new(Metrics::default()), Config::default());
     Harness { app: router(state), admin, member_a, _dir: dir }

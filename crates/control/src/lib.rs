@@ -38,6 +38,7 @@
 //! after a restart it rebuilds them with one `usage_between` read from the oldest active attempt's
 //! start, which reads every tenant's usage since then once.
 
+mod budgets;
 pub mod check;
 mod contracts;
 mod fleet;
@@ -108,6 +109,8 @@ pub struct Options {
     /// The portfolio every pass decides with: live prices, ramps and clauses (see `contracts`).
     /// Without one, pools keep their configured prices and no clause binds.
     pub portfolio: Option<Contracts>,
+    /// The fleet file's monthly budgets by tenant; a budget stored over the API overrides one.
+    pub budgets: BTreeMap<String, cumulo_store::budget::Budget>,
 }
 
 impl Options {
@@ -125,6 +128,7 @@ impl Options {
             clock: Arc::new(Utc::now),
             contracts: BTreeMap::new(),
             portfolio: None,
+            budgets: BTreeMap::new(),
         }
     }
 }
@@ -200,6 +204,11 @@ struct Memory {
     consumed: Option<BTreeMap<String, cumulo_types::Money>>,
     /// Contract clusters' deliveries as the last pass saw them.
     deliveries: Vec<ClusterDelivery>,
+    /// Money spent per tenant in the current month (budgets read it); `None` until read from the
+    /// store, and again after a failed append.
+    month_spend: Option<budgets::MonthSpend>,
+    /// Tenants already warned of passing their soft budget, with the month (warned once a month).
+    soft_warned: HashSet<(String, DateTime<Utc>)>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -524,13 +533,19 @@ impl Controller {
             self.lock().ledgers.extend(rebuilt);
         }
         let mut new_records = Vec::new();
+        let mut new_spend = Vec::new();
         {
             let mut memory = self.lock();
             for (id, obs, prices) in &observed {
                 let Some(ledger) = memory.ledgers.get_mut(id) else { continue };
                 for o in obs {
                     match ledger.meter(o, prices) {
-                        Ok((_, records)) => new_records.extend(records),
+                        Ok((ingested, records)) => {
+                            if let Some(record) = records.first() {
+                                new_spend.push((record.tenant.clone(), o.stop, ingested.cost));
+                            }
+                            new_records.extend(records)
+                        }
                         Err(err) => {
                             tracing::warn!(attempt = %id, node_rank = o.node_rank, error = %err, "cannot meter node")
                         }
@@ -544,9 +559,15 @@ impl Controller {
         let spent = contracts::consumed_by_contract(&new_records);
         match self.options.store.append_usage(new_records).await {
             Ok(stored) => {
-                if let Some(consumed) = self.lock().consumed.as_mut() {
+                let mut memory = self.lock();
+                if let Some(consumed) = memory.consumed.as_mut() {
                     for (contract, cost) in spent {
                         *consumed.entry(contract).or_default() += cost;
+                    }
+                }
+                if let Some(month) = memory.month_spend.as_mut() {
+                    for (tenant, at, cost) in new_spend {
+                        month.add(&tenant, at, cost);
                     }
                 }
                 Ok(stored)
@@ -554,6 +575,7 @@ impl Controller {
             Err(err) => {
                 let mut memory = self.lock();
                 memory.consumed = None;
+                memory.month_spend = None;
                 for (id, _, _) in &observed {
                     memory.ledgers.remove(id);
                 }
@@ -620,7 +642,8 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.tenant_policies().await };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images } = self.queue(&active).await?;
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, durations } =
+            self.queue(&active).await?;
         // A job in a container image goes only to clusters whose driver runs images.
         let imageless = self.clusters_without_images();
         let image_denials = links::image_denials(&infos, &imageless);
@@ -640,6 +663,9 @@ impl Controller {
             let clauses = cumulo_portfolio::clauses::ActiveClauses::at(Some(&contracts.portfolio), now);
             bound = cumulo_portfolio::clauses::bind_queue(bound.queue, &clauses, now_ts);
         }
+        let caps = self.spend_caps(now).await?;
+        let gated = cumulo_sched::budget::gate(&snapshot.pools, std::mem::take(&mut bound.queue), &durations, &caps);
+        bound.queue = gated.queue;
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;
         report.decision_micros = started.elapsed().as_micros() as u64;
@@ -734,6 +760,11 @@ impl Controller {
                 commit.pending_reasons.push((job, reason));
             }
         }
+        for held in gated.held {
+            if waiting.insert(held.job) {
+                commit.pending_reasons.push((held.job, held.reason));
+            }
+        }
         report.pending = waiting.len();
         let applied = self.options.store.commit_plan(commit).await?;
         report.planned = applied.attempts;
@@ -779,6 +810,7 @@ impl Controller {
         let mut doomed = Vec::new();
         let mut group_of = HashMap::new();
         let mut images = HashMap::new();
+        let mut durations = HashMap::new();
         let mut seen = HashMap::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
             if job.spec.replicas > 1 {
@@ -797,6 +829,9 @@ impl Controller {
             }
             if let Some(image) = &job.spec.image {
                 images.insert(job.id, image.clone());
+            }
+            if let Some(duration) = job.spec.duration_s {
+                durations.insert(job.id, duration);
             }
             if !job.spec.after.is_empty() {
                 match links::gate(self.options.store.as_ref(), &job.spec, &mut seen).await? {
@@ -838,7 +873,7 @@ impl Controller {
                 images.insert(q.id, image);
             }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images })
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, durations })
     }
 
     /// Indices of the clusters whose driver cannot run a job in a container image.
@@ -908,6 +943,8 @@ struct Queue {
     doomed: Vec<(JobId, String)>,
     /// The group of each pending job in one.
     group_of: HashMap<JobId, String>,
+    /// The `duration` in seconds of each queued job that gives one (budget estimates).
+    durations: HashMap<JobId, u64>,
     /// The container image of each queued job that has one.
     images: HashMap<JobId, String>,
 }

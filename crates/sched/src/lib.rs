@@ -27,6 +27,7 @@
 //! id, victims by value), and [`Scheduler::differences`] compares a kept scheduler with a fresh
 //! build, as the tests do after random passes, releases, cordons and price changes.
 
+pub mod budget;
 mod engine;
 mod explain;
 mod fragment;

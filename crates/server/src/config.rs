@@ -37,6 +37,35 @@ pub struct TenantEntry {
     pub weight: u32,
     #[serde(default)]
     pub quota: QuotaEntry,
+    /// A monthly budget: `{monthly: 50000, kind: hard}` (dollars per calendar month, UTC; `hard`
+    /// holds back jobs that would pass it, `soft` only shows on `/metrics`).
+    #[serde(default)]
+    pub budget: Option<BudgetEntry>,
+}
+
+/// A tenant's budget as written: the amount in dollars (a number or text such as `"$50,000"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetEntry {
+    pub monthly: serde_yaml::Value,
+    #[serde(default = "hard")]
+    pub kind: String,
+}
+
+fn hard() -> String {
+    "hard".to_string()
+}
+
+impl BudgetEntry {
+    /// The budget, or the field (under `tenants[i].budget`) and the reason it is refused.
+    fn budget(&self) -> Result<cumulo_store::budget::Budget, (&'static str, String)> {
+        let monthly = match &self.monthly {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            other => return Err(("monthly", format!("invalid amount `{other:?}`: expected dollars such as 50000"))),
+        };
+        cumulo_store::budget::parse_budget(&monthly, &self.kind)
+    }
 }
 
 fn one() -> u32 {
@@ -176,6 +205,8 @@ pub struct Fleet {
     pub list_prices: Vec<Option<Money>>,
     /// `None` when the fleet file names no portfolio.
     pub portfolio: Option<cumulo_portfolio::Portfolio>,
+    /// The tenants' monthly budgets the fleet file sets.
+    pub budgets: std::collections::BTreeMap<String, cumulo_store::budget::Budget>,
 }
 
 impl Fleet {
@@ -331,6 +362,9 @@ impl FleetFile {
                     format!("tenants[{i}].name"),
                     format!("invalid tenant `{}`: expected a unique, non-empty name", t.name),
                 ));
+            }
+            if let Some(Err((field, reason))) = t.budget.as_ref().map(BudgetEntry::budget) {
+                return Err(invalid(source, format!("tenants[{i}].budget.{field}"), reason));
             }
         }
         Ok(())
@@ -520,7 +554,9 @@ impl FleetFile {
                 quota: Quota { gpus_milli: t.quota.gpus_milli, cpus_milli: t.quota.cpus_milli },
             })
             .collect();
-        Ok(Fleet { tenants, clusters, prices, list_prices, portfolio })
+        let budgets =
+            self.tenants.iter().filter_map(|t| Some((t.name.clone(), t.budget.as_ref()?.budget().ok()?))).collect();
+        Ok(Fleet { tenants, clusters, prices, list_prices, portfolio, budgets })
     }
 }
 
@@ -655,7 +691,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fleet = file.open(dir.path(), None).unwrap();
         let names: Vec<&str> = fleet.tenants.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["research", "inference", "agents", "vision"], "the example's tenants, in order");
+        assert_eq!(
+            names,
+            ["research", "inference", "agents", "vision", "data-science"],
+            "the example's tenants, in order"
+        );
+        assert_eq!(
+            fleet.budgets.get("data-science"),
+            Some(&cumulo_store::budget::Budget {
+                monthly: Money::from_dollars(20_000),
+                kind: cumulo_store::budget::BudgetKind::Hard
+            }),
+            "the example's budget"
+        );
         assert_eq!(fleet.clusters.len(), 3, "local, a contract cluster and an on-demand one");
     }
 
@@ -693,6 +741,23 @@ mod tests {
             "unknown tenant `z`: expected one of the fleet's tenants (a, b)",
         );
         check(&restricted("[]"), "clusters[0].tenants", "empty: expected at least one tenant");
+        let budget = |b: &str| format!("tenants: [{{name: a}}, {{name: r, budget: {b}}}]\nclusters: [{cluster}]");
+        check(
+            &budget("{monthly: -5}"),
+            "tenants[1].budget.monthly",
+            "invalid amount `-5`: expected dollars of at least 0",
+        );
+        check(&budget("{monthly: lots}"), "tenants[1].budget.monthly", "invalid amount `lots`: expected dollars");
+        check(
+            &budget("{monthly: 5, kind: firm}"),
+            "tenants[1].budget.kind",
+            "unknown kind `firm`: expected `hard` or `soft`",
+        );
+        check(&budget("{monthly: 5, cap: 2}"), "tenants[1].budget.cap", "unknown field `cap`");
+        let parsed = FleetFile::parse(&budget("{monthly: '$50,000', kind: soft}"), "fleet.yaml").unwrap();
+        let entry = parsed.tenants[1].budget.as_ref().unwrap().budget().unwrap();
+        assert_eq!(entry.monthly, Money::from_dollars(50_000), "dollars as text");
+        assert_eq!(entry.kind, cumulo_store::budget::BudgetKind::Soft);
         assert!(FleetFile::parse(&restricted("[b]"), "fleet.yaml").is_ok());
         check(
             &format!(

@@ -201,6 +201,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         tenants: fleet.tenants.iter().map(|t| t.name.clone()).collect(),
         contracts: serde_json::to_value(&fleet.portfolio).map_err(|e| Error::Io(e.to_string()))?,
         portfolio: fleet.portfolio.clone().map(Arc::new),
+        budgets: fleet.budgets.clone(),
     };
     let metrics = Arc::new(Metrics::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -209,6 +210,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         let mut control = cumulo_control::Options::new(store.clone(), clusters);
         control.interval = options.reconcile_interval;
         control.tenants = fleet.tenants.clone();
+        control.budgets = fleet.budgets.clone();
         control.portfolio = fleet.control_contracts();
         control.contracts = fleet
             .clusters

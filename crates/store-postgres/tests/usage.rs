@@ -65,7 +65,7 @@ async fn migration_0006_compacts_per_pass_records_into_hours() {
         .unwrap();
     }
     sqlx::raw_sql(&format!(
-        "DROP INDEX {schema}.usage_records_by_page; DROP TABLE {schema}.tenants; DROP TABLE {schema}.history; \
+        "DROP INDEX {schema}.usage_records_by_page; DROP TABLE {schema}.tenants; DROP TABLE {schema}.history; DROP TABLE {schema}.tenant_budgets; \
          DELETE FROM {schema}.cumulo_schema_version WHERE version >= 6"
     ))
     .execute(&pool)

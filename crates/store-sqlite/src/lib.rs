@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_replicas.sql"),
     include_str!("../migrations/0006_usage_intervals.sql"),
     include_str!("../migrations/0007_tenants_history.sql"),
+    include_str!("../migrations/0008_tenant_budgets.sql"),
 ];
 
 /// The most jobs one group commit writes.
@@ -665,6 +666,40 @@ impl Store for SqliteStore {
                 created_at: cumulo_store::from_micros(at),
             })
             .collect())
+    }
+
+    async fn set_budget(&self, record: cumulo_store::budget::BudgetRecord) -> Result<()> {
+        cumulo_store::budget::check_budget(&record)?;
+        sqlx::query(
+            "INSERT INTO tenant_budgets (tenant, monthly_micros, kind, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant) DO UPDATE SET monthly_micros = excluded.monthly_micros, kind = excluded.kind,
+             updated_at = excluded.updated_at",
+        )
+        .bind(&record.tenant)
+        .bind(record.budget.monthly.0)
+        .bind(record.budget.kind.as_str())
+        .bind(cumulo_store::to_micros(record.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn budgets(&self) -> Result<Vec<cumulo_store::budget::BudgetRecord>> {
+        let rows: Vec<(String, i64, String, i64)> =
+            sqlx::query_as("SELECT tenant, monthly_micros, kind, updated_at FROM tenant_budgets ORDER BY tenant")
+                .fetch_all(&self.readers)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(tenant, micros, kind, at)| {
+                Ok(cumulo_store::budget::BudgetRecord {
+                    tenant,
+                    budget: cumulo_store::budget::Budget { monthly: cumulo_types::Money(micros), kind: kind.parse()? },
+                    updated_at: cumulo_store::from_micros(at),
+                })
+            })
+            .collect()
     }
 
     async fn append_history(&self, points: Vec<HistoryPoint>) -> Result<()> {

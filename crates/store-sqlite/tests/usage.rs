@@ -73,10 +73,13 @@ async fn migration_0006_compacts_per_pass_records_into_hours() {
         .unwrap();
     }
     // Back to version 5: undo what migration 6 and the later ones made, so all re-run.
-    sqlx::raw_sql("DROP INDEX usage_records_by_page; DROP TABLE tenants; DROP TABLE history; PRAGMA user_version = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "DROP INDEX usage_records_by_page; DROP TABLE tenants; DROP TABLE history; DROP TABLE tenant_budgets; \
+         PRAGMA user_version = 5",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
     let store = SqliteStore::open_path(&path).await.unwrap();
     let migrated = store.usage_between(None, None).await.unwrap();

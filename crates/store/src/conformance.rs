@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             large_batches_keep_order_and_repeats
             list_jobs_finds_by_kind_name_and_cluster_newest_first
             tenants_are_created_once_and_listed
+            budgets_are_set_replaced_and_listed
             history_comes_back_in_time_order_and_can_be_forgotten
         );
     };
@@ -786,6 +787,27 @@ pub async fn tenants_are_created_once_and_listed(store: Arc<dyn Store>) {
     assert!(zero.contains("weight"), "{zero}");
     let stored = store.tenants().await.unwrap();
     assert_eq!(stored, vec![tenant("audio", 1), tenant("vision", 2)], "by name; the failed creates left nothing");
+}
+
+pub async fn budgets_are_set_replaced_and_listed(store: Arc<dyn Store>) {
+    use crate::budget::{Budget, BudgetKind, BudgetRecord};
+    let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let record = |tenant: &str, dollars: i64, kind: BudgetKind| BudgetRecord {
+        tenant: tenant.to_string(),
+        budget: Budget { monthly: cumulo_types::Money(dollars * 1_000_000), kind },
+        updated_at: at,
+    };
+    assert!(store.budgets().await.unwrap().is_empty(), "a new store has no budgets");
+    store.set_budget(record("research", 50_000, BudgetKind::Hard)).await.unwrap();
+    store.set_budget(record("agents", 100, BudgetKind::Soft)).await.unwrap();
+    store.set_budget(record("research", 60_000, BudgetKind::Hard)).await.unwrap();
+    let negative = store.set_budget(record("agents", -1, BudgetKind::Hard)).await.unwrap_err().to_string();
+    assert!(negative.starts_with("invalid monthly"), "the amount is named: {negative}");
+    assert_eq!(
+        store.budgets().await.unwrap(),
+        vec![record("agents", 100, BudgetKind::Soft), record("research", 60_000, BudgetKind::Hard)],
+        "by tenant; the second research budget replaced the first; the negative one left agents' as it was"
+    );
 }
 
 pub async fn history_comes_back_in_time_order_and_can_be_forgotten(store: Arc<dyn Store>) {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 
+pub mod budget;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod usage;
@@ -508,6 +509,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stored tenants by name.
     async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        Ok(Vec::new())
+    }
+
+    /// Sets (or replaces) a tenant's monthly budget. `Error::Invalid` for a bad tenant name or a
+    /// negative amount; nothing changes on error. The caller checks that the tenant exists.
+    async fn set_budget(&self, budget: budget::BudgetRecord) -> Result<()> {
+        let _ = budget;
+        Err(Error::Backend("this store keeps no budgets".into()))
+    }
+
+    /// Stored budgets by tenant name.
+    async fn budgets(&self) -> Result<Vec<budget::BudgetRecord>> {
         Ok(Vec::new())
     }
 

@@ -190,8 +190,13 @@ async fn time_focus(args: &BenchUsageArgs) -> anyhow::Result<Export> {
     fill_store(store.as_ref(), args.focus_records).await?;
     let fill_seconds = fill.elapsed().as_secs_f64();
     let token = cumulo_api::auth::issue_token(store.as_ref(), "default", Role::Admin, "bench").await?;
-    let fleet =
-        cumulo_api::Fleet { clusters: vec![], tenants: vec![], contracts: serde_json::Value::Null, portfolio: None };
+    let fleet = cumulo_api::Fleet {
+        clusters: vec![],
+        tenants: vec![],
+        contracts: serde_json::Value::Null,
+        portfolio: None,
+        budgets: Default::default(),
+    };
     let state = cumulo_api::AppState::new(
         store.clone(),
         Arc::new(fleet),

@@ -246,6 +246,29 @@ pub enum TenantCommand {
     List(ListArgs),
     /// Create a tenant (admins only); it is kept in the server's store
     Create(TenantCreateArgs),
+    /// Set a tenant's monthly budget (admins only): `--monthly 50000 --hard` holds back jobs that
+    /// would pass it; `--soft` only shows on /metrics. Overrides the fleet file's budget.
+    Budget(TenantBudgetArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TenantBudgetArgs {
+    /// The tenant
+    pub name: String,
+    /// Dollars per calendar month (UTC), e.g. 50000 or '$50,000.00'
+    #[arg(long, allow_hyphen_values = true)]
+    pub monthly: String,
+    /// A hard budget (the default): a job that would pass it waits, with a reason naming it
+    #[arg(long, conflicts_with = "soft")]
+    pub hard: bool,
+    /// A soft budget: shown on /metrics for alerting, never holds a job back
+    #[arg(long)]
+    pub soft: bool,
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
 }
 
 #[derive(clap::Args)]
@@ -268,6 +291,14 @@ pub struct TenantCreateArgs {
     pub output: Format,
 }
 
+/// A budget as the tables show it: `$50,000.00 hard`, or `-`.
+fn budget_text(budget: Option<&cumulo_api::tenants::BudgetView>) -> String {
+    budget.map_or("-".to_string(), |b| match cumulo_types::Money::parse_dollars(&b.monthly) {
+        Ok(m) => format!("{} {}", m.usd(), b.kind),
+        Err(_) => format!("{} {}", b.monthly, b.kind),
+    })
+}
+
 /// A quota in thousandths, refusing negative or non-finite numbers.
 fn milli(flag: &str, value: Option<f64>) -> anyhow::Result<Option<u64>> {
     match value {
@@ -284,7 +315,7 @@ pub fn tenant(args: TenantArgs) -> anyhow::Result<()> {
             match args.output {
                 Format::Json => print_json(&tenants),
                 Format::Table => {
-                    let mut t = table(["TENANT", "FROM", "WEIGHT", "GPU QUOTA", "CPU QUOTA"]);
+                    let mut t = table(["TENANT", "FROM", "WEIGHT", "GPU QUOTA", "CPU QUOTA", "MONTHLY BUDGET"]);
                     let quota = |m: Option<u64>| m.map_or("-".to_string(), |m| format!("{}", m as f64 / 1000.0));
                     for tenant in &tenants {
                         t.add_row([
@@ -293,9 +324,31 @@ pub fn tenant(args: TenantArgs) -> anyhow::Result<()> {
                             tenant.weight.map_or("(fleet file)".to_string(), |w| w.to_string()),
                             quota(tenant.gpus_milli),
                             quota(tenant.cpus_milli),
+                            budget_text(tenant.budget.as_ref()),
                         ]);
                     }
                     println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        TenantCommand::Budget(args) => {
+            let kind = if args.soft { "soft" } else { "hard" };
+            let monthly = cumulo_types::Money::parse_dollars(&args.monthly).map_err(|_| {
+                anyhow::anyhow!("--monthly: invalid amount `{}`: expected dollars such as 50000", args.monthly)
+            })?;
+            // Whole dollars travel exactly as an integer; cents as a decimal number.
+            let monthly = if monthly.0 % 1_000_000 == 0 {
+                serde_json::Value::from(monthly.0 / 1_000_000)
+            } else {
+                serde_json::Value::from(monthly.as_dollars_f64())
+            };
+            let request = cumulo_api::tenants::BudgetRequest { monthly, kind: Some(kind.to_string()) };
+            let tenant = runtime()?.block_on(args.remote.client()?.set_budget(&args.name, &request))?;
+            match args.output {
+                Format::Json => print_json(&tenant),
+                Format::Table => {
+                    println!("tenant `{}`: monthly budget {}", tenant.name, budget_text(tenant.budget.as_ref()));
                     Ok(())
                 }
             }
