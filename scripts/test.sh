@@ -45,4 +45,5 @@ step "tests"
 cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate
 step "api conformance (schemathesis)" && scripts/ci-schemathesis.sh
 scripts/ci-browser.sh  # the dashboard in Debian's chromium (playwright-core): screenshots in target/ci-artifacts/
+step "FOCUS export (focus-validator)" && scripts/ci-focus.sh
 step "done"

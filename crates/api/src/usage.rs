@@ -196,6 +196,14 @@ const FOCUS_PAGE: u32 = 20_000;
 /// the window, streamed a page of records at a time so an export of millions of records never sits
 /// in memory whole. A failure after the first bytes ends the stream early (the client sees a
 /// truncated body, not a partial success).
+///
+/// An export of every tenant (an admin's, without `tenant`) on a server with a portfolio ends with
+/// the commitment rows ([`cumulo_ledger::focus_commitment_rows`]): per contract and month in the
+/// window (up to now when `until` is open), a `Purchase` row billing the amortised commitment and,
+/// when some went unused, an `Unused` usage row, so the rows reconcile per commitment and period;
+/// usage under a contract is then billed by its Purchase row (`BilledCost` 0). An export of one
+/// tenant has no commitment rows (commitments are bought by the organisation, not by a tenant) and
+/// bills each usage row its cost.
 pub async fn focus(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -208,6 +216,11 @@ pub async fn focus(
         ));
     }
     let filter = usage_filter(&principal, query)?;
+    let commitments = match (&state.fleet.portfolio, &filter.tenant) {
+        (Some(portfolio), None) => Some(CommitmentTail::new(portfolio.clone(), &filter)),
+        _ => None,
+    };
+    let options = FocusOptions { amortized_commitments: commitments.is_some(), ..FocusOptions::default() };
     let first = UsagePageQuery {
         since: filter.since,
         until: filter.until,
@@ -215,37 +228,98 @@ pub async fn focus(
         after: None,
         limit: FOCUS_PAGE,
     };
+    let mut export = FocusExport { next: Some(first), store: state.store.clone(), filter, options, commitments };
     // The first page is read before answering, so a failing store is an error status, not a cut body.
-    let page = state.store.usage_page(first.clone()).await?;
-    let options = FocusOptions::default();
     let mut head = cumulo_ledger::focus_header();
-    head.push_str(&focus_chunk(&page, &filter, &options)?);
-    let next = next_page(&first, &page);
-    let stream = futures_util::stream::unfold(
-        (Some(head), next, state.store.clone(), filter, options),
-        |(chunk, next, store, filter, options)| async move {
-            if let Some(chunk) = chunk {
-                return Some((Ok::<_, std::io::Error>(chunk), (None, next, store, filter, options)));
+    head.push_str(&export.next_chunk().await?.unwrap_or_default());
+    let stream = futures_util::stream::unfold((Some(head), export), |(head, mut export)| async move {
+        if let Some(head) = head {
+            return Some((Ok::<_, std::io::Error>(head), (None, export)));
+        }
+        match export.next_chunk().await {
+            Ok(Some(text)) => Some((Ok(text), (None, export))),
+            Ok(None) => None,
+            Err(err) => {
+                export.stop();
+                Some((Err(std::io::Error::other(err.to_string())), (None, export)))
             }
-            let query = next?;
-            let page = match store.usage_page(query.clone()).await {
-                Ok(page) => page,
-                Err(err) => {
-                    return Some((Err(std::io::Error::other(err.to_string())), (None, None, store, filter, options)));
-                }
-            };
-            let following = next_page(&query, &page);
-            match focus_chunk(&page, &filter, &options) {
-                Ok(text) => Some((Ok(text), (None, following, store, filter, options))),
-                Err(err) => Some((Err(std::io::Error::other(err.to_string())), (None, None, store, filter, options))),
-            }
-        },
-    );
+        }
+    });
     let headers = [
         (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
         (header::CONTENT_DISPOSITION, "attachment; filename=\"cumulo-focus.csv\""),
     ];
     Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// A FOCUS export under way: the next page of usage to read, then the commitment rows.
+struct FocusExport {
+    next: Option<UsagePageQuery>,
+    store: std::sync::Arc<dyn cumulo_store::Store>,
+    filter: UsageFilter,
+    options: FocusOptions,
+    commitments: Option<CommitmentTail>,
+}
+
+impl FocusExport {
+    /// The next chunk of CSV lines: a page of usage rows, then the commitment rows; `None` at the end.
+    /// On failure nothing more is read.
+    async fn next_chunk(&mut self) -> Result<Option<String>, ApiError> {
+        let Some(query) = self.next.take() else {
+            let Some(tail) = self.commitments.take() else { return Ok(None) };
+            return tail.rows(&self.options).map(Some);
+        };
+        let page = self.store.usage_page(query.clone()).await?;
+        self.next = next_page(&query, &page);
+        let clipped: Vec<UsageRecord> = self.filter.apply(&page).collect();
+        if let Some(tail) = &mut self.commitments {
+            clipped.iter().for_each(|r| tail.used.add(r));
+        }
+        cumulo_ledger::focus_rows(&clipped, &self.options).map(Some).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    fn stop(&mut self) {
+        self.next = None;
+        self.commitments = None;
+    }
+}
+
+/// The commitment rows that end an export: usage under each contract, gathered as the usage rows
+/// stream, against the portfolio's amortised commitments over the export's window.
+struct CommitmentTail {
+    portfolio: std::sync::Arc<cumulo_portfolio::Portfolio>,
+    used: cumulo_ledger::CommitmentUse,
+    provider: Option<Provider>,
+    contract: Option<String>,
+    since: Timestamp,
+    until: Timestamp,
+}
+
+impl CommitmentTail {
+    fn new(portfolio: std::sync::Arc<cumulo_portfolio::Portfolio>, filter: &UsageFilter) -> CommitmentTail {
+        let until = filter.until.unwrap_or_else(chrono::Utc::now);
+        // periods are clipped to each contract's term, so an open `since` starts at the first term
+        let since = filter.since.or_else(|| portfolio.contracts.iter().map(|c| c.term_start()).min()).unwrap_or(until);
+        CommitmentTail {
+            portfolio,
+            used: cumulo_ledger::CommitmentUse::new(),
+            provider: filter.provider.clone(),
+            contract: filter.contract.clone(),
+            since,
+            until,
+        }
+    }
+
+    fn rows(&self, options: &FocusOptions) -> Result<String, ApiError> {
+        let periods: Vec<cumulo_ledger::CommitmentPeriod> = self
+            .used
+            .periods(&self.portfolio, self.since, self.until)
+            .into_iter()
+            .filter(|p| self.provider.as_ref().is_none_or(|wanted| *wanted == p.provider))
+            .filter(|p| self.contract.as_ref().is_none_or(|wanted| *wanted == p.contract))
+            .collect();
+        cumulo_ledger::focus_commitment_rows(&periods, options).map_err(|e| ApiError::Internal(e.to_string()))
+    }
 }
 
 /// The query for the page after `page`, or `None` when `page` was the last.
@@ -254,12 +328,6 @@ fn next_page(query: &UsagePageQuery, page: &[UsageRecord]) -> Option<UsagePageQu
         return None;
     }
     Some(UsagePageQuery { after: page.last().map(UsageKey::of), ..query.clone() })
-}
-
-/// One page as FOCUS lines: the records passing the filter, clipped to its window.
-fn focus_chunk(page: &[UsageRecord], filter: &UsageFilter, options: &FocusOptions) -> Result<String, ApiError> {
-    let clipped: Vec<UsageRecord> = filter.apply(page).collect();
-    cumulo_ledger::focus_rows(&clipped, options).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A provider's invoice for a month: every tenant's usage, so admins only.

@@ -255,28 +255,110 @@ async fn chargeback_shows_what_contracts_saved_against_list() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// A FOCUS CSV as rows of column → value.
+fn focus_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    reader.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect()).collect()
+}
+
+fn money(row: &std::collections::BTreeMap<String, String>, column: &str) -> Money {
+    Money::parse_dollars(&row[column]).unwrap_or_else(|e| panic!("{column} `{}`: {e}", row[column]))
+}
+
+/// Usage rows of metered records (not the commitment rows).
+fn is_metered(row: &std::collections::BTreeMap<String, String>) -> bool {
+    row["ChargeCategory"] == "Usage" && row["CommitmentDiscountStatus"] != "Unused"
+}
+
 #[tokio::test]
 async fn focus_export_streams_csv_clipped_to_the_window() {
     let h = harness().await;
-    let (status, text) = h.get("/v1/usage/focus", &h.admin).await;
+    let (status, text) = h.get("/v1/usage/focus?tenant=research", &h.admin).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    assert!(header.contains(&"SkuMeter".to_string()) && header.contains(&"SkuPriceDetails".to_string()));
-    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 20, "one usage row per record");
-    let billed = header.iter().position(|c| c == "BilledCost").unwrap();
-    let total: Money = rows.iter().map(|r| Money::parse_dollars(&r[billed]).unwrap()).sum();
-    assert_eq!(total, Money::parse_dollars("1353.28").unwrap(), "$960 + 4 h × $98.32");
+    let header = text.lines().next().unwrap();
+    assert!(header.contains("SkuMeter") && header.contains("SkuPriceDetails"), "{header}");
+    let rows = focus_rows(&text);
+    assert_eq!(rows.len(), 19, "one usage row per record of the tenant, no commitment rows: {rows:?}");
+    let total: Money = rows.iter().map(|r| money(r, "BilledCost")).sum();
+    assert_eq!(total, Money::parse_dollars("1254.96").unwrap(), "one tenant is billed its cost: $960 + 3 h × $98.32");
     // half of the first hour of job 3: one row, half its cost
-    let (_, text) = h.get("/v1/usage/focus?since=2026-11-06T00:30:00Z&until=2026-11-06T02:00:00Z", &h.admin).await;
-    let rows: Vec<csv::StringRecord> =
-        csv::Reader::from_reader(text.as_bytes()).records().map(Result::unwrap).collect();
+    let (_, text) =
+        h.get("/v1/usage/focus?tenant=a&since=2026-11-06T00:30:00Z&until=2026-11-06T02:00:00Z", &h.admin).await;
+    let rows = focus_rows(&text);
     assert_eq!(rows.len(), 1);
-    assert_eq!(Money::parse_dollars(&rows[0][billed]).unwrap(), Money::parse_dollars("49.16").unwrap());
-    // a member's export holds its tenant only
+    assert_eq!(money(&rows[0], "BilledCost"), Money::parse_dollars("49.16").unwrap());
+    // a member's export holds its tenant's usage only: commitments are not a tenant's
     let (_, text) = h.get("/v1/usage/focus", &h.member_a).await;
-    assert_eq!(csv::Reader::from_reader(text.as_bytes()).records().count(), 1);
+    let rows = focus_rows(&text);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0]["x_CumuloTenant"].as_str(), money(&rows[0], "BilledCost")),
+        ("a", Money::parse_dollars("98.32").unwrap())
+    );
     let (status, _) = h.get("/v1/usage/focus?tenant=research", &h.member_a).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn focus_export_of_every_tenant_reconciles_usage_with_purchases_per_commitment_and_month() {
+    let h = harness().await;
+    let (status, text) = h.get("/v1/usage/focus?since=2026-11-01&until=2027-01-01", &h.admin).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let rows = focus_rows(&text);
+    assert_eq!(rows.iter().filter(|r| is_metered(r)).count(), 20, "every record once");
+    let on_demand: Money = rows
+        .iter()
+        .filter(|r| is_metered(r) && r["PricingCategory"] == "Standard")
+        .map(|r| money(r, "BilledCost"))
+        .sum();
+    assert_eq!(
+        on_demand,
+        Money::parse_dollars("393.28").unwrap(),
+        "on-demand usage is billed as metered: 4 h × $98.32"
+    );
+    let portfolio = cumulo_portfolio::Portfolio::demo().unwrap();
+    let in_term: Vec<&str> = portfolio
+        .contracts
+        .iter()
+        .filter(|c| {
+            c.term_start() < parse_time("t", "2027-01-01").unwrap()
+                && c.term_end() > parse_time("t", "2026-11-01").unwrap()
+        })
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(in_term.contains(&"aws-2025"), "{in_term:?}");
+    for contract in &in_term {
+        for month in ["2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"] {
+            let of: Vec<_> = rows
+                .iter()
+                .filter(|r| r["CommitmentDiscountId"] == *contract && r["BillingPeriodStart"] == month)
+                .collect();
+            let purchases: Vec<_> = of.iter().filter(|r| r["ChargeCategory"] == "Purchase").collect();
+            assert_eq!(purchases.len(), 1, "one Purchase row for {contract} in {month}");
+            let effective: Money =
+                of.iter().filter(|r| r["ChargeCategory"] == "Usage").map(|r| money(r, "EffectiveCost")).sum();
+            assert_eq!(
+                effective,
+                money(purchases[0], "BilledCost"),
+                "{contract} {month}: used + unused = the amortised commitment"
+            );
+            let billed: Money =
+                of.iter().filter(|r| r["ChargeCategory"] == "Usage").map(|r| money(r, "BilledCost")).sum();
+            assert_eq!(billed, Money::ZERO, "{contract} {month}: usage under a commitment is billed by its purchase");
+        }
+    }
+    let used: Money = rows
+        .iter()
+        .filter(|r| is_metered(r) && r["CommitmentDiscountId"] == "aws-2025")
+        .map(|r| money(r, "EffectiveCost"))
+        .sum();
+    assert_eq!(used, Money::from_dollars(960), "2 nodes × 8 h × $60 used of aws-2025");
+    // filters narrow the commitment rows too
+    let (_, text) = h.get("/v1/usage/focus?since=2026-11-01&until=2027-01-01&contract=aws-2025", &h.admin).await;
+    let rows = focus_rows(&text);
+    let purchases: Vec<&str> =
+        rows.iter().filter(|r| r["ChargeCategory"] == "Purchase").map(|r| r["CommitmentDiscountId"].as_str()).collect();
+    assert_eq!(purchases, vec!["aws-2025", "aws-2025"], "November and December");
+    assert_eq!(rows.iter().filter(|r| is_metered(r)).count(), 16);
 }

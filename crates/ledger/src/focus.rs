@@ -345,6 +345,8 @@ fn commitment_row(p: &CommitmentPeriod, options: &FocusOptions, kind: Commitment
         ("PublisherName", provider.clone()),
         ("ServiceCategory", "Compute".into()),
         ("ServiceName", service_name(&p.provider).into()),
+        // FOCUS: one ServiceSubcategory per ServiceName, and never null; the usage rows' one
+        ("ServiceSubcategory", "Virtual Machines".into()),
         ("ChargeFrequency", frequency.into()),
         ("InvoiceId", format!("cumulo-{}-{}", p.provider, p.month)),
         ("CommitmentDiscountCategory", "Spend".into()),

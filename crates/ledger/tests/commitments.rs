@@ -88,6 +88,14 @@ fn focus_purchase_rows_reconcile_with_usage_rows_per_commitment() {
             of_commitment.iter().filter(|r| r["ChargeCategory"] == "Usage").map(|r| money(r, "BilledCost")).sum();
         assert_eq!(billed, Money::ZERO, "usage under the commitment is billed by the purchase");
     }
+    for r in &rows {
+        assert_eq!(
+            (r["ServiceName"].as_str(), r["ServiceSubcategory"].as_str()),
+            ("Amazon Elastic Compute Cloud", "Virtual Machines"),
+            "FOCUS: one ServiceSubcategory per ServiceName, never null ({} row)",
+            r["ChargeCategory"]
+        );
+    }
     let unused: Vec<_> = rows.iter().filter(|r| r["CommitmentDiscountStatus"] == "Unused").collect();
     assert_eq!(unused.len(), 2);
     assert_eq!(money(unused[0], "EffectiveCost"), usd("29400"));
