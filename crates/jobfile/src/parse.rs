@@ -719,7 +719,8 @@ fn envs(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, String> {
 /// SkyPilot `secrets`: a mapping of names to values (`null`: the submitter gives the value) or a
 /// list of names. The values become environment variables of the job's processes only.
 fn secrets(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, Option<String>> {
-    const EXPECTED: &str = "a mapping of secret names to values (null: taken from the submitter's environment), or a list of secret names";
+    const EXPECTED: &str =
+        "a mapping of secret names to values (null: taken from the submitter's environment), or a list of secret names";
     let mut out = BTreeMap::new();
     let entries: Vec<(&Value, &Value)> = match value {
         Value::Mapping(map) => map.iter().collect(),

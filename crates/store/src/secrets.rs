@@ -29,7 +29,9 @@ pub enum SecretError {
     Key { path: String, reason: String },
     #[error("secrets.{name}: cannot open the sealed value ({reason}); was the server's {KEY_FILE} replaced?")]
     Open { name: String, reason: &'static str },
-    #[error("secrets.{name}: no value: set {name} in the submitter's environment, give `--secret {name}=VALUE`, or write the value in the job file")]
+    #[error(
+        "secrets.{name}: no value: set {name} in the submitter's environment, give `--secret {name}=VALUE`, or write the value in the job file"
+    )]
     Missing { name: String },
 }
 
@@ -171,7 +173,10 @@ mod tests {
         assert_eq!(again.open("HF_TOKEN", &sealed).unwrap(), "hf_abc123", "the key file is read back after a restart");
         let other = SecretKey::ephemeral();
         let err = other.open("HF_TOKEN", &sealed).unwrap_err().to_string();
-        assert_eq!(err, "secrets.HF_TOKEN: cannot open the sealed value (wrong key); was the server's secret.key replaced?");
+        assert_eq!(
+            err,
+            "secrets.HF_TOKEN: cannot open the sealed value (wrong key); was the server's secret.key replaced?"
+        );
     }
 
     #[cfg(unix)]

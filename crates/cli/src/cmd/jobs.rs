@@ -125,8 +125,9 @@ fn given_secrets(
         let (name, value) = match arg.split_once('=') {
             Some((name, value)) => (name.to_string(), value.to_string()),
             None => {
-                let value = env(arg)
-                    .with_context(|| format!("--secret {arg}: {arg} is not set in this environment: give --secret {arg}=VALUE"))?;
+                let value = env(arg).with_context(|| {
+                    format!("--secret {arg}: {arg} is not set in this environment: give --secret {arg}=VALUE")
+                })?;
                 (arg.clone(), value)
             }
         };
@@ -377,6 +378,16 @@ fn runs_after(job: &JobRecord) -> String {
     format!("{} (each must succeed)", ids.join(", "))
 }
 
+/// The job's secrets by name, values masked whatever the server sent (`HF_TOKEN=****`).
+fn secret_names(job: &JobRecord) -> String {
+    if job.spec.secrets.is_empty() {
+        return "-".to_string();
+    }
+    let masked: Vec<String> =
+        job.spec.secrets.keys().map(|name| format!("{name}={}", cumulo_store::secrets::MASK)).collect();
+    masked.join(", ")
+}
+
 fn print_detail(detail: &JobDetail) {
     let job = &detail.job;
     let mut t = table(["FIELD", "VALUE"]);
@@ -391,6 +402,7 @@ fn print_detail(detail: &JobDetail) {
         ("topology", job.spec.topology.to_string()),
         ("runs after", runs_after(job)),
         ("group", job.spec.group.clone().unwrap_or_else(|| "-".to_string())),
+        ("secrets", secret_names(job)),
         ("pending reason", job.pending_reason.clone().unwrap_or_default()),
         ("cancel requested", job.cancel_requested.to_string()),
         ("submitted", job.submitted_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
