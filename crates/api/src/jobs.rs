@@ -115,7 +115,7 @@ fn check_secrets_used<'a>(
     for name in given.keys() {
         if !specs.clone().any(|s| s.secrets.contains_key(name)) {
             return Err(ApiError::bad_request(
-                &format!("secrets.{name}"),
+                format!("secrets.{name}"),
                 format!(
                     "secret `{name}` was given (--secret) but the job file declares no such secret: add `secrets: {{{name}: null}}` to the file"
                 ),
