@@ -16,6 +16,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// Secret values sent with every submit (`Cumulo-Secret` headers); `Debug` shows names only.
+    secrets: cumulo_driver::SecretEnv,
 }
 
 impl Client {
@@ -35,7 +37,27 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::Protocol(e.to_string()))?;
-        Ok(Client { base, token, http })
+        Ok(Client { base, token, http, secrets: cumulo_driver::SecretEnv::default() })
+    }
+
+    /// This client with secret values to send with every submit: they fill (or replace) the
+    /// values of the secrets the job files declare (`cumulo submit --secret`).
+    pub fn with_secrets(mut self, secrets: std::collections::BTreeMap<String, String>) -> Client {
+        self.secrets = cumulo_driver::SecretEnv(secrets);
+        self
+    }
+
+    /// Adds one `Cumulo-Secret: NAME=BASE64(VALUE)` header per secret, marked sensitive.
+    fn with_secret_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        use base64::Engine as _;
+        for (name, value) in &self.secrets.0 {
+            let text = format!("{name}={}", base64::engine::general_purpose::STANDARD.encode(value));
+            if let Ok(mut header) = reqwest::header::HeaderValue::from_str(&text) {
+                header.set_sensitive(true);
+                request = request.header(crate::jobs::SECRET_HEADER, header);
+            }
+        }
+        request
     }
 
     pub fn base(&self) -> &str {
@@ -94,6 +116,7 @@ impl Client {
             .request(reqwest::Method::POST, "/v1/jobs")
             .header(reqwest::header::CONTENT_TYPE, "application/yaml")
             .body(job_file.to_string());
+        request = self.with_secret_headers(request);
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
@@ -142,6 +165,7 @@ impl Client {
             .request(reqwest::Method::POST, "/v1/jobs:batch")
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
+        request = self.with_secret_headers(request);
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }

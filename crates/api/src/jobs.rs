@@ -1,5 +1,7 @@
 //! Job routes: submit (one or a batch), list, get and cancel.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, State};
@@ -62,6 +64,73 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(text.to_string()))
 }
 
+/// The header that carries a secret value the job file leaves to the submitter
+/// (`Cumulo-Secret: NAME=BASE64(VALUE)`, one per secret; `cumulo submit --secret`).
+pub(crate) const SECRET_HEADER: &str = "cumulo-secret";
+
+/// Secret values given in `Cumulo-Secret` headers, by name.
+fn given_secrets(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiError> {
+    use base64::Engine as _;
+    let bad = |reason: &str| {
+        ApiError::bad_request("Cumulo-Secret", format!("{reason}: expected NAME=VALUE with the value in base64"))
+    };
+    let mut given = BTreeMap::new();
+    for value in headers.get_all(SECRET_HEADER) {
+        let text = value.to_str().map_err(|_| bad("header is not ASCII text"))?;
+        let (name, encoded) = text.split_once('=').ok_or_else(|| bad("no `=`"))?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad("not base64"))?;
+        let value = String::from_utf8(bytes).map_err(|_| bad("the value is not UTF-8 text"))?;
+        given.insert(name.trim().to_string(), value);
+    }
+    Ok(given)
+}
+
+/// Fills `spec`'s secrets from the values the submitter gave (they override the file's), then
+/// seals them with the server's key: nothing of a value is stored in clear.
+fn seal_secrets(
+    state: &AppState,
+    spec: &mut JobSpec,
+    given: &BTreeMap<String, String>,
+    path: &str,
+) -> Result<(), ApiError> {
+    for (name, value) in spec.secrets.iter_mut() {
+        if let Some(v) = given.get(name) {
+            *value = Some(v.clone());
+        }
+    }
+    state.secret_key.seal_spec(spec).map_err(|err| {
+        let field = match &err {
+            cumulo_store::secrets::SecretError::Missing { name } => format!("{path}secrets.{name}"),
+            _ => format!("{path}secrets"),
+        };
+        ApiError::bad_request(&field, err.to_string())
+    })
+}
+
+/// Refuses secret values given for names no job of the request declares.
+fn check_secrets_used<'a>(
+    given: &BTreeMap<String, String>,
+    specs: impl Iterator<Item = &'a JobSpec> + Clone,
+) -> Result<(), ApiError> {
+    for name in given.keys() {
+        if !specs.clone().any(|s| s.secrets.contains_key(name)) {
+            return Err(ApiError::bad_request(
+                format!("secrets.{name}"),
+                format!(
+                    "secret `{name}` was given (--secret) but the job file declares no such secret: add `secrets: {{{name}: null}}` to the file"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A job as the API shows it: secret values masked.
+pub(crate) fn shown(mut job: JobRecord) -> JobRecord {
+    cumulo_store::secrets::mask(&mut job.spec);
+    job
+}
+
 /// Parses one job file and checks that the caller may submit it. `path` prefixes field names in
 /// errors (`jobs[3].`), empty for a single submit. A file without a `tenant` field belongs to the
 /// caller's tenant.
@@ -117,13 +186,18 @@ async fn submit_linked(
     principal: &Principal,
     text: &str,
     key: Option<&str>,
+    given: &BTreeMap<String, String>,
 ) -> Result<Vec<SubmitResponse>, ApiError> {
     let submission =
         cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant).map_err(|err| {
             let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
             ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
         })?;
-    let jobs = submission.jobs;
+    let mut jobs = submission.jobs;
+    check_secrets_used(given, jobs.iter())?;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        seal_secrets(state, job, given, &format!("jobs[{i}]."))?;
+    }
     if jobs.len() > state.config.max_batch_jobs {
         return Err(ApiError::bad_request(
             "jobs",
@@ -196,7 +270,7 @@ fn key_reused(key: &str, field: String, detail: String) -> ApiError {
 /// Checks that job `id`, found under an idempotency key, is the job `spec` asks for.
 async fn same_job(state: &AppState, id: JobId, spec: &JobSpec, key: &str, path: &str) -> Result<(), ApiError> {
     let stored = state.store.get_job(id).await?;
-    if stored.spec != *spec {
+    if !cumulo_store::secrets::same_but_secrets(&stored.spec, spec) {
         let field =
             if path.is_empty() { "Idempotency-Key".to_string() } else { path.trim_end_matches('.').to_string() };
         return Err(key_reused(key, field, format!("job {id} was submitted with another job file")));
@@ -229,7 +303,10 @@ pub(crate) async fn submit(
     let body = read_body(&state, &headers, body).await?;
     let _jobs = state.load.admit_jobs(1, &state.metrics)?;
     let text = json_text(&headers, body.text)?;
-    let spec = accept_job(&state, &principal, &text, "").await?;
+    let mut spec = accept_job(&state, &principal, &text, "").await?;
+    let given = given_secrets(&headers)?;
+    check_secrets_used(&given, std::iter::once(&spec))?;
+    seal_secrets(&state, &mut spec, &given, "")?;
     let stored_key = key.as_deref().map(single_key);
     if let (Some(key), Some(stored)) = (&key, &stored_key)
         && let Some(id) = state.store.job_by_idempotency_key(&spec.tenant, stored).await?
@@ -322,7 +399,8 @@ pub(crate) async fn submit_batch(
         yaml_documents(&body.text)
     };
     if !is_json(&headers) && is_linked(&texts) {
-        let jobs = submit_linked(&state, &principal, &body.text, key.as_deref()).await?;
+        let given = given_secrets(&headers)?;
+        let jobs = submit_linked(&state, &principal, &body.text, key.as_deref(), &given).await?;
         let status = if jobs.iter().any(|j| j.created) { StatusCode::CREATED } else { StatusCode::OK };
         return Ok((status, Json(BatchResponse { jobs })).into_response());
     }
@@ -337,10 +415,15 @@ pub(crate) async fn submit_batch(
         ));
     }
     let _jobs = state.load.admit_jobs(texts.len(), &state.metrics)?;
+    let given = given_secrets(&headers)?;
     let mut jobs = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         let spec = accept_job(&state, &principal, text, &format!("jobs[{i}].")).await?;
         jobs.push(NewJob { spec, idempotency_key: key.as_ref().map(|k| batch_key(k, i)) });
+    }
+    check_secrets_used(&given, jobs.iter().map(|j| &j.spec))?;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        seal_secrets(&state, &mut job.spec, &given, &format!("jobs[{i}]."))?;
     }
     drop(texts);
     if let Some(key) = &key
@@ -424,7 +507,7 @@ pub(crate) async fn list(
     let cluster = query.cluster.filter(|c| !c.is_empty());
     let filter = JobFilter { state: state_filter, tenant, after, limit, kind, name_contains, cluster, order };
     let page = state.store.list_jobs(filter).await?;
-    Ok(Json(JobList { jobs: page.jobs, next: page.next }))
+    Ok(Json(JobList { jobs: page.jobs.into_iter().map(shown).collect(), next: page.next }))
 }
 
 /// Loads a job the caller may see; a job of another tenant looks exactly like a missing one.
@@ -446,7 +529,7 @@ pub(crate) async fn get(
     let id = parse_job_id(&id)?;
     let job = visible_job(&state, &principal, id).await?;
     let events = state.store.job_events(id).await?;
-    Ok(Json(JobDetail { job, events }))
+    Ok(Json(JobDetail { job: shown(job), events }))
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
@@ -461,7 +544,7 @@ pub(crate) async fn cancel(
         principal.require_writer()?;
         return Err(ApiError::NotFound(format!("job `{id}` not found")));
     }
-    Ok(Json(state.store.cancel_job(id).await?))
+    Ok(Json(shown(state.store.cancel_job(id).await?)))
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ pub struct AppState {
     pub(crate) load: Arc<load::Load>,
     /// Names of the tenants stored through `POST /v1/tenants`, as last read.
     pub(crate) stored_tenants: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
+    /// Seals jobs' secrets before they are stored. [`AppState::new`] makes one kept in memory
+    /// only; the server replaces it with the key in its data directory.
+    pub secret_key: Arc<cumulo_store::secrets::SecretKey>,
 }
 
 impl AppState {
@@ -115,6 +118,7 @@ impl AppState {
             tokens: Arc::default(),
             load,
             stored_tenants: Arc::default(),
+            secret_key: Arc::new(cumulo_store::secrets::SecretKey::ephemeral()),
         }
     }
 }

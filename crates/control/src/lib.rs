@@ -51,10 +51,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment};
+use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment, SecretEnv};
 use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
 use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanCommit, Store};
-use cumulo_types::{AttemptId, JobId, Money};
+use cumulo_types::{AttemptId, JobId, JobSpec, Money};
 use serde::Serialize;
 
 pub use contracts::{ClusterDelivery, Contracts};
@@ -111,6 +111,8 @@ pub struct Options {
     pub portfolio: Option<Contracts>,
     /// The fleet file's monthly budgets by tenant; a budget stored over the API overrides one.
     pub budgets: BTreeMap<String, cumulo_store::budget::Budget>,
+    /// The server's key for the jobs' sealed secrets; a job with secrets fails to launch without it.
+    pub secret_key: Option<Arc<cumulo_store::secrets::SecretKey>>,
 }
 
 impl Options {
@@ -129,6 +131,7 @@ impl Options {
             contracts: BTreeMap::new(),
             portfolio: None,
             budgets: BTreeMap::new(),
+            secret_key: None,
         }
     }
 }
@@ -882,6 +885,20 @@ impl Controller {
         clusters.filter(|(_, c)| !c.driver.capabilities().container_images).map(|(i, _)| i).collect()
     }
 
+    /// The clear values of a job's secrets for one launch, opened with the server's key.
+    fn open_secrets(&self, spec: &JobSpec) -> Result<SecretEnv, cumulo_store::secrets::SecretError> {
+        if spec.secrets.is_empty() {
+            return Ok(SecretEnv::default());
+        }
+        let Some(key) = &self.options.secret_key else {
+            return Err(cumulo_store::secrets::SecretError::Key {
+                path: "(none)".into(),
+                reason: "this controller was started without the server's secret key".into(),
+            });
+        };
+        key.open_spec(spec).map(SecretEnv)
+    }
+
     /// Step 3: launch every `planned` attempt through its cluster's driver, with the same attempt
     /// id however often it is tried; a launched attempt becomes `launching`.
     pub async fn dispatch(&self, report: &mut Report) -> Result<(), Error> {
@@ -901,6 +918,13 @@ impl Controller {
                 continue;
             };
             let Some(cluster) = self.cluster_index(&placement.cluster) else { continue };
+            let secrets = match self.open_secrets(&attempt.spec) {
+                Ok(secrets) => secrets,
+                Err(err) => {
+                    updates.push(AttemptUpdate { id, state: AttemptState::Failed, message: Some(err.to_string()) });
+                    continue;
+                }
+            };
             let request = LaunchRequest {
                 attempt: id,
                 job: attempt.spec.clone(),
@@ -908,6 +932,7 @@ impl Controller {
                 checkpoint_dir: attempt.spec.checkpoint.as_ref().map(|c| c.dir.clone()),
                 replica: attempt.attempt.replica,
                 env: BTreeMap::new(),
+                secrets,
             };
             match self.options.clusters[cluster].driver.launch(&request).await {
                 Ok(outcome) => {

@@ -361,6 +361,17 @@ mod tests {
     }
 
     #[test]
+    fn secrets_go_to_runtime_env_env_vars_not_the_entrypoint() {
+        let mut job = JobSpec::new("x", "t");
+        job.run = Some("python serve.py".into());
+        let mut req = LaunchRequest::new(cumulo_driver::AttemptId { job: JobId(5), attempt: 1 }, job);
+        req.secrets.0.insert("HF_TOKEN".into(), "hf_value_123".into());
+        let body = submission(&req, &EngineNames::default());
+        assert_eq!(body["runtime_env"]["env_vars"]["HF_TOKEN"], "hf_value_123");
+        assert!(!body["entrypoint"].as_str().unwrap().contains("hf_value_123"), "the command line holds no secret");
+    }
+
+    #[test]
     fn a_container_image_goes_to_runtime_env_image_uri() {
         let mut job = JobSpec::new("x", "t");
         job.image = Some("vllm/vllm-openai:v0.10.0".into());

@@ -78,6 +78,9 @@ pub struct Config {
     /// this Slurm never take each other's jobs for their own; `None` names jobs
     /// `cumulo-<job>.<attempt>`.
     pub deployment: Option<String>,
+    /// The cluster runs container images through pyxis/enroot (`srun --container-image`); only
+    /// then does placement give it jobs with an `image_id: docker:IMAGE`.
+    pub container_images: bool,
 }
 
 /// Where the job list that `observe` reads comes from.
@@ -104,6 +107,7 @@ impl Config {
             submit_held: false,
             observe_with: ObserveWith::Endpoint,
             deployment: None,
+            container_images: false,
         }
     }
 
@@ -118,6 +122,7 @@ impl Config {
             submit_held: false,
             observe_with: ObserveWith::Endpoint,
             deployment: None,
+            container_images: false,
         }
     }
 }
@@ -408,8 +413,8 @@ impl Driver for SlurmDriver {
             gpu_indices: false,
             logs: self.config.log_dir.is_some(),
             max_nodes_per_attempt: None,
-            // `--container-image` needs pyxis/enroot on the cluster, which is not detected yet.
-            container_images: false,
+            // `--container-image` needs pyxis/enroot on the cluster: the fleet file says so.
+            container_images: self.config.container_images,
         }
     }
 

@@ -152,6 +152,33 @@ pub fn pin_constraint(nodes: &[String]) -> String {
     }
 }
 
+/// pyxis's flags for a job with a container image (SkyPilot's `image_id: docker:IMAGE`): the
+/// step runs in the image (`--container-image`, enroot's `REGISTRY#IMAGE` form) with the log
+/// directory mounted at the same path, so the node's output still lands there. Empty without an
+/// image.
+fn container_flags(request: &LaunchRequest, attempt_log_dir: Option<&str>) -> String {
+    let Some(image) = request.job.image.as_deref() else { return String::new() };
+    let mut flags = format!(" --container-image={}", shell_quote(&pyxis_image(image)));
+    if let Some(dir) = attempt_log_dir {
+        let parent = std::path::Path::new(dir).parent().map(|p| p.display().to_string()).unwrap_or_default();
+        let shared = if parent.is_empty() { dir.to_string() } else { parent };
+        flags.push_str(&format!(" --container-mounts={}", shell_quote(&format!("{shared}:{shared}"))));
+    }
+    flags
+}
+
+/// A Docker image reference in enroot's form: a registry host (the first component when it holds
+/// a `.` or `:`, or is `localhost`) is separated by `#` (`nvcr.io/nvidia/pytorch:24.01` →
+/// `nvcr.io#nvidia/pytorch:24.01`); a Docker Hub name stays as it is.
+pub fn pyxis_image(image: &str) -> String {
+    match image.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            format!("{host}#{rest}")
+        }
+        _ => image.to_string(),
+    }
+}
+
 /// The batch script for an attempt: it starts one task per node with `srun`, gives each node
 /// Cumulo's rank for it (by node name when Cumulo chose the nodes, else Slurm's node id), sends
 /// each node's output to `<attempt_log_dir>/rank-<r>.log`, and runs the node script from an
@@ -185,7 +212,7 @@ pub fn batch_script(request: &LaunchRequest, attempt_log_dir: Option<&str>, pinn
         }
         None => task.push_str("exec bash -c \"$CUMULO_NODE_SCRIPT\"\n"),
     }
-    if request.nodes.len() == 1 {
+    if request.nodes.len() == 1 && request.job.image.is_none() {
         // One node: the batch step is the node; no srun step to create (faster, and no step
         // creation that can stall under a burst of submissions).
         s.push_str(&format!("bash -c {}\n", shell_quote(&task)));
@@ -193,9 +220,10 @@ pub fn batch_script(request: &LaunchRequest, attempt_log_dir: Option<&str>, pinn
         // --overlap: a step whose creation timed out and was retried cannot hold the
         // allocation against its own retry ("Requested nodes are busy").
         s.push_str(&format!(
-            "srun --overlap --nodes={n} --ntasks={n} --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c {}\n",
+            "srun --overlap --nodes={n} --ntasks={n} --ntasks-per-node=1 --kill-on-bad-exit=1{container} bash -c {}\n",
             shell_quote(&task),
-            n = request.nodes.len()
+            n = request.nodes.len(),
+            container = container_flags(request, attempt_log_dir),
         ));
     }
     if let Some(dir) = attempt_log_dir {
@@ -352,5 +380,35 @@ mod tests {
         let env = submit_environment(&req);
         assert!(!env.contains_key("CUMULO_NODE_RANK") && env.contains_key("PATH"));
         assert_eq!(env["CUMULO_NUM_NODES"], "2");
+    }
+
+    #[test]
+    fn a_container_image_runs_the_step_under_pyxis() {
+        let mut job = JobSpec::new("t", "default");
+        job.run = Some("nvidia-smi".into());
+        job.image = Some("nvcr.io/nvidia/pytorch:24.01-py3".into());
+        let req = LaunchRequest::new(AttemptId { job: JobId(4), attempt: 1 }, job);
+        let script = batch_script(&req, Some("/shared/logs/4.1"), true);
+        assert!(
+            script.contains(
+                "srun --overlap --nodes=1 --ntasks=1 --ntasks-per-node=1 --kill-on-bad-exit=1 --container-image='nvcr.io#nvidia/pytorch:24.01-py3' --container-mounts='/shared/logs:/shared/logs' bash -c"
+            ),
+            "one node with an image still goes through an srun step, in the image: {script}"
+        );
+        assert_eq!(pyxis_image("ubuntu:22.04"), "ubuntu:22.04", "a Docker Hub name is kept");
+        assert_eq!(pyxis_image("localhost:5000/my/img"), "localhost:5000#my/img");
+        let plain = batch_script(&LaunchRequest::new(req.attempt, JobSpec::new("t", "d")), None, true);
+        assert!(!plain.contains("container"), "no image, no pyxis flags: {plain}");
+    }
+
+    #[test]
+    fn secrets_travel_in_the_submitted_environment_not_in_the_script() {
+        let mut job = JobSpec::new("t", "default");
+        job.run = Some("echo run".into());
+        let mut req = LaunchRequest::new(AttemptId { job: JobId(4), attempt: 1 }, job);
+        req.secrets.0.insert("HF_TOKEN".into(), "hf_value_123".into());
+        assert_eq!(submit_environment(&req)["HF_TOKEN"], "hf_value_123", "the job's environment carries it");
+        let script = batch_script(&req, Some("/logs/4.1"), true);
+        assert!(!script.contains("hf_value_123"), "the batch script (visible to scontrol) holds no secret: {script}");
     }
 }

@@ -77,6 +77,22 @@ pub struct LaunchRequest {
     /// override the `CUMULO_*` variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The job's secrets in clear, opened by the control loop for this launch only: environment
+    /// variables of the job's processes, applied last of the job's own variables. Never
+    /// serialised (a driver that writes the request down writes none of them) and never shown
+    /// by `Debug`.
+    #[serde(skip)]
+    pub secrets: SecretEnv,
+}
+
+/// Secret environment variables: `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretEnv(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys().map(|k| format!("{k}=****"))).finish()
+    }
 }
 
 /// Environment variables every driver sets on every node of an attempt.
@@ -93,7 +109,15 @@ impl LaunchRequest {
     /// drivers that choose nodes themselves.
     pub fn new(attempt: AttemptId, job: JobSpec) -> LaunchRequest {
         let nodes = (0..job.num_nodes.max(1)).map(|i| NodeAssignment::new(&format!("node-{i}"), [])).collect();
-        LaunchRequest { attempt, job, nodes, checkpoint_dir: None, replica: 0, env: BTreeMap::new() }
+        LaunchRequest {
+            attempt,
+            job,
+            nodes,
+            checkpoint_dir: None,
+            replica: 0,
+            env: BTreeMap::new(),
+            secrets: SecretEnv::default(),
+        }
     }
 
     /// The name engines that key on names (Slurm job name, Ray submission id prefix) use for the
@@ -134,7 +158,7 @@ impl LaunchRequest {
                 return Err(invalid("nodes.gpus", format!("{:?}", n.gpus), "distinct GPU indices"));
             }
         }
-        for key in self.job.envs.keys().chain(self.env.keys()) {
+        for key in self.job.envs.keys().chain(self.env.keys()).chain(self.secrets.0.keys()) {
             if !is_env_name(key) {
                 return Err(invalid(
                     "envs",
@@ -150,11 +174,13 @@ impl LaunchRequest {
     }
 
     /// The environment of node `rank`: the job's `envs`, then the control plane's `env`, then the
+    /// job's secrets, then the
     /// `CUMULO_*` variables and `CUDA_VISIBLE_DEVICES` (empty when the node has no GPUs, so a
     /// CPU-only attempt never sees the host's GPUs).
     pub fn environment(&self, rank: u32) -> BTreeMap<String, String> {
         let mut env = self.job.envs.clone();
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.secrets.0.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.insert(ENV_JOB_ID.into(), self.attempt.job.to_string());
         env.insert(ENV_ATTEMPT.into(), self.attempt.attempt.to_string());
         env.insert(ENV_NODE_RANK.into(), rank.to_string());
@@ -562,6 +588,19 @@ mod tests {
         let mut req = LaunchRequest::new(attempt(7, 2), job);
         req.nodes = (0..nodes).map(|i| NodeAssignment::new(&format!("n{i}"), [2 * i, 2 * i + 1])).collect();
         req
+    }
+
+    #[test]
+    fn secrets_reach_the_environment_but_never_debug_or_json() {
+        let mut req = gang(1);
+        req.secrets.0.insert("HF_TOKEN".into(), "hf_clear_value".into());
+        assert_eq!(req.environment(0).get("HF_TOKEN").map(String::as_str), Some("hf_clear_value"));
+        let debug = format!("{req:?}");
+        assert!(debug.contains("HF_TOKEN=****") && !debug.contains("hf_clear_value"), "{debug}");
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(!json.contains("hf_clear_value"), "a written-down request holds no secret: {json}");
+        req.secrets.0.insert("CUMULO_JOB_ID".into(), "1".into());
+        assert!(req.validate().unwrap_err().to_string().contains("CUMULO_JOB_ID"), "reserved names are refused");
     }
 
     #[test]

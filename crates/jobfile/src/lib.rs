@@ -28,8 +28,10 @@
 //!   `job_recovery.max_restarts_on_errors: N` (N + 1 attempts).
 //! - Read and not applied, each named once in a warning ([`Submission::warnings`]): the fields
 //!   that tune a VM (`disk_size`, `ports`, `autostop`, a VM `image_id`, ...) and SkyPilot's own
-//!   machinery (`file_mounts`, `volumes`, `secrets`, `config`, `pool`, ...). `secrets` are never
-//!   copied into the job, so nothing Cumulo prints or stores can leak them.
+//!   machinery (`file_mounts`, `volumes`, `config`, `pool`, ...).
+//! - `secrets` (a mapping, `null` for a value the submitter gives, or a list of names) are read into
+//!   [`cumulo_types::JobSpec::secrets`]; the server seals the values before storing the job and
+//!   the drivers pass them as environment variables only.
 //! - `service` (SkyServe) makes the job an inference job; its `replicas`, else
 //!   `replica_policy.min_replicas` (at least 1), gives the replica count.
 //! - Several documents ([`parse_submission`]): a first document holding only `name` heads a

@@ -420,11 +420,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
     let setup = field(map, "setup").map(|v| ctx.string("setup", v, "a shell script"));
     let run = field(map, "run").map(|v| ctx.string("run", v, "a shell script"));
     let envs = field(map, "envs").map(|v| envs(ctx, v)).unwrap_or_default();
-    if let Some(secrets) = field(map, "secrets")
-        && !matches!(secrets, Value::Mapping(_) | Value::Sequence(_))
-    {
-        ctx.wrong_type("secrets", secrets, "a mapping of secret names to values, or a list of secret names");
-    }
+    let secrets = field(map, "secrets").map(|v| secrets(ctx, v)).unwrap_or_default();
     warn_not_applied(ctx, "", map, NOT_APPLIED_TOP_FIELDS);
     if let Some(Value::Mapping(service)) = field(map, "service") {
         let ignored: Vec<&str> =
@@ -514,6 +510,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
         spread: spread?,
         constraints: Constraints { deny: deny.into_iter().collect::<Option<Vec<_>>>()?, max_price_per_hour },
         envs,
+        secrets,
         workdir: workdir.flatten(),
         setup: setup.flatten(),
         run: run.flatten(),
@@ -714,6 +711,49 @@ fn envs(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, String> {
                 }
             }
             other => ctx.wrong_type(&path, other, "a string, number or boolean"),
+        }
+    }
+    out
+}
+
+/// SkyPilot `secrets`: a mapping of names to values (`null`: the submitter gives the value) or a
+/// list of names. The values become environment variables of the job's processes only.
+fn secrets(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, Option<String>> {
+    const EXPECTED: &str =
+        "a mapping of secret names to values (null: taken from the submitter's environment), or a list of secret names";
+    let mut out = BTreeMap::new();
+    let entries: Vec<(&Value, &Value)> = match value {
+        Value::Mapping(map) => map.iter().collect(),
+        Value::Sequence(names) => names.iter().map(|n| (n, &Value::Null)).collect(),
+        other => {
+            ctx.wrong_type("secrets", other, EXPECTED);
+            return out;
+        }
+    };
+    for (key, v) in entries {
+        let Some(name) = key.as_str() else {
+            ctx.report("secrets", format!("wrong type: found {} as a secret name, expected a string", describe(key)));
+            continue;
+        };
+        let path = child("secrets", name);
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            ctx.invalid(&path, name, "a variable name of letters, digits and '_', not starting with a digit");
+            continue;
+        }
+        if name.starts_with("CUMULO_") {
+            ctx.invalid(&path, name, "a name outside the reserved CUMULO_ prefix");
+            continue;
+        }
+        match v {
+            Value::Null => {
+                out.insert(name.to_string(), None);
+            }
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                out.insert(name.to_string(), pyyaml::env_text(v, ctx.lines.written(&path)));
+            }
+            other => ctx.wrong_type(&path, other, "a string, number or boolean, or null"),
         }
     }
     out
@@ -1023,10 +1063,6 @@ const NOT_APPLIED_TOP_FIELDS: &[(&str, &str)] = &[
     ),
     ("volumes", "no driver attaches volumes"),
     ("volume_mounts", "no driver attaches volumes"),
-    (
-        "secrets",
-        "secret values are neither stored nor passed to the job; give them to the job through the cluster's own secret store",
-    ),
     ("config", "SkyPilot's own configuration overrides have no meaning here"),
     ("pool", "SkyPilot worker pools are not used; the job is placed like any other"),
     ("event_callback", "no callback is run on state changes; watch `cumulo job` or the API"),

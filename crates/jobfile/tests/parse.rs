@@ -95,8 +95,11 @@ config:
     assert!(!job.envs.contains_key("HF_TOKEN"), "null envs are left for launch time");
     assert!(job.setup.as_deref().unwrap().contains("pip install"));
     assert!(job.run.as_deref().unwrap().starts_with("echo \"Begin run.\""));
-    let json = serde_json::to_string(&job).unwrap();
-    assert!(!json.contains("my-secret-value"), "secrets must never be copied into the job");
+    assert_eq!(
+        job.secrets.get("MY_HF_TOKEN"),
+        Some(&Some("my-secret-value".to_string())),
+        "a secret's value is read; the server seals it before anything is stored"
+    );
 }
 
 #[test]
@@ -655,4 +658,18 @@ service:
 ");
     assert_eq!((multinode.kind, multinode.replicas, multinode.num_nodes), (JobKind::Inference, 2, 2));
     assert_eq!(multinode.resources[0].memory_mib, 1000 * 1024);
+    assert_eq!(multinode.secrets.get("HF_TOKEN"), Some(&None), "a null secret is given by the submitter");
+}
+
+#[test]
+fn secrets_with_bad_names_or_values_are_refused_naming_the_field() {
+    let errors = |text: &str| cumulo_jobfile::parse_str(text, "t.yaml").unwrap_err().to_string();
+    let bad_name = errors("secrets:\n  1TOKEN: x\n");
+    assert!(bad_name.contains("secrets.1TOKEN"), "the field is named: {bad_name}");
+    let reserved = errors("secrets:\n  CUMULO_JOB_ID: x\n");
+    assert!(reserved.contains("a name outside the reserved CUMULO_ prefix"), "{reserved}");
+    let nested = errors("secrets:\n  TOKEN: {a: 1}\n");
+    assert!(nested.contains("secrets.TOKEN") && nested.contains("a string, number or boolean, or null"), "{nested}");
+    let list = ok("secrets: [HF_TOKEN, WANDB_KEY]\n");
+    assert_eq!(list.secrets.keys().map(String::as_str).collect::<Vec<_>>(), ["HF_TOKEN", "WANDB_KEY"]);
 }

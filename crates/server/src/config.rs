@@ -172,6 +172,10 @@ pub enum DriverEntry {
         /// `SLURM_CONF` for the command-line tools (the CLI endpoint and `observe_with: squeue`).
         #[serde(default)]
         conf: Option<PathBuf>,
+        /// The cluster has pyxis/enroot: jobs with `image_id: docker:IMAGE` run in the image
+        /// (`srun --container-image`); without it placement keeps such jobs off the cluster.
+        #[serde(default)]
+        container_images: bool,
     },
     /// A Ray cluster through its Jobs REST API on the dashboard port.
     Ray { url: String },
@@ -469,6 +473,7 @@ impl FleetFile {
                     working_dir,
                     observe_with,
                     conf,
+                    container_images,
                 } => {
                     let resolve = |p: &PathBuf| base.map(|b| b.join(p)).unwrap_or_else(|| p.clone());
                     let conf = conf.as_ref().map(resolve);
@@ -503,6 +508,7 @@ impl FleetFile {
                     config.partition = partition.clone();
                     config.log_dir = log_dir.clone();
                     config.deployment = deployment.map(str::to_string);
+                    config.container_images = *container_images;
                     if let Some(w) = working_dir {
                         config.working_dir = w.clone();
                     }
@@ -803,12 +809,14 @@ mod tests {
         std::fs::write(dir.path().join("slurm.jwt"), "secret\n").unwrap();
         let text = "clusters:\n\
           - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: slurm.jwt, observe_with: squeue, conf: slurm.conf, log_dir: /tmp/l}}\n\
-          - {name: c, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
+          - {name: c, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf, container_images: true}}\n\
           - {name: r, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n";
         let file = FleetFile::parse(text, "fleet.yaml").unwrap();
         let fleet = file.open(dir.path(), Some(dir.path())).unwrap();
         let names: Vec<&str> = fleet.clusters.iter().map(|(c, _)| c.name.as_str()).collect();
         assert_eq!(names, ["s", "c", "r"]);
+        let images: Vec<bool> = fleet.clusters.iter().map(|(_, d)| d.capabilities().container_images).collect();
+        assert_eq!(images, [false, true, true], "pyxis only where the fleet file says so; Ray always (image_uri)");
         let missing = "clusters:\n\
           - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
         let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();

@@ -180,6 +180,10 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
     let db = options.db.clone().unwrap_or_else(|| options.data_dir.join("cumulo.db").display().to_string());
     let store = cumulo_control::open_store(&db).await.map_err(|e| Error::Store(e.to_string()))?;
     let new_admin_token = bootstrap_admin(store.as_ref(), &options.data_dir).await?;
+    // Jobs' secrets are sealed with this key before they are stored (`secret.key`, mode 600).
+    let secret_key = Arc::new(
+        cumulo_store::secrets::SecretKey::load_or_create(&options.data_dir).map_err(|e| Error::Io(e.to_string()))?,
+    );
 
     let deployment = store.deployment_id().await.map_err(|e| Error::Store(e.to_string()))?;
     let fleet = options.fleet.open_for(&options.data_dir, options.fleet_base.as_deref(), Some(&deployment))?;
@@ -212,6 +216,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         control.tenants = fleet.tenants.clone();
         control.budgets = fleet.budgets.clone();
         control.portfolio = fleet.control_contracts();
+        control.secret_key = Some(secret_key.clone());
         control.contracts = fleet
             .clusters
             .iter()
@@ -222,7 +227,8 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         tokio::spawn(reconcile_loop(controller, metrics.clone(), options.reconcile_interval, shutdown_rx.clone()))
     });
 
-    let state = AppState::new(store.clone(), Arc::new(api_fleet), metrics, options.api.clone());
+    let mut state = AppState::new(store.clone(), Arc::new(api_fleet), metrics, options.api.clone());
+    state.secret_key = secret_key;
     let history = options
         .reconcile
         .then(|| tokio::spawn(history_loop(state.clone(), options.history_interval, shutdown_rx.clone())));

@@ -27,6 +27,7 @@ pub use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 pub mod budget;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod secrets;
 pub mod usage;
 
 /// What went wrong in a store call. `Backend` carries text for logs; API layers must not send it to

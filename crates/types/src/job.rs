@@ -269,6 +269,12 @@ pub struct JobSpec {
     pub constraints: Constraints,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub envs: BTreeMap<String, String>,
+    /// SkyPilot `secrets`: environment variables of the job's processes whose values are never
+    /// shown. `None` until the submitter gives the value (`cumulo submit` reads it from its own
+    /// environment or `--secret NAME=VALUE`); the server stores only sealed values
+    /// (`cumulo_store::secrets`) and shows the names with the values masked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,6 +319,7 @@ impl JobSpec {
             spread: SpreadPolicy::None,
             constraints: Constraints::default(),
             envs: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             workdir: None,
             setup: None,
             run: None,

@@ -28,6 +28,11 @@ pub struct SubmitArgs {
     /// content is its idempotency key, so re-running a command never makes second jobs)
     #[arg(long)]
     pub new: bool,
+    /// A secret the job file declares (`secrets:`): `NAME=VALUE`, or `NAME` to take the value
+    /// from this environment. A secret declared with a null value and not given here is taken
+    /// from this environment too. Values reach the job's processes as environment variables only
+    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
+    pub secrets: Vec<String>,
     #[command(flatten)]
     pub remote: Remote,
     /// Output format
@@ -110,9 +115,62 @@ async fn submit_one(
     }
 }
 
+/// The `--secret` values: `NAME=VALUE`, or `NAME` read from this process's environment.
+fn given_secrets(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut given = std::collections::BTreeMap::new();
+    for arg in args {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => {
+                let value = env(arg).with_context(|| {
+                    format!("--secret {arg}: {arg} is not set in this environment: give --secret {arg}=VALUE")
+                })?;
+                (arg.clone(), value)
+            }
+        };
+        given.insert(name, value);
+    }
+    Ok(given)
+}
+
+/// The secret values to send with one file: for each secret the file declares, the `--secret`
+/// value, else (for a secret declared `null`) this environment's. A declared secret with no value
+/// anywhere is an error naming it; a file the parser refuses is left to the server's answer.
+fn secrets_for_file(
+    text: &str,
+    file: &str,
+    given: &std::collections::BTreeMap<String, String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let Ok(submission) = cumulo_jobfile::parse_submission(text, file) else {
+        return Ok(Default::default());
+    };
+    let mut values = std::collections::BTreeMap::new();
+    for job in &submission.jobs {
+        for (name, value) in &job.secrets {
+            if let Some(v) = given.get(name) {
+                values.insert(name.clone(), v.clone());
+            } else if value.is_none() {
+                let v = env(name).with_context(|| {
+                    format!(
+                        "{file}: secrets.{name}: no value: set {name} in this environment or give --secret {name}=VALUE"
+                    )
+                })?;
+                values.insert(name.clone(), v);
+            }
+        }
+    }
+    Ok(values)
+}
+
 /// Submits every file; the exit code is 0 only when every file went in.
 pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let client = args.remote.client()?;
+    let env_var = |name: &str| std::env::var(name).ok();
+    let given = given_secrets(&args.secrets, env_var)?;
     runtime()?.block_on(async {
         let bar = spinner(format!("submitting {} file(s) to {}", args.files.len(), client.base()));
         let mut out = Vec::new();
@@ -133,6 +191,14 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             let key = if args.new { fresh_key() } else { content_key(&text) };
+            let secrets = match secrets_for_file(&text, &file, &given, env_var) {
+                Ok(secrets) => secrets,
+                Err(e) => {
+                    out.push(failed(format!("{e:#}")));
+                    continue;
+                }
+            };
+            let client = client.clone().with_secrets(secrets);
             match submit_one(&client, &text, &key).await {
                 Ok(jobs) => out.extend(jobs.into_iter().map(|j| Submitted {
                     file: file.clone(),
@@ -312,6 +378,16 @@ fn runs_after(job: &JobRecord) -> String {
     format!("{} (each must succeed)", ids.join(", "))
 }
 
+/// The job's secrets by name, values masked whatever the server sent (`HF_TOKEN=****`).
+fn secret_names(job: &JobRecord) -> String {
+    if job.spec.secrets.is_empty() {
+        return "-".to_string();
+    }
+    let masked: Vec<String> =
+        job.spec.secrets.keys().map(|name| format!("{name}={}", cumulo_store::secrets::MASK)).collect();
+    masked.join(", ")
+}
+
 fn print_detail(detail: &JobDetail) {
     let job = &detail.job;
     let mut t = table(["FIELD", "VALUE"]);
@@ -326,6 +402,7 @@ fn print_detail(detail: &JobDetail) {
         ("topology", job.spec.topology.to_string()),
         ("runs after", runs_after(job)),
         ("group", job.spec.group.clone().unwrap_or_else(|| "-".to_string())),
+        ("secrets", secret_names(job)),
         ("pending reason", job.pending_reason.clone().unwrap_or_default()),
         ("cancel requested", job.cancel_requested.to_string()),
         ("submitted", job.submitted_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
@@ -478,5 +555,36 @@ async fn follow_when_started(
             shown = true;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "name: t\nsecrets:\n  HF_TOKEN: null\n  WANDB_KEY: in-file\nrun: echo\n";
+
+    #[test]
+    fn a_null_secret_comes_from_the_environment_or_from_secret_flags() {
+        let env = |name: &str| (name == "HF_TOKEN").then(|| "from-env".to_string());
+        let none = Default::default();
+        let values = secrets_for_file(FILE, "t.yaml", &none, env).unwrap();
+        assert_eq!(values.get("HF_TOKEN").map(String::as_str), Some("from-env"));
+        assert!(!values.contains_key("WANDB_KEY"), "a value written in the file travels in the file");
+        let given = given_secrets(&["HF_TOKEN=flag".to_string()], env).unwrap();
+        let values = secrets_for_file(FILE, "t.yaml", &given, env).unwrap();
+        assert_eq!(values.get("HF_TOKEN").map(String::as_str), Some("flag"), "--secret wins over the environment");
+    }
+
+    #[test]
+    fn a_secret_with_no_value_anywhere_is_an_error_naming_the_field() {
+        let no_env = |_: &str| None;
+        let err = secrets_for_file(FILE, "t.yaml", &Default::default(), no_env).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "t.yaml: secrets.HF_TOKEN: no value: set HF_TOKEN in this environment or give --secret HF_TOKEN=VALUE"
+        );
+        let err = given_secrets(&["HF_TOKEN".to_string()], no_env).unwrap_err().to_string();
+        assert_eq!(err, "--secret HF_TOKEN: HF_TOKEN is not set in this environment: give --secret HF_TOKEN=VALUE");
     }
 }
