@@ -13,13 +13,25 @@ SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-40}"
 MAX_TIME="${SCHEMATHESIS_MAX_TIME:-120}"
 VENV=$(realpath -m "${SCHEMATHESIS_VENV:-target/schemathesis-venv}")
+config=$(realpath scripts/schemathesis.toml)
+# Python 3.13 where one runs, else python3. Before 3.13 CPython's ast module can raise "AST
+# constructor recursion depth mismatch" when two threads parse at once (hypothesis does, to
+# describe its strategies), a runtime error of the tool, so schemathesis then runs one worker.
+PYTHON=python3
+WORKERS=1
+if python3.13 -c 'import sys' >/dev/null 2>&1; then
+  PYTHON=python3.13
+  WORKERS=2
+fi
 
-if [ ! -x "$VENV/bin/schemathesis" ]; then
-  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+if [ ! -x "$VENV/bin/schemathesis" ] || [ "$(cat "$VENV/made-by" 2>/dev/null)" != "$PYTHON" ]; then
+  rm -rf "$VENV"
+  if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
     apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$VENV"
+    "$PYTHON" -m venv "$VENV"
   fi
   "$VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  echo "$PYTHON" >"$VENV/made-by"
 fi
 
 BIN=$(realpath -m "${CUMULO_BIN:-target/debug/cumulo}")
@@ -78,21 +90,21 @@ for who in admin member; do
   token=$admin
   [ "$who" = member ] && token=$member
   echo "== schemathesis as $who ($EXAMPLES examples per operation, at most ${MAX_TIME}s)"
-  # Every check but two: `positive_data_acceptance` (ST202, "schema-valid request rejected") and
-  # `negative_data_rejection` (ST201). The schema cannot state the server's cross-field rules (real
-  # dates, existing tenants, job files that parse as jobs, a tenant name's lowercase form), so
-  # ST202 fails on valid-looking requests the server rightly refuses; ST201 fails where the server
-  # is more lenient than the schema (a null token name takes the default). On the merged main of
-  # this stop they were 8 and 3 cases; making the schema and the server agree there is open work.
+  # Every check but two: `positive_data_acceptance` (ST202) and `negative_data_rejection` (ST201).
+  # The OpenAPI document now states most of the server's rules (patterns, ranges, empty-as-absent)
+  # and the server accepts what it cannot state (a reversed usage window is empty, 2.0 is the
+  # integer 2), but with all checks on a few cases still fail (3 of 22 operations in the last run),
+  # so the two checks stay off until they pass; scripts/schemathesis.toml adds 422 (an
+  # Idempotency-Key reused with another body) to the statuses a schema-valid request may get.
   # Run from the temporary directory: schemathesis keeps a `.schemathesis/` folder in its cwd.
-  if ! (cd "$work" && "$VENV/bin/schemathesis" run "$url/v1/openapi.json" \
+  if ! (cd "$work" && "$VENV/bin/schemathesis" --config-file "$config" run "$url/v1/openapi.json" \
       --checks all \
       --exclude-checks positive_data_acceptance,negative_data_rejection \
       --max-examples "$EXAMPLES" \
       --max-time "$MAX_TIME" \
       --seed 12 \
       --request-timeout 10 \
-      --workers 2 \
+      --workers "$WORKERS" \
       --suppress-health-check all \
       --header "Authorization: Bearer $token"); then
     status=1

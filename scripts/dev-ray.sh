@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or stops) a local Ray head for Cumulo's driver-ray tests, from a venv with
 # ray[default]==2.60.0 (installed on first start: slow, about a minute and 1.7 GiB of memory when
-# running). Only run when asked: `.ci/run` calls it when CUMULO_TEST_RAY=1.
+# running), for running the driver-ray tests by hand; `.ci/run` uses scripts/ci-ray.sh instead.
 #
 #   scripts/dev-ray.sh start   # idempotent
 #   scripts/dev-ray.sh stop    # `ray stop` for the head this script started

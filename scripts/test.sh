@@ -33,17 +33,10 @@ slurm_env=$(scripts/dev-slurm.sh start) # prints `export NAME=value` lines
 started+=(slurm)
 eval "$slurm_env"
 
-if [ "${CUMULO_TEST_RAY:-}" = 1 ]; then
-  # opt-in: installs ray[default] into a venv on first use (about a minute, 1.7 GiB of memory)
-  step "start ray"
-  ray_env=$(scripts/dev-ray.sh start)
-  started+=(ray)
-  eval "$ray_env"
-fi
-
 step "tests"
 cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate
 step "api conformance (schemathesis)" && scripts/ci-schemathesis.sh
 scripts/ci-browser.sh  # the dashboard in Debian's chromium (playwright-core): screenshots in target/ci-artifacts/
 step "FOCUS export (focus-validator)" && scripts/ci-focus.sh
+step "ray driver end-to-end (scripts/ci-ray.sh)" && scripts/ci-ray.sh
 step "done"

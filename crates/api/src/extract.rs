@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A query string deserialised into `T`; every parameter at most once, none holding a NUL byte.
+/// A query string deserialised into `T`; every parameter at most once, none holding a NUL or
+/// another control byte (U+0000 to U+001F; the OpenAPI document's text pattern).
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
@@ -31,6 +32,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                 return Err(ApiError::bad_request(
                     name.clone(),
                     format!("query parameter `{name}` holds a NUL byte: expected text without control bytes"),
+                ));
+            }
+            if let Some(byte) = value.chars().chain(name.chars()).find(|c| *c < ' ') {
+                return Err(ApiError::bad_request(
+                    name.clone(),
+                    format!(
+                        "query parameter `{name}` holds the control byte {:#04x}: expected text without control bytes",
+                        byte as u32
+                    ),
                 ));
             }
         }

@@ -285,10 +285,28 @@ fn json_text(headers: &HeaderMap, text: String) -> Result<String, ApiError> {
     if !is_json(headers) {
         return Ok(text);
     }
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         ApiError::bad_request("body", format!("invalid JSON: {e}; expected a job file as a JSON object"))
     })?;
+    integral_numbers_as_integers(&mut value);
     Ok(value.to_string())
+}
+
+/// JSON has one number type: `435.0` is the integer 435 (JSON Schema's `integer` admits it), so
+/// a whole number written with a fraction reaches the job file parser as an integer.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    // Beyond 2^53 a float no longer holds every integer exactly; leave such numbers as they are.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT) {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// `POST /v1/jobs`.
@@ -392,7 +410,10 @@ pub(crate) async fn submit_batch(
             .into_iter()
             .map(|job| match job {
                 serde_json::Value::String(yaml) => yaml,
-                other => other.to_string(),
+                mut other => {
+                    integral_numbers_as_integers(&mut other);
+                    other.to_string()
+                }
             })
             .collect()
     } else {

@@ -44,9 +44,45 @@ fn text_schema(max: usize) -> Value {
     json!({"type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u001f]*$"})
 }
 
-/// A provider name, or empty for "any".
+/// A filter's text: any length, no control characters (the server refuses them in every query
+/// parameter, [`crate::extract::ApiQuery`]); empty means "any".
+fn filter_schema() -> Value {
+    json!({"type": "string", "pattern": "^[^\\u0000-\\u001f]*$"})
+}
+
+/// A provider name (the server lowercases it), or empty for "any".
 fn provider_schema() -> Value {
-    json!({"type": "string", "pattern": "^[a-zA-Z0-9-]*$", "maxLength": 63})
+    json!({"type": "string", "pattern": "^[a-zA-Z0-9-]*$"})
+}
+
+/// A number parameter; empty text means "not given" (the default applies).
+fn number_or_empty(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "string", "maxLength": 0}]})
+}
+
+/// The `next` token of a usage records page: four integers joined by dots, or empty.
+fn page_token_schema() -> Value {
+    json!({"type": "string", "pattern": "^((-?[0-9]{1,18}\\.){3}-?[0-9]{1,18})?$"})
+}
+
+/// `range` of `GET /v1/history`: 1 to 31 days as minutes, hours or days, or empty for the default.
+fn range_schema() -> Value {
+    let minutes = "([1-9][0-9]{0,3}|[1-3][0-9]{4}|4[0-3][0-9]{3}|44[0-5][0-9]{2}|446[0-3][0-9]|44640)m";
+    let hours = "([1-9][0-9]?|[1-6][0-9]{2}|7[0-3][0-9]|74[0-4])h";
+    let days = "([1-9]|[12][0-9]|3[01])d";
+    json!({"type": "string", "pattern": format!("^({minutes}|{hours}|{days})?$")})
+}
+
+/// The filters of chargeback and FOCUS: tenant, provider, contract and a `[since, until)` window
+/// (`until` at or before `since` is an empty window).
+fn usage_window_params() -> Value {
+    json!([
+        query_param("tenant", "only this tenant (members and viewers: their own)", filter_schema()),
+        query_param("provider", "only this provider", provider_schema()),
+        query_param("contract", "only usage under this contract", filter_schema()),
+        query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", time_schema()),
+        query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", time_schema())
+    ])
 }
 
 fn idempotency_param() -> Value {
@@ -106,7 +142,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             op["parameters"] = json!([idempotency_param()]);
             op["requestBody"] = json!({"required": true, "description": "all jobs are stored or none",
                 "content": {"application/json": {"schema": schema_ref("BatchRequest")},
-                    "application/yaml": {"schema": {"type": "string", "description": "job files separated by `---` lines"}}}});
+                    "application/yaml": {"schema": {"allOf": [schema_ref("JobFile")],
+                        "description": "a job file, or several separated by `---` lines (each as JobFile)"}}}});
             responses["201"] = json_response("created", schema_ref("BatchResponse"));
             responses["200"] = json_response("all already created by an earlier submit", schema_ref("BatchResponse"));
             responses["400"] = error_response("a job file is invalid; `field` starts with `jobs[i].`");
@@ -123,24 +160,24 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                     "only jobs in this state (empty: any)",
                     json!({"type": "string", "enum": ["", "pending", "launching", "running", "succeeded", "failed", "cancelled"]})
                 ),
-                query_param("tenant", "only this tenant's jobs (members and viewers: their own only)", text_schema(63)),
+                query_param("tenant", "only this tenant's jobs (members and viewers: their own only)", filter_schema()),
                 query_param(
                     "after",
                     "jobs with ids after this one (the `next` of the previous page)",
-                    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+                    number_or_empty(json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}))
                 ),
                 query_param(
                     "limit",
                     "page size, 1 to 1000 (default 100)",
-                    json!({"type": "integer", "minimum": 1, "maximum": 1000})
+                    number_or_empty(json!({"type": "integer", "minimum": 1, "maximum": 1000}))
                 ),
                 query_param(
                     "kind",
                     "only jobs of this kind",
                     json!({"type": "string", "enum": ["training", "inference", "batch", "sandbox"]})
                 ),
-                query_param("q", "only jobs whose name contains this text (case ignored)", json!({"type": "string"})),
-                query_param("cluster", "only jobs with an attempt on this cluster", json!({"type": "string"})),
+                query_param("q", "only jobs whose name contains this text (case ignored)", filter_schema()),
+                query_param("cluster", "only jobs with an attempt on this cluster", filter_schema()),
                 query_param(
                     "order",
                     "oldest (ascending ids after `after`, the default) or newest (descending ids below `after`)",
@@ -228,16 +265,16 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             op["parameters"] = json!([query_param(
                 "range",
                 "how far back: minutes, hours or days such as 15m, 1h (default), 6h, 7d (at most 31d)",
-                json!({"type": "string"})
+                range_schema()
             )]);
             responses["200"] = json_response("series of [unix ms, value], oldest first", schema_ref("History"));
             responses["400"] = error_response("a bad range");
         }
         ("get", "/v1/usage") => {
             op["parameters"] = json!([
-                query_param("tenant", "only this tenant (members and viewers: their own)", text_schema(63)),
+                query_param("tenant", "only this tenant (members and viewers: their own)", filter_schema()),
                 query_param("provider", "only this provider", provider_schema()),
-                query_param("contract", "only usage under this contract", text_schema(200)),
+                query_param("contract", "only usage under this contract", filter_schema()),
                 query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", time_schema()),
                 query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", time_schema()),
                 query_param(
@@ -251,16 +288,15 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["403"] = error_response("another tenant's usage");
         }
         ("get", "/v1/usage/records") => {
-            let text = json!({"type": "string"});
             op["parameters"] = json!([
-                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
+                query_param("tenant", "only this tenant (members and viewers: their own)", filter_schema()),
                 query_param(
                     "since",
                     "records ending after this, RFC 3339 or YYYY-MM-DD (whole, not clipped)",
-                    text.clone()
+                    time_schema()
                 ),
-                query_param("until", "records starting before this, RFC 3339 or YYYY-MM-DD", text.clone()),
-                query_param("after", "the `next` token of the previous page", text),
+                query_param("until", "records starting before this, RFC 3339 or YYYY-MM-DD", time_schema()),
+                query_param("after", "the `next` token of the previous page", page_token_schema()),
                 query_param(
                     "limit",
                     "records per page, 1 to 10000 (default 1000)",
@@ -273,28 +309,14 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["403"] = error_response("another tenant's usage");
         }
         ("get", "/v1/usage/chargeback") => {
-            let text = json!({"type": "string"});
-            op["parameters"] = json!([
-                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
-                query_param("provider", "only this provider", text.clone()),
-                query_param("contract", "only usage under this contract", text.clone()),
-                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
-                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text)
-            ]);
+            op["parameters"] = usage_window_params();
             responses["200"] =
                 json_response("chargeback rows per tenant; money in micro-USD", schema_ref("Chargeback"));
             responses["400"] = error_response("bad time, provider, or a group_by given; `field` names it");
             responses["403"] = error_response("another tenant's usage");
         }
         ("get", "/v1/usage/focus") => {
-            let text = json!({"type": "string"});
-            op["parameters"] = json!([
-                query_param("tenant", "only this tenant (members and viewers: their own)", text.clone()),
-                query_param("provider", "only this provider", text.clone()),
-                query_param("contract", "only usage under this contract", text.clone()),
-                query_param("since", "inclusive start, RFC 3339 or YYYY-MM-DD (records are clipped)", text.clone()),
-                query_param("until", "exclusive end, RFC 3339 or YYYY-MM-DD (records are clipped)", text)
-            ]);
+            op["parameters"] = usage_window_params();
             responses["200"] = json!({"description": "FOCUS 1.2 cost-and-usage rows as CSV (header first), streamed; money in dollars",
                 "content": {"text/csv": {"schema": {"type": "string"}}}});
             responses["400"] = error_response("bad time, provider, or a group_by given; `field` names it");
@@ -360,7 +382,10 @@ fn schemas() -> Value {
         "BudgetRequest": {"type": "object", "required": ["monthly"], "additionalProperties": false, "properties": {
             "monthly": {"type": "number", "minimum": 0, "maximum": 1_000_000_000_000i64}, "kind": {"type": "string", "enum": ["hard", "soft"]}}},
         "TenantRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-            "name": string, "weight": {"type": "integer", "minimum": 1}, "gpus_milli": integer, "cpus_milli": integer}},
+            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+            "weight": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX},
+            "gpus_milli": {"type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX},
+            "cpus_milli": {"type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX}}},
         "History": {"type": "object", "properties": {"since": string, "until": string, "step_s": integer,
             "units": {"type": "object"}, "series": {"type": "array", "items": {"type": "object", "properties": {
                 "metric": string, "label": string, "points": {"type": "array", "items": {"type": "array"}}}}}}},
@@ -387,7 +412,8 @@ fn schemas() -> Value {
             "vcpus": integer, "cpus_used_milli": integer, "schedulable": {"type": "boolean"}}},
         "TokenRequest": {"type": "object", "required": ["tenant", "role"], "properties": {"tenant": string,
             "role": {"type": "string", "enum": ["admin", "member", "viewer"]},
-            "name": {"type": "string", "maxLength": crate::tokens::MAX_TOKEN_NAME_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}},
+            "name": {"type": ["string", "null"], "description": "null or absent: `TENANT-ROLE`",
+                "maxLength": crate::tokens::MAX_TOKEN_NAME_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}},
         "Token": {"type": "object", "properties": {"token": string, "tenant": string, "role": string, "name": string}},
         "WhoAmI": {"type": "object", "properties": {"tenant": string, "role": string, "name": string}},
         "Usage": {"type": "object", "properties": {"money_unit": string, "group_by": string, "rows": {"type": "array", "items": {"type": "object", "properties": {

@@ -101,11 +101,8 @@ fn usage_filter(principal: &Principal, query: UsageQuery) -> Result<UsageFilter,
     };
     let since = time_param("since", query.since)?;
     let until = time_param("until", query.until)?;
-    if let (Some(since), Some(until)) = (since, until)
-        && until <= since
-    {
-        return Err(ApiError::bad_request("until", format!("until {until} is not after since {since}")));
-    }
+    // `until` at or before `since` is an empty window: it holds no usage (the answer is empty),
+    // as any two times the OpenAPI document allows are a request the server answers.
     Ok(UsageFilter { tenant, provider, contract: query.contract.filter(|c| !c.is_empty()), since, until })
 }
 

@@ -184,6 +184,23 @@ async fn submit_get_and_list_a_yaml_and_a_json_job() {
 }
 
 #[tokio::test]
+async fn a_whole_number_written_with_a_fraction_is_an_integer_in_json() {
+    // JSON Schema's `integer` admits 2.0; the job file parser sees the integer 2.
+    let h = harness().await;
+    let body = r#"{"name": "gang", "num_nodes": 2.0, "run": "echo hi"}"#;
+    let one = h.post("/v1/jobs", &h.member_a, "application/json", body).await;
+    assert_eq!(one.status, StatusCode::CREATED, "{}", one.text);
+    let detail: JobDetail = h.get(&format!("/v1/jobs/{}", one.json::<SubmitResponse>().id), &h.member_a).await.json();
+    assert_eq!(detail.job.spec.num_nodes, 2, "2.0 nodes are 2");
+    let batch = format!(r#"{{"jobs": [{body}]}}"#);
+    let two = h.post("/v1/jobs:batch", &h.member_a, "application/json", &batch).await;
+    assert_eq!(two.status, StatusCode::CREATED, "{}", two.text);
+    let fraction = h.post("/v1/jobs", &h.member_a, "application/json", r#"{"name": "g", "num_nodes": 2.5}"#).await;
+    assert_eq!(fraction.status, StatusCode::BAD_REQUEST, "a real fraction is still refused: {}", fraction.text);
+    assert!(fraction.text.contains("num_nodes"), "{}", fraction.text);
+}
+
+#[tokio::test]
 async fn a_retried_submit_with_the_same_idempotency_key_creates_one_job() {
     let h = harness().await;
     let headers = [("content-type", "application/yaml"), ("idempotency-key", "retry-1")];

@@ -1,5 +1,5 @@
-//! End-to-end tests against a real Ray head started by `scripts/dev-ray.sh start` (read
-//! `CUMULO_TEST_RAY_URL` from its env file); print "skipping: ..." when absent.
+//! End-to-end tests against a real Ray head (`scripts/ci-ray.sh` starts one and runs them; by hand,
+//! `scripts/dev-ray.sh start` and `CUMULO_TEST_RAY_URL` from its env file); print "skipping: ..." when absent.
 
 use std::time::Duration;
 
