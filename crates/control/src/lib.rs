@@ -8,8 +8,10 @@
 //! 2. [`Controller::plan`]: build a snapshot (discovered nodes, active attempts), call
 //!    `cumulo_sched::schedule`, re-check the plan against the snapshot with
 //!    `cumulo_sched::verify_plan` ([`check`]: placements that break it are refused and stay
-//!    pending), and commit the plan with its new attempt ids in one store
-//!    transaction (`Store::commit_plan`). Preempted attempts are stopped after the commit.
+//!    pending), and commit the plan with its new attempt ids (`Store::commit_plan`, in chunks of
+//!    [`LAUNCHES_PER_COMMIT`] launches, each one transaction, so submits waiting for the store's
+//!    writer wait for one chunk, not a whole large plan). Preempted attempts are stopped after the
+//!    commit.
 //!    Before the state changes are written, every node's reported start/stop (or heartbeat)
 //!    becomes usage records rated at the price of the attempt's pool (`metering`), appended with
 //!    `Store::append_usage`; re-observing bills nothing (ledger and store both refuse it).
@@ -53,7 +55,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment, SecretEnv};
 use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
-use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanCommit, Store};
+use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanApplied, PlanCommit, Store};
 use cumulo_types::{AttemptId, JobId, JobSpec, Money};
 use serde::Serialize;
 
@@ -72,6 +74,32 @@ pub enum Error {
     Ledger(#[from] cumulo_ledger::Error),
     #[error("invalid database `{value}`: expected {expected}")]
     InvalidDatabase { value: String, expected: &'static str },
+}
+
+/// Launches per `Store::commit_plan` call. A pass placing thousands of jobs commits them in several
+/// short transactions: SQLite has one writer, and a submit waits for the transaction holding it.
+/// Each chunk is all-or-nothing per job as the store guarantees; a failure after some chunks leaves
+/// their attempts `planned` (dispatched by the next pass, as after a crash between plan and
+/// dispatch) and the other jobs pending.
+pub const LAUNCHES_PER_COMMIT: usize = 256;
+
+/// Commits `plan` in chunks of [`LAUNCHES_PER_COMMIT`] launches; the first chunk also carries the
+/// plan's pending reasons and preemptions.
+async fn commit_in_chunks(store: &dyn Store, plan: PlanCommit) -> Result<PlanApplied, cumulo_store::Error> {
+    let PlanCommit { launches, pending_reasons, preemptions } = plan;
+    let mut launches = launches.into_iter().peekable();
+    let mut chunk =
+        PlanCommit { launches: launches.by_ref().take(LAUNCHES_PER_COMMIT).collect(), pending_reasons, preemptions };
+    let mut applied = PlanApplied::default();
+    loop {
+        let part = store.commit_plan(chunk).await?;
+        applied.attempts.extend(part.attempts);
+        applied.skipped.extend(part.skipped);
+        if launches.peek().is_none() {
+            return Ok(applied);
+        }
+        chunk = PlanCommit { launches: launches.by_ref().take(LAUNCHES_PER_COMMIT).collect(), ..PlanCommit::default() };
+    }
 }
 
 /// Where the loop reads the time; tests pass a manual clock.
@@ -769,7 +797,7 @@ impl Controller {
             }
         }
         report.pending = waiting.len();
-        let applied = self.options.store.commit_plan(commit).await?;
+        let applied = commit_in_chunks(self.options.store.as_ref(), commit).await?;
         report.planned = applied.attempts;
         // Jobs that can never run (a job they wait for failed or was cancelled) end here.
         for (job, reason) in &doomed {

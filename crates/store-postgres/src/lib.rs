@@ -5,11 +5,16 @@
 //! three statements whatever its size (ids from the sequence, one `INSERT ... SELECT FROM UNNEST`,
 //! look-ups only for idempotent repeats). Leadership is a lease row judged by the database's clock.
 //! Durability is PostgreSQL's: with the default `synchronous_commit=on` a committed submit is on disk.
+//!
+//! Submits are group-committed: a few writer tasks each drain the submits that are waiting, write
+//! them as one batch in one transaction and answer each caller after the commit, so concurrent
+//! single-job submits share a commit (and its WAL flush) instead of paying one each.
 
 mod usage;
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +27,7 @@ use cumulo_store::{
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Schema migrations, applied in order; the applied version is kept in `cumulo_schema_version`.
 const MIGRATIONS: &[&str] = &[
@@ -52,9 +58,174 @@ impl Options {
     }
 }
 
-/// A PostgreSQL-backed [`Store`].
+/// A PostgreSQL-backed [`Store`]. Dropping the last handle stops the group-commit writers.
 pub struct PostgresStore {
     pool: PgPool,
+    submits: mpsc::UnboundedSender<SubmitRequest>,
+}
+
+/// Writer tasks draining the submit queue: several, so one group's round trips overlap the next
+/// group's (one group at a time would cap submits at one commit per round-trip time).
+const GROUP_WRITERS: usize = 4;
+
+/// The most jobs one group commit writes.
+const MAX_GROUP_JOBS: usize = 4096;
+
+/// A job ready to write: checked and serialised before it joins a group.
+struct PreparedJob {
+    tenant: String,
+    idem_key: Option<String>,
+    priority: i64,
+    max_attempts: i64,
+    spec: String,
+}
+
+/// One `submit` call waiting for its group's commit.
+struct SubmitRequest {
+    jobs: Vec<PreparedJob>,
+    reply: oneshot::Sender<Result<Vec<Submitted>>>,
+}
+
+/// Takes the next group from the queue: the first request waiting and every one behind it, up to
+/// [`MAX_GROUP_JOBS`] jobs. `None` once the store is dropped.
+async fn next_group(queue: &Mutex<mpsc::UnboundedReceiver<SubmitRequest>>) -> Option<Vec<SubmitRequest>> {
+    let mut queue = queue.lock().await;
+    let first = queue.recv().await?;
+    let mut jobs = first.jobs.len();
+    let mut group = vec![first];
+    while jobs < MAX_GROUP_JOBS {
+        match queue.try_recv() {
+            Ok(next) => {
+                jobs += next.jobs.len();
+                group.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+/// Writes waiting submits in groups: one transaction for many callers, each answered after the
+/// commit. When a group fails, each request is retried alone so one bad request cannot fail the
+/// others (and a failed request has stored nothing: its transaction rolled back).
+async fn group_commit(pool: PgPool, queue: Arc<Mutex<mpsc::UnboundedReceiver<SubmitRequest>>>) {
+    while let Some(mut group) = next_group(&queue).await {
+        let jobs: Vec<&PreparedJob> = group.iter().flat_map(|request| &request.jobs).collect();
+        match write_jobs(&pool, &jobs).await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for request in group {
+                    let answer = answers.by_ref().take(request.jobs.len()).collect();
+                    let _ = request.reply.send(Ok(answer));
+                }
+            }
+            Err(err) if group.len() == 1 => {
+                let _ = group.pop().expect("one request").reply.send(Err(err));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, requests = group.len(), "group commit failed, retrying one by one");
+                for request in group {
+                    let answer = write_jobs(&pool, &request.jobs.iter().collect::<Vec<_>>()).await;
+                    let _ = request.reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `jobs` all-or-nothing and answers for each in order: one autocommit statement for one job,
+/// one transaction of three statements for more.
+async fn write_jobs(pool: &PgPool, jobs: &[&PreparedJob]) -> Result<Vec<Submitted>> {
+    if let [job] = jobs {
+        return write_one(pool, job).await;
+    }
+    let n = jobs.len();
+    let mut tenants = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut specs = Vec::with_capacity(n);
+    let mut max_attempts = Vec::with_capacity(n);
+    for job in jobs {
+        tenants.push(job.tenant.as_str());
+        keys.push(job.idem_key.as_deref());
+        priorities.push(job.priority);
+        specs.push(job.spec.as_str());
+        max_attempts.push(job.max_attempts);
+    }
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
+        .bind(n as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    // ON CONFLICT DO NOTHING also skips a key repeated within this batch; the lookup below finds
+    // the row the first occurrence inserted.
+    let inserted: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
+         SELECT id, tenant, idem_key, 'pending', priority, spec, max_attempts, $7, $7
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+              WITH ORDINALITY AS u (id, tenant, idem_key, priority, spec, max_attempts, ord)
+         ORDER BY ord
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&keys)
+    .bind(&priorities)
+    .bind(&specs)
+    .bind(&max_attempts)
+    .bind(now_micros())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let inserted: HashSet<i64> = inserted.into_iter().collect();
+    let mut answers = Vec::with_capacity(n);
+    for (index, id) in ids.iter().enumerate() {
+        if inserted.contains(id) {
+            answers.push(Submitted { id: JobId(*id as u64), created: true });
+            continue;
+        }
+        let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+            .bind(tenants[index])
+            .bind(keys[index])
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        answers.push(Submitted { id: JobId(existing as u64), created: false });
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(answers)
+}
+
+/// One job in one autocommit statement (one round trip; one statement is atomic on its own), plus
+/// a look-up when its key was already used.
+async fn write_one(pool: &PgPool, job: &PreparedJob) -> Result<Vec<Submitted>> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&job.tenant)
+    .bind(&job.idem_key)
+    .bind(job.priority)
+    .bind(&job.spec)
+    .bind(job.max_attempts)
+    .bind(now_micros())
+    .fetch_optional(pool)
+    .await
+    .map_err(backend)?;
+    let answer = match inserted {
+        Some(id) => Submitted { id: JobId(id as u64), created: true },
+        None => {
+            let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+                .bind(&job.tenant)
+                .bind(&job.idem_key)
+                .fetch_one(pool)
+                .await
+                .map_err(backend)?;
+            Submitted { id: JobId(existing as u64), created: false }
+        }
+    };
+    Ok(vec![answer])
 }
 
 fn backend(err: sqlx::Error) -> Error {
@@ -115,50 +286,23 @@ impl PostgresStore {
             .await
             .map_err(|e| Error::Backend(format!("cannot connect to {}: {e}", redact(&options.url))))?;
         migrate(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore::with_pool(pool))
+    }
+
+    /// A store on `pool` (already migrated), with its group-commit writers. Must be called inside a
+    /// tokio runtime.
+    fn with_pool(pool: PgPool) -> PostgresStore {
+        let (submits, queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..GROUP_WRITERS {
+            tokio::spawn(group_commit(pool.clone(), queue.clone()));
+        }
+        PostgresStore { pool, submits }
     }
 
     /// Closes the connections (tests drop their schema after).
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// One job in one autocommit statement (one round trip; one statement is atomic on its own),
-    /// plus a look-up when its key was already used.
-    async fn submit_one(
-        &self,
-        tenant: &str,
-        key: Option<&str>,
-        priority: i64,
-        spec: &str,
-        max_attempts: i64,
-    ) -> Result<Vec<Submitted>> {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO jobs (tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(tenant)
-        .bind(key)
-        .bind(priority)
-        .bind(spec)
-        .bind(max_attempts)
-        .bind(now_micros())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        let answer = match inserted {
-            Some(id) => Submitted { id: JobId(id as u64), created: true },
-            None => {
-                let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
-                    .bind(tenant)
-                    .bind(key)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(backend)?;
-                Submitted { id: JobId(existing as u64), created: false }
-            }
-        };
-        Ok(vec![answer])
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
@@ -441,68 +585,24 @@ impl Store for PostgresStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let n = jobs.len();
-        let mut tenants = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut priorities = Vec::with_capacity(n);
-        let mut specs = Vec::with_capacity(n);
-        let mut max_attempts = Vec::with_capacity(n);
+        let mut prepared = Vec::with_capacity(jobs.len());
         for job in jobs {
             check_new_job(&job)?;
-            specs.push(
-                serde_json::to_string(&job.spec).map_err(|e| Error::Backend(format!("cannot encode job spec: {e}")))?,
-            );
-            priorities.push(i64::from(job.spec.priority.0));
-            max_attempts.push(i64::from(job.spec.max_attempts));
-            tenants.push(job.spec.tenant);
-            keys.push(job.idempotency_key);
+            let spec =
+                serde_json::to_string(&job.spec).map_err(|e| Error::Backend(format!("cannot encode job spec: {e}")))?;
+            prepared.push(PreparedJob {
+                tenant: job.spec.tenant,
+                idem_key: job.idempotency_key,
+                priority: i64::from(job.spec.priority.0),
+                max_attempts: i64::from(job.spec.max_attempts),
+                spec,
+            });
         }
-        if n == 1 {
-            return self.submit_one(&tenants[0], keys[0].as_deref(), priorities[0], &specs[0], max_attempts[0]).await;
-        }
-        let mut tx = self.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
-            .bind(n as i64)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-        // ON CONFLICT DO NOTHING also skips a key repeated within this batch; the lookup below finds
-        // the row the first occurrence inserted.
-        let inserted: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
-             SELECT id, tenant, idem_key, 'pending', priority, spec, max_attempts, $7, $7
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
-                  WITH ORDINALITY AS u (id, tenant, idem_key, priority, spec, max_attempts, ord)
-             ORDER BY ord
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(&ids)
-        .bind(&tenants)
-        .bind(&keys)
-        .bind(&priorities)
-        .bind(&specs)
-        .bind(&max_attempts)
-        .bind(now_micros())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let inserted: HashSet<i64> = inserted.into_iter().collect();
-        let mut answers = Vec::with_capacity(n);
-        for (index, id) in ids.iter().enumerate() {
-            if inserted.contains(id) {
-                answers.push(Submitted { id: JobId(*id as u64), created: true });
-                continue;
-            }
-            let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
-                .bind(&tenants[index])
-                .bind(&keys[index])
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-            answers.push(Submitted { id: JobId(existing as u64), created: false });
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(answers)
+        let (reply, answer) = oneshot::channel();
+        self.submits
+            .send(SubmitRequest { jobs: prepared, reply })
+            .map_err(|_| Error::Backend("the postgres submit writers have stopped".to_string()))?;
+        answer.await.map_err(|_| Error::Backend("the postgres submit writers dropped a submit".to_string()))?
     }
 
     async fn job_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<JobId>> {
@@ -911,12 +1011,20 @@ impl Store for PostgresStore {
             add_event(&mut tx, launch.job, now, "attempt_planned", &text).await?;
             applied.attempts.push(id);
         }
-        for (job, reason) in &plan.pending_reasons {
+        // One statement for all the reasons, writing only rows whose reason changed: a pass over a
+        // large queue that says the same as the last one writes almost nothing.
+        let (jobs, reasons): (Vec<i64>, Vec<&str>) = cumulo_store::last_reason_per_job(&plan.pending_reasons)
+            .into_iter()
+            .map(|(job, reason)| (job.0 as i64, reason))
+            .unzip();
+        if !jobs.is_empty() {
             sqlx::query(
-                "UPDATE jobs SET pending_reason = $1 WHERE id = $2 AND state IN ('pending', 'launching', 'running')",
+                "UPDATE jobs SET pending_reason = r.reason FROM UNNEST($1::bigint[], $2::text[]) AS r (id, reason)
+                 WHERE jobs.id = r.id AND jobs.state IN ('pending', 'launching', 'running')
+                 AND jobs.pending_reason IS DISTINCT FROM r.reason",
             )
-            .bind(reason)
-            .bind(job.0 as i64)
+            .bind(&jobs)
+            .bind(&reasons)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -1034,7 +1142,7 @@ mod tests {
         let connect: PgConnectOptions = url.parse().unwrap();
         let connect = connect.options([("search_path", schema.as_str()), ("default_transaction_read_only", "on")]);
         let read_only =
-            PostgresStore { pool: PgPoolOptions::new().max_connections(2).connect_with(connect).await.unwrap() };
+            PostgresStore::with_pool(PgPoolOptions::new().max_connections(2).connect_with(connect).await.unwrap());
         for jobs in [job(), vec![job().remove(0), job().remove(0)]] {
             let err = read_only.submit(jobs).await.unwrap_err();
             assert!(matches!(err, Error::StorageFull(_)), "a refused write must say storage full, not {err:?}");

@@ -524,6 +524,32 @@ async fn claim_attempt_number(
     Ok(Some((number, replicas)))
 }
 
+/// Rows per multi-row pending-reason `UPDATE` (2 parameters each).
+const REASONS_PER_UPDATE: usize = 500;
+
+/// Writes the pending reasons of a plan: a few multi-row statements, and only rows whose reason
+/// changed, so a pass over a large queue that says the same as the last one writes almost nothing
+/// (and holds the one writer briefly: submits wait behind it).
+async fn set_pending_reasons(tx: &mut Transaction<'static, Sqlite>, reasons: &[(JobId, String)]) -> Result<()> {
+    let reasons = cumulo_store::last_reason_per_job(reasons);
+    for chunk in reasons.chunks(REASONS_PER_UPDATE) {
+        let mut sql = String::from("UPDATE jobs SET pending_reason = r.column2 FROM (VALUES ");
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+        }
+        sql.push_str(
+            ") AS r WHERE jobs.id = r.column1 AND jobs.state IN ('pending', 'launching', 'running')
+             AND jobs.pending_reason IS NOT r.column2",
+        );
+        let mut query = sqlx::query(&sql);
+        for (job, reason) in chunk {
+            query = query.bind(job.0 as i64).bind(*reason);
+        }
+        query.execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
@@ -892,7 +918,9 @@ impl Store for SqliteStore {
             "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested, attempts.preempt_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
              WHERE attempts.state IN ('planned', 'launching', 'running') ORDER BY attempts.job_id, attempts.attempt"
         ))
-        .fetch_all(&self.writer)
+        // A reader: WAL shows it every commit made before the read starts, and the one writer stays
+        // free for submits while thousands of active attempts are read.
+        .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
         rows.iter()
@@ -956,16 +984,7 @@ impl Store for SqliteStore {
             add_event(&mut tx, launch.job, now, "attempt_planned", &text).await?;
             applied.attempts.push(id);
         }
-        for (job, reason) in &plan.pending_reasons {
-            sqlx::query(
-                "UPDATE jobs SET pending_reason = $1 WHERE id = $2 AND state IN ('pending', 'launching', 'running')",
-            )
-            .bind(reason)
-            .bind(job.0 as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        set_pending_reasons(&mut tx, &plan.pending_reasons).await?;
         tx.commit().await.map_err(backend)?;
         Ok(applied)
     }

@@ -701,6 +701,24 @@ pub fn storable_text(text: &str) -> bool {
     !text.contains('\0')
 }
 
+/// The reason each job of a plan's `pending_reasons` keeps: the last one given for it, as when they
+/// are applied one by one; one entry per job, in the order of each job's first mention. Lets a store
+/// write them all in one statement.
+pub fn last_reason_per_job(reasons: &[(JobId, String)]) -> Vec<(JobId, &str)> {
+    let mut index: std::collections::HashMap<JobId, usize> = std::collections::HashMap::with_capacity(reasons.len());
+    let mut out: Vec<(JobId, &str)> = Vec::with_capacity(reasons.len());
+    for (job, reason) in reasons {
+        match index.entry(*job) {
+            std::collections::hash_map::Entry::Occupied(slot) => out[*slot.get()].1 = reason,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(out.len());
+                out.push((*job, reason));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,6 +787,21 @@ mod tests {
         assert_eq!(err, "invalid role `root`: expected admin, member or viewer");
         let err = "gone".parse::<AttemptState>().unwrap_err().to_string();
         assert!(err.starts_with("invalid attempt state `gone`"), "{err}");
+    }
+
+    #[test]
+    fn a_jobs_last_pending_reason_wins() {
+        let reasons = vec![
+            (JobId(2), "no capacity".to_string()),
+            (JobId(1), "quota".to_string()),
+            (JobId(2), "placement refused by the plan check".to_string()),
+        ];
+        assert_eq!(
+            last_reason_per_job(&reasons),
+            vec![(JobId(2), "placement refused by the plan check"), (JobId(1), "quota")],
+            "one entry per job, holding the reason given last, as applying them in order would leave"
+        );
+        assert!(last_reason_per_job(&[]).is_empty());
     }
 
     #[test]
