@@ -24,8 +24,8 @@ use rustc_hash::{FxHashMap as FxMap, FxHasher};
 
 use crate::fragment::{Draw, NodeView, Target};
 use crate::model::{
-    Config, NodeAlloc, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId, Preemption, QueuedJob,
-    QuotaResource, RunningAlloc, Snapshot, TargetClass, Timestamp,
+    Config, NodeAlloc, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId, Preemption, QueueOrder,
+    QueuedJob, QuotaResource, RunningAlloc, Snapshot, TargetClass, Timestamp,
 };
 use crate::pool::{Need, PoolState};
 

@@ -31,6 +31,7 @@ pub mod budget;
 mod engine;
 mod explain;
 mod fragment;
+pub mod hetero;
 mod index;
 mod model;
 mod pool;
@@ -39,7 +40,8 @@ mod verify;
 pub use engine::{Progress, Scheduler};
 pub use model::{
     Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId,
-    Preemption, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy, Timestamp,
+    Preemption, QueueOrder, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy,
+    Timestamp,
 };
 pub use verify::verify_plan;
 

@@ -362,6 +362,21 @@ pub struct Config {
     /// Whether CPU-only work may also use the CPUs of GPU nodes (by default only CPU nodes).
     #[serde(default)]
     pub cpu_work_on_gpu_nodes: bool,
+    /// How jobs of one priority and tenant are ordered within a pass.
+    #[serde(default)]
+    pub queue_order: QueueOrder,
+}
+
+/// The order of jobs of one priority and tenant within a pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrder {
+    /// Submission time, then id.
+    #[default]
+    Submitted,
+    /// The queue's own order: the caller ordered it (the heterogeneity rounds' JCT order,
+    /// [`crate::hetero::plan_round`]).
+    AsGiven,
 }
 
 impl Default for Config {
@@ -371,6 +386,7 @@ impl Default for Config {
             max_victims_per_job: 1024,
             placement: PlacementRule::CheapestBestFit,
             cpu_work_on_gpu_nodes: false,
+            queue_order: QueueOrder::Submitted,
         }
     }
 }

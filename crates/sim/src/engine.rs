@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use cumulo_portfolio::Status;
 use cumulo_portfolio::pricing::PricingConfig;
+use cumulo_sched::hetero::{ModelCapacity, RoundConfig, RoundJob, plan_round};
 use cumulo_sched::{
-    Config, NodeAlloc, Placement, PlacementRule, QueuedJob, RunningAlloc, Scheduler, Snapshot, TargetClass,
+    Config, NodeAlloc, Placement, PlacementRule, QueueOrder, QueuedJob, RunningAlloc, Scheduler, Snapshot, TargetClass,
 };
 use cumulo_types::{
     AcceleratorDemand, CapacityKind, GpuModel, GpuSelector, JobId, JobKind, Money, Priority, ResourceOption,
@@ -29,7 +30,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::Error;
 use crate::fleet::Fleet;
 use crate::report::{Collector, PolicyReport};
-use crate::scenario::{EventSpec, PolicyName, SimSettings, days_to_s};
+use crate::scenario::{EventSpec, PolicyName, RoundSettings, SimSettings, days_to_s};
 use crate::speed::{ModelSet, SpeedRow, model_index};
 use crate::target::Window;
 use crate::workload::TraceJob;
@@ -81,6 +82,8 @@ enum Ev {
     Mark(u32),
     /// A portfolio contract's term ends: its capacity goes away (index into the contracts).
     TermEnd(u32),
+    /// A heterogeneity round boundary (`sim.rounds`).
+    Round,
 }
 
 struct Run {
@@ -92,6 +95,8 @@ struct Run {
     /// Sum over the job's nodes of its dominant share of each node, in thousandths of a node.
     node_share_milli: u64,
     nodes: Vec<NodeAlloc>,
+    /// Seconds at the start of this run spent restarting after a migration (no progress).
+    penalty_s: u64,
 }
 
 struct Active {
@@ -105,6 +110,10 @@ struct Active {
     last_model: Option<GpuModel>,
     /// Work left in reference seconds.
     remaining: f64,
+    /// GPU-seconds held so far (least attained service).
+    attained_gpu_s: f64,
+    /// Restart cost owed by the next run (a migration's checkpoint and restart).
+    penalty_s: u64,
     first_start: Option<u64>,
     run: Option<Run>,
 }
@@ -116,6 +125,9 @@ enum Stop {
     Failed,
     /// Its contract's term ended.
     Withdrawn,
+    /// Moved at a round boundary: it saved its state in the grace period, so nothing is lost,
+    /// and its next run first pays the migration cost.
+    Migrated,
 }
 
 struct PoolRt {
@@ -177,6 +189,8 @@ struct Sim<'a> {
     /// The term report's books: every pool's at each mark, and jobs moved at each term end.
     books: Vec<crate::term::Books>,
     moved_at_term_end: Vec<u64>,
+    /// Whether a round boundary is queued (`sim.rounds` under Cumulo's policy).
+    round_pending: bool,
     pub collect: Collector,
 }
 
@@ -189,6 +203,11 @@ pub fn run(
     let mut sim = Sim::new(input)?;
     sim.run(workload, progress)?;
     Ok(sim.finish())
+}
+
+/// The rounds this run plays: `sim.rounds`, under Cumulo's policy only.
+fn rounds_of(input: &RunInput<'_>) -> Option<RoundSettings> {
+    input.settings.rounds.filter(|_| input.policy == PolicyName::Cumulo)
 }
 
 fn ceil_to(t: u64, step: u64) -> u64 {
@@ -208,6 +227,7 @@ impl<'a> Sim<'a> {
             preemption: input.settings.preemption && input.policy != PolicyName::FifoFirstFit,
             placement,
             cpu_work_on_gpu_nodes: input.settings.cpu_work_on_gpu_nodes,
+            queue_order: if rounds_of(input).is_some() { QueueOrder::AsGiven } else { QueueOrder::Submitted },
             ..Config::default()
         };
         let snapshot = Snapshot {
@@ -269,6 +289,7 @@ impl<'a> Sim<'a> {
             target,
             books: Vec::new(),
             moved_at_term_end: vec![0; input.fleet.contracts.len()],
+            round_pending: false,
             collect: Collector::new(input),
         };
         let end_s = input.horizon_s.unwrap_or(input.span_s);
@@ -487,6 +508,7 @@ impl<'a> Sim<'a> {
                 });
             }
             Ev::TermEnd(c) => self.end_term(c as usize),
+            Ev::Round => self.round(),
             Ev::PriceChange(e) => {
                 if let EventSpec::PriceChange { factor, .. } = &self.input.events[e as usize] {
                     for p in self.event_pools(e) {
@@ -498,6 +520,99 @@ impl<'a> Sim<'a> {
                 self.mark_dirty();
             }
         }
+    }
+
+    /// A round boundary: plans each job's GPU model with sched's heterogeneity rule, moves the
+    /// running jobs whose model changes (or that wait this round), and orders the queue by the
+    /// plan, each queued job's assigned model first.
+    fn round(&mut self) {
+        self.round_pending = false;
+        let Some(settings) = rounds_of(self.input) else { return };
+        if self.active.is_empty() {
+            return;
+        }
+        let mut ids: Vec<u64> = self.active.keys().copied().collect();
+        ids.sort_unstable();
+        let jobs: Vec<RoundJob> = ids.iter().filter_map(|id| self.round_job(&self.active[id])).collect();
+        let plan = plan_round(&jobs, &self.round_capacity(), &RoundConfig { min_gain: settings.min_gain });
+        for j in &jobs {
+            let target = plan.model_of(j.id);
+            if j.movable && j.current.is_some() && target != j.current {
+                if target.is_some() {
+                    self.active.get_mut(&j.id.0).expect("planned jobs are active").migrations += 1;
+                }
+                self.collect.preemptions += u64::from(target.is_none());
+                self.stop(j.id.0, Stop::Migrated);
+            }
+        }
+        let rank: FxHashMap<u64, usize> = plan.order.iter().enumerate().map(|(i, id)| (id.0, i)).collect();
+        for q in &mut self.queue {
+            if let Some(m) = plan.model_of(q.id) {
+                // the assigned model's option first, the rest in the policy's order
+                if let Some(k) = q.resources.iter().position(|o| {
+                    o.accelerators
+                        .as_ref()
+                        .is_some_and(|d| matches!(&d.selector, GpuSelector::Models(ms) if ms.contains(&m)))
+                }) {
+                    let first = q.resources.remove(k);
+                    q.resources.insert(0, first);
+                    q.ordered = true;
+                }
+            }
+        }
+        self.queue.sort_by_key(|q| (rank.get(&q.id.0).copied().unwrap_or(usize::MAX), q.submitted_at, q.id));
+        self.mark_dirty();
+        self.round_pending = true;
+        self.push(self.now + settings.every_s, Ev::Round);
+    }
+
+    /// A job as the round sees it (`None` for work the rounds leave alone: CPU-only, inference,
+    /// open-ended).
+    fn round_job(&self, a: &Active) -> Option<RoundJob> {
+        if a.job.gpus_per_node.is_zero() || a.job.kind == JobKind::Inference || !a.remaining.is_finite() {
+            return None;
+        }
+        let row = self.input.speeds.get(a.job.job_type as usize);
+        let speeds: Vec<(GpuModel, f32)> = self
+            .models_present
+            .iter()
+            .filter(|m| a.job.models.contains(**m))
+            .map(|m| (*m, row.map_or(1.0, |r| r.on(*m))))
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        let (current, remaining) = match &a.run {
+            Some(r) => {
+                let speed = r.model.map_or(1.0, |m| row.map_or(1.0, |x| x.on(m)));
+                let worked = self.now.saturating_sub(r.start_s).saturating_sub(r.penalty_s);
+                (r.model, (a.remaining - worked as f64 * speed as f64).max(0.0))
+            }
+            None => (None, a.remaining),
+        };
+        let gpus = a.job.total_gpus_milli().div_ceil(1000) as u32;
+        Some(RoundJob {
+            id: JobId(a.id),
+            gpus,
+            speeds,
+            current,
+            movable: a.job.preemptible || a.job.kind == JobKind::Training,
+            attained_gpu_s: a.attained_gpu_s,
+            remaining_s: Some(remaining),
+            arrival_s: a.job.arrival_s,
+        })
+    }
+
+    /// GPUs per model on schedulable nodes.
+    fn round_capacity(&self) -> Vec<ModelCapacity> {
+        let mut out: Vec<ModelCapacity> = Vec::new();
+        for p in &self.snapshot.pools {
+            let Some(model) = p.node_type.gpu else { continue };
+            let gpus = p.nodes.iter().filter(|n| n.schedulable).count() as u32 * p.node_type.gpus;
+            match out.iter_mut().find(|c| c.model == model) {
+                Some(c) => c.gpus += gpus,
+                None => out.push(ModelCapacity { model, gpus }),
+            }
+        }
+        out
     }
 
     /// A contract's term ends: its pools are cordoned for good and what runs there is stopped
@@ -556,8 +671,25 @@ impl<'a> Sim<'a> {
         self.enqueue(queued, &job);
         self.active.insert(
             id,
-            Active { job, id, attempt: 1, migrations: 0, last_model: None, remaining, first_start: None, run: None },
+            Active {
+                job,
+                id,
+                attempt: 1,
+                migrations: 0,
+                last_model: None,
+                remaining,
+                attained_gpu_s: 0.0,
+                penalty_s: 0,
+                first_start: None,
+                run: None,
+            },
         );
+        if let Some(r) = rounds_of(self.input)
+            && !self.round_pending
+        {
+            self.round_pending = true;
+            self.push(ceil_to(self.now, r.every_s), Ev::Round);
+        }
         self.mark_dirty();
     }
 
@@ -921,8 +1053,9 @@ impl<'a> Sim<'a> {
             u64::MAX - now
         } else {
             let speed = self.input.speeds.get(a.job.job_type as usize).map_or(1.0, |r| model.map_or(1.0, |m| r.on(m)));
-            ((a.remaining / speed.max(1e-9) as f64).ceil() as u64).max(1)
+            ((a.remaining / speed.max(1e-9) as f64).ceil() as u64).max(1).saturating_add(a.penalty_s)
         };
+        let penalty_s = std::mem::take(&mut a.penalty_s);
         let gpu_milli: u64 = p.nodes.iter().map(|n| n.gpus.milli()).sum();
         let share: u64 = p.nodes.iter().map(|n| node_share_milli(n, nt)).sum();
         let first = a.first_start.is_none();
@@ -936,6 +1069,7 @@ impl<'a> Sim<'a> {
             gpu_milli,
             node_share_milli: share,
             nodes: p.nodes,
+            penalty_s,
         });
         let attempt = a.attempt;
         let (priority, preemptible) = (a.job.priority, a.job.preemptible);
@@ -999,8 +1133,10 @@ impl<'a> Sim<'a> {
             self.pools[pool_i].gpu_used_milli[n.node as usize] -= n.gpus.milli() as u32;
         }
         self.allocated_gpu_milli -= run.gpu_milli;
-        let job = &self.active[&id].job;
-        self.collect.held(job, run.model, run.gpu_milli, self.now - run.start_s);
+        let held_s = self.now - run.start_s;
+        let a = self.active.get_mut(&id).expect("released jobs are active");
+        a.attained_gpu_s += run.gpu_milli as f64 / 1000.0 * held_s as f64;
+        self.collect.held(&a.job, run.model, run.gpu_milli, held_s);
         self.mark_dirty();
         Some(run)
     }
@@ -1022,18 +1158,22 @@ impl<'a> Sim<'a> {
         let checkpoint_s = self.input.settings.checkpoint_s.max(1);
         let a = self.active.get_mut(&id).expect("released jobs are active");
         let elapsed = now - run.start_s;
+        let working_s = elapsed.saturating_sub(run.penalty_s);
         let speed = self.input.speeds.get(a.job.job_type as usize).map_or(1.0, |r| run.model.map_or(1.0, |m| r.on(m)));
         let kept_s = match a.job.kind {
-            JobKind::Training => elapsed / checkpoint_s * checkpoint_s,
+            _ if why == Stop::Migrated => working_s,
+            JobKind::Training => working_s / checkpoint_s * checkpoint_s,
             JobKind::Inference => elapsed,
             JobKind::Batch | JobKind::Sandbox => 0,
         };
         if a.job.kind != JobKind::Inference && a.remaining.is_finite() && a.job.work_s != u64::MAX {
             a.remaining = (a.remaining - kept_s as f64 * speed as f64).max(1.0);
         }
-        let lost_gpu_s = (elapsed - kept_s) as u128 * run.gpu_milli as u128;
+        let lost_gpu_s = (working_s - kept_s.min(working_s)) as u128 * run.gpu_milli as u128;
         a.attempt += 1;
-        if why != Stop::Withdrawn {
+        if why == Stop::Migrated {
+            a.penalty_s = rounds_of(self.input).map_or(0, |r| r.migration_s);
+        } else if why != Stop::Withdrawn {
             self.collect.stopped(why == Stop::Failed, lost_gpu_s);
         }
         let job = a.job.clone();

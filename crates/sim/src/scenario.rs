@@ -83,6 +83,28 @@ pub struct SimSettings {
     pub cpu_work_on_gpu_nodes: bool,
     /// Whether the report keeps one row per job (`cumulo simulate --jobs-csv` turns it on).
     pub job_rows: bool,
+    /// Heterogeneity-aware rounds with migration under Cumulo's policy (off when absent).
+    pub rounds: Option<RoundSettings>,
+}
+
+/// Gavel-like rounds (`sim.rounds`): at every boundary Cumulo's policy re-plans which GPU model
+/// each job holds (`cumulo_sched::hetero::plan_round`), moves running training or preemptible
+/// work whose model changes, and orders the queue by shortest remaining time.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundSettings {
+    /// Seconds between round boundaries (Gavel uses 360).
+    pub every_s: u64,
+    /// What one move costs a job: seconds of checkpoint (in its SIGTERM grace period) plus
+    /// restart, during which it holds its new GPUs without progress.
+    pub migration_s: u64,
+    /// A running job moves only when the new model is at least this much faster for it.
+    #[serde(default = "default_min_gain")]
+    pub min_gain: f32,
+}
+
+fn default_min_gain() -> f32 {
+    1.3
 }
 
 impl Default for SimSettings {
@@ -98,6 +120,7 @@ impl Default for SimSettings {
             retries: true,
             cpu_work_on_gpu_nodes: false,
             job_rows: false,
+            rounds: None,
         }
     }
 }
@@ -347,6 +370,14 @@ impl Scenario {
     fn check(&self) -> Result<(), Error> {
         if crate::trace::azure::parse_timestamp(&format!("{} 00:00:00", self.start_date)).is_none() {
             return Err(Error::invalid("start_date", &self.start_date, "a date such as 2026-01-01"));
+        }
+        if let Some(r) = &self.sim.rounds {
+            if r.every_s == 0 {
+                return Err(Error::invalid("sim.rounds.every_s", 0, "a positive number of seconds"));
+            }
+            if !(r.min_gain.is_finite() && r.min_gain >= 1.0) {
+                return Err(Error::invalid("sim.rounds.min_gain", r.min_gain, "a ratio of at least 1.0"));
+            }
         }
         if self.sim.tick_s == 0 {
             return Err(Error::invalid("sim.tick_s", 0, "a positive number of seconds"));

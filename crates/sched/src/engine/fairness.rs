@@ -97,9 +97,10 @@ impl Scheduler {
             order[offset[g as usize]] = i as u32;
             offset[g as usize] += 1;
         }
+        let as_given = self.config.queue_order == QueueOrder::AsGiven;
         let key = |i: &u32| {
             let j = &queue[*i as usize];
-            (j.submitted_at, j.id, j.replica, *i)
+            if as_given { (0, JobId(0), 0, *i) } else { (j.submitted_at, j.id, j.replica, *i) }
         };
         for g in 0..groups.len() {
             let slice = &mut order[starts[g]..offset[g]];

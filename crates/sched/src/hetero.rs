@@ -1,0 +1,234 @@
+//! Heterogeneity-aware rounds (after Gavel, OSDI'20): which GPU model each job should hold for
+//! the next round, and the order in which waiting work goes to the pass.
+//!
+//! A pure function of the jobs (their speed on each GPU model, their GPU count, the model they
+//! hold now, whether they may move) and the GPUs of each model. Two rules:
+//! - **JCT order within the round:** shortest remaining time first (remaining work over the
+//!   job's best speed) where every job's remaining work is known, else least attained service
+//!   (GPU-seconds held so far). Ties go to the earlier arrival, then the lower id. Work that may
+//!   not move (non-preemptible, not checkpointing) keeps what it holds and is served first.
+//! - **Allocation by relative speed-up:** the jobs the order admits (their GPU counts fit the
+//!   fleet's total) pick GPU models in decreasing order of their speed-up (speed on their fastest
+//!   usable model over their slowest), each the fastest model with room left; so the fast types
+//!   go to the jobs that gain most from them, and a job that runs nearly as well on a K80 leaves
+//!   the V100s to one that does not. A running job stays where it is unless the move gains at
+//!   least [`RoundConfig::min_gain`] (a migration costs a checkpoint and a restart).
+//!
+//! The simulator calls [`plan_round`] at each round boundary; the caller applies the plan
+//! (stops the jobs that move, with SIGTERM and a grace period on live drivers, and queues the
+//! waiting work in [`RoundPlan::order`] with the assigned model first).
+
+use cumulo_types::{GpuModel, JobId};
+
+/// One job as a round sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundJob {
+    pub id: JobId,
+    /// GPUs the job needs (all of one model).
+    pub gpus: u32,
+    /// Speed on each model it can use (relative to any fixed reference; > 0).
+    pub speeds: Vec<(GpuModel, f32)>,
+    /// The model it runs on now, if running.
+    pub current: Option<GpuModel>,
+    /// Whether it may be stopped and moved at this round (preemptible or checkpointing).
+    pub movable: bool,
+    /// GPU-seconds held so far (least attained service).
+    pub attained_gpu_s: f64,
+    /// Work left in reference seconds (seconds at speed 1.0), when known.
+    pub remaining_s: Option<f64>,
+    pub arrival_s: u64,
+}
+
+impl RoundJob {
+    fn speed_on(&self, model: GpuModel) -> f32 {
+        self.speeds.iter().find(|(m, _)| *m == model).map_or(0.0, |(_, s)| *s)
+    }
+
+    fn best_speed(&self) -> f32 {
+        self.speeds.iter().map(|(_, s)| *s).fold(0.0, f32::max)
+    }
+
+    /// Fastest over slowest usable model (1.0 for a job with one model).
+    fn speedup(&self) -> f32 {
+        let slowest = self.speeds.iter().map(|(_, s)| *s).fold(f32::INFINITY, f32::min);
+        if slowest > 0.0 && slowest.is_finite() { self.best_speed() / slowest } else { 1.0 }
+    }
+}
+
+/// GPUs of one model in the fleet (schedulable now).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelCapacity {
+    pub model: GpuModel,
+    pub gpus: u32,
+}
+
+/// Settings of the rounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoundConfig {
+    /// A running job moves only when the new model is at least this much faster for it.
+    pub min_gain: f32,
+}
+
+impl Default for RoundConfig {
+    fn default() -> Self {
+        RoundConfig { min_gain: 1.3 }
+    }
+}
+
+/// The model a job should hold in the next round (`None`: it waits this round).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub job: JobId,
+    pub model: Option<GpuModel>,
+}
+
+/// What a round decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundPlan {
+    /// Every job, in the order the pass should consider them (JCT order, pinned work first).
+    pub order: Vec<JobId>,
+    /// Each job's model for the round, in `order`.
+    pub assignments: Vec<Assignment>,
+}
+
+impl RoundPlan {
+    /// The assigned model of a job, if the plan gives it one.
+    pub fn model_of(&self, job: JobId) -> Option<GpuModel> {
+        self.assignments.iter().find(|a| a.job == job).and_then(|a| a.model)
+    }
+}
+
+/// Which JCT rule ordered the round.
+fn order_key(job: &RoundJob, all_known: bool) -> f64 {
+    match (all_known, job.remaining_s) {
+        (true, Some(r)) => r / f64::from(job.best_speed().max(1e-9)),
+        _ => job.attained_gpu_s,
+    }
+}
+
+/// Plans one round: the JCT order and a GPU model per job (see the module doc).
+pub fn plan_round(jobs: &[RoundJob], capacity: &[ModelCapacity], config: &RoundConfig) -> RoundPlan {
+    let all_known = jobs.iter().all(|j| j.remaining_s.is_some());
+    let mut idx: Vec<usize> = (0..jobs.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (ja, jb) = (&jobs[a], &jobs[b]);
+        let pinned = |j: &RoundJob| !(j.current.is_some() && !j.movable);
+        pinned(ja)
+            .cmp(&pinned(jb))
+            .then(order_key(ja, all_known).total_cmp(&order_key(jb, all_known)))
+            .then(ja.arrival_s.cmp(&jb.arrival_s))
+            .then(ja.id.cmp(&jb.id))
+    });
+    let mut free: Vec<ModelCapacity> = capacity.to_vec();
+    let mut assigned: Vec<Option<GpuModel>> = vec![None; jobs.len()];
+    // pinned work keeps its model; then admit in JCT order while the fleet's total has room
+    let mut total: u64 = capacity.iter().map(|c| u64::from(c.gpus)).sum();
+    let mut admitted: Vec<usize> = Vec::new();
+    for &i in &idx {
+        let j = &jobs[i];
+        if let (Some(m), false) = (j.current, j.movable) {
+            if let Some(c) = free.iter_mut().find(|c| c.model == m) {
+                c.gpus = c.gpus.saturating_sub(j.gpus);
+            }
+            total = total.saturating_sub(u64::from(j.gpus));
+            assigned[i] = Some(m);
+        } else if u64::from(j.gpus) <= total && j.best_speed() > 0.0 {
+            total -= u64::from(j.gpus);
+            admitted.push(i);
+        }
+    }
+    // the admitted pick models by decreasing speed-up, each the fastest with room
+    let mut by_gain = admitted.clone();
+    by_gain.sort_by(|&a, &b| jobs[b].speedup().total_cmp(&jobs[a].speedup()).then(a.cmp(&b)));
+    for &i in &by_gain {
+        assigned[i] = pick_model(&jobs[i], &mut free, config);
+    }
+    let assignments = idx.iter().map(|&i| Assignment { job: jobs[i].id, model: assigned[i] }).collect();
+    RoundPlan { order: idx.iter().map(|&i| jobs[i].id).collect(), assignments }
+}
+
+/// The fastest model with room for the job, keeping a running job where it is unless the best
+/// move gains `min_gain`; books the GPUs.
+fn pick_model(job: &RoundJob, free: &mut [ModelCapacity], config: &RoundConfig) -> Option<GpuModel> {
+    let best = free
+        .iter()
+        .filter(|c| c.gpus >= job.gpus && job.speed_on(c.model) > 0.0)
+        .max_by(|a, b| job.speed_on(a.model).total_cmp(&job.speed_on(b.model)).then(b.model.cmp(&a.model)))
+        .map(|c| c.model);
+    let stay = job.current.filter(|m| free.iter().any(|c| c.model == *m && c.gpus >= job.gpus));
+    let choice = match (best, stay) {
+        (Some(b), Some(s)) if job.speed_on(b) < job.speed_on(s) * config.min_gain => Some(s),
+        (b, _) => b,
+    };
+    if let Some(m) = choice
+        && let Some(c) = free.iter_mut().find(|c| c.model == m)
+    {
+        c.gpus -= job.gpus;
+    }
+    choice
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: u64, gpus: u32, v100: f32, k80: f32, remaining_s: f64) -> RoundJob {
+        RoundJob {
+            id: JobId(id),
+            gpus,
+            speeds: vec![(GpuModel::V100, v100), (GpuModel::K80, k80)],
+            current: None,
+            movable: true,
+            attained_gpu_s: 0.0,
+            remaining_s: Some(remaining_s),
+            arrival_s: id,
+        }
+    }
+
+    fn fleet(v100: u32, k80: u32) -> Vec<ModelCapacity> {
+        vec![ModelCapacity { model: GpuModel::V100, gpus: v100 }, ModelCapacity { model: GpuModel::K80, gpus: k80 }]
+    }
+
+    #[test]
+    fn the_fast_type_goes_to_the_job_that_gains_most() {
+        // job 1 gains 10x from a V100, job 2 only 1.2x: the one V100 goes to job 1
+        let jobs = [job(1, 1, 1.0, 0.1, 1000.0), job(2, 1, 1.0, 0.83, 900.0)];
+        let plan = plan_round(&jobs, &fleet(1, 1), &RoundConfig::default());
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::V100), "the 10x job takes the V100");
+        assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::K80), "the 1.2x job is nearly as fast on the K80");
+    }
+
+    #[test]
+    fn shortest_remaining_time_is_admitted_first() {
+        let jobs = [job(1, 1, 1.0, 0.5, 50_000.0), job(2, 1, 1.0, 0.5, 100.0)];
+        let plan = plan_round(&jobs, &fleet(1, 0), &RoundConfig::default());
+        assert_eq!(plan.order, vec![JobId(2), JobId(1)], "the short job goes first");
+        assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::V100));
+        assert_eq!(plan.model_of(JobId(1)), None, "the long job waits this round");
+    }
+
+    #[test]
+    fn without_known_work_least_attained_service_goes_first() {
+        let mut a = job(1, 1, 1.0, 0.5, 0.0);
+        let mut b = job(2, 1, 1.0, 0.5, 0.0);
+        a.remaining_s = None;
+        b.remaining_s = None;
+        a.attained_gpu_s = 5_000.0;
+        b.attained_gpu_s = 10.0;
+        let plan = plan_round(&[a, b], &fleet(1, 0), &RoundConfig::default());
+        assert_eq!(plan.order, vec![JobId(2), JobId(1)], "the job served least goes first");
+    }
+
+    #[test]
+    fn a_running_job_moves_only_for_a_real_gain_and_pinned_work_stays() {
+        let mut small_gain = job(1, 1, 1.0, 0.9, 100.0);
+        small_gain.current = Some(GpuModel::K80);
+        let mut pinned = job(2, 2, 1.0, 0.1, 1e9);
+        pinned.current = Some(GpuModel::K80);
+        pinned.movable = false;
+        let plan = plan_round(&[small_gain, pinned], &fleet(1, 3), &RoundConfig::default());
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "an 11% gain does not pay a migration");
+        assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::K80), "work that may not move keeps its GPUs");
+        assert_eq!(plan.order[0], JobId(2), "pinned work is served first");
+    }
+}
