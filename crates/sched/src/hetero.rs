@@ -112,9 +112,10 @@ pub fn plan_round(jobs: &[RoundJob], capacity: &[ModelCapacity], config: &RoundC
     let mut idx: Vec<usize> = (0..jobs.len()).collect();
     idx.sort_by(|&a, &b| {
         let (ja, jb) = (&jobs[a], &jobs[b]);
-        let pinned = |j: &RoundJob| !(j.current.is_some() && !j.movable);
-        pinned(ja)
-            .cmp(&pinned(jb))
+        // Pinned work (running and not movable) sorts first: `false` before `true`.
+        let free_to_order = |j: &RoundJob| j.current.is_none() || j.movable;
+        free_to_order(ja)
+            .cmp(&free_to_order(jb))
             .then(order_key(ja, all_known).total_cmp(&order_key(jb, all_known)))
             .then(ja.arrival_s.cmp(&jb.arrival_s))
             .then(ja.id.cmp(&jb.id))
