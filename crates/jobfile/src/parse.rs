@@ -962,11 +962,26 @@ impl Partial {
             if accelerators.ordered { accelerators.demands.clone() } else { merge_same_count(&accelerators.demands) };
         let options = demands
             .into_iter()
-            .map(|demand| ResourceOption { accelerators: Some(demand), ..base.clone() })
+            .map(|demand| ResourceOption {
+                infra: infra_implied_by(&demand, base.infra.as_ref()),
+                accelerators: Some(demand),
+                ..base.clone()
+            })
             .collect::<Vec<_>>();
         let ordered = accelerators.ordered && options.len() > 1;
         (options, ordered)
     }
+}
+
+/// The location an accelerator implies where the file names no cloud: TPUs exist only on GCP, and
+/// SkyPilot sets `cloud: gcp` for them (`Resources._try_validate_accelerators`).
+fn infra_implied_by(demand: &AcceleratorDemand, written: Option<&InfraSelector>) -> Option<InfraSelector> {
+    let is_tpu = matches!(&demand.selector, GpuSelector::Named(name) if name.starts_with("tpu-"));
+    if !is_tpu || written.is_some_and(|infra| infra.provider.is_some()) {
+        return written.cloned();
+    }
+    let written = written.cloned().unwrap_or_default();
+    Some(InfraSelector { provider: Some("gcp".to_string()), ..written })
 }
 
 /// vCPUs per node when a file does not say: one, so that every job holds a slot somewhere.

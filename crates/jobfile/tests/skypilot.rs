@@ -112,6 +112,8 @@ fn non_gpu_accelerators_are_kept_by_name() {
 
     let (job, _) = one("tpu.yaml");
     assert_eq!(accelerators(&job), vec![named("tpu-v5litepod-8", 1)], "a TPU slice by its lower-case name");
+    let provider = job.resources[0].infra.as_ref().and_then(|infra| infra.provider.as_deref());
+    assert_eq!(provider, Some("gcp"), "TPUs exist only on GCP, so SkyPilot sets cloud: gcp for them");
 }
 
 #[test]

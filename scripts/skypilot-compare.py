@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Compare Cumulo's reading of SkyPilot task files with SkyPilot's own, field by field.
+
+    python scripts/skypilot-compare.py [--cumulo target/debug/cumulo] FILE_OR_DIR...
+
+Run it with a Python that has SkyPilot installed (`pip install skypilot==0.14.1`; SkyPilot reads
+instance types from its catalogs under ~/.sky/catalogs/v8, so files naming an instance type of a
+cloud whose catalog is absent are reported as "skypilot cannot load" and skipped). For every file
+SkyPilot loads, `cumulo validate -o json` must accept it with, per task, the same node count and
+the same set of resource options: accelerator name and count, cloud, region, zone and spot choice.
+Prints a line per file (`same`, `DIFF`, `cumulo refuses`, `skypilot cannot load`) and the
+differences, then a summary; exits 1 when any file SkyPilot loads is refused or read differently.
+
+Environment variables a file leaves empty (`HF_TOKEN:` with no value) are given "" on both sides,
+as `--env HF_TOKEN=""` would. Nothing here talks to a cloud; SkyPilot's usage collection is off.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+
+import yaml  # noqa: E402  (SkyPilot depends on PyYAML)
+
+
+def task_files(paths):
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                for name in sorted(names):
+                    if name.endswith((".yaml", ".yml")):
+                        yield os.path.join(root, name)
+        else:
+            yield path
+
+
+def empty_envs(path):
+    """Names of env vars any document leaves without a value (SkyPilot refuses them unset)."""
+    names = set()
+    with open(path) as f:
+        for doc in yaml.safe_load_all(f):
+            if isinstance(doc, dict) and isinstance(doc.get("envs"), dict):
+                names |= {k for k, v in doc["envs"].items() if v is None}
+    return sorted(names)
+
+
+def header(path):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    if len(docs) > 1 and isinstance(docs[0], dict) and set(docs[0]) <= {"name", "execution"}:
+        return docs[0]
+    return None
+
+
+def sky_tasks(path, envs):
+    from sky.utils import dag_utils
+
+    overrides = [(name, "") for name in envs]
+    head = header(path)
+    if head is not None and head.get("execution") == "parallel":
+        group = dag_utils.load_job_group_from_yaml(path, env_overrides=overrides)
+        return list(group.tasks)
+    return list(dag_utils.load_chain_dag_from_yaml(path, env_overrides=overrides).tasks)
+
+
+def sky_option(resources):
+    accels = resources.accelerators or {}
+    cloud = str(resources.cloud).lower() if resources.cloud is not None else None
+    if not accels:
+        return [(None, 0.0, cloud, resources.region, resources.zone, bool(resources.use_spot))]
+    return [
+        (name.lower(), float(count), cloud, resources.region, resources.zone, bool(resources.use_spot))
+        for name, count in accels.items()
+    ]
+
+
+def sky_reading(task):
+    res = task.resources
+    options = set()
+    for r in res if isinstance(res, (list, set, tuple)) else [res]:
+        options.update(sky_option(r))
+    return {"num_nodes": task.num_nodes, "options": options}
+
+
+def cumulo_option(option):
+    infra = option.get("infra") or {}
+    cloud = infra.get("provider")
+    spot = bool(option.get("use_spot"))
+    acc = option.get("accelerators")
+    if not acc:
+        return [(None, 0.0, cloud, infra.get("region"), infra.get("zone"), spot)]
+    count = acc["per_node"] / 1000.0
+    sel = acc["selector"]
+    names = sel.get("models") or ([sel["named"]] if "named" in sel else [f">={sel.get('min_memory_gb')}GB"])
+    return [(n.lower(), count, cloud, infra.get("region"), infra.get("zone"), spot) for n in names]
+
+
+def cumulo_reading(job):
+    options = set()
+    for option in job["resources"]:
+        options.update(cumulo_option(option))
+    return {"num_nodes": job["num_nodes"], "options": options}
+
+
+def cumulo_jobs(cumulo, path, envs):
+    out = subprocess.run([cumulo, "validate", "-o", "json", path], capture_output=True, text=True)
+    try:
+        docs = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return None, out.stderr.strip() or out.stdout.strip()
+    errors = [e for d in docs if not d["ok"] for e in d.get("errors", [])]
+    if errors:
+        return None, "; ".join(f"{e.get('path', '')}: {e.get('message', e)}" for e in errors)
+    return [d["job"] for d in docs], None
+
+
+def compare(path, cumulo):
+    envs = empty_envs(path)
+    try:
+        tasks = sky_tasks(path, envs)
+    except Exception as exc:  # SkyPilot's own refusal: not part of the corpus
+        return "skypilot cannot load", [f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"]
+    jobs, error = cumulo_jobs(cumulo, path, envs)
+    if jobs is None:
+        return "cumulo refuses", [error]
+    if len(jobs) != len(tasks):
+        return "DIFF", [f"{len(tasks)} SkyPilot task(s), {len(jobs)} Cumulo job(s)"]
+    diffs = []
+    for i, (task, job) in enumerate(zip(tasks, jobs)):
+        want, got = sky_reading(task), cumulo_reading(job)
+        if want["num_nodes"] != got["num_nodes"]:
+            diffs.append(f"task {i}: num_nodes skypilot {want['num_nodes']} cumulo {got['num_nodes']}")
+        for option in sorted(want["options"] - got["options"], key=str):
+            diffs.append(f"task {i}: only skypilot {option}")
+        for option in sorted(got["options"] - want["options"], key=str):
+            diffs.append(f"task {i}: only cumulo   {option}")
+    return ("DIFF" if diffs else "same"), diffs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cumulo", default="target/debug/cumulo")
+    parser.add_argument("paths", nargs="+")
+    args = parser.parse_args()
+    counts = {}
+    for path in task_files(args.paths):
+        verdict, details = compare(path, args.cumulo)
+        counts[verdict] = counts.get(verdict, 0) + 1
+        print(f"{verdict:22} {path}")
+        for line in details:
+            print(f"    {line}")
+    print("summary: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 1 if counts.get("DIFF") or counts.get("cumulo refuses") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
