@@ -4,10 +4,12 @@
 //! shows the budget, the month's spend and the cost by tenant, provider and contract, agreeing
 //! with the metered usage.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{cumulo, json, start_server};
 
 /// One SIMULATED on-demand H100 node at $98.32 per node-hour; research may spend $10 a month.
 const FLEET: &str = r#"
@@ -18,53 +20,6 @@ clusters:
   - {name: sim-h100, provider: aws, region: us-east-1, capacity: on-demand, price_per_node_hour: "98.32",
      driver: {kind: simulated, nodes: 1, gpu: H100, gpus: 8, vcpus: 192, memory_gb: 2048, start_delay_s: 0, default_duration_s: 2}}
 "#;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cumulo(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cumulo"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("XDG_CONFIG_HOME")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn json(output: Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-    })
-}
-
-fn start(dir: &Path) -> (Server, String, String) {
-    std::fs::write(dir.join("fleet.yaml"), FLEET).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cumulo"))
-        .args(["server", "--listen", "127.0.0.1:0", "--config", "fleet.yaml", "--data-dir", "data"])
-        .current_dir(dir)
-        .env("CUMULO_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let server = Server(child);
-    let url = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("cumulo server listening on ").map(str::to_string))
-        .expect("the server printed no URL");
-    let token = std::fs::read_to_string(dir.join("data/admin.token")).unwrap().trim().to_string();
-    (server, url, token)
-}
 
 /// Polls the job until `done` says its JSON is what the test waits for.
 fn wait_for(
@@ -109,7 +64,7 @@ fn metrics(url: &str, token: &str) -> std::collections::BTreeMap<String, f64> {
 fn a_hard_budget_holds_a_job_until_it_is_raised_and_metrics_show_the_money() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();
-    let (_server, url, token) = start(dir);
+    let support::Started { server: _server, url, token } = start_server(dir, FLEET);
     let env = [("CUMULO_SERVER", url.as_str()), ("CUMULO_TOKEN", token.as_str())];
     std::fs::write(
         dir.join("train.yaml"),

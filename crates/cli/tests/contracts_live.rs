@@ -5,10 +5,12 @@
 //! `offers` gives; and `cumulo contracts` (the server's burn-down) agrees with `cumulo portfolio
 //! burn-down` on the same usage: one schedule, one status.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{cumulo, json, start_server};
 
 /// SIMULATED clusters, one per contract capacity a job below could want, and an on-demand H100
 /// cluster beside CoreWeave's contract one.
@@ -25,54 +27,6 @@ clusters:
   - {name: sim-cw-h100, provider: coreweave, region: us-east-04, capacity: contract, contract: coreweave-2025, node_type: gd-8xh100ib-i128,
      driver: {kind: simulated, nodes: 2, gpu: H100, gpus: 8, vcpus: 128, memory_gb: 2048, start_delay_s: 0, default_duration_s: 3600}}
 ";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cumulo(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cumulo"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("XDG_CONFIG_HOME")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn json(output: Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-    })
-}
-
-/// Starts `cumulo server` on a free loopback port; its URL and admin token.
-fn start(dir: &Path) -> (Server, String, String) {
-    std::fs::write(dir.join("fleet.yaml"), FLEET).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cumulo"))
-        .args(["server", "--listen", "127.0.0.1:0", "--config", "fleet.yaml", "--data-dir", "data"])
-        .current_dir(dir)
-        .env("CUMULO_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let server = Server(child);
-    let url = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("cumulo server listening on ").map(str::to_string))
-        .expect("the server printed no URL");
-    let token = std::fs::read_to_string(dir.join("data/admin.token")).unwrap().trim().to_string();
-    (server, url, token)
-}
 
 /// The placement's (provider, contract) or the pending reason, once the loop has decided.
 fn decision(dir: &Path, env: &[(&str, &str)], id: &str) -> Result<(String, String), String> {
@@ -95,7 +49,7 @@ fn decision(dir: &Path, env: &[(&str, &str)], id: &str) -> Result<(String, Strin
 fn the_server_places_as_offers_ranks_and_burns_down_as_the_portfolio_does() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();
-    let (_server, url, token) = start(dir);
+    let support::Started { server: _server, url, token } = start_server(dir, FLEET);
     let env = [("CUMULO_SERVER", url.as_str()), ("CUMULO_TOKEN", token.as_str())];
     std::fs::write(
         dir.join("rack.yaml"),
