@@ -18,6 +18,8 @@ pub struct Client {
     http: reqwest::Client,
     /// Secret values sent with every submit (`Cumulo-Secret` headers); `Debug` shows names only.
     secrets: cumulo_driver::SecretEnv,
+    /// The upload (`sha256:...`) named with every submit (`Cumulo-Upload` header).
+    upload: Option<String>,
 }
 
 impl Client {
@@ -37,7 +39,7 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::Protocol(e.to_string()))?;
-        Ok(Client { base, token, http, secrets: cumulo_driver::SecretEnv::default() })
+        Ok(Client { base, token, http, secrets: cumulo_driver::SecretEnv::default(), upload: None })
     }
 
     /// This client with secret values to send with every submit: they fill (or replace) the
@@ -47,9 +49,28 @@ impl Client {
         self
     }
 
-    /// Adds one `Cumulo-Secret: NAME=BASE64(VALUE)` header per secret, marked sensitive.
+    /// This client naming `upload` (as `POST /v1/uploads` answered) with every submit.
+    pub fn with_upload(mut self, upload: Option<String>) -> Client {
+        self.upload = upload;
+        self
+    }
+
+    /// Sends a tar archive of a job's local workdir and file_mounts; answers its id.
+    pub async fn upload(&self, archive: Vec<u8>) -> Result<crate::uploads::Uploaded, Error> {
+        let request = self
+            .request(reqwest::Method::POST, "/v1/uploads")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .body(archive);
+        self.json(request).await
+    }
+
+    /// Adds one `Cumulo-Secret: NAME=BASE64(VALUE)` header per secret, marked sensitive, and the
+    /// `Cumulo-Upload` header when there is an upload.
     fn with_secret_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         use base64::Engine as _;
+        if let Some(upload) = &self.upload {
+            request = request.header(crate::uploads::UPLOAD_HEADER, upload.as_str());
+        }
         for (name, value) in &self.secrets.0 {
             let text = format!("{name}={}", base64::engine::general_purpose::STANDARD.encode(value));
             if let Ok(mut header) = reqwest::header::HeaderValue::from_str(&text) {

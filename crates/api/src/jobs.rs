@@ -187,6 +187,7 @@ async fn submit_linked(
     text: &str,
     key: Option<&str>,
     given: &BTreeMap<String, String>,
+    upload: Option<&str>,
 ) -> Result<Vec<SubmitResponse>, ApiError> {
     let submission =
         cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant).map_err(|err| {
@@ -194,6 +195,9 @@ async fn submit_linked(
             ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
         })?;
     let mut jobs = submission.jobs;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        crate::uploads::attach_upload(job, upload, &format!("jobs[{i}]."))?;
+    }
     check_secrets_used(given, jobs.iter())?;
     for (i, job) in jobs.iter_mut().enumerate() {
         seal_secrets(state, job, given, &format!("jobs[{i}]."))?;
@@ -322,6 +326,7 @@ pub(crate) async fn submit(
     let _jobs = state.load.admit_jobs(1, &state.metrics)?;
     let text = json_text(&headers, body.text)?;
     let mut spec = accept_job(&state, &principal, &text, "").await?;
+    crate::uploads::attach_upload(&mut spec, crate::uploads::given_upload(&state, &headers)?.as_deref(), "")?;
     let given = given_secrets(&headers)?;
     check_secrets_used(&given, std::iter::once(&spec))?;
     seal_secrets(&state, &mut spec, &given, "")?;
@@ -421,7 +426,8 @@ pub(crate) async fn submit_batch(
     };
     if !is_json(&headers) && is_linked(&texts) {
         let given = given_secrets(&headers)?;
-        let jobs = submit_linked(&state, &principal, &body.text, key.as_deref(), &given).await?;
+        let upload = crate::uploads::given_upload(&state, &headers)?;
+        let jobs = submit_linked(&state, &principal, &body.text, key.as_deref(), &given, upload.as_deref()).await?;
         let status = if jobs.iter().any(|j| j.created) { StatusCode::CREATED } else { StatusCode::OK };
         return Ok((status, Json(BatchResponse { jobs })).into_response());
     }
@@ -437,9 +443,11 @@ pub(crate) async fn submit_batch(
     }
     let _jobs = state.load.admit_jobs(texts.len(), &state.metrics)?;
     let given = given_secrets(&headers)?;
+    let upload = crate::uploads::given_upload(&state, &headers)?;
     let mut jobs = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
-        let spec = accept_job(&state, &principal, text, &format!("jobs[{i}].")).await?;
+        let mut spec = accept_job(&state, &principal, text, &format!("jobs[{i}].")).await?;
+        crate::uploads::attach_upload(&mut spec, upload.as_deref(), &format!("jobs[{i}]."))?;
         jobs.push(NewJob { spec, idempotency_key: key.as_ref().map(|k| batch_key(k, i)) });
     }
     check_secrets_used(&given, jobs.iter().map(|j| &j.spec))?;

@@ -25,6 +25,7 @@ pub mod money_metrics;
 pub mod openapi;
 pub mod tenants;
 mod tokens;
+pub mod uploads;
 pub mod usage;
 pub mod wire;
 
@@ -78,6 +79,8 @@ pub struct Config {
     pub max_inflight_body_bytes: usize,
     /// Most jobs being submitted at once, over all requests; past it submits get 503.
     pub max_inflight_jobs: usize,
+    /// Largest upload (`POST /v1/uploads`: a job's local workdir and file_mounts) accepted.
+    pub upload_limit_bytes: usize,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             max_batch_jobs: 10_000,
             max_inflight_body_bytes: 64 * 1024 * 1024,
             max_inflight_jobs: 50_000,
+            upload_limit_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct AppState {
     /// Seals jobs' secrets before they are stored. [`AppState::new`] makes one kept in memory
     /// only; the server replaces it with the key in its data directory.
     pub secret_key: Arc<cumulo_store::secrets::SecretKey>,
+    /// Where uploads are kept ([`uploads`]); `None`: this server takes none.
+    pub uploads_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -119,6 +125,7 @@ impl AppState {
             load,
             stored_tenants: Arc::default(),
             secret_key: Arc::new(cumulo_store::secrets::SecretKey::ephemeral()),
+            uploads_dir: None,
         }
     }
 }
@@ -137,6 +144,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "list jobs, filtered by state, tenant, kind, name and cluster, paginated by id (oldest or newest first)",
     ),
     ("post", "/v1/jobs:batch", "submit many jobs at once, all or nothing"),
+    (
+        "post",
+        "/v1/uploads",
+        "upload a tar archive of a job's local workdir and file_mounts; a submit names it in Cumulo-Upload",
+    ),
     ("get", "/v1/jobs/{id}", "one job with its attempts, placement, pending reason and events"),
     ("post", "/v1/jobs/{id}/cancel", "cancel a job"),
     ("get", "/v1/jobs/{id}/logs", "a job's log (latest attempt by default); follow=true streams it"),
@@ -176,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/whoami", get(tokens::whoami))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs:batch", post(jobs::submit_batch))
+        .route("/v1/uploads", post(uploads::create))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/logs", get(logs::handler))

@@ -138,6 +138,13 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 error_response("the server's disk is full or its database read-only; nothing was stored");
             responses["422"] = error_response("the Idempotency-Key was used before with another body");
         }
+        ("post", "/v1/uploads") => {
+            op["requestBody"] = json!({"required": true, "description": "a tar archive laid out as the job's working directory",
+                "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}});
+            responses["201"] = json_response("kept (the same bytes are kept once)", schema_ref("Uploaded"));
+            responses["400"] = error_response("not a tar archive, or this server keeps no uploads");
+            responses["403"] = error_response("the token may not submit");
+        }
         ("post", "/v1/jobs:batch") => {
             op["parameters"] = json!([idempotency_param()]);
             op["requestBody"] = json!({"required": true, "description": "all jobs are stored or none",
@@ -445,6 +452,13 @@ fn all_schemas() -> Value {
     let mut all = schemas();
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), usage_schemas()) {
         all.extend(more);
+    }
+    if let Some(all) = all.as_object_mut() {
+        all.insert(
+            "Uploaded".into(),
+            json!({"type": "object", "required": ["upload", "bytes"], "properties": {
+                "upload": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}, "bytes": {"type": "integer", "minimum": 0}}}),
+        );
     }
     all
 }

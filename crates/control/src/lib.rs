@@ -673,13 +673,19 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.tenant_policies().await };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, durations } =
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations } =
             self.queue(&active).await?;
-        // A job in a container image goes only to clusters whose driver runs images.
-        let imageless = self.clusters_without_images();
-        let image_denials = links::image_denials(&infos, &imageless);
+        // A job in a container image goes only to clusters whose driver runs images; a job with
+        // an upload only to clusters whose driver unpacks it.
+        let imageless = self.clusters_without(|c| c.container_images);
+        let image_denials = links::location_denials(&infos, &imageless);
         for queued in queue.iter_mut().filter(|q| images.contains_key(&q.id)) {
             queued.constraints.deny.extend(image_denials.iter().cloned());
+        }
+        let uploadless = self.clusters_without(|c| c.uploads);
+        let upload_denials = links::location_denials(&infos, &uploadless);
+        for queued in queue.iter_mut().filter(|q| uploads.contains_key(&q.id)) {
+            queued.constraints.deny.extend(upload_denials.iter().cloned());
         }
         let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
         // Metering rates new seconds at the price paid now, before the pass reprices the pools.
@@ -733,6 +739,11 @@ impl Controller {
                 commit.pending_reasons.push((placement.job, reason));
                 continue;
             }
+            let on_uploadless = fleet.cluster_of(placement.pool).is_some_and(|c| uploadless.contains(&c));
+            if on_uploadless && let Some(spec) = uploads.get(&placement.job) {
+                commit.pending_reasons.push((placement.job, links::upload_reason(spec, &infos, &uploadless)));
+                continue;
+            }
             if let Some(reason) = held_back(&placement.job) {
                 if !commit.pending_reasons.iter().any(|(j, _)| *j == placement.job) {
                     commit.pending_reasons.push((placement.job, reason.clone()));
@@ -773,6 +784,9 @@ impl Controller {
                 };
                 if let Some(image) = images.get(&pending.job).filter(|_| !imageless.is_empty()) {
                     reason = format!("{reason}; {}", links::image_reason(image, &infos, &imageless));
+                }
+                if let Some(spec) = uploads.get(&pending.job).filter(|_| !uploadless.is_empty()) {
+                    reason = format!("{reason}; {}", links::upload_reason(spec, &infos, &uploadless));
                 }
                 if let Some(names) = closed.get(&pending.job) {
                     reason.push_str(&match names.as_slice() {
@@ -841,6 +855,7 @@ impl Controller {
         let mut doomed = Vec::new();
         let mut group_of = HashMap::new();
         let mut images = HashMap::new();
+        let mut uploads = HashMap::new();
         let mut durations = HashMap::new();
         let mut seen = HashMap::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
@@ -860,6 +875,9 @@ impl Controller {
             }
             if let Some(image) = &job.spec.image {
                 images.insert(job.id, image.clone());
+            }
+            if job.spec.upload.is_some() {
+                uploads.insert(job.id, job.spec.clone());
             }
             if let Some(duration) = job.spec.duration_s {
                 durations.insert(job.id, duration);
@@ -903,14 +921,19 @@ impl Controller {
             {
                 images.insert(q.id, image);
             }
+            if !uploads.contains_key(&q.id)
+                && let Some(active) = active.iter().find(|a| a.attempt.id.job == q.id && a.spec.upload.is_some())
+            {
+                uploads.insert(q.id, active.spec.clone());
+            }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, durations })
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations })
     }
 
-    /// Indices of the clusters whose driver cannot run a job in a container image.
-    fn clusters_without_images(&self) -> HashSet<usize> {
+    /// Indices of the clusters whose driver lacks what `can` asks of its capabilities.
+    fn clusters_without(&self, can: impl Fn(&cumulo_driver::Capabilities) -> bool) -> HashSet<usize> {
         let clusters = self.options.clusters.iter().enumerate();
-        clusters.filter(|(_, c)| !c.driver.capabilities().container_images).map(|(i, _)| i).collect()
+        clusters.filter(|(_, c)| !can(&c.driver.capabilities())).map(|(i, _)| i).collect()
     }
 
     /// The clear values of a job's secrets for one launch, opened with the server's key.
@@ -1000,6 +1023,8 @@ struct Queue {
     durations: HashMap<JobId, u64>,
     /// The container image of each queued job that has one.
     images: HashMap<JobId, String>,
+    /// The spec of each queued job that has an upload (for the fields its reason names).
+    uploads: HashMap<JobId, JobSpec>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

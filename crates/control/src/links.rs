@@ -2,7 +2,8 @@
 //! `after:` in a job file) is queued only once every one of them succeeded, and cancelled with
 //! the reason when one failed or was cancelled; the pending jobs of one job group are placed in
 //! the same pass or none of them is; a job in a container image goes only to clusters whose
-//! driver runs images.
+//! driver runs images, and a job with an upload (its local `workdir` and `file_mounts`) only to
+//! clusters whose driver unpacks uploads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -11,9 +12,10 @@ use cumulo_types::{InfraSelector, JobId, JobSpec, JobState};
 
 use crate::ClusterInfo;
 
-/// Locations to deny a job in a container image: the provider and region of each cluster whose
-/// driver cannot run images (`imageless`), unless a cluster that can shares them.
-pub(crate) fn image_denials(infos: &[ClusterInfo], imageless: &HashSet<usize>) -> Vec<InfraSelector> {
+/// Locations to deny a job that needs what some clusters' drivers cannot do (run an image, unpack
+/// an upload): the provider and region of each such cluster (`imageless`), unless a cluster that
+/// can shares them.
+pub(crate) fn location_denials(infos: &[ClusterInfo], imageless: &HashSet<usize>) -> Vec<InfraSelector> {
     let location = |c: &ClusterInfo| (c.provider.to_ascii_lowercase(), c.region.to_ascii_lowercase());
     let capable: HashSet<(String, String)> =
         infos.iter().enumerate().filter(|(i, _)| !imageless.contains(i)).map(|(_, c)| location(c)).collect();
@@ -36,6 +38,25 @@ pub(crate) fn image_reason(image: &str, infos: &[ClusterInfo], imageless: &HashS
         infos.iter().enumerate().filter(|(i, _)| imageless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
     names.sort_unstable();
     format!("needs container image `{image}` (resources.image_id), which cluster(s) {} cannot run", names.join(", "))
+}
+
+/// Why a job with an upload is not placed on the clusters that cannot unpack one.
+pub(crate) fn upload_reason(spec: &JobSpec, infos: &[ClusterInfo], uploadless: &HashSet<usize>) -> String {
+    let mut names: Vec<&str> =
+        infos.iter().enumerate().filter(|(i, _)| uploadless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
+    names.sort_unstable();
+    let mut fields = Vec::new();
+    if spec.workdir_uploaded() {
+        fields.push("workdir");
+    }
+    if spec.local_file_mounts().next().is_some() {
+        fields.push("file_mounts");
+    }
+    let fields = if fields.is_empty() { "upload".to_string() } else { fields.join(" and ") };
+    format!(
+        "needs its local {fields} copied onto the nodes (an upload), which cluster(s) {} cannot do",
+        names.join(", ")
+    )
 }
 
 /// Whether a job that waits for others may be queued.

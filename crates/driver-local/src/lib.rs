@@ -26,6 +26,7 @@
 //! [`Config::kill_grace`], and the attempt exits with the failing rank's code. The launching
 //! process notices the exit at once; `observe` notices it too (after a driver restart).
 
+pub mod container;
 pub mod host;
 pub mod isolation;
 
@@ -41,6 +42,7 @@ use cumulo_driver::{
     AttemptId, AttemptState, Capabilities, Capacity, Driver, JobId, LaunchOutcome, LaunchRequest, LogChunk, NodeInfo,
     NodeStatus, Observation, Timestamp,
 };
+pub use container::{ContainerRuntime, RuntimeChoice};
 pub use isolation::{Account, JobUser};
 
 /// Errors opening a local driver.
@@ -75,6 +77,12 @@ pub struct Config {
     /// Where jobs' working directories go (`<work_root>/<attempt>/rank-<r>`); outside the data
     /// directory. Default: `<temp>/cumulo-jobs/<random id kept in root>/<deployment>`.
     pub work_root: Option<PathBuf>,
+    /// Where the server keeps uploads (`<dir>/<sha256 hex>.tar`, see `POST /v1/uploads`); a job's
+    /// upload is unpacked into each rank's working directory, as the job's user, before `setup`.
+    pub uploads_dir: Option<PathBuf>,
+    /// The container runtime that runs jobs with an image ([`container`]); none: such jobs are
+    /// kept off this cluster.
+    pub container: Option<ContainerRuntime>,
 }
 
 impl Config {
@@ -86,6 +94,8 @@ impl Config {
             deployment: None,
             job_user: JobUser::default(),
             work_root: None,
+            uploads_dir: None,
+            container: None,
         }
     }
 }
@@ -106,15 +116,21 @@ pub struct LocalDriver {
 /// The bash wrapper each rank runs as its process group leader: it records the start time, runs
 /// the node script with the log as stdout and stderr, and records the exit code and time.
 ///
-/// Arguments: the job's working directory, its script, then the words that switch to the job's
-/// user (none to stay). The wrapper is a child subreaper: when the job's shell ends, whatever it
+/// Arguments: the job's working directory, the upload to unpack there first (empty for none), the
+/// number N of words that switch to the job's user (0 to stay), those N words, then the command
+/// that runs the job (the N words and `bash SCRIPT`, or a container runtime's `run`). The upload
+/// is unpacked by `tar` running as the job's user, reading the file the wrapper opened. The wrapper is a child subreaper: when the job's shell ends, whatever it
 /// left behind (also `setsid`'ed or double-forked processes, re-parented here) is killed before the
 /// exit is recorded. A SIGTERM (cancel, or a gang stopping) lets the job end first and then records
 /// no exit, as before: the attempt's markers say why it stopped.
 const RANK_WRAPPER: &str = r#"trap 'stopped=1' TERM
 printf '%s\n' "$EPOCHREALTIME" > started
-work=$1; script=$2; shift 2
-( cd "$work" && exec "$@" bash "$script" ) < /dev/null
+work=$1; upload=$2; n=$3; shift 3
+as_job=("${@:1:$n}"); shift "$n"
+( cd "$work" \
+    && { [ -z "$upload" ] || "${as_job[@]}" tar -x --no-same-owner -f - < "$upload" \
+        || { echo "cumulo: cannot unpack the job's upload (workdir, file_mounts)" >&2; exit 1; }; } \
+    && exec "$@" ) < /dev/null
 rc=$?
 for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
     found=
@@ -207,16 +223,21 @@ impl LocalDriver {
         .map_err(|e| cumulo_driver::Error::io(format!("creating the working directory of rank {rank}"), e))?;
         let script = isolation::write_job_script(&work, &request.node_script(), account)
             .map_err(|e| cumulo_driver::Error::io(format!("writing the script of rank {rank}"), e))?;
+        let env = isolation::job_environment(account, &work, request.environment(rank));
+        let as_job = isolation::switch_user_prefix(account);
+        let job_command = self.job_command(request, rank, &work, &script, &env)?;
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg("-c")
             .arg(RANK_WRAPPER)
             .arg("cumulo-rank")
             .arg(&work)
-            .arg(&script)
-            .args(isolation::switch_user_prefix(account))
+            .arg(self.upload_path(request)?.unwrap_or_default())
+            .arg(as_job.len().to_string())
+            .args(&as_job)
+            .args(job_command)
             .current_dir(&rank_dir)
             .env_clear()
-            .envs(isolation::job_environment(account, &work, request.environment(rank)))
+            .envs(env)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -240,6 +261,96 @@ impl LocalDriver {
             }
         });
         Ok(())
+    }
+
+    /// The upload file of the request's job, when it has one; an error when this driver has no
+    /// uploads directory or the file is missing (the server lost it).
+    fn upload_path(&self, request: &LaunchRequest) -> Result<Option<PathBuf>, cumulo_driver::Error> {
+        let Some(upload) = request.job.upload.as_deref() else { return Ok(None) };
+        let invalid = |expected: &'static str| cumulo_driver::Error::InvalidRequest {
+            attempt: request.attempt,
+            field: "job.upload",
+            value: upload.to_string(),
+            expected,
+        };
+        let hex = cumulo_types::job::upload_hex(upload).ok_or_else(|| invalid("sha256:<64 hex digits>"))?;
+        let dir = self.config.uploads_dir.as_ref().ok_or_else(|| invalid("no upload: this driver keeps none"))?;
+        let path = dir.join(format!("{hex}.tar"));
+        if !path.is_file() {
+            return Err(invalid("an upload this server holds (its file is missing from the data directory)"));
+        }
+        Ok(Some(path))
+    }
+
+    /// What runs the job once its working directory is ready: `bash SCRIPT` as the job's user, or
+    /// the container runtime's `run` for a job with an image. Absolute `file_mounts`
+    /// destinations need a container: a plain process cannot be given paths outside its
+    /// working directory.
+    fn job_command(
+        &self,
+        request: &LaunchRequest,
+        rank: u32,
+        work: &Path,
+        script: &Path,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<String>, cumulo_driver::Error> {
+        let mut binds = Vec::new();
+        if request.job.upload.is_some() {
+            for (dest, _) in request.job.local_file_mounts() {
+                let place = cumulo_types::job::MountPlace::of(dest);
+                if let Some(cumulo_types::job::MountPlace::Absolute(inside)) = &place {
+                    let copy = place.as_ref().map(|p| p.upload_path()).unwrap_or_default();
+                    binds.push((work.join(copy), inside.clone()));
+                }
+            }
+        }
+        let Some(image) = request.job.image.as_deref() else {
+            if let Some((_, dest)) = binds.first() {
+                return Err(cumulo_driver::Error::InvalidRequest {
+                    attempt: request.attempt,
+                    field: "job.file_mounts",
+                    value: dest.clone(),
+                    expected: "a destination in the job's working directory (relative, or ~/...): \
+                               absolute destinations need a container image on the local driver",
+                });
+            }
+            let mut words = isolation::switch_user_prefix(self.account.as_ref());
+            words.extend(["bash".to_string(), script.display().to_string()]);
+            return Ok(words);
+        };
+        let Some(runtime) = &self.config.container else {
+            return Err(cumulo_driver::Error::Unsupported { driver: "local", what: "a container image (no runtime)" });
+        };
+        let name = container::container_name(self.config.deployment.as_deref(), request.attempt, rank);
+        let gpus = request.nodes.get(rank as usize).map(|n| n.gpus.as_slice()).unwrap_or(&[]);
+        Ok(runtime.run_words(&container::RankContainer {
+            name: &name,
+            image,
+            work,
+            script,
+            account: self.account.as_ref(),
+            env_names: env.keys().map(String::as_str).collect(),
+            gpus,
+            binds,
+        }))
+    }
+
+    /// Removes by force the containers of an attempt's ranks (after a SIGKILL: the runtime's
+    /// client died, its container may not have).
+    fn remove_containers(&self, attempt: AttemptId, ranks: u32) {
+        let Some(runtime) = &self.config.container else { return };
+        if !self.attempt_dir(attempt).join("container").exists() {
+            return;
+        }
+        for rank in 0..ranks {
+            let words = runtime.remove_words(&container::container_name(self.config.deployment.as_deref(), attempt, rank));
+            let _ = std::process::Command::new(&words[0])
+                .args(&words[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 
     /// The first rank (by finish time) that exited non-zero, with its code.
@@ -373,6 +484,9 @@ impl LocalDriver {
         let n = groups.len();
         if n > 0 {
             let grace = self.config.kill_grace;
+            let this = self.clone();
+            let ranks: u32 =
+                read_trimmed(&self.attempt_dir(attempt).join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
                 let _ = tokio::task::spawn_blocking(move || {
@@ -383,6 +497,7 @@ impl LocalDriver {
                         // SAFETY: as above; a group already gone answers ESRCH, which is fine.
                         unsafe { libc::kill(-group, libc::SIGKILL) };
                     }
+                    this.remove_containers(attempt, ranks);
                 })
                 .await;
             });
@@ -402,8 +517,10 @@ impl Driver for LocalDriver {
             gpu_indices: true,
             logs: true,
             max_nodes_per_attempt: None,
-            // no container runtime is used: jobs run as plain processes.
-            container_images: false,
+            // a job's image runs under the container runtime the fleet file named (or detected).
+            container_images: self.config.container.is_some(),
+            // a job's upload is unpacked into each rank's working directory before `setup`.
+            uploads: self.config.uploads_dir.is_some(),
         }
     }
 
@@ -445,6 +562,9 @@ impl Driver for LocalDriver {
             let json = serde_json::to_string_pretty(request).unwrap_or_default();
             write_atomically(&dir.join("request.json"), &json)?;
             write_atomically(&dir.join("ranks"), &format!("{}\n", request.nodes.len()))?;
+            if request.job.image.is_some() {
+                write_atomically(&dir.join("container"), "")?;
+            }
             for rank in 0..request.nodes.len() as u32 {
                 self.spawn_rank(request, &dir, rank)?;
             }

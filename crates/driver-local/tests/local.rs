@@ -453,3 +453,124 @@ async fn cancel_stops_a_setsid_grandchild_even_when_the_job_ignores_sigterm() {
     }
     assert!(gone, "setsid'ed grandchild {pid} survived the cancel");
 }
+
+/// An upload (a tar archive in the uploads directory) named by the job.
+fn with_upload(dir: &tempfile::TempDir, req: &mut LaunchRequest, files: &[(&str, &str)]) {
+    let src = dir.path().join("upload-src");
+    for (path, text) in files {
+        let path = src.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let uploads = dir.path().join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    let hex = "ab".repeat(32);
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(uploads.join(format!("{hex}.tar")))
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    req.job.upload = Some(format!("sha256:{hex}"));
+}
+
+#[tokio::test]
+async fn an_upload_is_unpacked_into_the_working_directory_before_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("state"));
+    config.job_user = JobUser::Server;
+    config.uploads_dir = Some(dir.path().join("uploads"));
+    let driver = LocalDriver::open(config).unwrap();
+    let a = attempt(60, 1);
+    let mut req = request(a, 1, "cat main.sh data/x.txt");
+    req.job.setup = Some("test -f main.sh && echo setup-sees-it".into());
+    req.job.workdir = Some("proj".into());
+    req.job.file_mounts.insert("data".into(), "./local-data".into());
+    with_upload(&dir, &mut req, &[("main.sh", "echo main\n"), ("data/x.txt", "x-data\n")]);
+    assert!(req.node_script().find("cd ").is_none(), "an uploaded workdir is the working directory: no cd");
+    driver.launch(&req).await.unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    assert!(obs.state.is_success(), "{}", log_text(&driver, a, 0).await);
+    assert_eq!(log_text(&driver, a, 0).await, "setup-sees-it\necho main\nx-data\n");
+
+    // The upload's file is gone: the launch fails saying so, before anything starts.
+    let b = attempt(60, 2);
+    let mut req = request(b, 1, "true");
+    req.job.upload = Some(format!("sha256:{}", "cd".repeat(32)));
+    let err = driver.launch(&req).await.unwrap_err().to_string();
+    assert!(err.contains("job.upload") && err.contains("missing"), "{err}");
+}
+
+/// A busybox image imported into podman, when podman can run a container here.
+fn podman_image() -> Result<cumulo_driver_local::ContainerRuntime, String> {
+    let runtime = cumulo_driver_local::ContainerRuntime {
+        kind: cumulo_driver_local::container::RuntimeKind::Podman,
+        program: "podman".into(),
+        global_args: vec!["--cgroup-manager=cgroupfs".into(), "--storage-driver=vfs".into()],
+    };
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("no busybox binary to build a test image from")?;
+    let root = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(root.path().join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(busybox, root.path().join("bin/busybox")).map_err(|e| e.to_string())?;
+    for tool in ["sh", "cat", "id", "echo", "test", "["] {
+        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(tool)).map_err(|e| e.to_string())?;
+    }
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("podman")
+            .args(&runtime.global_args)
+            .args(args)
+            .output()
+            .map_err(|e| format!("podman cannot run: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        out.status.success().then_some(()).ok_or_else(|| format!("podman {}: {}", args[0], stderr.trim()))
+    };
+    let archive = root.path().join("rootfs.tar");
+    let tarred = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(root.path())
+        .arg("bin")
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !tarred.success() {
+        return Err("tar failed".into());
+    }
+    run(&["import", archive.to_str().unwrap(), "localhost/cumulo-test-busybox:1"])?;
+    run(&["run", "--rm", "--network=host", "localhost/cumulo-test-busybox:1", "true"])?;
+    Ok(runtime)
+}
+
+#[tokio::test]
+async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_not() {
+    let runtime = match podman_image() {
+        Ok(runtime) => runtime,
+        Err(why) => {
+            eprintln!("SKIPPED: no container can run here ({why}); only the command line is tested (container.rs)");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("state"));
+    config.job_user = JobUser::Server;
+    config.uploads_dir = Some(dir.path().join("uploads"));
+    config.container = Some(runtime);
+    let driver = LocalDriver::open(config).unwrap();
+    let a = attempt(61, 1);
+    let mut req = request(a, 1, "cat /inputs/x.txt; echo \"$GREETING\"; test -x /bin/busybox && echo in-image");
+    req.job.image = Some("localhost/cumulo-test-busybox:1".into());
+    req.job.envs.insert("GREETING".into(), "hello".into());
+    req.job.file_mounts.insert("/inputs".into(), "./in".into());
+    with_upload(&dir, &mut req, &[(".cumulo-mounts/inputs/x.txt", "from-upload\n")]);
+    driver.launch(&req).await.unwrap();
+    let obs = wait_terminal(&driver, a).await;
+    let log = log_text(&driver, a, 0).await;
+    assert!(obs.state.is_success(), "{log}");
+    assert_eq!(log, "from-upload\nhello\nin-image\n");
+}

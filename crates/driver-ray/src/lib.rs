@@ -184,6 +184,8 @@ impl Driver for RayDriver {
             max_nodes_per_attempt: None,
             // Ray's `runtime_env` `image_uri` runs the entrypoint in the image.
             container_images: true,
+            // a job's upload is not passed to Ray (no `working_dir`): jobs with one go elsewhere.
+            uploads: false,
         }
     }
 

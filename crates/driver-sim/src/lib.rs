@@ -351,6 +351,8 @@ impl Driver for SimDriver {
             max_nodes_per_attempt: None,
             // simulated: nothing runs, so any image is as good as started.
             container_images: true,
+            // simulated: nothing is copied, so any upload is as good as unpacked.
+            uploads: true,
         }
     }
 

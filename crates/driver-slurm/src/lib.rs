@@ -415,6 +415,8 @@ impl Driver for SlurmDriver {
             max_nodes_per_attempt: None,
             // `--container-image` needs pyxis/enroot on the cluster: the fleet file says so.
             container_images: self.config.container_images,
+            // an upload is not unpacked onto Slurm nodes: jobs with one go elsewhere.
+            uploads: false,
         }
     }
 

@@ -206,7 +206,9 @@ impl LaunchRequest {
                 "\n) || { __cumulo_rc=$?; echo \"cumulo: setup failed with exit code $__cumulo_rc\" >&2; exit $__cumulo_rc; }\n",
             );
         }
-        if let Some(workdir) = self.job.workdir.as_deref().filter(|s| !s.trim().is_empty()) {
+        // An uploaded workdir was unpacked into the working directory the script starts in.
+        if let Some(workdir) = self.job.workdir.as_deref().filter(|s| !s.trim().is_empty() && !self.job.workdir_uploaded())
+        {
             script.push_str(&format!("cd {} || exit 1\n", shell_quote(workdir)));
         }
         match self.job.run.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -492,6 +494,11 @@ pub struct Capabilities {
     /// `image_id: docker:...`). The control loop keeps jobs with an image off clusters without it.
     #[serde(default)]
     pub container_images: bool,
+    /// Unpacks a job's upload ([`cumulo_types::JobSpec::upload`]: its local `workdir` and
+    /// `file_mounts`) into each node's working directory before `setup`. The control loop keeps
+    /// jobs with an upload off clusters without it.
+    #[serde(default)]
+    pub uploads: bool,
 }
 
 /// A piece of one node's log, from `offset`.

@@ -27,8 +27,10 @@
 //!   merged over the base fields; `image_id: docker:IMAGE` (the job's container image);
 //!   `job_recovery.max_restarts_on_errors: N` (N + 1 attempts).
 //! - Read and not applied, each named once in a warning ([`Submission::warnings`]): the fields
-//!   that tune a VM (`disk_size`, `ports`, `autostop`, a VM `image_id`, ...) and SkyPilot's own
-//!   machinery (`file_mounts`, `volumes`, `config`, `pool`, ...).
+//!   that tune a VM (`disk_size`, `ports`, `autostop`, a VM `image_id`, ...), SkyPilot's own
+//!   machinery (`volumes`, `config`, `pool`, ...) and each `file_mounts` destination whose source is
+//!   a bucket. `file_mounts` are kept in [`cumulo_types::JobSpec::file_mounts`]: local sources travel
+//!   in the upload `cumulo submit` makes.
 //! - `secrets` (a mapping, `null` for a value the submitter gives, or a list of names) are read into
 //!   [`cumulo_types::JobSpec::secrets`]; the server seals the values before storing the job and
 //!   the drivers pass them as environment variables only.

@@ -417,6 +417,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
     let max_price = field(map, "max_price_per_hour").map(|v| price(ctx, "max_price_per_hour", v, PRICE_EXPECTED));
 
     let workdir = field(map, "workdir").map(|v| workdir(ctx, v));
+    let file_mounts = field(map, "file_mounts").map(|v| file_mounts(ctx, v)).unwrap_or_default();
     let setup = field(map, "setup").map(|v| ctx.string("setup", v, "a shell script"));
     let run = field(map, "run").map(|v| ctx.string("run", v, "a shell script"));
     let envs = field(map, "envs").map(|v| envs(ctx, v)).unwrap_or_default();
@@ -438,7 +439,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
     if field(map, "workdir").is_some() {
         ctx.warn(
             "workdir",
-            "not copied: setup and run start in it, so it must exist on the nodes (true on the local driver, or on a shared filesystem)",
+            "a local directory is uploaded by `cumulo submit` and copied into the job's working directory before setup, only on clusters whose driver unpacks uploads (local); submitted without an upload, setup and run start in it, so it must exist on the nodes",
         );
     }
 
@@ -512,6 +513,8 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
         envs,
         secrets,
         workdir: workdir.flatten(),
+        file_mounts,
+        upload: None,
         setup: setup.flatten(),
         run: run.flatten(),
         checkpoint: checkpoint.flatten(),
@@ -680,6 +683,53 @@ fn workdir(ctx: &mut Ctx<'_>, value: &Value) -> Option<String> {
             None
         }
     }
+}
+
+/// SkyPilot `file_mounts`: destination → a local path or a bucket URL, or a storage mapping whose
+/// `source` says the same. A local source is copied onto the node through the upload `cumulo
+/// submit` makes; a bucket URL, or a storage mapping with no `source` (a bucket SkyPilot would
+/// create), is mounted by no driver and named in a warning.
+fn file_mounts(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, String> {
+    const EXPECTED: &str = "a mapping of destination paths to a local path or a bucket URL";
+    let mut out = BTreeMap::new();
+    let Value::Mapping(map) = value else {
+        ctx.wrong_type("file_mounts", value, EXPECTED);
+        return out;
+    };
+    for (key, source) in map {
+        let Some(dest) = key.as_str().map(str::trim) else {
+            ctx.report("file_mounts", format!("wrong type: found {} as a destination, expected a path", describe(key)));
+            continue;
+        };
+        let path = child("file_mounts", dest);
+        if dest.is_empty() || dest.split('/').any(|part| part == "..") {
+            ctx.invalid(&path, dest, "a destination path without `..` components");
+            continue;
+        }
+        let source = match source {
+            Value::String(s) => Some(s.trim().to_string()),
+            Value::Mapping(storage) => match field(storage, "source") {
+                Some(v) => ctx.string(&child(&path, "source"), v, "a local path or a bucket URL"),
+                None => {
+                    ctx.warn(&path, "not applied: a bucket SkyPilot would create; no driver creates or mounts buckets");
+                    None
+                }
+            },
+            other => {
+                ctx.wrong_type(&path, other, "a local path, a bucket URL, or {source: ..., mode: ...}");
+                None
+            }
+        };
+        let Some(source) = source.filter(|s| !s.is_empty()) else { continue };
+        if !cumulo_types::job::is_local_source(&source) {
+            ctx.warn(
+                &path,
+                format!("not applied: bucket `{source}` is mounted by no driver; fetch it in `setup`, or use storage the cluster already mounts"),
+            );
+        }
+        out.insert(dest.to_string(), source);
+    }
+    out
 }
 
 /// Environment variables. Scalars become text (`PORT: 8080` → "8080"); a null value, which
@@ -1072,10 +1122,6 @@ const NOT_APPLIED_RESOURCE_FIELDS: &[(&str, &str)] = &[
 
 /// Top-level SkyPilot fields that no Cumulo driver applies, each named once in a warning.
 const NOT_APPLIED_TOP_FIELDS: &[(&str, &str)] = &[
-    (
-        "file_mounts",
-        "no files or buckets are copied or mounted onto the nodes; put data on storage the cluster already mounts, or fetch it in `setup`",
-    ),
     ("volumes", "no driver attaches volumes"),
     ("volume_mounts", "no driver attaches volumes"),
     ("config", "SkyPilot's own configuration overrides have no meaning here"),

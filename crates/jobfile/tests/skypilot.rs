@@ -82,7 +82,8 @@ fn documents_without_a_header_run_side_by_side_and_say_so() {
         submission.warnings
     );
     assert!(submission.jobs[1].resources[0].use_spot, "the second task asks for spot");
-    assert_eq!(warned(&submission.warnings)[0], "file_mounts", "the bucket is not mounted, and that is said");
+    assert_eq!(warned(&submission.warnings)[0], "file_mounts./cache", "the bucket is not mounted, and that is said");
+    assert_eq!(submission.jobs[0].file_mounts.get("/cache").map(String::as_str), Some("gs://gpt2-data"));
 }
 
 #[test]
@@ -161,7 +162,7 @@ fn image_workdir_and_mounts_are_named_as_not_applied() {
     assert_eq!(job.image.as_deref(), Some("winglian/axolotl:main-py3.10-cu118-2.0.1"), "docker: is a container image");
     assert_eq!(
         warned(&warnings),
-        ["workdir", "file_mounts"],
+        ["workdir", "file_mounts./sky-notebook"],
         "the image is applied where a driver runs images: {warnings:#?}"
     );
     let (vm, warnings) = {
@@ -296,4 +297,24 @@ fn accelerators_by_memory_and_maker() {
         "without `+` the memory is exact; one GPU"
     );
     assert_eq!(read("24GB:1").per_node, MilliGpu::whole(1));
+}
+
+#[test]
+fn file_mounts_keep_local_sources_and_name_each_bucket_in_a_warning() {
+    let text = "file_mounts:\n  ~/data: ./data\n  /models/base: ../models\n  /ckpt:\n    source: s3://b/ckpt\n    mode: MOUNT\n  /new:\n    name: fresh-bucket\nrun: ls\n";
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    let job = &submission.jobs[0];
+    let local: Vec<(&str, &str)> = job.local_file_mounts().collect();
+    assert_eq!(local, [("/models/base", "../models"), ("~/data", "./data")], "local sources are kept for the upload");
+    assert_eq!(job.file_mounts.get("/ckpt").map(String::as_str), Some("s3://b/ckpt"));
+    let warnings: Vec<(&str, &str)> =
+        submission.warnings.iter().map(|w| (w.path.as_str(), w.message.as_str())).collect();
+    assert!(warnings.iter().any(|(p, m)| *p == "file_mounts./ckpt" && m.contains("bucket `s3://b/ckpt` is mounted by no driver")), "{warnings:?}");
+    assert!(warnings.iter().any(|(p, m)| *p == "file_mounts./new" && m.contains("not applied")), "{warnings:?}");
+    assert!(!warnings.iter().any(|(p, _)| p.contains("data")), "local sources are not warned about: {warnings:?}");
+
+    let err = parse_submission("file_mounts:\n  ../up: ./x\nrun: ls\n", "job.yaml").unwrap_err().to_string();
+    assert!(err.contains("file_mounts.../up") && err.contains("without `..`"), "{err}");
+    let err = parse_submission("file_mounts: [a]\nrun: ls\n", "job.yaml").unwrap_err().to_string();
+    assert!(err.contains("file_mounts") && err.contains("expected a mapping of destination paths"), "{err}");
 }

@@ -126,6 +126,10 @@ pub enum DriverEntry {
         /// Where jobs' working directories go (default: under the system's temp directory).
         #[serde(default)]
         work_dir: Option<PathBuf>,
+        /// Runs jobs with `image_id: docker:IMAGE` under `docker`, `podman`, or whichever of the
+        /// two answers (`auto`); `none` (the default) keeps such jobs off this cluster.
+        #[serde(default)]
+        container_runtime: Option<String>,
     },
     /// A simulated cluster of identical nodes: nothing runs.
     Simulated {
@@ -188,6 +192,11 @@ pub enum ObserveEntry {
     #[default]
     Rest,
     Squeue,
+}
+
+/// Where the server keeps uploads (`POST /v1/uploads`): `<data_dir>/uploads`.
+pub fn uploads_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("uploads")
 }
 
 fn one_s() -> u64 {
@@ -394,6 +403,15 @@ impl FleetFile {
                 ));
             }
         }
+        if let DriverEntry::Local { container_runtime: Some(runtime), .. } = &c.driver
+            && cumulo_driver_local::RuntimeChoice::parse(runtime).is_none()
+        {
+            return Err(invalid(
+                source,
+                format!("clusters[{i}].driver.container_runtime"),
+                format!("`{runtime}`: expected docker, podman, auto or none"),
+            ));
+        }
         if let DriverEntry::Local { job_user: Some(_), allow_root: true, .. } = &c.driver {
             return Err(invalid(
                 source,
@@ -404,7 +422,8 @@ impl FleetFile {
         Ok(())
     }
 
-    /// Opens every cluster's driver: local drivers keep their state under `data_dir/local`,
+    /// Opens every cluster's driver: local drivers keep their state under `data_dir/local` (and
+    /// unpack uploads from [`uploads_dir`]),
     /// simulated ones log each dispatch to `data_dir/dispatch/<cluster>.jsonl`. Engine job names
     /// carry no deployment; the server uses [`FleetFile::open_for`].
     pub fn open(&self, data_dir: &Path, base: Option<&Path>) -> Result<Fleet, Error> {
@@ -418,7 +437,7 @@ impl FleetFile {
         let mut clusters = Vec::new();
         for entry in &self.clusters {
             let driver: Arc<dyn Driver> = match &entry.driver {
-                DriverEntry::Local { job_user, allow_root, work_dir } => {
+                DriverEntry::Local { job_user, allow_root, work_dir, container_runtime } => {
                     let root = data_dir.join("local").join(&entry.name);
                     let mut config = cumulo_driver_local::Config::new(root);
                     config.deployment = deployment.map(str::to_string);
@@ -432,6 +451,14 @@ impl FleetFile {
                         Some(base) if dir.is_relative() => base.join(dir),
                         _ => dir.clone(),
                     });
+                    // Uploads (`POST /v1/uploads`) are kept here by the API and unpacked by the driver.
+                    config.uploads_dir = Some(uploads_dir(data_dir));
+                    let choice = container_runtime
+                        .as_deref()
+                        .and_then(cumulo_driver_local::RuntimeChoice::parse)
+                        .unwrap_or_default();
+                    config.container = cumulo_driver_local::ContainerRuntime::detect(choice)
+                        .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?;
                     Arc::new(
                         cumulo_driver_local::LocalDriver::open(config)
                             .map_err(|e| Error::Driver(format!("cluster `{}`: {e}", entry.name)))?,

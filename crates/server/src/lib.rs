@@ -229,6 +229,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
 
     let mut state = AppState::new(store.clone(), Arc::new(api_fleet), metrics, options.api.clone());
     state.secret_key = secret_key;
+    state.uploads_dir = Some(config::uploads_dir(&options.data_dir));
     let history = options
         .reconcile
         .then(|| tokio::spawn(history_loop(state.clone(), options.history_interval, shutdown_rx.clone())));

@@ -277,6 +277,17 @@ pub struct JobSpec {
     pub secrets: BTreeMap<String, Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// SkyPilot `file_mounts`: destination on the node → source (a local path on the submitter's
+    /// machine, or a bucket URL such as `s3://bucket/path`). Local sources reach the nodes only
+    /// through [`JobSpec::upload`]; bucket URLs are mounted by no driver (the job file's warning
+    /// says so).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub file_mounts: BTreeMap<String, String>,
+    /// The upload (`sha256:HEX`, see `POST /v1/uploads`) holding the local `workdir` and the local
+    /// `file_mounts` sources, laid out as they go under the job's working directory on a node.
+    /// Only clusters whose driver unpacks uploads take such a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,6 +314,17 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Whether the upload carries the workdir: it does when there is an upload and the workdir is
+    /// a local path (not a git repository), so the job's working directory is that copy.
+    pub fn workdir_uploaded(&self) -> bool {
+        self.upload.is_some() && self.workdir.as_deref().is_some_and(is_local_source)
+    }
+
+    /// The `file_mounts` whose source is a local path (those an upload carries).
+    pub fn local_file_mounts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.file_mounts.iter().filter(|(_, src)| is_local_source(src)).map(|(d, s)| (d.as_str(), s.as_str()))
+    }
+
     /// A CPU-only single-node batch job with defaults, for tests and generators.
     pub fn new(name: &str, tenant: &str) -> JobSpec {
         JobSpec {
@@ -321,6 +343,8 @@ impl JobSpec {
             envs: BTreeMap::new(),
             secrets: BTreeMap::new(),
             workdir: None,
+            file_mounts: BTreeMap::new(),
+            upload: None,
             setup: None,
             run: None,
             checkpoint: None,
@@ -329,6 +353,65 @@ impl JobSpec {
             image: None,
             after: Vec::new(),
             group: None,
+        }
+    }
+}
+
+/// True for a path on the submitter's machine; false for a URL (`s3://...`, `https://...`,
+/// `git@host:repo`) or a `workdir` written as a git repository (`URL@REF`).
+pub fn is_local_source(source: &str) -> bool {
+    let source = source.trim();
+    !source.is_empty() && !source.contains("://") && !source.starts_with("git@")
+}
+
+/// The hex digest of an upload id `sha256:<64 lower-case hex digits>`; `None` for anything else
+/// (so that an id never names a path).
+pub fn upload_hex(upload: &str) -> Option<&str> {
+    let hex = upload.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(hex)
+}
+
+/// Where a `file_mounts` destination goes on a node of a driver that unpacks uploads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountPlace {
+    /// Inside the job's working directory (a relative destination, or `~/...`: the job's `HOME`
+    /// is its working directory): this path relative to it; empty for `~` itself.
+    WorkDir(String),
+    /// An absolute destination outside the working directory: the upload holds it under
+    /// [`UPLOAD_ABSOLUTE_DIR`]`/<path without its leading />`.
+    Absolute(String),
+}
+
+/// The folder of an upload (and of the working directory it is unpacked into) that holds the
+/// `file_mounts` with absolute destinations.
+pub const UPLOAD_ABSOLUTE_DIR: &str = ".cumulo-mounts";
+
+impl MountPlace {
+    /// Reads a destination; `None` for one with `..` components or an empty one.
+    pub fn of(dest: &str) -> Option<MountPlace> {
+        let dest = dest.trim();
+        if dest.is_empty() || dest.split('/').any(|part| part == "..") {
+            return None;
+        }
+        let clean = |p: &str| p.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/");
+        if dest == "~" {
+            return Some(MountPlace::WorkDir(String::new()));
+        }
+        if let Some(rest) = dest.strip_prefix("~/") {
+            return Some(MountPlace::WorkDir(clean(rest)));
+        }
+        if dest.starts_with('/') {
+            let path = clean(dest);
+            return (!path.is_empty()).then(|| MountPlace::Absolute(format!("/{path}")));
+        }
+        Some(MountPlace::WorkDir(clean(dest)))
+    }
+
+    /// The path inside the upload (and the working directory) that holds this destination.
+    pub fn upload_path(&self) -> String {
+        match self {
+            MountPlace::WorkDir(rel) => rel.clone(),
+            MountPlace::Absolute(abs) => format!("{UPLOAD_ABSOLUTE_DIR}{abs}"),
         }
     }
 }

@@ -33,6 +33,12 @@ pub struct SubmitArgs {
     /// from this environment too. Values reach the job's processes as environment variables only
     #[arg(long = "secret", value_name = "NAME[=VALUE]")]
     pub secrets: Vec<String>,
+    /// Upload nothing: a local `workdir` is then only where setup and run start (it must exist on
+    /// the nodes, e.g. a shared filesystem), and local `file_mounts` are refused by the server.
+    /// By default the local workdir and file_mounts sources (read from the current directory)
+    /// are uploaded with the job and copied into its working directory before `setup`
+    #[arg(long)]
+    pub no_upload: bool,
     #[command(flatten)]
     pub remote: Remote,
     /// Output format
@@ -166,6 +172,25 @@ fn secrets_for_file(
     Ok(values)
 }
 
+/// Packs and sends the local workdir and file_mounts of one file's jobs; answers the upload's id
+/// (`None` when there is nothing local). A file the parser refuses is left to the server's answer.
+async fn upload_for_file(
+    client: &cumulo_api::client::Client,
+    text: &str,
+    file: &str,
+) -> anyhow::Result<Option<String>> {
+    let Ok(submission) = cumulo_jobfile::parse_submission(text, file) else { return Ok(None) };
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let items = super::upload::plan(&submission.jobs, &cwd, home.as_deref()).with_context(|| file.to_string())?;
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let archive = super::upload::pack(&items, super::upload::UPLOAD_LIMIT_BYTES).with_context(|| file.to_string())?;
+    let uploaded = client.upload(archive).await.with_context(|| format!("{file}: uploading workdir and file_mounts"))?;
+    Ok(Some(uploaded.upload))
+}
+
 /// Submits every file; the exit code is 0 only when every file went in.
 pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let client = args.remote.client()?;
@@ -198,7 +223,16 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
-            let client = client.clone().with_secrets(secrets);
+            let upload = if args.no_upload { Ok(None) } else { upload_for_file(&client, &text, &file).await };
+            let (key, upload) = match upload {
+                Ok(Some(upload)) => (format!("{key}-{}", &upload[7..23]), Some(upload)),
+                Ok(None) => (key, None),
+                Err(e) => {
+                    out.push(failed(format!("{e:#}")));
+                    continue;
+                }
+            };
+            let client = client.clone().with_secrets(secrets).with_upload(upload);
             match submit_one(&client, &text, &key).await {
                 Ok(jobs) => out.extend(jobs.into_iter().map(|j| Submitted {
                     file: file.clone(),

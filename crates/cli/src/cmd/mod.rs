@@ -13,5 +13,6 @@ pub mod remote;
 pub mod server;
 pub mod simulate;
 pub mod up_lock;
+pub mod upload;
 pub mod usage;
 pub mod validate;
