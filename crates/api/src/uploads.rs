@@ -46,7 +46,10 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     principal.require_writer()?;
     let dir = state.uploads_dir.clone().ok_or_else(|| {
-        ApiError::bad_request("upload", "this server keeps no uploads: submit jobs without local workdir or file_mounts")
+        ApiError::bad_request(
+            "upload",
+            "this server keeps no uploads: submit jobs without local workdir or file_mounts",
+        )
     })?;
     let limit = state.config.upload_limit_bytes;
     let too_large = |size: String| {
@@ -74,7 +77,9 @@ pub(crate) async fn create(
     tokio::task::spawn_blocking(move || keep(&dir, &hex, &bytes).map(|()| hex))
         .await
         .map_err(|e| ApiError::Internal(format!("storing an upload: {e}")))?
-        .map(|hex| (StatusCode::CREATED, Json(Uploaded { upload: format!("sha256:{hex}"), bytes: len })).into_response())
+        .map(|hex| {
+            (StatusCode::CREATED, Json(Uploaded { upload: format!("sha256:{hex}"), bytes: len })).into_response()
+        })
         .map_err(|e| ApiError::Internal(format!("storing an upload: {e}")))
 }
 

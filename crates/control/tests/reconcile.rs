@@ -604,3 +604,53 @@ async fn a_cluster_reserved_for_a_tenant_never_runs_another_tenants_job() {
     let reason = job.pending_reason.unwrap_or_default();
     assert!(reason.contains("cluster sim-a takes only other tenants' jobs"), "{reason}");
 }
+
+/// The simulated cluster as a driver that cannot unpack uploads (as Slurm and Ray today).
+struct NoUploads(SimDriver);
+
+#[async_trait]
+impl Driver for NoUploads {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { uploads: false, ..self.0.capabilities() }
+    }
+    async fn discover(&self) -> Result<Capacity, cumulo_driver::Error> {
+        self.0.discover().await
+    }
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, cumulo_driver::Error> {
+        self.0.launch(request).await
+    }
+    async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
+        self.0.cancel(attempt).await
+    }
+    async fn observe(&self, attempts: &[AttemptId]) -> Result<Vec<Observation>, cumulo_driver::Error> {
+        self.0.observe(attempts).await
+    }
+    async fn logs(&self, attempt: AttemptId, rank: u32, offset: u64) -> Result<LogChunk, cumulo_driver::Error> {
+        self.0.logs(attempt, rank, offset).await
+    }
+}
+
+#[tokio::test]
+async fn a_job_with_an_upload_stays_off_a_driver_that_cannot_unpack_it_naming_the_fields() {
+    let world = World::new().await;
+    let controller = world.controller_with(Arc::new(NoUploads(world.sim.clone())));
+    let mut uploaded = gpu_job("uploaded", 1);
+    uploaded.workdir = Some("proj".into());
+    uploaded.file_mounts.insert("data".into(), "./data".into());
+    uploaded.upload = Some(format!("sha256:{}", "0".repeat(64)));
+    let uploaded = world.submit(uploaded).await;
+    let plain = world.submit(gpu_job("plain", 1)).await;
+    for _ in 0..3 {
+        controller.reconcile_once().await.unwrap();
+        world.advance(5);
+    }
+    assert_eq!(world.state(plain).await, JobState::Running, "a job without an upload runs there");
+    let job = world.store.get_job(uploaded).await.unwrap();
+    assert_eq!(job.state, JobState::Pending);
+    assert!(job.attempts.is_empty());
+    let reason = job.pending_reason.unwrap_or_default();
+    assert!(
+        reason.contains("needs its local workdir and file_mounts copied onto the nodes (an upload), which cluster(s) sim-a cannot do"),
+        "{reason}"
+    );
+}

@@ -38,11 +38,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use container::{ContainerRuntime, RuntimeChoice};
 use cumulo_driver::{
     AttemptId, AttemptState, Capabilities, Capacity, Driver, JobId, LaunchOutcome, LaunchRequest, LogChunk, NodeInfo,
     NodeStatus, Observation, Timestamp,
 };
-pub use container::{ContainerRuntime, RuntimeChoice};
 pub use isolation::{Account, JobUser};
 
 /// Errors opening a local driver.
@@ -343,7 +343,8 @@ impl LocalDriver {
             return;
         }
         for rank in 0..ranks {
-            let words = runtime.remove_words(&container::container_name(self.config.deployment.as_deref(), attempt, rank));
+            let words =
+                runtime.remove_words(&container::container_name(self.config.deployment.as_deref(), attempt, rank));
             let _ = std::process::Command::new(&words[0])
                 .args(&words[1..])
                 .stdin(std::process::Stdio::null())

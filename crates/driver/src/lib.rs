@@ -207,7 +207,8 @@ impl LaunchRequest {
             );
         }
         // An uploaded workdir was unpacked into the working directory the script starts in.
-        if let Some(workdir) = self.job.workdir.as_deref().filter(|s| !s.trim().is_empty() && !self.job.workdir_uploaded())
+        if let Some(workdir) =
+            self.job.workdir.as_deref().filter(|s| !s.trim().is_empty() && !self.job.workdir_uploaded())
         {
             script.push_str(&format!("cd {} || exit 1\n", shell_quote(workdir)));
         }

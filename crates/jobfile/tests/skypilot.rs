@@ -309,7 +309,12 @@ fn file_mounts_keep_local_sources_and_name_each_bucket_in_a_warning() {
     assert_eq!(job.file_mounts.get("/ckpt").map(String::as_str), Some("s3://b/ckpt"));
     let warnings: Vec<(&str, &str)> =
         submission.warnings.iter().map(|w| (w.path.as_str(), w.message.as_str())).collect();
-    assert!(warnings.iter().any(|(p, m)| *p == "file_mounts./ckpt" && m.contains("bucket `s3://b/ckpt` is mounted by no driver")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|(p, m)| *p == "file_mounts./ckpt" && m.contains("bucket `s3://b/ckpt` is mounted by no driver")),
+        "{warnings:?}"
+    );
     assert!(warnings.iter().any(|(p, m)| *p == "file_mounts./new" && m.contains("not applied")), "{warnings:?}");
     assert!(!warnings.iter().any(|(p, _)| p.contains("data")), "local sources are not warned about: {warnings:?}");
 

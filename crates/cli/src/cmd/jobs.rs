@@ -187,7 +187,8 @@ async fn upload_for_file(
         return Ok(None);
     }
     let archive = super::upload::pack(&items, super::upload::UPLOAD_LIMIT_BYTES).with_context(|| file.to_string())?;
-    let uploaded = client.upload(archive).await.with_context(|| format!("{file}: uploading workdir and file_mounts"))?;
+    let uploaded =
+        client.upload(archive).await.with_context(|| format!("{file}: uploading workdir and file_mounts"))?;
     Ok(Some(uploaded.upload))
 }
 
