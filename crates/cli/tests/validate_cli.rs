@@ -227,7 +227,9 @@ fn skypilot_task_files_are_accepted_with_a_warning_per_field_not_applied() {
     let err = stderr(&out);
     assert!(!err.contains("image_id"), "a docker: image is applied where a driver runs images:\n{err}");
     assert!(
-        err.contains(&format!("{image}:9: warning: file_mounts: not applied: no files or buckets are copied")),
+        err.contains(&format!(
+            "{image}:10: warning: file_mounts./sky-notebook: not applied: a bucket SkyPilot would create"
+        )),
         "{err}"
     );
     assert_eq!(err.lines().filter(|l| l.contains("warning: workdir:")).count(), 1, "each field once:\n{err}");
