@@ -52,7 +52,8 @@ async fn harness_with(config: Config) -> Harness {
     let member_a = issue_token(store.as_ref(), "a", Role::Member, "alice").await.unwrap();
     let member_b = issue_token(store.as_ref(), "b", Role::Member, "bob").await.unwrap();
     let viewer_a = issue_token(store.as_ref(), "a", Role::Viewer, "vera").await.unwrap();
-    let state = AppState::new(store.clone(), Arc::new(fleet()), Arc::new(Metrics::default()), config);
+    let mut state = AppState::new(store.clone(), Arc::new(fleet()), Arc::new(Metrics::default()), config);
+    state.uploads_dir = Some(dir.path().join("uploads"));
     Harness { app: router(state), store, admin, member_a, member_b, viewer_a, _dir: dir }
 }
 
@@ -472,4 +473,36 @@ async fn a_job_with_replicas_shows_which_replica_each_attempt_runs() {
     let replicas: Vec<&serde_json::Value> =
         detail["attempts"].as_array().unwrap().iter().map(|a| &a["replica"]).collect();
     assert_eq!(replicas, [&serde_json::json!(0), &serde_json::json!(1)], "{detail}");
+}
+
+#[tokio::test]
+async fn an_upload_is_kept_once_named_by_a_submit_and_refused_past_its_limit() {
+    let h = harness_with(Config { upload_limit_bytes: 4096, ..Config::default() }).await;
+    let post = |body: Vec<u8>| h.call(Method::POST, "/v1/uploads", Some(&h.member_a), &[], Body::from(body));
+    let big = post(vec![0u8; 8192]).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.text);
+    assert!(big.error().reason.contains("over the limit of 4096 bytes"), "{}", big.text);
+    let odd = post(vec![0u8; 1000]).await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+    assert_eq!(odd.error().field.as_deref(), Some("upload"));
+    let first = post(vec![0u8; 1024]).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let id = first.json::<serde_json::Value>()["upload"].as_str().unwrap().to_string();
+    let again = post(vec![0u8; 1024]).await.json::<serde_json::Value>();
+    assert_eq!(again["upload"], id.as_str(), "the same bytes are one upload");
+
+    let job = "name: m\nfile_mounts: {data: ./data}\nrun: ls data\n";
+    let submit = async |upload: &str| {
+        let headers = [("content-type", "application/yaml"), ("cumulo-upload", upload)];
+        h.call(Method::POST, "/v1/jobs", Some(&h.member_a), &headers, Body::from(job.to_string())).await
+    };
+    let unknown = submit(&format!("sha256:{}", "1".repeat(64))).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.error().field.as_deref(), Some("Cumulo-Upload"));
+    assert!(unknown.error().reason.contains("no such upload"), "{}", unknown.text);
+    let created = submit(&id).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let job_id = created.json::<serde_json::Value>()["id"].as_u64().unwrap();
+    let stored = h.store.get_job(cumulo_types::JobId(job_id)).await.unwrap();
+    assert_eq!(stored.spec.upload.as_deref(), Some(id.as_str()));
 }
