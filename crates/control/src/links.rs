@@ -52,9 +52,13 @@ pub(crate) fn upload_reason(spec: &JobSpec, infos: &[ClusterInfo], uploadless: &
     if spec.local_file_mounts().next().is_some() {
         fields.push("file_mounts");
     }
+    let hint = match fields.as_slice() {
+        ["workdir"] => " (a workdir on the cluster's shared filesystem needs no upload: `cumulo submit --no-upload`)",
+        _ => "",
+    };
     let fields = if fields.is_empty() { "upload".to_string() } else { fields.join(" and ") };
     format!(
-        "needs its local {fields} copied onto the nodes (an upload), which cluster(s) {} cannot do",
+        "needs its local {fields} copied onto the nodes (an upload), which cluster(s) {} cannot do{hint}",
         names.join(", ")
     )
 }

@@ -14,7 +14,8 @@
 //! rank's GPUs, and `file_mounts` with absolute destinations bind-mounted from their copy in the
 //! working directory. The container is named after the deployment, attempt and rank, removed when
 //! it exits (`--rm`), and removed by force ([`ContainerRuntime::remove_words`]) when the driver has
-//! to kill a rank that ignored SIGTERM.
+//! to kill a rank that ignored SIGTERM. `--init` needs the runtime's init helper (docker bundles
+//! one; podman uses catatonit, which Debian installs with it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
