@@ -6,8 +6,8 @@
 //! before `setup`.
 //!
 //! Relative sources are read from the current directory, as SkyPilot reads them; `~` is this
-//! user's home. Symbolic links are packed as links. Everything under the workdir is packed (no
-//! ignore files are read). The archive may not be larger than the server takes
+//! user's home. Symbolic links are packed as links. A directory is packed but for what its
+//! `.gitignore` and `.skyignore` files exclude (as SkyPilot filters its rsync) and `.git`. The archive may not be larger than the server takes
 //! ([`UPLOAD_LIMIT_BYTES`] by default): the sizes are summed before anything is packed.
 
 use std::path::{Path, PathBuf};
@@ -67,20 +67,57 @@ fn resolve(path: &str, cwd: &Path, home: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Bytes under `path` (files and links, not following links), stopping once past `limit`.
-fn size_under(path: &Path, limit: u64) -> std::io::Result<u64> {
+/// One file, link or directory under a packed directory.
+struct Entry {
+    path: PathBuf,
+    /// Its path below the packed directory.
+    relative: PathBuf,
+    /// Bytes a file or link brings (0 for a directory).
+    size: u64,
+}
+
+/// What a directory source uploads: everything under it (hidden files too, links as links) but
+/// what its `.gitignore` and `.skyignore` files exclude, read also outside a git checkout as
+/// SkyPilot's rsync filters read them, and `.git` itself.
+fn walk(dir: &Path) -> anyhow::Result<Vec<Entry>> {
+    let walker = ignore::WalkBuilder::new(dir)
+        .standard_filters(false)
+        .git_ignore(true)
+        .require_git(false)
+        .add_custom_ignore_filename(".skyignore")
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(|entry| entry.file_name() != ".git")
+        .build();
+    let mut entries = Vec::new();
+    for entry in walker {
+        let entry = entry?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        let size = if meta.is_dir() { 0 } else { meta.len() };
+        let relative = entry.path().strip_prefix(dir)?.to_path_buf();
+        entries.push(Entry { path: entry.path().to_path_buf(), relative, size });
+    }
+    Ok(entries)
+}
+
+/// Bytes `path` uploads: a file's (or link's) length, or the sum over [`walk`] of a directory.
+fn size_of(path: &Path) -> anyhow::Result<u64> {
     let meta = std::fs::symlink_metadata(path)?;
     if !meta.is_dir() {
         return Ok(meta.len());
     }
-    let mut total = 0;
-    for entry in std::fs::read_dir(path)? {
-        total += size_under(&entry?.path(), limit.saturating_sub(total))?;
-        if total > limit {
-            break;
-        }
+    Ok(walk(path)?.iter().map(|entry| entry.size).sum())
+}
+
+/// Appends what a directory source uploads at `at` (`.` for the archive's top).
+fn append_dir(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, at: &str) -> anyhow::Result<()> {
+    for entry in walk(dir)? {
+        builder.append_path_with_name(&entry.path, Path::new(at).join(&entry.relative))?;
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Packs `items` into a tar archive; an error names the field whose source is missing, or says
@@ -88,7 +125,7 @@ fn size_under(path: &Path, limit: u64) -> std::io::Result<u64> {
 pub fn pack(items: &[Packed], limit: u64) -> anyhow::Result<Vec<u8>> {
     let mut total = 0u64;
     for item in items {
-        let size = size_under(&item.source, limit)
+        let size = size_of(&item.source)
             .with_context(|| format!("{}: cannot read `{}`", item.field, item.source.display()))?;
         total += size;
         if total > limit {
@@ -108,11 +145,11 @@ pub fn pack(items: &[Packed], limit: u64) -> anyhow::Result<Vec<u8>> {
         let meta = std::fs::metadata(&item.source)
             .with_context(|| format!("{}: cannot read `{}`", item.field, item.source.display()))?;
         let added = if meta.is_dir() {
-            builder.append_dir_all(at, &item.source)
+            append_dir(&mut builder, &item.source, at)
         } else if item.at.is_empty() {
             bail!("{}: `{}` is a file: expected a directory", item.field, item.source.display());
         } else {
-            builder.append_path_with_name(&item.source, at)
+            builder.append_path_with_name(&item.source, at).map_err(anyhow::Error::from)
         };
         added.with_context(|| format!("{}: cannot pack `{}`", item.field, item.source.display()))?;
     }
@@ -169,5 +206,38 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["x"]);
+    }
+
+    #[test]
+    fn a_directory_is_packed_without_what_its_ignore_files_exclude() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, text) in [
+            (".gitignore", "target/\n*.log\n"),
+            (".skyignore", "data/big.bin\n"),
+            ("train.py", "print(1)"),
+            ("run.log", "noise"),
+            ("target/debug/huge", "x"),
+            ("data/big.bin", "x"),
+            ("data/small.csv", "a,b"),
+            (".git/HEAD", "ref"),
+            (".env.example", "A=1"),
+        ] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), text).unwrap();
+        }
+        let item = Packed { source: root.to_path_buf(), at: String::new(), field: "workdir".into() };
+        let archive = pack(&[item], 1 << 20).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(archive.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string().trim_end_matches('/').to_string())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".env.example", ".gitignore", ".skyignore", "data", "data/small.csv", "train.py"],
+            "ignored files, ignored directories and .git stay behind; hidden files go"
+        );
     }
 }
