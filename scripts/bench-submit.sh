@@ -16,9 +16,12 @@
 #   TASKSET [unset]    e.g. "taskset -c 1": prefix for the server (the bench client runs unpinned).
 #
 # Each run prints one JSON line: `cumulo bench submit`'s report plus engine, mode, loop,
-# server_peak_rss_kib (VmHWM of the server process at the end of the run) and load_1m (the
-# machine's 1-minute load average when the run started). After the runs of a mode a summary line
-# gives the medians of jobs_per_sec, p50_ms and p99_ms, the highest peak RSS and the loads.
+# server_peak_rss_kib (VmHWM of the server process at the end of the run), load_1m (the machine's
+# 1-minute load average when the timed part started), server_cpu_s (the server's CPU time during
+# the timed part, the loop's included; PostgreSQL's own is not) and jobs_per_server_cpu_s, which
+# says more than jobs_per_sec on a machine shared with other work. After the runs of a mode a
+# summary line gives the medians of jobs_per_sec, p50_ms, p99_ms and jobs_per_server_cpu_s, the
+# highest peak RSS and the loads.
 #
 # overload: one server (loop on, the bench fleet), OVERLOAD_CLIENTS [64] clients each sending
 # OVERLOAD_REQUESTS [4] batches of OVERLOAD_BATCH [2000] jobs at once; prints the answers by
@@ -139,6 +142,9 @@ start_server() {
 
 peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER/status"; }
 load_1m() { cut -d' ' -f1 /proc/loadavg; }
+# utime + stime of the server, in clock ticks (fields 14 and 15 of /proc/PID/stat; the command
+# name in field 2 has no spaces here).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 if [ "$OVERLOAD" = 1 ]; then
@@ -182,16 +188,25 @@ for mode in $MODES; do
             exit 2
             ;;
     esac
-    if [ "$LOOP" = on ]; then args+=(--backlog "$BACKLOG"); fi
     results=()
     for _ in $(seq "$RUNS"); do
         start_server
+        if [ "$LOOP" = on ]; then
+            # The backlog first (one job timed, then two passes over it), so that the server's CPU
+            # time below covers the timed submits (and the loop beside them) only.
+            "$BIN" bench submit --server "http://127.0.0.1:$PORT" --token "$TOKEN" --jobs 1 --backlog "$BACKLOG" >/dev/null
+        fi
         load="$(load_1m)"
+        cpu_before="$(cpu_ticks)"
         out="$("$BIN" bench submit --server "http://127.0.0.1:$PORT" --token "$TOKEN" --jobs "$JOBS" "${args[@]}")"
+        cpu_s="$(echo "$(cpu_ticks) $cpu_before $(getconf CLK_TCK)" | awk '{printf "%.2f", ($1 - $2) / $3}')"
         rss="$(peak_rss_kib)"
         line="$(echo "$out" | jq -c --arg engine "$ENGINE" --arg mode "$mode" --arg loop "$LOOP" \
-            --argjson rss "$rss" --arg load "$load" \
-            '{engine: $engine, mode: $mode, loop: $loop} + . + {server_peak_rss_kib: $rss, load_1m: ($load | tonumber)}')"
+            --argjson rss "$rss" --arg load "$load" --argjson cpu "$cpu_s" \
+            --argjson backlog "$([ "$LOOP" = on ] && echo "$BACKLOG" || echo 0)" \
+            '{engine: $engine, mode: $mode, loop: $loop} + . + {backlog: $backlog, server_peak_rss_kib: $rss,
+              load_1m: ($load | tonumber), server_cpu_s: $cpu,
+              jobs_per_server_cpu_s: (if $cpu > 0 then (.jobs_accepted / $cpu | floor) else null end)}')"
         echo "$line"
         results+=("$line")
         stop_server
@@ -202,10 +217,12 @@ for mode in $MODES; do
         --argjson jps "$(field jobs_per_sec | median)" --argjson p50 "$(field p50_ms | median)" \
         --argjson p99 "$(field p99_ms | median)" --argjson errors "$(field errors | sort -n | tail -1)" \
         --argjson passes "$(field reconcile_passes | median)" \
+        --argjson per_cpu "$(field jobs_per_server_cpu_s | median)" \
         --argjson rss "$(field server_peak_rss_kib | sort -n | tail -1)" \
         --arg loads "$(field load_1m | tr '\n' ' ')" \
         '{summary: "submit", engine: $engine, mode: $mode, loop: $loop, backlog: $backlog, runs: $runs,
           jobs_per_sec_median: $jps, p50_ms_median: $p50, p99_ms_median: $p99, errors_max: $errors,
-          reconcile_passes_median: $passes, server_peak_rss_kib_max: $rss,
+          reconcile_passes_median: $passes, jobs_per_server_cpu_s_median: $per_cpu,
+          server_peak_rss_kib_max: $rss,
           load_1m: ($loads | split(" ") | map(select(. != "") | tonumber))}'
 done
