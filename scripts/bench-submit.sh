@@ -7,8 +7,9 @@
 #
 # CUMULO_BIN=path skips the release build. Environment knobs (defaults in brackets):
 #   LOOP [on]          on: the server runs its reconcile loop over a backlog of BACKLOG [100000]
-#                      jobs that stays pending (the bench fleet below is full), submitted before
-#                      timing (`cumulo bench submit --backlog`); off: --no-reconcile, no backlog.
+#                      jobs that stays pending (the bench fleet below is full), submitted by an
+#                      untimed `cumulo bench submit --jobs 1 --backlog` call that also waits for
+#                      two passes over it; off: --no-reconcile, no backlog.
 #   MODES [single batch]  single: --batch 1 at SINGLE_CONCURRENCY [64]; batch: --batch BATCH [100]
 #                      at BATCH_CONCURRENCY [4].
 #   RUNS [3]           runs per mode; each on a fresh server, data directory and (for PostgreSQL)
