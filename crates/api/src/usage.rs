@@ -225,7 +225,12 @@ pub async fn focus(
         after: None,
         limit: FOCUS_PAGE,
     };
-    let mut export = FocusExport { next: Some(first), store: state.store.clone(), filter, options, commitments };
+    let mut export = FocusExport {
+        pending: Some(PageRead::start(state.store.clone(), first)),
+        filter: std::sync::Arc::new(filter),
+        options: std::sync::Arc::new(options),
+        commitments,
+    };
     // The first page is read before answering, so a failing store is an error status, not a cut body.
     let mut head = cumulo_ledger::focus_header();
     head.push_str(&export.next_chunk().await?.unwrap_or_default());
@@ -249,34 +254,80 @@ pub async fn focus(
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
-/// A FOCUS export under way: the next page of usage to read, then the commitment rows.
+/// A FOCUS export under way: the page of usage being read, then the commitment rows.
 struct FocusExport {
-    next: Option<UsagePageQuery>,
-    store: std::sync::Arc<dyn cumulo_store::Store>,
-    filter: UsageFilter,
-    options: FocusOptions,
+    /// The read of the next page, started before the page before it is encoded.
+    pending: Option<PageRead>,
+    filter: std::sync::Arc<UsageFilter>,
+    options: std::sync::Arc<FocusOptions>,
     commitments: Option<CommitmentTail>,
+}
+
+/// One page of usage being read from the store on its own task, so the store reads page `n + 1`
+/// while page `n` is encoded.
+struct PageRead {
+    store: std::sync::Arc<dyn cumulo_store::Store>,
+    query: UsagePageQuery,
+    read: tokio::task::JoinHandle<Result<Vec<UsageRecord>, cumulo_store::Error>>,
+}
+
+impl PageRead {
+    fn start(store: std::sync::Arc<dyn cumulo_store::Store>, query: UsagePageQuery) -> PageRead {
+        let read = {
+            let (store, query) = (store.clone(), query.clone());
+            tokio::spawn(async move { store.usage_page(query).await })
+        };
+        PageRead { store, query, read }
+    }
+
+    /// The page, and the read of the page after it (started at once) unless this one was the last.
+    async fn finish(mut self) -> Result<(Vec<UsageRecord>, Option<PageRead>), ApiError> {
+        let read = (&mut self.read).await;
+        let page = read.map_err(|e| ApiError::Internal(format!("usage page read failed: {e}")))??;
+        let next = next_page(&self.query, &page).map(|query| PageRead::start(self.store.clone(), query));
+        Ok((page, next))
+    }
+}
+
+impl Drop for PageRead {
+    fn drop(&mut self) {
+        // an export cut short (a failure, a client gone) reads no further
+        self.read.abort();
+    }
 }
 
 impl FocusExport {
     /// The next chunk of CSV lines: a page of usage rows, then the commitment rows; `None` at the end.
     /// On failure nothing more is read.
     async fn next_chunk(&mut self) -> Result<Option<String>, ApiError> {
-        let Some(query) = self.next.take() else {
+        let Some(pending) = self.pending.take() else {
             let Some(tail) = self.commitments.take() else { return Ok(None) };
             return tail.rows(&self.options).map(Some);
         };
-        let page = self.store.usage_page(query.clone()).await?;
-        self.next = next_page(&query, &page);
-        let clipped: Vec<UsageRecord> = self.filter.apply(&page).collect();
-        if let Some(tail) = &mut self.commitments {
-            clipped.iter().for_each(|r| tail.used.add(r));
+        let (page, next) = pending.finish().await?;
+        self.pending = next;
+        let (filter, options) = (self.filter.clone(), self.options.clone());
+        let mut used = self.commitments.as_mut().map(|tail| std::mem::take(&mut tail.used));
+        // Encoding is CPU work: off the async workers, beside the read of the next page.
+        let (text, used) = tokio::task::spawn_blocking(move || {
+            let clipped: Vec<_> = filter.apply_borrowed(&page).collect();
+            if let Some(used) = &mut used {
+                clipped.iter().for_each(|r| used.add(r));
+            }
+            let mut text = String::with_capacity(clipped.len() * 1024);
+            cumulo_ledger::write_focus_rows(&mut text, clipped.iter().map(|r| r.as_ref()), &options);
+            (text, used)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("FOCUS encoding failed: {e}")))?;
+        if let (Some(tail), Some(used)) = (self.commitments.as_mut(), used) {
+            tail.used = used;
         }
-        cumulo_ledger::focus_rows(&clipped, &self.options).map(Some).map_err(|e| ApiError::Internal(e.to_string()))
+        Ok(Some(text))
     }
 
     fn stop(&mut self) {
-        self.next = None;
+        self.pending = None;
         self.commitments = None;
     }
 }

@@ -20,7 +20,7 @@ pub mod views;
 
 pub use commitments::{CommitmentPeriod, CommitmentUse, IdleCapacity, commitments};
 pub use contracts::{burn_down, contract_spend};
-pub use focus::{FocusOptions, focus_commitment_rows, focus_header, focus_rows, to_focus_csv};
+pub use focus::{FocusOptions, focus_commitment_rows, focus_header, focus_rows, to_focus_csv, write_focus_rows};
 pub use invoice::{Invoice, InvoiceLine, invoice};
 pub use meter::{Ingested, Ledger, MAX_RECORD_SECONDS, NodeMeta, Observation, UsageRecord};
 pub use price::{PriceBook, PriceKey, cost_between};

@@ -23,7 +23,36 @@ pub(crate) fn at(s: i64) -> Timestamp {
 
 /// `2026-11-03T04:05:06Z`: RFC 3339 in UTC with a `Z`, whole seconds (FOCUS's date/time format).
 pub fn format_time(t: Timestamp) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    let mut out = String::with_capacity(20);
+    push_time(&mut out, t);
+    out
+}
+
+/// Appends [`format_time`] to `out`, computing the civil date by hand for years 0 to 9999 (an
+/// export writes several times per row); other years go through chrono.
+pub fn push_time(out: &mut String, t: Timestamp) {
+    let s = secs(t);
+    let date = CivilDate::of_day(s.div_euclid(86_400));
+    if !(0..=9999).contains(&date.year) {
+        out.push_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        return;
+    }
+    let second_of_day = s.rem_euclid(86_400);
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, value: i64| {
+        let mut value = value;
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, date.year);
+    put(5, 2, date.month);
+    put(8, 2, date.day);
+    put(11, 2, second_of_day / 3600);
+    put(14, 2, second_of_day / 60 % 60);
+    put(17, 2, second_of_day % 60);
+    out.push_str(std::str::from_utf8(&text).expect("ASCII"));
 }
 
 /// Parses an RFC 3339 instant (`2026-11-03T04:05:06Z`, any offset) or a date (`2026-11-03`, midnight
@@ -41,6 +70,29 @@ pub fn parse_time(field: &'static str, text: &str) -> Result<Timestamp, Error> {
         value: text.to_string(),
         expected: "an RFC 3339 time such as 2026-11-03T04:05:06Z or a date such as 2026-11-03",
     })
+}
+
+/// A day of the proleptic Gregorian calendar.
+struct CivilDate {
+    year: i64,
+    month: i64,
+    day: i64,
+}
+
+impl CivilDate {
+    /// The date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+    fn of_day(days: i64) -> CivilDate {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let shifted_month = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+        let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        CivilDate { year, month, day }
+    }
 }
 
 /// A calendar month in UTC, the billing period of an invoice: `2026-11`.
@@ -136,6 +188,30 @@ impl<'de> Deserialize<'de> for Month {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn times_are_written_as_chrono_writes_them(s in -70_000_000_000i64..300_000_000_000) {
+            let t = at(s);
+            proptest::prop_assert_eq!(format_time(t), t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        }
+    }
+
+    #[test]
+    fn times_at_the_edges_of_four_digit_years() {
+        for text in [
+            "0000-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T12:34:56Z",
+            "2100-03-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            assert_eq!(format_time(parse_time("t", text).unwrap()), text);
+        }
+        let beyond = at(253_402_300_800);
+        assert_eq!(format_time(beyond), beyond.to_rfc3339_opts(SecondsFormat::Secs, true));
+    }
 
     #[test]
     fn months_parse_and_bound_their_period() {

@@ -35,6 +35,29 @@ impl UsageFilter {
             .filter(move |r| self.contract.as_ref().is_none_or(|c| r.contract.as_ref() == Some(c)))
             .filter_map(move |r| r.clip(self.since, self.until))
     }
+
+    /// Like [`UsageFilter::apply`], but a record inside the window is borrowed, not copied: only a
+    /// record straddling `since` or `until` is clipped into a new one (an export reads millions).
+    pub fn apply_borrowed<'a>(
+        &'a self,
+        records: impl IntoIterator<Item = &'a UsageRecord> + 'a,
+    ) -> impl Iterator<Item = std::borrow::Cow<'a, UsageRecord>> + 'a {
+        records
+            .into_iter()
+            .filter(move |r| self.tenant.as_ref().is_none_or(|t| *t == r.tenant))
+            .filter(move |r| self.provider.as_ref().is_none_or(|p| *p == r.provider))
+            .filter(move |r| self.contract.as_ref().is_none_or(|c| r.contract.as_ref() == Some(c)))
+            .filter_map(move |r| {
+                let inside = r.start < r.stop
+                    && self.since.is_none_or(|s| s <= r.start)
+                    && self.until.is_none_or(|u| r.stop <= u);
+                if inside {
+                    Some(std::borrow::Cow::Borrowed(r))
+                } else {
+                    r.clip(self.since, self.until).map(std::borrow::Cow::Owned)
+                }
+            })
+    }
 }
 
 /// What usage is grouped by.
@@ -176,5 +199,48 @@ mod tests {
             "region".parse::<GroupBy>().unwrap_err().to_string(),
             "invalid group-by `region`: expected tenant, provider, contract, job or gpu"
         );
+    }
+
+    #[test]
+    fn borrowing_filter_keeps_what_the_copying_one_keeps() {
+        use crate::time::{at, parse_time};
+        use cumulo_types::{AttemptId, JobId};
+        let start = parse_time("t", "2026-11-10T00:00:00Z").unwrap();
+        let record = |tenant: &str, from: i64| UsageRecord {
+            attempt: AttemptId { job: JobId(1), attempt: 1 },
+            node_rank: 0,
+            start: start + chrono::Duration::seconds(from),
+            stop: start + chrono::Duration::seconds(from + 3600),
+            tenant: tenant.into(),
+            provider: Provider::new("aws").unwrap(),
+            region: "us-east-1".into(),
+            node_type: "p5.48xlarge".into(),
+            gpu: None,
+            gpus: 0,
+            capacity: CapacityKind::OnDemand,
+            contract: None,
+            rate: Money::from_dollars(36),
+            list_rate: Money::from_dollars(36),
+            price_from: start,
+            cost: Money::from_dollars(36),
+            list_cost: Money::from_dollars(36),
+            resource_id: None,
+        };
+        let records: Vec<UsageRecord> = (0..6).map(|i| record(if i % 2 == 0 { "a" } else { "b" }, i * 3600)).collect();
+        let s = start.timestamp();
+        let windows = [
+            (None, None),
+            (Some(at(s + 1800)), None),
+            (None, Some(at(s + 7200))),
+            (Some(at(s + 5000)), Some(at(s + 9000))),
+        ];
+        for (since, until) in windows {
+            for tenant in [None, Some("a".to_string())] {
+                let filter = UsageFilter { tenant, since, until, ..UsageFilter::default() };
+                let copied: Vec<UsageRecord> = filter.apply(&records).collect();
+                let borrowed: Vec<UsageRecord> = filter.apply_borrowed(&records).map(|r| r.into_owned()).collect();
+                assert_eq!(borrowed, copied, "{since:?} {until:?}");
+            }
+        }
     }
 }

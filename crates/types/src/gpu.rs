@@ -31,6 +31,10 @@ macro_rules! gpu_models {
             /// Looks a name up case-insensitively, accepting the aliases clouds use
             /// (`A100_80GB`, `H100-SXM`, `Radeon MI25`...).
             pub fn parse(text: &str) -> Result<GpuModel, crate::Error> {
+                // the canonical spelling (every stored record's) without building keys
+                if let Some(model) = GpuModel::ALL.iter().find(|m| m.name() == text) {
+                    return Ok(*model);
+                }
                 let key: String = text.trim().chars().filter(|c| !matches!(c, '-' | '_' | ' ')).collect::<String>().to_ascii_uppercase();
                 $(
                     if key == canonical_key($name) $(|| key == canonical_key($alias))* {
@@ -221,6 +225,15 @@ impl fmt::Display for MilliGpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_canonical_name_parses_to_its_model_by_either_path() {
+        for model in GpuModel::ALL {
+            assert_eq!(GpuModel::parse(model.name()).unwrap(), *model);
+            // the slow path (case and separators folded) agrees with the exact-name one
+            assert_eq!(GpuModel::parse(&format!(" {} ", model.name().to_lowercase())).unwrap(), *model);
+        }
+    }
 
     #[test]
     fn parses_names_and_aliases() {
