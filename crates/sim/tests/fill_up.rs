@@ -76,7 +76,9 @@ fn cumulo_allocates_at_least_as_much_as_best_fit_on_a_slice_of_the_real_openb_tr
         median(runs.iter().map(|r| r.iter().find(|(p, _)| p == policy).expect("policy in the report").1).collect())
     };
     let (cumulo, best_fit, random) = (of("cumulo"), of("best-fit"), of("random"));
-    println!("median allocation at 100 % arrived: cumulo {cumulo:.2} %, best-fit {best_fit:.2} %, random {random:.2} %");
+    println!(
+        "median allocation at 100 % arrived: cumulo {cumulo:.2} %, best-fit {best_fit:.2} %, random {random:.2} %"
+    );
     assert!(cumulo > 50.0, "the fill-up placed work at all: {cumulo:.2} %");
     assert!(cumulo >= best_fit, "cumulo {cumulo:.2} % below best-fit {best_fit:.2} %");
     assert!(cumulo > random, "cumulo {cumulo:.2} % not above random {random:.2} %");
