@@ -1,5 +1,5 @@
 //! The FGD fill-up experiment on the real Alibaba 2023 trace in `$CUMULO_DATA_DIR` (skipped with
-//! a message when absent), kept small: every eighth node of the real node list, the real
+//! a message when absent), kept small: every twelfth node of the real node list, the real
 //! `openb_pod_list_default` pods, a few seeds.
 
 use std::path::PathBuf;
@@ -67,7 +67,7 @@ fn cumulo_allocates_at_least_as_much_as_best_fit_on_a_slice_of_the_real_openb_tr
     let text = std::fs::read_to_string(&nodes).unwrap();
     let mut lines = text.lines();
     let mut slice: Vec<&str> = vec![lines.next().unwrap()];
-    slice.extend(lines.step_by(8));
+    slice.extend(lines.step_by(12));
     let sliced = dir.path().join("nodes.csv");
     std::fs::write(&sliced, slice.join("\n") + "\n").unwrap();
     let (nodes, pods) = (sliced.display().to_string(), pods.display().to_string());
