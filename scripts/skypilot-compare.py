@@ -118,19 +118,20 @@ def cumulo_jobs(cumulo, path, envs):
 
 
 def compare(path, cumulo):
-    envs = empty_envs(path)
     try:
-        tasks = sky_tasks(path, envs)
+        envs = empty_envs(path)
+        # Reading accelerators may consult the catalogs (instance_type), so it belongs here too.
+        wants = [sky_reading(task) for task in sky_tasks(path, envs)]
     except Exception as exc:  # SkyPilot's own refusal: not part of the corpus
         return "skypilot cannot load", [f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"]
     jobs, error = cumulo_jobs(cumulo, path, envs)
     if jobs is None:
         return "cumulo refuses", [error]
-    if len(jobs) != len(tasks):
-        return "DIFF", [f"{len(tasks)} SkyPilot task(s), {len(jobs)} Cumulo job(s)"]
+    if len(jobs) != len(wants):
+        return "DIFF", [f"{len(wants)} SkyPilot task(s), {len(jobs)} Cumulo job(s)"]
     diffs = []
-    for i, (task, job) in enumerate(zip(tasks, jobs)):
-        want, got = sky_reading(task), cumulo_reading(job)
+    for i, (want, job) in enumerate(zip(wants, jobs)):
+        got = cumulo_reading(job)
         if want["num_nodes"] != got["num_nodes"]:
             diffs.append(f"task {i}: num_nodes skypilot {want['num_nodes']} cumulo {got['num_nodes']}")
         for option in sorted(want["options"] - got["options"], key=str):
