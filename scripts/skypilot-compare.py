@@ -69,10 +69,15 @@ def sky_tasks(path, envs):
 def sky_option(resources):
     accels = resources.accelerators or {}
     cloud = str(resources.cloud).lower() if resources.cloud is not None else None
+    region = resources.region
+    if cloud == "ssh" and region and region.startswith("ssh-"):
+        # SkyPilot keeps SSH node pool `ssh/POOL` as the Kubernetes context `ssh-POOL` and shows
+        # it as POOL again (`sky/utils/infra_utils.py`); the pool's name is the location.
+        region = region[len("ssh-"):]
     if not accels:
-        return [(None, 0.0, cloud, resources.region, resources.zone, bool(resources.use_spot))]
+        return [(None, 0.0, cloud, region, resources.zone, bool(resources.use_spot))]
     return [
-        (name.lower(), float(count), cloud, resources.region, resources.zone, bool(resources.use_spot))
+        (name.lower(), float(count), cloud, region, resources.zone, bool(resources.use_spot))
         for name, count in accels.items()
     ]
 
