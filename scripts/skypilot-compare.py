@@ -66,7 +66,17 @@ def sky_tasks(path, envs):
     return list(dag_utils.load_chain_dag_from_yaml(path, env_overrides=overrides).tasks)
 
 
+LAUNCH_NAMES = False
+
+
 def sky_option(resources):
+    if LAUNCH_NAMES:
+        # What `Resources.validate()` does before a launch: a partial name found in one catalog
+        # name becomes that name (`Gaudi` -> `Gaudi HL-205`). Loading alone keeps it as written.
+        try:
+            resources._try_canonicalize_accelerators()
+        except Exception:  # an ambiguous name: SkyPilot refuses it at launch; keep the loaded one
+            pass
     accels = resources.accelerators or {}
     cloud = str(resources.cloud).lower() if resources.cloud is not None else None
     region = resources.region
@@ -149,8 +159,15 @@ def compare(path, cumulo):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cumulo", default="target/debug/cumulo")
+    parser.add_argument(
+        "--launch-names",
+        action="store_true",
+        help="compare accelerator names as SkyPilot canonicalises them for a launch, not as loaded",
+    )
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
+    global LAUNCH_NAMES
+    LAUNCH_NAMES = args.launch_names
     counts = {}
     for path in task_files(args.paths):
         verdict, details = compare(path, args.cumulo)
