@@ -66,13 +66,28 @@ def sky_tasks(path, envs):
     return list(dag_utils.load_chain_dag_from_yaml(path, env_overrides=overrides).tasks)
 
 
+LAUNCH_NAMES = False
+
+
 def sky_option(resources):
+    if LAUNCH_NAMES:
+        # What `Resources.validate()` does before a launch: a partial name found in one catalog
+        # name becomes that name (`Gaudi` -> `Gaudi HL-205`). Loading alone keeps it as written.
+        try:
+            resources._try_canonicalize_accelerators()
+        except Exception:  # an ambiguous name: SkyPilot refuses it at launch; keep the loaded one
+            pass
     accels = resources.accelerators or {}
     cloud = str(resources.cloud).lower() if resources.cloud is not None else None
+    region = resources.region
+    if cloud == "ssh" and region and region.startswith("ssh-"):
+        # SkyPilot keeps SSH node pool `ssh/POOL` as the Kubernetes context `ssh-POOL` and shows
+        # it as POOL again (`sky/utils/infra_utils.py`); the pool's name is the location.
+        region = region[len("ssh-"):]
     if not accels:
-        return [(None, 0.0, cloud, resources.region, resources.zone, bool(resources.use_spot))]
+        return [(None, 0.0, cloud, region, resources.zone, bool(resources.use_spot))]
     return [
-        (name.lower(), float(count), cloud, resources.region, resources.zone, bool(resources.use_spot))
+        (name.lower(), float(count), cloud, region, resources.zone, bool(resources.use_spot))
         for name, count in accels.items()
     ]
 
@@ -118,19 +133,20 @@ def cumulo_jobs(cumulo, path, envs):
 
 
 def compare(path, cumulo):
-    envs = empty_envs(path)
     try:
-        tasks = sky_tasks(path, envs)
+        envs = empty_envs(path)
+        # Reading accelerators may consult the catalogs (instance_type), so it belongs here too.
+        wants = [sky_reading(task) for task in sky_tasks(path, envs)]
     except Exception as exc:  # SkyPilot's own refusal: not part of the corpus
         return "skypilot cannot load", [f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"]
     jobs, error = cumulo_jobs(cumulo, path, envs)
     if jobs is None:
         return "cumulo refuses", [error]
-    if len(jobs) != len(tasks):
-        return "DIFF", [f"{len(tasks)} SkyPilot task(s), {len(jobs)} Cumulo job(s)"]
+    if len(jobs) != len(wants):
+        return "DIFF", [f"{len(wants)} SkyPilot task(s), {len(jobs)} Cumulo job(s)"]
     diffs = []
-    for i, (task, job) in enumerate(zip(tasks, jobs)):
-        want, got = sky_reading(task), cumulo_reading(job)
+    for i, (want, job) in enumerate(zip(wants, jobs)):
+        got = cumulo_reading(job)
         if want["num_nodes"] != got["num_nodes"]:
             diffs.append(f"task {i}: num_nodes skypilot {want['num_nodes']} cumulo {got['num_nodes']}")
         for option in sorted(want["options"] - got["options"], key=str):
@@ -143,8 +159,15 @@ def compare(path, cumulo):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cumulo", default="target/debug/cumulo")
+    parser.add_argument(
+        "--launch-names",
+        action="store_true",
+        help="compare accelerator names as SkyPilot canonicalises them for a launch, not as loaded",
+    )
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
+    global LAUNCH_NAMES
+    LAUNCH_NAMES = args.launch_names
     counts = {}
     for path in task_files(args.paths):
         verdict, details = compare(path, args.cumulo)

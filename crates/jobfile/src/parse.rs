@@ -977,6 +977,17 @@ impl Partial {
             }
             return (options, ordered);
         }
+        // An instance type the catalog lacks whose name states its GPUs (Lambda, Nebius, OCI): those
+        // GPUs, as SkyPilot reads from its own catalogs; vCPUs and memory stay as the file gives.
+        if self.accelerators.is_none()
+            && let Some(named) = self.instance_type.as_deref().and_then(instance::gpus_in_name)
+        {
+            let selector = accel::read(&named.accelerator, None).selector();
+            let demand = AcceleratorDemand { selector, per_node: MilliGpu::whole(named.count) };
+            let mut filled = self.clone();
+            filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
+            return filled.options();
+        }
         let infra = self.location().filter(|s| s.provider.is_some() || s.region.is_some() || s.zone.is_some());
         // SkyPilot's default VM on a cloud (`_DEFAULT_NUM_VCPUS = 8`, memory 4 GB per vCPU) when
         // the file names a cloud and asks for nothing else; elsewhere one vCPU (see DEFAULT_CPUS_MILLI).
@@ -1382,11 +1393,21 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
         out.instance_type = ctx.string(&p, v, "an instance type such as p5.48xlarge");
         if let Some(name) = &out.instance_type
             && instance::shape(name).is_none()
+            && instance::gpus_in_name(name).is_none()
         {
             ctx.warn(
                 &p,
                 format!(
                     "`{name}` is not in Cumulo's built-in catalog: its vCPUs, memory and GPUs are not known, so the job asks only for what the file gives (placed on pools of that instance type)"
+                ),
+            );
+        } else if let Some(name) = &out.instance_type
+            && instance::shape(name).is_none()
+        {
+            ctx.warn(
+                &p,
+                format!(
+                    "`{name}` is not in Cumulo's built-in catalog: the job asks for the GPUs its name states, and for the vCPUs and memory the file gives (placed on pools of that instance type)"
                 ),
             );
         }

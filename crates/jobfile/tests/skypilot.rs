@@ -323,3 +323,25 @@ fn file_mounts_keep_local_sources_and_name_each_bucket_in_a_warning() {
     let err = parse_submission("file_mounts: [a]\nrun: ls\n", "job.yaml").unwrap_err().to_string();
     assert!(err.contains("file_mounts") && err.contains("expected a mapping of destination paths"), "{err}");
 }
+
+#[test]
+fn an_instance_type_outside_the_catalog_stands_for_the_gpus_its_name_states() {
+    let (job, warnings) = one("instance-type-named-gpus.yaml");
+    assert_eq!(job.num_nodes, 2);
+    let option = &job.resources[0];
+    assert_eq!(option.accelerators, models(&[GpuModel::H100], 8), "SkyPilot's Nebius catalog: 8 H100");
+    assert_eq!(option.instance_type.as_deref(), Some("gpu-h100-sxm_8gpu-128vcpu-1600gb"));
+    assert_eq!(option.infra, Some(InfraSelector::parse("nebius/eu-north1").unwrap()));
+    assert_eq!(warned(&warnings), ["resources.instance_type"], "vCPUs and memory not known: {warnings:#?}");
+    assert!(warnings[0].message.contains("GPUs its name states"), "{}", warnings[0].message);
+    for (instance_type, want) in [
+        ("gpu_8x_a100_80gb_sxm4", models(&[GpuModel::A100_80], 8)),
+        ("gpu_1x_h100_sxm5", models(&[GpuModel::H100], 1)),
+        ("BM.GPU4.8", models(&[GpuModel::A100], 8)),
+        ("VM.GPU.A10.2", models(&[GpuModel::A10], 2)),
+    ] {
+        let text = format!("resources:\n  instance_type: {instance_type}\n");
+        let job = cumulo_jobfile::parse_str(&text, "job.yaml").unwrap();
+        assert_eq!(accelerators(&job), [want], "{instance_type}");
+    }
+}
