@@ -22,12 +22,81 @@ fn catalog() -> Option<&'static Catalog> {
 
 /// The shape of `instance_type` in the built-in catalog; `None` when the catalog lacks it.
 pub(crate) fn shape(instance_type: &str) -> Option<Shape> {
-    let offer = catalog()?.offers().iter().find(|o| o.instance_type.eq_ignore_ascii_case(instance_type.trim()))?;
+    let name = instance_type.trim();
+    let Some(offer) = catalog().and_then(|c| c.offers().iter().find(|o| o.instance_type.eq_ignore_ascii_case(name)))
+    else {
+        return aws_gpu_shape(name);
+    };
     Some(Shape {
         vcpus_milli: offer.vcpus_milli,
         memory_mib: offer.memory_mib,
         gpu: offer.gpu.filter(|_| offer.gpus > 0).map(|model| (model, offer.gpus)),
     })
+}
+
+/// One row of [`AWS_GPU_TYPES`].
+struct AwsGpuType {
+    name: &'static str,
+    vcpus: u32,
+    memory_gib: u64,
+    gpu: GpuModel,
+    gpus: u32,
+}
+
+const fn aws(name: &'static str, vcpus: u32, memory_gib: u64, gpu: GpuModel, gpus: u32) -> AwsGpuType {
+    AwsGpuType { name, vcpus, memory_gib, gpu, gpus }
+}
+
+/// AWS's GPU instance types that task files name and the built-in catalog (which prices only the
+/// large training types) lacks: vCPUs, memory and GPUs as AWS states them and SkyPilot's AWS
+/// catalog lists them, so that `instance_type: g5.xlarge` alone asks for what SkyPilot reads.
+const AWS_GPU_TYPES: &[AwsGpuType] = &[
+    aws("p2.xlarge", 4, 61, GpuModel::K80, 1),
+    aws("p2.8xlarge", 32, 488, GpuModel::K80, 8),
+    aws("p2.16xlarge", 64, 732, GpuModel::K80, 16),
+    aws("p3.2xlarge", 8, 61, GpuModel::V100, 1),
+    aws("p3.8xlarge", 32, 244, GpuModel::V100, 4),
+    aws("p3.16xlarge", 64, 488, GpuModel::V100, 8),
+    aws("p3dn.24xlarge", 96, 768, GpuModel::V100_32, 8),
+    aws("p4d.24xlarge", 96, 1152, GpuModel::A100, 8),
+    aws("p5e.48xlarge", 192, 2048, GpuModel::H200, 8),
+    aws("g4dn.xlarge", 4, 16, GpuModel::T4, 1),
+    aws("g4dn.2xlarge", 8, 32, GpuModel::T4, 1),
+    aws("g4dn.4xlarge", 16, 64, GpuModel::T4, 1),
+    aws("g4dn.8xlarge", 32, 128, GpuModel::T4, 1),
+    aws("g4dn.16xlarge", 64, 256, GpuModel::T4, 1),
+    aws("g4dn.12xlarge", 48, 192, GpuModel::T4, 4),
+    aws("g4dn.metal", 96, 384, GpuModel::T4, 8),
+    aws("g5.xlarge", 4, 16, GpuModel::A10G, 1),
+    aws("g5.2xlarge", 8, 32, GpuModel::A10G, 1),
+    aws("g5.4xlarge", 16, 64, GpuModel::A10G, 1),
+    aws("g5.8xlarge", 32, 128, GpuModel::A10G, 1),
+    aws("g5.16xlarge", 64, 256, GpuModel::A10G, 1),
+    aws("g5.12xlarge", 48, 192, GpuModel::A10G, 4),
+    aws("g5.24xlarge", 96, 384, GpuModel::A10G, 4),
+    aws("g5.48xlarge", 192, 768, GpuModel::A10G, 8),
+    aws("g6.xlarge", 4, 16, GpuModel::L4, 1),
+    aws("g6.2xlarge", 8, 32, GpuModel::L4, 1),
+    aws("g6.4xlarge", 16, 64, GpuModel::L4, 1),
+    aws("g6.8xlarge", 32, 128, GpuModel::L4, 1),
+    aws("g6.16xlarge", 64, 256, GpuModel::L4, 1),
+    aws("g6.12xlarge", 48, 192, GpuModel::L4, 4),
+    aws("g6.24xlarge", 96, 384, GpuModel::L4, 4),
+    aws("g6.48xlarge", 192, 768, GpuModel::L4, 8),
+    aws("g6e.xlarge", 4, 32, GpuModel::L40S, 1),
+    aws("g6e.2xlarge", 8, 64, GpuModel::L40S, 1),
+    aws("g6e.4xlarge", 16, 128, GpuModel::L40S, 1),
+    aws("g6e.8xlarge", 32, 256, GpuModel::L40S, 1),
+    aws("g6e.16xlarge", 64, 512, GpuModel::L40S, 1),
+    aws("g6e.12xlarge", 48, 384, GpuModel::L40S, 4),
+    aws("g6e.24xlarge", 96, 768, GpuModel::L40S, 4),
+    aws("g6e.48xlarge", 192, 1536, GpuModel::L40S, 8),
+];
+
+/// The shape of one of [`AWS_GPU_TYPES`].
+fn aws_gpu_shape(name: &str) -> Option<Shape> {
+    let row = AWS_GPU_TYPES.iter().find(|row| row.name.eq_ignore_ascii_case(name))?;
+    Some(Shape { vcpus_milli: row.vcpus * 1000, memory_mib: row.memory_gib * 1024, gpu: Some((row.gpu, row.gpus)) })
 }
 
 /// The GPUs an instance type's name states, for the clouds whose names carry them and whose
@@ -89,6 +158,22 @@ fn oci_gpus(name: &str) -> Option<NamedGpus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_gpu_types_outside_the_builtin_catalog_have_their_shape() {
+        let g5 = shape("g5.xlarge").expect("g5.xlarge is a common SkyPilot instance type");
+        assert_eq!(g5, Shape { vcpus_milli: 4000, memory_mib: 16 * 1024, gpu: Some((GpuModel::A10G, 1)) });
+        assert_eq!(shape(" P4D.24xlarge ").and_then(|s| s.gpu), Some((GpuModel::A100, 8)), "case and blanks aside");
+        assert_eq!(shape("g6.8xlarge").and_then(|s| s.gpu), Some((GpuModel::L4, 1)));
+        assert_eq!(shape("g9.mega"), None, "an unknown type has no shape");
+        for row in AWS_GPU_TYPES {
+            assert!(
+                catalog().is_none_or(|c| !c.offers().iter().any(|o| o.instance_type == row.name)),
+                "{} is in the built-in catalog: the catalog's row wins, drop it from the table",
+                row.name
+            );
+        }
+    }
 
     /// Every GPU row of SkyPilot 0.14.1's Lambda, Nebius and OCI catalogs (`~/.sky/catalogs/v8`):
     /// instance type, accelerator name, count.
