@@ -39,8 +39,8 @@ mod verify;
 
 pub use engine::{Progress, Scheduler};
 pub use model::{
-    Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId,
-    Preemption, QueueOrder, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy,
+    Backfill, Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, PlacementRule, Plan, Pool,
+    PoolId, Preemption, QueueOrder, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy,
     Timestamp,
 };
 pub use verify::verify_plan;

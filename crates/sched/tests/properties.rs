@@ -138,6 +138,7 @@ fn as_running(plan: &Plan, queue: &[QueuedJob]) -> Vec<RunningAlloc> {
                 pool: p.pool,
                 nodes: p.nodes.clone(),
                 started_at: j.submitted_at,
+                expected_end: None,
             }
         })
         .collect()

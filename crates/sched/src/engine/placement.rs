@@ -30,6 +30,7 @@ pub(super) const RULE_SCAN_LIMIT: usize = 20_000;
 impl Scheduler {
     pub(super) fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, s: usize, plan: &mut Plan) {
         let job = &queue[j];
+        self.backfill_mode(job);
         let placed = if job.spread == SpreadPolicy::None {
             self.try_place(job, t, s, plan, None, true)
         } else {
@@ -52,7 +53,10 @@ impl Scheduler {
                     nodes,
                 });
             }
-            Err(reason) => plan.pending.push(Pending { job: job.id, replica: job.replica, reason }),
+            Err(reason) => {
+                let reason = self.after_waiting(queue, j, s, reason, plan);
+                plan.pending.push(Pending { job: job.id, replica: job.replica, reason });
+            }
         }
     }
 
