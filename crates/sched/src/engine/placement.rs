@@ -44,6 +44,7 @@ impl Scheduler {
                 tenant.used_gpu += gpu;
                 tenant.used_cpu += cpu;
                 self.pass_placed.push((j as u32, t));
+                self.backfill.placed_with_end += usize::from(job.duration_s.is_some());
                 plan.placements.push(Placement {
                     job: job.id,
                     replica: job.replica,

@@ -36,6 +36,9 @@ pub(super) struct BackfillPass {
     pub(super) now: Timestamp,
     pub(super) reservation: Option<Reservation>,
     tries_left: u32,
+    /// Placements of this pass with a known end (with `Scheduler::running_with_end`: whether
+    /// any end is known at all).
+    pub(super) placed_with_end: usize,
     held_generation: u64,
     held: FxMap<u32, bool>,
 }
@@ -154,7 +157,11 @@ impl Scheduler {
         }
         let job = &queue[j];
         match &self.backfill.reservation {
-            None if job.num_nodes > 1 && job.spread == SpreadPolicy::None && self.backfill.tries_left > 0 => {
+            None if job.num_nodes > 1
+                && job.spread == SpreadPolicy::None
+                && self.backfill.tries_left > 0
+                && self.running_with_end + self.backfill.placed_with_end > 0 =>
+            {
                 self.backfill.tries_left -= 1;
                 self.reserve(queue, job, s, plan);
                 reason
@@ -211,10 +218,12 @@ impl Scheduler {
                 }
             }
         }
-        for (p, &(j, _)) in plan.placements.iter().zip(&self.pass_placed) {
-            let Some(d) = queue[j as usize].duration_s else { continue };
-            if let Some(t) = out.get_mut(&self.pool_index[&p.pool]) {
-                t.push(now.saturating_add(d), p.job, p.replica, &p.nodes);
+        if self.backfill.placed_with_end > 0 {
+            for (p, &(j, _)) in plan.placements.iter().zip(&self.pass_placed) {
+                let Some(d) = queue[j as usize].duration_s else { continue };
+                if let Some(t) = out.get_mut(&self.pool_index[&p.pool]) {
+                    t.push(now.saturating_add(d), p.job, p.replica, &p.nodes);
+                }
             }
         }
         out.retain(|_, t| !t.ends.is_empty());
