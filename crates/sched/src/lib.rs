@@ -17,6 +17,10 @@
 //! pass, counting those already running: once one provider (region) holds all of them, the next
 //! goes only elsewhere (or waits with `spread_unsatisfiable`); after that each prefers the
 //! cheapest pool outside the providers holding the most, falling back to any.
+//! The first gang of the pass's order left waiting for capacity reserves the nodes it would get at
+//! the earliest time `T` the expected ends of running work free them (EASY backfill, see
+//! `engine/reserve.rs`); later jobs of the pass use those nodes only if their `duration_s` ends
+//! by `T`, else they backfill elsewhere or wait with `held_for_reservation`.
 //! [`verify_plan`] re-checks any plan from scratch, sharing no code with the indexes.
 //!
 //! The same [`Scheduler`] can live on: [`Scheduler::schedule`] commits its plan (placements run,
