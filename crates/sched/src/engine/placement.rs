@@ -94,14 +94,20 @@ impl Scheduler {
             }
         }
         let generation = self.generation;
+        // what was learnt while reserved nodes were cordoned holds only while they are
+        let hiding = self.hiding_reserved();
         let shape = &self.shapes[s];
-        if shape.failed_generation == generation && job.priority <= shape.failed_priority {
+        if shape.failed_generation == generation
+            && (hiding || !shape.failed_hiding)
+            && job.priority <= shape.failed_priority
+        {
             return Err(self.insufficient(s));
         }
-        if shape.cursor_generation != generation {
+        if shape.cursor_generation != generation || (shape.cursor_hiding && !hiding) {
             let shape = &mut self.shapes[s];
             shape.cursor = 0;
             shape.cursor_generation = generation;
+            shape.cursor_hiding = false;
         }
         let mut quota_skipped = false;
         let mut spread_skipped = false;
@@ -136,6 +142,7 @@ impl Scheduler {
             }
             if !quota_skipped && !spread_skipped {
                 self.shapes[s].cursor = i + 1;
+                self.shapes[s].cursor_hiding |= hiding;
             }
             i += 1;
         }
@@ -161,6 +168,7 @@ impl Scheduler {
                 let shape = &mut self.shapes[s];
                 shape.failed_generation = self.generation;
                 shape.failed_priority = job.priority;
+                shape.failed_hiding = hiding;
             }
             return Err(spread_reason(self));
         }

@@ -4,7 +4,8 @@
 //! work (and of this pass's placements) free enough of one candidate pool. From then on in the
 //! pass a job that is not expected to end by `start` (no `duration_s`, or too long) sees those
 //! nodes as cordoned, so it backfills only around them; one that ends by `start` sees them as
-//! they are. A job held off them waits with `held_for_reservation`.
+//! they are. A job held off them waits with `held_for_reservation`. Failure marks and cursors
+//! learnt while the nodes are cordoned are tagged so, and hold only while they are.
 //!
 //! Nothing of it outlives the pass: the reservation is recomputed at every pass from the state,
 //! so a kept scheduler and a fresh build still decide alike. Cost: nothing until a gang waits for
@@ -107,9 +108,15 @@ impl BackfillPass {
 }
 
 impl Scheduler {
+    /// Whether the reserved nodes are cordoned now: failure marks and cursors set meanwhile hold
+    /// only while they are (opening them adds capacity; cordoning them takes none from what was
+    /// known full).
+    pub(super) fn hiding_reserved(&self) -> bool {
+        self.backfill.reservation.as_ref().is_some_and(|r| r.hiding)
+    }
+
     /// Before deciding `job`: cordons the reserved nodes when the job is not expected to end by
-    /// the reservation's start, opens them otherwise. Opening them may free capacity that jobs
-    /// failed on, so it starts a new generation.
+    /// the reservation's start, opens them otherwise.
     pub(super) fn backfill_mode(&mut self, job: &QueuedJob) {
         let now = self.backfill.now;
         let Some(r) = &mut self.backfill.reservation else { return };
@@ -127,7 +134,6 @@ impl Scheduler {
             for n in r.hidden.drain(..) {
                 pool.set_schedulable(n, true);
             }
-            self.generation += 1;
         }
     }
 
