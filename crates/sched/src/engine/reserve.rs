@@ -91,8 +91,9 @@ impl Timeline {
     }
 }
 
-/// Where a gang fits earliest in one pool: the time and the nodes.
+/// Where a gang fits earliest in one pool: the pool, the time and the nodes.
 struct Earliest {
+    pool: u32,
     start: Timestamp,
     nodes: Vec<u32>,
 }
@@ -183,24 +184,24 @@ impl Scheduler {
     /// Reserves for `job` the nodes of the candidate pool where it fits earliest (ties: the
     /// cheaper candidate), when known ends free enough anywhere.
     fn reserve(&mut self, queue: &[QueuedJob], job: &QueuedJob, s: usize, plan: &Plan) {
-        let mut timelines = self.timelines(queue, s, plan);
-        let mut best: Option<(u32, Earliest)> = None;
+        let timelines = self.timelines(queue, s, plan);
+        let mut best: Option<Earliest> = None;
         for i in 0..self.shapes[s].candidates.len() {
             let c = self.shapes[s].candidates[i];
             let need = self.shapes[s].needs[c.option as usize];
-            let Some(timeline) = timelines.get_mut(&c.pool) else { continue };
+            let Some(timeline) = timelines.get(&c.pool) else { continue };
             let found = self.earliest(c.pool, timeline, &need, job);
             if let Some(e) = found
-                && best.as_ref().is_none_or(|(_, b)| e.start < b.start)
+                && best.as_ref().is_none_or(|b| e.start < b.start)
             {
-                best = Some((c.pool, e));
+                best = Some(e);
             }
         }
-        if let Some((pool, e)) = best {
+        if let Some(e) = best {
             self.backfill.reservation = Some(Reservation {
                 gang: job.id,
                 start: e.start,
-                pool,
+                pool: e.pool,
                 nodes: e.nodes,
                 hidden: Vec::new(),
                 hiding: false,
@@ -280,7 +281,7 @@ impl Scheduler {
             timeline.move_to(state, &mut at, 0);
             let mut nodes = nodes.expect("the prefix found fits");
             nodes.sort_unstable();
-            return Some(Earliest { start, nodes });
+            return Some(Earliest { pool, start, nodes });
         }
         timeline.move_to(state, &mut at, 0);
         None
