@@ -30,7 +30,7 @@ pub(super) const RULE_SCAN_LIMIT: usize = 20_000;
 impl Scheduler {
     pub(super) fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, s: usize, plan: &mut Plan) {
         let job = &queue[j];
-        self.backfill_mode(job);
+        self.backfill_mode(job, s);
         let placed = if job.spread == SpreadPolicy::None {
             self.try_place(job, t, s, plan, None, true)
         } else {

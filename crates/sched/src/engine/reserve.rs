@@ -42,6 +42,17 @@ pub(super) struct BackfillPass {
     pub(super) placed_with_end: usize,
     held_generation: u64,
     held: FxMap<u32, bool>,
+    /// Per shape id: whether the reservation's pool is among its candidates (`Touch`).
+    touches: Vec<Touch>,
+}
+
+/// Whether a shape may use the reserved pool; learnt once per pass.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Touch {
+    #[default]
+    Unknown,
+    Reserved,
+    Elsewhere,
 }
 
 /// Allocations expected to end, in one pool, sorted by end: `ends[i]` frees
@@ -116,11 +127,23 @@ impl Scheduler {
         self.backfill.reservation.as_ref().is_some_and(|r| r.hiding)
     }
 
-    /// Before deciding `job`: cordons the reserved nodes when the job is not expected to end by
-    /// the reservation's start, opens them otherwise.
-    pub(super) fn backfill_mode(&mut self, job: &QueuedJob) {
+    /// Before deciding `job` (shape `s`): cordons the reserved nodes when the job is not expected
+    /// to end by the reservation's start, opens them otherwise; nothing for a job that cannot use
+    /// the reserved pool at all (so mixed queues do not flip the nodes at every job).
+    pub(super) fn backfill_mode(&mut self, job: &QueuedJob, s: usize) {
         let now = self.backfill.now;
         let Some(r) = &mut self.backfill.reservation else { return };
+        let touches = &mut self.backfill.touches;
+        if touches.len() <= s {
+            touches.resize(self.shapes.len().max(s + 1), Touch::Unknown);
+        }
+        if touches[s] == Touch::Unknown {
+            let reserved = self.shapes[s].candidates.iter().any(|c| c.pool == r.pool);
+            touches[s] = if reserved { Touch::Reserved } else { Touch::Elsewhere };
+        }
+        if touches[s] == Touch::Elsewhere {
+            return;
+        }
         let ends_in_time = job.duration_s.is_some_and(|d| now.saturating_add(d) <= r.start);
         let pool = &mut self.pools[r.pool as usize];
         if !ends_in_time && !r.hiding {
