@@ -144,6 +144,11 @@ impl Scheduler {
         if touches[s] == Touch::Elsewhere {
             return;
         }
+        // a shape known full with the reserved nodes open fails either way: no switch
+        let shape = &self.shapes[s];
+        if shape.failed_generation == self.generation && !shape.failed_hiding && job.priority <= shape.failed_priority {
+            return;
+        }
         let ends_in_time = job.duration_s.is_some_and(|d| now.saturating_add(d) <= r.start);
         let pool = &mut self.pools[r.pool as usize];
         if !ends_in_time && !r.hiding {
@@ -196,7 +201,7 @@ impl Scheduler {
                 self.reserve(queue, job, s, plan);
                 reason
             }
-            Some(r) if r.hiding => {
+            Some(r) if r.hiding && job.duration_s.is_none_or(|d| self.backfill.now.saturating_add(d) > r.start) => {
                 let (gang, start) = (r.gang, r.start);
                 if self.fits_reserved(job, s) { PendingReason::HeldForReservation { gang, start } } else { reason }
             }
