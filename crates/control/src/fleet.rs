@@ -333,6 +333,7 @@ impl Fleet {
             pool: pool?,
             nodes,
             started_at,
+            expected_end: spec.duration_s.map(|d| started_at.saturating_add(d)),
         })
     }
 }

@@ -24,20 +24,22 @@ use rustc_hash::{FxHashMap as FxMap, FxHasher};
 
 use crate::fragment::{Draw, NodeView, Target};
 use crate::model::{
-    Config, NodeAlloc, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId, Preemption, QueueOrder,
-    QueuedJob, QuotaResource, RunningAlloc, Snapshot, TargetClass, Timestamp,
+    Backfill, Config, NodeAlloc, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId, Preemption,
+    QueueOrder, QueuedJob, QuotaResource, RunningAlloc, Snapshot, TargetClass, Timestamp,
 };
 use crate::pool::{Need, PoolState};
 
 mod fairness;
 mod placement;
 mod preempt;
+mod reserve;
 mod shapes;
 mod spread;
 
 use fairness::*;
 use placement::*;
 use preempt::*;
+use reserve::*;
 use shapes::*;
 use spread::*;
 
@@ -49,6 +51,8 @@ struct Running {
     priority: Priority,
     preemptible: bool,
     started_at: Timestamp,
+    /// When the allocation is expected to end; `None`: unknown (never, for backfill).
+    expected_end: Option<Timestamp>,
     pool: u32,
     tenant: u32,
     alive: bool,
@@ -94,6 +98,7 @@ impl Running {
             priority: alloc.priority,
             preemptible: alloc.preemptible,
             started_at: alloc.started_at,
+            expected_end: alloc.expected_end,
             pool,
             tenant,
             alive: true,
@@ -154,6 +159,10 @@ pub struct Scheduler {
     pass_placed: Vec<(u32, u32)>,
     /// The expected workload that fragmentation-aware placement keeps room for.
     target: Target,
+    /// Running allocations with a known expected end (none: no reservation can be computed).
+    running_with_end: usize,
+    /// Per pass: the reserve stage's state (the reservation for the first waiting gang).
+    backfill: BackfillPass,
 }
 
 impl Scheduler {
@@ -209,6 +218,8 @@ impl Scheduler {
             spread: None,
             pass_placed: Vec::new(),
             target: Target::default(),
+            running_with_end: 0,
+            backfill: BackfillPass::default(),
         };
         for policy in &snapshot.tenants {
             let t = scheduler.tenant_id(&policy.name);
@@ -258,6 +269,7 @@ impl Scheduler {
     /// slots and the victim order.
     fn add_running(&mut self, run: Running) {
         let job = run.job;
+        self.running_with_end += usize::from(run.expected_end.is_some());
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.running[slot as usize] = run;
@@ -285,6 +297,7 @@ impl Scheduler {
         let run = &mut self.running[slot as usize];
         debug_assert!(run.alive, "removing a free slot");
         run.alive = false;
+        self.running_with_end -= usize::from(run.expected_end.is_some());
         let (job, pool, tenant, gpu, cpu) = (run.job, run.pool, run.tenant, run.gpu_milli, run.cpu_milli);
         if run.preemptible {
             let at = run.victim_at as usize;
@@ -435,6 +448,7 @@ impl Scheduler {
                         r.priority,
                         r.preemptible,
                         r.started_at,
+                        r.expected_end,
                     )
                 })
                 .collect();
@@ -514,6 +528,7 @@ impl Scheduler {
         self.generation += 1;
         self.spread = None;
         self.pass_placed.clear();
+        self.backfill = BackfillPass::start(now, &self.config);
         let interned = self.intern(queue);
         let order = self.decision_order(queue, &interned);
         observe(Progress::Ordered);
@@ -523,6 +538,7 @@ impl Scheduler {
             let group = &order.order[group.clone()];
             self.schedule_priority_group(queue, &interned, group, &mut plan, &mut after_each);
         }
+        self.end_backfill();
         if commit {
             self.commit_placements(queue, &plan, now);
         }
@@ -545,6 +561,7 @@ impl Scheduler {
                 priority: job.priority,
                 preemptible: job.preemptible,
                 started_at: now,
+                expected_end: job.duration_s.map(|d| now.saturating_add(d)),
                 pool,
                 tenant: t,
                 alive: true,

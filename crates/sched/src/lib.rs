@@ -17,6 +17,10 @@
 //! pass, counting those already running: once one provider (region) holds all of them, the next
 //! goes only elsewhere (or waits with `spread_unsatisfiable`); after that each prefers the
 //! cheapest pool outside the providers holding the most, falling back to any.
+//! The first gang of the pass's order left waiting for capacity reserves the nodes it would get at
+//! the earliest time `T` the expected ends of running work free them (EASY backfill, see
+//! `engine/reserve.rs`); later jobs of the pass use those nodes only if their `duration_s` ends
+//! by `T`, else they backfill elsewhere or wait with `held_for_reservation`.
 //! [`verify_plan`] re-checks any plan from scratch, sharing no code with the indexes.
 //!
 //! The same [`Scheduler`] can live on: [`Scheduler::schedule`] commits its plan (placements run,
@@ -39,8 +43,8 @@ mod verify;
 
 pub use engine::{Progress, Scheduler};
 pub use model::{
-    Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId,
-    Preemption, QueueOrder, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy,
+    Backfill, Config, GpuAlloc, NodeAlloc, NodeState, Pending, PendingReason, Placement, PlacementRule, Plan, Pool,
+    PoolId, Preemption, QueueOrder, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy,
     Timestamp,
 };
 pub use verify::verify_plan;

@@ -118,6 +118,10 @@ pub struct RunningAlloc {
     pub pool: PoolId,
     pub nodes: Vec<NodeAlloc>,
     pub started_at: Timestamp,
+    /// When the allocation is expected to end (its start plus the job's `duration_s`); `None`
+    /// when unknown, taken as never: backfill reservations count only on known ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_end: Option<Timestamp>,
 }
 
 /// A tenant's fair-share weight and optional quota.
@@ -170,6 +174,10 @@ pub struct QueuedJob {
     /// used; after that replicas prefer the providers holding the fewest of the job's replicas.
     #[serde(default, skip_serializing_if = "no_spread")]
     pub spread: SpreadPolicy,
+    /// Expected run time in seconds (`JobSpec::duration_s`); `None` when unknown, taken as
+    /// forever: such a job never backfills onto nodes reserved for a waiting gang.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
 }
 
 fn no_spread(spread: &SpreadPolicy) -> bool {
@@ -193,6 +201,7 @@ impl QueuedJob {
                 constraints: spec.constraints.clone(),
                 submitted_at,
                 spread: spec.spread,
+                duration_s: spec.duration_s,
             })
             .collect()
     }
@@ -265,6 +274,9 @@ pub enum PendingReason {
     /// The job asks for its replicas on two providers (regions), its replicas run or were placed
     /// only on `used`, and no eligible pool elsewhere has room now.
     SpreadUnsatisfiable { policy: SpreadPolicy, used: Vec<String> },
+    /// The job would fit now only on nodes reserved for the waiting gang `gang`, which starts
+    /// there at `start`, and it is not expected to end by then (no `duration_s`, or too long).
+    HeldForReservation { gang: JobId, start: Timestamp },
 }
 
 /// Which quota a job would break.
@@ -287,6 +299,7 @@ impl PendingReason {
             PendingReason::Quota { .. } => "quota",
             PendingReason::InsufficientCapacity { .. } => "insufficient_capacity",
             PendingReason::SpreadUnsatisfiable { .. } => "spread_unsatisfiable",
+            PendingReason::HeldForReservation { .. } => "held_for_reservation",
         }
     }
 }
@@ -345,6 +358,9 @@ impl fmt::Display for PendingReason {
                     used.join(", ")
                 )
             }
+            PendingReason::HeldForReservation { gang, start } => {
+                write!(f, "held: would delay reserved gang job {gang} starting at {start}")
+            }
         }
     }
 }
@@ -365,6 +381,23 @@ pub struct Config {
     /// How jobs of one priority and tenant are ordered within a pass.
     #[serde(default)]
     pub queue_order: QueueOrder,
+    /// Whether the first waiting gang of a pass gets a reservation that later jobs backfill
+    /// around.
+    #[serde(default)]
+    pub backfill: Backfill,
+}
+
+/// How a pass treats capacity that a waiting gang will need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backfill {
+    /// EASY backfill: the first gang of the pass's order left waiting for capacity reserves
+    /// the nodes it would get at the earliest time `T` the running work's expected ends free
+    /// them; later jobs use those nodes only if they are expected to end by `T`.
+    #[default]
+    Reservations,
+    /// Every job takes whatever fits now, in order (a big gang may wait forever).
+    Greedy,
 }
 
 /// The order of jobs of one priority and tenant within a pass.
@@ -387,6 +420,7 @@ impl Default for Config {
             placement: PlacementRule::CheapestBestFit,
             cpu_work_on_gpu_nodes: false,
             queue_order: QueueOrder::Submitted,
+            backfill: Backfill::Reservations,
         }
     }
 }

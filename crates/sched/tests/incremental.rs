@@ -17,6 +17,8 @@ struct JobSpec {
     preemptible: bool,
     tenant: u8,
     spread: u8,
+    /// Expected run time in minutes; 0: none (so gangs reserve, and jobs backfill or are held).
+    minutes: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -33,8 +35,17 @@ enum Step {
 }
 
 fn job_spec() -> impl Strategy<Value = JobSpec> {
-    (0u8..7, 1u32..8, 0u8..4, 0u8..3, any::<bool>(), 0u8..3, prop_oneof![6 => Just(0u8), 1 => Just(1u8)]).prop_map(
-        |(kind, nodes, topology, priority, preemptible, tenant, spread)| JobSpec {
+    (
+        0u8..7,
+        1u32..8,
+        0u8..4,
+        0u8..3,
+        any::<bool>(),
+        0u8..3,
+        prop_oneof![6 => Just(0u8), 1 => Just(1u8)],
+        prop_oneof![1 => Just(0u8), 3 => 1u8..8],
+    )
+        .prop_map(|(kind, nodes, topology, priority, preemptible, tenant, spread, minutes)| JobSpec {
             kind,
             nodes,
             topology,
@@ -42,8 +53,8 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             preemptible,
             tenant,
             spread,
-        },
-    )
+            minutes,
+        })
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -99,6 +110,9 @@ fn build_job(id: u64, s: &JobSpec, replica: u32, now: u64) -> QueuedJob {
     if s.preemptible {
         j = j.preemptible();
     }
+    if s.minutes > 0 {
+        j = j.duration(u64::from(s.minutes) * 60);
+    }
     let mut q = j.replica(replica).spread([SpreadPolicy::None, SpreadPolicy::Providers][s.spread as usize]).build();
     q.submitted_at = now;
     q
@@ -134,6 +148,7 @@ fn apply(snapshot: &mut Snapshot, queue: &mut Vec<QueuedJob>, plan: &Plan) {
             pool: p.pool,
             nodes: p.nodes.clone(),
             started_at: plan.at,
+            expected_end: q.duration_s.map(|d| plan.at + d),
         });
     }
 }

@@ -52,6 +52,7 @@ fn fleet() -> Snapshot {
                 memory_mib: 1024,
             }],
             started_at: 0,
+            expected_end: None,
         }],
         tenants: Vec::new(),
     }
@@ -80,6 +81,7 @@ fn job(id: u64, accelerators: Option<AcceleratorDemand>) -> QueuedJob {
         constraints: Default::default(),
         submitted_at: 0,
         spread: Default::default(),
+        duration_s: None,
     }
 }
 

@@ -31,6 +31,8 @@ struct JobSpec {
     /// 0 none, 1 providers, 2 regions; with `replicas` replicas.
     spread: u8,
     replicas: u32,
+    /// Expected run time in minutes; 0: none.
+    minutes: u8,
 }
 
 fn pool_spec() -> impl Strategy<Value = PoolSpec> {
@@ -53,17 +55,21 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
         prop::bool::weighted(0.1),
         prop_oneof![5 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)],
         1u32..5,
+        prop_oneof![1 => Just(0u8), 2 => 1u8..8],
     )
-        .prop_map(|(kind, nodes, topology, priority, preemptible, tenant, spot, spread, replicas)| JobSpec {
-            kind,
-            nodes,
-            topology,
-            priority,
-            preemptible,
-            tenant,
-            spot,
-            spread,
-            replicas: if spread == 0 { 1 } else { replicas },
+        .prop_map(|(kind, nodes, topology, priority, preemptible, tenant, spot, spread, replicas, minutes)| {
+            JobSpec {
+                kind,
+                nodes,
+                topology,
+                priority,
+                preemptible,
+                tenant,
+                spot,
+                spread,
+                replicas: if spread == 0 { 1 } else { replicas },
+                minutes,
+            }
         })
 }
 
@@ -118,6 +124,9 @@ fn build_job(id: u64, s: &JobSpec, replica: u32) -> QueuedJob {
     if s.spot {
         j = j.spot();
     }
+    if s.minutes > 0 {
+        j = j.duration(u64::from(s.minutes) * 60);
+    }
     j.replica(replica)
         .spread([SpreadPolicy::None, SpreadPolicy::Providers, SpreadPolicy::Regions][s.spread as usize])
         .build()
@@ -138,6 +147,7 @@ fn as_running(plan: &Plan, queue: &[QueuedJob]) -> Vec<RunningAlloc> {
                 pool: p.pool,
                 nodes: p.nodes.clone(),
                 started_at: j.submitted_at,
+                expected_end: j.duration_s.map(|d| j.submitted_at + d),
             }
         })
         .collect()
@@ -271,13 +281,26 @@ proptest! {
         let fleet = build_fleet(&pools);
         let queue: Vec<QueuedJob> = jobs.iter().enumerate().flat_map(|(i, s)| build_jobs(i as u64 + 1, s)).collect();
         let plan = schedule(&fleet, &queue, 0).unwrap();
-        // Capacity left over after the plan: a job reported as lacking capacity fits in no pool.
+        // Capacity left over after the plan: a job reported as lacking capacity fits in no pool;
+        // one held for a reservation fits (on the reserved nodes), and is not expected to end
+        // by the reservation's start.
         for pending in &plan.pending {
-            if let PendingReason::InsufficientCapacity { .. } = pending.reason {
-                let job = queue.iter().find(|j| j.id == pending.job).unwrap();
-                for pool in &fleet.pools {
-                    prop_assert!(!fits_after_freeing(&fleet, &plan, job, pool, &[]), "job {} fits in pool {}", job.id, pool.id);
+            let job = queue.iter().find(|j| j.id == pending.job && j.replica == pending.replica).unwrap();
+            match pending.reason {
+                PendingReason::InsufficientCapacity { .. } => {
+                    for pool in &fleet.pools {
+                        prop_assert!(!fits_after_freeing(&fleet, &plan, job, pool, &[]), "job {} fits in pool {}", job.id, pool.id);
+                    }
                 }
+                PendingReason::HeldForReservation { gang, start } => {
+                    prop_assert!(
+                        fleet.pools.iter().any(|pool| fits_after_freeing(&fleet, &plan, job, pool, &[])),
+                        "held job {} fits nowhere", job.id
+                    );
+                    prop_assert!(job.duration_s.is_none_or(|d| d > start), "held job {} ends by {start}", job.id);
+                    prop_assert!(plan.pending.iter().any(|p| p.job == gang), "the reserved gang {gang} waits");
+                }
+                _ => {}
             }
         }
     }

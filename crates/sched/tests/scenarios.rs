@@ -450,3 +450,111 @@ fn cpu_quota_and_memory_are_accounted() {
     assert_eq!(reason(&plan, 3).to_string(), "tenant t quota of 20 vCPUs reached (20 used, job wants 4)");
     assert_eq!(reason(&plan, 4).code(), "no_node_large_enough", "64 GiB nodes");
 }
+
+/// Three NVL72 racks: rack 0 runs an 18-node gang until `NOW + 7200`; rack 2 runs work with no
+/// known end on nodes 36 to 52 (node 53 is left to the caller); rack 1 is free.
+fn racks_0_and_2_busy() -> FleetBuilder {
+    FleetBuilder::new()
+        .nvl72_racks("aws", 3)
+        .running(100, &(0..18).collect::<Vec<u32>>(), 4, Priority::NORMAL, false)
+        .ending_at(NOW + 7200)
+        .running(300, &(36..53).collect::<Vec<u32>>(), 4, Priority::NORMAL, false)
+}
+
+/// Rack 1 runs a 2-GPU job on each node until `NOW + 1800`.
+fn rack_1_half_busy_until_now_plus_1800(mut fleet: FleetBuilder) -> FleetBuilder {
+    for n in 18..36 {
+        fleet = fleet.running(200 + u64::from(n), &[n], 2, Priority::NORMAL, false).ending_at(NOW + 1800);
+    }
+    fleet
+}
+
+fn nvl72_gang(id: u64) -> QueuedJob {
+    job(id).gpus("GB200", "4").nodes(18).topology(TopologyNeed::NvlinkDomain).submitted_at(1).build()
+}
+
+fn two_gpus(id: u64) -> cumulo_synth::JobBuilder {
+    job(id).gpus("GB200", "2").submitted_at(10 + id)
+}
+
+#[test]
+fn a_waiting_nvl72_gang_reserves_the_rack_that_frees_first_and_small_jobs_backfill_around_it() {
+    let fleet = rack_1_half_busy_until_now_plus_1800(racks_0_and_2_busy())
+        .running(353, &[53], 2, Priority::NORMAL, false)
+        .build();
+    let queue = [
+        nvl72_gang(1),
+        two_gpus(2).duration(3600).build(),
+        two_gpus(3).duration(600).build(),
+        two_gpus(4).build(),
+        two_gpus(5).duration(1800).build(),
+    ];
+    let plan = check(&fleet, &queue);
+    assert_eq!(
+        reason(&plan, 1).code(),
+        "insufficient_capacity",
+        "no rack has 18 free nodes now: the gang waits (with rack 1 reserved from NOW + 1800)"
+    );
+    assert_eq!(
+        placed(&plan, 2).nodes[0].node,
+        53,
+        "job 2 ends after the reservation starts, so it gets only an unreserved node: rack 2's free GPUs"
+    );
+    let rack_1 = |id: u64| (18..36).contains(&placed(&plan, id).nodes[0].node);
+    assert!(rack_1(3), "job 3 ends at NOW + 600, before the reservation: it backfills on rack 1");
+    assert!(rack_1(5), "job 5 ends at NOW + 1800, exactly when the reservation starts: it backfills too");
+    let held = reason(&plan, 4);
+    assert_eq!(
+        held,
+        &PendingReason::HeldForReservation { gang: JobId(1), start: NOW + 1800 },
+        "job 4 states no duration (forever) and only reserved nodes have room"
+    );
+    assert_eq!(held.code(), "held_for_reservation");
+    assert_eq!(held.to_string(), format!("held: would delay reserved gang job 1 starting at {}", NOW + 1800));
+
+    // without reservations, the same pass gives rack 1's room to job 4 as well
+    let config = cumulo_sched::Config { backfill: cumulo_sched::Backfill::Greedy, ..cumulo_sched::Config::default() };
+    let greedy = cumulo_sched::schedule_with(&fleet, &queue, NOW, &config).unwrap();
+    verify_plan(&fleet, &queue, &greedy).unwrap();
+    assert!(greedy.placements.iter().any(|p| p.job == JobId(4)), "greedy backfill places job 4 on rack 1");
+}
+
+#[test]
+fn the_reserved_gang_gets_its_rack_when_the_running_jobs_end_ahead_of_newer_small_jobs() {
+    // NOW + 1800: rack 1's jobs and the backfilled jobs 3 and 5 have ended; job 2 still runs on
+    // rack 2 (which is full); job 4 still waits and more small jobs without a duration came in
+    let now = NOW + 1800;
+    let fleet = racks_0_and_2_busy().running(2, &[53], 4, Priority::NORMAL, false).build();
+    let mut queue = vec![nvl72_gang(1), two_gpus(4).build()];
+    queue.extend((6..12).map(|id| two_gpus(id).submitted_at(2000 + id).build()));
+    let plan = schedule(&fleet, &queue, now).unwrap();
+    verify_plan(&fleet, &queue, &plan).unwrap();
+    assert_eq!(domains(&fleet, placed(&plan, 1)), vec![1], "the gang starts on rack 1, the rack it reserved");
+    for id in [4, 6, 7, 8, 9, 10, 11] {
+        assert_eq!(
+            reason(&plan, id).code(),
+            "insufficient_capacity",
+            "job {id} is decided after the older gang, which took rack 1: nothing is left"
+        );
+    }
+}
+
+#[test]
+fn without_known_ends_no_reservation_is_made_and_small_jobs_are_not_held() {
+    // rack 1's jobs have no expected end, so no time can be reserved: nothing is held back
+    let mut fleet = FleetBuilder::new().nvl72_racks("aws", 2).running(
+        100,
+        &(0..18).collect::<Vec<u32>>(),
+        4,
+        Priority::NORMAL,
+        false,
+    );
+    for n in 18..36 {
+        fleet = fleet.running(200 + u64::from(n), &[n], 2, Priority::NORMAL, false);
+    }
+    let fleet = fleet.build();
+    let queue = [nvl72_gang(1), two_gpus(2).build()];
+    let plan = check(&fleet, &queue);
+    assert_eq!(reason(&plan, 1).code(), "insufficient_capacity", "the gang waits");
+    assert!((18..36).contains(&placed(&plan, 2).nodes[0].node), "job 2 takes rack 1's room: nothing is reserved");
+}

@@ -49,6 +49,7 @@ fn running_replica(fleet: &Snapshot, id: u64, replica: u32, pool: usize, node: u
             memory_mib: 0,
         }],
         started_at: 1,
+        expected_end: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn a_second_pass_preempts_low_priority_work_for_high_priority_gangs() {
                 pool: p.pool,
                 nodes: p.nodes.clone(),
                 started_at: 0,
+                expected_end: None,
             }
         })
         .collect();

@@ -228,6 +228,7 @@ impl<'a> Sim<'a> {
             placement,
             cpu_work_on_gpu_nodes: input.settings.cpu_work_on_gpu_nodes,
             queue_order: if rounds_of(input).is_some() { QueueOrder::AsGiven } else { QueueOrder::Submitted },
+            backfill: input.settings.backfill,
             ..Config::default()
         };
         let snapshot = Snapshot {
@@ -727,6 +728,7 @@ impl<'a> Sim<'a> {
             constraints: Default::default(),
             submitted_at: job.arrival_s,
             spread: Default::default(),
+            duration_s: expected_run_s(job),
         }
     }
 
@@ -1097,6 +1099,7 @@ impl<'a> Sim<'a> {
                 pool: p.pool,
                 nodes: nodes.clone(),
                 started_at: now,
+                expected_end: expected_run_s(&a.job).map(|d| now.saturating_add(d)),
             };
             self.snapshot.running.push(alloc);
         }
@@ -1289,6 +1292,13 @@ impl<'a> Sim<'a> {
         });
         report
     }
+}
+
+/// The run time a job states to the scheduler (its `duration_s`): its work on the reference GPU,
+/// an estimate (slower models run longer, an inference job's run ends sooner); none for work that
+/// never ends.
+fn expected_run_s(job: &TraceJob) -> Option<u64> {
+    (job.work_s != u64::MAX).then_some(job.work_s)
 }
 
 fn row_of(a: &Active, end_s: Option<u64>, outcome: &'static str) -> crate::report::JobRow {

@@ -85,6 +85,9 @@ pub struct SimSettings {
     pub job_rows: bool,
     /// Heterogeneity-aware rounds with migration under Cumulo's policy (off when absent).
     pub rounds: Option<RoundSettings>,
+    /// `reservations` (default: the first waiting gang reserves the nodes that free first, work
+    /// backfills around it, by each job's expected run time) or `greedy`.
+    pub backfill: cumulo_sched::Backfill,
 }
 
 /// Gavel-like rounds (`sim.rounds`): at every boundary Cumulo's policy re-plans which GPU model
@@ -121,6 +124,7 @@ impl Default for SimSettings {
             cpu_work_on_gpu_nodes: false,
             job_rows: false,
             rounds: None,
+            backfill: cumulo_sched::Backfill::Reservations,
         }
     }
 }

@@ -271,3 +271,42 @@ fn inference_demand_that_waits_past_its_window_is_unserved() {
     assert_eq!(r.inference.slo_attainment, 1.0, "both started within 300 s");
     assert_eq!(r.jct_s["inference"].p99_s, 100);
 }
+
+const ONE_NVL72_RACK: &str = "
+pools:
+  - {provider: aws, region: us-east-1, capacity: on-demand, gpu: GB200, gpus_per_node: 4, vcpus: 144, memory_gb: 960, nodes: 18, price_per_node_hour: 40}
+";
+
+/// One NVL72 rack filled at 0 by 18 one-node jobs ending at 100, 110, ..., 270; an 18-node gang
+/// arrives at 5; from 10 on a one-node job of 300 s arrives every 10 s until 2000. Returns the
+/// gang's start.
+fn gang_start_under_a_stream(backfill: cumulo_sched::Backfill) -> u64 {
+    let f = fleet(ONE_NVL72_RACK);
+    let mut jobs: Vec<TraceJob> = (0..18).map(|i| job(0, 4, 100 + 10 * i)).collect();
+    let mut gang = job(5, 4, 100);
+    gang.num_nodes = 18;
+    gang.topology = TopologyNeed::NvlinkDomain;
+    jobs.push(gang);
+    jobs.extend((1..=199).map(|k| job(10 * k, 4, 300)));
+    let settings = SimSettings { backfill, job_rows: true, ..settings() };
+    let case =
+        Case { fleet: &f, speeds: vec![SpeedRow::uniform("x")], events: vec![], settings, policy: PolicyName::Cumulo };
+    let r = case.run(&jobs);
+    assert_eq!(r.finished, jobs.len() as u64, "every job finishes in the end");
+    let row = r.job_rows.iter().find(|row| row.arrival_s == 5).expect("the gang has a row");
+    row.start_s.expect("the gang started")
+}
+
+#[test]
+fn a_reservation_starts_a_waiting_nvl72_gang_that_greedy_backfill_starves() {
+    let greedy = gang_start_under_a_stream(cumulo_sched::Backfill::Greedy);
+    assert!(
+        greedy > 2000,
+        "greedy: every node freed goes to the next one-node job, so the gang waits for the stream to end ({greedy})"
+    );
+    let reserved = gang_start_under_a_stream(cumulo_sched::Backfill::Reservations);
+    assert_eq!(
+        reserved, 270,
+        "with a reservation the rack is held from the first wait on: the gang starts when the last of the first 18 jobs ends"
+    );
+}

@@ -177,7 +177,14 @@ impl FleetBuilder {
             pool,
             nodes: allocs,
             started_at: job,
+            expected_end: None,
         });
+        self
+    }
+
+    /// Gives the last running allocation an expected end (for backfill reservations).
+    pub fn ending_at(mut self, end: u64) -> FleetBuilder {
+        self.snapshot.running.last_mut().expect("running work was added").expected_end = Some(end);
         self
     }
 
@@ -213,6 +220,7 @@ pub fn job(id: u64) -> JobBuilder {
             constraints: Constraints::default(),
             submitted_at: id,
             spread: SpreadPolicy::None,
+            duration_s: None,
         },
     }
 }
@@ -330,6 +338,12 @@ impl JobBuilder {
     /// Replica number (for jobs queued once per replica).
     pub fn replica(mut self, replica: u32) -> JobBuilder {
         self.job.replica = replica;
+        self
+    }
+
+    /// Expected run time in seconds.
+    pub fn duration(mut self, seconds: u64) -> JobBuilder {
+        self.job.duration_s = Some(seconds);
         self
     }
 

@@ -269,6 +269,7 @@ fn base_job(id: u64, tenant: &str, submitted_at: Timestamp) -> QueuedJob {
         constraints: Constraints::default(),
         submitted_at,
         spread: SpreadPolicy::None,
+        duration_s: None,
     }
 }
 

@@ -30,6 +30,7 @@ pub(super) const RULE_SCAN_LIMIT: usize = 20_000;
 impl Scheduler {
     pub(super) fn decide(&mut self, queue: &[QueuedJob], j: usize, t: u32, s: usize, plan: &mut Plan) {
         let job = &queue[j];
+        self.backfill_mode(job, s);
         let placed = if job.spread == SpreadPolicy::None {
             self.try_place(job, t, s, plan, None, true)
         } else {
@@ -43,6 +44,7 @@ impl Scheduler {
                 tenant.used_gpu += gpu;
                 tenant.used_cpu += cpu;
                 self.pass_placed.push((j as u32, t));
+                self.backfill.placed_with_end += usize::from(job.duration_s.is_some());
                 plan.placements.push(Placement {
                     job: job.id,
                     replica: job.replica,
@@ -52,7 +54,10 @@ impl Scheduler {
                     nodes,
                 });
             }
-            Err(reason) => plan.pending.push(Pending { job: job.id, replica: job.replica, reason }),
+            Err(reason) => {
+                let reason = self.after_waiting(queue, j, s, reason, plan);
+                plan.pending.push(Pending { job: job.id, replica: job.replica, reason });
+            }
         }
     }
 
@@ -89,14 +94,20 @@ impl Scheduler {
             }
         }
         let generation = self.generation;
+        // what was learnt while reserved nodes were cordoned holds only while they are
+        let hiding = self.hiding_reserved();
         let shape = &self.shapes[s];
-        if shape.failed_generation == generation && job.priority <= shape.failed_priority {
+        if shape.failed_generation == generation
+            && (hiding || !shape.failed_hiding)
+            && job.priority <= shape.failed_priority
+        {
             return Err(self.insufficient(s));
         }
-        if shape.cursor_generation != generation {
+        if shape.cursor_generation != generation || (shape.cursor_hiding && !hiding) {
             let shape = &mut self.shapes[s];
             shape.cursor = 0;
             shape.cursor_generation = generation;
+            shape.cursor_hiding = false;
         }
         let mut quota_skipped = false;
         let mut spread_skipped = false;
@@ -131,6 +142,7 @@ impl Scheduler {
             }
             if !quota_skipped && !spread_skipped {
                 self.shapes[s].cursor = i + 1;
+                self.shapes[s].cursor_hiding |= hiding;
             }
             i += 1;
         }
@@ -156,6 +168,7 @@ impl Scheduler {
                 let shape = &mut self.shapes[s];
                 shape.failed_generation = self.generation;
                 shape.failed_priority = job.priority;
+                shape.failed_hiding = hiding;
             }
             return Err(spread_reason(self));
         }

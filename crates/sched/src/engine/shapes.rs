@@ -32,9 +32,13 @@ pub(super) struct Shape {
     /// `candidates[..cursor]` are known full for this shape while `cursor_generation` holds.
     pub(super) cursor: usize,
     pub(super) cursor_generation: u64,
+    /// The cursor moved while reserved nodes were cordoned: it holds only while they are.
+    pub(super) cursor_hiding: bool,
     /// The shape failed (preemption included) at this generation for jobs of this priority.
     pub(super) failed_generation: u64,
     pub(super) failed_priority: Priority,
+    /// The failure came while reserved nodes were cordoned: it holds only while they are.
+    pub(super) failed_hiding: bool,
 }
 
 pub(super) const NEVER: u64 = u64::MAX;
@@ -162,8 +166,10 @@ impl Scheduler {
             static_reason: None,
             cursor: 0,
             cursor_generation: 0,
+            cursor_hiding: false,
             failed_generation: NEVER,
             failed_priority: Priority(i32::MIN),
+            failed_hiding: false,
         };
         let invalid = |detail: String| Some(PendingReason::InvalidRequest { detail });
         if job.resources.is_empty() {
