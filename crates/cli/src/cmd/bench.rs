@@ -69,7 +69,7 @@ pub struct SchedArgs {
 /// hash of the id (the synthetic queue itself states none).
 fn synthetic_duration(id: u64) -> Option<u64> {
     let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    (h % 4 != 0).then(|| 600 * (1 + (h / 4) % 48))
+    (!h.is_multiple_of(4)).then(|| 600 * (1 + (h / 4) % 48))
 }
 
 fn parse_mix(text: &str) -> Result<Mix, String> {
