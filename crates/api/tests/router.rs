@@ -473,3 +473,68 @@ async fn a_job_with_replicas_shows_which_replica_each_attempt_runs() {
         detail["attempts"].as_array().unwrap().iter().map(|a| &a["replica"]).collect();
     assert_eq!(replicas, [&serde_json::json!(0), &serde_json::json!(1)], "{detail}");
 }
+
+/// Characters JSON carries raw that a YAML reader refuses raw (DEL, C1 controls, U+FFFE) or reads
+/// as a break (NEL, U+2028) or a byte order mark (U+FEFF): the OpenAPI document allows them in
+/// texts, so a JSON job file holding them is stored with them, unchanged.
+#[tokio::test]
+async fn a_json_job_file_keeps_characters_yaml_cannot_write_raw() {
+    let h = harness().await;
+    let odd = "a\u{7f}b\u{85}c\u{89}d\u{9f}e\u{2028}f\u{2029}g\u{feff}h\u{fffe}i\u{ffff}j";
+    let job = serde_json::json!({"name": format!("n{odd}"), "run": format!("echo {odd}"), "envs": {"ODD": odd}});
+    let answer = h.post("/v1/jobs", &h.admin, "application/json", &job.to_string()).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let id = answer.json::<SubmitResponse>().id;
+    let stored: JobDetail = h.get(&format!("/v1/jobs/{}", id.0), &h.admin).await.json();
+    assert_eq!(stored.job.spec.name, format!("n{odd}"));
+    assert_eq!(stored.job.spec.run.as_deref(), Some(format!("echo {odd}").as_str()));
+    assert_eq!(stored.job.spec.envs.get("ODD").map(String::as_str), Some(odd));
+
+    // The same in a batch, where each job is re-encoded on its own.
+    let batch = serde_json::json!({"jobs": [job, {"name": odd}]});
+    let answer = h.post("/v1/jobs:batch", &h.admin, "application/json", &batch.to_string()).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let ids: Vec<u64> = answer.json::<BatchResponse>().jobs.iter().map(|s| s.id.0).collect();
+    let second: JobDetail = h.get(&format!("/v1/jobs/{}", ids[1]), &h.admin).await.json();
+    assert_eq!(second.job.spec.name, odd);
+}
+
+/// The OpenAPI document's job file: null is an absent field, a whole number may be written with
+/// a fraction (as JSON Schema's `integer` admits), numbers of vCPUs and GB are read as numbers;
+/// the same in YAML, where the fuzzer writes `2.0` as a float.
+#[tokio::test]
+async fn a_job_file_takes_nulls_and_whole_numbers_with_a_fraction_as_its_schema_says() {
+    let h = harness().await;
+    let json = r#"{"name": null, "kind": null, "tenant": null, "priority": 3.0, "num_nodes": 2.0, "topology": null,
+        "resources": {"cpus": 0.001, "memory": 1e-9, "use_spot": null}, "run": null, "setup": null,
+        "envs": {"A": null, "B": 1.5, "C": true}, "x-anchor": [1, {"y": null}]}"#;
+    let answer = h.post("/v1/jobs", &h.admin, "application/json", json).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let stored: JobDetail = h.get(&format!("/v1/jobs/{}", answer.json::<SubmitResponse>().id.0), &h.admin).await.json();
+    let spec = &stored.job.spec;
+    assert_eq!((spec.num_nodes, spec.priority.0, spec.tenant.as_str()), (2, 3, "default"));
+    let env: Vec<(&str, &str)> = spec.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(env, [("B", "1.5"), ("C", "True")], "a null env is left for --env at launch");
+
+    let yaml = "name: y\nnum_nodes: 2.0\npriority: -4.0\nresources: {cpus: 2.0, memory: 0.5}\n";
+    let answer = h.post("/v1/jobs", &h.admin, "application/yaml", yaml).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+
+    // And what the schema forbids is refused, naming the field.
+    for (body, field) in [
+        (r#"{"num_nodes": 2.5}"#, "num_nodes"),
+        (r#"{"num_nodes": 4294967296}"#, "num_nodes"),
+        (r#"{"priority": 2147483648}"#, "priority"),
+        (r#"{"resources": {"cpus": 0.0009}}"#, "resources.cpus"),
+        (r#"{"resources": {"cpus": 4294967.3}}"#, "resources.cpus"),
+        (r#"{"resources": {"memory": 0}}"#, "resources.memory"),
+        (r#"{"resources": {"memory": 976562500001}}"#, "resources.memory"),
+        (r#"{"envs": {"A": [1]}}"#, "envs.A"),
+        (r#"{"name": "a\nb"}"#, "name"),
+        (r#"{"name": " "}"#, "name"),
+    ] {
+        let answer = h.post("/v1/jobs", &h.admin, "application/json", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text);
+        assert_eq!(answer.error().field.as_deref(), Some(field), "{body}: {}", answer.text);
+    }
+}

@@ -1,7 +1,7 @@
 //! Limits of a job file (`cumulo_jobfile::limits`): hostile YAML is refused before values are
 //! built, and sizes that reach an engine are bounded, each with an error naming the field.
 
-use cumulo_jobfile::limits::{MAX_DEPTH, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_NAME_BYTES};
+use cumulo_jobfile::limits::{MAX_DEPTH, MAX_ENV_VALUE_CHARS, MAX_ENV_VARS, MAX_NAME_CHARS};
 use cumulo_jobfile::{Problem, parse_str};
 
 fn problems(text: &str) -> Vec<Problem> {
@@ -57,15 +57,15 @@ fn a_job_file_over_one_mebibyte_is_refused() {
 
 #[test]
 fn sizes_that_reach_an_engine_are_bounded_and_name_their_field() {
-    let long_name = format!("name: {}\nrun: 'true'\n", "n".repeat(MAX_NAME_BYTES + 1));
+    let long_name = format!("name: {}\nrun: 'true'\n", "n".repeat(MAX_NAME_CHARS + 1));
     let found = problems(&long_name);
     assert_eq!(found[0].path, "name");
-    assert!(found[0].message.contains("201 bytes is over the limit of 200 bytes"), "{}", found[0].message);
+    assert!(found[0].message.contains("201 characters is over the limit of 200 characters"), "{}", found[0].message);
 
-    let big_value = format!("name: e\nenvs:\n  BIG: '{}'\n", "v".repeat(MAX_ENV_VALUE_BYTES + 1));
+    let big_value = format!("name: e\nenvs:\n  BIG: '{}'\n", "v".repeat(MAX_ENV_VALUE_CHARS + 1));
     let found = problems(&big_value);
     assert_eq!(found[0].path, "envs.BIG");
-    assert!(found[0].message.contains("over the limit of 65536 bytes"), "{}", found[0].message);
+    assert!(found[0].message.contains("over the limit of 65536 characters"), "{}", found[0].message);
 
     let mut many = String::from("name: e\nenvs:\n");
     for i in 0..=MAX_ENV_VARS {
@@ -77,6 +77,17 @@ fn sizes_that_reach_an_engine_are_bounded_and_name_their_field() {
 
     let script = format!("name: s\nrun: '{}'\n", "r".repeat(64 * 1024 + 1));
     assert_eq!(problems(&script)[0].path, "run");
+}
+
+#[test]
+fn text_bounds_count_characters_as_json_schema_max_length_does() {
+    // 200 four-byte characters (800 bytes) is a name at the limit; one more is over it.
+    let at_limit = format!("name: {}\nrun: 'true'\n", "\u{1f600}".repeat(MAX_NAME_CHARS));
+    parse_str(&at_limit, "job.yaml").expect("200 characters is within the limit, whatever their bytes");
+    let over = format!("name: {}\nrun: 'true'\n", "\u{e9}".repeat(MAX_NAME_CHARS + 1));
+    let found = problems(&over);
+    assert_eq!(found[0].path, "name");
+    assert!(found[0].message.contains("201 characters is over the limit of 200 characters"), "{}", found[0].message);
 }
 
 #[test]
