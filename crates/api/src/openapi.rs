@@ -452,7 +452,7 @@ fn schemas() -> Value {
             "capacity": string, "node_type": string, "gpu": string, "gpus": integer, "gpus_used_milli": integer,
             "vcpus": integer, "cpus_used_milli": integer, "schedulable": {"type": "boolean"}}},
         "TokenRequest": {"type": "object", "required": ["tenant", "role"], "properties": {"tenant": string,
-            "role": {"type": "string", "enum": ["admin", "member", "viewer"]},
+            "role": {"type": "string", "pattern": words_pattern(&["admin", "member", "viewer"], &[])},
             "name": {"type": ["string", "null"], "description": "null or absent: `TENANT-ROLE`",
                 "maxLength": crate::tokens::MAX_TOKEN_NAME_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}},
         "Token": {"type": "object", "properties": {"token": string, "tenant": string, "role": string, "name": string}},

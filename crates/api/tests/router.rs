@@ -401,6 +401,16 @@ async fn admins_create_tokens_that_work_and_others_cannot() {
     assert_eq!(bad_role.error().field.as_deref(), Some("role"));
     let bad_tenant = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "zz", "role": "member"}"#).await;
     assert_eq!(bad_tenant.error().field.as_deref(), Some("tenant"));
+    // A tenant is named exactly (the OpenAPI document lists them); a role ignores case and blanks.
+    let blank = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": " b", "role": "member"}"#).await;
+    assert_eq!(
+        (blank.status, blank.error().field.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("tenant")),
+        "{}",
+        blank.text
+    );
+    let role = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "b", "role": " Viewer "}"#).await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
     let wrong_type = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": 5, "role": "member"}"#).await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
     assert!(wrong_type.error().reason.contains("invalid type"), "{}", wrong_type.text);
