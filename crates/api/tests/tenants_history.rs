@@ -176,6 +176,18 @@ async fn a_tenant_request_reads_whole_numbers_written_with_a_fraction_as_integer
 }
 
 #[tokio::test]
+async fn a_budget_with_a_null_kind_is_hard_as_the_openapi_document_says() {
+    let h = harness().await;
+    let set = |body: &'static str| h.call(Method::PUT, "/v1/tenants/a/budget", &h.admin, "application/json", body);
+    let answer = set(r#"{"monthly": 50.0, "kind": null}"#).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let tenant: TenantView = answer.json();
+    assert_eq!(tenant.budget.map(|b| (b.monthly, b.kind)), Some(("$50.00".to_string(), "hard".to_string())));
+    let answer = set(r#"{"monthly": 50, "kind": 1}"#).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "a kind that is not text: {}", answer.text);
+}
+
+#[tokio::test]
 async fn history_comes_back_over_a_range_with_cost_for_the_callers_tenant_only() {
     let h = harness().await;
     let now = chrono::Utc::now();
