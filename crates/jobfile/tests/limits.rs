@@ -99,3 +99,26 @@ fn nul_bytes_are_refused_where_a_process_would_get_them() {
     let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(paths, vec!["run", "envs.K"], "{found:?}");
 }
+
+/// Numbers as JSON Schema (and so SkyPilot's schema and the API's OpenAPI document) reads them: a
+/// float without a fraction is a whole number, and vCPUs and GB are read from the number itself,
+/// not from the text it prints as (`1e-3`).
+#[test]
+fn numbers_are_read_as_json_schema_reads_them() {
+    let job = parse_str("num_nodes: 2.0\npriority: -4.0\nresources: {cpus: 1e-3, memory: 1e-9}\n", "j.yaml")
+        .expect("whole numbers with a fraction and numbers in exponent form parse");
+    assert_eq!((job.num_nodes, job.priority.0), (2, -4));
+    assert_eq!((job.resources[0].cpus_milli, job.resources[0].memory_mib), (1, 1), "1 thousandth, 1 MiB");
+    let at_most = parse_str("resources: {cpus: 4294967.295, memory: 976562500000}\n", "j.yaml").expect("the bounds");
+    assert_eq!((at_most.resources[0].cpus_milli, at_most.resources[0].memory_mib), (u32::MAX, 1_000_000_000_000_000));
+    for (text, path) in [
+        ("num_nodes: 2.5\n", "num_nodes"),
+        ("priority: 1.5\n", "priority"),
+        ("resources: {cpus: 0.0009}\n", "resources.cpus"),
+        ("resources: {cpus: 4294967.3}\n", "resources.cpus"),
+        ("resources: {memory: 0}\n", "resources.memory"),
+        ("resources: {memory: 976562500001}\n", "resources.memory"),
+    ] {
+        assert_eq!(problems(text)[0].path, path, "{text}");
+    }
+}
