@@ -126,7 +126,10 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["201"] = json_response("created", schema_ref("Submitted"));
             responses["200"] =
                 json_response("an earlier submit with this Idempotency-Key created it", schema_ref("Submitted"));
-            responses["400"] = error_response("the job file is invalid; `field` names the problem");
+            responses["400"] = error_response(
+                "the job file is invalid; `field` names the problem (also sums no schema states: a job's \
+                 envs over 256 KiB in all, a job file over 1 MiB)",
+            );
             responses["403"] = error_response("the token may not submit for this tenant");
             responses["413"] = error_response("the body is over the limit");
             responses["507"] =
@@ -362,7 +365,7 @@ fn words_pattern(words: &[&str], alternatives: &[&str]) -> String {
     format!("^[{TRIMMED}]*({})[{TRIMMED}]*$", all.join("|"))
 }
 
-/// A string field of a job file; `null` is an absent field.
+/// `schema` or null: the job file parser reads a null field as an absent one.
 fn nullable(schema: Value) -> Value {
     json!({"anyOf": [schema, {"type": "null"}]})
 }
