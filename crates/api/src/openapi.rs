@@ -171,15 +171,15 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 ),
                 query_param(
                     "kind",
-                    "only jobs of this kind",
-                    json!({"type": "string", "enum": ["training", "inference", "batch", "sandbox"]})
+                    "only jobs of this kind (empty: any)",
+                    json!({"type": "string", "enum": ["", "training", "inference", "batch", "sandbox"]})
                 ),
                 query_param("q", "only jobs whose name contains this text (case ignored)", filter_schema()),
                 query_param("cluster", "only jobs with an attempt on this cluster", filter_schema()),
                 query_param(
                     "order",
-                    "oldest (ascending ids after `after`, the default) or newest (descending ids below `after`)",
-                    json!({"type": "string", "enum": ["oldest", "newest"]})
+                    "oldest (ascending ids after `after`, the default, also when empty) or newest (descending ids below `after`)",
+                    json!({"type": "string", "enum": ["", "oldest", "newest"]})
                 ),
             ]);
             responses["200"] = json_response("one page", schema_ref("JobList"));
@@ -201,11 +201,15 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/v1/jobs/{id}/logs") => {
             op["parameters"] = json!([
                 id_param(),
-                query_param("follow", "stream new output until the attempt ends", json!({"type": "boolean"})),
+                query_param(
+                    "follow",
+                    "stream new output until the attempt ends: true or 1; false, 0 or empty do not",
+                    json!({"type": "string", "pattern": format!("^[{TRIMMED}]*(true|false|1|0)?[{TRIMMED}]*$")})
+                ),
                 query_param(
                     "attempt",
-                    "attempt number (default: the latest)",
-                    json!({"type": "integer", "minimum": 1, "maximum": u64::MAX})
+                    "attempt number (default, also when empty: the latest)",
+                    number_or_empty(json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}))
                 )
             ]);
             responses["200"] = json!({"description": "the log text (chunked when following)", "content": {"text/plain": {"schema": {"type": "string"}}}});

@@ -347,6 +347,12 @@ async fn a_member_can_neither_see_nor_cancel_another_tenants_jobs() {
     assert_eq!(cancel.status, StatusCode::NOT_FOUND);
     let logs = h.get(&format!("{uri}/logs"), &h.member_b).await;
     assert_eq!(logs.status, StatusCode::NOT_FOUND);
+    // Empty `follow` and `attempt` are their defaults, as the OpenAPI document says: the owner
+    // gets past them to "no attempt yet"; another word for follow is refused naming it.
+    let defaults = h.get(&format!("{uri}/logs?follow=&attempt="), &h.member_a).await;
+    assert_eq!(defaults.status, StatusCode::NOT_FOUND, "{}", defaults.text);
+    let yes = h.get(&format!("{uri}/logs?follow=yes"), &h.member_a).await;
+    assert_eq!((yes.status, yes.error().field.as_deref()), (StatusCode::BAD_REQUEST, Some("follow")));
     let list: JobList = h.get("/v1/jobs", &h.member_b).await.json();
     assert!(list.jobs.is_empty());
     let cross = h.get("/v1/jobs?tenant=a", &h.member_b).await;
@@ -433,7 +439,17 @@ async fn lists_filter_by_state_and_paginate() {
     assert_eq!(pending.jobs.len(), 4);
     let cancelled: JobList = h.get("/v1/jobs?state=cancelled&tenant=a", &h.admin).await.json();
     assert_eq!(cancelled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[0]]);
-    for (query, field) in [("state=done", "state"), ("limit=0", "limit"), ("limit=x", "limit"), ("after=-1", "after")] {
+    // Empty filters are no filter, as the OpenAPI document's enums say (`""` is among them).
+    let all: JobList = h.get("/v1/jobs?state=&kind=&order=&limit=", &h.member_a).await.json();
+    assert_eq!(all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids, "every job, oldest first");
+    for (query, field) in [
+        ("state=done", "state"),
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("after=-1", "after"),
+        ("kind=job", "kind"),
+        ("order=up", "order"),
+    ] {
         let answer = h.get(&format!("/v1/jobs?{query}"), &h.member_a).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(answer.error().field.as_deref(), Some(field), "{query}");
