@@ -204,7 +204,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 query_param(
                     "follow",
                     "stream new output until the attempt ends: true or 1; false, 0 or empty do not",
-                    json!({"type": "string", "pattern": format!("^[{TRIMMED}]*(true|false|1|0)?[{TRIMMED}]*$")})
+                    // Trimmed blanks, but no control bytes: no query parameter holds one.
+                    json!({"type": "string", "pattern": format!("^[{QUERY_BLANKS}]*(true|false|1|0)?[{QUERY_BLANKS}]*$")})
                 ),
                 query_param(
                     "attempt",
@@ -352,6 +353,9 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
 
 /// The characters Rust's `str::trim` removes (Unicode White_Space), as a regex class body.
 const TRIMMED: &str = "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// [`TRIMMED`] less the control bytes, which [`crate::extract::ApiQuery`] refuses in a query.
+const QUERY_BLANKS: &str = " \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 
 /// A pattern for one of `words`, ASCII case ignored, with blanks around it (the job file parser
 /// trims and lowercases such fields). `alternatives` are extra regex alternatives.

@@ -351,6 +351,8 @@ async fn a_member_can_neither_see_nor_cancel_another_tenants_jobs() {
     // gets past them to "no attempt yet"; another word for follow is refused naming it.
     let defaults = h.get(&format!("{uri}/logs?follow=&attempt="), &h.member_a).await;
     assert_eq!(defaults.status, StatusCode::NOT_FOUND, "{}", defaults.text);
+    let blanks = h.get(&format!("{uri}/logs?follow=%C2%A0false%E2%80%80"), &h.member_a).await;
+    assert_eq!(blanks.status, StatusCode::NOT_FOUND, "blanks around a flag are trimmed: {}", blanks.text);
     let yes = h.get(&format!("{uri}/logs?follow=yes"), &h.member_a).await;
     assert_eq!((yes.status, yes.error().field.as_deref()), (StatusCode::BAD_REQUEST, Some("follow")));
     let list: JobList = h.get("/v1/jobs", &h.member_b).await.json();
