@@ -293,12 +293,51 @@ fn json_text(headers: &HeaderMap, text: String) -> Result<String, ApiError> {
         ApiError::bad_request("body", format!("invalid JSON: {e}; expected a job file as a JSON object"))
     })?;
     integral_numbers_as_integers(&mut value);
-    Ok(value.to_string())
+    Ok(yaml_safe_json(&value))
+}
+
+/// `value` as JSON text that a YAML reader reads as the same value. JSON text is YAML, but YAML
+/// refuses some characters written raw that JSON allows (DEL, the C1 controls, U+FFFE, U+FFFF)
+/// and reads others as line breaks (NEL, U+2028, U+2029) or a byte order mark (U+FEFF); those are
+/// written as `\uXXXX` escapes, which both read as the character itself.
+pub(crate) fn yaml_safe_json(value: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, YamlSafeFormatter);
+    // Writing a `Value` into memory cannot fail: its keys are strings and nothing does I/O.
+    let _ = serde::Serialize::serialize(value, &mut serializer);
+    // serde_json writes UTF-8 and the escapes are ASCII.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// serde_json's compact formatter, escaping the characters [`yaml_safe_json`] names.
+struct YamlSafeFormatter;
+
+impl serde_json::ser::Formatter for YamlSafeFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (at, c) in fragment.char_indices() {
+            if is_yaml_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..at])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = at + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Characters a YAML 1.2 reader refuses raw, or reads as a break or a byte order mark.
+fn is_yaml_unsafe(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
 }
 
 /// JSON has one number type: `435.0` is the integer 435 (JSON Schema's `integer` admits it), so
 /// a whole number written with a fraction reaches the job file parser as an integer.
-fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+pub(crate) fn integral_numbers_as_integers(value: &mut serde_json::Value) {
     // Beyond 2^53 a float no longer holds every integer exactly; leave such numbers as they are.
     const EXACT: f64 = 9_007_199_254_740_992.0;
     match value {
@@ -417,7 +456,7 @@ pub(crate) async fn submit_batch(
                 serde_json::Value::String(yaml) => yaml,
                 mut other => {
                     integral_numbers_as_integers(&mut other);
-                    other.to_string()
+                    yaml_safe_json(&other)
                 }
             })
             .collect()

@@ -39,11 +39,6 @@ fn time_schema() -> Value {
         {"type": "string", "maxLength": 0}]})
 }
 
-/// Text without control characters (no NUL can reach the database), up to `max` characters.
-fn text_schema(max: usize) -> Value {
-    json!({"type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u001f]*$"})
-}
-
 /// A filter's text: any length, no control characters (the server refuses them in every query
 /// parameter, [`crate::extract::ApiQuery`]); empty means "any".
 fn filter_schema() -> Value {
@@ -131,7 +126,10 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["201"] = json_response("created", schema_ref("Submitted"));
             responses["200"] =
                 json_response("an earlier submit with this Idempotency-Key created it", schema_ref("Submitted"));
-            responses["400"] = error_response("the job file is invalid; `field` names the problem");
+            responses["400"] = error_response(
+                "the job file is invalid; `field` names the problem (also sums no schema states: a job's \
+                 envs over 256 KiB in all, a job file over 1 MiB)",
+            );
             responses["403"] = error_response("the token may not submit for this tenant");
             responses["413"] = error_response("the body is over the limit");
             responses["507"] =
@@ -180,15 +178,15 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 ),
                 query_param(
                     "kind",
-                    "only jobs of this kind",
-                    json!({"type": "string", "enum": ["training", "inference", "batch", "sandbox"]})
+                    "only jobs of this kind (empty: any)",
+                    json!({"type": "string", "enum": ["", "training", "inference", "batch", "sandbox"]})
                 ),
                 query_param("q", "only jobs whose name contains this text (case ignored)", filter_schema()),
                 query_param("cluster", "only jobs with an attempt on this cluster", filter_schema()),
                 query_param(
                     "order",
-                    "oldest (ascending ids after `after`, the default) or newest (descending ids below `after`)",
-                    json!({"type": "string", "enum": ["oldest", "newest"]})
+                    "oldest (ascending ids after `after`, the default, also when empty) or newest (descending ids below `after`)",
+                    json!({"type": "string", "enum": ["", "oldest", "newest"]})
                 ),
             ]);
             responses["200"] = json_response("one page", schema_ref("JobList"));
@@ -210,11 +208,16 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/v1/jobs/{id}/logs") => {
             op["parameters"] = json!([
                 id_param(),
-                query_param("follow", "stream new output until the attempt ends", json!({"type": "boolean"})),
+                query_param(
+                    "follow",
+                    "stream new output until the attempt ends: true or 1; false, 0 or empty do not",
+                    // Trimmed blanks, but no control bytes: no query parameter holds one.
+                    json!({"type": "string", "pattern": format!("^[{QUERY_BLANKS}]*(true|false|1|0)?[{QUERY_BLANKS}]*$")})
+                ),
                 query_param(
                     "attempt",
-                    "attempt number (default: the latest)",
-                    json!({"type": "integer", "minimum": 1, "maximum": u64::MAX})
+                    "attempt number (default, also when empty: the latest)",
+                    number_or_empty(json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}))
                 )
             ]);
             responses["200"] = json!({"description": "the log text (chunked when following)", "content": {"text/plain": {"schema": {"type": "string"}}}});
@@ -355,6 +358,72 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
     op
 }
 
+/// The characters Rust's `str::trim` removes (Unicode White_Space), as a regex class body.
+const TRIMMED: &str = "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// [`TRIMMED`] less the control bytes, which [`crate::extract::ApiQuery`] refuses in a query.
+const QUERY_BLANKS: &str = " \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// A pattern for one of `words`, ASCII case ignored, with blanks around it (the job file parser
+/// trims and lowercases such fields). `alternatives` are extra regex alternatives.
+fn words_pattern(words: &[&str], alternatives: &[&str]) -> String {
+    let either_case = |word: &str| -> String {
+        word.chars()
+            .map(|c| match c {
+                'a'..='z' => format!("[{}{c}]", c.to_ascii_uppercase()),
+                other => other.to_string(),
+            })
+            .collect()
+    };
+    let mut all: Vec<String> = words.iter().map(|w| either_case(w)).collect();
+    all.extend(alternatives.iter().map(|a| a.to_string()));
+    format!("^[{TRIMMED}]*({})[{TRIMMED}]*$", all.join("|"))
+}
+
+/// `schema` or null: the job file parser reads a null field as an absent one.
+fn nullable(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "null"}]})
+}
+
+/// The job file fields the document describes, as `cumulo_jobfile` reads them (its other fields
+/// are in DESIGN.md). Texts are bounded in characters ([`cumulo_jobfile::limits`]); a job's
+/// `envs` together hold at most 256 KiB and a job file at most 1 MiB, sums no schema states,
+/// so such a file gets 400.
+fn job_file_schema() -> Value {
+    use cumulo_jobfile::limits;
+    let no_nul = "^[^\\u0000]*$";
+    let script = json!({"type": "string", "maxLength": limits::MAX_SCRIPT_CHARS, "pattern": no_nul});
+    // Trimmed, non-empty, on one line, no NUL.
+    let edge = format!("[^{TRIMMED}\\u0000]");
+    let name = format!("^[{TRIMMED}]*{edge}([^\\n\\u0000]*{edge})?[{TRIMMED}]*$");
+    let env_value = json!({"anyOf": [{"type": "string", "maxLength": limits::MAX_ENV_VALUE_CHARS, "pattern": no_nul},
+        {"type": ["number", "boolean", "null"]}]});
+    json!({"type": "object", "additionalProperties": false,
+        "description": "a Cumulo job file: a superset of SkyPilot's task YAML; these are its common fields, \
+            the job file format (DESIGN.md, README's Limits) has them all. A null field is an absent one; \
+            keys starting with `x-` hold YAML anchors and are ignored",
+        "patternProperties": {"^x-": {}},
+        "properties": {
+        "name": nullable(json!({"type": "string", "maxLength": limits::MAX_NAME_CHARS, "pattern": name})),
+        "kind": nullable(json!({"type": "string", "pattern": words_pattern(&["training", "inference", "batch", "sandbox"], &[])})),
+        "tenant": nullable(json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,63}$"})),
+        "priority": {"anyOf": [
+            {"type": "string", "pattern": words_pattern(&["low", "normal", "high", "critical"], &["[+-]?[0-9]{1,9}"])},
+            {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}, {"type": "null"}]},
+        "resources": nullable(json!({"type": "object", "additionalProperties": false, "properties": {
+            "cpus": nullable(json!({"type": "number", "minimum": 0.001, "maximum": limits::MAX_CPUS,
+                "description": "vCPUs per node (text such as `4+` is read too)"})),
+            "memory": nullable(json!({"type": "number", "exclusiveMinimum": 0, "maximum": limits::MAX_MEMORY_MIB / 1024.0,
+                "description": "GB per node (text such as `64GB+` is read too)"})),
+            "use_spot": {"type": ["boolean", "null"]}}})),
+        "num_nodes": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX},
+        "topology": nullable(json!({"type": "string", "pattern": words_pattern(&["nvlink-domain", "nvlink_domain", "nvlink", "block", "zone", "any"], &[])})),
+        "run": nullable(script.clone()), "setup": nullable(script),
+        "envs": nullable(json!({"type": "object", "maxProperties": limits::MAX_ENV_VARS,
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": env_value}))}})
+}
+
 fn schemas() -> Value {
     let string = json!({"type": "string"});
     let integer = json!({"type": "integer"});
@@ -363,31 +432,14 @@ fn schemas() -> Value {
             "error": {"type": "string", "description": "machine-readable code"},
             "field": {"type": "string", "description": "the request field at fault"},
             "reason": {"type": "string"}}},
-        "JobFile": {"type": "object", "additionalProperties": false,
-            "description": "a Cumulo job file: a superset of SkyPilot's task YAML; these are its common fields, \
-                the job file format (DESIGN.md, README's Limits) has them all",
-            "properties": {
-            "name": {"type": "string", "maxLength": 50, "pattern": "^[^\\u0000-\\u001f]*[^\\s\\u0000-\\u001f][^\\u0000-\\u001f]*$"},
-            "kind": {"type": "string", "enum": ["training", "inference", "batch", "sandbox"]},
-            "tenant": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,63}$"},
-            "priority": {"oneOf": [{"type": "string", "enum": ["low", "normal", "high", "critical"]},
-                {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}]},
-            "resources": {"type": "object", "additionalProperties": false, "properties": {
-                "cpus": {"type": "integer", "minimum": 1, "maximum": 1024},
-                "memory": {"type": "integer", "minimum": 1, "maximum": 4096},
-                "use_spot": {"type": "boolean"}}},
-            "num_nodes": {"type": "integer", "minimum": 1, "maximum": 1024},
-            "topology": {"type": "string", "enum": ["nvlink-domain", "block", "zone", "any"]},
-            "run": text_schema(4096), "setup": text_schema(4096),
-            "envs": {"type": "object", "maxProperties": 100,
-                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
-                "additionalProperties": {"oneOf": [text_schema(1024), {"type": "boolean"}, {"type": "integer"}]}}}},
+        "JobFile": job_file_schema(),
         "Tenant": {"type": "object", "required": ["name", "source"], "properties": {
             "name": string, "source": {"type": "string", "enum": ["fleet file", "api"]}, "weight": integer,
             "gpus_milli": integer, "cpus_milli": integer, "created_at": {"type": "string", "format": "date-time"},
             "budget": {"type": "object", "properties": {"monthly": string, "kind": string, "source": string}}}},
         "BudgetRequest": {"type": "object", "required": ["monthly"], "additionalProperties": false, "properties": {
-            "monthly": {"type": "number", "minimum": 0, "maximum": 1_000_000_000_000i64}, "kind": {"type": "string", "enum": ["hard", "soft"]}}},
+            "monthly": {"type": "number", "minimum": 0, "maximum": 1_000_000_000_000i64}, "kind": {"type": ["string", "null"], "enum": ["hard", "soft", null],
+                "description": "null or absent: hard"}}},
         "TenantRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
             "name": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
             "weight": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX},
@@ -418,7 +470,7 @@ fn schemas() -> Value {
             "capacity": string, "node_type": string, "gpu": string, "gpus": integer, "gpus_used_milli": integer,
             "vcpus": integer, "cpus_used_milli": integer, "schedulable": {"type": "boolean"}}},
         "TokenRequest": {"type": "object", "required": ["tenant", "role"], "properties": {"tenant": string,
-            "role": {"type": "string", "enum": ["admin", "member", "viewer"]},
+            "role": {"type": "string", "pattern": words_pattern(&["admin", "member", "viewer"], &[])},
             "name": {"type": ["string", "null"], "description": "null or absent: `TENANT-ROLE`",
                 "maxLength": crate::tokens::MAX_TOKEN_NAME_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}},
         "Token": {"type": "object", "properties": {"token": string, "tenant": string, "role": string, "name": string}},
@@ -480,15 +532,18 @@ pub fn document() -> Value {
     })
 }
 
-/// The document for this deployment: tenant and cluster names that exist are listed as the only
-/// values their fields take, so that a schema-valid request names things that exist.
-pub fn document_for(fleet: &crate::Fleet) -> Value {
+/// The document for this deployment: tenant and cluster names that exist (the fleet file's and
+/// `stored_tenants`, those created over the API) are listed as the only values their fields
+/// take, so that a schema-valid request names things that exist.
+pub fn document_for(fleet: &crate::Fleet, stored_tenants: &[String]) -> Value {
     let mut doc = document();
-    if !fleet.tenants.is_empty() {
-        let tenants = json!(fleet.tenants);
+    let mut tenants: Vec<&str> = fleet.tenants.iter().map(String::as_str).collect();
+    tenants.extend(stored_tenants.iter().map(String::as_str).filter(|t| !fleet.tenants.iter().any(|f| f == t)));
+    if !tenants.is_empty() {
         doc["components"]["schemas"]["TokenRequest"]["properties"]["tenant"] =
             json!({"type": "string", "enum": tenants});
-        doc["components"]["schemas"]["JobFile"]["properties"]["tenant"] = json!({"type": "string", "enum": tenants});
+        doc["components"]["schemas"]["JobFile"]["properties"]["tenant"] =
+            nullable(json!({"type": "string", "enum": tenants}));
     }
     let mut clusters: Vec<&str> = vec![""];
     clusters.extend(fleet.clusters.iter().map(|c| c.name.as_str()));
@@ -496,6 +551,9 @@ pub fn document_for(fleet: &crate::Fleet) -> Value {
     doc
 }
 
-pub(crate) async fn handler(axum::extract::State(state): axum::extract::State<crate::AppState>) -> Json<Value> {
-    Json(document_for(&state.fleet))
+pub(crate) async fn handler(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> Result<Json<Value>, crate::ApiError> {
+    let stored: Vec<String> = state.store.tenants().await?.into_iter().map(|t| t.name).collect();
+    Ok(Json(document_for(&state.fleet, &stored)))
 }

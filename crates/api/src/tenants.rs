@@ -64,14 +64,40 @@ pub struct BudgetRequest {
 pub struct TenantRequest {
     pub name: String,
     /// Fair-share weight, default 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
     pub weight: Option<u32>,
     /// Quota: at most this many thousandths of GPUs at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
     pub gpus_milli: Option<u64>,
     /// Quota: at most this many thousandths of vCPUs at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
     pub cpus_milli: Option<u64>,
+}
+
+/// A non-negative whole number, or null. `3.0` is the integer 3, as JSON Schema's `integer`
+/// reads it (the OpenAPI document says `integer`); past 2^53 a float holds no exact integer.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error as _;
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if number.is_f64() && f.fract() == 0.0 && (0.0..=EXACT).contains(&f) => Some(f as u64),
+        _ => None,
+    };
+    let expected = || {
+        D::Error::custom(format!(
+            "invalid value `{number}`: expected a non-negative whole number ({})",
+            std::any::type_name::<T>()
+        ))
+    };
+    whole.and_then(|n| T::try_from(n).ok()).map(Some).ok_or_else(expected)
 }
 
 impl AppState {
@@ -210,6 +236,40 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Tenan
     Ok(Json(out))
 }
 
+/// The most thousandths of GPUs or vCPUs a tenant's quota may name (the store keeps them as
+/// signed 64-bit integers).
+pub const MAX_QUOTA_MILLI: u64 = i64::MAX as u64;
+
+/// Reads and checks a `POST /v1/tenants` body: `name` as the store takes it (no surrounding
+/// blanks), `weight` at least 1, quotas at most [`MAX_QUOTA_MILLI`]. A whole number written with
+/// a fraction (`2.0`) is that integer, as JSON Schema reads it.
+fn tenant_request(text: &str) -> Result<TenantRequest, ApiError> {
+    let bad_body = |e: serde_json::Error| {
+        ApiError::bad_request(
+            "body",
+            format!(
+                "invalid tenant request: {e}; expected {{\"name\": N, \"weight\": W, \"gpus_milli\": G, \"cpus_milli\": C}}"
+            ),
+        )
+    };
+    let request: TenantRequest = serde_json::from_str(text).map_err(bad_body)?;
+    if let Err(cumulo_store::Error::Invalid { value, expected, .. }) = cumulo_store::check_tenant_name(&request.name) {
+        return Err(ApiError::bad_request("name", format!("invalid tenant name `{value}`: expected {expected}")));
+    }
+    if request.weight == Some(0) {
+        return Err(ApiError::bad_request("weight", "invalid weight `0`: expected a weight of at least 1"));
+    }
+    for (field, quota) in [("gpus_milli", request.gpus_milli), ("cpus_milli", request.cpus_milli)] {
+        if let Some(quota) = quota.filter(|q| *q > MAX_QUOTA_MILLI) {
+            return Err(ApiError::bad_request(
+                field,
+                format!("invalid quota `{quota}`: expected at most {MAX_QUOTA_MILLI} thousandths"),
+            ));
+        }
+    }
+    Ok(request)
+}
+
 /// `POST /v1/tenants`: admin only; 201 with the tenant, 409 when the name is taken.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -218,19 +278,8 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     principal.require_admin()?;
     let text = crate::jobs::read_body(&state, &axum::http::HeaderMap::new(), body).await?;
-    let request: TenantRequest = serde_json::from_str(&text.text).map_err(|e| {
-        ApiError::bad_request(
-            "body",
-            format!("invalid tenant request: {e}; expected {{\"name\": N, \"weight\": W, \"gpus_milli\": G, \"cpus_milli\": C}}"),
-        )
-    })?;
-    let name = request.name.trim().to_string();
-    if let Err(cumulo_store::Error::Invalid { value, expected, .. }) = cumulo_store::check_tenant_name(&name) {
-        return Err(ApiError::bad_request("name", format!("invalid tenant name `{value}`: expected {expected}")));
-    }
-    if request.weight == Some(0) {
-        return Err(ApiError::bad_request("weight", "invalid weight `0`: expected a weight of at least 1"));
-    }
+    let request = tenant_request(&text.text)?;
+    let name = request.name.clone();
     if state.fleet.tenant_names().contains(&name) {
         return Err(ApiError::Conflict(format!("tenant `{name}` exists already (in the fleet file)")));
     }

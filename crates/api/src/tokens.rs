@@ -33,7 +33,8 @@ pub(crate) async fn create(
     let role: Role = request.role.parse().map_err(|_| {
         ApiError::bad_request("role", format!("unknown role `{}`: expected admin, member or viewer", request.role))
     })?;
-    let tenant = request.tenant.trim().to_string();
+    // The name as given: the OpenAPI document lists the tenants, and ` a` is none of them.
+    let tenant = request.tenant;
     if tenant.is_empty() || !state.knows_tenant(&tenant).await? {
         return Err(state.unknown_tenant("tenant".to_string(), &tenant));
     }

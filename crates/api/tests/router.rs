@@ -348,6 +348,14 @@ async fn a_member_can_neither_see_nor_cancel_another_tenants_jobs() {
     assert_eq!(cancel.status, StatusCode::NOT_FOUND);
     let logs = h.get(&format!("{uri}/logs"), &h.member_b).await;
     assert_eq!(logs.status, StatusCode::NOT_FOUND);
+    // Empty `follow` and `attempt` are their defaults, as the OpenAPI document says: the owner
+    // gets past them to "no attempt yet"; another word for follow is refused naming it.
+    let defaults = h.get(&format!("{uri}/logs?follow=&attempt="), &h.member_a).await;
+    assert_eq!(defaults.status, StatusCode::NOT_FOUND, "{}", defaults.text);
+    let blanks = h.get(&format!("{uri}/logs?follow=%C2%A0false%E2%80%80"), &h.member_a).await;
+    assert_eq!(blanks.status, StatusCode::NOT_FOUND, "blanks around a flag are trimmed: {}", blanks.text);
+    let yes = h.get(&format!("{uri}/logs?follow=yes"), &h.member_a).await;
+    assert_eq!((yes.status, yes.error().field.as_deref()), (StatusCode::BAD_REQUEST, Some("follow")));
     let list: JobList = h.get("/v1/jobs", &h.member_b).await.json();
     assert!(list.jobs.is_empty());
     let cross = h.get("/v1/jobs?tenant=a", &h.member_b).await;
@@ -402,6 +410,16 @@ async fn admins_create_tokens_that_work_and_others_cannot() {
     assert_eq!(bad_role.error().field.as_deref(), Some("role"));
     let bad_tenant = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "zz", "role": "member"}"#).await;
     assert_eq!(bad_tenant.error().field.as_deref(), Some("tenant"));
+    // A tenant is named exactly (the OpenAPI document lists them); a role ignores case and blanks.
+    let blank = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": " b", "role": "member"}"#).await;
+    assert_eq!(
+        (blank.status, blank.error().field.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("tenant")),
+        "{}",
+        blank.text
+    );
+    let role = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": "b", "role": " Viewer "}"#).await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
     let wrong_type = h.post("/v1/tokens", &h.admin, "application/json", r#"{"tenant": 5, "role": "member"}"#).await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
     assert!(wrong_type.error().reason.contains("invalid type"), "{}", wrong_type.text);
@@ -424,7 +442,17 @@ async fn lists_filter_by_state_and_paginate() {
     assert_eq!(pending.jobs.len(), 4);
     let cancelled: JobList = h.get("/v1/jobs?state=cancelled&tenant=a", &h.admin).await.json();
     assert_eq!(cancelled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[0]]);
-    for (query, field) in [("state=done", "state"), ("limit=0", "limit"), ("limit=x", "limit"), ("after=-1", "after")] {
+    // Empty filters are no filter, as the OpenAPI document's enums say (`""` is among them).
+    let all: JobList = h.get("/v1/jobs?state=&kind=&order=&limit=", &h.member_a).await.json();
+    assert_eq!(all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids, "every job, oldest first");
+    for (query, field) in [
+        ("state=done", "state"),
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("after=-1", "after"),
+        ("kind=job", "kind"),
+        ("order=up", "order"),
+    ] {
         let answer = h.get(&format!("/v1/jobs?{query}"), &h.member_a).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(answer.error().field.as_deref(), Some(field), "{query}");
@@ -505,4 +533,69 @@ async fn an_upload_is_kept_once_named_by_a_submit_and_refused_past_its_limit() {
     let job_id = created.json::<serde_json::Value>()["id"].as_u64().unwrap();
     let stored = h.store.get_job(cumulo_types::JobId(job_id)).await.unwrap();
     assert_eq!(stored.spec.upload.as_deref(), Some(id.as_str()));
+}
+
+/// Characters JSON carries raw that a YAML reader refuses raw (DEL, C1 controls, U+FFFE) or reads
+/// as a break (NEL, U+2028) or a byte order mark (U+FEFF): the OpenAPI document allows them in
+/// texts, so a JSON job file holding them is stored with them, unchanged.
+#[tokio::test]
+async fn a_json_job_file_keeps_characters_yaml_cannot_write_raw() {
+    let h = harness().await;
+    let odd = "a\u{7f}b\u{85}c\u{89}d\u{9f}e\u{2028}f\u{2029}g\u{feff}h\u{fffe}i\u{ffff}j";
+    let job = serde_json::json!({"name": format!("n{odd}"), "run": format!("echo {odd}"), "envs": {"ODD": odd}});
+    let answer = h.post("/v1/jobs", &h.admin, "application/json", &job.to_string()).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let id = answer.json::<SubmitResponse>().id;
+    let stored: JobDetail = h.get(&format!("/v1/jobs/{}", id.0), &h.admin).await.json();
+    assert_eq!(stored.job.spec.name, format!("n{odd}"));
+    assert_eq!(stored.job.spec.run.as_deref(), Some(format!("echo {odd}").as_str()));
+    assert_eq!(stored.job.spec.envs.get("ODD").map(String::as_str), Some(odd));
+
+    // The same in a batch, where each job is re-encoded on its own.
+    let batch = serde_json::json!({"jobs": [job, {"name": odd}]});
+    let answer = h.post("/v1/jobs:batch", &h.admin, "application/json", &batch.to_string()).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let ids: Vec<u64> = answer.json::<BatchResponse>().jobs.iter().map(|s| s.id.0).collect();
+    let second: JobDetail = h.get(&format!("/v1/jobs/{}", ids[1]), &h.admin).await.json();
+    assert_eq!(second.job.spec.name, odd);
+}
+
+/// The OpenAPI document's job file: null is an absent field, a whole number may be written with
+/// a fraction (as JSON Schema's `integer` admits), numbers of vCPUs and GB are read as numbers;
+/// the same in YAML, where the fuzzer writes `2.0` as a float.
+#[tokio::test]
+async fn a_job_file_takes_nulls_and_whole_numbers_with_a_fraction_as_its_schema_says() {
+    let h = harness().await;
+    let json = r#"{"name": null, "kind": null, "tenant": null, "priority": 3.0, "num_nodes": 2.0, "topology": null,
+        "resources": {"cpus": 0.001, "memory": 1e-9, "use_spot": null}, "run": null, "setup": null,
+        "envs": {"A": null, "B": 1.5, "C": true}, "x-anchor": [1, {"y": null}]}"#;
+    let answer = h.post("/v1/jobs", &h.admin, "application/json", json).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let stored: JobDetail = h.get(&format!("/v1/jobs/{}", answer.json::<SubmitResponse>().id.0), &h.admin).await.json();
+    let spec = &stored.job.spec;
+    assert_eq!((spec.num_nodes, spec.priority.0, spec.tenant.as_str()), (2, 3, "default"));
+    let env: Vec<(&str, &str)> = spec.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(env, [("B", "1.5"), ("C", "True")], "a null env is left for --env at launch");
+
+    let yaml = "name: y\nnum_nodes: 2.0\npriority: -4.0\nresources: {cpus: 2.0, memory: 0.5}\n";
+    let answer = h.post("/v1/jobs", &h.admin, "application/yaml", yaml).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+
+    // And what the schema forbids is refused, naming the field.
+    for (body, field) in [
+        (r#"{"num_nodes": 2.5}"#, "num_nodes"),
+        (r#"{"num_nodes": 4294967296}"#, "num_nodes"),
+        (r#"{"priority": 2147483648}"#, "priority"),
+        (r#"{"resources": {"cpus": 0.0009}}"#, "resources.cpus"),
+        (r#"{"resources": {"cpus": 4294967.3}}"#, "resources.cpus"),
+        (r#"{"resources": {"memory": 0}}"#, "resources.memory"),
+        (r#"{"resources": {"memory": 976562500001}}"#, "resources.memory"),
+        (r#"{"envs": {"A": [1]}}"#, "envs.A"),
+        (r#"{"name": "a\nb"}"#, "name"),
+        (r#"{"name": " "}"#, "name"),
+    ] {
+        let answer = h.post("/v1/jobs", &h.admin, "application/json", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text);
+        assert_eq!(answer.error().field.as_deref(), Some(field), "{body}: {}", answer.text);
+    }
 }

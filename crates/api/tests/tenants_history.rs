@@ -124,6 +124,32 @@ async fn an_admin_creates_a_tenant_that_jobs_and_tokens_may_name_at_once() {
         ),
         (r#"{"name": "x", "weight": 0}"#, StatusCode::BAD_REQUEST, Some("weight"), "invalid weight `0`"),
         (r#"{"name": "x", "colour": "red"}"#, StatusCode::BAD_REQUEST, Some("body"), "unknown field `colour`"),
+        // The schema's bounds: quotas fit the store's signed 64-bit integers, names have no blanks.
+        (
+            r#"{"name": "x", "gpus_milli": 9223372036854775808}"#,
+            StatusCode::BAD_REQUEST,
+            Some("gpus_milli"),
+            "invalid quota `9223372036854775808`: expected at most 9223372036854775807",
+        ),
+        (
+            r#"{"name": "x", "cpus_milli": 18446744073709551615}"#,
+            StatusCode::BAD_REQUEST,
+            Some("cpus_milli"),
+            "expected at most 9223372036854775807 thousandths",
+        ),
+        (r#"{"name": " x "}"#, StatusCode::BAD_REQUEST, Some("name"), "invalid tenant name ` x `"),
+        (
+            r#"{"name": "x", "weight": 2.5}"#,
+            StatusCode::BAD_REQUEST,
+            Some("body"),
+            "invalid value `2.5`: expected a non-negative whole number (u32)",
+        ),
+        (
+            r#"{"name": "x", "weight": 4294967296.0}"#,
+            StatusCode::BAD_REQUEST,
+            Some("body"),
+            "invalid value `4294967296.0`: expected a non-negative whole number (u32)",
+        ),
     ] {
         let answer = create(&h.admin, body).await;
         let (got, got_field, reason) = refused(&answer);
@@ -131,6 +157,34 @@ async fn an_admin_creates_a_tenant_that_jobs_and_tokens_may_name_at_once() {
         assert!(reason.contains(words), "{body}: {reason}");
     }
     assert_eq!(h.store.tenants().await.unwrap().len(), 1, "only `vision` was stored");
+}
+
+#[tokio::test]
+async fn a_tenant_request_reads_whole_numbers_written_with_a_fraction_as_integers() {
+    // JSON Schema's `integer` admits `3.0`, so the API does too (the OpenAPI document says integer).
+    let h = harness().await;
+    let body = r#"{"name": "vision", "weight": 3.0, "gpus_milli": 16000.0, "cpus_milli": 9223372036854775807, "gpus_milli": null}"#;
+    let made = h.call(Method::POST, "/v1/tenants", &h.admin, "application/json", body).await;
+    // serde_json refuses a repeated field: the request names it.
+    assert_eq!(made.status, StatusCode::BAD_REQUEST, "{}", made.text);
+    assert!(refused(&made).2.contains("duplicate field `gpus_milli`"), "{}", made.text);
+    let body = r#"{"name": "vision", "weight": 3.0, "gpus_milli": 16000.0, "cpus_milli": 9223372036854775807}"#;
+    let made = h.call(Method::POST, "/v1/tenants", &h.admin, "application/json", body).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let made: TenantView = made.json();
+    assert_eq!((made.weight, made.gpus_milli, made.cpus_milli), (Some(3), Some(16000), Some(i64::MAX as u64)));
+}
+
+#[tokio::test]
+async fn a_budget_with_a_null_kind_is_hard_as_the_openapi_document_says() {
+    let h = harness().await;
+    let set = |body: &'static str| h.call(Method::PUT, "/v1/tenants/a/budget", &h.admin, "application/json", body);
+    let answer = set(r#"{"monthly": 50.0, "kind": null}"#).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let tenant: TenantView = answer.json();
+    assert_eq!(tenant.budget.map(|b| (b.monthly, b.kind)), Some(("$50.00".to_string(), "hard".to_string())));
+    let answer = set(r#"{"monthly": 50, "kind": 1}"#).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "a kind that is not text: {}", answer.text);
 }
 
 #[tokio::test]

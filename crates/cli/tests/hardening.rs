@@ -292,7 +292,7 @@ fn oversized_fields_are_refused_at_submit_naming_the_field() {
         (
             format!("name: e\nrun: 'true'\nenvs:\n  BIG: '{}'\n", "v".repeat(100 << 10)),
             "envs.BIG",
-            "over the limit of 65536 bytes",
+            "over the limit of 65536 characters",
         ),
         (
             format!("name: e\nrun: 'true'\nenvs:\n{}", (0..2_000).map(|i| format!("  V{i}: x\n")).collect::<String>()),
@@ -309,7 +309,11 @@ fn oversized_fields_are_refused_at_submit_naming_the_field() {
         ),
         ("name: e\nrun: \"echo a\\0b\"\n".to_string(), "run", "contains a NUL byte"),
         (format!("name: {}\nrun: 'true'\n", "n".repeat(10 << 20)), "body", "over the limit of 1048576 bytes"),
-        (format!("name: {}\nrun: 'true'\n", "n".repeat(300)), "name", "300 bytes is over the limit of 200 bytes"),
+        (
+            format!("name: {}\nrun: 'true'\n", "n".repeat(300)),
+            "name",
+            "300 characters is over the limit of 200 characters",
+        ),
     ];
     for (body, field, reason) in &cases {
         let answer = server.submit(&token, None, body);

@@ -65,9 +65,9 @@
 //!
 //! # Limits
 //! A job file is at most 1 MiB, nests at most 64 levels and expands (aliases counted each time
-//! they are used) to at most 100,000 YAML nodes; a name is at most 200 bytes, `run` and `setup`
-//! 64 KiB each, `envs` at most 1,000 variables of at most 64 KiB each and 256 KiB in all; no
-//! string holds a NUL byte. See [`limits`].
+//! they are used) to at most 100,000 YAML nodes; a name is at most 200 characters, `run` and
+//! `setup` 65,536 characters each, `envs` at most 1,000 variables of at most 65,536 characters
+//! each and 256 KiB in all; no string holds a NUL byte. See [`limits`].
 
 mod accel;
 mod instance;

@@ -7,7 +7,9 @@
 //! gigabytes there, and deep flow nesting took its parser quadratic time.
 //!
 //! After the job is built, [`check_job`] bounds the sizes that reach an engine (name, scripts,
-//! environment) and refuses NUL bytes, which no process argument or environment can carry.
+//! environment) and refuses NUL bytes, which no process argument or environment can carry. A text
+//! is bounded in characters (Unicode scalar values), as JSON Schema's `maxLength` counts, so that
+//! the API's OpenAPI document states each bound exactly; a character is at most 4 bytes.
 
 use saphyr_parser::{Event, Parser};
 
@@ -20,14 +22,19 @@ pub const MAX_JOB_FILE_BYTES: usize = 1 << 20;
 pub const MAX_DEPTH: usize = 64;
 /// The most nodes a document may hold once every alias is expanded.
 pub const MAX_EXPANDED_NODES: u64 = 100_000;
-/// The longest job name, in bytes.
-pub const MAX_NAME_BYTES: usize = 200;
-/// The longest `run` or `setup` script, in bytes.
-pub const MAX_SCRIPT_BYTES: usize = 64 << 10;
+/// The longest job name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest `run` or `setup` script (and `workdir`, `checkpoint.dir`), in characters.
+pub const MAX_SCRIPT_CHARS: usize = 64 << 10;
 /// The most environment variables of a job.
 pub const MAX_ENV_VARS: usize = 1_000;
-/// The longest value of one environment variable, in bytes.
-pub const MAX_ENV_VALUE_BYTES: usize = 64 << 10;
+/// The longest value of one environment variable, in characters.
+pub const MAX_ENV_VALUE_CHARS: usize = 64 << 10;
+/// The most vCPUs a job may ask for (`resources.cpus`): `u32::MAX` thousandths.
+pub const MAX_CPUS: f64 = 4_294_967.295;
+/// The most memory a job may ask for (`resources.memory`), in MiB; as a bare number of GB that is
+/// 976,562,500,000.
+pub const MAX_MEMORY_MIB: f64 = 1e15;
 /// The most bytes of all environment variables together (names and values).
 pub const MAX_ENV_TOTAL_BYTES: usize = 256 << 10;
 
@@ -111,8 +118,9 @@ pub(crate) fn check_size(text: &str) -> Result<(), Problem> {
 }
 
 fn check_text(ctx: &mut Ctx<'_>, path: &str, text: &str, limit: usize) {
-    if text.len() > limit {
-        ctx.report(path, format!("{} bytes is over the limit of {limit} bytes", text.len()));
+    let chars = text.chars().count();
+    if chars > limit {
+        ctx.report(path, format!("{chars} characters is over the limit of {limit} characters"));
     }
     if let Some(at) = text.find('\0') {
         ctx.report(path, format!("contains a NUL byte (at byte {at}), which no process can be given"));
@@ -121,17 +129,17 @@ fn check_text(ctx: &mut Ctx<'_>, path: &str, text: &str, limit: usize) {
 
 /// Bounds the sizes a job carries to its engine and refuses NUL bytes in them.
 pub(crate) fn check_job(ctx: &mut Ctx<'_>, job: &cumulo_types::JobSpec) {
-    check_text(ctx, "name", &job.name, MAX_NAME_BYTES);
+    check_text(ctx, "name", &job.name, MAX_NAME_CHARS);
     for (path, script) in [("setup", &job.setup), ("run", &job.run)] {
         if let Some(script) = script {
-            check_text(ctx, path, script, MAX_SCRIPT_BYTES);
+            check_text(ctx, path, script, MAX_SCRIPT_CHARS);
         }
     }
     if let Some(workdir) = &job.workdir {
-        check_text(ctx, "workdir", workdir, MAX_SCRIPT_BYTES);
+        check_text(ctx, "workdir", workdir, MAX_SCRIPT_CHARS);
     }
     if let Some(checkpoint) = &job.checkpoint {
-        check_text(ctx, "checkpoint.dir", &checkpoint.dir, MAX_SCRIPT_BYTES);
+        check_text(ctx, "checkpoint.dir", &checkpoint.dir, MAX_SCRIPT_CHARS);
     }
     if job.envs.len() > MAX_ENV_VARS {
         ctx.report("envs", format!("{} variables is over the limit of {MAX_ENV_VARS}", job.envs.len()));
@@ -139,7 +147,7 @@ pub(crate) fn check_job(ctx: &mut Ctx<'_>, job: &cumulo_types::JobSpec) {
     }
     let mut total = 0;
     for (name, value) in &job.envs {
-        check_text(ctx, &format!("envs.{name}"), value, MAX_ENV_VALUE_BYTES);
+        check_text(ctx, &format!("envs.{name}"), value, MAX_ENV_VALUE_CHARS);
         total += name.len() + value.len();
     }
     if total > MAX_ENV_TOTAL_BYTES {

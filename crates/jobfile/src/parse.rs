@@ -181,10 +181,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A whole number from 1 to `u32::MAX`.
+    /// A whole number from 1 to `u32::MAX` (`2.0` is the whole number 2, as in SkyPilot's schema).
     fn positive(&mut self, path: &str, value: &Value, expected: &str) -> Option<u32> {
         match value {
-            Value::Number(n) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
+            Value::Number(n) => match whole_number(n).and_then(|v| u32::try_from(v).ok()) {
                 Some(v) if v > 0 => Some(v),
                 _ => {
                     self.invalid(path, &n.to_string(), expected);
@@ -196,6 +196,18 @@ impl<'a> Ctx<'a> {
                 None
             }
         }
+    }
+}
+
+/// The integer a number stands for: an integer, or a float without a fraction (`2.0`), as JSON
+/// Schema's `integer` (and so SkyPilot's schema) reads it. Past 2^53 a float no longer holds
+/// every integer, so such floats are not whole numbers here.
+fn whole_number(n: &serde_yaml::Number) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match (n.as_i64(), n.as_f64()) {
+        (Some(v), _) => Some(v),
+        (None, Some(f)) if n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT => Some(f as i64),
+        _ => None,
     }
 }
 
@@ -550,7 +562,7 @@ pub fn default_preemptible(kind: JobKind) -> bool {
 fn priority(ctx: &mut Ctx<'_>, path: &str, value: &Value) -> Option<Priority> {
     const EXPECTED: &str = "low, normal, high, critical or an integer";
     match value {
-        Value::Number(n) => match n.as_i64().and_then(|v| i32::try_from(v).ok()) {
+        Value::Number(n) => match whole_number(n).and_then(|v| i32::try_from(v).ok()) {
             Some(v) => Some(Priority(v)),
             None => {
                 ctx.invalid(path, &n.to_string(), EXPECTED);
@@ -1353,8 +1365,16 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
     }
     if let Some(v) = field(map, "cpus") {
         let p = child(path, "cpus");
-        out.cpus_milli = match scalar_text(v) {
-            Some(text) => {
+        out.cpus_milli = match (v, scalar_text(v)) {
+            // A number is read as itself, whatever text it would print as (`1e-3`).
+            (Value::Number(n), _) => {
+                let parsed = n.as_f64().and_then(units::cpus_milli_of);
+                if parsed.is_none() {
+                    ctx.invalid(&p, &n.to_string(), CPUS_EXPECTED);
+                }
+                parsed
+            }
+            (_, Some(text)) => {
                 out.cpus_or_more = text.trim_end().ends_with('+');
                 let parsed = units::cpus_milli(&text);
                 if parsed.is_none() {
@@ -1362,7 +1382,7 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
                 }
                 parsed
             }
-            None => {
+            (_, None) => {
                 ctx.wrong_type(&p, v, CPUS_EXPECTED);
                 None
             }
@@ -1370,8 +1390,15 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
     }
     if let Some(v) = field(map, "memory") {
         let p = child(path, "memory");
-        out.memory_mib = match scalar_text(v) {
-            Some(text) => {
+        out.memory_mib = match (v, scalar_text(v)) {
+            (Value::Number(n), _) => {
+                let parsed = n.as_f64().and_then(units::memory_mib_of_gb);
+                if parsed.is_none() {
+                    ctx.invalid(&p, &n.to_string(), MEMORY_EXPECTED);
+                }
+                parsed
+            }
+            (_, Some(text)) => {
                 out.memory_or_more = text.trim_end().ends_with('+');
                 let parsed = units::memory_mib(&text);
                 if parsed.is_none() {
@@ -1379,7 +1406,7 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
                 }
                 parsed
             }
-            None => {
+            (_, None) => {
                 ctx.wrong_type(&p, v, MEMORY_EXPECTED);
                 None
             }

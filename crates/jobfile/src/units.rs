@@ -58,9 +58,13 @@ pub(crate) fn gpu_count(text: &str) -> Result<MilliGpu, GpuCountError> {
 pub(crate) fn cpus_milli(text: &str) -> Option<u32> {
     let t = text.trim();
     let t = t.strip_suffix('+').unwrap_or(t).trim_end();
-    let value = decimal(t)?;
-    let milli = (value * 1000.0).round();
-    (1.0..=u32::MAX as f64).contains(&milli).then_some(milli as u32)
+    cpus_milli_of(decimal(t)?)
+}
+
+/// A number of vCPUs in thousandths, rounded; `None` below one thousandth or past [`crate::limits::MAX_CPUS`]
+/// (the bounds are on the number given, as the API's OpenAPI document states them).
+pub(crate) fn cpus_milli_of(vcpus: f64) -> Option<u32> {
+    (0.001..=crate::limits::MAX_CPUS).contains(&vcpus).then(|| (vcpus * 1000.0).round().min(u32::MAX as f64) as u32)
 }
 
 /// `32`, `32+`, `64GB`, `1024MB`, `1.5TB`: memory in MiB. A bare number is in GB, and as in
@@ -87,9 +91,19 @@ pub(crate) fn memory_mib(text: &str) -> Option<u64> {
         .iter()
             .find_map(|(unit, scale)| upper.strip_suffix(unit).map(|n| (n.trim_end(), *scale)))
             .unwrap_or((upper.as_str(), 1024.0));
-    let value = decimal(number)?;
+    mib_of(decimal(number)?, mib_per_unit)
+}
+
+/// Memory given as a bare number of GB, in MiB: see [`memory_mib`].
+pub(crate) fn memory_mib_of_gb(gb: f64) -> Option<u64> {
+    mib_of(gb, 1024.0)
+}
+
+/// `value` units of `mib_per_unit` MiB each, rounded up; `None` unless above 0 and at most
+/// [`crate::limits::MAX_MEMORY_MIB`].
+fn mib_of(value: f64, mib_per_unit: f64) -> Option<u64> {
     let mib = (value * mib_per_unit).ceil();
-    (1.0..=1e15).contains(&mib).then_some(mib as u64)
+    (value > 0.0 && mib <= crate::limits::MAX_MEMORY_MIB).then_some(mib as u64)
 }
 
 /// A plain non-negative decimal (`12`, `0.5`, `.5`); no signs, exponents, `inf` or `NaN`.

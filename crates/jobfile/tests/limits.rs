@@ -1,7 +1,7 @@
 //! Limits of a job file (`cumulo_jobfile::limits`): hostile YAML is refused before values are
 //! built, and sizes that reach an engine are bounded, each with an error naming the field.
 
-use cumulo_jobfile::limits::{MAX_DEPTH, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_NAME_BYTES};
+use cumulo_jobfile::limits::{MAX_DEPTH, MAX_ENV_VALUE_CHARS, MAX_ENV_VARS, MAX_NAME_CHARS};
 use cumulo_jobfile::{Problem, parse_str};
 
 fn problems(text: &str) -> Vec<Problem> {
@@ -57,15 +57,15 @@ fn a_job_file_over_one_mebibyte_is_refused() {
 
 #[test]
 fn sizes_that_reach_an_engine_are_bounded_and_name_their_field() {
-    let long_name = format!("name: {}\nrun: 'true'\n", "n".repeat(MAX_NAME_BYTES + 1));
+    let long_name = format!("name: {}\nrun: 'true'\n", "n".repeat(MAX_NAME_CHARS + 1));
     let found = problems(&long_name);
     assert_eq!(found[0].path, "name");
-    assert!(found[0].message.contains("201 bytes is over the limit of 200 bytes"), "{}", found[0].message);
+    assert!(found[0].message.contains("201 characters is over the limit of 200 characters"), "{}", found[0].message);
 
-    let big_value = format!("name: e\nenvs:\n  BIG: '{}'\n", "v".repeat(MAX_ENV_VALUE_BYTES + 1));
+    let big_value = format!("name: e\nenvs:\n  BIG: '{}'\n", "v".repeat(MAX_ENV_VALUE_CHARS + 1));
     let found = problems(&big_value);
     assert_eq!(found[0].path, "envs.BIG");
-    assert!(found[0].message.contains("over the limit of 65536 bytes"), "{}", found[0].message);
+    assert!(found[0].message.contains("over the limit of 65536 characters"), "{}", found[0].message);
 
     let mut many = String::from("name: e\nenvs:\n");
     for i in 0..=MAX_ENV_VARS {
@@ -80,6 +80,17 @@ fn sizes_that_reach_an_engine_are_bounded_and_name_their_field() {
 }
 
 #[test]
+fn text_bounds_count_characters_as_json_schema_max_length_does() {
+    // 200 four-byte characters (800 bytes) is a name at the limit; one more is over it.
+    let at_limit = format!("name: {}\nrun: 'true'\n", "\u{1f600}".repeat(MAX_NAME_CHARS));
+    parse_str(&at_limit, "job.yaml").expect("200 characters is within the limit, whatever their bytes");
+    let over = format!("name: {}\nrun: 'true'\n", "\u{e9}".repeat(MAX_NAME_CHARS + 1));
+    let found = problems(&over);
+    assert_eq!(found[0].path, "name");
+    assert!(found[0].message.contains("201 characters is over the limit of 200 characters"), "{}", found[0].message);
+}
+
+#[test]
 fn nul_bytes_are_refused_where_a_process_would_get_them() {
     let found = problems("name: \"a\\0b\"\nrun: 'true'\n");
     assert_eq!(found[0].path, "name");
@@ -87,4 +98,27 @@ fn nul_bytes_are_refused_where_a_process_would_get_them() {
     let found = problems("name: n\nrun: \"echo\\0\"\nenvs: {K: \"v\\0\"}\n");
     let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(paths, vec!["run", "envs.K"], "{found:?}");
+}
+
+/// Numbers as JSON Schema (and so SkyPilot's schema and the API's OpenAPI document) reads them: a
+/// float without a fraction is a whole number, and vCPUs and GB are read from the number itself,
+/// not from the text it prints as (`1e-3`).
+#[test]
+fn numbers_are_read_as_json_schema_reads_them() {
+    let job = parse_str("num_nodes: 2.0\npriority: -4.0\nresources: {cpus: 1e-3, memory: 1e-9}\n", "j.yaml")
+        .expect("whole numbers with a fraction and numbers in exponent form parse");
+    assert_eq!((job.num_nodes, job.priority.0), (2, -4));
+    assert_eq!((job.resources[0].cpus_milli, job.resources[0].memory_mib), (1, 1), "1 thousandth, 1 MiB");
+    let at_most = parse_str("resources: {cpus: 4294967.295, memory: 976562500000}\n", "j.yaml").expect("the bounds");
+    assert_eq!((at_most.resources[0].cpus_milli, at_most.resources[0].memory_mib), (u32::MAX, 1_000_000_000_000_000));
+    for (text, path) in [
+        ("num_nodes: 2.5\n", "num_nodes"),
+        ("priority: 1.5\n", "priority"),
+        ("resources: {cpus: 0.0009}\n", "resources.cpus"),
+        ("resources: {cpus: 4294967.3}\n", "resources.cpus"),
+        ("resources: {memory: 0}\n", "resources.memory"),
+        ("resources: {memory: 976562500001}\n", "resources.memory"),
+    ] {
+        assert_eq!(problems(text)[0].path, path, "{text}");
+    }
 }
