@@ -554,8 +554,7 @@ impl<'a> Sim<'a> {
                         .as_ref()
                         .is_some_and(|d| matches!(&d.selector, GpuSelector::Models(ms) if ms.contains(&m)))
                 }) {
-                    let first = q.resources.remove(k);
-                    q.resources.insert(0, first);
+                    q.options_mut()[..=k].rotate_right(1);
                     q.ordered = true;
                 }
             }
@@ -720,7 +719,7 @@ impl<'a> Sim<'a> {
             tenant,
             priority,
             preemptible,
-            resources,
+            resources: resources.into(),
             ordered,
             num_nodes: job.num_nodes,
             topology: job.topology,
@@ -917,7 +916,7 @@ impl<'a> Sim<'a> {
                 if let Some(a) = self.active.get(&q.id.0) {
                     let job = a.job.clone();
                     let (resources, ordered) = self.options_for(&job);
-                    q.resources = resources;
+                    q.resources = resources.into();
                     q.ordered = ordered;
                 }
             }
