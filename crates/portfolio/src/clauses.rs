@@ -351,6 +351,14 @@ pub fn bind_queue(mut queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u
     }
     let (bindings, of_job) = bindings_by_shape(&queue, clauses, now);
     let mut out = BoundQueue::default();
+    // sized once: growing the two maps entry by entry costs more than filling them
+    let (mut with_words, mut with_origins) = (0, 0);
+    for binding in of_job.iter().flatten().map(|&i| &bindings[i as usize]).filter(|b| !b.queued.is_empty()) {
+        with_words += usize::from(binding.words.is_some());
+        with_origins += usize::from(binding.origins.is_some());
+    }
+    out.narrowed.reserve(with_words);
+    out.origins.reserve(with_origins);
     let mut any_held = false;
     for (job, binding) in queue.iter_mut().zip(&of_job) {
         let Some(binding) = binding.map(|i| &bindings[i as usize]) else { continue };
