@@ -727,9 +727,7 @@ impl Controller {
         commit.pending_reasons.extend(held.iter().cloned());
         for placement in &plan.placements {
             let mut placement = placement.clone();
-            if let Some(origins) = bound.origins.get(&(placement.job, placement.replica)) {
-                placement.option = origins.get(placement.option as usize).copied().unwrap_or(placement.option);
-            }
+            placement.option = bound.original_option(placement.job, placement.replica, placement.option);
             let placement = &placement;
             let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));
             if on_imageless && let Some(image) = images.get(&placement.job) {

@@ -106,8 +106,11 @@ impl fmt::Display for ClauseWords {
 /// given a job's wait: computed once per distinct (options, clauses binding) by [`bind_queue`].
 struct Binding {
     options: Vec<BoundOption>,
-    /// The job's option index of each bound option.
-    origins: Arc<[u32]>,
+    /// The bound options as queued: one list shared by every job of the binding.
+    queued: Arc<[ResourceOption]>,
+    /// The job's option index of each bound option; `None` where each is its own (no option
+    /// split or dropped).
+    origins: Option<Arc<[u32]>>,
     words: Option<ClauseWords>,
 }
 
@@ -270,8 +273,10 @@ impl<'a> ActiveClauses<'a> {
                 }
             }
         }
-        let origins = options.iter().map(|o| o.original as u32).collect();
-        touched.then_some(Binding { options, origins, words })
+        let queued = options.iter().map(|o| o.option.clone()).collect();
+        let own = options.len() == resources.len() && options.iter().enumerate().all(|(i, o)| o.original == i);
+        let origins = (!own).then(|| options.iter().map(|o| o.original as u32).collect());
+        touched.then_some(Binding { options, queued, origins, words })
     }
 
     /// Whether a clause binding after `waited_s` covers a GPU model `option` accepts (cheap: no
@@ -308,17 +313,29 @@ impl<'a> ActiveClauses<'a> {
     }
 }
 
-/// A queue bound by the clauses: jobs whose options changed map their new option indices back
-/// to the job's own, and jobs the clauses leave nowhere to go wait with the clause's words.
+/// A queue bound by the clauses: jobs whose options were split or dropped map their new option
+/// indices back to the job's own, and jobs the clauses leave nowhere to go wait with the clause's
+/// words.
 #[derive(Default)]
 pub struct BoundQueue {
     pub queue: Vec<QueuedJob>,
-    /// (job, replica) → the job's option index of each queued option, where they differ.
+    /// (job, replica) → the job's option index of each queued option, where they differ (see
+    /// [`BoundQueue::original_option`]).
     pub origins: FxHashMap<(JobId, u32), Arc<[u32]>>,
     /// Jobs held back by a clause, with the reason.
     pub held: Vec<(JobId, String)>,
     /// Jobs a clause kept from some providers, with the clause's words (added to a pending reason).
     pub narrowed: FxHashMap<JobId, ClauseWords>,
+    /// Queue entries whose options a clause narrowed (handed on, not held).
+    pub entries_narrowed: usize,
+}
+
+impl BoundQueue {
+    /// The job's own index of the option a placement of `replica` used (`option` indexes the
+    /// bound options it was queued with).
+    pub fn original_option(&self, job: JobId, replica: u32, option: u32) -> u32 {
+        self.origins.get(&(job, replica)).and_then(|o| o.get(option as usize).copied()).unwrap_or(option)
+    }
 }
 
 /// Binds each queued job's options by `clauses`, for the time it has waited by `now` (the
@@ -326,20 +343,28 @@ pub struct BoundQueue {
 /// scheduling core.
 ///
 /// [`ActiveClauses::bind`]'s rule runs once per distinct (resource options, clauses binding after
-/// the job's wait) in the queue; every job of that key gets the same bound options and words.
-pub fn bind_queue(queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
+/// the job's wait) in the queue; every job of that key gets the same bound options (one shared
+/// list: binding a job is a pointer copy) and words. The queue is bound in place.
+pub fn bind_queue(mut queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
     if clauses.is_empty() {
         return BoundQueue { queue, ..BoundQueue::default() };
     }
     let (bindings, of_job) = bindings_by_shape(&queue, clauses, now);
-    let mut out = BoundQueue { queue: Vec::with_capacity(queue.len()), ..BoundQueue::default() };
-    for (mut job, binding) in queue.into_iter().zip(of_job) {
-        let Some(binding) = binding.map(|i| &bindings[i as usize]) else {
-            out.queue.push(job);
-            continue;
-        };
+    let mut out = BoundQueue::default();
+    // sized once: growing the two maps entry by entry costs more than filling them
+    let (mut with_words, mut with_origins) = (0, 0);
+    for binding in of_job.iter().flatten().map(|&i| &bindings[i as usize]).filter(|b| !b.queued.is_empty()) {
+        with_words += usize::from(binding.words.is_some());
+        with_origins += usize::from(binding.origins.is_some());
+    }
+    out.narrowed.reserve(with_words);
+    out.origins.reserve(with_origins);
+    let mut any_held = false;
+    for (job, binding) in queue.iter_mut().zip(&of_job) {
+        let Some(binding) = binding.map(|i| &bindings[i as usize]) else { continue };
         let words = binding.words.as_ref().map(|w| w.for_wait(now.saturating_sub(job.submitted_at)));
-        if binding.options.is_empty() {
+        if binding.queued.is_empty() {
+            any_held = true;
             // a job's replicas are queued one after another: one reason per job
             if out.held.last().is_none_or(|(id, _)| *id != job.id) {
                 out.held.push((job.id, words.map(|w| w.to_string()).unwrap_or_default()));
@@ -349,13 +374,19 @@ pub fn bind_queue(queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) 
         if let Some(words) = words {
             out.narrowed.insert(job.id, words);
         }
-        out.origins.insert((job.id, job.replica), Arc::clone(&binding.origins));
-        job.resources = binding.options.iter().map(|o| o.option.clone()).collect();
-        out.queue.push(job);
+        if let Some(origins) = &binding.origins {
+            out.origins.insert((job.id, job.replica), Arc::clone(origins));
+        }
+        out.entries_narrowed += 1;
+        job.resources = Arc::clone(&binding.queued);
     }
+    if any_held {
+        let mut held = of_job.iter().map(|b| b.is_some_and(|i| bindings[i as usize].queued.is_empty()));
+        queue.retain(|_| !held.next().unwrap_or(false));
+    }
+    out.queue = queue;
     out
 }
-
 /// The distinct bindings of a queue, and for each job the index of its own (`None` where no
 /// clause touches the job).
 fn bindings_by_shape(queue: &[QueuedJob], clauses: &ActiveClauses<'_>, now: u64) -> (Vec<Binding>, Vec<Option<u32>>) {
@@ -365,7 +396,7 @@ fn bindings_by_shape(queue: &[QueuedJob], clauses: &ActiveClauses<'_>, now: u64)
         .iter()
         .map(|job| {
             let waited_s = now.saturating_sub(job.submitted_at);
-            *seen.entry((clauses.regime(waited_s), job.resources.as_slice())).or_insert_with(|| {
+            *seen.entry((clauses.regime(waited_s), &job.resources[..])).or_insert_with(|| {
                 let binding = clauses.binding(&job.resources, waited_s)?;
                 bindings.push(binding);
                 Some(bindings.len() as u32 - 1)

@@ -477,6 +477,7 @@ fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
 
     let mut expected_queue = Vec::new();
     let mut expected_held = Vec::new();
+    let mut narrowed_entries = 0;
     for job in &queue {
         let waited_s = now - job.submitted_at;
         match clauses.bind(&job.resources, waited_s) {
@@ -488,12 +489,10 @@ fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
             }
             Some(b) => {
                 let origins: Vec<u32> = b.options.iter().map(|o| o.original as u32).collect();
-                assert_eq!(
-                    bound.origins[&(job.id, job.replica)].as_ref(),
-                    origins.as_slice(),
-                    "origins of {:?}",
-                    job.id
-                );
+                let mapped: Vec<u32> =
+                    (0..origins.len() as u32).map(|o| bound.original_option(job.id, job.replica, o)).collect();
+                assert_eq!(mapped, origins, "origins of {:?}", job.id);
+                narrowed_entries += 1;
                 if let Some(reason) = &b.reason {
                     assert_eq!(&bound.narrowed[&job.id].to_string(), reason, "words of {:?} name its own wait", job.id);
                 }
@@ -506,6 +505,11 @@ fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
     assert_eq!(bound.queue, expected_queue, "every job is handed on as bind narrows it");
     assert_eq!(bound.held, expected_held, "held jobs wait with bind's words, once per job");
     assert!(!bound.held.is_empty() && !bound.narrowed.is_empty(), "the queue exercises both outcomes");
+    assert_eq!(bound.entries_narrowed, narrowed_entries, "every narrowed entry is counted");
+    assert!(
+        !bound.origins.is_empty() && bound.origins.len() < narrowed_entries,
+        "origins are kept for split options only"
+    );
     assert!(
         bound.narrowed.values().any(|w| w.to_string().ends_with("(waited 5m)")),
         "a first refusal's words carry the job's wait"

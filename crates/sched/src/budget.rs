@@ -47,7 +47,7 @@ pub struct BudgetGate {
 /// could hold one of its nodes.
 pub fn hourly_estimate(pools: &[Pool], job: &QueuedJob) -> Option<Money> {
     let mut best: Option<Money> = None;
-    for option in &job.resources {
+    for option in job.resources.iter() {
         let per_node = option.accelerators.as_ref().map_or(0, |d| u64::from(d.per_node.0));
         for pool in pools.iter().filter(|p| !p.nodes.is_empty()) {
             let nt = &pool.node_type;

@@ -5,6 +5,7 @@
 //! their `PoolId`, which must be unique within a snapshot.
 
 use std::fmt;
+use std::sync::Arc;
 
 use cumulo_types::{
     CapacityKind, Constraints, InfraSelector, JobId, JobSpec, Money, NodeType, Priority, ResourceOption, SpreadPolicy,
@@ -159,8 +160,11 @@ pub struct QueuedJob {
     pub tenant: String,
     pub priority: Priority,
     pub preemptible: bool,
-    /// Acceptable shapes per node; at least one.
-    pub resources: Vec<ResourceOption>,
+    /// Acceptable shapes per node; at least one. Shared: queue entries with the same options
+    /// (a job's replicas, jobs a contract clause binds alike) hold one list, so copying a job's
+    /// options is a pointer copy; [`QueuedJob::options_mut`] copies before a change.
+    #[serde(with = "shared_options")]
+    pub resources: Arc<[ResourceOption]>,
     /// True when `resources` is in order of preference; otherwise the cheapest feasible wins.
     #[serde(default)]
     pub ordered: bool,
@@ -184,9 +188,32 @@ fn no_spread(spread: &SpreadPolicy) -> bool {
     *spread == SpreadPolicy::None
 }
 
+/// `QueuedJob::resources` (de)serialised as a plain list.
+mod shared_options {
+    use std::sync::Arc;
+
+    use cumulo_types::ResourceOption;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(options: &Arc<[ResourceOption]>, s: S) -> Result<S::Ok, S::Error> {
+        options.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[ResourceOption]>, D::Error> {
+        Vec::<ResourceOption>::deserialize(d).map(Arc::from)
+    }
+}
+
 impl QueuedJob {
-    /// The queue entries for a job: one, or one per replica for a job with replicas.
+    /// The job's options to change in place: a list shared with other entries is copied first.
+    pub fn options_mut(&mut self) -> &mut [ResourceOption] {
+        Arc::make_mut(&mut self.resources)
+    }
+
+    /// The queue entries for a job: one, or one per replica for a job with replicas (sharing
+    /// one list of options).
     pub fn from_spec(id: JobId, spec: &JobSpec, submitted_at: Timestamp) -> Vec<QueuedJob> {
+        let resources: Arc<[ResourceOption]> = Arc::from(spec.resources.as_slice());
         (0..spec.replicas.max(1))
             .map(|replica| QueuedJob {
                 id,
@@ -194,7 +221,7 @@ impl QueuedJob {
                 tenant: spec.tenant.clone(),
                 priority: spec.priority,
                 preemptible: spec.preemptible,
-                resources: spec.resources.clone(),
+                resources: Arc::clone(&resources),
                 ordered: spec.ordered,
                 num_nodes: spec.num_nodes,
                 topology: spec.topology,

@@ -132,7 +132,7 @@ fn apply(snapshot: &mut Snapshot, queue: &mut Vec<QueuedJob>, plan: &Plan) {
         again.replica = r.replica;
         again.preemptible = r.preemptible;
         // the victim's own request is not kept in the snapshot: it waits again as a CPU task
-        again.resources[0].cpus_milli = 1000;
+        again.options_mut()[0].cpus_milli = 1000;
         again.submitted_at = plan.at;
         queue.push(again);
     }

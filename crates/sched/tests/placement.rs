@@ -74,7 +74,8 @@ fn job(id: u64, accelerators: Option<AcceleratorDemand>) -> QueuedJob {
             cpus_milli: 1000,
             memory_mib: 1024,
             ..ResourceOption::default()
-        }],
+        }]
+        .into(),
         ordered: false,
         num_nodes: 1,
         topology: TopologyNeed::Any,

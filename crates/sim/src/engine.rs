@@ -555,8 +555,7 @@ impl<'a> Sim<'a> {
                         .as_ref()
                         .is_some_and(|d| matches!(&d.selector, GpuSelector::Models(ms) if ms.contains(&m)))
                 }) {
-                    let first = q.resources.remove(k);
-                    q.resources.insert(0, first);
+                    q.options_mut()[..=k].rotate_right(1);
                     q.ordered = true;
                 }
             }
@@ -721,7 +720,7 @@ impl<'a> Sim<'a> {
             tenant,
             priority,
             preemptible,
-            resources,
+            resources: resources.into(),
             ordered,
             num_nodes: job.num_nodes,
             topology: job.topology,
@@ -919,7 +918,7 @@ impl<'a> Sim<'a> {
                 if let Some(a) = self.active.get(&q.id.0) {
                     let job = a.job.clone();
                     let (resources, ordered) = self.options_for(&job);
-                    q.resources = resources;
+                    q.resources = resources.into();
                     q.ordered = ordered;
                 }
             }

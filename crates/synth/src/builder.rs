@@ -2,6 +2,8 @@
 //! `job(7).gpus("GB200", "4").nodes(18).topology(NvlinkDomain)`. Modifiers such as `.price()` or
 //! `.spot()` apply to the pool added last.
 
+use std::sync::Arc;
+
 use cumulo_sched::{
     GpuAlloc, NodeAlloc, NodeState, Pool, PoolId, QueuedJob, Quota, RunningAlloc, Snapshot, TenantPolicy,
 };
@@ -213,7 +215,7 @@ pub fn job(id: u64) -> JobBuilder {
             tenant: "t".to_string(),
             priority: Priority::NORMAL,
             preemptible: false,
-            resources: vec![ResourceOption { cpus_milli: 1000, ..ResourceOption::default() }],
+            resources: Arc::new([ResourceOption { cpus_milli: 1000, ..ResourceOption::default() }]),
             ordered: false,
             num_nodes: 1,
             topology: TopologyNeed::Any,
@@ -233,7 +235,7 @@ pub struct JobBuilder {
 
 impl JobBuilder {
     fn option(&mut self) -> &mut ResourceOption {
-        self.job.resources.last_mut().expect("a job has an option")
+        self.job.options_mut().last_mut().expect("a job has an option")
     }
 
     /// GPUs per node: `models` is `GB200` or `H100|H200`; `count` is `4` or `0.25`.
@@ -285,7 +287,9 @@ impl JobBuilder {
 
     /// Adds another acceptable resource option (SkyPilot's `any_of`).
     pub fn or(mut self) -> JobBuilder {
-        self.job.resources.push(ResourceOption { cpus_milli: 1000, ..ResourceOption::default() });
+        let mut options = self.job.resources.to_vec();
+        options.push(ResourceOption { cpus_milli: 1000, ..ResourceOption::default() });
+        self.job.resources = options.into();
         self
     }
 

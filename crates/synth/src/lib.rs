@@ -6,6 +6,7 @@ mod builder;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cumulo_sched::{NodeState, Pool, PoolId, QueuedJob, Quota, Snapshot, TenantPolicy, Timestamp};
 use cumulo_types::{
@@ -262,7 +263,7 @@ fn base_job(id: u64, tenant: &str, submitted_at: Timestamp) -> QueuedJob {
         tenant: tenant.to_string(),
         priority: Priority::NORMAL,
         preemptible: false,
-        resources: Vec::new(),
+        resources: Arc::new([]),
         ordered: false,
         num_nodes: 1,
         topology: TopologyNeed::Any,
@@ -286,11 +287,11 @@ fn sandbox(rng: &mut ChaCha8Rng, id: u64, at: Timestamp) -> QueuedJob {
     let mut job = base_job(id, SANDBOX_TENANTS[rng.gen_range(0..SANDBOX_TENANTS.len())], at);
     let vcpus: u32 = rng.gen_range(1..=4);
     job.preemptible = true;
-    job.resources.push(ResourceOption {
+    job.resources = Arc::new([ResourceOption {
         cpus_milli: vcpus * 1000,
         memory_mib: u64::from(vcpus) * 2 * 1024,
         ..ResourceOption::default()
-    });
+    }]);
     job
 }
 
@@ -336,12 +337,12 @@ fn training(rng: &mut ChaCha8Rng, id: u64, at: Timestamp, max_gpus: u32) -> Queu
     };
     job.priority = pick(rng, &[(Priority::HIGH, 15), (Priority::NORMAL, 70), (Priority::LOW, 15)]);
     job.preemptible = job.priority == Priority::LOW;
-    job.resources.push(gpu_option(
+    job.resources = Arc::new([gpu_option(
         GpuSelector::Models(vec![model]),
         MilliGpu::whole(per_node),
         16 * per_node,
         128 * u64::from(per_node),
-    ));
+    )]);
     job
 }
 
@@ -354,7 +355,7 @@ fn inference(rng: &mut ChaCha8Rng, id: u64, at: Timestamp) -> QueuedJob {
     } else {
         GpuSelector::Models(vec![GpuModel::H100, GpuModel::H200])
     };
-    job.resources.push(gpu_option(selector, MilliGpu(fraction), 4, 32));
+    job.resources = Arc::new([gpu_option(selector, MilliGpu(fraction), 4, 32)]);
     job
 }
 
@@ -365,19 +366,15 @@ fn batch(rng: &mut ChaCha8Rng, id: u64, at: Timestamp) -> QueuedJob {
     if rng.gen_bool(0.5) {
         let gpus = pick(rng, &[(1, 4), (2, 3), (4, 2), (8, 1)]);
         let models = vec![GpuModel::H100, GpuModel::H200, GpuModel::B200];
-        job.resources.push(gpu_option(
-            GpuSelector::Models(models),
-            MilliGpu::whole(gpus),
-            8 * gpus,
-            64 * u64::from(gpus),
-        ));
+        job.resources =
+            Arc::new([gpu_option(GpuSelector::Models(models), MilliGpu::whole(gpus), 8 * gpus, 64 * u64::from(gpus))]);
     } else {
         let vcpus = pick(rng, &[(8, 3), (16, 2), (32, 1)]);
-        job.resources.push(ResourceOption {
+        job.resources = Arc::new([ResourceOption {
             cpus_milli: vcpus * 1000,
             memory_mib: u64::from(vcpus) * 4096,
             ..ResourceOption::default()
-        });
+        }]);
     }
     job
 }

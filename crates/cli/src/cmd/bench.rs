@@ -118,6 +118,9 @@ struct SchedReport {
     contracts: Option<ContractsReport>,
     /// index_s + schedule_s, plus contracts_s with --portfolio: one whole scheduling pass.
     pass_s: f64,
+    /// The same pass in CPU time of the scheduling thread (apart from time spent waiting for a
+    /// core on a shared machine).
+    pass_cpu_s: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +138,8 @@ struct ContractsReport {
     pricing_s: f64,
     binding_s: f64,
     contracts_s: f64,
+    /// contracts_s in CPU time of the thread.
+    contracts_cpu_s: Option<f64>,
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes; 0 where /proc is unavailable.
@@ -153,6 +158,11 @@ fn peak_rss_bytes() -> u64 {
 /// on a shared machine it shows the work done apart from time spent waiting for a core.
 fn thread_cpu_ns() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU seconds this thread has run since `start` (a [`thread_cpu_ns`] reading).
+fn cpu_s_since(start: Option<u64>) -> Option<f64> {
+    start.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a) as f64 / 1e9)
 }
 
 fn percentile_us(sorted_ns: &[u32], q: f64) -> f64 {
@@ -194,8 +204,10 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     };
 
     let t = Instant::now();
+    let index_cpu_start = thread_cpu_ns();
     let scheduler = Scheduler::new(&snapshot, Config::default()).context("synthetic snapshot is inconsistent")?;
     let index_s = t.elapsed().as_secs_f64();
+    let index_cpu_s = cpu_s_since(index_cpu_start);
 
     let mut decision_ns: Vec<(u32, u32)> = Vec::with_capacity(queue.len());
     let cpu_start = thread_cpu_ns();
@@ -214,7 +226,12 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
         last = now;
     });
     let schedule_s = start.elapsed().as_secs_f64();
-    let schedule_cpu_s = cpu_start.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a) as f64 / 1e9);
+    let schedule_cpu_s = cpu_s_since(cpu_start);
+    let contracts_cpu_s = match &contracts {
+        Some(c) => c.contracts_cpu_s,
+        None => Some(0.0),
+    };
+    let pass_cpu_s = index_cpu_s.zip(schedule_cpu_s).zip(contracts_cpu_s).map(|((i, s), c)| i + s + c);
 
     // Time spent in decisions that ended in a placement (a gang queue far larger than the fleet
     // is mostly quick "pending" decisions; this separates the placing work).
@@ -298,6 +315,7 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
         peak_rss_bytes: peak_rss_bytes(),
         verified,
         pass_s: index_s + schedule_s + contracts.as_ref().map_or(0.0, |c| c.contracts_s),
+        pass_cpu_s,
         contracts,
     };
     match args.output {
@@ -356,6 +374,7 @@ fn contract_aware(
     let jobs = queue.len();
 
     let t = Instant::now();
+    let cpu_start = thread_cpu_ns();
     let usage = Usage::at(&portfolio, &forecast, at);
     price_pools(snapshot, &terms, &portfolio, &usage, at, &PricingConfig::default());
     let pricing_s = t.elapsed().as_secs_f64();
@@ -363,6 +382,7 @@ fn contract_aware(
     let clauses = ActiveClauses::at(Some(&portfolio), at);
     let bound = bind_queue(queue, &clauses, now);
     let binding_s = t.elapsed().as_secs_f64();
+    let contracts_cpu_s = cpu_s_since(cpu_start);
 
     let held_entries = jobs - bound.queue.len();
     let report = ContractsReport {
@@ -371,11 +391,12 @@ fn contract_aware(
         at: at.to_rfc3339(),
         contract_pools_priced,
         pools: snapshot.pools.len(),
-        jobs_narrowed: bound.origins.len(),
+        jobs_narrowed: bound.entries_narrowed,
         jobs_held: held_entries,
         pricing_s,
         binding_s,
         contracts_s: pricing_s + binding_s,
+        contracts_cpu_s,
     };
     Ok((bound.queue, report))
 }

@@ -2,6 +2,8 @@
 //! (pool, option) candidates sorted by price and the static reason when none can ever hold it.
 //! The stage's result is [`Interned`]: per queue index, the job's tenant and shape.
 
+use std::sync::Arc;
+
 use super::*;
 
 /// The shapes stage's result: per queue index, the job's tenant and request shape (ids into the
@@ -21,7 +23,7 @@ pub(super) struct Candidate {
 
 /// Everything about a request shape that does not depend on the job's tenant or priority.
 pub(super) struct Shape {
-    pub(super) resources: Vec<ResourceOption>,
+    pub(super) resources: Arc<[ResourceOption]>,
     pub(super) ordered: bool,
     pub(super) num_nodes: u32,
     pub(super) topology: TopologyNeed,
@@ -180,7 +182,7 @@ impl Scheduler {
             shape.static_reason = invalid("num_nodes 0: expected at least 1".into());
             return shape;
         }
-        for option in &job.resources {
+        for option in job.resources.iter() {
             match need_of(option) {
                 Ok(need) => shape.needs.push(need),
                 Err(detail) => {
