@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs and starts what the tests need (PostgreSQL, a local Slurm with 64
-# fake-GPU nodes) with the project's own scripts, runs fmt, clippy and the whole test suite with
+# fake-GPU nodes, a Docker daemon) with the project's own scripts, runs fmt, clippy and the whole test suite with
 # --locked, then stops what it started. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,10 @@ step "start slurm (64 fake-GPU nodes)"
 slurm_env=$(scripts/dev-slurm.sh start) # prints `export NAME=value` lines
 started+=(slurm)
 eval "$slurm_env"
+
+step "start docker (local driver's container tests)"
+scripts/dev-docker.sh start
+started+=(docker)
 
 step "tests"
 cargo test --locked --workspace --no-fail-fast # unit, integration and doc tests of every crate

@@ -504,13 +504,31 @@ async fn an_upload_is_unpacked_into_the_working_directory_before_setup() {
     assert!(err.contains("job.upload") && err.contains("missing"), "{err}");
 }
 
-/// A busybox image imported into podman, when podman can run a container here.
-fn podman_image() -> Result<cumulo_driver_local::ContainerRuntime, String> {
-    let runtime = cumulo_driver_local::ContainerRuntime {
-        kind: cumulo_driver_local::container::RuntimeKind::Podman,
+/// A runtime that runs containers here, with a busybox test image imported into it: docker when
+/// its daemon answers (CI starts one: `scripts/dev-docker.sh`), else podman; why neither can.
+fn runtime_with_image() -> Result<cumulo_driver_local::ContainerRuntime, String> {
+    use cumulo_driver_local::container::RuntimeKind;
+    let docker = cumulo_driver_local::ContainerRuntime {
+        kind: RuntimeKind::Docker,
+        program: "docker".into(),
+        global_args: Vec::new(),
+    };
+    let podman = cumulo_driver_local::ContainerRuntime {
+        kind: RuntimeKind::Podman,
         program: "podman".into(),
         global_args: vec!["--cgroup-manager=cgroupfs".into(), "--storage-driver=vfs".into()],
     };
+    let docker_failed = match import_busybox(&docker) {
+        Ok(()) => return Ok(docker),
+        Err(why) => why,
+    };
+    import_busybox(&podman).map(|()| podman).map_err(|why| format!("{docker_failed}; {why}"))
+}
+
+/// Imports a one-binary busybox image as `localhost/cumulo-test-busybox:1` into `runtime` and
+/// runs it once.
+fn import_busybox(runtime: &cumulo_driver_local::ContainerRuntime) -> Result<(), String> {
+    let program = runtime.program.display().to_string();
     let busybox = ["/usr/bin/busybox", "/bin/busybox"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -518,17 +536,17 @@ fn podman_image() -> Result<cumulo_driver_local::ContainerRuntime, String> {
     let root = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(root.path().join("bin")).map_err(|e| e.to_string())?;
     std::fs::copy(busybox, root.path().join("bin/busybox")).map_err(|e| e.to_string())?;
-    for tool in ["sh", "cat", "id", "echo", "test", "["] {
+    for tool in ["sh", "cat", "id", "echo", "test", "[", "true"] {
         std::os::unix::fs::symlink("busybox", root.path().join("bin").join(tool)).map_err(|e| e.to_string())?;
     }
     let run = |args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new("podman")
+        let out = std::process::Command::new(&runtime.program)
             .args(&runtime.global_args)
             .args(args)
             .output()
-            .map_err(|e| format!("podman cannot run: {e}"))?;
+            .map_err(|e| format!("{program} cannot run: {e}"))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        out.status.success().then_some(()).ok_or_else(|| format!("podman {}: {}", args[0], stderr.trim()))
+        out.status.success().then_some(()).ok_or_else(|| format!("{program} {}: {}", args[0], stderr.trim()))
     };
     let archive = root.path().join("rootfs.tar");
     let tarred = std::process::Command::new("tar")
@@ -543,13 +561,12 @@ fn podman_image() -> Result<cumulo_driver_local::ContainerRuntime, String> {
         return Err("tar failed".into());
     }
     run(&["import", archive.to_str().unwrap(), "localhost/cumulo-test-busybox:1"])?;
-    run(&["run", "--rm", "--network=host", "localhost/cumulo-test-busybox:1", "true"])?;
-    Ok(runtime)
+    run(&["run", "--rm", "--network=host", "localhost/cumulo-test-busybox:1", "true"])
 }
 
 #[tokio::test]
 async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_not() {
-    let runtime = match podman_image() {
+    let runtime = match runtime_with_image() {
         Ok(runtime) => runtime,
         Err(why) => {
             eprintln!("SKIPPED: no container can run here ({why}); only the command line is tested (container.rs)");
