@@ -17,6 +17,7 @@ MAX_TIME="${SCHEMATHESIS_MAX_TIME:-120}"
 SEED="${SCHEMATHESIS_SEED:-12}"
 VENV=$(realpath -m "${SCHEMATHESIS_VENV:-target/schemathesis-venv}")
 config=$(realpath scripts/schemathesis.toml)
+hooks=$(realpath scripts/schemathesis_hooks.py)
 # Python 3.13 where one runs, else python3. Before 3.13 CPython's ast module can raise "AST
 # constructor recursion depth mismatch" when two threads parse at once (hypothesis does, to
 # describe its strategies), a runtime error of the tool, so schemathesis then runs one worker.
@@ -101,7 +102,8 @@ for who in admin member; do
   # Idempotency-Key reused with another body is a 422, which scripts/schemathesis.toml adds to
   # the statuses a schema-valid request may get).
   # Run from the temporary directory: schemathesis keeps a `.schemathesis/` folder in its cwd.
-  if ! (cd "$work" && "$VENV/bin/schemathesis" --config-file "$config" run "$url/v1/openapi.json" \
+  # scripts/schemathesis_hooks.py: a serializer for the uploads' application/x-tar bodies.
+  if ! (cd "$work" && SCHEMATHESIS_HOOKS="$hooks" "$VENV/bin/schemathesis" --config-file "$config" run "$url/v1/openapi.json" \
       --checks all \
       --max-examples "$EXAMPLES" \
       --max-time "$MAX_TIME" \

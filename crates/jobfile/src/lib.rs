@@ -440,9 +440,10 @@ fn build(document: &Document, source: &str, tenant: &str) -> Result<Built, Vec<P
 fn documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
     // Editors on Windows may start a file with a byte order mark, which the YAML parser refuses.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    limits::check_yaml(text).map_err(|problem| invalid(source, vec![problem]))?;
+    let wide = limits::check_yaml(text).map_err(|problem| invalid(source, vec![problem]))?;
+    let readable = wide.as_floats(text);
     let mut values = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
+    for document in serde_yaml::Deserializer::from_str(&readable) {
         match Value::deserialize(document) {
             Ok(mut value) => {
                 // `<<: *anchor` merge keys, as YAML 1.1 tools (and SkyPilot's PyYAML) apply them.

@@ -11,7 +11,7 @@
 //! is bounded in characters (Unicode scalar values), as JSON Schema's `maxLength` counts, so that
 //! the API's OpenAPI document states each bound exactly; a character is at most 4 bytes.
 
-use saphyr_parser::{Event, Parser};
+use saphyr_parser::{Event, Parser, ScalarStyle};
 
 use crate::Problem;
 use crate::parse::Ctx;
@@ -51,7 +51,47 @@ struct Open {
 /// Walks `text`'s YAML events and refuses, before any value is built, a document that nests
 /// deeper than [`MAX_DEPTH`] or expands to more than [`MAX_EXPANDED_NODES`] nodes. Counting stops
 /// at the first limit, so the cost is bounded by the limits, not by the text.
-pub(crate) fn check_yaml(text: &str) -> Result<(), Problem> {
+/// Where plain integer scalars too wide for 64 bits end (as character offsets): YAML has no
+/// bound on an integer, PyYAML (SkyPilot's reader) reads any, but the value tree holds 64 bits.
+#[derive(Debug, Default)]
+pub(crate) struct WideIntegers {
+    ends: Vec<usize>,
+}
+
+impl WideIntegers {
+    /// `text` with each wide integer written as a float (`.0` after its digits), which the value
+    /// tree holds; lines and columns do not move before it on its line.
+    pub(crate) fn as_floats<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        if self.ends.is_empty() {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 2 * self.ends.len());
+        let mut ends = self.ends.iter().peekable();
+        for (index, c) in text.chars().enumerate() {
+            while ends.next_if(|end| **end == index).is_some() {
+                out.push_str(".0");
+            }
+            out.push(c);
+        }
+        if ends.next().is_some() {
+            out.push_str(".0");
+        }
+        std::borrow::Cow::Owned(out)
+    }
+}
+
+/// A plain scalar that YAML reads as a decimal integer no 64-bit type holds.
+fn is_wide_integer(style: ScalarStyle, value: &str) -> bool {
+    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+    style == ScalarStyle::Plain
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && value.parse::<i64>().is_err()
+        && value.parse::<u64>().is_err()
+}
+
+pub(crate) fn check_yaml(text: &str) -> Result<WideIntegers, Problem> {
+    let mut wide = WideIntegers::default();
     let mut anchors: Vec<u64> = Vec::new();
     let mut open: Vec<Open> = Vec::new();
     let mut document_nodes: u64 = 0;
@@ -77,7 +117,12 @@ pub(crate) fn check_yaml(text: &str) -> Result<(), Problem> {
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => open.pop().map(|o| (o.nodes, o.anchor)),
-            Event::Scalar(_, _, anchor, _) => Some((1, anchor)),
+            Event::Scalar(value, style, anchor, _) => {
+                if is_wide_integer(style, &value) {
+                    wide.ends.push(span.end.index());
+                }
+                Some((1, anchor))
+            }
             Event::Alias(id) => Some((anchors.get(id).copied().unwrap_or(1), 0)),
             _ => None,
         };
@@ -103,7 +148,7 @@ pub(crate) fn check_yaml(text: &str) -> Result<(), Problem> {
             ));
         }
     }
-    Ok(())
+    Ok(wide)
 }
 
 /// Refuses a job file larger than [`MAX_JOB_FILE_BYTES`].

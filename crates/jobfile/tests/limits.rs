@@ -122,3 +122,14 @@ fn numbers_are_read_as_json_schema_reads_them() {
         assert_eq!(problems(text)[0].path, path, "{text}");
     }
 }
+
+#[test]
+fn integers_wider_than_64_bits_are_read_and_refused_only_where_a_field_bounds_them() {
+    let text = "name: wide\nrun: 'true'\nx-seed: -30847484905457278976\nenvs:\n  BIG: 123456789012345678901234\n";
+    let job = parse_str(text, "job.yaml").expect("YAML bounds no integer, and neither does an anchor or an env value");
+    assert!(job.envs.contains_key("BIG"), "{:?}", job.envs);
+
+    let found = problems("name: wide\nrun: 'true'\nnum_nodes: 99999999999999999999\n");
+    assert_eq!(found[0].path, "num_nodes", "the field that bounds it is named: {found:?}");
+    assert_eq!(found[0].line, Some(3), "{found:?}");
+}
