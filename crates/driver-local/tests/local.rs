@@ -395,6 +395,10 @@ fn each_tenant_has_its_own_account_in_the_shared_group() {
     assert_ne!(a.uid, b.uid);
     assert_ne!(a.gid, b.gid, "each account has its own primary group");
     assert_eq!((a.groups.clone(), b.groups.clone()), (vec![shared_gid()], vec![shared_gid()]));
+    // A name that is no user name gets its hashed form, which useradd takes (32 characters).
+    let odd = driver.account_for_tenant("Research Lab (EU)").unwrap().unwrap();
+    assert!(odd.name.starts_with("cumulo-job-research-") && odd.name.len() == 32, "{}", odd.name);
+    assert!(![a.uid, b.uid].contains(&odd.uid));
     // A restarted driver finds the same accounts (the mapping lives in /etc/passwd).
     let again = job_user_driver(dir.path()).unwrap();
     assert_eq!(again.account_for_tenant("iso-a").unwrap(), Some(a));
@@ -747,7 +751,7 @@ async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_
     let mut config = Config::new(dir.path().join("state"));
     config.job_user = JobUser::Server;
     config.uploads_dir = Some(dir.path().join("uploads"));
-    config.container = Some(runtime);
+    config.container = Some(runtime.clone());
     let driver = LocalDriver::open(config).unwrap();
     let a = attempt(61, 1);
     let mut req = request(a, 1, "cat /inputs/x.txt; echo \"$GREETING\"; test -x /bin/busybox && echo in-image");
@@ -760,4 +764,27 @@ async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_
     let log = log_text(&driver, a, 0).await;
     assert!(obs.state.is_success(), "{log}");
     assert_eq!(log, "from-upload\nhello\nin-image\n");
+
+    // With accounts per tenant (a root test), the container runs as the tenant's account and the
+    // shared group.
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let mut per_tenant = Config::new(dir.path().join("per-tenant"));
+    per_tenant.container = Some(runtime);
+    let driver = LocalDriver::open(per_tenant).unwrap();
+    let account = driver.account_for_tenant("test").unwrap().unwrap();
+    let b = attempt(62, 1);
+    let mut req = request(b, 1, "id -u; id -G");
+    req.job.image = Some("localhost/cumulo-test-busybox:1".into());
+    driver.launch(&req).await.unwrap();
+    let obs = wait_terminal(&driver, b).await;
+    let log = log_text(&driver, b, 0).await;
+    assert!(obs.state.is_success(), "{log}");
+    let (uid, groups) = log.split_once('\n').expect("two lines");
+    assert_eq!(uid, account.uid.to_string(), "{log}");
+    let groups: Vec<&str> = groups.split_whitespace().collect();
+    assert!(groups.contains(&account.gid.to_string().as_str()), "{log}");
+    assert!(groups.contains(&shared_gid().to_string().as_str()), "{log}");
 }
