@@ -72,7 +72,8 @@ pub struct Config {
     /// The deployment (the store's id) whose attempts this driver keeps, under
     /// `<root>/<deployment>/attempts`: attempt ids restart with every fresh database.
     pub deployment: Option<String>,
-    /// Whom jobs run as (see [`isolation`]): `cumulo-job` unless the operator allows root.
+    /// Whom jobs run as (see [`isolation`]): each tenant's as its own account `cumulo-job-<tenant>`
+    /// unless the operator names one account or allows root.
     pub job_user: JobUser,
     /// Where jobs' working directories go (`<work_root>/<attempt>/rank-<r>`); outside the data
     /// directory. Default: `<temp>/cumulo-jobs/<random id kept in root>/<deployment>`.
