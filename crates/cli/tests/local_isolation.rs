@@ -1,17 +1,18 @@
 //! Local jobs against the real `cumulo server` (issue 12, finding 2): a member's job tries what the
 //! attack did (read `admin.token`, write `cumulo.db`, read its parent's environment and the
 //! server's `CUMULO_DB`, run as root, work in the data directory, leave a `setsid` process behind)
-//! and every try fails.
+//! and every try fails; a job of one tenant tries to read another tenant's job's environment from
+//! `/proc` and fails.
 //!
-//! Needs root (the server then runs jobs as the unprivileged `cumulo-job`); otherwise the test says
-//! so and returns.
+//! Needs root (the server then runs the tenant's jobs as the unprivileged `cumulo-job-default`);
+//! otherwise the test says so and returns.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FLEET: &str = "
-tenants: [{name: default}]
+tenants: [{name: default}, {name: other}]
 clusters:
   - name: here
     provider: local
@@ -52,12 +53,22 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_members_local_job_reaches_nothing_of_the_servers() {
+/// A running `cumulo server` over a fresh data directory, with its admin token.
+struct Running {
+    _server: Server,
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    url: String,
+    admin: String,
+}
+
+/// Starts the server as root would be started in production; `None` (saying why) when this
+/// process is not root and the server could not switch users.
+fn start_server() -> Option<Running> {
     // SAFETY: geteuid(2) cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: not root, so the server cannot run jobs as another user; the isolation test did not run");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("fleet.yaml"), FLEET).unwrap();
@@ -65,7 +76,7 @@ fn a_members_local_job_reaches_nothing_of_the_servers() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let _server = Server(
+    let server = Server(
         Command::new(env!("CARGO_BIN_EXE_cumulo"))
             .args(["server", "--data-dir"])
             .arg(&data)
@@ -90,41 +101,64 @@ fn a_members_local_job_reaches_nothing_of_the_servers() {
         assert!(Instant::now() < deadline, "the server did not come up:\n{log}");
         std::thread::sleep(Duration::from_millis(100));
     };
+    Some(Running { _server: server, dir, data, url, admin })
+}
+
+impl Running {
+    /// The `Authorization` header of a new member token of `tenant`.
+    fn member_of(&self, tenant: &str) -> String {
+        let body = format!(r#"{{"name": "m-{tenant}", "tenant": "{tenant}", "role": "member"}}"#);
+        let member: serde_json::Value = serde_json::from_str(&curl(&[
+            "-H",
+            &format!("Authorization: Bearer {}", self.admin),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body,
+            &format!("{}/v1/tokens", self.url),
+        ]))
+        .expect("a member token");
+        format!("Authorization: Bearer {}", member["token"].as_str().expect("the token's secret"))
+    }
+
+    fn submit(&self, auth: &str, job_file: &str) -> u64 {
+        let submitted: serde_json::Value = serde_json::from_str(&curl(&[
+            "-H",
+            auth,
+            "-H",
+            "content-type: application/yaml",
+            "--data-binary",
+            job_file,
+            &format!("{}/v1/jobs", self.url),
+        ]))
+        .expect("the job is accepted");
+        submitted["id"].as_u64().unwrap()
+    }
+
+    /// The job once it is in one of `states`, and its log.
+    fn wait_for(&self, auth: &str, id: u64, states: &[&str]) -> (serde_json::Value, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let job = loop {
+            let job: serde_json::Value =
+                serde_json::from_str(&curl(&["-H", auth, &format!("{}/v1/jobs/{id}", self.url)])).unwrap();
+            if states.iter().any(|s| job["state"] == *s) {
+                break job;
+            }
+            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "job {id} did not reach {states:?}: {job}\n{log}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        (job, curl(&["-H", auth, &format!("{}/v1/jobs/{id}/logs", self.url)]))
+    }
+}
+
+#[test]
+fn a_members_local_job_reaches_nothing_of_the_servers() {
+    let Some(server) = start_server() else { return };
     // A member of the tenant submits, as in the attack.
-    let member: serde_json::Value = serde_json::from_str(&curl(&[
-        "-H",
-        &format!("Authorization: Bearer {admin}"),
-        "-H",
-        "content-type: application/json",
-        "-d",
-        r#"{"name": "m", "tenant": "default", "role": "member"}"#,
-        &format!("{url}/v1/tokens"),
-    ]))
-    .expect("a member token");
-    let member = member["token"].as_str().expect("the token's secret").to_string();
-    let auth = format!("Authorization: Bearer {member}");
-    let submitted: serde_json::Value = serde_json::from_str(&curl(&[
-        "-H",
-        &auth,
-        "-H",
-        "content-type: application/yaml",
-        "--data-binary",
-        &hostile_job(&data),
-        &format!("{url}/v1/jobs"),
-    ]))
-    .expect("the job is accepted");
-    let id = submitted["id"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let job: serde_json::Value =
-            serde_json::from_str(&curl(&["-H", &auth, &format!("{url}/v1/jobs/{id}")])).unwrap();
-        if job["state"] == "succeeded" || job["state"] == "failed" {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job did not finish: {job}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let log = curl(&["-H", &auth, &format!("{url}/v1/jobs/{id}/logs")]);
+    let auth = server.member_of("default");
+    let id = server.submit(&auth, &hostile_job(&server.data));
+    let (job, log) = server.wait_for(&auth, id, &["succeeded", "failed"]);
     assert_eq!(job["state"], "succeeded", "{job}\n{log}");
     let (leftover, lines): (Vec<&str>, Vec<&str>) = log.lines().partition(|line| line.starts_with("leftover "));
     assert_eq!(
@@ -136,6 +170,48 @@ fn a_members_local_job_reaches_nothing_of_the_servers() {
         leftover.first().and_then(|l| l.strip_prefix("leftover ")).expect("the setsid'ed process printed its pid");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(stat.is_empty() || stat.contains(") Z"), "the setsid'ed process {pid} outlived its attempt: {stat}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&data).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&server.data).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o700, "the data directory must be the server's user's only");
+}
+
+/// Tenant `other` runs a job with a secret in its environment; a member of `default` submits a job
+/// that reads the holder's pid and tries its `/proc/<pid>/environ` and a signal: both fail, since
+/// each tenant's jobs run as the tenant's own account.
+#[test]
+fn a_local_job_cannot_read_another_tenants_environment() {
+    let Some(server) = start_server() else { return };
+    // Where the holder leaves its pid: anyone may write there, as in /tmp.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let pid_file = scratch.path().join("holder.pid");
+    let other = server.member_of("other");
+    let holder = server.submit(
+        &other,
+        &format!(
+            "name: holder\nresources: {{cpus: 1}}\nenvs: {{OTHER_SECRET: s3cret-of-other}}\n\
+             run: \"echo $$ > {}.tmp && mv {0}.tmp {0}; exec sleep 300\"\n",
+            pid_file.display()
+        ),
+    );
+    server.wait_for(&other, holder, &["running"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the holder never wrote its pid");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = [
+        format!("target=$(cat {})", pid_file.display()),
+        "tr '\\\\0' '\\\\n' 2>/dev/null < /proc/$target/environ | grep -q s3cret && echo READ-ENV || echo no-env"
+            .into(),
+        "kill -0 $target 2>/dev/null && echo SIGNAL || echo no-signal".into(),
+        "id -un".into(),
+    ];
+    let default = server.member_of("default");
+    let prober =
+        server.submit(&default, &format!("name: prober\nresources: {{cpus: 1}}\nrun: \"{}\"\n", run.join("\\n")));
+    let (job, log) = server.wait_for(&default, prober, &["succeeded", "failed"]);
+    assert_eq!(job["state"], "succeeded", "{job}\n{log}");
+    assert_eq!(log, "no-env\nno-signal\ncumulo-job-default\n", "a job reached another tenant's");
+    curl(&["-X", "POST", "-H", &other, &format!("{}/v1/jobs/{holder}/cancel", server.url)]);
+    server.wait_for(&other, holder, &["cancelled"]);
 }

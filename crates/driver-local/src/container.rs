@@ -9,7 +9,8 @@
 //! What a rank's container gets ([`ContainerRuntime::run_words`]): the rank's working directory
 //! bind-mounted at the same path and used as the working directory (the upload was unpacked
 //! there before), the job's environment by name (`-e NAME`, values never on the command line;
-//! `PATH` is the image's own), the job user's uid and gid (`--user`) when the server switches
+//! `PATH` is the image's own), the job user's uid and gid (`--user`) and its supplementary group
+//! (`--group-add`, the shared `cumulo-job` of accounts per tenant) when the server switches
 //! users, the host's network (ranks of a gang reach each other as local processes do), the
 //! rank's GPUs, and `file_mounts` with absolute destinations bind-mounted from their copy in the
 //! working directory. The container is named after the deployment, attempt and rank, removed when
@@ -132,6 +133,7 @@ impl ContainerRuntime {
         words.extend(["run", "--rm", "--name", rank.name, "--network=host", "--init"].map(String::from));
         if let Some(account) = rank.account {
             words.push(format!("--user={}:{}", account.uid, account.gid));
+            words.extend(account.groups.iter().map(|gid| format!("--group-add={gid}")));
         }
         words.push("-v".into());
         words.push(format!("{work}:{work}"));
@@ -196,11 +198,11 @@ mod tests {
     #[test]
     fn a_docker_rank_gets_its_work_dir_user_env_names_gpus_and_binds() {
         let docker = ContainerRuntime { kind: RuntimeKind::Docker, program: "docker".into(), global_args: vec![] };
-        let account = Account { name: "cumulo-job".into(), uid: 998, gid: 997 };
+        let account = Account { name: "cumulo-job-a".into(), uid: 998, gid: 997, groups: vec![995] };
         let words = docker.run_words(&rank(&[0, 3], Some(&account))).join(" ");
         let work = "/tmp/cumulo-jobs/x/7.2/rank-0";
         let expect = format!(
-            "docker run --rm --name cumulo-d1-7.2-r0 --network=host --init --user=998:997 -v {work}:{work} \
+            "docker run --rm --name cumulo-d1-7.2-r0 --network=host --init --user=998:997 --group-add=995 -v {work}:{work} \
              -v {work}/.cumulo-mounts/data:/data -w {work} -e HOME -e HF_TOKEN -e CUMULO_JOB_ID \
              --gpus \"device=0,3\" vllm/vllm-openai:v0.10.0 sh -c {IN_CONTAINER} {work}/.cumulo-script.sh"
         );

@@ -72,7 +72,8 @@ pub struct Config {
     /// The deployment (the store's id) whose attempts this driver keeps, under
     /// `<root>/<deployment>/attempts`: attempt ids restart with every fresh database.
     pub deployment: Option<String>,
-    /// Whom jobs run as (see [`isolation`]): `cumulo-job` unless the operator allows root.
+    /// Whom jobs run as (see [`isolation`]): each tenant's as its own account `cumulo-job-<tenant>`
+    /// unless the operator names one account or allows root.
     pub job_user: JobUser,
     /// Where jobs' working directories go (`<work_root>/<attempt>/rank-<r>`); outside the data
     /// directory. Default: `<temp>/cumulo-jobs/<random id kept in root>/<deployment>`.
@@ -100,13 +101,27 @@ impl Config {
     }
 }
 
+/// What [`LocalDriver::job_command`] builds one rank's command from.
+#[derive(Clone, Copy)]
+struct JobCommand<'a> {
+    request: &'a LaunchRequest,
+    rank: u32,
+    /// The rank's working directory.
+    work: &'a Path,
+    /// The job's script inside `work`.
+    script: &'a Path,
+    env: &'a std::collections::BTreeMap<String, String>,
+    /// Whom the job runs as; `None`: the server's user.
+    account: Option<&'a Account>,
+}
+
 /// Runs attempts as local process groups. Cheap to clone.
 #[derive(Clone)]
 pub struct LocalDriver {
     config: Arc<Config>,
     attempts_dir: PathBuf,
-    /// The account jobs run as; `None`: the server's own user.
-    account: Option<Account>,
+    /// Whom each tenant's jobs run as.
+    accounts: Arc<isolation::Accounts>,
     /// Parent of the attempts' working directories.
     work_root: PathBuf,
     /// Attempts whose launch is in progress in this process (directory made, ranks not all spawned).
@@ -164,17 +179,28 @@ impl LocalDriver {
                 .map_err(|source| Error::StateDir { path: config.root.clone(), source })?;
         }
         // SAFETY: geteuid(2) cannot fail and touches no memory.
-        let account = isolation::resolve(&config.job_user, unsafe { libc::geteuid() }).map_err(Error::JobUser)?;
+        let accounts = isolation::resolve(&config.job_user, unsafe { libc::geteuid() }).map_err(Error::JobUser)?;
         let work_root = match &config.work_root {
             Some(root) => root.join(names.deployment().unwrap_or("default")),
             None => default_work_root(&config.root, names.deployment())?,
         };
-        Ok(LocalDriver { config: Arc::new(config), attempts_dir, account, work_root, launching: Arc::default() })
+        Ok(LocalDriver {
+            config: Arc::new(config),
+            attempts_dir,
+            accounts: Arc::new(accounts),
+            work_root,
+            launching: Arc::default(),
+        })
     }
 
-    /// The account jobs run as (`None`: the server's own user).
-    pub fn account(&self) -> Option<&Account> {
-        self.account.as_ref()
+    /// The account `tenant`'s jobs run as (`None`: the server's own user), created when missing.
+    pub fn account_for_tenant(&self, tenant: &str) -> Result<Option<Account>, cumulo_driver::Error> {
+        self.accounts.for_tenant(tenant).map_err(|reason| {
+            cumulo_driver::Error::io(
+                format!("setting up the job account of tenant `{tenant}`"),
+                std::io::Error::other(reason),
+            )
+        })
     }
 
     /// The working directory of one rank.
@@ -206,7 +232,13 @@ impl LocalDriver {
         ids
     }
 
-    fn spawn_rank(&self, request: &LaunchRequest, dir: &Path, rank: u32) -> Result<(), cumulo_driver::Error> {
+    fn spawn_rank(
+        &self,
+        request: &LaunchRequest,
+        dir: &Path,
+        rank: u32,
+        account: Option<&Account>,
+    ) -> Result<(), cumulo_driver::Error> {
         let rank_dir = dir.join(format!("rank-{rank}"));
         fs::create_dir(&rank_dir)
             .map_err(|e| cumulo_driver::Error::io(format!("creating {}", rank_dir.display()), e))?;
@@ -214,7 +246,6 @@ impl LocalDriver {
         let log = fs::File::create(&log_path)
             .map_err(|e| cumulo_driver::Error::io(format!("creating {}", log_path.display()), e))?;
         let log_err = log.try_clone().map_err(|e| cumulo_driver::Error::io("duplicating the log handle", e))?;
-        let account = self.account.as_ref();
         let work = isolation::make_work_dir(
             &self.work_root.join(request.attempt.to_string()),
             &format!("rank-{rank}"),
@@ -225,7 +256,8 @@ impl LocalDriver {
             .map_err(|e| cumulo_driver::Error::io(format!("writing the script of rank {rank}"), e))?;
         let env = isolation::job_environment(account, &work, request.environment(rank));
         let as_job = isolation::switch_user_prefix(account);
-        let job_command = self.job_command(request, rank, &work, &script, &env)?;
+        let job_command =
+            self.job_command(&JobCommand { request, rank, work: &work, script: &script, env: &env, account })?;
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg("-c")
             .arg(RANK_WRAPPER)
@@ -286,14 +318,8 @@ impl LocalDriver {
     /// the container runtime's `run` for a job with an image. Absolute `file_mounts`
     /// destinations need a container: a plain process cannot be given paths outside its
     /// working directory.
-    fn job_command(
-        &self,
-        request: &LaunchRequest,
-        rank: u32,
-        work: &Path,
-        script: &Path,
-        env: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<String>, cumulo_driver::Error> {
+    fn job_command(&self, rank_job: &JobCommand<'_>) -> Result<Vec<String>, cumulo_driver::Error> {
+        let JobCommand { request, rank, work, script, env, account } = *rank_job;
         let mut binds = Vec::new();
         if request.job.upload.is_some() {
             for (dest, _) in request.job.local_file_mounts() {
@@ -314,7 +340,7 @@ impl LocalDriver {
                                absolute destinations need a container image on the local driver",
                 });
             }
-            let mut words = isolation::switch_user_prefix(self.account.as_ref());
+            let mut words = isolation::switch_user_prefix(account);
             words.extend(["bash".to_string(), script.display().to_string()]);
             return Ok(words);
         };
@@ -328,7 +354,7 @@ impl LocalDriver {
             image,
             work,
             script,
-            account: self.account.as_ref(),
+            account,
             env_names: env.keys().map(String::as_str).collect(),
             gpus,
             binds,
@@ -550,6 +576,9 @@ impl Driver for LocalDriver {
         let attempt = request.attempt;
         let engine_id = format!("local:{attempt}");
         let dir = self.attempt_dir(attempt);
+        // Before the directory: a tenant whose account cannot be made leaves nothing behind, and
+        // a later launch of the same attempt tries again.
+        let account = self.account_for_tenant(&request.job.tenant)?;
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -567,7 +596,7 @@ impl Driver for LocalDriver {
                 write_atomically(&dir.join("container"), "")?;
             }
             for rank in 0..request.nodes.len() as u32 {
-                self.spawn_rank(request, &dir, rank)?;
+                self.spawn_rank(request, &dir, rank, account.as_ref())?;
             }
             write_atomically(&dir.join("launched"), "")
         })();

@@ -18,7 +18,7 @@ fn request(a: AttemptId, nodes: u32, run: &str) -> LaunchRequest {
 }
 
 /// Jobs run as this process's user (root here, allowed explicitly), so tests can hand them
-/// directories; [`job_user_driver`] runs them as the unprivileged `cumulo-job`.
+/// directories; [`job_user_driver`] runs each tenant's jobs as its own unprivileged account.
 fn driver(dir: &tempfile::TempDir) -> LocalDriver {
     let mut config = Config::new(dir.path());
     config.kill_grace = Duration::from_millis(500);
@@ -331,9 +331,14 @@ async fn a_restarted_driver_stops_the_gang_of_a_rank_that_failed_meanwhile() {
     assert!(matches!(obs.state, AttemptState::Exited { code: 5, .. }), "{}", obs.state);
 }
 
-/// Jobs run as the unprivileged `cumulo-job` (created when missing); `None` when this process is
-/// not root and cannot switch users.
+/// Each tenant's jobs run as its own unprivileged account, `cumulo-job-<tenant>` (created when
+/// missing), in the shared group `cumulo-job`; `None` when this process is not root and cannot
+/// switch users.
 fn job_user_driver(root: &std::path::Path) -> Option<LocalDriver> {
+    job_user_driver_as(root, JobUser::PerTenant)
+}
+
+fn job_user_driver_as(root: &std::path::Path, user: JobUser) -> Option<LocalDriver> {
     // SAFETY: geteuid(2) cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: not root, so jobs cannot run as another user; the job-user cases did not run");
@@ -341,9 +346,178 @@ fn job_user_driver(root: &std::path::Path) -> Option<LocalDriver> {
     }
     let mut config = Config::new(root);
     config.kill_grace = Duration::from_millis(500);
+    config.job_user = user;
     let driver = LocalDriver::open(config).unwrap();
-    assert_eq!(driver.account().map(|a| a.name.as_str()), Some("cumulo-job"));
+    let account = driver.account_for_tenant("test").unwrap().expect("an account, not the server's user");
+    assert_ne!(account.uid, 0);
     Some(driver)
+}
+
+/// The gid of the group every tenant's account is in.
+fn shared_gid() -> u32 {
+    let out = std::process::Command::new("getent").args(["group", "cumulo-job"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split(':').nth(2).unwrap().parse().unwrap()
+}
+
+fn request_of(tenant: &str, a: AttemptId, run: &str) -> LaunchRequest {
+    let mut req = request(a, 1, run);
+    req.job.tenant = tenant.to_string();
+    req
+}
+
+/// The first `lines` lines of a rank's log, waiting for them (the job prints, then sleeps).
+async fn first_lines(driver: &LocalDriver, a: AttemptId, lines: usize) -> Vec<String> {
+    for _ in 0..400 {
+        let text = log_text(driver, a, 0).await;
+        if text.matches('\n').count() >= lines {
+            return text.lines().map(str::to_string).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("attempt {a} printed `{}`, not {lines} lines", log_text(driver, a, 0).await);
+}
+
+/// A directory anyone may make entries in, as `/tmp` (sticky, mode 1777).
+fn sticky_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    dir
+}
+
+#[test]
+fn each_tenant_has_its_own_account_in_the_shared_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(driver) = job_user_driver(dir.path()) else { return };
+    let a = driver.account_for_tenant("iso-a").unwrap().unwrap();
+    let b = driver.account_for_tenant("iso-b").unwrap().unwrap();
+    assert_eq!((a.name.as_str(), b.name.as_str()), ("cumulo-job-iso-a", "cumulo-job-iso-b"));
+    assert_ne!(a.uid, b.uid);
+    assert_ne!(a.gid, b.gid, "each account has its own primary group");
+    assert_eq!((a.groups.clone(), b.groups.clone()), (vec![shared_gid()], vec![shared_gid()]));
+    // A name that is no user name gets its hashed form, which useradd takes (32 characters).
+    let odd = driver.account_for_tenant("Research Lab (EU)").unwrap().unwrap();
+    assert!(odd.name.starts_with("cumulo-job-research-") && odd.name.len() == 32, "{}", odd.name);
+    assert!(![a.uid, b.uid].contains(&odd.uid));
+    // A restarted driver finds the same accounts (the mapping lives in /etc/passwd).
+    let again = job_user_driver(dir.path()).unwrap();
+    assert_eq!(again.account_for_tenant("iso-a").unwrap(), Some(a));
+}
+
+/// Tenant B's job holds a secret in its environment and a mode-700 checkpoint; tenant A's job,
+/// given B's pid, tries to read B's `/proc/<pid>/environ`, signal it and read the checkpoint, and
+/// cannot; B's own next job can. Both write into a directory of the shared group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_job_cannot_read_another_tenants_environment_but_one_tenants_jobs_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(driver) = job_user_driver(dir.path()) else { return };
+    let scratch = sticky_dir();
+    // What an operator does for a directory every tenant's jobs (and Slurm's job user) may use.
+    let shared = scratch.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(0), Some(shared_gid())).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o2770)).unwrap();
+    let ckpt = scratch.path().join("b-ckpt");
+
+    let holder = attempt(90, 1);
+    let mut req = request_of(
+        "iso-b",
+        holder,
+        "umask 077; mkdir \"$CUMULO_CHECKPOINT_DIR\" && echo b-state > \"$CUMULO_CHECKPOINT_DIR/state\"; echo $$; exec sleep 300",
+    );
+    req.job.envs.insert("B_SECRET".into(), "b-secret-42".into());
+    req.checkpoint_dir = Some(ckpt.display().to_string());
+    driver.launch(&req).await.unwrap();
+    let pid = first_lines(&driver, holder, 1).await[0].clone();
+
+    let probe = |tenant: &str, a: AttemptId| {
+        let run = format!(
+            "tr '\\0' '\\n' 2>/dev/null < /proc/$TARGET/environ | grep -q b-secret-42 && echo READ-ENV || echo no-env
+             kill -0 $TARGET 2>/dev/null && echo SIGNAL || echo no-signal
+             cat {ckpt}/state 2>/dev/null || echo no-checkpoint
+             echo x > {shared}/{tenant} && echo wrote-shared
+             id -un",
+            ckpt = ckpt.display(),
+            shared = shared.display()
+        );
+        let mut req = request_of(tenant, a, &run);
+        req.job.envs.insert("TARGET".into(), pid.clone());
+        req
+    };
+    let (other, same) = (attempt(91, 1), attempt(92, 1));
+    driver.launch(&probe("iso-a", other)).await.unwrap();
+    driver.launch(&probe("iso-b", same)).await.unwrap();
+    for a in [other, same] {
+        let obs = wait_terminal(&driver, a).await;
+        assert!(obs.state.is_success(), "{}: {}", obs.state, log_text(&driver, a, 0).await);
+    }
+    assert_eq!(
+        log_text(&driver, other, 0).await,
+        "no-env\nno-signal\nno-checkpoint\nwrote-shared\ncumulo-job-iso-a\n",
+        "tenant A's job reached tenant B's"
+    );
+    assert_eq!(
+        log_text(&driver, same, 0).await,
+        "READ-ENV\nSIGNAL\nb-state\nwrote-shared\ncumulo-job-iso-b\n",
+        "tenant B's jobs share their uid"
+    );
+    assert_running(&driver, holder).await;
+    driver.cancel(holder).await.unwrap();
+    assert_eq!(wait_terminal(&driver, holder).await.state, AttemptState::Cancelled);
+}
+
+async fn assert_running(driver: &LocalDriver, a: AttemptId) {
+    let obs = driver.observe(&[a]).await.unwrap().remove(0);
+    assert!(matches!(obs.state, AttemptState::Running { .. }), "attempt {a}: {}", obs.state);
+}
+
+/// An attempt the older build started as its one account `cumulo-job` is adopted by a driver
+/// with accounts per tenant: observed, its log read, cancelled. The job's next attempt runs as
+/// the tenant's own account: it reads the old checkpoint (group `cumulo-job`, which the tenant's
+/// account is in) but may write into it only where the group may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_the_one_account_build_started_are_adopted_after_an_upgrade() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(old) = job_user_driver_as(dir.path(), JobUser::Named("cumulo-job".into())) else { return };
+    let scratch = sticky_dir();
+    let ckpt = scratch.path().join("ckpt");
+    let first = attempt(95, 1);
+    let mut req = request(
+        first,
+        1,
+        "umask 022; mkdir \"$CUMULO_CHECKPOINT_DIR\" && echo old-state > \"$CUMULO_CHECKPOINT_DIR/state\"; id -un; exec sleep 300",
+    );
+    req.checkpoint_dir = Some(ckpt.display().to_string());
+    old.launch(&req).await.unwrap();
+    assert_eq!(first_lines(&old, first, 1).await, ["cumulo-job"]);
+    drop(old);
+
+    let upgraded = job_user_driver(dir.path()).unwrap();
+    assert_eq!(upgraded.known_attempts(), [first]);
+    assert_running(&upgraded, first).await;
+    let next = |n: u32| {
+        let mut req = request(
+            attempt(95, n),
+            1,
+            "cat \"$CUMULO_CHECKPOINT_DIR/state\"; id -un; echo new 2>/dev/null > \"$CUMULO_CHECKPOINT_DIR/new\" && echo wrote || echo read-only",
+        );
+        req.checkpoint_dir = Some(ckpt.display().to_string());
+        req
+    };
+    upgraded.launch(&next(2)).await.unwrap();
+    assert!(wait_terminal(&upgraded, attempt(95, 2)).await.state.is_success());
+    assert_eq!(log_text(&upgraded, attempt(95, 2), 0).await, "old-state\ncumulo-job-test\nread-only\n");
+    // The operator opens the old checkpoint to the group: the tenant's account writes there.
+    std::fs::set_permissions(&ckpt, std::fs::Permissions::from_mode(0o775)).unwrap();
+    upgraded.launch(&next(3)).await.unwrap();
+    assert!(wait_terminal(&upgraded, attempt(95, 3)).await.state.is_success());
+    assert_eq!(log_text(&upgraded, attempt(95, 3), 0).await, "old-state\ncumulo-job-test\nwrote\n");
+
+    upgraded.cancel(first).await.unwrap();
+    assert_eq!(wait_terminal(&upgraded, first).await.state, AttemptState::Cancelled);
+    let log = log_text(&upgraded, first, 0).await;
+    assert!(log.starts_with("cumulo-job\n"), "the old attempt's log: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,7 +751,7 @@ async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_
     let mut config = Config::new(dir.path().join("state"));
     config.job_user = JobUser::Server;
     config.uploads_dir = Some(dir.path().join("uploads"));
-    config.container = Some(runtime);
+    config.container = Some(runtime.clone());
     let driver = LocalDriver::open(config).unwrap();
     let a = attempt(61, 1);
     let mut req = request(a, 1, "cat /inputs/x.txt; echo \"$GREETING\"; test -x /bin/busybox && echo in-image");
@@ -590,4 +764,27 @@ async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_
     let log = log_text(&driver, a, 0).await;
     assert!(obs.state.is_success(), "{log}");
     assert_eq!(log, "from-upload\nhello\nin-image\n");
+
+    // With accounts per tenant (a root test), the container runs as the tenant's account and the
+    // shared group.
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let mut per_tenant = Config::new(dir.path().join("per-tenant"));
+    per_tenant.container = Some(runtime);
+    let driver = LocalDriver::open(per_tenant).unwrap();
+    let account = driver.account_for_tenant("test").unwrap().unwrap();
+    let b = attempt(62, 1);
+    let mut req = request(b, 1, "id -u; id -G");
+    req.job.image = Some("localhost/cumulo-test-busybox:1".into());
+    driver.launch(&req).await.unwrap();
+    let obs = wait_terminal(&driver, b).await;
+    let log = log_text(&driver, b, 0).await;
+    assert!(obs.state.is_success(), "{log}");
+    let (uid, groups) = log.split_once('\n').expect("two lines");
+    assert_eq!(uid, account.uid.to_string(), "{log}");
+    let groups: Vec<&str> = groups.split_whitespace().collect();
+    assert!(groups.contains(&account.gid.to_string().as_str()), "{log}");
+    assert!(groups.contains(&shared_gid().to_string().as_str()), "{log}");
 }

@@ -116,8 +116,10 @@ pub struct ClusterEntry {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DriverEntry {
-    /// This machine: jobs run as local processes, as `job_user` (default `cumulo-job`, created
-    /// when missing) when the server is root; as root only with `allow_root: true`.
+    /// This machine: jobs run as local processes. A root server runs each tenant's jobs as the
+    /// tenant's own unprivileged account `cumulo-job-<tenant>` (created when missing, in the
+    /// shared group `cumulo-job`), or every tenant's as `job_user` when one is named (tenants then
+    /// share its uid); as root only with `allow_root: true`.
     Local {
         #[serde(default)]
         job_user: Option<String>,

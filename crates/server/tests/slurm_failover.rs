@@ -97,7 +97,8 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
     let mut spec = JobSpec::new("failover", "research");
     spec.kind = JobKind::Training;
     spec.checkpoint = Some(Checkpoint { dir: checkpoint.display().to_string(), every_s: None });
-    // Slurm's job user and the local driver's job user (`cumulo-job`) both append to one file.
+    // Slurm's job user and the local driver's account of the tenant (`cumulo-job-research`) both
+    // append to one file.
     spec.run = Some(
         "umask 000; echo \"$CUMULO_ATTEMPT $CUMULO_CHECKPOINT_DIR\" >> \"$CUMULO_CHECKPOINT_DIR/starts\"; sleep 600"
             .into(),
