@@ -404,15 +404,15 @@ pub fn bind_queue(mut queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u
     if clauses.is_empty() {
         return BoundQueue::unbound(queue);
     }
-    let (bindings, of_job) = bindings_by_shape(&queue, clauses, now);
+    let mut shapes = Shapes::default();
     let mut out = BoundQueue::default();
-    let mut any_held = false;
-    for (job, binding) in queue.iter_mut().zip(&of_job) {
-        let Some(b) = *binding else { continue };
-        let binding = &bindings[b as usize];
+    let mut held_at: Vec<usize> = Vec::new();
+    for (at, job) in queue.iter_mut().enumerate() {
         let waited_s = now.saturating_sub(job.submitted_at);
+        let Some(b) = shapes.binding_of(job, clauses, waited_s) else { continue };
+        let binding = &shapes.bindings[b as usize];
         if binding.queued.is_empty() {
-            any_held = true;
+            held_at.push(at);
             // a job's replicas are queued one after another: one reason per job
             if out.held.last().is_none_or(|(id, _)| *id != job.id) {
                 let words = binding.words.as_ref().map(|w| w.for_wait(waited_s).to_string());
@@ -424,70 +424,88 @@ pub fn bind_queue(mut queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u
         out.replaced.push(std::mem::replace(&mut job.resources, Arc::clone(&binding.queued)));
     }
     out.entries_narrowed = out.narrowed.len();
-    if any_held {
-        let mut held = of_job.iter().map(|b| b.is_some_and(|i| bindings[i as usize].queued.is_empty()));
-        queue.retain(|_| !held.next().unwrap_or(false));
+    if !held_at.is_empty() {
+        let (mut at, mut next) = (0, held_at.into_iter().peekable());
+        queue.retain(|_| {
+            let held = next.next_if_eq(&at).is_some();
+            at += 1;
+            !held
+        });
     }
-    out.bindings = bindings.into_iter().map(|b| Outcome { words: b.words, origins: b.origins }).collect();
+    out.bindings = shapes.bindings.into_iter().map(|b| Outcome { words: b.words, origins: b.origins }).collect();
     out.queue = queue;
     out
 }
 
-/// The distinct bindings of a queue, and for each job the index of its own (`None` where no
-/// clause touches the job).
-fn bindings_by_shape(queue: &[QueuedJob], clauses: &ActiveClauses<'_>, now: u64) -> (Vec<Binding>, Vec<Option<u32>>) {
-    let mut bindings = Vec::new();
-    let mut seen: FxHashMap<(u64, &[ResourceOption]), Option<u32>> = FxHashMap::default();
-    let mut covered = CoveredModels::default();
-    // replicas (and jobs built from one spec) share their option list: the last one's binding
-    let mut last: Option<(u64, *const ResourceOption, Option<u32>)> = None;
-    let of_job = queue
-        .iter()
-        .map(|job| {
-            let waited_s = now.saturating_sub(job.submitted_at);
-            let regime = clauses.regime(waited_s);
-            if !job.resources.iter().any(|o| covered.of(clauses, regime, waited_s) & accepted_models(o) != 0) {
-                return None;
+/// The distinct bindings of a queue met so far, found by option list and regime.
+#[derive(Default)]
+struct Shapes {
+    bindings: Vec<Binding>,
+    /// Option list → its binding per regime (`None`: no clause touches it).
+    seen: FxHashMap<Arc<[ResourceOption]>, Vec<SeenRegime>>,
+    covered: CoveredModels,
+    /// The last job's list and binding: replicas (and jobs built from one spec) share a list.
+    last: Option<LastList>,
+}
+
+struct SeenRegime {
+    regime: u64,
+    binding: Option<u32>,
+}
+
+struct LastList {
+    list: *const ResourceOption,
+    regime: u64,
+    binding: Option<u32>,
+}
+
+impl Shapes {
+    /// The index of `job`'s binding after a wait of `waited_s`; `None` where no clause touches it.
+    fn binding_of(&mut self, job: &QueuedJob, clauses: &ActiveClauses<'_>, waited_s: u64) -> Option<u32> {
+        let regime = clauses.regime(waited_s);
+        let covered = self.covered.of(clauses, regime, waited_s);
+        if !job.resources.iter().any(|o| covered & accepted_models(o) != 0) {
+            return None;
+        }
+        let list = job.resources.as_ptr();
+        if let Some(last) = self.last.as_ref().filter(|l| l.list == list && l.regime == regime) {
+            return last.binding;
+        }
+        let known = self.seen.get(&job.resources[..]).and_then(|r| r.iter().find(|s| s.regime == regime));
+        let binding = match known {
+            Some(seen) => seen.binding,
+            None => {
+                let binding = clauses.binding(&job.resources, waited_s).map(|b| {
+                    self.bindings.push(b);
+                    self.bindings.len() as u32 - 1
+                });
+                let regimes = self.seen.entry(Arc::clone(&job.resources)).or_default();
+                regimes.push(SeenRegime { regime, binding });
+                binding
             }
-            let list = job.resources.as_ptr();
-            if let Some((r, l, binding)) = last
-                && r == regime
-                && l == list
-            {
-                return binding;
-            }
-            let binding = *seen.entry((regime, &job.resources[..])).or_insert_with(|| {
-                let binding = clauses.binding(&job.resources, waited_s)?;
-                bindings.push(binding);
-                Some(bindings.len() as u32 - 1)
-            });
-            last = Some((regime, list, binding));
-            binding
-        })
-        .collect();
-    (bindings, of_job)
+        };
+        self.last = Some(LastList { list, regime, binding });
+        binding
+    }
 }
 
 /// The GPU models the clauses binding in one regime cover, as a mask of `GpuModel` bits; the
 /// last regime's is kept (a queue holds few regimes, mostly in runs).
 #[derive(Default)]
 struct CoveredModels {
-    last: Option<(u64, u64)>,
+    /// The regime `mask` is for; `None` before the first.
+    regime: Option<u64>,
+    mask: u64,
 }
 
 impl CoveredModels {
     fn of(&mut self, clauses: &ActiveClauses<'_>, regime: u64, waited_s: u64) -> u64 {
-        match self.last {
-            Some((r, mask)) if r == regime => mask,
-            _ => {
-                let mask = GpuModel::ALL
-                    .iter()
-                    .filter(|m| clauses.covers(**m, waited_s))
-                    .fold(0, |mask, m| mask | model_bit(*m));
-                self.last = Some((regime, mask));
-                mask
-            }
+        if self.regime != Some(regime) {
+            self.mask =
+                GpuModel::ALL.iter().filter(|m| clauses.covers(**m, waited_s)).fold(0, |mask, m| mask | model_bit(*m));
+            self.regime = Some(regime);
         }
+        self.mask
     }
 }
 
