@@ -445,6 +445,8 @@ struct Shapes {
     seen: FxHashMap<Arc<[ResourceOption]>, Vec<SeenRegime>>,
     covered: CoveredModels,
     /// The last job's list and binding: replicas (and jobs built from one spec) share a list.
+    /// Every list met stays alive for the whole binding (in the queue, or in `replaced`), so an
+    /// address is never reused for another list.
     last: Option<LastList>,
 }
 
