@@ -692,7 +692,7 @@ impl Controller {
         self.lock().pool_prices =
             snapshot.pools.iter().map(|pool| (pool.name.clone(), pool.price_per_node_hour)).collect();
         let now_ts = now.timestamp().max(0) as u64;
-        let mut bound = cumulo_portfolio::clauses::BoundQueue { queue, ..Default::default() };
+        let mut bound = cumulo_portfolio::clauses::BoundQueue::unbound(queue);
         if let Some(contracts) = &self.options.portfolio {
             let consumed = self.consumed().await?;
             let terms = contracts::pool_terms(&fleet, &infos, &self.options.contracts);
@@ -792,7 +792,7 @@ impl Controller {
                         many => format!(" (clusters {} take only other tenants' jobs)", many.join(", ")),
                     });
                 }
-                if let Some(clause) = bound.narrowed.get(&pending.job) {
+                if let Some(clause) = bound.words(pending.job, pending.replica) {
                     reason = format!("{reason}; {clause}");
                 }
                 commit.pending_reasons.push((pending.job, reason));

@@ -10,7 +10,7 @@
 //! the other.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use cumulo_sched::QueuedJob;
@@ -283,17 +283,19 @@ impl<'a> ActiveClauses<'a> {
     /// allocation, the common case of a job no clause touches).
     fn touches(&self, option: &ResourceOption, waited_s: u64) -> bool {
         let Some(demand) = &option.accelerators else { return false };
-        let covers = |model: GpuModel| {
-            self.exclusive.iter().any(|c| in_scope(c.gpus, Some(model)))
-                || self
-                    .first_refusal
-                    .iter()
-                    .any(|c| c.wait_s.is_some_and(|w| waited_s < w) && in_scope(c.gpus, Some(model)))
-        };
         match &demand.selector {
-            GpuSelector::Models(models) => models.iter().any(|m| covers(*m)),
-            selector => GpuModel::ALL.iter().any(|m| selector.accepts(*m) && covers(*m)),
+            GpuSelector::Models(models) => models.iter().any(|m| self.covers(*m, waited_s)),
+            selector => GpuModel::ALL.iter().any(|m| selector.accepts(*m) && self.covers(*m, waited_s)),
         }
+    }
+
+    /// Whether a clause binding after `waited_s` covers `model`.
+    fn covers(&self, model: GpuModel, waited_s: u64) -> bool {
+        self.exclusive.iter().any(|c| in_scope(c.gpus, Some(model)))
+            || self
+                .first_refusal
+                .iter()
+                .any(|c| c.wait_s.is_some_and(|w| waited_s < w) && in_scope(c.gpus, Some(model)))
     }
 
     /// The words of the first clause binding `gpu` (for a model no provider may take).
@@ -316,25 +318,77 @@ impl<'a> ActiveClauses<'a> {
 /// A queue bound by the clauses: jobs whose options were split or dropped map their new option
 /// indices back to the job's own, and jobs the clauses leave nowhere to go wait with the clause's
 /// words.
+///
+/// Binding records per narrowed entry only its binding and wait (a push, in queue order); the
+/// lookups by job ([`BoundQueue::words`], [`BoundQueue::original_option`]) build their index at
+/// the first call, after the pass. The entries' own option lists are freed with the bound queue
+/// (after the pass, as a plain queue's are), not one by one while the pass allocates.
 #[derive(Default)]
 pub struct BoundQueue {
     pub queue: Vec<QueuedJob>,
-    /// (job, replica) → the job's option index of each queued option, where they differ (see
-    /// [`BoundQueue::original_option`]).
-    pub origins: FxHashMap<(JobId, u32), Arc<[u32]>>,
     /// Jobs held back by a clause, with the reason.
     pub held: Vec<(JobId, String)>,
-    /// Jobs a clause kept from some providers, with the clause's words (added to a pending reason).
-    pub narrowed: FxHashMap<JobId, ClauseWords>,
     /// Queue entries whose options a clause narrowed (handed on, not held).
     pub entries_narrowed: usize,
+    bindings: Vec<Outcome>,
+    narrowed: Vec<Narrowed>,
+    /// (job, replica) → index into `narrowed`, built at the first lookup.
+    index: OnceLock<FxHashMap<(JobId, u32), u32>>,
+    /// The options the narrowed entries were queued with.
+    replaced: Vec<Arc<[ResourceOption]>>,
+}
+
+/// What a binding leaves for the lookups after the pass: its words and option origins.
+struct Outcome {
+    words: Option<ClauseWords>,
+    origins: Option<Arc<[u32]>>,
+}
+
+/// One narrowed queue entry: which binding, and how long the job had waited.
+struct Narrowed {
+    job: JobId,
+    replica: u32,
+    binding: u32,
+    waited_s: u64,
 }
 
 impl BoundQueue {
+    /// A queue no clause binds, handed on as it is.
+    pub fn unbound(queue: Vec<QueuedJob>) -> BoundQueue {
+        BoundQueue { queue, ..BoundQueue::default() }
+    }
+
+    fn narrowed(&self, job: JobId, replica: u32) -> Option<&Narrowed> {
+        let index = self.index.get_or_init(|| {
+            let mut index = FxHashMap::default();
+            index.reserve(self.narrowed.len());
+            for (i, n) in self.narrowed.iter().enumerate() {
+                index.insert((n.job, n.replica), i as u32);
+            }
+            index
+        });
+        index.get(&(job, replica)).map(|&i| &self.narrowed[i as usize])
+    }
+
     /// The job's own index of the option a placement of `replica` used (`option` indexes the
     /// bound options it was queued with).
     pub fn original_option(&self, job: JobId, replica: u32, option: u32) -> u32 {
-        self.origins.get(&(job, replica)).and_then(|o| o.get(option as usize).copied()).unwrap_or(option)
+        if self.bindings.iter().all(|b| b.origins.is_none()) {
+            return option;
+        }
+        let origins = self.narrowed(job, replica).and_then(|n| self.bindings[n.binding as usize].origins.as_ref());
+        origins.and_then(|o| o.get(option as usize).copied()).unwrap_or(option)
+    }
+
+    /// The words of the clause that kept this entry from some providers, with the job's wait.
+    pub fn words(&self, job: JobId, replica: u32) -> Option<ClauseWords> {
+        let n = self.narrowed(job, replica)?;
+        self.bindings[n.binding as usize].words.as_ref().map(|w| w.for_wait(n.waited_s))
+    }
+
+    /// Narrowed entries whose options were split or dropped (their option indices differ).
+    pub fn entries_with_origins(&self) -> usize {
+        self.narrowed.iter().filter(|n| self.bindings[n.binding as usize].origins.is_some()).count()
     }
 }
 
@@ -342,66 +396,133 @@ impl BoundQueue {
 /// scheduler's timestamp): what the reconcile loop and `cumulo bench sched --portfolio` hand to the
 /// scheduling core.
 ///
-/// [`ActiveClauses::bind`]'s rule runs once per distinct (resource options, clauses binding after
-/// the job's wait) in the queue; every job of that key gets the same bound options (one shared
-/// list: binding a job is a pointer copy) and words. The queue is bound in place.
+/// A job whose GPU models no clause binding after its wait covers (a mask test) is passed over.
+/// For the others [`ActiveClauses::bind`]'s rule runs once per distinct (resource options,
+/// clauses binding after the job's wait); every job of that key gets the same bound options (one
+/// shared list: binding a job is a pointer copy) and words. The queue is bound in place.
 pub fn bind_queue(mut queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
     if clauses.is_empty() {
-        return BoundQueue { queue, ..BoundQueue::default() };
+        return BoundQueue::unbound(queue);
     }
-    let (bindings, of_job) = bindings_by_shape(&queue, clauses, now);
+    let mut shapes = Shapes::default();
     let mut out = BoundQueue::default();
-    // sized once: growing the two maps entry by entry costs more than filling them
-    let (mut with_words, mut with_origins) = (0, 0);
-    for binding in of_job.iter().flatten().map(|&i| &bindings[i as usize]).filter(|b| !b.queued.is_empty()) {
-        with_words += usize::from(binding.words.is_some());
-        with_origins += usize::from(binding.origins.is_some());
-    }
-    out.narrowed.reserve(with_words);
-    out.origins.reserve(with_origins);
-    let mut any_held = false;
-    for (job, binding) in queue.iter_mut().zip(&of_job) {
-        let Some(binding) = binding.map(|i| &bindings[i as usize]) else { continue };
-        let words = binding.words.as_ref().map(|w| w.for_wait(now.saturating_sub(job.submitted_at)));
+    let mut held_at: Vec<usize> = Vec::new();
+    for (at, job) in queue.iter_mut().enumerate() {
+        let waited_s = now.saturating_sub(job.submitted_at);
+        let Some(b) = shapes.binding_of(job, clauses, waited_s) else { continue };
+        let binding = &shapes.bindings[b as usize];
         if binding.queued.is_empty() {
-            any_held = true;
+            held_at.push(at);
             // a job's replicas are queued one after another: one reason per job
             if out.held.last().is_none_or(|(id, _)| *id != job.id) {
-                out.held.push((job.id, words.map(|w| w.to_string()).unwrap_or_default()));
+                let words = binding.words.as_ref().map(|w| w.for_wait(waited_s).to_string());
+                out.held.push((job.id, words.unwrap_or_default()));
             }
             continue;
         }
-        if let Some(words) = words {
-            out.narrowed.insert(job.id, words);
-        }
-        if let Some(origins) = &binding.origins {
-            out.origins.insert((job.id, job.replica), Arc::clone(origins));
-        }
-        out.entries_narrowed += 1;
-        job.resources = Arc::clone(&binding.queued);
+        out.narrowed.push(Narrowed { job: job.id, replica: job.replica, binding: b, waited_s });
+        out.replaced.push(std::mem::replace(&mut job.resources, Arc::clone(&binding.queued)));
     }
-    if any_held {
-        let mut held = of_job.iter().map(|b| b.is_some_and(|i| bindings[i as usize].queued.is_empty()));
-        queue.retain(|_| !held.next().unwrap_or(false));
+    out.entries_narrowed = out.narrowed.len();
+    if !held_at.is_empty() {
+        let (mut at, mut next) = (0, held_at.into_iter().peekable());
+        queue.retain(|_| {
+            let held = next.next_if_eq(&at).is_some();
+            at += 1;
+            !held
+        });
     }
+    out.bindings = shapes.bindings.into_iter().map(|b| Outcome { words: b.words, origins: b.origins }).collect();
     out.queue = queue;
     out
 }
-/// The distinct bindings of a queue, and for each job the index of its own (`None` where no
-/// clause touches the job).
-fn bindings_by_shape(queue: &[QueuedJob], clauses: &ActiveClauses<'_>, now: u64) -> (Vec<Binding>, Vec<Option<u32>>) {
-    let mut bindings = Vec::new();
-    let mut seen: FxHashMap<(u64, &[ResourceOption]), Option<u32>> = FxHashMap::default();
-    let of_job = queue
-        .iter()
-        .map(|job| {
-            let waited_s = now.saturating_sub(job.submitted_at);
-            *seen.entry((clauses.regime(waited_s), &job.resources[..])).or_insert_with(|| {
-                let binding = clauses.binding(&job.resources, waited_s)?;
-                bindings.push(binding);
-                Some(bindings.len() as u32 - 1)
-            })
-        })
-        .collect();
-    (bindings, of_job)
+
+/// The distinct bindings of a queue met so far, found by option list and regime.
+#[derive(Default)]
+struct Shapes {
+    bindings: Vec<Binding>,
+    /// Option list → its binding per regime (`None`: no clause touches it).
+    seen: FxHashMap<Arc<[ResourceOption]>, Vec<SeenRegime>>,
+    covered: CoveredModels,
+    /// The last job's list and binding: replicas (and jobs built from one spec) share a list.
+    /// Every list met stays alive for the whole binding (in the queue, or in `replaced`), so an
+    /// address is never reused for another list.
+    last: Option<LastList>,
+}
+
+struct SeenRegime {
+    regime: u64,
+    binding: Option<u32>,
+}
+
+struct LastList {
+    list: *const ResourceOption,
+    regime: u64,
+    binding: Option<u32>,
+}
+
+impl Shapes {
+    /// The index of `job`'s binding after a wait of `waited_s`; `None` where no clause touches it.
+    fn binding_of(&mut self, job: &QueuedJob, clauses: &ActiveClauses<'_>, waited_s: u64) -> Option<u32> {
+        let regime = clauses.regime(waited_s);
+        let covered = self.covered.of(clauses, regime, waited_s);
+        if !job.resources.iter().any(|o| covered & accepted_models(o) != 0) {
+            return None;
+        }
+        let list = job.resources.as_ptr();
+        if let Some(last) = self.last.as_ref().filter(|l| l.list == list && l.regime == regime) {
+            return last.binding;
+        }
+        let known = self.seen.get(&job.resources[..]).and_then(|r| r.iter().find(|s| s.regime == regime));
+        let binding = match known {
+            Some(seen) => seen.binding,
+            None => {
+                let binding = clauses.binding(&job.resources, waited_s).map(|b| {
+                    self.bindings.push(b);
+                    self.bindings.len() as u32 - 1
+                });
+                let regimes = self.seen.entry(Arc::clone(&job.resources)).or_default();
+                regimes.push(SeenRegime { regime, binding });
+                binding
+            }
+        };
+        self.last = Some(LastList { list, regime, binding });
+        binding
+    }
+}
+
+/// The GPU models the clauses binding in one regime cover, as a mask of `GpuModel` bits; the
+/// last regime's is kept (a queue holds few regimes, mostly in runs).
+#[derive(Default)]
+struct CoveredModels {
+    /// The regime `mask` is for; `None` before the first.
+    regime: Option<u64>,
+    mask: u64,
+}
+
+impl CoveredModels {
+    fn of(&mut self, clauses: &ActiveClauses<'_>, regime: u64, waited_s: u64) -> u64 {
+        if self.regime != Some(regime) {
+            self.mask =
+                GpuModel::ALL.iter().filter(|m| clauses.covers(**m, waited_s)).fold(0, |mask, m| mask | model_bit(*m));
+            self.regime = Some(regime);
+        }
+        self.mask
+    }
+}
+
+fn model_bit(model: GpuModel) -> u64 {
+    debug_assert!(GpuModel::ALL.len() <= 64, "GPU models fit a u64 mask");
+    1 << (model as u32)
+}
+
+/// The GPU models an option accepts, as a mask (0 for CPU work).
+fn accepted_models(option: &ResourceOption) -> u64 {
+    match option.accelerators.as_ref().map(|d| &d.selector) {
+        None => 0,
+        Some(GpuSelector::Models(models)) => models.iter().fold(0, |mask, m| mask | model_bit(*m)),
+        Some(selector) => {
+            GpuModel::ALL.iter().filter(|m| selector.accepts(**m)).fold(0, |mask, m| mask | model_bit(*m))
+        }
+    }
 }

@@ -195,12 +195,14 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
         }
     }
     let build_s = wall.elapsed().as_secs_f64();
-    let (queue, contracts) = match &args.portfolio {
+    // The bound queue's lookups and the entries' own option lists live until after the pass,
+    // as in the reconcile loop (a plain queue's lists are freed after the pass too).
+    let (queue, contracts, _bound) = match &args.portfolio {
         Some(name) => {
-            let (queue, report) = contract_aware(name, args.at.as_deref(), &mut snapshot, queue)?;
-            (queue, Some(report))
+            let (mut bound, report) = contract_aware(name, args.at.as_deref(), &mut snapshot, queue)?;
+            (std::mem::take(&mut bound.queue), Some(report), Some(bound))
         }
-        None => (queue, None),
+        None => (queue, None, None),
     };
 
     let t = Instant::now();
@@ -341,7 +343,7 @@ fn contract_aware(
     at: Option<&str>,
     snapshot: &mut cumulo_sched::Snapshot,
     queue: Vec<cumulo_sched::QueuedJob>,
-) -> anyhow::Result<(Vec<cumulo_sched::QueuedJob>, ContractsReport)> {
+) -> anyhow::Result<(cumulo_portfolio::clauses::BoundQueue, ContractsReport)> {
     use cumulo_portfolio::clauses::{ActiveClauses, bind_queue};
     use cumulo_portfolio::pricing::{PricingConfig, Terms, price_pools};
     use cumulo_portfolio::{Forecast, Portfolio, Usage};
@@ -398,5 +400,5 @@ fn contract_aware(
         contracts_s: pricing_s + binding_s,
         contracts_cpu_s,
     };
-    Ok((bound.queue, report))
+    Ok((bound, report))
 }
