@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use cumulo_store::Result;
 use cumulo_store::usage::{
-    Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json, usage_page_from_json,
-    usage_rows,
+    Append, UsageKey, UsagePageQuery, UsageRecord, append_decision, overlap, usage_bounds, usage_from_json,
+    usage_page_from_json, usage_rows,
 };
 
 use crate::{SqliteStore, backend};
