@@ -118,6 +118,11 @@ pub fn usage_from_json(text: &str) -> Result<UsageRecord> {
     serde_json::from_str(text).map_err(|e| Error::Backend(format!("stored usage record does not parse: {e}")))
 }
 
+/// Parses a page of stored records read back as one JSON array.
+pub fn usage_page_from_json(text: &str) -> Result<Vec<UsageRecord>> {
+    serde_json::from_str(text).map_err(|e| Error::Backend(format!("a stored usage record does not parse: {e}")))
+}
+
 /// What [`crate::Store::usage_page`] reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UsagePageQuery {

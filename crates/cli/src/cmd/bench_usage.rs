@@ -66,6 +66,10 @@ struct Report {
     store_fill_seconds: f64,
     focus_seconds: Vec<f64>,
     focus_seconds_median: f64,
+    /// CPU seconds of each export, server and client together (both run in this process): on a
+    /// shared machine the work done, apart from time spent waiting for a core.
+    focus_cpu_seconds: Vec<f64>,
+    focus_cpu_seconds_median: f64,
     note: &'static str,
 }
 
@@ -100,6 +104,8 @@ pub fn run(args: BenchUsageArgs) -> anyhow::Result<()> {
         store_fill_seconds: export.fill_seconds,
         focus_seconds_median: median(&export.seconds),
         focus_seconds: export.seconds,
+        focus_cpu_seconds_median: median(&export.cpu_seconds),
+        focus_cpu_seconds: export.cpu_seconds,
         note: "shared machine: timings are noisy; records and billed seconds are exact",
     })
 }
@@ -171,6 +177,7 @@ struct Export {
     bytes: u64,
     fill_seconds: f64,
     seconds: Vec<f64>,
+    cpu_seconds: Vec<f64>,
 }
 
 /// Fills a fresh SQLite store with hourly records, serves the API on loopback and times the export.
@@ -209,7 +216,7 @@ async fn time_focus(args: &BenchUsageArgs) -> anyhow::Result<Export> {
     let client = cumulo_api::client::Client::new(&url, Some(token))?;
     let mut export = Export { fill_seconds, ..Export::default() };
     for _ in 0..args.runs {
-        let started = Instant::now();
+        let (started, cpu_before) = (Instant::now(), process_cpu_seconds()?);
         let mut response = client.usage_focus(&[]).await?;
         let (mut bytes, mut lines) = (0u64, 0u64);
         while let Some(chunk) = response.chunk().await? {
@@ -217,6 +224,7 @@ async fn time_focus(args: &BenchUsageArgs) -> anyhow::Result<Export> {
             lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         }
         export.seconds.push(started.elapsed().as_secs_f64());
+        export.cpu_seconds.push(process_cpu_seconds()? - cpu_before);
         export.rows = lines.saturating_sub(1);
         export.bytes = bytes;
     }
@@ -245,6 +253,18 @@ async fn fill_store(store: &dyn Store, records: u32) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// CPU seconds this process has used so far, every thread, user and system time.
+fn process_cpu_seconds() -> anyhow::Result<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` through the pointer it is given, or fails.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    anyhow::ensure!(rc == 0, "getrusage failed: {}", std::io::Error::last_os_error());
+    // SAFETY: getrusage returned 0, so it wrote the value (and a zeroed rusage is valid anyway).
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 /// A temporary directory removed on drop.
