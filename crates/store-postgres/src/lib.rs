@@ -21,9 +21,8 @@ use async_trait::async_trait;
 use cumulo_store::{
     ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, HistoryPoint, JobFilter, JobOrder,
     JobPage, JobRecord, NewAttempt, NewJob, PendingKey, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store,
-    Submitted,
-    TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros, job_state_after_attempt,
-    job_state_of_replicas,
+    Submitted, TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros,
+    job_state_after_attempt, job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -964,10 +963,10 @@ impl Store for PostgresStore {
         }
         let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
         let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY id"))
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(job_from_row).collect()
     }
 

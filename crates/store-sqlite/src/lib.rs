@@ -20,9 +20,8 @@ use async_trait::async_trait;
 use cumulo_store::{
     ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, HistoryPoint, JobFilter, JobOrder,
     JobPage, JobRecord, NewAttempt, NewJob, PendingKey, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store,
-    Submitted,
-    TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros, job_state_after_attempt,
-    job_state_of_replicas,
+    Submitted, TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros,
+    job_state_after_attempt, job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::sqlite::{

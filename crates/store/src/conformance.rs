@@ -10,8 +10,8 @@ use std::sync::Arc;
 use cumulo_types::{JobId, JobSpec, JobState, Priority};
 
 use crate::{
-    AttemptId, AttemptState, AttemptUpdate, Error, HistoryPoint, JobFilter, JobOrder, NewAttempt, NewJob, PlanCommit,
-    PendingKey, Role, Store, TenantRecord, TokenRecord, replicas_to_place,
+    AttemptId, AttemptState, AttemptUpdate, Error, HistoryPoint, JobFilter, JobOrder, NewAttempt, NewJob, PendingKey,
+    PlanCommit, Role, Store, TenantRecord, TokenRecord, replicas_to_place,
 };
 
 /// Generates one `#[tokio::test]` per conformance case. `$open` is an async expression evaluating to
