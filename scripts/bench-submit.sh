@@ -218,12 +218,13 @@ for mode in $MODES; do
         --argjson jps "$(field jobs_per_sec | median)" --argjson p50 "$(field p50_ms | median)" \
         --argjson p99 "$(field p99_ms | median)" --argjson errors "$(field errors | sort -n | tail -1)" \
         --argjson passes "$(field reconcile_passes | median)" \
+        --argjson kept "$(field 'plans_kept // 0' | median)" \
         --argjson per_cpu "$(field jobs_per_server_cpu_s | median)" \
         --argjson rss "$(field server_peak_rss_kib | sort -n | tail -1)" \
         --arg loads "$(field load_1m | tr '\n' ' ')" \
         '{summary: "submit", engine: $engine, mode: $mode, loop: $loop, backlog: $backlog, runs: $runs,
           jobs_per_sec_median: $jps, p50_ms_median: $p50, p99_ms_median: $p99, errors_max: $errors,
-          reconcile_passes_median: $passes, jobs_per_server_cpu_s_median: $per_cpu,
+          reconcile_passes_median: $passes, plans_kept_median: $kept, jobs_per_server_cpu_s_median: $per_cpu,
           server_peak_rss_kib_max: $rss,
           load_1m: ($loads | split(" ") | map(select(. != "") | tonumber))}'
 done
