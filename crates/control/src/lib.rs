@@ -12,6 +12,10 @@
 //!    [`LAUNCHES_PER_COMMIT`] launches, each one transaction, so submits waiting for the store's
 //!    writer wait for one chunk, not a whole large plan). Preempted attempts are stopped after the
 //!    commit.
+//!    A pass whose inputs (capacities offered, active attempts, tenants, budgets, the pending
+//!    window by key) equal those of the last plan, when that plan changed nothing and read no
+//!    clock, keeps that plan instead of scheduling again (`replan` states the rule); a pass that
+//!    plans reads only the window's jobs new since the last read, the others' parsed specs kept.
 //!    Before the state changes are written, every node's reported start/stop (or heartbeat)
 //!    becomes usage records rated at the price of the attempt's pool (`metering`), appended with
 //!    `Store::append_usage`; re-observing bills nothing (ledger and store both refuse it).
