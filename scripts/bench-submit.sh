@@ -11,7 +11,9 @@
 #                      untimed `cumulo bench submit --jobs 1 --backlog` call that also waits for
 #                      two passes over it; off: --no-reconcile, no backlog.
 #   MODES [single batch]  single: --batch 1 at SINGLE_CONCURRENCY [64]; batch: --batch BATCH [100]
-#                      at BATCH_CONCURRENCY [4].
+#                      at BATCH_CONCURRENCY [4]; idle: no submits, the server's CPU time over IDLE_S [20]
+#                      seconds after the backlog (the loop's fixed cost; its line gives
+#                      server_cpu_per_s, its summary the median).
 #   RUNS [3]           runs per mode; each on a fresh server, data directory and (for PostgreSQL)
 #                      database, so every run sees the same backlog.
 #   TASKSET [unset]    e.g. "taskset -c 1": prefix for the server (the bench client runs unpinned).
@@ -184,8 +186,9 @@ for mode in $MODES; do
     case "$mode" in
         single) args=(--batch 1 --concurrency "$SINGLE_CONCURRENCY") ;;
         batch) args=(--batch "$BATCH" --concurrency "$BATCH_CONCURRENCY") ;;
+        idle) args=() ;;
         *)
-            echo "invalid mode \`$mode\` in MODES: expected single or batch" >&2
+            echo "invalid mode \`$mode\` in MODES: expected single, batch or idle" >&2
             exit 2
             ;;
     esac
@@ -199,6 +202,19 @@ for mode in $MODES; do
         fi
         load="$(load_1m)"
         cpu_before="$(cpu_ticks)"
+        if [ "$mode" = idle ]; then
+            sleep "${IDLE_S:-20}"
+            line="$(echo "$(cpu_ticks) $cpu_before $(getconf CLK_TCK) ${IDLE_S:-20}" \
+                | awk '{printf "%.4f", ($1 - $2) / $3 / $4}' \
+                | jq -c --arg engine "$ENGINE" --arg loop "$LOOP" --arg load "$load" --argjson rss "$(peak_rss_kib)" \
+                    --argjson backlog "$([ "$LOOP" = on ] && echo "$BACKLOG" || echo 0)" --argjson idle_s "${IDLE_S:-20}" \
+                    '{engine: $engine, mode: "idle", loop: $loop, backlog: $backlog, idle_s: $idle_s,
+                      server_cpu_per_s: ., server_peak_rss_kib: $rss, load_1m: ($load | tonumber)}')"
+            echo "$line"
+            results+=("$line")
+            stop_server
+            continue
+        fi
         out="$("$BIN" bench submit --server "http://127.0.0.1:$PORT" --token "$TOKEN" --jobs "$JOBS" "${args[@]}")"
         cpu_s="$(echo "$(cpu_ticks) $cpu_before $(getconf CLK_TCK)" | awk '{printf "%.2f", ($1 - $2) / $3}')"
         rss="$(peak_rss_kib)"
@@ -213,17 +229,25 @@ for mode in $MODES; do
         stop_server
     done
     field() { for r in "${results[@]}"; do echo "$r" | jq ".$1"; done; }
+    if [ "$mode" = idle ]; then
+        jq -cn --arg engine "$ENGINE" --arg loop "$LOOP" --argjson runs "$RUNS" \
+            --argjson cpu "$(field server_cpu_per_s | median)" --arg loads "$(field load_1m | tr '\n' ' ')" \
+            '{summary: "submit-idle", engine: $engine, loop: $loop, runs: $runs, server_cpu_per_s_median: $cpu,
+              load_1m: ($loads | split(" ") | map(select(. != "") | tonumber))}'
+        continue
+    fi
     jq -cn --arg engine "$ENGINE" --arg mode "$mode" --arg loop "$LOOP" --argjson runs "$RUNS" \
         --argjson backlog "$([ "$LOOP" = on ] && echo "$BACKLOG" || echo 0)" \
         --argjson jps "$(field jobs_per_sec | median)" --argjson p50 "$(field p50_ms | median)" \
         --argjson p99 "$(field p99_ms | median)" --argjson errors "$(field errors | sort -n | tail -1)" \
         --argjson passes "$(field reconcile_passes | median)" \
+        --argjson kept "$(field 'plans_kept // 0' | median)" \
         --argjson per_cpu "$(field jobs_per_server_cpu_s | median)" \
         --argjson rss "$(field server_peak_rss_kib | sort -n | tail -1)" \
         --arg loads "$(field load_1m | tr '\n' ' ')" \
         '{summary: "submit", engine: $engine, mode: $mode, loop: $loop, backlog: $backlog, runs: $runs,
           jobs_per_sec_median: $jps, p50_ms_median: $p50, p99_ms_median: $p99, errors_max: $errors,
-          reconcile_passes_median: $passes, jobs_per_server_cpu_s_median: $per_cpu,
+          reconcile_passes_median: $passes, plans_kept_median: $kept, jobs_per_server_cpu_s_median: $per_cpu,
           server_peak_rss_kib_max: $rss,
           load_1m: ($loads | split(" ") | map(select(. != "") | tonumber))}'
 done

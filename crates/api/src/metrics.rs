@@ -35,6 +35,8 @@ pub struct Metrics {
     refused_placements: AtomicU64,
     /// Requests answered 503 because the server had too much work in flight.
     shed_requests: AtomicU64,
+    /// Passes that kept the last plan: nothing it decides from had changed.
+    kept_plans: AtomicU64,
     /// Sums over metered usage for the money families (`money_metrics`), reused for a short TTL.
     pub(crate) money: crate::money_metrics::MoneyCache,
 }
@@ -54,6 +56,12 @@ impl Metrics {
     /// Records placements the leader's plan check refused.
     pub fn record_refused(&self, placements: u64) {
         self.refused_placements.fetch_add(placements, Ordering::Relaxed);
+    }
+
+    /// Records one pass that kept the last plan instead of scheduling (not a decision: the
+    /// latency histogram leaves it out).
+    pub fn record_kept_plan(&self) {
+        self.kept_plans.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one request shed for load (answered 503 with `Retry-After`).
@@ -112,6 +120,12 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> String {
         writeln!(out, "# HELP cumulo_requests_shed_total Requests answered 503 because too much work was in flight.");
     let _ = writeln!(out, "# TYPE cumulo_requests_shed_total counter");
     let _ = writeln!(out, "cumulo_requests_shed_total {}", metrics.shed_requests.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP cumulo_plans_kept_total Reconcile passes that kept the last plan: nothing it decides from had changed."
+    );
+    let _ = writeln!(out, "# TYPE cumulo_plans_kept_total counter");
+    let _ = writeln!(out, "cumulo_plans_kept_total {}", metrics.kept_plans.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP cumulo_decision_latency_seconds Time one scheduling pass spent deciding.");
     let _ = writeln!(out, "# TYPE cumulo_decision_latency_seconds histogram");
     let mut cumulative = 0;
@@ -188,6 +202,7 @@ mod tests {
         metrics.record_pass(Duration::from_secs(9), 0, 0);
         metrics.record_refused(2);
         metrics.record_shed();
+        metrics.record_kept_plan();
         let mut scrape = Scrape::default();
         scrape.jobs_by_state.insert(JobState::Pending, 7);
         scrape.gpus.insert(("aws".into(), "H100".into()), GpuUse { total: 16, used_milli: 4000 });
@@ -199,6 +214,7 @@ mod tests {
         assert_eq!(s["cumulo_preemptions_total"], 1.0);
         assert_eq!(s["cumulo_plan_refused_placements_total"], 2.0);
         assert_eq!(s["cumulo_requests_shed_total"], 1.0);
+        assert_eq!(s["cumulo_plans_kept_total"], 1.0);
         assert_eq!(s["cumulo_decision_latency_seconds_bucket{le=\"0.001\"}"], 1.0);
         assert_eq!(s["cumulo_decision_latency_seconds_bucket{le=\"0.025\"}"], 1.0);
         assert_eq!(s["cumulo_decision_latency_seconds_bucket{le=\"0.05\"}"], 2.0);

@@ -12,6 +12,10 @@
 //!    [`LAUNCHES_PER_COMMIT`] launches, each one transaction, so submits waiting for the store's
 //!    writer wait for one chunk, not a whole large plan). Preempted attempts are stopped after the
 //!    commit.
+//!    A pass whose inputs (capacities offered, active attempts, tenants, budgets, the pending
+//!    window by key) equal those of the last plan, when that plan changed nothing and read no
+//!    clock, keeps that plan instead of scheduling again (`replan` states the rule); a pass that
+//!    plans reads only the window's jobs new since the last read, the others' parsed specs kept.
 //!    Before the state changes are written, every node's reported start/stop (or heartbeat)
 //!    becomes usage records rated at the price of the attempt's pool (`metering`), appended with
 //!    `Store::append_usage`; re-observing bills nothing (ledger and store both refuse it).
@@ -46,6 +50,7 @@ mod contracts;
 mod fleet;
 mod links;
 mod metering;
+mod replan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -55,7 +60,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment, SecretEnv};
 use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
-use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PlanApplied, PlanCommit, Store};
+use cumulo_store::{
+    ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PendingKey, PlanApplied, PlanCommit, Store,
+};
 use cumulo_types::{AttemptId, JobId, JobSpec, Money};
 use serde::Serialize;
 
@@ -203,6 +210,9 @@ pub struct Report {
     /// Placements the plan check (`check::check_plan`) refused in this pass; 0 unless the
     /// engine has a bug.
     pub refused: usize,
+    /// The pass kept the last plan's decision: nothing it decides from had changed (see
+    /// `replan`), so it neither read the pending jobs' specs nor scheduled them.
+    pub plan_skipped: bool,
 }
 
 /// A cluster's nodes as last discovered, for the API's clusters and nodes views.
@@ -240,6 +250,10 @@ struct Memory {
     month_spend: Option<budgets::MonthSpend>,
     /// Tenants already warned of passing their soft budget, with the month (warned once a month).
     soft_warned: HashSet<(String, DateTime<Utc>)>,
+    /// The last full plan while later passes may keep it (`replan`).
+    settled: Option<replan::Settled>,
+    /// The pending window's jobs as last read, by id: a pass reads only the jobs new to it.
+    window_jobs: HashMap<JobId, Arc<cumulo_store::JobRecord>>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -619,6 +633,7 @@ impl Controller {
     /// after the commit: the new attempts are durable (state `planned`) and not yet dispatched.
     pub async fn plan(&self, report: &mut Report) -> Result<(), Error> {
         let now = self.now();
+        let settled = self.lock().settled.take();
         for (index, cluster) in self.options.clusters.iter().enumerate() {
             match cluster.driver.discover().await {
                 Ok(capacity) => {
@@ -650,13 +665,26 @@ impl Controller {
                 })
                 .collect()
         };
-        let mut fleet = Fleet::build(&infos, &capacities);
+        let inputs = replan::PlanInputs {
+            active: self.options.store.active_attempts().await?,
+            tenants: self.tenant_policies().await,
+            caps: self.spend_caps(now).await?,
+            window: self.options.store.pending_keys(self.options.queue_limit).await?,
+            capacities,
+        };
+        if let Some(pending) = settled.as_ref().and_then(|s| s.pending_if_unchanged(&inputs)) {
+            report.plan_skipped = true;
+            report.pending = pending;
+            self.lock().settled = settled;
+            return Ok(());
+        }
+        let active = &inputs.active;
+        let mut fleet = Fleet::build(&infos, &inputs.capacities);
         if let Some(contracts) = &self.options.portfolio {
             let deliveries =
                 contracts::gate_deliveries(&mut fleet, &infos, &self.options.contracts, &contracts.portfolio, now);
             self.lock().deliveries = deliveries;
         }
-        let active = self.options.store.active_attempts().await?;
         let mut running = Vec::new();
         let mut attempt_of_replica: HashMap<(JobId, u32), AttemptId> = HashMap::new();
         // An attempt being preempted no longer holds capacity in the plan: its replacement was
@@ -672,9 +700,9 @@ impl Controller {
                 running.push(alloc);
             }
         }
-        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.tenant_policies().await };
+        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
         let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations } =
-            self.queue(&active).await?;
+            self.queue(active, &inputs.window).await?;
         // A job in a container image goes only to clusters whose driver runs images; a job with
         // an upload only to clusters whose driver unpacks it.
         let imageless = self.clusters_without(|c| c.container_images);
@@ -700,8 +728,8 @@ impl Controller {
             let clauses = cumulo_portfolio::clauses::ActiveClauses::at(Some(&contracts.portfolio), now);
             bound = cumulo_portfolio::clauses::bind_queue(bound.queue, &clauses, now_ts);
         }
-        let caps = self.spend_caps(now).await?;
-        let gated = cumulo_sched::budget::gate(&snapshot.pools, std::mem::take(&mut bound.queue), &durations, &caps);
+        let gated =
+            cumulo_sched::budget::gate(&snapshot.pools, std::mem::take(&mut bound.queue), &durations, &inputs.caps);
         bound.queue = gated.queue;
         let started = Instant::now();
         let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;
@@ -825,7 +853,20 @@ impl Controller {
                 tracing::warn!(attempt = %victim, error = %err, "stopping a preempted attempt failed");
             }
         }
+        let outcome = replan::PlanOutcome {
+            launches: report.planned.len(),
+            preemptions: victims.len(),
+            refused: report.refused,
+            doomed: doomed.len(),
+            skipped_at_commit: applied.skipped.len(),
+            held_behind_others: held.len(),
+            portfolio: self.options.portfolio.is_some(),
+            running_with_end: snapshot.running.iter().filter(|a| a.expected_end.is_some()).count(),
+        };
         report.preempted = victims;
+        if replan::why_plan_again(&outcome).is_none() {
+            self.lock().settled = Some(replan::Settled { inputs, pending: report.pending });
+        }
         Ok(())
     }
 
@@ -845,8 +886,8 @@ impl Controller {
     /// `queue_limit`) and for launching or running jobs with several replicas that miss some (a
     /// replica lost, failed or preempted while the others run; see `cumulo_store::replicas_to_place`
     /// for which are placed again). Also returns the queued jobs that have several replicas.
-    async fn queue(&self, active: &[ActiveAttempt]) -> Result<Queue, Error> {
-        let pending = self.options.store.pending_jobs(self.options.queue_limit).await?;
+    async fn queue(&self, active: &[ActiveAttempt], window: &[PendingKey]) -> Result<Queue, Error> {
+        let pending = self.window_jobs(window).await?;
         let mut queue = Vec::with_capacity(pending.len());
         let mut replicated = HashSet::new();
         let mut held = Vec::new();
@@ -867,7 +908,7 @@ impl Controller {
                     .filter(|q| replicas.contains(&q.replica)),
             );
         };
-        for job in &pending {
+        for job in pending.iter().map(Arc::as_ref) {
             if let Some(group) = &job.spec.group {
                 group_of.insert(job.id, group.clone());
             }
@@ -926,6 +967,34 @@ impl Controller {
             }
         }
         Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations })
+    }
+
+    /// The jobs of the pending window, in its order. Only jobs new to the window (or requeued since
+    /// last read, a new `attempt_count`) are read and parsed; the others come from the last read,
+    /// since a job's spec, priority and submit time never change. A job read here that is no longer
+    /// pending or is cancel-requested (changed since the window was read) is left out, as a fresh
+    /// read of the pending jobs would leave it out. The kept jobs are the window's only.
+    async fn window_jobs(&self, window: &[PendingKey]) -> Result<Vec<Arc<cumulo_store::JobRecord>>, Error> {
+        let missing: Vec<JobId> = {
+            let memory = self.lock();
+            let known = |key: &&PendingKey| {
+                memory.window_jobs.get(&key.id).is_some_and(|j| j.attempt_count == key.attempt_count)
+            };
+            window.iter().filter(|key| !known(key)).map(|key| key.id).collect()
+        };
+        let read = self.options.store.jobs_by_ids(missing).await?;
+        let mut memory = self.lock();
+        for job in read {
+            memory.window_jobs.insert(job.id, Arc::new(job));
+        }
+        let jobs: Vec<Arc<cumulo_store::JobRecord>> = window
+            .iter()
+            .filter_map(|key| memory.window_jobs.get(&key.id).cloned())
+            .filter(|job| job.state == cumulo_types::JobState::Pending && !job.cancel_requested)
+            .collect();
+        let in_window: HashSet<JobId> = window.iter().map(|key| key.id).collect();
+        memory.window_jobs.retain(|id, _| in_window.contains(id));
+        Ok(jobs)
     }
 
     /// Indices of the clusters whose driver lacks what `can` asks of its capabilities.

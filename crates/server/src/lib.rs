@@ -323,11 +323,15 @@ async fn reconcile_loop(
             _ = stop.wait_for(|s| *s).map(|_| ()) => break,
             _ = tick.tick() => match controller.reconcile_once().await {
                 Ok(report) if report.leading => {
-                    metrics.record_pass(
-                        Duration::from_micros(report.decision_micros),
-                        report.planned.len() as u64,
-                        report.preempted.len() as u64,
-                    );
+                    if report.plan_skipped {
+                        metrics.record_kept_plan();
+                    } else {
+                        metrics.record_pass(
+                            Duration::from_micros(report.decision_micros),
+                            report.planned.len() as u64,
+                            report.preempted.len() as u64,
+                        );
+                    }
                     metrics.record_refused(report.refused as u64);
                     if !report.planned.is_empty() || !report.launched.is_empty() || !report.lost.is_empty() {
                         tracing::debug!(

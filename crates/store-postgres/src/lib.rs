@@ -20,9 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cumulo_store::{
     ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, HistoryPoint, JobFilter, JobOrder,
-    JobPage, JobRecord, NewAttempt, NewJob, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store, Submitted,
-    TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros, job_state_after_attempt,
-    job_state_of_replicas,
+    JobPage, JobRecord, NewAttempt, NewJob, PendingKey, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store,
+    Submitted, TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros,
+    job_state_after_attempt, job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -939,6 +939,34 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn pending_keys(&self, limit: u32) -> Result<Vec<PendingKey>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, attempt_count FROM jobs WHERE state = 'pending' AND cancel_requested = FALSE
+             ORDER BY priority DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, attempt_count)| PendingKey { id: JobId(id as u64), attempt_count: attempt_count as u32 })
+            .collect())
+    }
+
+    async fn jobs_by_ids(&self, ids: Vec<JobId>) -> Result<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY id"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(job_from_row).collect()
     }
 

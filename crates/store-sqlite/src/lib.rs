@@ -19,9 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cumulo_store::{
     ActiveAttempt, AttemptRecord, AttemptState, AttemptUpdate, Error, EventRecord, HistoryPoint, JobFilter, JobOrder,
-    JobPage, JobRecord, NewAttempt, NewJob, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store, Submitted,
-    TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros, job_state_after_attempt,
-    job_state_of_replicas,
+    JobPage, JobRecord, NewAttempt, NewJob, PendingKey, PlanApplied, PlanCommit, ReplicaAttempt, Result, Role, Store,
+    Submitted, TenantRecord, TokenRecord, attempt_may_move, check_new_job, check_tenant, from_micros,
+    job_state_after_attempt, job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
 use sqlx::sqlite::{
@@ -323,6 +323,15 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         updated_at: from_micros(row.try_get("updated_at").map_err(backend)?),
         attempts: Vec::new(),
     })
+}
+
+/// One `id:attempt_count` entry of `pending_keys`'s list.
+fn pending_key_from_text(entry: &str) -> Result<PendingKey> {
+    let parsed =
+        entry.split_once(':').and_then(|(id, count)| Some((id.parse::<u64>().ok()?, count.parse::<u32>().ok()?)));
+    let (id, attempt_count) = parsed
+        .ok_or_else(|| Error::Backend(format!("unreadable pending job key `{entry}`: expected id:attempt_count")))?;
+    Ok(PendingKey { id: JobId(id), attempt_count })
 }
 
 fn attempt_from_row(row: &SqliteRow) -> Result<AttemptRecord> {
@@ -919,6 +928,37 @@ impl Store for SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
+    async fn pending_keys(&self, limit: u32) -> Result<Vec<PendingKey>> {
+        // The whole window in one row: sqlx hands rows over from SQLite's worker thread one
+        // message at a time, and for 10,000 rows every pass the wake-ups cost more than the read.
+        let keys: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(id || ':' || attempt_count, ',' ORDER BY priority DESC, id) FROM (
+                 SELECT id, attempt_count, priority FROM jobs WHERE state = 'pending' AND cancel_requested = 0
+                 ORDER BY priority DESC, id LIMIT $1)",
+        )
+        .bind(i64::from(limit))
+        .fetch_one(&self.readers)
+        .await
+        .map_err(backend)?;
+        let Some(keys) = keys else { return Ok(Vec::new()) };
+        keys.split(',').map(pending_key_from_text).collect()
+    }
+
+    async fn jobs_by_ids(&self, ids: Vec<JobId>) -> Result<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(&ids.iter().map(|id| id.0 as i64).collect::<Vec<_>>()).expect("ids serialise");
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>> {
         let rows = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS}, jobs.spec, jobs.cancel_requested, attempts.preempt_requested FROM attempts JOIN jobs ON jobs.id = attempts.job_id
@@ -1072,6 +1112,15 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_keys_are_read_back_or_refused_by_name() {
+        assert_eq!(pending_key_from_text("42:3").unwrap(), PendingKey { id: JobId(42), attempt_count: 3 });
+        for bad in ["42", "x:1", "42:-1", ""] {
+            let err = pending_key_from_text(bad).unwrap_err().to_string();
+            assert!(err.contains("id:attempt_count") && err.contains(bad), "{bad}: {err}");
+        }
+    }
 
     #[tokio::test]
     async fn listing_by_state_pages_through_an_index_without_sorting() {

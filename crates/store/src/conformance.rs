@@ -10,8 +10,8 @@ use std::sync::Arc;
 use cumulo_types::{JobId, JobSpec, JobState, Priority};
 
 use crate::{
-    AttemptId, AttemptState, AttemptUpdate, Error, HistoryPoint, JobFilter, JobOrder, NewAttempt, NewJob, PlanCommit,
-    Role, Store, TenantRecord, TokenRecord, replicas_to_place,
+    AttemptId, AttemptState, AttemptUpdate, Error, HistoryPoint, JobFilter, JobOrder, NewAttempt, NewJob, PendingKey,
+    PlanCommit, Role, Store, TenantRecord, TokenRecord, replicas_to_place,
 };
 
 /// Generates one `#[tokio::test]` per conformance case. `$open` is an async expression evaluating to
@@ -38,6 +38,8 @@ macro_rules! conformance_tests {
             preemption_requeues_the_job
             cancel_of_an_active_job_ends_with_its_attempt
             pending_jobs_come_by_priority
+            pending_keys_follow_the_pending_queue
+            jobs_are_read_by_ids
             concurrent_submits_get_distinct_ids
             concurrent_retries_create_one_job
             events_tell_a_jobs_history
@@ -430,6 +432,49 @@ pub async fn pending_jobs_come_by_priority(store: Arc<dyn Store>) {
     let order: Vec<JobId> = store.pending_jobs(10).await.unwrap().iter().map(|j| j.id).collect();
     assert_eq!(order, vec![high, low, low2]);
     assert_eq!(store.pending_jobs(1).await.unwrap().len(), 1);
+}
+
+pub async fn pending_keys_follow_the_pending_queue(store: Arc<dyn Store>) {
+    let low = submit_one(&store, job("low", "t")).await;
+    let mut spec = JobSpec::new("high", "t");
+    spec.priority = Priority::HIGH;
+    let high = submit_one(&store, NewJob { spec, idempotency_key: None }).await;
+    let low2 = submit_one(&store, job("low2", "t")).await;
+    let cancelled = submit_one(&store, job("cancelled", "t")).await;
+    store.cancel_job(cancelled).await.unwrap();
+    let keys = |ids: &[JobId], attempts: &[u32]| -> Vec<PendingKey> {
+        ids.iter().zip(attempts).map(|(id, n)| PendingKey { id: *id, attempt_count: *n }).collect()
+    };
+    assert_eq!(store.pending_keys(10).await.unwrap(), keys(&[high, low, low2], &[0, 0, 0]));
+    assert_eq!(store.pending_keys(2).await.unwrap(), keys(&[high, low], &[0, 0]));
+    let pending: Vec<PendingKey> = store.pending_jobs(10).await.unwrap().iter().map(PendingKey::of).collect();
+    assert_eq!(store.pending_keys(10).await.unwrap(), pending, "the keys of pending_jobs, in its order");
+
+    // A job placed and requeued is pending again with one attempt more: a different key.
+    let applied = store
+        .commit_plan(PlanCommit {
+            launches: vec![NewAttempt { job: low, replica: 0, placement: serde_json::json!({}) }],
+            ..PlanCommit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.pending_keys(10).await.unwrap(), keys(&[high, low2], &[0, 0]));
+    store
+        .update_attempts(vec![AttemptUpdate { id: applied.attempts[0], state: AttemptState::Lost, message: None }])
+        .await
+        .unwrap();
+    assert_eq!(store.pending_keys(10).await.unwrap(), keys(&[high, low, low2], &[0, 1, 0]));
+}
+
+pub async fn jobs_are_read_by_ids(store: Arc<dyn Store>) {
+    let a = submit_one(&store, job("a", "t")).await;
+    let b = submit_one(&store, job("b", "u")).await;
+    assert!(store.jobs_by_ids(Vec::new()).await.unwrap().is_empty());
+    let read = store.jobs_by_ids(vec![b, JobId(999_999), a]).await.unwrap();
+    assert_eq!(read.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a, b], "ascending ids, unknown ones left out");
+    let mut expected = store.get_job(b).await.unwrap();
+    expected.attempts.clear();
+    assert_eq!(read[1], expected);
 }
 
 pub async fn concurrent_submits_get_distinct_ids(store: Arc<dyn Store>) {

@@ -166,6 +166,21 @@ pub struct JobRecord {
     pub attempts: Vec<AttemptRecord>,
 }
 
+/// A pending job as [`Store::pending_keys`] lists it. A job's spec, priority and submit time never
+/// change once stored; while it stays pending and not cancel-requested, only `attempt_count`
+/// moves (each attempt planned for it), so the pair says whether the job is the one seen before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingKey {
+    pub id: JobId,
+    pub attempt_count: u32,
+}
+
+impl PendingKey {
+    pub fn of(job: &JobRecord) -> PendingKey {
+        PendingKey { id: job.id, attempt_count: job.attempt_count }
+    }
+}
+
 /// Which jobs `list_jobs` returns: ids in `order`, strictly beyond `after` in that order (keyset
 /// pagination: ascending ids after it, or with [`JobOrder::NewestFirst`] descending ids below it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -438,6 +453,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` pending, not cancel-requested jobs, oldest first.
     async fn pending_jobs(&self, limit: u32) -> Result<Vec<JobRecord>>;
+
+    /// The keys of the jobs `pending_jobs(limit)` returns, in its order, without their specs: what
+    /// the loop compares between passes (an unchanged window needs no new plan) and keys its cache
+    /// of parsed specs by. Backends answer it from the jobs' index and two columns; this default
+    /// reads the whole jobs.
+    async fn pending_keys(&self, limit: u32) -> Result<Vec<PendingKey>> {
+        Ok(self.pending_jobs(limit).await?.iter().map(PendingKey::of).collect())
+    }
+
+    /// The jobs with these ids, in ascending id order, without their attempts; ids not stored are
+    /// left out. The loop reads the specs it has not parsed yet with it.
+    async fn jobs_by_ids(&self, ids: Vec<JobId>) -> Result<Vec<JobRecord>> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get_job(id).await {
+                Ok(mut job) => {
+                    job.attempts.clear();
+                    jobs.push(job);
+                }
+                Err(Error::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
 
     /// Attempts in `planned`, `launching` or `running`, with their jobs' specs.
     async fn active_attempts(&self) -> Result<Vec<ActiveAttempt>>;

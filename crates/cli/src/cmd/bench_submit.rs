@@ -61,6 +61,8 @@ struct Report {
     backlog: u64,
     /// Reconcile passes the server ran while submits were timed (0: the loop was off or idle).
     reconcile_passes: u64,
+    /// Of those, the passes that kept the last plan instead of scheduling the backlog again.
+    plans_kept: u64,
     errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<String>,
@@ -84,12 +86,24 @@ fn job_file(tenant: &str, i: u64) -> serde_json::Value {
 
 /// Scheduling passes the server has run as leader (`cumulo_decision_latency_seconds_count`).
 async fn passes(client: &cumulo_api::client::Client) -> anyhow::Result<u64> {
+    let counts = pass_counts(client).await?;
+    Ok(counts.planned + counts.kept)
+}
+
+/// Reconcile passes the server has run so far: those that scheduled and those that kept the last
+/// plan (nothing it decides from had changed; 0 from a server that never keeps one).
+struct PassCounts {
+    planned: u64,
+    kept: u64,
+}
+
+async fn pass_counts(client: &cumulo_api::client::Client) -> anyhow::Result<PassCounts> {
     let text = client.metrics().await?;
-    let count = text
-        .lines()
-        .find_map(|line| line.strip_prefix("cumulo_decision_latency_seconds_count "))
-        .context("no cumulo_decision_latency_seconds_count in /metrics")?;
-    Ok(count.trim().parse()?)
+    let sample = |name: &str| text.lines().find_map(|line| line.strip_prefix(name)).map(|v| v.trim().parse::<u64>());
+    let planned = sample("cumulo_decision_latency_seconds_count ")
+        .context("no cumulo_decision_latency_seconds_count in /metrics")??;
+    let kept = sample("cumulo_plans_kept_total ").transpose()?.unwrap_or(0);
+    Ok(PassCounts { planned, kept })
 }
 
 /// Submits `jobs` jobs in batches of 1,000 (4 in flight), then waits until the loop has run two
@@ -160,7 +174,7 @@ pub fn run(args: BenchSubmitArgs) -> anyhow::Result<()> {
         if args.backlog > 0 {
             submit_backlog(&client, &args.tenant, args.backlog).await?;
         }
-        let passes_before = passes(&client).await?;
+        let passes_before = pass_counts(&client).await?;
         let next = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
@@ -213,7 +227,9 @@ pub fn run(args: BenchSubmitArgs) -> anyhow::Result<()> {
             first_error = first_error.or(f);
         }
         let wall = started.elapsed().as_secs_f64();
-        let reconcile_passes = passes(&client).await?.saturating_sub(passes_before);
+        let passes_after = pass_counts(&client).await?;
+        let plans_kept = passes_after.kept.saturating_sub(passes_before.kept);
+        let reconcile_passes = passes_after.planned.saturating_sub(passes_before.planned) + plans_kept;
         latencies.sort();
         let jobs_accepted = accepted.load(Ordering::Relaxed);
         anyhow::Ok(Report {
@@ -226,6 +242,7 @@ pub fn run(args: BenchSubmitArgs) -> anyhow::Result<()> {
             requests,
             backlog: args.backlog,
             reconcile_passes,
+            plans_kept,
             errors,
             first_error,
             wall_s: wall,
