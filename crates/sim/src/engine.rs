@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 use cumulo_portfolio::Status;
 use cumulo_portfolio::pricing::PricingConfig;
@@ -151,6 +152,19 @@ struct PoolRt {
 /// What a job's resource options depend on: job type, accepted models, GPUs per node, spot.
 type OptionKey = (u16, ModelSet, u32, bool);
 
+/// What a job's options with its own CPUs and memory depend on: the option key, CPU
+/// thousandths and memory MiB.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct JobOptionKey {
+    options: OptionKey,
+    cpus_milli: u32,
+    memory_mib: u64,
+}
+
+/// At most this many shared option lists are kept (traces with many CPU and memory sizes
+/// start over rather than grow without bound).
+const JOB_OPTION_CACHE_MAX: usize = 1 << 16;
+
 struct Sim<'a> {
     input: &'a RunInput<'a>,
     config: Config,
@@ -174,6 +188,9 @@ struct Sim<'a> {
     price_epoch: u64,
     options_epoch: u64,
     option_cache: FxHashMap<OptionKey, (Vec<ResourceOption>, bool)>,
+    /// The same options with a job's CPUs and memory filled in, shared by every job that asks
+    /// alike (one reference count per queued job instead of fresh allocations).
+    job_option_cache: FxHashMap<JobOptionKey, (Arc<[ResourceOption]>, bool)>,
     /// The earliest window end of a queued inference job (`u64::MAX`: none queued).
     inference_expiry_at: u64,
     models_present: Vec<GpuModel>,
@@ -281,6 +298,7 @@ impl<'a> Sim<'a> {
             price_epoch: 0,
             options_epoch: u64::MAX,
             option_cache: FxHashMap::default(),
+            job_option_cache: FxHashMap::default(),
             inference_expiry_at: u64::MAX,
             models_present: input.fleet.models(),
             sunk: vec![false; input.fleet.pools.len()],
@@ -720,7 +738,7 @@ impl<'a> Sim<'a> {
             tenant,
             priority,
             preemptible,
-            resources: resources.into(),
+            resources,
             ordered,
             num_nodes: job.num_nodes,
             topology: job.topology,
@@ -735,10 +753,26 @@ impl<'a> Sim<'a> {
     /// for preemptible work), unordered, so the scheduler takes the cheapest pool at the prices
     /// the policy wrote. Cumulo: one option per (model, spot or not), ordered by effective price
     /// per unit of work (price per GPU-hour / the job type's speed on the model).
-    fn options_for(&mut self, job: &TraceJob) -> (Vec<ResourceOption>, bool) {
+    fn options_for(&mut self, job: &TraceJob) -> (Arc<[ResourceOption]>, bool) {
         let key = (job.job_type, job.models, job.gpus_per_node.0, job.preemptible);
-        if let Some(hit) = self.option_cache.get(&key) {
-            return (hit.0.iter().map(|o| with_job(o, job)).collect(), hit.1);
+        let job_key = JobOptionKey { options: key, cpus_milli: job.cpus_milli, memory_mib: job.memory_mib };
+        if let Some((options, ordered)) = self.job_option_cache.get(&job_key) {
+            return (options.clone(), *ordered);
+        }
+        let (base, ordered) = self.base_options(key, job);
+        let options: Arc<[ResourceOption]> = base.iter().map(|o| with_job(o, job)).collect();
+        if self.job_option_cache.len() >= JOB_OPTION_CACHE_MAX {
+            self.job_option_cache.clear();
+        }
+        self.job_option_cache.insert(job_key, (options.clone(), ordered));
+        (options, ordered)
+    }
+
+    /// A job's options before its CPUs and memory are filled in (cached per option key).
+    fn base_options(&mut self, key: OptionKey, job: &TraceJob) -> (&[ResourceOption], bool) {
+        if self.option_cache.contains_key(&key) {
+            let hit = &self.option_cache[&key];
+            return (&hit.0, hit.1);
         }
         let spot_choices: &[bool] = if job.preemptible { &[false, true] } else { &[false] };
         let built: (Vec<ResourceOption>, bool) = if job.gpus_per_node.is_zero() {
@@ -799,9 +833,8 @@ impl<'a> Sim<'a> {
                 (spot_choices.iter().map(|s| option(selector.clone(), *s)).collect(), false)
             }
         };
-        let out = (built.0.iter().map(|o| with_job(o, job)).collect(), built.1);
-        self.option_cache.insert(key, built);
-        out
+        let hit = self.option_cache.entry(key).or_insert(built);
+        (&hit.0, hit.1)
     }
 
     /// The lowest price per GPU-hour, as this policy sees it, among pools of a model (spot or
@@ -913,12 +946,13 @@ impl<'a> Sim<'a> {
         if self.input.policy == PolicyName::Cumulo && self.options_epoch != self.price_epoch {
             self.options_epoch = self.price_epoch;
             self.option_cache.clear();
+            self.job_option_cache.clear();
             let mut queue = std::mem::take(&mut self.queue);
             for q in &mut queue {
                 if let Some(a) = self.active.get(&q.id.0) {
                     let job = a.job.clone();
                     let (resources, ordered) = self.options_for(&job);
-                    q.resources = resources.into();
+                    q.resources = resources;
                     q.ordered = ordered;
                 }
             }
