@@ -23,6 +23,8 @@ pub(crate) struct Target {
     accepts: Vec<u64>,
     /// The classes as given, for comparing two schedulers.
     pub(crate) given: Vec<TargetClass>,
+    /// The sum of the classes' weights.
+    weight_total: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +51,7 @@ impl Target {
                 weight: i64::from(c.weight),
             })
             .collect();
+        let weight_total = classes.iter().map(|c| c.weight).sum();
         let accepts = pools
             .iter()
             .map(|p| {
@@ -63,7 +66,7 @@ impl Target {
                 mask
             })
             .collect();
-        Target { classes, accepts, given: given.to_vec() }
+        Target { classes, accepts, given: given.to_vec(), weight_total }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -73,6 +76,21 @@ impl Target {
     pub(crate) fn accepts(&self, pool: u32) -> u64 {
         self.accepts.get(pool as usize).copied().unwrap_or(0)
     }
+
+    /// The sum of the classes' weights, the denominator of [`NodeView::stranded`].
+    pub(crate) fn weight_total(&self) -> i64 {
+        self.weight_total
+    }
+}
+
+/// Which classes a node's fragmentation sums over.
+#[derive(Clone, Copy)]
+enum Classes {
+    /// Every class (FGD: capacity a class may not use at all counts as fragmented for it).
+    All,
+    /// Only the classes that accept the node's GPU model and fit its node type: the capacity
+    /// that work which could have used it no longer can.
+    Accepting,
 }
 
 /// The free capacity of one node, copied so that a placement can be tried on it.
@@ -144,6 +162,18 @@ impl NodeView {
     /// Expected fragmentation (weighted thousandths of a GPU) for the target's classes, `accepts`
     /// naming those that may use this node's GPUs at all.
     pub(crate) fn fragmentation(&self, target: &Target, accepts: u64) -> i64 {
+        self.weighed(target, accepts, Classes::All)
+    }
+
+    /// Stranded capacity: the fragmentation of the classes that accept this node only (a class
+    /// that may never use the node loses nothing when it fills up). Divided by
+    /// `Target::weight_total` it is the thousandths of a GPU the next arrival is expected to find
+    /// here and be unable to use.
+    pub(crate) fn stranded(&self, target: &Target, accepts: u64) -> i64 {
+        self.weighed(target, accepts, Classes::Accepting)
+    }
+
+    fn weighed(&self, target: &Target, accepts: u64, classes: Classes) -> i64 {
         let free = &self.free[..self.gpus];
         let total: i64 = free.iter().map(|f| i64::from(*f)).sum();
         if total == 0 {
@@ -153,6 +183,9 @@ impl NodeView {
         let partial: i64 = free.iter().filter(|f| **f < 1000).map(|f| i64::from(*f)).sum();
         let mut sum = 0i64;
         for (k, c) in target.classes.iter().enumerate() {
+            if matches!(classes, Classes::Accepting) && accepts & (1u64 << k) == 0 {
+                continue;
+            }
             let usable =
                 accepts & (1u64 << k) != 0 && self.cpus_milli >= c.cpus_milli && self.memory_mib >= c.memory_mib;
             let frag = if !usable {
@@ -220,6 +253,7 @@ mod tests {
                 .collect(),
             accepts: vec![u64::MAX],
             given: Vec::new(),
+            weight_total: classes.iter().map(|&(_, w)| i64::from(w)).sum(),
         }
     }
 
@@ -277,5 +311,14 @@ mod tests {
             counts.iter().all(|c| (800..1200).contains(c)),
             "each of four ties is picked about a quarter of the time: {counts:?}"
         );
+    }
+
+    #[test]
+    fn stranded_capacity_counts_only_the_classes_that_may_use_the_node() {
+        let v = view(&[300, 1000], 8000);
+        let t = target(&[(500, 1), (2000, 1)]);
+        assert_eq!(v.fragmentation(&t, 0b01), 300 + 1300, "FGD counts all free as fragmented for the 2-GPU class");
+        assert_eq!(v.stranded(&t, 0b01), 300, "stranded leaves out the class that may not use the node");
+        assert_eq!(t.weight_total(), 2);
     }
 }

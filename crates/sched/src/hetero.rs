@@ -65,13 +65,17 @@ pub struct ModelCapacity {
 /// Settings of the rounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RoundConfig {
-    /// A running job moves only when the new model is at least this much faster for it.
+    /// A running job whose remaining work is unknown moves only when the new model is at least
+    /// this much faster for it.
     pub min_gain: f32,
+    /// Seconds a moved job loses (checkpoint, restart): a running job with known remaining work
+    /// moves only when the move saves more than this over that work.
+    pub migration_s: f64,
 }
 
 impl Default for RoundConfig {
     fn default() -> Self {
-        RoundConfig { min_gain: 1.3 }
+        RoundConfig { min_gain: 1.3, migration_s: 0.0 }
     }
 }
 
@@ -148,8 +152,19 @@ pub fn plan_round(jobs: &[RoundJob], capacity: &[ModelCapacity], config: &RoundC
     RoundPlan { order: idx.iter().map(|&i| jobs[i].id).collect(), assignments }
 }
 
-/// The fastest model with room for the job, keeping a running job where it is unless the best
-/// move gains `min_gain`; books the GPUs.
+/// Whether moving a running job from `stay` to `best` pays: with its remaining work known, the
+/// time saved over that work exceeds the migration cost; else `best` is `min_gain` faster.
+fn move_pays(job: &RoundJob, stay: GpuModel, best: GpuModel, config: &RoundConfig) -> bool {
+    let (slow, fast) = (f64::from(job.speed_on(stay)), f64::from(job.speed_on(best)));
+    match job.remaining_s {
+        Some(r) if slow > 0.0 && fast > slow => r / slow - r / fast > config.migration_s,
+        Some(_) => false,
+        None => job.speed_on(best) >= job.speed_on(stay) * config.min_gain,
+    }
+}
+
+/// The fastest model with room for the job, keeping a running job where it is unless the move
+/// pays ([`move_pays`]); books the GPUs.
 fn pick_model(job: &RoundJob, free: &mut [ModelCapacity], config: &RoundConfig) -> Option<GpuModel> {
     let best = free
         .iter()
@@ -158,7 +173,7 @@ fn pick_model(job: &RoundJob, free: &mut [ModelCapacity], config: &RoundConfig) 
         .map(|c| c.model);
     let stay = job.current.filter(|m| free.iter().any(|c| c.model == *m && c.gpus >= job.gpus));
     let choice = match (best, stay) {
-        (Some(b), Some(s)) if job.speed_on(b) < job.speed_on(s) * config.min_gain => Some(s),
+        (Some(b), Some(s)) if !move_pays(job, s, b, config) => Some(s),
         (b, _) => b,
     };
     if let Some(m) = choice
@@ -227,9 +242,24 @@ mod tests {
         let mut pinned = job(2, 2, 1.0, 0.1, 1e9);
         pinned.current = Some(GpuModel::K80);
         pinned.movable = false;
-        let plan = plan_round(&[small_gain, pinned], &fleet(1, 3), &RoundConfig::default());
-        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "an 11% gain does not pay a migration");
+        let config = RoundConfig { migration_s: 120.0, ..RoundConfig::default() };
+        let plan = plan_round(&[small_gain, pinned], &fleet(1, 3), &config);
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "saving 11 s does not pay a 120-s migration");
         assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::K80), "work that may not move keeps its GPUs");
         assert_eq!(plan.order[0], JobId(2), "pinned work is served first");
+    }
+
+    #[test]
+    fn a_move_pays_when_it_saves_more_than_the_migration_over_the_remaining_work() {
+        // the same 11% gain over 10,000 s of work saves ~1,111 s: worth a 120-s move
+        let mut long = job(1, 1, 1.0, 0.9, 10_000.0);
+        long.current = Some(GpuModel::K80);
+        let config = RoundConfig { migration_s: 120.0, ..RoundConfig::default() };
+        let plan = plan_round(std::slice::from_ref(&long), &fleet(1, 1), &config);
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::V100), "a long job moves for a small gain");
+        // remaining work unknown: the ratio rule decides
+        long.remaining_s = None;
+        let plan = plan_round(&[long], &fleet(1, 1), &config);
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "without known work an 11% gain is below min_gain");
     }
 }

@@ -124,10 +124,10 @@ fn fragmentation_rules_fill_the_shared_gpu_and_keep_whole_gpus_whole() {
 }
 
 #[test]
-fn cumulo_weighs_only_the_cheapest_tier_and_fgd_is_price_blind() {
+fn cumulo_breaks_fragmentation_ties_by_price_and_fgd_is_price_blind() {
     // a whole GPU: pool 0's last whole GPU or one of pool 1's pair both leave the expected
-    // fragmentation as it was (a tie); FGD draws among ties over both pools, Cumulo's rule only
-    // weighs the cheaper pool
+    // fragmentation as it was (a tie); FGD draws among ties over both pools, Cumulo's rule takes
+    // the cheaper pool
     let q = [gpu_job(1, 1000)];
     let target = halves_and_wholes();
     for seed in 0..8 {
@@ -139,6 +139,27 @@ fn cumulo_weighs_only_the_cheapest_tier_and_fgd_is_price_blind() {
     let fgd: std::collections::BTreeSet<u32> =
         (0..32).map(|seed| where_(&plan(PlacementRule::Fragmentation { seed }, &target, &q), 1).0).collect();
     assert_eq!(fgd.into_iter().collect::<Vec<_>>(), vec![0, 1], "FGD ignores price: ties drawn over both pools");
+}
+
+#[test]
+fn cumulo_pays_more_rather_than_strand_a_node_that_expected_work_needs_whole() {
+    // pool 0: a free 2-GPU node at $4/h; pool 1: a free 1-GPU node at $3/h; half the expected
+    // work needs 2 GPUs. A 1-GPU job costs $2 on pool 0 but strands its other GPU for that half
+    // (1 GPU x 1/2 x $2 per GPU x 4 = $4 more): it takes pool 1 at $3; cheapest best fit takes
+    // pool 0
+    let snapshot = Snapshot { pools: vec![pool(0, 2, 4), pool(1, 1, 3)], running: Vec::new(), tenants: Vec::new() };
+    let target: Vec<TargetClass> = [2000, 1000]
+        .into_iter()
+        .map(|gpu_milli| TargetClass { gpu_milli, cpus_milli: 1000, memory_mib: 1024, models: Vec::new(), weight: 1 })
+        .collect();
+    let q = [gpu_job(1, 1000)];
+    let run = |placement| {
+        let mut s = Scheduler::new(&snapshot, Config { placement, ..Config::default() }).unwrap();
+        s.set_target(&target);
+        s.schedule_once(&q, NOW)
+    };
+    assert_eq!(where_(&run(PlacementRule::CostThenFragmentation), 1).0, 1, "stranding costs more than $1/h");
+    assert_eq!(where_(&run(PlacementRule::CheapestBestFit), 1).0, 0, "the cheaper node share");
 }
 
 #[test]

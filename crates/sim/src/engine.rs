@@ -553,7 +553,8 @@ impl<'a> Sim<'a> {
         let mut ids: Vec<u64> = self.active.keys().copied().collect();
         ids.sort_unstable();
         let jobs: Vec<RoundJob> = ids.iter().filter_map(|id| self.round_job(&self.active[id])).collect();
-        let plan = plan_round(&jobs, &self.round_capacity(), &RoundConfig { min_gain: settings.min_gain });
+        let config = RoundConfig { min_gain: settings.min_gain, migration_s: settings.migration_s as f64 };
+        let plan = plan_round(&jobs, &self.round_capacity(), &config);
         for j in &jobs {
             let target = plan.model_of(j.id);
             if j.movable && j.current.is_some() && target != j.current {

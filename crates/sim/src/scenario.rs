@@ -101,7 +101,8 @@ pub struct RoundSettings {
     /// What one move costs a job: seconds of checkpoint (in its SIGTERM grace period) plus
     /// restart, during which it holds its new GPUs without progress.
     pub migration_s: u64,
-    /// A running job moves only when the new model is at least this much faster for it.
+    /// A running job whose remaining work is unknown moves only when the new model is at least
+    /// this much faster for it (with known work, a move must save more than `migration_s`).
     #[serde(default = "default_min_gain")]
     pub min_gain: f32,
 }

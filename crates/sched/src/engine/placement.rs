@@ -22,7 +22,13 @@ pub(super) struct Choice {
 }
 
 /// What a placement rule minimises for one (node, GPU) choice; ties compare equal.
-pub(super) type ChoiceKey = (i64, u64, u64, u64);
+pub(super) type ChoiceKey = (i64, i64, u64, u64, u64);
+
+/// How many times its price a GPU stranded by a placement costs under `CostThenFragmentation`
+/// (capacity stranded now tends to stay stranded for several arrivals). Chosen on the openb
+/// fill-up traces multigpu40/50, default, gpushare40/100 among 1 to 10
+/// (`examples/openb/RESULTS.md`).
+pub(super) const STRANDED_WEIGHT: i128 = 4;
 
 /// Placement rules weigh every node of a job's candidate pools, up to this many in all.
 pub(super) const RULE_SCAN_LIMIT: usize = 20_000;
@@ -202,13 +208,12 @@ impl Scheduler {
         }
     }
 
-    /// The candidates a placement rule weighs: every one, or for `CostThenFragmentation` the
-    /// cheapest tier with room (the first option with room when the job orders its options, else
-    /// the candidates at the lowest price with room).
+    /// The candidates a placement rule weighs: every one, or for `CostThenFragmentation` when
+    /// the job orders its options, those of the first option with room (its pools at every price).
     pub(super) fn rule_candidates(&self, t: u32, s: usize, job: &QueuedJob) -> std::ops::Range<usize> {
         let shape = &self.shapes[s];
         let all = 0..shape.candidates.len();
-        if self.config.placement != PlacementRule::CostThenFragmentation {
+        if self.config.placement != PlacementRule::CostThenFragmentation || !shape.ordered {
             return all;
         }
         let with_quota = self.has_quota(t);
@@ -221,10 +226,26 @@ impl Scheduler {
             quota_ok && self.pools[c.pool as usize].find_one(need).is_some()
         };
         let Some(first) = shape.candidates.iter().position(room) else { return 0..0 };
-        let head = shape.candidates[first];
-        let same_tier = |c: &Candidate| c.option == head.option && c.node_cost == head.node_cost;
-        let end = first + shape.candidates[first..].iter().take_while(|c| same_tier(c)).count();
+        let option = shape.candidates[first].option;
+        let end = first + shape.candidates[first..].iter().take_while(|c| c.option == option).count();
         first..end
+    }
+
+    /// What a placement costs under `CostThenFragmentation`, in micro-dollars per hour: the share
+    /// of the node it takes (`node_cost`) plus the price of the GPU capacity it strands, that is
+    /// the growth of the node's capacity that the next arrival is expected to be unable to use
+    /// (`stranded_growth` over `Target::weight_total`, see [`NodeView::stranded`]) at the node's
+    /// price per GPU, times [`STRANDED_WEIGHT`]. Negative growth (work that takes capacity others
+    /// could not use) lowers the cost.
+    pub(super) fn effective_cost(&self, pool: u32, node_cost: Money, stranded_growth: i64) -> i64 {
+        let gpus = i128::from(self.pools[pool as usize].gpus);
+        let weights = i128::from(self.target.weight_total());
+        if gpus == 0 || weights == 0 {
+            return node_cost.micros();
+        }
+        let price = i128::from(self.meta[pool as usize].price_per_node_hour.micros());
+        let stranded = (price * i128::from(stranded_growth) * STRANDED_WEIGHT).div_euclid(weights * gpus * 1000);
+        node_cost.micros().saturating_add(stranded.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
     }
 
     /// Places a single-node job by the configured [`PlacementRule`] over its candidates: every
@@ -277,6 +298,10 @@ impl Scheduler {
                     }
                     _ => 0,
                 };
+                let stranded_before = match rule {
+                    PlacementRule::CostThenFragmentation => view.stranded(&self.target, accepts),
+                    _ => 0,
+                };
                 gpus.clear();
                 if need.fraction > 0 {
                     view.fraction_choices(need.fraction, &mut gpus);
@@ -286,14 +311,19 @@ impl Scheduler {
                     let gpu = gpus.get(k).copied();
                     let after = view.with(&need, gpu);
                     let key: ChoiceKey = match rule {
-                        PlacementRule::CheapestBestFit | PlacementRule::Random { .. } => (0, 0, 0, 0),
+                        PlacementRule::CheapestBestFit | PlacementRule::Random { .. } => (0, 0, 0, 0, 0),
                         PlacementRule::BestFit => {
-                            (i64::from(after.free_gpu_milli()), u64::from(after.cpus_milli), 0, 0)
+                            (i64::from(after.free_gpu_milli()), i64::from(after.cpus_milli), 0, 0, 0)
                         }
                         PlacementRule::Fragmentation { .. } => {
-                            (after.fragmentation(&self.target, accepts) - before, 0, 0, 0)
+                            (after.fragmentation(&self.target, accepts) - before, 0, 0, 0, 0)
                         }
                         PlacementRule::CostThenFragmentation => (
+                            self.effective_cost(
+                                c.pool,
+                                c.node_cost,
+                                after.stranded(&self.target, accepts) - stranded_before,
+                            ),
                             after.fragmentation(&self.target, accepts) - before,
                             cpu_on_gpu_node,
                             u64::from(after.free_gpu_milli()),
