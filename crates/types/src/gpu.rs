@@ -284,3 +284,49 @@ mod tests {
         }
     }
 }
+
+/// A job's speed on one GPU model relative to its other models (`speedups: {V100: 3.0}`), kept in
+/// thousandths so that specs stay comparable: from [`Speed::MIN`] (0.001) to [`Speed::MAX`] (1000).
+/// Written and read as a plain number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Speed(u32);
+
+impl Speed {
+    pub const MIN: Speed = Speed(1);
+    pub const MAX: Speed = Speed(1_000_000);
+    /// What the job file says a speed must be.
+    pub const EXPECTED: &'static str =
+        "a positive speed relative to the job's other GPU models, from 0.001 to 1000 (such as 3.0)";
+
+    /// The speed a number stands for, rounded to thousandths; `None` outside 0.001..=1000 (or not
+    /// a finite number).
+    pub fn from_f64(value: f64) -> Option<Speed> {
+        let milli = (value * 1000.0).round();
+        (milli.is_finite() && milli >= f64::from(Speed::MIN.0) && milli <= f64::from(Speed::MAX.0))
+            .then_some(Speed(milli as u32))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+}
+
+impl fmt::Display for Speed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_f64())
+    }
+}
+
+impl Serialize for Speed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.as_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Speed, D::Error> {
+        let value = f64::deserialize(d)?;
+        Speed::from_f64(value)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid speed `{value}`: expected {}", Speed::EXPECTED)))
+    }
+}
