@@ -19,6 +19,12 @@ macro_rules! gpu_models {
                 match self { $(GpuModel::$variant => $name),* }
             }
 
+            /// Other names [`GpuModel::parse`] reads as this model (besides any spelling of the
+            /// canonical name that differs only in case, '-', '_' or ' ').
+            pub const fn aliases(self) -> &'static [&'static str] {
+                match self { $(GpuModel::$variant => &[$($alias),*]),* }
+            }
+
             /// Memory per GPU in GB, from the vendor's data sheet.
             pub const fn memory_gb(self) -> u32 {
                 match self { $(GpuModel::$variant => $mem),* }
@@ -299,11 +305,9 @@ impl Speed {
         "a positive speed relative to the job's other GPU models, from 0.001 to 1000 (such as 3.0)";
 
     /// The speed a number stands for, rounded to thousandths; `None` outside 0.001..=1000 (or not
-    /// a finite number).
+    /// a number).
     pub fn from_f64(value: f64) -> Option<Speed> {
-        let milli = (value * 1000.0).round();
-        (milli.is_finite() && milli >= f64::from(Speed::MIN.0) && milli <= f64::from(Speed::MAX.0))
-            .then_some(Speed(milli as u32))
+        (Speed::MIN.as_f64()..=Speed::MAX.as_f64()).contains(&value).then(|| Speed((value * 1000.0).round() as u32))
     }
 
     pub fn as_f64(self) -> f64 {
