@@ -14,11 +14,17 @@
 //!   the V100s to one that does not. A running job stays where it is unless the move gains at
 //!   least [`RoundConfig::min_gain`] (a migration costs a checkpoint and a restart).
 //!
-//! The simulator calls [`plan_round`] at each round boundary; the caller applies the plan
-//! (stops the jobs that move, with SIGTERM and a grace period on live drivers, and queues the
-//! waiting work in [`RoundPlan::order`] with the assigned model first).
+//! The simulator (`sim.rounds`) and the live reconcile loop (`control`, the fleet file's
+//! `rounds:`) call [`plan_round`] at each round boundary with the same helpers: [`capacity_of`]
+//! the pools, [`speeds_of`] a job's `speedups`, [`RoundPlan::moves`] for the running jobs whose
+//! model changes. The caller applies the plan: the simulator stops every move (a job told to wait
+//! too) and charges its migration cost; the live loop preempts a running attempt only to move it
+//! to another model (its driver sends SIGTERM, then SIGKILL after a grace period), and re-places
+//! it with [`options_on_model`]; waiting work goes first to its assigned model ([`prefer_model`]).
 
-use cumulo_types::{GpuModel, JobId};
+use cumulo_types::{GpuModel, JobId, JobSpec, ResourceOption, Speed};
+
+use crate::model::Pool;
 
 /// One job as a round sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +102,91 @@ impl RoundPlan {
     pub fn model_of(&self, job: JobId) -> Option<GpuModel> {
         self.assignments.iter().find(|a| a.job == job).and_then(|a| a.model)
     }
+}
+
+/// A running job whose model the plan changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Move {
+    pub job: JobId,
+    pub from: GpuModel,
+    /// `None`: the job waits this round (the simulator stops it; the live loop leaves it running).
+    pub to: Option<GpuModel>,
+    /// The job's speed on `to` over its speed on `from` (0 when it waits).
+    pub gain: f32,
+}
+
+impl RoundPlan {
+    /// The running, movable jobs of `jobs` whose assigned model differs from the one they hold.
+    pub fn moves(&self, jobs: &[RoundJob]) -> Vec<Move> {
+        let mut out = Vec::new();
+        for job in jobs {
+            let (Some(from), true) = (job.current, job.movable) else { continue };
+            let to = self.model_of(job.id);
+            if to == Some(from) {
+                continue;
+            }
+            let gain = to.map_or(0.0, |m| job.speed_on(m) / job.speed_on(from).max(f32::MIN_POSITIVE));
+            out.push(Move { job: job.id, from, to, gain });
+        }
+        out
+    }
+}
+
+/// GPUs per model on the schedulable nodes of `pools`, in the order models first appear.
+pub fn capacity_of(pools: &[Pool]) -> Vec<ModelCapacity> {
+    let mut out: Vec<ModelCapacity> = Vec::new();
+    for p in pools {
+        let Some(model) = p.node_type.gpu else { continue };
+        let gpus = p.nodes.iter().filter(|n| n.schedulable).count() as u32 * p.node_type.gpus;
+        match out.iter_mut().find(|c| c.model == model) {
+            Some(c) => c.gpus += gpus,
+            None => out.push(ModelCapacity { model, gpus }),
+        }
+    }
+    out
+}
+
+/// Whether any resource option of a job accepts GPUs of `model`.
+pub fn selects(options: &[ResourceOption], model: GpuModel) -> bool {
+    options.iter().any(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
+}
+
+/// A live job's speeds for a round: each model of `present` its resources select, at its stated
+/// `speedups` (1.0 for a usable model it does not list).
+pub fn speeds_of(spec: &JobSpec, present: &[GpuModel]) -> Vec<(GpuModel, f32)> {
+    present
+        .iter()
+        .filter(|m| selects(&spec.resources, **m))
+        .map(|m| (*m, spec.speedups.get(m).map_or(1.0, |s: &Speed| s.as_f64() as f32)))
+        .collect()
+}
+
+/// The options of a job narrowed to `model`: those that accept it, each asking for `model` only.
+/// `None` when no option accepts it (the job is left as it is).
+pub fn options_on_model(options: &[ResourceOption], model: GpuModel) -> Option<Vec<ResourceOption>> {
+    let narrowed: Vec<ResourceOption> = options
+        .iter()
+        .filter(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
+        .map(|o| {
+            let mut o = o.clone();
+            if let Some(a) = o.accelerators.as_mut() {
+                a.selector = cumulo_types::GpuSelector::Models(vec![model]);
+            }
+            o
+        })
+        .collect();
+    (!narrowed.is_empty()).then_some(narrowed)
+}
+
+/// Puts the first option that accepts `model` first, the others keeping their order; returns
+/// whether one did (the caller then marks the options as ordered).
+pub fn prefer_model(options: &mut [ResourceOption], model: GpuModel) -> bool {
+    let Some(k) = options.iter().position(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
+    else {
+        return false;
+    };
+    options[..=k].rotate_right(1);
+    true
 }
 
 /// Which JCT rule ordered the round.
@@ -231,5 +322,49 @@ mod tests {
         assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "an 11% gain does not pay a migration");
         assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::K80), "work that may not move keeps its GPUs");
         assert_eq!(plan.order[0], JobId(2), "pinned work is served first");
+    }
+
+    #[test]
+    fn moves_name_the_running_jobs_whose_model_changes() {
+        let mut slow = job(1, 1, 3.0, 1.0, 1000.0);
+        slow.current = Some(GpuModel::K80);
+        let mut pinned = job(2, 1, 3.0, 1.0, 1000.0);
+        pinned.current = Some(GpuModel::K80);
+        pinned.movable = false;
+        let jobs = [slow, pinned];
+        let plan = plan_round(&jobs, &fleet(1, 2), &RoundConfig::default());
+        let moves = plan.moves(&jobs);
+        assert_eq!(moves, vec![Move { job: JobId(1), from: GpuModel::K80, to: Some(GpuModel::V100), gain: 3.0 }]);
+    }
+
+    fn gpu_option(models: &[GpuModel]) -> ResourceOption {
+        ResourceOption {
+            accelerators: Some(cumulo_types::AcceleratorDemand {
+                selector: cumulo_types::GpuSelector::Models(models.to_vec()),
+                per_node: cumulo_types::MilliGpu(1000),
+            }),
+            ..ResourceOption::default()
+        }
+    }
+
+    #[test]
+    fn a_moved_job_is_narrowed_to_its_new_model_and_waiting_work_prefers_it() {
+        use GpuModel::{A100, K80, V100};
+        let options = vec![gpu_option(&[K80]), gpu_option(&[V100, K80]), gpu_option(&[A100])];
+        assert_eq!(options_on_model(&options, V100), Some(vec![gpu_option(&[V100])]), "only V100, only where allowed");
+        assert_eq!(options_on_model(&options, GpuModel::H100), None, "no option takes an H100: left as it is");
+        let mut preferred = options.clone();
+        assert!(prefer_model(&mut preferred, A100));
+        assert_eq!(preferred, vec![gpu_option(&[A100]), gpu_option(&[K80]), gpu_option(&[V100, K80])]);
+        assert!(!prefer_model(&mut preferred, GpuModel::H100));
+    }
+
+    #[test]
+    fn a_live_jobs_speeds_come_from_its_speedups_over_the_models_it_selects() {
+        let mut spec = JobSpec::new("x", "t");
+        spec.resources = vec![gpu_option(&[GpuModel::V100, GpuModel::K80])];
+        spec.speedups.insert(GpuModel::V100, Speed::from_f64(3.0).unwrap());
+        let present = [GpuModel::K80, GpuModel::V100, GpuModel::A100];
+        assert_eq!(speeds_of(&spec, &present), vec![(GpuModel::K80, 1.0), (GpuModel::V100, 3.0)]);
     }
 }
