@@ -86,10 +86,14 @@ pub const LAUNCHES_PER_COMMIT: usize = 256;
 /// Commits `plan` in chunks of [`LAUNCHES_PER_COMMIT`] launches; the first chunk also carries the
 /// plan's pending reasons and preemptions.
 async fn commit_in_chunks(store: &dyn Store, plan: PlanCommit) -> Result<PlanApplied, cumulo_store::Error> {
-    let PlanCommit { launches, pending_reasons, preemptions } = plan;
+    let PlanCommit { launches, pending_reasons, preemptions, preemption_reasons } = plan;
     let mut launches = launches.into_iter().peekable();
-    let mut chunk =
-        PlanCommit { launches: launches.by_ref().take(LAUNCHES_PER_COMMIT).collect(), pending_reasons, preemptions };
+    let mut chunk = PlanCommit {
+        launches: launches.by_ref().take(LAUNCHES_PER_COMMIT).collect(),
+        pending_reasons,
+        preemptions,
+        preemption_reasons,
+    };
     let mut applied = PlanApplied::default();
     loop {
         let part = store.commit_plan(chunk).await?;
