@@ -46,6 +46,7 @@ mod contracts;
 mod fleet;
 mod links;
 mod metering;
+mod rounds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -61,6 +62,7 @@ use serde::Serialize;
 
 pub use contracts::{ClusterDelivery, Contracts};
 pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
+pub use rounds::Rounds;
 
 /// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
 /// committed; the next pass starts over from stored state.
@@ -145,6 +147,9 @@ pub struct Options {
     pub budgets: BTreeMap<String, cumulo_store::budget::Budget>,
     /// The server's key for the jobs' sealed secrets; a job with secrets fails to launch without it.
     pub secret_key: Option<Arc<cumulo_store::secrets::SecretKey>>,
+    /// Heterogeneity rounds ([`rounds`]): on by default, every 5 minutes while some job states
+    /// `speedups`.
+    pub rounds: Rounds,
 }
 
 impl Options {
@@ -164,6 +169,7 @@ impl Options {
             portfolio: None,
             budgets: BTreeMap::new(),
             secret_key: None,
+            rounds: Rounds::default(),
         }
     }
 }
@@ -194,6 +200,11 @@ pub struct Report {
     /// Attempts created by this pass's plan.
     pub planned: Vec<AttemptId>,
     pub preempted: Vec<AttemptId>,
+    /// Attempts a heterogeneity round stopped to move their jobs to a faster GPU model (also in
+    /// `preempted`).
+    pub moved: Vec<AttemptId>,
+    /// Whether this pass held a heterogeneity round.
+    pub round: bool,
     /// Jobs the plan left pending.
     pub pending: usize,
     /// Attempts launched (or found already launched) by drivers in this pass.
@@ -244,6 +255,10 @@ struct Memory {
     month_spend: Option<budgets::MonthSpend>,
     /// Tenants already warned of passing their soft budget, with the month (warned once a month).
     soft_warned: HashSet<(String, DateTime<Utc>)>,
+    /// When the last heterogeneity round was held.
+    last_round: Option<DateTime<Utc>>,
+    /// Jobs a round moved, until they are placed again.
+    moving: HashMap<JobId, rounds::Moving>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -455,7 +470,7 @@ impl Controller {
                     DriverState::Exited { code, .. } => (AttemptState::Failed, Some(format!("exit code {code}"))),
                     DriverState::Failed { reason } => (AttemptState::Failed, Some(reason)),
                     DriverState::Cancelled if attempt.preempt_requested => {
-                        (AttemptState::Preempted, Some("preempted by the scheduler".to_string()))
+                        (AttemptState::Preempted, Some(self.preempted_message(attempt.attempt.id)))
                     }
                     DriverState::Cancelled => (AttemptState::Cancelled, None),
                     DriverState::Lost { reason } => (AttemptState::Lost, Some(reason)),
@@ -677,8 +692,10 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: self.tenant_policies().await };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations } =
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations, speedups } =
             self.queue(&active).await?;
+        let round = self.round_pass(&snapshot.pools, &active, &speedups, &replicated, &mut queue, now);
+        report.round = round.held;
         // A job in a container image goes only to clusters whose driver runs images; a job with
         // an upload only to clusters whose driver unpacks it.
         let imageless = self.clusters_without(|c| c.container_images);
@@ -732,6 +749,7 @@ impl Controller {
         for placement in &plan.placements {
             let mut placement = placement.clone();
             placement.option = bound.original_option(placement.job, placement.replica, placement.option);
+            placement.option = round.original_option(placement.job, placement.replica, placement.option);
             let placement = &placement;
             let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));
             if on_imageless && let Some(image) = images.get(&placement.job) {
@@ -774,7 +792,14 @@ impl Controller {
                 victims.push(*attempt);
             }
         }
+        for stop in &round.stops {
+            if !victims.contains(&stop.attempt) {
+                victims.push(stop.attempt);
+            }
+        }
         commit.preemptions = victims.clone();
+        commit.preemption_reasons = round.stops.clone();
+        report.moved = round.stops.iter().map(|s| s.attempt).collect();
         // One reason per job: its first waiting replica's, naming the replica when there are several.
         let mut waiting = HashSet::new();
         for pending in &plan.pending {
@@ -798,6 +823,12 @@ impl Controller {
                 }
                 if let Some(clause) = bound.narrowed.get(&pending.job) {
                     reason = format!("{reason}; {clause}");
+                }
+                if let Some(m) = self.lock().moving.get(&pending.job) {
+                    reason = format!(
+                        "{reason}; moving from {} to {} (heterogeneity round): placed on {} only",
+                        m.from, m.to, m.to
+                    );
                 }
                 commit.pending_reasons.push((pending.job, reason));
             }
@@ -833,6 +864,40 @@ impl Controller {
         Ok(())
     }
 
+    /// The round part of a pass ([`rounds`]): holds a round when one is due and narrows or
+    /// reorders the queue's options for the jobs it moved or assigned.
+    fn round_pass(
+        &self,
+        pools: &[cumulo_sched::Pool],
+        active: &[ActiveAttempt],
+        speedups: &HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
+        replicated: &HashSet<JobId>,
+        queue: &mut [QueuedJob],
+        now: DateTime<Utc>,
+    ) -> rounds::RoundPass {
+        let settings = &self.options.rounds;
+        let mut memory = self.lock();
+        let due =
+            !settings.every.is_zero() && memory.last_round.is_none_or(|last| elapsed(last, now) >= settings.every);
+        let input = rounds::RoundInput { rounds: settings, due, pools, active, speedups, replicated, now };
+        let pass = rounds::round_pass(&input, &mut memory.moving, queue);
+        if pass.held {
+            memory.last_round = Some(now);
+            for stop in &pass.stops {
+                tracing::info!(attempt = %stop.attempt, reason = %stop.reason, "heterogeneity round moves a job");
+            }
+        }
+        pass
+    }
+
+    /// The message of an attempt preempted on request: a round's move, or the scheduler's room.
+    fn preempted_message(&self, attempt: AttemptId) -> String {
+        match self.lock().moving.values().find(|m| m.attempt == attempt) {
+            Some(m) => format!("stopped to move from {} to {} (heterogeneity round)", m.from, m.to),
+            None => "preempted by the scheduler".to_string(),
+        }
+    }
+
     /// Money metered so far per contract: read from the store's usage records once, then kept up
     /// to date by metering.
     async fn consumed(&self) -> Result<BTreeMap<String, cumulo_types::Money>, Error> {
@@ -859,6 +924,7 @@ impl Controller {
         let mut images = HashMap::new();
         let mut uploads = HashMap::new();
         let mut durations = HashMap::new();
+        let mut speedups = HashMap::new();
         let mut seen = HashMap::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
             if job.spec.replicas > 1 {
@@ -883,6 +949,9 @@ impl Controller {
             }
             if let Some(duration) = job.spec.duration_s {
                 durations.insert(job.id, duration);
+            }
+            if !job.spec.speedups.is_empty() {
+                speedups.insert(job.id, job.spec.speedups.clone());
             }
             if !job.spec.after.is_empty() {
                 match links::gate(self.options.store.as_ref(), &job.spec, &mut seen).await? {
@@ -929,7 +998,7 @@ impl Controller {
                 uploads.insert(q.id, active.spec.clone());
             }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations })
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations, speedups })
     }
 
     /// Indices of the clusters whose driver lacks what `can` asks of its capabilities.
@@ -1027,6 +1096,8 @@ struct Queue {
     images: HashMap<JobId, String>,
     /// The spec of each queued job that has an upload (for the fields its reason names).
     uploads: HashMap<JobId, JobSpec>,
+    /// The stated speed-ups of each queued job that has some (heterogeneity rounds).
+    speedups: HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

@@ -22,7 +22,9 @@
 //! to another model (its driver sends SIGTERM, then SIGKILL after a grace period), and re-places
 //! it with [`options_on_model`]; waiting work goes first to its assigned model ([`prefer_model`]).
 
-use cumulo_types::{GpuModel, JobId, JobSpec, ResourceOption, Speed};
+use std::collections::BTreeMap;
+
+use cumulo_types::{GpuModel, JobId, ResourceOption, Speed};
 
 use crate::model::Pool;
 
@@ -151,42 +153,55 @@ pub fn selects(options: &[ResourceOption], model: GpuModel) -> bool {
     options.iter().any(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
 }
 
-/// A live job's speeds for a round: each model of `present` its resources select, at its stated
-/// `speedups` (1.0 for a usable model it does not list).
-pub fn speeds_of(spec: &JobSpec, present: &[GpuModel]) -> Vec<(GpuModel, f32)> {
+/// A live job's speeds for a round: each model of `present` its resource options select, at its
+/// stated `speedups` (`JobSpec::speedups`; 1.0 for a usable model it does not list).
+pub fn speeds_of(
+    options: &[ResourceOption],
+    speedups: &BTreeMap<GpuModel, Speed>,
+    present: &[GpuModel],
+) -> Vec<(GpuModel, f32)> {
     present
         .iter()
-        .filter(|m| selects(&spec.resources, **m))
-        .map(|m| (*m, spec.speedups.get(m).map_or(1.0, |s: &Speed| s.as_f64() as f32)))
+        .filter(|m| selects(options, **m))
+        .map(|m| (*m, speedups.get(m).map_or(1.0, |s| s.as_f64() as f32)))
         .collect()
+}
+
+/// A job's options narrowed to one model, with the index in the job's own list each came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnModel {
+    pub options: Vec<ResourceOption>,
+    pub origins: Vec<u32>,
 }
 
 /// The options of a job narrowed to `model`: those that accept it, each asking for `model` only.
 /// `None` when no option accepts it (the job is left as it is).
-pub fn options_on_model(options: &[ResourceOption], model: GpuModel) -> Option<Vec<ResourceOption>> {
-    let narrowed: Vec<ResourceOption> = options
-        .iter()
-        .filter(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
-        .map(|o| {
-            let mut o = o.clone();
-            if let Some(a) = o.accelerators.as_mut() {
-                a.selector = cumulo_types::GpuSelector::Models(vec![model]);
-            }
-            o
-        })
-        .collect();
-    (!narrowed.is_empty()).then_some(narrowed)
+pub fn options_on_model(options: &[ResourceOption], model: GpuModel) -> Option<OnModel> {
+    let mut out = OnModel { options: Vec::new(), origins: Vec::new() };
+    for (i, o) in options.iter().enumerate() {
+        let Some(demand) = o.accelerators.as_ref().filter(|a| a.selector.accepts(model)) else { continue };
+        let mut o = o.clone();
+        o.accelerators = Some(cumulo_types::AcceleratorDemand {
+            selector: cumulo_types::GpuSelector::Models(vec![model]),
+            per_node: demand.per_node,
+        });
+        out.options.push(o);
+        out.origins.push(i as u32);
+    }
+    (!out.options.is_empty()).then_some(out)
 }
 
 /// Puts the first option that accepts `model` first, the others keeping their order; returns
-/// whether one did (the caller then marks the options as ordered).
-pub fn prefer_model(options: &mut [ResourceOption], model: GpuModel) -> bool {
-    let Some(k) = options.iter().position(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
-    else {
-        return false;
-    };
+/// the index it had, if one did (the caller then marks the options as ordered).
+pub fn prefer_model(options: &mut [ResourceOption], model: GpuModel) -> Option<usize> {
+    let k = options.iter().position(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))?;
     options[..=k].rotate_right(1);
-    true
+    Some(k)
+}
+
+/// The original index of each option after [`prefer_model`] moved option `k` of `n` first.
+pub fn preferred_origins(k: usize, n: usize) -> Vec<u32> {
+    std::iter::once(k).chain((0..n).filter(|i| *i != k)).map(|i| i as u32).collect()
 }
 
 /// Which JCT rule ordered the round.
@@ -351,20 +366,24 @@ mod tests {
     fn a_moved_job_is_narrowed_to_its_new_model_and_waiting_work_prefers_it() {
         use GpuModel::{A100, K80, V100};
         let options = vec![gpu_option(&[K80]), gpu_option(&[V100, K80]), gpu_option(&[A100])];
-        assert_eq!(options_on_model(&options, V100), Some(vec![gpu_option(&[V100])]), "only V100, only where allowed");
+        assert_eq!(
+            options_on_model(&options, V100),
+            Some(OnModel { options: vec![gpu_option(&[V100])], origins: vec![1] }),
+            "only V100, only where allowed"
+        );
         assert_eq!(options_on_model(&options, GpuModel::H100), None, "no option takes an H100: left as it is");
         let mut preferred = options.clone();
-        assert!(prefer_model(&mut preferred, A100));
+        assert_eq!(prefer_model(&mut preferred, A100), Some(2));
         assert_eq!(preferred, vec![gpu_option(&[A100]), gpu_option(&[K80]), gpu_option(&[V100, K80])]);
-        assert!(!prefer_model(&mut preferred, GpuModel::H100));
+        assert_eq!(preferred_origins(2, 3), vec![2, 0, 1]);
+        assert_eq!(prefer_model(&mut preferred, GpuModel::H100), None);
     }
 
     #[test]
     fn a_live_jobs_speeds_come_from_its_speedups_over_the_models_it_selects() {
-        let mut spec = JobSpec::new("x", "t");
-        spec.resources = vec![gpu_option(&[GpuModel::V100, GpuModel::K80])];
-        spec.speedups.insert(GpuModel::V100, Speed::from_f64(3.0).unwrap());
+        let options = [gpu_option(&[GpuModel::V100, GpuModel::K80])];
+        let speedups = BTreeMap::from([(GpuModel::V100, Speed::from_f64(3.0).unwrap())]);
         let present = [GpuModel::K80, GpuModel::V100, GpuModel::A100];
-        assert_eq!(speeds_of(&spec, &present), vec![(GpuModel::K80, 1.0), (GpuModel::V100, 3.0)]);
+        assert_eq!(speeds_of(&options, &speedups, &present), vec![(GpuModel::K80, 1.0), (GpuModel::V100, 3.0)]);
     }
 }

@@ -549,7 +549,7 @@ impl<'a> Sim<'a> {
             if let Some(m) = plan.model_of(q.id)
                 && selects(&q.resources, m)
             {
-                q.ordered |= prefer_model(q.options_mut(), m);
+                q.ordered |= prefer_model(q.options_mut(), m).is_some();
             }
         }
         self.queue.sort_by_key(|q| (rank.get(&q.id.0).copied().unwrap_or(usize::MAX), q.submitted_at, q.id));
