@@ -156,10 +156,15 @@ pub(crate) fn round_pass(
 
 /// The event text of a move (after "attempt 3.1 ").
 fn move_reason(moved: &Move, to: GpuModel, rounds: &Rounds) -> String {
+    let why = if moved.gain >= rounds.min_gain {
+        format!("{:.2}x faster there (a move needs {:.2}x)", moved.gain, rounds.min_gain)
+    } else {
+        format!("{:.2}x as fast there, leaving {} to a job that gains more from it", moved.gain, moved.from)
+    };
     format!(
-        "moves from {} to {to} at a heterogeneity round: {:.2}x faster there (a move needs {:.2}x); stated \
-         migration cost {} s (a checkpoint after SIGTERM, within the driver's grace before SIGKILL, and a restart)",
-        moved.from, moved.gain, rounds.min_gain, rounds.migration_s
+        "moves from {} to {to} at a heterogeneity round: {why}; stated migration cost {} s (a checkpoint after \
+         SIGTERM, within the driver's grace before SIGKILL, and a restart)",
+        moved.from, rounds.migration_s
     )
 }
 
@@ -263,5 +268,135 @@ fn applicable_moves(moves: &[Move], jobs: &[RoundJob], input: &RoundInput<'_>) -
         if waiting.len() == before {
             return applied;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cumulo_sched::{NodeState, PoolId};
+    use cumulo_store::AttemptRecord;
+    use cumulo_types::{
+        AcceleratorDemand, CapacityKind, GpuSelector, JobSpec, MilliGpu, Money, NodeType, ResourceOption,
+    };
+
+    fn pool(id: u32, model: GpuModel, nodes: u32) -> Pool {
+        Pool {
+            id: PoolId(id),
+            name: format!("{model}-pool"),
+            provider: "local".into(),
+            region: "r".into(),
+            zone: "z".into(),
+            capacity: CapacityKind::OnDemand,
+            node_type: NodeType {
+                name: format!("{model}x1"),
+                gpu: Some(model),
+                gpus: 1,
+                vcpus: 8,
+                memory_gb: 64,
+                nvlink_domain_nodes: 1,
+            },
+            price_per_node_hour: Money::from_dollars(1),
+            nodes: (0..nodes)
+                .map(|n| NodeState { name: format!("n{n}"), block: 0, nvlink_domain: n, schedulable: true })
+                .collect(),
+        }
+    }
+
+    fn spec(movable: bool, speedups: &[(GpuModel, f64)]) -> JobSpec {
+        let mut spec = JobSpec::new("j", "t");
+        spec.kind = cumulo_types::JobKind::Training;
+        spec.preemptible = movable;
+        spec.resources = vec![ResourceOption {
+            accelerators: Some(AcceleratorDemand {
+                selector: GpuSelector::Models(vec![GpuModel::V100, GpuModel::K80]),
+                per_node: MilliGpu(1000),
+            }),
+            ..ResourceOption::default()
+        }];
+        spec.speedups = speedups.iter().map(|(m, s)| (*m, Speed::from_f64(*s).unwrap())).collect();
+        spec
+    }
+
+    /// A running attempt of job `job` holding one GPU of `model`.
+    fn running(job: u64, model: GpuModel, spec: JobSpec) -> ActiveAttempt {
+        let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let placement = serde_json::json!({
+            "cluster": "c", "pool": "p", "option": 0, "price_per_hour": 0,
+            "nodes": [{"node": "n0", "gpus": [0], "cpus_milli": 1000, "memory_mib": 0}],
+            "offer": {"provider": "local", "region": "r", "capacity": "on-demand", "node_type": "x",
+                "gpu": model.name(), "gpus": 1, "price_per_node_hour": 0}
+        });
+        ActiveAttempt {
+            attempt: AttemptRecord {
+                id: AttemptId { job: JobId(job), attempt: 1 },
+                replica: 0,
+                state: AttemptState::Running,
+                placement,
+                message: None,
+                created_at: at,
+                updated_at: at,
+            },
+            spec,
+            cancel_requested: false,
+            preempt_requested: false,
+        }
+    }
+
+    /// Holds a round; asserts which jobs move (in order) and returns their stops.
+    fn check(pools: &[Pool], active: &[ActiveAttempt], expect_moves: &[u64]) -> Vec<PreemptionReason> {
+        let rounds = Rounds::default();
+        let none = HashMap::new();
+        let input = RoundInput {
+            rounds: &rounds,
+            due: true,
+            pools,
+            active,
+            speedups: &none,
+            replicated: &HashSet::new(),
+            now: DateTime::from_timestamp(1_780_000_600, 0).unwrap(),
+        };
+        let mut moving = HashMap::new();
+        let pass = round_pass(&input, &mut moving, &mut []);
+        assert!(pass.held);
+        let moved: Vec<u64> = pass.stops.iter().map(|s| s.attempt.job.0).collect();
+        assert_eq!(moved, expect_moves);
+        for stop in &pass.stops {
+            assert_eq!(moving[&stop.attempt.job].attempt, stop.attempt, "a moving job remembers its attempt");
+        }
+        pass.stops
+    }
+
+    #[test]
+    fn a_job_moves_only_where_the_faster_model_has_room_and_only_if_it_may() {
+        let fast = [(GpuModel::V100, 3.0), (GpuModel::K80, 1.0)];
+        let pools = [pool(0, GpuModel::K80, 2), pool(1, GpuModel::V100, 1)];
+        // the V100 is free: the movable job goes
+        let stops = check(&pools, &[running(1, GpuModel::K80, spec(true, &fast))], &[1]);
+        assert!(stops[0].reason.starts_with("moves from K80 to V100 at a heterogeneity round: 3.00x faster there"));
+        // the same job that may not move (not preemptible, no checkpoint) stays
+        check(&pools, &[running(1, GpuModel::K80, spec(false, &fast))], &[]);
+        // the V100 is held by work that may not move: nobody leaves a K80 to wait for it
+        let pinned = running(2, GpuModel::V100, spec(false, &[]));
+        check(&pools, &[running(1, GpuModel::K80, spec(true, &fast)), pinned], &[]);
+        // the V100 is held by a movable job gaining nothing there: the two swap (job 2 leaves for a
+        // free K80 first, which makes room for job 1)
+        let indifferent = running(2, GpuModel::V100, spec(true, &[]));
+        let rounds = Rounds::default();
+        let reasons = check(&pools, &[running(1, GpuModel::K80, spec(true, &fast)), indifferent], &[2, 1]);
+        assert_eq!(
+            reasons[0].reason,
+            "moves from V100 to K80 at a heterogeneity round: 1.00x as fast there, leaving V100 to a job that gains \
+             more from it; stated migration cost 60 s (a checkpoint after SIGTERM, within the driver's grace before \
+             SIGKILL, and a restart)"
+        );
+        assert_eq!(
+            reasons[1].reason,
+            move_reason(
+                &Move { job: JobId(1), from: GpuModel::K80, to: Some(GpuModel::V100), gain: 3.0 },
+                GpuModel::V100,
+                &rounds
+            )
+        );
     }
 }
