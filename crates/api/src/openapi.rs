@@ -421,7 +421,35 @@ fn job_file_schema() -> Value {
         "run": nullable(script.clone()), "setup": nullable(script),
         "envs": nullable(json!({"type": "object", "maxProperties": limits::MAX_ENV_VARS,
             "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-            "additionalProperties": env_value}))}})
+            "additionalProperties": env_value})),
+        "speedups": nullable(json!({"type": "object",
+            "description": "the job's speed on each GPU model relative to its others ({V100: 3.0, K80: 1.0}), \
+                read by heterogeneity rounds; each model once (`V100` and `v100` are one model)",
+            "propertyNames": {"pattern": gpu_model_pattern()},
+            "additionalProperties": {"type": "number", "minimum": cumulo_types::Speed::MIN.as_f64(),
+                "maximum": cumulo_types::Speed::MAX.as_f64()}}))}})
+}
+
+/// The GPU model names `cumulo_types::GpuModel::parse` reads: a model's name or alias, in any
+/// case, with '-', '_' or ' ' anywhere, and blanks around.
+fn gpu_model_pattern() -> String {
+    let mut keys: Vec<String> = Vec::new();
+    for model in cumulo_types::GpuModel::ALL {
+        for name in std::iter::once(model.name()).chain(model.aliases().iter().copied()) {
+            let key: String = name.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).collect();
+            let spelled: String = key
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' => format!("[{}{}][-_ ]*", c.to_ascii_uppercase(), c.to_ascii_lowercase()),
+                    other => format!("{other}[-_ ]*"),
+                })
+                .collect();
+            if !keys.contains(&spelled) {
+                keys.push(spelled);
+            }
+        }
+    }
+    format!("^[{TRIMMED}]*[-_ ]*({})[{TRIMMED}]*$", keys.join("|"))
 }
 
 fn schemas() -> Value {

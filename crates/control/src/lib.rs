@@ -51,6 +51,7 @@ mod fleet;
 mod links;
 mod metering;
 mod replan;
+mod rounds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -68,6 +69,7 @@ use serde::Serialize;
 
 pub use contracts::{ClusterDelivery, Contracts};
 pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
+pub use rounds::Rounds;
 
 /// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
 /// committed; the next pass starts over from stored state.
@@ -93,10 +95,14 @@ pub const LAUNCHES_PER_COMMIT: usize = 256;
 /// Commits `plan` in chunks of [`LAUNCHES_PER_COMMIT`] launches; the first chunk also carries the
 /// plan's pending reasons and preemptions.
 async fn commit_in_chunks(store: &dyn Store, plan: PlanCommit) -> Result<PlanApplied, cumulo_store::Error> {
-    let PlanCommit { launches, pending_reasons, preemptions } = plan;
+    let PlanCommit { launches, pending_reasons, preemptions, preemption_reasons } = plan;
     let mut launches = launches.into_iter().peekable();
-    let mut chunk =
-        PlanCommit { launches: launches.by_ref().take(LAUNCHES_PER_COMMIT).collect(), pending_reasons, preemptions };
+    let mut chunk = PlanCommit {
+        launches: launches.by_ref().take(LAUNCHES_PER_COMMIT).collect(),
+        pending_reasons,
+        preemptions,
+        preemption_reasons,
+    };
     let mut applied = PlanApplied::default();
     loop {
         let part = store.commit_plan(chunk).await?;
@@ -148,6 +154,9 @@ pub struct Options {
     pub budgets: BTreeMap<String, cumulo_store::budget::Budget>,
     /// The server's key for the jobs' sealed secrets; a job with secrets fails to launch without it.
     pub secret_key: Option<Arc<cumulo_store::secrets::SecretKey>>,
+    /// Heterogeneity rounds ([`rounds`]): on by default, every 5 minutes while some job states
+    /// `speedups`.
+    pub rounds: Rounds,
 }
 
 impl Options {
@@ -167,6 +176,7 @@ impl Options {
             portfolio: None,
             budgets: BTreeMap::new(),
             secret_key: None,
+            rounds: Rounds::default(),
         }
     }
 }
@@ -197,6 +207,11 @@ pub struct Report {
     /// Attempts created by this pass's plan.
     pub planned: Vec<AttemptId>,
     pub preempted: Vec<AttemptId>,
+    /// Attempts a heterogeneity round stopped to move their jobs to a faster GPU model (also in
+    /// `preempted`).
+    pub moved: Vec<AttemptId>,
+    /// Whether this pass held a heterogeneity round.
+    pub round: bool,
     /// Jobs the plan left pending.
     pub pending: usize,
     /// Attempts launched (or found already launched) by drivers in this pass.
@@ -254,6 +269,10 @@ struct Memory {
     settled: Option<replan::Settled>,
     /// The pending window's jobs as last read, by id: a pass reads only the jobs new to it.
     window_jobs: HashMap<JobId, Arc<cumulo_store::JobRecord>>,
+    /// When the last heterogeneity round was held.
+    last_round: Option<DateTime<Utc>>,
+    /// Jobs a round moved, until they are placed again.
+    moving: HashMap<JobId, rounds::Moving>,
 }
 
 /// The reconcile loop. Only soft state (discovered capacity, lost-timeout clocks) lives in memory.
@@ -465,7 +484,7 @@ impl Controller {
                     DriverState::Exited { code, .. } => (AttemptState::Failed, Some(format!("exit code {code}"))),
                     DriverState::Failed { reason } => (AttemptState::Failed, Some(reason)),
                     DriverState::Cancelled if attempt.preempt_requested => {
-                        (AttemptState::Preempted, Some("preempted by the scheduler".to_string()))
+                        (AttemptState::Preempted, Some(self.preempted_message(attempt.attempt.id)))
                     }
                     DriverState::Cancelled => (AttemptState::Cancelled, None),
                     DriverState::Lost { reason } => (AttemptState::Lost, Some(reason)),
@@ -701,8 +720,10 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations } =
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations, speedups } =
             self.queue(active, &inputs.window).await?;
+        let round = self.round_pass(&snapshot.pools, active, &speedups, &replicated, &mut queue, now);
+        report.round = round.held;
         // A job in a container image goes only to clusters whose driver runs images; a job with
         // an upload only to clusters whose driver unpacks it.
         let imageless = self.clusters_without(|c| c.container_images);
@@ -756,6 +777,7 @@ impl Controller {
         for placement in &plan.placements {
             let mut placement = placement.clone();
             placement.option = bound.original_option(placement.job, placement.replica, placement.option);
+            placement.option = round.original_option(placement.job, placement.replica, placement.option);
             let placement = &placement;
             let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));
             if on_imageless && let Some(image) = images.get(&placement.job) {
@@ -798,7 +820,14 @@ impl Controller {
                 victims.push(*attempt);
             }
         }
+        for stop in &round.stops {
+            if !victims.contains(&stop.attempt) {
+                victims.push(stop.attempt);
+            }
+        }
         commit.preemptions = victims.clone();
+        commit.preemption_reasons = round.stops.clone();
+        report.moved = round.stops.iter().map(|s| s.attempt).collect();
         // One reason per job: its first waiting replica's, naming the replica when there are several.
         let mut waiting = HashSet::new();
         for pending in &plan.pending {
@@ -822,6 +851,12 @@ impl Controller {
                 }
                 if let Some(clause) = bound.words(pending.job, pending.replica) {
                     reason = format!("{reason}; {clause}");
+                }
+                if let Some(m) = self.lock().moving.get(&pending.job) {
+                    reason = format!(
+                        "{reason}; moving from {} to {} (heterogeneity round): placed on {} only",
+                        m.from, m.to, m.to
+                    );
                 }
                 commit.pending_reasons.push((pending.job, reason));
             }
@@ -862,12 +897,58 @@ impl Controller {
             held_behind_others: held.len(),
             portfolio: self.options.portfolio.is_some(),
             running_with_end: snapshot.running.iter().filter(|a| a.expected_end.is_some()).count(),
+            rounds: self.rounds_on_the_clock(active, &speedups),
         };
         report.preempted = victims;
         if replan::why_plan_again(&outcome).is_none() {
             self.lock().settled = Some(replan::Settled { inputs, pending: report.pending });
         }
         Ok(())
+    }
+
+    /// The round part of a pass ([`rounds`]): holds a round when one is due and narrows or
+    /// reorders the queue's options for the jobs it moved or assigned.
+    fn round_pass(
+        &self,
+        pools: &[cumulo_sched::Pool],
+        active: &[ActiveAttempt],
+        speedups: &HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
+        replicated: &HashSet<JobId>,
+        queue: &mut [QueuedJob],
+        now: DateTime<Utc>,
+    ) -> rounds::RoundPass {
+        let settings = &self.options.rounds;
+        let mut memory = self.lock();
+        let due =
+            !settings.every.is_zero() && memory.last_round.is_none_or(|last| elapsed(last, now) >= settings.every);
+        let input = rounds::RoundInput { rounds: settings, due, pools, active, speedups, replicated, now };
+        let pass = rounds::round_pass(&input, &mut memory.moving, queue);
+        if pass.held {
+            memory.last_round = Some(now);
+            for stop in &pass.stops {
+                tracing::info!(attempt = %stop.attempt, reason = %stop.reason, "heterogeneity round moves a job");
+            }
+        }
+        pass
+    }
+
+    /// Whether rounds are on and a queued or running job states speed-ups, or a move is under way:
+    /// then a round may fall due on any pass, so the plan is not kept (`replan`).
+    fn rounds_on_the_clock(
+        &self,
+        active: &[ActiveAttempt],
+        speedups: &HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
+    ) -> bool {
+        let states_speedups = !speedups.is_empty() || active.iter().any(|a| !a.spec.speedups.is_empty());
+        !self.options.rounds.every.is_zero() && (states_speedups || !self.lock().moving.is_empty())
+    }
+
+    /// The message of an attempt preempted on request: a round's move, or the scheduler's room.
+    fn preempted_message(&self, attempt: AttemptId) -> String {
+        match self.lock().moving.values().find(|m| m.attempt == attempt) {
+            Some(m) => format!("stopped to move from {} to {} (heterogeneity round)", m.from, m.to),
+            None => "preempted by the scheduler".to_string(),
+        }
     }
 
     /// Money metered so far per contract: read from the store's usage records once, then kept up
@@ -896,6 +977,7 @@ impl Controller {
         let mut images = HashMap::new();
         let mut uploads = HashMap::new();
         let mut durations = HashMap::new();
+        let mut speedups = HashMap::new();
         let mut seen = HashMap::new();
         let mut push = |job: &cumulo_store::JobRecord, replicas: &[u32]| {
             if job.spec.replicas > 1 {
@@ -920,6 +1002,9 @@ impl Controller {
             }
             if let Some(duration) = job.spec.duration_s {
                 durations.insert(job.id, duration);
+            }
+            if !job.spec.speedups.is_empty() {
+                speedups.insert(job.id, job.spec.speedups.clone());
             }
             if !job.spec.after.is_empty() {
                 match links::gate(self.options.store.as_ref(), &job.spec, &mut seen).await? {
@@ -966,7 +1051,7 @@ impl Controller {
                 uploads.insert(q.id, active.spec.clone());
             }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations })
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations, speedups })
     }
 
     /// The jobs of the pending window, in its order. Only jobs new to the window (or requeued since
@@ -1092,6 +1177,8 @@ struct Queue {
     images: HashMap<JobId, String>,
     /// The spec of each queued job that has an upload (for the fields its reason names).
     uploads: HashMap<JobId, JobSpec>,
+    /// The stated speed-ups of each queued job that has some (heterogeneity rounds).
+    speedups: HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

@@ -15,7 +15,8 @@
 //!    of the job it waits for, which may be pending outside the window and cancelled there.
 //! 3. **Its decision did not read the clock.** A portfolio reads it (live prices, ramps, contract
 //!    terms, first-refusal waits that expire), and so does a running allocation with a known end
-//!    (reservations and backfill compare ends with now). The rest of the clock's uses are inputs
+//!    (reservations and backfill compare ends with now), and so do heterogeneity rounds while a job
+//!    states speed-ups or is moving. The rest of the clock's uses are inputs
 //!    below: a cluster counts as down once `lost_after` has passed (its offered capacity becomes
 //!    none), and the budget month's spend is read per month.
 //! 4. **Its inputs equal the ones read now** ([`PlanInputs`], compared whole).
@@ -62,6 +63,9 @@ pub(crate) struct PlanOutcome {
     pub portfolio: bool,
     /// Running allocations with a known end in the snapshot.
     pub running_with_end: usize,
+    /// Heterogeneity rounds are on and some job states speed-ups or is moving: rounds fall due by
+    /// the clock.
+    pub rounds: bool,
 }
 
 /// Why a plan with this outcome must not be kept for later passes; `None`: it may be (rules 1-3).
@@ -75,6 +79,7 @@ pub(crate) fn why_plan_again(outcome: &PlanOutcome) -> Option<&'static str> {
         (outcome.held_behind_others > 0, "jobs wait for others, which may change outside the window"),
         (outcome.portfolio, "a portfolio's prices, ramps and clauses move with the clock"),
         (outcome.running_with_end > 0, "running work with a known end makes reservations move with the clock"),
+        (outcome.rounds, "heterogeneity rounds fall due with the clock"),
     ];
     reasons.into_iter().find_map(|(holds, reason)| holds.then_some(reason))
 }

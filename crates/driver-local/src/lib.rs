@@ -512,24 +512,26 @@ impl LocalDriver {
         if n > 0 {
             let grace = self.config.kill_grace;
             let this = self.clone();
-            let ranks: u32 =
-                read_trimmed(&self.attempt_dir(attempt).join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                let _ = tokio::task::spawn_blocking(move || {
-                    for group in groups {
-                        // Descendants first, while the wrapper (a subreaper) still holds the ones
-                        // that left the group with setsid.
-                        isolation::kill_descendants(group);
-                        // SAFETY: as above; a group already gone answers ESRCH, which is fine.
-                        unsafe { libc::kill(-group, libc::SIGKILL) };
-                    }
-                    this.remove_containers(attempt, ranks);
-                })
-                .await;
+                let _ = tokio::task::spawn_blocking(move || this.kill_groups(attempt, groups)).await;
             });
         }
         n
+    }
+
+    /// SIGKILL to `groups` of `attempt` (their descendants first), then its containers removed.
+    fn kill_groups(&self, attempt: AttemptId, groups: Vec<libc::pid_t>) {
+        for group in groups {
+            // Descendants first, while the wrapper (a subreaper) still holds the ones that left
+            // the group with setsid.
+            isolation::kill_descendants(group);
+            // SAFETY: as above; a group already gone answers ESRCH, which is fine.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+        let ranks: u32 =
+            read_trimmed(&self.attempt_dir(attempt).join("ranks")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        self.remove_containers(attempt, ranks);
     }
 }
 
@@ -616,15 +618,31 @@ impl Driver for LocalDriver {
         }
     }
 
+    /// The first cancel writes `cancelled` and sends SIGTERM (SIGKILL after the grace). A repeated
+    /// cancel (the loop asks on every pass until the attempt ends) signals nothing within the
+    /// grace, so a job's TERM handler saving a checkpoint is not interrupted by a second TERM; past
+    /// the grace (say after a driver restart lost the timer) it sends SIGKILL at once.
     async fn cancel(&self, attempt: AttemptId) -> Result<(), cumulo_driver::Error> {
         let dir = self.attempt_dir(attempt);
         if !dir.is_dir() {
             return Ok(());
         }
-        if !dir.join("cancelled").exists() {
-            write_atomically(&dir.join("cancelled"), "")?;
+        let marker = dir.join("cancelled");
+        let since = fs::metadata(&marker).and_then(|m| m.modified()).ok();
+        match since.map(|at| at.elapsed().unwrap_or_default()) {
+            None => {
+                write_atomically(&marker, "")?;
+                self.terminate(attempt);
+            }
+            Some(waited) if waited >= self.config.kill_grace => {
+                let groups = self.signal_attempt(attempt, 0);
+                if !groups.is_empty() {
+                    let this = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || this.kill_groups(attempt, groups)).await;
+                }
+            }
+            Some(_) => {}
         }
-        self.terminate(attempt);
         Ok(())
     }
 

@@ -788,3 +788,66 @@ async fn a_container_job_runs_in_its_image_with_its_upload_or_the_test_says_why_
     assert!(groups.contains(&account.gid.to_string().as_str()), "{log}");
     assert!(groups.contains(&shared_gid().to_string().as_str()), "{log}");
 }
+
+/// The reconcile loop asks for a cancel on every pass until the attempt ends: within the grace a
+/// repeated cancel must not send another SIGTERM (it would cut a job's TERM handler short, as
+/// each TERM kills the handler's current command and starts the handler again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_cancels_within_the_grace_let_a_term_handler_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kill_grace = Duration::from_secs(5);
+    config.job_user = JobUser::Server;
+    let driver = LocalDriver::open(config).unwrap();
+    let saved = dir.path().join("saved");
+    let a = attempt(83, 1);
+    let run = format!(
+        "trap 'sleep 1; echo saved > {}; exit 0' TERM\necho up\nwhile true; do sleep 0.1; done",
+        saved.display()
+    );
+    driver.launch(&request(a, 1, &run)).await.unwrap();
+    for _ in 0..200 {
+        if log_text(&driver, a, 0).await.contains("up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for _ in 0..10 {
+        driver.cancel(a).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(wait_terminal(&driver, a).await.state, AttemptState::Cancelled);
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), "saved\n", "the TERM handler ran to its end");
+}
+
+/// A cancel repeated after the grace has passed (a restarted driver lost the SIGKILL timer) kills
+/// a job that ignores SIGTERM at once, not a grace later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_repeated_after_the_grace_kills_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = attempt(84, 1);
+    let open = || {
+        let mut config = Config::new(dir.path());
+        config.kill_grace = Duration::from_secs(60);
+        config.job_user = JobUser::Server;
+        LocalDriver::open(config).unwrap()
+    };
+    let first = open();
+    first.launch(&request(a, 1, "trap '' TERM; echo up; while true; do sleep 0.1; done")).await.unwrap();
+    for _ in 0..200 {
+        if log_text(&first, a, 0).await.contains("up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    first.cancel(a).await.unwrap();
+    drop(first);
+    // The first cancel was two minutes ago: its grace (60 s) has passed.
+    let marker = dir.path().join("attempts").join(a.to_string()).join("cancelled");
+    let touched = std::process::Command::new("touch").args(["-d", "2 minutes ago"]).arg(&marker).status().unwrap();
+    assert!(touched.success());
+    let restarted = open();
+    assert!(!restarted.observe(&[a]).await.unwrap()[0].state.is_terminal(), "the job ignores SIGTERM");
+    restarted.cancel(a).await.unwrap();
+    assert_eq!(wait_terminal(&restarted, a).await.state, AttemptState::Cancelled, "killed well within the grace");
+}

@@ -51,6 +51,9 @@
 //! - `replicas` (inference only, default 1; must agree with `service` when both are given),
 //!   `spread`: `none | providers | regions` (needs at least 2 replicas).
 //! - `checkpoint`: `{dir: /ckpt/run, every: 30m}` or just the directory.
+//! - `speedups`: `{V100: 3.0, K80: 1.0}`, the job's speed on each GPU model relative to the others
+//!   (0.001 to 1000; a usable model not listed counts as 1.0), read by heterogeneity rounds; a
+//!   model no resource option selects is warned about.
 //! - `max_attempts` (default [`DEFAULT_MAX_ATTEMPTS`]), `duration` (`90s`, `30m`, `2h`, `1h30m`
 //!   or seconds).
 //! - `deny`: infra strings the job must never use; `max_price_per_hour`: dollars per hour for all

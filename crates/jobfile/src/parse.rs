@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use cumulo_types::{
     AcceleratorDemand, Checkpoint, Constraints, GpuModel, GpuSelector, InfraSelector, JobId, JobKind, JobSpec,
-    MilliGpu, Money, Priority, Provider, ResourceOption, SpreadPolicy, TopologyNeed,
+    MilliGpu, Money, Priority, Provider, ResourceOption, Speed, SpreadPolicy, TopologyNeed,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -53,6 +53,7 @@ pub const CUMULO_FIELDS: &[&str] = &[
     "deny",
     "max_price_per_hour",
     "after",
+    "speedups",
 ];
 
 /// Top-level fields SkyPilot writes for itself; accepted, never suggested.
@@ -408,6 +409,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
     let after = field(map, "after").map_or(Some(Vec::new()), |v| after(ctx, v));
 
     let duration_s = field(map, "duration").map(|v| duration(ctx, "duration", v));
+    let speedups = field(map, "speedups").map_or(Some(BTreeMap::new()), |v| speedups(ctx, v));
 
     let deny = match field(map, "deny") {
         Some(Value::String(s)) => vec![infra(ctx, "deny", s)],
@@ -496,6 +498,10 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
         ctx.invalid("spread", name, &format!("none with {replicas}: spreading needs at least 2 replicas"));
     }
 
+    if let (Some(speedups), Some(resources)) = (&speedups, &resources) {
+        warn_speedups_unused(ctx, speedups, &resources.options);
+    }
+
     if ctx.problems.len() > before {
         return None;
     }
@@ -535,6 +541,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
         image: resources.image,
         after: after?,
         group: None,
+        speedups: speedups?,
     })
 }
 
@@ -667,6 +674,67 @@ fn checkpoint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Checkpoint> {
         other => {
             ctx.wrong_type("checkpoint", other, EXPECTED);
             None
+        }
+    }
+}
+
+/// `speedups: {V100: 3.0, K80: 1.0}`: the job's relative speed on each GPU model.
+fn speedups(ctx: &mut Ctx<'_>, value: &Value) -> Option<BTreeMap<GpuModel, Speed>> {
+    let Value::Mapping(map) = value else {
+        ctx.wrong_type("speedups", value, "a mapping of GPU model to relative speed, such as {V100: 3.0, K80: 1.0}");
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, speed) in map {
+        let Some(name) = scalar_text(key) else {
+            ctx.report(
+                "speedups",
+                format!("wrong type: found {} as a GPU model, expected a name such as V100", describe(key)),
+            );
+            ok = false;
+            continue;
+        };
+        let path = child("speedups", &name);
+        let model = match GpuModel::parse(&name) {
+            Ok(model) => model,
+            Err(err) => {
+                ctx.report(&path, err.to_string());
+                ok = false;
+                continue;
+            }
+        };
+        let parsed = match speed {
+            Value::Number(n) => n.as_f64().and_then(Speed::from_f64).or_else(|| {
+                ctx.invalid(&path, &n.to_string(), Speed::EXPECTED);
+                None
+            }),
+            other => {
+                ctx.wrong_type(&path, other, Speed::EXPECTED);
+                None
+            }
+        };
+        match parsed {
+            Some(s) if out.insert(model, s).is_some() => {
+                ctx.report(&path, format!("duplicate GPU model `{model}`: expected each model once"));
+                ok = false;
+            }
+            Some(_) => {}
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Speed-ups for models no resource option accepts are kept but never used: a warning says so.
+fn warn_speedups_unused(ctx: &mut Ctx<'_>, speedups: &BTreeMap<GpuModel, Speed>, options: &[ResourceOption]) {
+    for model in speedups.keys() {
+        let usable = options.iter().any(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(*model)));
+        if !usable {
+            ctx.warn(
+                &child("speedups", model.name()),
+                format!("the job's resources never select {model}: this speed-up is not used"),
+            );
         }
     }
 }

@@ -673,3 +673,69 @@ fn secrets_with_bad_names_or_values_are_refused_naming_the_field() {
     let list = ok("secrets: [HF_TOKEN, WANDB_KEY]\n");
     assert_eq!(list.secrets.keys().map(String::as_str).collect::<Vec<_>>(), ["HF_TOKEN", "WANDB_KEY"]);
 }
+
+#[test]
+fn speedups_give_the_jobs_relative_speed_per_gpu_model() {
+    let job =
+        ok("name: x\nkind: training\nresources:\n  accelerators: [V100:1, K80:1]\nspeedups: {V100: 3.0, k80: 1}\n");
+    let speed = |v: f64| cumulo_types::Speed::from_f64(v).unwrap();
+    assert_eq!(
+        job.speedups,
+        [(GpuModel::V100, speed(3.0)), (GpuModel::K80, speed(1.0))].into_iter().collect(),
+        "names are read as GPU models anywhere (k80 is K80)"
+    );
+    assert!(ok("name: x\n").speedups.is_empty(), "no speedups: the same speed everywhere");
+    let json = serde_json::to_value(&job).unwrap();
+    assert_eq!(json["speedups"], serde_json::json!({"K80": 1.0, "V100": 3.0}), "stored as plain numbers");
+}
+
+#[test]
+fn speedups_refuse_unknown_gpu_names_and_speeds_out_of_range() {
+    let known = GpuModel::known_names();
+    check_err(
+        "name: x\nspeedups: {V900: 3.0}\n",
+        &format!("job.yaml:2: speedups.V900: unknown GPU model `V900` (known: {known})"),
+    );
+    let expected = "a positive speed relative to the job's other GPU models, from 0.001 to 1000 (such as 3.0)";
+    check_err(
+        "name: x\nspeedups:\n  V100: 0\n",
+        &format!("job.yaml:3: speedups.V100: invalid value `0`: expected {expected}"),
+    );
+    check_err(
+        "name: x\nspeedups:\n  V100: -2.5\n",
+        &format!("job.yaml:3: speedups.V100: invalid value `-2.5`: expected {expected}"),
+    );
+    check_err(
+        "name: x\nspeedups:\n  V100: 5000\n",
+        &format!("job.yaml:3: speedups.V100: invalid value `5000`: expected {expected}"),
+    );
+    check_err(
+        "name: x\nspeedups:\n  V100: fast\n",
+        &format!("job.yaml:3: speedups.V100: wrong type: found string `fast`, expected {expected}"),
+    );
+    check_err(
+        "name: x\nspeedups: [V100]\n",
+        "job.yaml:2: speedups: wrong type: found a list, expected a mapping of GPU model to relative speed, such as {V100: 3.0, K80: 1.0}",
+    );
+    check_err(
+        "name: x\nspeedups: {V100: 2, v100: 3}\n",
+        "job.yaml:2: speedups.v100: duplicate GPU model `V100`: expected each model once",
+    );
+}
+
+#[test]
+fn speedups_for_models_the_job_never_selects_are_pointed_at() {
+    let parsed = cumulo_jobfile::parse_submission(
+        "name: x\nresources:\n  accelerators: V100:1\nspeedups:\n  A100: 2\n",
+        "job.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        parsed.warnings,
+        vec![Problem {
+            path: "speedups.A100".into(),
+            message: "the job's resources never select A100: this speed-up is not used".into(),
+            line: Some(5),
+        }]
+    );
+}

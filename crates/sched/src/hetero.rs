@@ -14,11 +14,19 @@
 //!   the V100s to one that does not. A running job stays where it is unless the move gains at
 //!   least [`RoundConfig::min_gain`] (a migration costs a checkpoint and a restart).
 //!
-//! The simulator calls [`plan_round`] at each round boundary; the caller applies the plan
-//! (stops the jobs that move, with SIGTERM and a grace period on live drivers, and queues the
-//! waiting work in [`RoundPlan::order`] with the assigned model first).
+//! The simulator (`sim.rounds`) and the live reconcile loop (`control`, the fleet file's
+//! `rounds:`) call [`plan_round`] at each round boundary with the same helpers: [`capacity_of`]
+//! the pools, [`speeds_of`] a job's `speedups`, [`RoundPlan::moves`] for the running jobs whose
+//! model changes. The caller applies the plan: the simulator stops every move (a job told to wait
+//! too) and charges its migration cost; the live loop preempts a running attempt only to move it
+//! to another model (its driver sends SIGTERM, then SIGKILL after a grace period), and re-places
+//! it with [`options_on_model`]; waiting work goes first to its assigned model ([`prefer_model`]).
 
-use cumulo_types::{GpuModel, JobId};
+use std::collections::BTreeMap;
+
+use cumulo_types::{GpuModel, JobId, ResourceOption, Speed};
+
+use crate::model::Pool;
 
 /// One job as a round sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +108,104 @@ impl RoundPlan {
     pub fn model_of(&self, job: JobId) -> Option<GpuModel> {
         self.assignments.iter().find(|a| a.job == job).and_then(|a| a.model)
     }
+}
+
+/// A running job whose model the plan changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Move {
+    pub job: JobId,
+    pub from: GpuModel,
+    /// `None`: the job waits this round (the simulator stops it; the live loop leaves it running).
+    pub to: Option<GpuModel>,
+    /// The job's speed on `to` over its speed on `from` (0 when it waits).
+    pub gain: f32,
+}
+
+impl RoundPlan {
+    /// The running, movable jobs of `jobs` whose assigned model differs from the one they hold.
+    pub fn moves(&self, jobs: &[RoundJob]) -> Vec<Move> {
+        let mut out = Vec::new();
+        for job in jobs {
+            let (Some(from), true) = (job.current, job.movable) else { continue };
+            let to = self.model_of(job.id);
+            if to == Some(from) {
+                continue;
+            }
+            let gain = to.map_or(0.0, |m| job.speed_on(m) / job.speed_on(from).max(f32::MIN_POSITIVE));
+            out.push(Move { job: job.id, from, to, gain });
+        }
+        out
+    }
+}
+
+/// GPUs per model on the schedulable nodes of `pools`, in the order models first appear.
+pub fn capacity_of(pools: &[Pool]) -> Vec<ModelCapacity> {
+    let mut out: Vec<ModelCapacity> = Vec::new();
+    for p in pools {
+        let Some(model) = p.node_type.gpu else { continue };
+        let gpus = p.nodes.iter().filter(|n| n.schedulable).count() as u32 * p.node_type.gpus;
+        match out.iter_mut().find(|c| c.model == model) {
+            Some(c) => c.gpus += gpus,
+            None => out.push(ModelCapacity { model, gpus }),
+        }
+    }
+    out
+}
+
+/// Whether any resource option of a job accepts GPUs of `model`.
+pub fn selects(options: &[ResourceOption], model: GpuModel) -> bool {
+    options.iter().any(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))
+}
+
+/// A live job's speeds for a round: each model of `present` its resource options select, at its
+/// stated `speedups` (`JobSpec::speedups`; 1.0 for a usable model it does not list).
+pub fn speeds_of(
+    options: &[ResourceOption],
+    speedups: &BTreeMap<GpuModel, Speed>,
+    present: &[GpuModel],
+) -> Vec<(GpuModel, f32)> {
+    present
+        .iter()
+        .filter(|m| selects(options, **m))
+        .map(|m| (*m, speedups.get(m).map_or(1.0, |s| s.as_f64() as f32)))
+        .collect()
+}
+
+/// A job's options narrowed to one model, with the index in the job's own list each came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnModel {
+    pub options: Vec<ResourceOption>,
+    pub origins: Vec<u32>,
+}
+
+/// The options of a job narrowed to `model`: those that accept it, each asking for `model` only.
+/// `None` when no option accepts it (the job is left as it is).
+pub fn options_on_model(options: &[ResourceOption], model: GpuModel) -> Option<OnModel> {
+    let mut out = OnModel { options: Vec::new(), origins: Vec::new() };
+    for (i, o) in options.iter().enumerate() {
+        let Some(demand) = o.accelerators.as_ref().filter(|a| a.selector.accepts(model)) else { continue };
+        let mut o = o.clone();
+        o.accelerators = Some(cumulo_types::AcceleratorDemand {
+            selector: cumulo_types::GpuSelector::Models(vec![model]),
+            per_node: demand.per_node,
+        });
+        out.options.push(o);
+        out.origins.push(i as u32);
+    }
+    (!out.options.is_empty()).then_some(out)
+}
+
+/// Puts the first option that accepts `model` first, the others keeping their order; returns
+/// the index it had, if one did (the caller then marks the options as ordered).
+pub fn prefer_model(options: &mut [ResourceOption], model: GpuModel) -> Option<usize> {
+    let k = options.iter().position(|o| o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model)))?;
+    options[..=k].rotate_right(1);
+    Some(k)
+}
+
+/// The original index of each option after [`prefer_model`] moved option `k` of `n` first.
+pub fn preferred_origins(k: usize, n: usize) -> Vec<u32> {
+    std::iter::once(k).chain((0..n).filter(|i| *i != k)).map(|i| i as u32).collect()
 }
 
 /// Which JCT rule ordered the round.
@@ -261,5 +367,53 @@ mod tests {
         long.remaining_s = None;
         let plan = plan_round(&[long], &fleet(1, 1), &config);
         assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "without known work an 11% gain is below min_gain");
+    }
+
+    #[test]
+    fn moves_name_the_running_jobs_whose_model_changes() {
+        let mut slow = job(1, 1, 3.0, 1.0, 1000.0);
+        slow.current = Some(GpuModel::K80);
+        let mut pinned = job(2, 1, 3.0, 1.0, 1000.0);
+        pinned.current = Some(GpuModel::K80);
+        pinned.movable = false;
+        let jobs = [slow, pinned];
+        let plan = plan_round(&jobs, &fleet(1, 2), &RoundConfig::default());
+        let moves = plan.moves(&jobs);
+        assert_eq!(moves, vec![Move { job: JobId(1), from: GpuModel::K80, to: Some(GpuModel::V100), gain: 3.0 }]);
+    }
+
+    fn gpu_option(models: &[GpuModel]) -> ResourceOption {
+        ResourceOption {
+            accelerators: Some(cumulo_types::AcceleratorDemand {
+                selector: cumulo_types::GpuSelector::Models(models.to_vec()),
+                per_node: cumulo_types::MilliGpu(1000),
+            }),
+            ..ResourceOption::default()
+        }
+    }
+
+    #[test]
+    fn a_moved_job_is_narrowed_to_its_new_model_and_waiting_work_prefers_it() {
+        use GpuModel::{A100, K80, V100};
+        let options = vec![gpu_option(&[K80]), gpu_option(&[V100, K80]), gpu_option(&[A100])];
+        assert_eq!(
+            options_on_model(&options, V100),
+            Some(OnModel { options: vec![gpu_option(&[V100])], origins: vec![1] }),
+            "only V100, only where allowed"
+        );
+        assert_eq!(options_on_model(&options, GpuModel::H100), None, "no option takes an H100: left as it is");
+        let mut preferred = options.clone();
+        assert_eq!(prefer_model(&mut preferred, A100), Some(2));
+        assert_eq!(preferred, vec![gpu_option(&[A100]), gpu_option(&[K80]), gpu_option(&[V100, K80])]);
+        assert_eq!(preferred_origins(2, 3), vec![2, 0, 1]);
+        assert_eq!(prefer_model(&mut preferred, GpuModel::H100), None);
+    }
+
+    #[test]
+    fn a_live_jobs_speeds_come_from_its_speedups_over_the_models_it_selects() {
+        let options = [gpu_option(&[GpuModel::V100, GpuModel::K80])];
+        let speedups = BTreeMap::from([(GpuModel::V100, Speed::from_f64(3.0).unwrap())]);
+        let present = [GpuModel::K80, GpuModel::V100, GpuModel::A100];
+        assert_eq!(speeds_of(&options, &speedups, &present), vec![(GpuModel::K80, 1.0), (GpuModel::V100, 3.0)]);
     }
 }

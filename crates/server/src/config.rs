@@ -27,6 +27,54 @@ pub struct FleetFile {
     /// gates ramps and binds clauses with it; without one no contract steers placement.
     #[serde(default)]
     pub portfolio: Option<PathBuf>,
+    /// Heterogeneity rounds (`{every_s: 300, min_gain: 1.3, migration_s: 60}`, each optional;
+    /// `every_s: 0` turns them off): at every round boundary a running preemptible or
+    /// checkpointing job that states `speedups` moves to a GPU model at least `min_gain` faster
+    /// for it (SIGTERM, its driver's grace, then SIGKILL; placed again on that model). On by
+    /// default with these values; a round is held only while some job states `speedups`.
+    #[serde(default)]
+    pub rounds: RoundsEntry,
+}
+
+/// The fleet file's `rounds:`, as written (see [`FleetFile::rounds`]).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundsEntry {
+    #[serde(default = "rounds_every_s")]
+    pub every_s: u64,
+    #[serde(default = "rounds_min_gain")]
+    pub min_gain: f32,
+    #[serde(default = "rounds_migration_s")]
+    pub migration_s: u64,
+}
+
+fn rounds_every_s() -> u64 {
+    cumulo_control::Rounds::default().every.as_secs()
+}
+
+fn rounds_min_gain() -> f32 {
+    cumulo_control::Rounds::default().min_gain
+}
+
+fn rounds_migration_s() -> u64 {
+    cumulo_control::Rounds::default().migration_s
+}
+
+impl Default for RoundsEntry {
+    fn default() -> Self {
+        RoundsEntry { every_s: rounds_every_s(), min_gain: rounds_min_gain(), migration_s: rounds_migration_s() }
+    }
+}
+
+impl RoundsEntry {
+    /// The rounds as the reconcile loop takes them.
+    pub fn rounds(&self) -> cumulo_control::Rounds {
+        cumulo_control::Rounds {
+            every: std::time::Duration::from_secs(self.every_s),
+            min_gain: self.min_gain,
+            migration_s: self.migration_s,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -132,6 +180,10 @@ pub enum DriverEntry {
         /// two answers (`auto`); `none` (the default) keeps such jobs off this cluster.
         #[serde(default)]
         container_runtime: Option<String>,
+        /// Seconds between SIGTERM and SIGKILL when an attempt is stopped (cancel, preemption,
+        /// a round's move): the job's time to save a checkpoint. Default 5.
+        #[serde(default = "stop_grace_s")]
+        stop_grace_s: u64,
     },
     /// A simulated cluster of identical nodes: nothing runs.
     Simulated {
@@ -205,6 +257,10 @@ fn one_s() -> u64 {
     1
 }
 
+fn stop_grace_s() -> u64 {
+    5
+}
+
 fn sixty_s() -> u64 {
     60
 }
@@ -222,6 +278,8 @@ pub struct Fleet {
     pub portfolio: Option<cumulo_portfolio::Portfolio>,
     /// The tenants' monthly budgets the fleet file sets.
     pub budgets: std::collections::BTreeMap<String, cumulo_store::budget::Budget>,
+    /// Heterogeneity rounds as the fleet file sets them.
+    pub rounds: cumulo_control::Rounds,
 }
 
 impl Fleet {
@@ -370,6 +428,13 @@ impl FleetFile {
         for (i, c) in self.clusters.iter().enumerate() {
             self.check_cluster_access(source, i, c)?;
         }
+        if !(self.rounds.min_gain.is_finite() && self.rounds.min_gain >= 1.0) {
+            return Err(invalid(
+                source,
+                "rounds.min_gain",
+                format!("invalid min_gain `{}`: expected a ratio of at least 1.0", self.rounds.min_gain),
+            ));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.name.is_empty() || self.tenants[..i].iter().any(|o| o.name == t.name) {
                 return Err(invalid(
@@ -439,9 +504,10 @@ impl FleetFile {
         let mut clusters = Vec::new();
         for entry in &self.clusters {
             let driver: Arc<dyn Driver> = match &entry.driver {
-                DriverEntry::Local { job_user, allow_root, work_dir, container_runtime } => {
+                DriverEntry::Local { job_user, allow_root, work_dir, container_runtime, stop_grace_s } => {
                     let root = data_dir.join("local").join(&entry.name);
                     let mut config = cumulo_driver_local::Config::new(root);
+                    config.kill_grace = std::time::Duration::from_secs(*stop_grace_s);
                     config.deployment = deployment.map(str::to_string);
                     // `check` refused `job_user` together with `allow_root`.
                     config.job_user = match (job_user, allow_root) {
@@ -591,7 +657,7 @@ impl FleetFile {
             .collect();
         let budgets =
             self.tenants.iter().filter_map(|t| Some((t.name.clone(), t.budget.as_ref()?.budget().ok()?))).collect();
-        Ok(Fleet { tenants, clusters, prices, list_prices, portfolio, budgets })
+        Ok(Fleet { tenants, clusters, prices, list_prices, portfolio, budgets, rounds: self.rounds.rounds() })
     }
 }
 
@@ -740,6 +806,22 @@ mod tests {
             "the example's budget"
         );
         assert_eq!(fleet.clusters.len(), 3, "local, a contract cluster and an on-demand one");
+    }
+
+    #[test]
+    fn rounds_are_on_by_default_and_set_or_turned_off_in_the_fleet_file() {
+        let cluster = "{name: c, provider: aws, region: r, capacity: spot, price_per_node_hour: '1', \
+                       driver: {kind: local, stop_grace_s: 30}}";
+        let parse = |extra: &str| FleetFile::parse(&format!("clusters: [{cluster}]\n{extra}"), "fleet.yaml").unwrap();
+        assert_eq!(parse("").rounds.rounds(), cumulo_control::Rounds::default(), "on, every 5 minutes");
+        assert_eq!(
+            parse("rounds: {every_s: 60, min_gain: 2, migration_s: 30}").rounds.rounds(),
+            cumulo_control::Rounds { every: std::time::Duration::from_secs(60), min_gain: 2.0, migration_s: 30 }
+        );
+        assert!(parse("rounds: {every_s: 0}").rounds.rounds().every.is_zero(), "every_s: 0 turns them off");
+        assert!(matches!(parse("").clusters[0].driver, DriverEntry::Local { stop_grace_s: 30, .. }));
+        check(&format!("clusters: [{cluster}]\nrounds: {{min_gain: 0.5}}"), "rounds.min_gain", "at least 1.0");
+        check(&format!("clusters: [{cluster}]\nrounds: {{every: 5m}}"), "rounds.every", "unknown field `every`");
     }
 
     fn check(text: &str, field: &str, words: &str) {

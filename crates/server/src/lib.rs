@@ -217,6 +217,7 @@ pub async fn start(mut options: Options) -> Result<Server, Error> {
         control.budgets = fleet.budgets.clone();
         control.portfolio = fleet.control_contracts();
         control.secret_key = Some(secret_key.clone());
+        control.rounds = fleet.rounds;
         control.contracts = fleet
             .clusters
             .iter()

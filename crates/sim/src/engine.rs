@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use cumulo_portfolio::Status;
 use cumulo_portfolio::pricing::PricingConfig;
-use cumulo_sched::hetero::{ModelCapacity, RoundConfig, RoundJob, plan_round};
+use cumulo_sched::hetero::{ModelCapacity, RoundConfig, RoundJob, capacity_of, plan_round, prefer_model, selects};
 use cumulo_sched::{
     Config, NodeAlloc, Placement, PlacementRule, QueueOrder, QueuedJob, RunningAlloc, Scheduler, Snapshot, TargetClass,
 };
@@ -555,28 +555,20 @@ impl<'a> Sim<'a> {
         let jobs: Vec<RoundJob> = ids.iter().filter_map(|id| self.round_job(&self.active[id])).collect();
         let config = RoundConfig { min_gain: settings.min_gain, migration_s: settings.migration_s as f64 };
         let plan = plan_round(&jobs, &self.round_capacity(), &config);
-        for j in &jobs {
-            let target = plan.model_of(j.id);
-            if j.movable && j.current.is_some() && target != j.current {
-                if target.is_some() {
-                    self.active.get_mut(&j.id.0).expect("planned jobs are active").migrations += 1;
-                }
-                self.collect.preemptions += u64::from(target.is_none());
-                self.stop(j.id.0, Stop::Migrated);
+        for moved in plan.moves(&jobs) {
+            if moved.to.is_some() {
+                self.active.get_mut(&moved.job.0).expect("planned jobs are active").migrations += 1;
             }
+            self.collect.preemptions += u64::from(moved.to.is_none());
+            self.stop(moved.job.0, Stop::Migrated);
         }
         let rank: FxHashMap<u64, usize> = plan.order.iter().enumerate().map(|(i, id)| (id.0, i)).collect();
         for q in &mut self.queue {
-            if let Some(m) = plan.model_of(q.id) {
-                // the assigned model's option first, the rest in the policy's order
-                if let Some(k) = q.resources.iter().position(|o| {
-                    o.accelerators
-                        .as_ref()
-                        .is_some_and(|d| matches!(&d.selector, GpuSelector::Models(ms) if ms.contains(&m)))
-                }) {
-                    q.options_mut()[..=k].rotate_right(1);
-                    q.ordered = true;
-                }
+            // the assigned model's option first, the rest in the policy's order
+            if let Some(m) = plan.model_of(q.id)
+                && selects(&q.resources, m)
+            {
+                q.ordered |= prefer_model(q.options_mut(), m).is_some();
             }
         }
         self.queue.sort_by_key(|q| (rank.get(&q.id.0).copied().unwrap_or(usize::MAX), q.submitted_at, q.id));
@@ -622,16 +614,7 @@ impl<'a> Sim<'a> {
 
     /// GPUs per model on schedulable nodes.
     fn round_capacity(&self) -> Vec<ModelCapacity> {
-        let mut out: Vec<ModelCapacity> = Vec::new();
-        for p in &self.snapshot.pools {
-            let Some(model) = p.node_type.gpu else { continue };
-            let gpus = p.nodes.iter().filter(|n| n.schedulable).count() as u32 * p.node_type.gpus;
-            match out.iter_mut().find(|c| c.model == model) {
-                Some(c) => c.gpus += gpus,
-                None => out.push(ModelCapacity { model, gpus }),
-            }
-        }
-        out
+        capacity_of(&self.snapshot.pools)
     }
 
     /// A contract's term ends: its pools are cordoned for good and what runs there is stopped

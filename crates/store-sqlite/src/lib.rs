@@ -1000,7 +1000,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
             if marked.rows_affected() == 1 {
-                let text = format!("attempt {preempted} preempted by the scheduler; stopping it");
+                let text = plan.preempting_text(*preempted);
                 add_event(&mut tx, preempted.job, now, "attempt_preempting", &text).await?;
             }
         }

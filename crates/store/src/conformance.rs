@@ -36,6 +36,7 @@ macro_rules! conformance_tests {
             attempt_states_only_move_forward
             a_bad_update_applies_nothing
             preemption_requeues_the_job
+            a_preemption_with_a_reason_tells_it_in_the_event
             cancel_of_an_active_job_ends_with_its_attempt
             pending_jobs_come_by_priority
             pending_keys_follow_the_pending_queue
@@ -277,7 +278,7 @@ pub async fn commit_plan_persists_attempts_before_dispatch(store: Arc<dyn Store>
         .commit_plan(PlanCommit {
             launches: vec![NewAttempt { job: a, replica: 0, placement: placement.clone() }],
             pending_reasons: vec![(b, "no node has 8 free H100".into())],
-            preemptions: Vec::new(),
+            ..PlanCommit::default()
         })
         .await
         .unwrap();
@@ -385,8 +386,8 @@ pub async fn preemption_requeues_the_job(store: Arc<dyn Store>) {
     let applied = store
         .commit_plan(PlanCommit {
             launches: vec![NewAttempt { job: urgent, replica: 0, placement: serde_json::json!({}) }],
-            pending_reasons: Vec::new(),
             preemptions: vec![victim],
+            ..PlanCommit::default()
         })
         .await
         .unwrap();
@@ -404,6 +405,26 @@ pub async fn preemption_requeues_the_job(store: Arc<dyn Store>) {
     assert_eq!(active, applied.attempts);
     let kinds: Vec<String> = store.job_events(victim.job).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&"attempt_preempting".to_string()), "{kinds:?}");
+}
+
+pub async fn a_preemption_with_a_reason_tells_it_in_the_event(store: Arc<dyn Store>) {
+    let mover = placed(&store, JobSpec::new("mover", "t")).await;
+    update(&store, mover, AttemptState::Running).await;
+    let reason = "moves from K80 to V100 at a heterogeneity round".to_string();
+    store
+        .commit_plan(PlanCommit {
+            preemptions: vec![mover],
+            preemption_reasons: vec![crate::PreemptionReason { attempt: mover, reason }],
+            ..PlanCommit::default()
+        })
+        .await
+        .unwrap();
+    let events = store.job_events(mover.job).await.unwrap();
+    let preempting = events.iter().find(|e| e.kind == "attempt_preempting").expect("a preempting event");
+    assert_eq!(
+        preempting.message,
+        format!("attempt {mover} moves from K80 to V100 at a heterogeneity round; stopping it")
+    );
 }
 
 pub async fn cancel_of_an_active_job_ends_with_its_attempt(store: Arc<dyn Store>) {

@@ -366,6 +366,29 @@ pub struct PlanCommit {
     /// active until the loop has stopped them and written `preempted`, which requeues their jobs.
     /// Attempts no longer active are ignored.
     pub preemptions: Vec<AttemptId>,
+    /// Why some of `preemptions` are stopped, when it is not the scheduler making room (a
+    /// heterogeneity round moving a job to a faster GPU model): their `attempt_preempting` event
+    /// says this instead of "preempted by the scheduler".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preemption_reasons: Vec<PreemptionReason>,
+}
+
+/// Why a plan stops an attempt (see [`PlanCommit::preemption_reasons`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreemptionReason {
+    pub attempt: AttemptId,
+    /// Follows "attempt 3.1 " in the event: `moves from K80 to V100 at a heterogeneity round ...`.
+    pub reason: String,
+}
+
+impl PlanCommit {
+    /// The `attempt_preempting` event's text for one of `preemptions`.
+    pub fn preempting_text(&self, attempt: AttemptId) -> String {
+        match self.preemption_reasons.iter().find(|r| r.attempt == attempt) {
+            Some(r) => format!("attempt {attempt} {}; stopping it", r.reason),
+            None => format!("attempt {attempt} preempted by the scheduler; stopping it"),
+        }
+    }
 }
 
 /// What `commit_plan` did.

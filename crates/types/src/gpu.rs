@@ -19,6 +19,12 @@ macro_rules! gpu_models {
                 match self { $(GpuModel::$variant => $name),* }
             }
 
+            /// Other names [`GpuModel::parse`] reads as this model (besides any spelling of the
+            /// canonical name that differs only in case, '-', '_' or ' ').
+            pub const fn aliases(self) -> &'static [&'static str] {
+                match self { $(GpuModel::$variant => &[$($alias),*]),* }
+            }
+
             /// Memory per GPU in GB, from the vendor's data sheet.
             pub const fn memory_gb(self) -> u32 {
                 match self { $(GpuModel::$variant => $mem),* }
@@ -282,5 +288,49 @@ mod tests {
         for bad in ["0", "-1", "1.5", "0.0001", "x", ""] {
             assert!(MilliGpu::parse(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// A job's speed on one GPU model relative to its other models (`speedups: {V100: 3.0}`), kept in
+/// thousandths so that specs stay comparable: from [`Speed::MIN`] (0.001) to [`Speed::MAX`] (1000).
+/// Written and read as a plain number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Speed(u32);
+
+impl Speed {
+    pub const MIN: Speed = Speed(1);
+    pub const MAX: Speed = Speed(1_000_000);
+    /// What the job file says a speed must be.
+    pub const EXPECTED: &'static str =
+        "a positive speed relative to the job's other GPU models, from 0.001 to 1000 (such as 3.0)";
+
+    /// The speed a number stands for, rounded to thousandths; `None` outside 0.001..=1000 (or not
+    /// a number).
+    pub fn from_f64(value: f64) -> Option<Speed> {
+        (Speed::MIN.as_f64()..=Speed::MAX.as_f64()).contains(&value).then(|| Speed((value * 1000.0).round() as u32))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+}
+
+impl fmt::Display for Speed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_f64())
+    }
+}
+
+impl Serialize for Speed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.as_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Speed, D::Error> {
+        let value = f64::deserialize(d)?;
+        Speed::from_f64(value)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid speed `{value}`: expected {}", Speed::EXPECTED)))
     }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::gpu::{GpuSelector, MilliGpu};
+use crate::gpu::{GpuModel, GpuSelector, MilliGpu, Speed};
 use crate::infra::InfraSelector;
 use crate::money::Money;
 
@@ -311,6 +311,12 @@ pub struct JobSpec {
     /// one group are placed together in one pass, or none of them is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// How fast the job runs on each GPU model, relative to the others (`speedups: {V100: 3.0,
+    /// K80: 1.0}`): heterogeneity rounds (`cumulo_sched::hetero`) give the fast models to the jobs
+    /// that gain most and move a running preemptible or checkpointing job to a model at least
+    /// `min_gain` faster. A usable model not listed counts as 1.0. Empty: the same speed everywhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub speedups: BTreeMap<GpuModel, Speed>,
 }
 
 impl JobSpec {
@@ -353,6 +359,7 @@ impl JobSpec {
             image: None,
             after: Vec::new(),
             group: None,
+            speedups: BTreeMap::new(),
         }
     }
 }

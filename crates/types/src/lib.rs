@@ -10,7 +10,7 @@ pub mod job;
 pub mod money;
 pub mod node;
 
-pub use gpu::{GpuModel, GpuSelector, MilliGpu};
+pub use gpu::{GpuModel, GpuSelector, MilliGpu, Speed};
 pub use infra::{CapacityKind, InfraSelector, Provider};
 pub use job::{
     AcceleratorDemand, AttemptId, Checkpoint, Constraints, JobId, JobKind, JobSpec, JobState, Priority, ResourceOption,
