@@ -47,20 +47,12 @@ def empty_envs(path):
     return sorted(names)
 
 
-def header(path):
-    with open(path) as f:
-        docs = [d for d in yaml.safe_load_all(f) if d is not None]
-    if len(docs) > 1 and isinstance(docs[0], dict) and set(docs[0]) <= {"name", "execution"}:
-        return docs[0]
-    return None
-
-
 def sky_tasks(path, envs):
     from sky.utils import dag_utils
 
     overrides = [(name, "") for name in envs]
-    head = header(path)
-    if head is not None and head.get("execution") == "parallel":
+    # As `sky launch` decides: a job group iff the first document says `execution: parallel`.
+    if dag_utils.is_job_group_yaml(path):
         group = dag_utils.load_job_group_from_yaml(path, env_overrides=overrides)
         return list(group.tasks)
     return list(dag_utils.load_chain_dag_from_yaml(path, env_overrides=overrides).tasks)
