@@ -7,7 +7,8 @@ Run it with a Python that has SkyPilot installed (`pip install skypilot==0.14.1`
 instance types from its catalogs under ~/.sky/catalogs/v8, so files naming an instance type of a
 cloud whose catalog is absent are reported as "skypilot cannot load" and skipped). For every file
 SkyPilot loads, `cumulo validate -o json` must accept it with, per task, the same node count and
-the same set of resource options: accelerator name and count, cloud, region, zone and spot choice.
+the same set of resource options: accelerator name and count, cloud, region, zone and spot choice,
+in the same order where SkyPilot keeps a preference order (`ordered:`, an accelerator list).
 Prints a line per file (`same`, `DIFF`, `cumulo refuses`, `skypilot cannot load`) and the
 differences, then a summary; exits 1 when any file SkyPilot loads is refused or read differently.
 
@@ -87,9 +88,13 @@ def sky_option(resources):
 def sky_reading(task):
     res = task.resources
     options = set()
+    sequence = []
     for r in res if isinstance(res, (list, set, tuple)) else [res]:
         options.update(sky_option(r))
-    return {"num_nodes": task.num_nodes, "options": options}
+        sequence.extend(o for o in sky_option(r) if o not in sequence)
+    # SkyPilot keeps `ordered:` (and an accelerator list) as a list: a preference order.
+    ordered = isinstance(res, list) and len(sequence) > 1
+    return {"num_nodes": task.num_nodes, "options": options, "order": sequence if ordered else None}
 
 
 def cumulo_option(option):
@@ -107,9 +112,12 @@ def cumulo_option(option):
 
 def cumulo_reading(job):
     options = set()
+    sequence = []
     for option in job["resources"]:
         options.update(cumulo_option(option))
-    return {"num_nodes": job["num_nodes"], "options": options}
+        sequence.extend(o for o in cumulo_option(option) if o not in sequence)
+    ordered = bool(job.get("ordered")) and len(sequence) > 1
+    return {"num_nodes": job["num_nodes"], "options": options, "order": sequence if ordered else None}
 
 
 def cumulo_jobs(cumulo, path, envs):
@@ -145,6 +153,8 @@ def compare(path, cumulo):
             diffs.append(f"task {i}: only skypilot {option}")
         for option in sorted(got["options"] - want["options"], key=str):
             diffs.append(f"task {i}: only cumulo   {option}")
+        if want["options"] == got["options"] and want["order"] != got["order"]:
+            diffs.append(f"task {i}: preference order skypilot {want['order']} cumulo {got['order']}")
     return ("DIFF" if diffs else "same"), diffs
 
 
