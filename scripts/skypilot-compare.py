@@ -8,7 +8,8 @@ instance types from its catalogs under ~/.sky/catalogs/v8, so files naming an in
 cloud whose catalog is absent are reported as "skypilot cannot load" and skipped). For every file
 SkyPilot loads, `cumulo validate -o json` must accept it with, per task, the same node count and
 the same set of resource options: accelerator name and count, cloud, region, zone and spot choice,
-in the same order where SkyPilot keeps a preference order (`ordered:`, an accelerator list).
+in the same order where SkyPilot keeps a preference order (`ordered:`, an accelerator list), and the
+same `file_mounts` destinations (envs filled in; a list of files may become one mount per file).
 Prints a line per file (`same`, `DIFF`, `cumulo refuses`, `skypilot cannot load`) and the
 differences, then a summary; exits 1 when any file SkyPilot loads is refused or read differently.
 
@@ -94,7 +95,13 @@ def sky_reading(task):
         sequence.extend(o for o in sky_option(r) if o not in sequence)
     # SkyPilot keeps `ordered:` (and an accelerator list) as a list: a preference order.
     ordered = isinstance(res, list) and len(sequence) > 1
-    return {"num_nodes": task.num_nodes, "options": options, "order": sequence if ordered else None}
+    mounts = set(task.file_mounts or {}) | set(task.storage_mounts or {})
+    return {
+        "num_nodes": task.num_nodes,
+        "options": options,
+        "order": sequence if ordered else None,
+        "mounts": {m.rstrip("/") or "/" for m in mounts},
+    }
 
 
 def cumulo_option(option):
@@ -117,7 +124,12 @@ def cumulo_reading(job):
         options.update(cumulo_option(option))
         sequence.extend(o for o in cumulo_option(option) if o not in sequence)
     ordered = bool(job.get("ordered")) and len(sequence) > 1
-    return {"num_nodes": job["num_nodes"], "options": options, "order": sequence if ordered else None}
+    mounts = {m.rstrip("/") or "/" for m in job.get("file_mounts") or {}}
+    return {"num_nodes": job["num_nodes"], "options": options, "order": sequence if ordered else None, "mounts": mounts}
+
+
+def under(path, folder):
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def cumulo_jobs(cumulo, path, envs):
@@ -153,6 +165,11 @@ def compare(path, cumulo):
             diffs.append(f"task {i}: only skypilot {option}")
         for option in sorted(got["options"] - want["options"], key=str):
             diffs.append(f"task {i}: only cumulo   {option}")
+        # A list of files under one destination is one SkyPilot mount and one Cumulo mount per file.
+        for mount in sorted(m for m in want["mounts"] if not any(under(g, m) for g in got["mounts"])):
+            diffs.append(f"task {i}: file_mounts {mount}: dropped by cumulo")
+        for mount in sorted(g for g in got["mounts"] if not any(under(g, m) for m in want["mounts"])):
+            diffs.append(f"task {i}: file_mounts {mount}: only cumulo")
         if want["options"] == got["options"] and want["order"] != got["order"]:
             diffs.append(f"task {i}: preference order skypilot {want['order']} cumulo {got['order']}")
     return ("DIFF" if diffs else "same"), diffs

@@ -315,7 +315,13 @@ fn file_mounts_keep_local_sources_and_name_each_bucket_in_a_warning() {
             .any(|(p, m)| *p == "file_mounts./ckpt" && m.contains("bucket `s3://b/ckpt` is mounted by no driver")),
         "{warnings:?}"
     );
-    assert!(warnings.iter().any(|(p, m)| *p == "file_mounts./new" && m.contains("not applied")), "{warnings:?}");
+    assert_eq!(job.file_mounts.get("/new").map(String::as_str), Some("bucket://fresh-bucket"), "a bucket to create");
+    assert!(
+        warnings.iter().any(|(p, m)| *p == "file_mounts./new"
+            && m.contains("bucket `bucket://fresh-bucket` is mounted by no driver")
+            && m.contains("bucket_mounts: true")),
+        "{warnings:?}"
+    );
     assert!(!warnings.iter().any(|(p, _)| p.contains("data")), "local sources are not warned about: {warnings:?}");
 
     let err = parse_submission("file_mounts:\n  ../up: ./x\nrun: ls\n", "job.yaml").unwrap_err().to_string();
@@ -344,4 +350,87 @@ fn an_instance_type_outside_the_catalog_stands_for_the_gpus_its_name_states() {
         let job = cumulo_jobfile::parse_str(&text, "job.yaml").unwrap();
         assert_eq!(accelerators(&job), [want], "{instance_type}");
     }
+}
+
+/// From skypilot-org/skypilot `examples/using_file_mounts_with_env_vars.yaml` and
+/// `examples/nemo/nemo_gpt_distributed.yaml`: SkyPilot fills envs into file_mounts as it loads.
+#[test]
+fn envs_are_filled_into_file_mount_destinations_sources_and_bucket_names() {
+    let text = r#"
+envs:
+  MY_BUCKET: skypilot-temp
+  MY_LOCAL_PATH: tmp-workdir
+  MODEL_SIZE: 13b
+  ROOT: /wiki
+secrets:
+  TOKEN_DIR: tok
+  UNSET: null
+workdir: ./${MY_LOCAL_PATH}
+file_mounts:
+  /mydir2:
+    name: $MY_BUCKET
+    store: gcs
+    mode: MOUNT
+  /another:
+    name: ${MY_BUCKET}-2
+    store: s3
+  /checkpoint/${MODEL_SIZE}: ~/${MY_LOCAL_PATH}
+  ${ROOT}:
+    source: gs://sky-wiki-data
+    mode: COPY
+  /t: ./$TOKEN_DIR
+  /u: ./$UNSET/$NOPE
+run: ls
+"#;
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    let job = &submission.jobs[0];
+    let mounts: Vec<(&str, &str)> = job.file_mounts.iter().map(|(d, s)| (d.as_str(), s.as_str())).collect();
+    assert_eq!(
+        mounts,
+        [
+            ("/another", "s3://skypilot-temp-2"),
+            ("/checkpoint/13b", "~/tmp-workdir"),
+            ("/mydir2", "gs://skypilot-temp"),
+            ("/t", "./tok"),
+            ("/u", "./$UNSET/$NOPE"),
+            ("/wiki", "gs://sky-wiki-data"),
+        ],
+        "names with no value stay as written"
+    );
+    assert_eq!(job.workdir.as_deref(), Some("./tmp-workdir"));
+    let warned = warned(&submission.warnings);
+    assert!(warned.contains(&"file_mounts.${ROOT}"), "the warning names the field as written: {warned:?}");
+}
+
+/// From skypilot-org/skypilot `tests/test_yamls/test_r2_storage_mounting.yaml`: a storage mapping
+/// whose source is a list of local files; SkyPilot uploads each into the bucket's top.
+#[test]
+fn a_list_of_local_files_goes_each_into_the_destination() {
+    let text = "file_mounts:\n  /copy_lof:\n    name: my-bucket\n    source: ['~/work/tmp file', './b/file2']\n    store: r2\n    mode: COPY\nrun: ls\n";
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    let local: Vec<(&str, &str)> = submission.jobs[0].local_file_mounts().collect();
+    assert_eq!(local, [("/copy_lof/file2", "./b/file2"), ("/copy_lof/tmp file", "~/work/tmp file")]);
+    assert!(submission.warnings.is_empty(), "COPY of local files is what the upload does: {:?}", submission.warnings);
+
+    let err = parse_submission("file_mounts:\n  /x:\n    source: [s3://b/f]\nrun: ls\n", "job.yaml").unwrap_err();
+    assert!(
+        err.to_string().contains("file_mounts./x.source[0]") && err.to_string().contains("local files only"),
+        "{err}"
+    );
+    let err = parse_submission("file_mounts:\n  /x:\n    mode: MOUNT\nrun: ls\n", "job.yaml").unwrap_err();
+    assert!(err.to_string().contains("file_mounts./x") && err.to_string().contains("`source` or a `name`"), "{err}");
+}
+
+/// SkyPilot's default storage mode is MOUNT: a local source is then a bucket the nodes share.
+/// Cumulo copies it with the upload, and says that writes stay on the node.
+#[test]
+fn a_local_source_in_mount_mode_is_copied_and_the_difference_is_said() {
+    let text = "file_mounts:\n  /data:\n    name: b\n    source: ./data\nrun: ls\n";
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    assert_eq!(submission.jobs[0].file_mounts.get("/data").map(String::as_str), Some("./data"));
+    assert_eq!(warned(&submission.warnings), ["file_mounts./data"]);
+    assert!(
+        submission.warnings[0].message.contains("mode MOUNT")
+            && submission.warnings[0].message.contains("stays on the node")
+    );
 }
