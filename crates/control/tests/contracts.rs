@@ -97,6 +97,7 @@ impl World {
                     node_type: Some(NODE_TYPE.into()),
                     list_price_per_node_hour: None,
                     tenants: None,
+                    bucket_mounts: false,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })

@@ -58,6 +58,7 @@ impl World {
                     tenants: None,
                     list_price_per_node_hour: None,
                     node_type: None,
+                    bucket_mounts: false,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })

@@ -325,6 +325,12 @@ impl JobSpec {
         self.file_mounts.iter().filter(|(_, src)| is_local_source(src)).map(|(d, s)| (d.as_str(), s.as_str()))
     }
 
+    /// The `file_mounts` whose source is a bucket (`s3://...`, a bucket SkyPilot would create
+    /// kept as `STORE://NAME`): no driver mounts one.
+    pub fn bucket_mounts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.file_mounts.iter().filter(|(_, src)| !is_local_source(src)).map(|(d, s)| (d.as_str(), s.as_str()))
+    }
+
     /// A CPU-only single-node batch job with defaults, for tests and generators.
     pub fn new(name: &str, tenant: &str) -> JobSpec {
         JobSpec {
