@@ -10,6 +10,10 @@ SkyPilot loads, `cumulo validate -o json` must accept it with, per task, the sam
 the same set of resource options: accelerator name and count, cloud, region, zone and spot choice,
 in the same order where SkyPilot keeps a preference order (`ordered:`, an accelerator list), and the
 same `file_mounts` destinations (envs filled in; a list of files may become one mount per file).
+Accelerator names are compared as written: SkyPilot keeps a name as the file writes it when it
+loads the file (`a100`, `Gaudi`), and `cumulo validate -o json` gives that spelling in
+`accelerators.names` beside the model it places by (`selector`: `A100`, `Gaudi HL-205`);
+`--launch-names` compares the selector with the name SkyPilot settles on to launch instead.
 Prints a line per file (`same`, `DIFF`, `cumulo refuses`, `skypilot cannot load`) and the
 differences, then a summary; exits 1 when any file SkyPilot loads is refused or read differently.
 
@@ -72,6 +76,8 @@ def sky_option(resources):
         except Exception:  # an ambiguous name: SkyPilot refuses it at launch; keep the loaded one
             pass
     accels = resources.accelerators or {}
+    # Loaded, SkyPilot keeps names as written (`a100`, `Gaudi`); Cumulo reports those as `names`.
+    spell = (lambda n: n.lower()) if LAUNCH_NAMES else (lambda n: n)
     cloud = str(resources.cloud).lower() if resources.cloud is not None else None
     region = resources.region
     if cloud == "ssh" and region and region.startswith("ssh-"):
@@ -81,7 +87,7 @@ def sky_option(resources):
     if not accels:
         return [(None, 0.0, cloud, region, resources.zone, bool(resources.use_spot))]
     return [
-        (name.lower(), float(count), cloud, region, resources.zone, bool(resources.use_spot))
+        (spell(name), float(count), cloud, region, resources.zone, bool(resources.use_spot))
         for name, count in accels.items()
     ]
 
@@ -114,7 +120,16 @@ def cumulo_option(option):
     count = acc["per_node"] / 1000.0
     sel = acc["selector"]
     names = sel.get("models") or ([sel["named"]] if "named" in sel else [f">={sel.get('min_memory_gb')}GB"])
-    return [(n.lower(), count, cloud, infra.get("region"), infra.get("zone"), spot) for n in names]
+    if LAUNCH_NAMES:
+        # The canonical model Cumulo places by, against SkyPilot's launch-time name.
+        names = [n.lower() for n in names]
+    elif len(acc.get("names") or []) == len(names):
+        # The names as the file wrote them, as SkyPilot keeps them when it loads the file.
+        names = acc["names"]
+    else:
+        # No written name (an instance type's GPUs): SkyPilot gives the catalog's name.
+        names = list(names)
+    return [(n, count, cloud, infra.get("region"), infra.get("zone"), spot) for n in names]
 
 
 def cumulo_reading(job):

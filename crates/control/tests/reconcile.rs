@@ -114,6 +114,7 @@ fn gpu_job(name: &str, gpus: u32) -> JobSpec {
     spec.resources[0].accelerators = Some(AcceleratorDemand {
         selector: GpuSelector::Models(vec![GpuModel::H100]),
         per_node: MilliGpu::whole(gpus),
+        names: Vec::new(),
     });
     spec.duration_s = Some(100);
     spec

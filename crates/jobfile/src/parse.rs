@@ -705,8 +705,8 @@ fn workdir(ctx: &mut Ctx<'_>, value: &Value) -> Option<String> {
 /// (`source`: a path, a list of local files or a bucket URL; `name`: the bucket; `store`; `mode`).
 /// `$VAR` and `${VAR}` are filled from `fill` first, as SkyPilot does. A local source is copied
 /// onto the node through the upload `cumulo submit` makes (a list of files: each into the
-/// destination folder); a bucket URL, or a storage mapping with a `name` and no `source` (a bucket
-/// SkyPilot would create, kept as `STORE://NAME`, `bucket://NAME` without a store), is a bucket
+/// destination folder); a bucket URL, or a storage mapping with no `source` (a bucket SkyPilot
+/// would create, kept as `STORE://NAME`: `bucket://` without a store, `(unnamed)` without a name), is a bucket
 /// mount: no driver mounts one, so such a job goes only to clusters whose fleet entry says
 /// `bucket_mounts: true`, and the warning says so.
 fn file_mounts(ctx: &mut Ctx<'_>, value: &Value, fill: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -762,13 +762,16 @@ fn storage_sources(
     let mode = field(storage, "mode").and_then(Value::as_str).unwrap_or("MOUNT").to_ascii_uppercase();
     let sources = match field(storage, "source") {
         None | Some(Value::Null) => {
-            let name = field(storage, "name").and_then(|v| ctx.string(&child(path, "name"), v, "a bucket name"));
-            return match name.map(|n| fill_env_vars(n.trim(), fill)).filter(|n| !n.is_empty()) {
-                Some(name) => vec![(dest.to_string(), format!("{}://{name}", store_scheme(storage)))],
-                None => {
-                    ctx.report(path, "a storage mapping needs a `source` or a `name` (the bucket)");
-                    Vec::new()
+            // SkyPilot creates the bucket, under a name of its own when the file gives none.
+            let name = match field(storage, "name") {
+                None | Some(Value::Null) => Some(UNNAMED_BUCKET.to_string()),
+                Some(v) => ctx.string(&child(path, "name"), v, "a bucket name"),
+            };
+            return match name.map(|n| fill_env_vars(n.trim(), fill)) {
+                Some(name) if !name.is_empty() => {
+                    vec![(dest.to_string(), format!("{}://{name}", store_scheme(storage)))]
                 }
+                _ => vec![(dest.to_string(), format!("{}://{UNNAMED_BUCKET}", store_scheme(storage)))],
             };
         }
         Some(Value::String(s)) => vec![(dest.to_string(), fill_env_vars(s.trim(), fill))],
@@ -799,6 +802,9 @@ fn storage_sources(
     }
     sources
 }
+
+/// How a bucket SkyPilot would create and name itself is kept (`bucket://(unnamed)`).
+const UNNAMED_BUCKET: &str = "(unnamed)";
 
 /// The URL scheme of a SkyPilot storage mapping's `store` (`s3`, `gcs`, `r2`, ...); `bucket` when
 /// it names none (SkyPilot would pick the store of the cloud it launches on).
@@ -1077,8 +1083,11 @@ impl Partial {
             if filled.accelerators.is_none()
                 && let Some((model, count)) = shape.gpu
             {
-                let demand =
-                    AcceleratorDemand { selector: GpuSelector::Models(vec![model]), per_node: MilliGpu::whole(count) };
+                let demand = AcceleratorDemand {
+                    selector: GpuSelector::Models(vec![model]),
+                    per_node: MilliGpu::whole(count),
+                    names: Vec::new(),
+                };
                 filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
             }
             filled.instance_type = None;
@@ -1094,7 +1103,7 @@ impl Partial {
             && let Some(named) = self.instance_type.as_deref().and_then(instance::gpus_in_name)
         {
             let selector = accel::read(&named.accelerator, None).selector();
-            let demand = AcceleratorDemand { selector, per_node: MilliGpu::whole(named.count) };
+            let demand = AcceleratorDemand { selector, per_node: MilliGpu::whole(named.count), names: Vec::new() };
             let mut filled = self.clone();
             filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
             return filled.options();
@@ -1182,11 +1191,20 @@ fn merge_same_count(demands: &[AcceleratorDemand]) -> Vec<AcceleratorDemand> {
                 && matches!(demand.selector, GpuSelector::Models(_))
         });
         match (target, &demand.selector) {
-            (Some(AcceleratorDemand { selector: GpuSelector::Models(models), .. }), GpuSelector::Models(more)) => {
-                for model in more {
+            (
+                Some(AcceleratorDemand { selector: GpuSelector::Models(models), names, .. }),
+                GpuSelector::Models(more),
+            ) => {
+                // The written names stay one per model, or are dropped when they cannot.
+                let parallel = names.len() == models.len() && demand.names.len() == more.len();
+                for (i, model) in more.iter().enumerate() {
                     if !models.contains(model) {
                         models.push(*model);
+                        names.extend(demand.names.get(i).cloned());
                     }
+                }
+                if !parallel {
+                    names.clear();
                 }
             }
             _ => {
@@ -1682,7 +1700,8 @@ fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> O
             None
         }
     };
-    Some(AcceleratorDemand { selector, per_node: per_node? })
+    // SkyPilot keeps the name as written when it loads a file (it canonicalises only to launch).
+    Some(AcceleratorDemand { selector, per_node: per_node?, names: vec![name.to_string()] })
 }
 
 /// SkyPilot's accelerators by memory (`sky/resources.py`, `_parse_accelerators_from_str`):
@@ -1734,7 +1753,7 @@ fn memory_demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<&str>)
             }
         }
     };
-    Some(Some(AcceleratorDemand { selector, per_node }))
+    Some(Some(AcceleratorDemand { selector, per_node, names: Vec::new() }))
 }
 
 /// `80GB`, `80GB+`, `1TB`, `512MB+`: memory in GB (rounded up) and whether it is a minimum.

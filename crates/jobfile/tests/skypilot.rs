@@ -20,11 +20,19 @@ fn one(name: &str) -> (JobSpec, Vec<Problem>) {
 }
 
 fn models(models: &[GpuModel], gpus: u32) -> Option<AcceleratorDemand> {
-    Some(AcceleratorDemand { selector: GpuSelector::Models(models.to_vec()), per_node: MilliGpu::whole(gpus) })
+    Some(AcceleratorDemand {
+        selector: GpuSelector::Models(models.to_vec()),
+        per_node: MilliGpu::whole(gpus),
+        names: Vec::new(),
+    })
 }
 
 fn named(name: &str, gpus: u32) -> Option<AcceleratorDemand> {
-    Some(AcceleratorDemand { selector: GpuSelector::Named(name.into()), per_node: MilliGpu::whole(gpus) })
+    Some(AcceleratorDemand {
+        selector: GpuSelector::Named(name.into()),
+        per_node: MilliGpu::whole(gpus),
+        names: Vec::new(),
+    })
 }
 
 fn accelerators(job: &JobSpec) -> Vec<Option<AcceleratorDemand>> {
@@ -417,8 +425,13 @@ fn a_list_of_local_files_goes_each_into_the_destination() {
         err.to_string().contains("file_mounts./x.source[0]") && err.to_string().contains("local files only"),
         "{err}"
     );
-    let err = parse_submission("file_mounts:\n  /x:\n    mode: MOUNT\nrun: ls\n", "job.yaml").unwrap_err();
-    assert!(err.to_string().contains("file_mounts./x") && err.to_string().contains("`source` or a `name`"), "{err}");
+
+    // From skypilot-org/skypilot `examples/docker/echo_app.yaml`: `name:` left empty; SkyPilot
+    // loads it (it names the bucket it creates), so it is a bucket mount here too.
+    let job = parse_submission("file_mounts:\n  /outputs:\n    name:\n    mode: MOUNT\nrun: ls\n", "job.yaml").unwrap();
+    assert_eq!(job.jobs[0].file_mounts.get("/outputs").map(String::as_str), Some("bucket://(unnamed)"));
+    let err = parse_submission("file_mounts:\n  /x:\n    name: [a]\nrun: ls\n", "job.yaml").unwrap_err();
+    assert!(err.to_string().contains("file_mounts./x.name") && err.to_string().contains("a bucket name"), "{err}");
 }
 
 /// SkyPilot's default storage mode is MOUNT: a local source is then a bucket the nodes share.
@@ -433,4 +446,34 @@ fn a_local_source_in_mount_mode_is_copied_and_the_difference_is_said() {
         submission.warnings[0].message.contains("mode MOUNT")
             && submission.warnings[0].message.contains("stays on the node")
     );
+}
+
+/// SkyPilot keeps an accelerator name as the file writes it when it loads the file (`Gaudi`,
+/// `a100`; it canonicalises only to launch). Cumulo places by the model (`Gaudi HL-205`, `A100`)
+/// and keeps the written names beside it, one per model, for `validate -o json` and the API.
+#[test]
+fn accelerator_names_are_kept_as_written_beside_the_model_placed_by() {
+    let read = |text: &str| cumulo_jobfile::parse_str(text, "job.yaml").unwrap().resources;
+    let gaudi = read("resources:\n  accelerators: Gaudi:8\n");
+    let demand = gaudi[0].accelerators.clone().unwrap();
+    assert_eq!(demand.selector, GpuSelector::Named("Gaudi HL-205".into()), "placed by the catalog name");
+    assert_eq!(demand.names, ["Gaudi"], "shown as written, as SkyPilot loads it");
+
+    // From llm/codellama/endpoint.yaml: a set of alternatives, lower case and merged by count.
+    let set = read("resources:\n  accelerators: {a100:8, A10g:8, H100:8, A100-80GB:4}\n");
+    let merged = set[0].accelerators.clone().unwrap();
+    assert_eq!(merged.selector, GpuSelector::Models(vec![GpuModel::A100, GpuModel::A10G, GpuModel::H100]));
+    assert_eq!(merged.names, ["a100", "A10g", "H100"], "one written name per model, in its order");
+    assert_eq!(set[1].accelerators.as_ref().unwrap().names, ["A100-80GB"]);
+    assert_eq!(
+        set[0].accelerators,
+        models(&[GpuModel::A100, GpuModel::A10G, GpuModel::H100], 8),
+        "names are not matched"
+    );
+
+    let json = serde_json::to_value(&merged).unwrap();
+    assert_eq!(json["names"], serde_json::json!(["a100", "A10g", "H100"]));
+    let typed = read("resources:\n  instance_type: p4d.24xlarge\n");
+    let json = serde_json::to_value(typed[0].accelerators.as_ref().unwrap()).unwrap();
+    assert!(json.get("names").is_none(), "an instance type's GPUs have no written name: {json}");
 }
