@@ -769,9 +769,9 @@ fn storage_sources(
             };
             return match name.map(|n| fill_env_vars(n.trim(), fill)) {
                 Some(name) if !name.is_empty() => {
-                    vec![(dest.to_string(), format!("{}://{name}", store_scheme(storage)))]
+                    vec![(dest.to_string(), format!("{}://{name}", store_scheme(storage, fill)))]
                 }
-                _ => vec![(dest.to_string(), format!("{}://{UNNAMED_BUCKET}", store_scheme(storage)))],
+                _ => vec![(dest.to_string(), format!("{}://{UNNAMED_BUCKET}", store_scheme(storage, fill)))],
             };
         }
         Some(Value::String(s)) => vec![(dest.to_string(), fill_env_vars(s.trim(), fill))],
@@ -806,10 +806,11 @@ fn storage_sources(
 /// How a bucket SkyPilot would create and name itself is kept (`bucket://(unnamed)`).
 const UNNAMED_BUCKET: &str = "(unnamed)";
 
-/// The URL scheme of a SkyPilot storage mapping's `store` (`s3`, `gcs`, `r2`, ...); `bucket` when
-/// it names none (SkyPilot would pick the store of the cloud it launches on).
-fn store_scheme(storage: &Mapping) -> String {
-    match field(storage, "store").and_then(Value::as_str).map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+/// The URL scheme of a SkyPilot storage mapping's `store` (`s3`, `gcs`, `r2`, ..., envs filled
+/// in); `bucket` when it names none (SkyPilot would pick the store of the cloud it launches on).
+fn store_scheme(storage: &Mapping, fill: &BTreeMap<String, String>) -> String {
+    let store = field(storage, "store").and_then(Value::as_str).map(|s| fill_env_vars(s.trim(), fill));
+    match store.map(|s| s.to_ascii_lowercase()).as_deref() {
         Some("gcs") => "gs".to_string(),
         Some("azure") => "az".to_string(),
         Some("ibm") => "cos".to_string(),

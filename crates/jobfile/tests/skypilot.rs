@@ -370,6 +370,7 @@ envs:
   MY_LOCAL_PATH: tmp-workdir
   MODEL_SIZE: 13b
   ROOT: /wiki
+  STORE: s3
 secrets:
   TOKEN_DIR: tok
   UNSET: null
@@ -381,7 +382,7 @@ file_mounts:
     mode: MOUNT
   /another:
     name: ${MY_BUCKET}-2
-    store: s3
+    store: $STORE
   /checkpoint/${MODEL_SIZE}: ~/${MY_LOCAL_PATH}
   ${ROOT}:
     source: gs://sky-wiki-data
