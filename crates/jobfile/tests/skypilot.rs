@@ -478,3 +478,36 @@ fn accelerator_names_are_kept_as_written_beside_the_model_placed_by() {
     let json = serde_json::to_value(typed[0].accelerators.as_ref().unwrap()).unwrap();
     assert!(json.get("names").is_none(), "an instance type's GPUs have no written name: {json}");
 }
+
+/// From skypilot-org/skypilot `llm/pixtral/pixtral.yaml`: a flow mapping whose closing `}` sits
+/// at its key's indentation. PyYAML (SkyPilot) reads it; so must Cumulo, with the lines right.
+#[test]
+fn a_flow_mapping_closed_at_its_keys_indentation_is_read_as_pyyaml_reads_it() {
+    let text = r#"envs:
+  MODEL_NAME: mistralai/Pixtral-12B-2409
+service:
+  replicas: 2
+  readiness_probe:
+    path: /v1/chat/completions
+    post_data:
+      messages:
+        - role: user
+          content: {
+            "type": "text",
+            "text": "What's in this image?"
+          }
+      max_tokens: 1
+resources:
+  accelerators: {L4, A10g}
+  ports: 8081
+run: vllm serve $MODEL_NAME
+"#;
+    let submission = parse_submission(text, "pixtral.yaml").unwrap_or_else(|e| panic!("SkyPilot loads it:\n{e}"));
+    let job = &submission.jobs[0];
+    assert_eq!(accelerators(job), [models(&[GpuModel::L4, GpuModel::A10G], 1)]);
+    assert_eq!(job.replicas, 2);
+    let ports = submission.warnings.iter().find(|w| w.path == "resources.ports").unwrap();
+    assert_eq!(ports.line, Some(17), "lines keep their numbers");
+    let err = parse_submission("a:\n  b: 1\n c: 2\n", "bad.yaml").unwrap_err().to_string();
+    assert!(err.contains("invalid YAML"), "other indentation errors stay errors: {err}");
+}
