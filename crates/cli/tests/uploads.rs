@@ -72,7 +72,13 @@ fn workdir_and_local_file_mounts_are_copied_into_the_job_before_setup() {
         "{warnings}"
     );
 
-    let id = json(cumulo(dir, &env, &["submit", "job.yaml", "-o", "json"]))[0]["id"].as_u64().unwrap().to_string();
+    let submitted = cumulo(dir, &env, &["submit", "job.yaml", "-o", "json"]);
+    let said = String::from_utf8_lossy(&submitted.stderr).into_owned();
+    assert!(
+        said.contains("job.yaml:7: warning: file_mounts./ckpt: bucket `s3://bucket/ckpt` is mounted by no driver"),
+        "submit says where a bucket job is placed, as validate does: {said}"
+    );
+    let id = json(submitted)[0]["id"].as_u64().unwrap().to_string();
     let job = wait_done(dir, &env, &id);
     let log = String::from_utf8_lossy(&cumulo(dir, &env, &["logs", &id]).stdout).into_owned();
     assert_eq!(job["state"], "succeeded", "{job}\n{log}");
