@@ -7,7 +7,13 @@ Run it with a Python that has SkyPilot installed (`pip install skypilot==0.14.1`
 instance types from its catalogs under ~/.sky/catalogs/v8, so files naming an instance type of a
 cloud whose catalog is absent are reported as "skypilot cannot load" and skipped). For every file
 SkyPilot loads, `cumulo validate -o json` must accept it with, per task, the same node count and
-the same set of resource options: accelerator name and count, cloud, region, zone and spot choice.
+the same set of resource options: accelerator name and count, cloud, region, zone and spot choice,
+in the same order where SkyPilot keeps a preference order (`ordered:`, an accelerator list), and the
+same `file_mounts` destinations (envs filled in; a list of files may become one mount per file).
+Accelerator names are compared as written: SkyPilot keeps a name as the file writes it when it
+loads the file (`a100`, `Gaudi`), and `cumulo validate -o json` gives that spelling in
+`accelerators.names` beside the model it places by (`selector`: `A100`, `Gaudi HL-205`);
+`--launch-names` compares the selector with the name SkyPilot settles on to launch instead.
 Prints a line per file (`same`, `DIFF`, `cumulo refuses`, `skypilot cannot load`) and the
 differences, then a summary; exits 1 when any file SkyPilot loads is refused or read differently.
 
@@ -47,20 +53,12 @@ def empty_envs(path):
     return sorted(names)
 
 
-def header(path):
-    with open(path) as f:
-        docs = [d for d in yaml.safe_load_all(f) if d is not None]
-    if len(docs) > 1 and isinstance(docs[0], dict) and set(docs[0]) <= {"name", "execution"}:
-        return docs[0]
-    return None
-
-
 def sky_tasks(path, envs):
     from sky.utils import dag_utils
 
     overrides = [(name, "") for name in envs]
-    head = header(path)
-    if head is not None and head.get("execution") == "parallel":
+    # As `sky launch` decides: a job group iff the first document says `execution: parallel`.
+    if dag_utils.is_job_group_yaml(path):
         group = dag_utils.load_job_group_from_yaml(path, env_overrides=overrides)
         return list(group.tasks)
     return list(dag_utils.load_chain_dag_from_yaml(path, env_overrides=overrides).tasks)
@@ -78,6 +76,8 @@ def sky_option(resources):
         except Exception:  # an ambiguous name: SkyPilot refuses it at launch; keep the loaded one
             pass
     accels = resources.accelerators or {}
+    # Loaded, SkyPilot keeps names as written (`a100`, `Gaudi`); Cumulo reports those as `names`.
+    spell = (lambda n: n.lower()) if LAUNCH_NAMES else (lambda n: n)
     cloud = str(resources.cloud).lower() if resources.cloud is not None else None
     region = resources.region
     if cloud == "ssh" and region and region.startswith("ssh-"):
@@ -87,7 +87,7 @@ def sky_option(resources):
     if not accels:
         return [(None, 0.0, cloud, region, resources.zone, bool(resources.use_spot))]
     return [
-        (name.lower(), float(count), cloud, region, resources.zone, bool(resources.use_spot))
+        (spell(name), float(count), cloud, region, resources.zone, bool(resources.use_spot))
         for name, count in accels.items()
     ]
 
@@ -95,9 +95,19 @@ def sky_option(resources):
 def sky_reading(task):
     res = task.resources
     options = set()
+    sequence = []
     for r in res if isinstance(res, (list, set, tuple)) else [res]:
         options.update(sky_option(r))
-    return {"num_nodes": task.num_nodes, "options": options}
+        sequence.extend(o for o in sky_option(r) if o not in sequence)
+    # SkyPilot keeps `ordered:` (and an accelerator list) as a list: a preference order.
+    ordered = isinstance(res, list) and len(sequence) > 1
+    mounts = set(task.file_mounts or {}) | set(task.storage_mounts or {})
+    return {
+        "num_nodes": task.num_nodes,
+        "options": options,
+        "order": sequence if ordered else None,
+        "mounts": {m.rstrip("/") or "/" for m in mounts},
+    }
 
 
 def cumulo_option(option):
@@ -110,14 +120,31 @@ def cumulo_option(option):
     count = acc["per_node"] / 1000.0
     sel = acc["selector"]
     names = sel.get("models") or ([sel["named"]] if "named" in sel else [f">={sel.get('min_memory_gb')}GB"])
-    return [(n.lower(), count, cloud, infra.get("region"), infra.get("zone"), spot) for n in names]
+    if LAUNCH_NAMES:
+        # The canonical model Cumulo places by, against SkyPilot's launch-time name.
+        names = [n.lower() for n in names]
+    elif len(acc.get("names") or []) == len(names):
+        # The names as the file wrote them, as SkyPilot keeps them when it loads the file.
+        names = acc["names"]
+    else:
+        # No written name (an instance type's GPUs): SkyPilot gives the catalog's name.
+        names = list(names)
+    return [(n, count, cloud, infra.get("region"), infra.get("zone"), spot) for n in names]
 
 
 def cumulo_reading(job):
     options = set()
+    sequence = []
     for option in job["resources"]:
         options.update(cumulo_option(option))
-    return {"num_nodes": job["num_nodes"], "options": options}
+        sequence.extend(o for o in cumulo_option(option) if o not in sequence)
+    ordered = bool(job.get("ordered")) and len(sequence) > 1
+    mounts = {m.rstrip("/") or "/" for m in job.get("file_mounts") or {}}
+    return {"num_nodes": job["num_nodes"], "options": options, "order": sequence if ordered else None, "mounts": mounts}
+
+
+def under(path, folder):
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def cumulo_jobs(cumulo, path, envs):
@@ -153,6 +180,13 @@ def compare(path, cumulo):
             diffs.append(f"task {i}: only skypilot {option}")
         for option in sorted(got["options"] - want["options"], key=str):
             diffs.append(f"task {i}: only cumulo   {option}")
+        # A list of files under one destination is one SkyPilot mount and one Cumulo mount per file.
+        for mount in sorted(m for m in want["mounts"] if not any(under(g, m) for g in got["mounts"])):
+            diffs.append(f"task {i}: file_mounts {mount}: dropped by cumulo")
+        for mount in sorted(g for g in got["mounts"] if not any(under(g, m) for m in want["mounts"])):
+            diffs.append(f"task {i}: file_mounts {mount}: only cumulo")
+        if want["options"] == got["options"] and want["order"] != got["order"]:
+            diffs.append(f"task {i}: preference order skypilot {want['order']} cumulo {got['order']}")
     return ("DIFF" if diffs else "same"), diffs
 
 

@@ -1,6 +1,7 @@
 //! SkyPilot `workdir` and local `file_mounts` through the real binaries (issue 14): `cumulo submit`
 //! packs them into an upload, the server keeps it, and the local driver unpacks it into the job's
-//! working directory before `setup`, as the job's user. A bucket is named as not applied; an
+//! working directory before `setup`, as the job's user. A bucket is named in a warning and placed
+//! only because the fleet file says the cluster mounts buckets (`bucket_mounts: true`); an
 //! absolute destination on a plain (no container) local job fails the attempt naming the field; a
 //! job file with local mounts sent without an upload is refused naming the field.
 
@@ -19,6 +20,7 @@ clusters:
     region: local
     capacity: on-demand
     price_per_node_hour: '0'
+    bucket_mounts: true
     driver: {kind: local}
 ";
 
@@ -64,9 +66,19 @@ fn workdir_and_local_file_mounts_are_copied_into_the_job_before_setup() {
 
     let validated = cumulo(dir, &env, &["validate", "job.yaml"]);
     let warnings = String::from_utf8_lossy(&validated.stderr);
-    assert!(warnings.contains("file_mounts./ckpt: not applied: bucket `s3://bucket/ckpt`"), "{warnings}");
+    assert!(
+        warnings.contains("file_mounts./ckpt: bucket `s3://bucket/ckpt` is mounted by no driver")
+            && warnings.contains("bucket_mounts: true"),
+        "{warnings}"
+    );
 
-    let id = json(cumulo(dir, &env, &["submit", "job.yaml", "-o", "json"]))[0]["id"].as_u64().unwrap().to_string();
+    let submitted = cumulo(dir, &env, &["submit", "job.yaml", "-o", "json"]);
+    let said = String::from_utf8_lossy(&submitted.stderr).into_owned();
+    assert!(
+        said.contains("job.yaml:7: warning: file_mounts./ckpt: bucket `s3://bucket/ckpt` is mounted by no driver"),
+        "submit says where a bucket job is placed, as validate does: {said}"
+    );
+    let id = json(submitted)[0]["id"].as_u64().unwrap().to_string();
     let job = wait_done(dir, &env, &id);
     let log = String::from_utf8_lossy(&cumulo(dir, &env, &["logs", &id]).stdout).into_owned();
     assert_eq!(job["state"], "succeeded", "{job}\n{log}");

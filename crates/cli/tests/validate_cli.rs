@@ -228,7 +228,7 @@ fn skypilot_task_files_are_accepted_with_a_warning_per_field_not_applied() {
     assert!(!err.contains("image_id"), "a docker: image is applied where a driver runs images:\n{err}");
     assert!(
         err.contains(&format!(
-            "{image}:10: warning: file_mounts./sky-notebook: not applied: a bucket SkyPilot would create"
+            "{image}:10: warning: file_mounts./sky-notebook: bucket `bucket://my-bucket` is mounted by no driver: the job is placed only on clusters whose fleet entry says `bucket_mounts: true`"
         )),
         "{err}"
     );

@@ -31,6 +31,11 @@ pub struct ClusterInfo {
     /// holds its contract's capacity of this type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_type: Option<String>,
+    /// The fleet file says the nodes mount the buckets a job's `file_mounts` name (at the
+    /// destinations the job gives): no driver mounts a bucket, so a job with one is placed only
+    /// on such clusters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bucket_mounts: bool,
 }
 
 /// One node of a stored placement.

@@ -720,7 +720,7 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, durations, speedups } =
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, buckets, durations, speedups } =
             self.queue(active, &inputs.window).await?;
         let round = self.round_pass(&snapshot.pools, active, &speedups, &replicated, &mut queue, now);
         report.round = round.held;
@@ -735,6 +735,13 @@ impl Controller {
         let upload_denials = links::location_denials(&infos, &uploadless);
         for queued in queue.iter_mut().filter(|q| uploads.contains_key(&q.id)) {
             queued.constraints.deny.extend(upload_denials.iter().cloned());
+        }
+        // A job with bucket file_mounts only to clusters whose nodes the fleet file says mount them.
+        let bucketless: HashSet<usize> =
+            infos.iter().enumerate().filter(|(_, c)| !c.bucket_mounts).map(|(i, _)| i).collect();
+        let bucket_denials = links::location_denials(&infos, &bucketless);
+        for queued in queue.iter_mut().filter(|q| buckets.contains_key(&q.id)) {
+            queued.constraints.deny.extend(bucket_denials.iter().cloned());
         }
         let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
         // Metering rates new seconds at the price paid now, before the pass reprices the pools.
@@ -792,6 +799,11 @@ impl Controller {
                 commit.pending_reasons.push((placement.job, links::upload_reason(spec, &infos, &uploadless)));
                 continue;
             }
+            let on_bucketless = fleet.cluster_of(placement.pool).is_some_and(|c| bucketless.contains(&c));
+            if on_bucketless && let Some(spec) = buckets.get(&placement.job) {
+                commit.pending_reasons.push((placement.job, links::bucket_reason(spec, &infos, &bucketless)));
+                continue;
+            }
             if let Some(reason) = held_back(&placement.job) {
                 if !commit.pending_reasons.iter().any(|(j, _)| *j == placement.job) {
                     commit.pending_reasons.push((placement.job, reason.clone()));
@@ -842,6 +854,9 @@ impl Controller {
                 }
                 if let Some(spec) = uploads.get(&pending.job).filter(|_| !uploadless.is_empty()) {
                     reason = format!("{reason}; {}", links::upload_reason(spec, &infos, &uploadless));
+                }
+                if let Some(spec) = buckets.get(&pending.job).filter(|_| !bucketless.is_empty()) {
+                    reason = format!("{reason}; {}", links::bucket_reason(spec, &infos, &bucketless));
                 }
                 if let Some(names) = closed.get(&pending.job) {
                     reason.push_str(&match names.as_slice() {
@@ -976,6 +991,7 @@ impl Controller {
         let mut group_of = HashMap::new();
         let mut images = HashMap::new();
         let mut uploads = HashMap::new();
+        let mut buckets = HashMap::new();
         let mut durations = HashMap::new();
         let mut speedups = HashMap::new();
         let mut seen = HashMap::new();
@@ -999,6 +1015,9 @@ impl Controller {
             }
             if job.spec.upload.is_some() {
                 uploads.insert(job.id, job.spec.clone());
+            }
+            if job.spec.bucket_mounts().next().is_some() {
+                buckets.insert(job.id, job.spec.clone());
             }
             if let Some(duration) = job.spec.duration_s {
                 durations.insert(job.id, duration);
@@ -1050,8 +1069,14 @@ impl Controller {
             {
                 uploads.insert(q.id, active.spec.clone());
             }
+            if !buckets.contains_key(&q.id)
+                && let Some(active) =
+                    active.iter().find(|a| a.attempt.id.job == q.id && a.spec.bucket_mounts().next().is_some())
+            {
+                buckets.insert(q.id, active.spec.clone());
+            }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, durations, speedups })
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, buckets, durations, speedups })
     }
 
     /// The jobs of the pending window, in its order. Only jobs new to the window (or requeued since
@@ -1179,6 +1204,8 @@ struct Queue {
     uploads: HashMap<JobId, JobSpec>,
     /// The stated speed-ups of each queued job that has some (heterogeneity rounds).
     speedups: HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
+    /// Jobs with bucket `file_mounts` (kept off clusters whose fleet entry does not mount them).
+    buckets: HashMap<JobId, JobSpec>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

@@ -2,8 +2,9 @@
 //! `after:` in a job file) is queued only once every one of them succeeded, and cancelled with
 //! the reason when one failed or was cancelled; the pending jobs of one job group are placed in
 //! the same pass or none of them is; a job in a container image goes only to clusters whose
-//! driver runs images, and a job with an upload (its local `workdir` and `file_mounts`) only to
-//! clusters whose driver unpacks uploads.
+//! driver runs images, a job with an upload (its local `workdir` and `file_mounts`) only to
+//! clusters whose driver unpacks uploads, and a job with bucket `file_mounts` only to clusters
+//! whose fleet entry says `bucket_mounts: true`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -59,6 +60,20 @@ pub(crate) fn upload_reason(spec: &JobSpec, infos: &[ClusterInfo], uploadless: &
     let fields = if fields.is_empty() { "upload".to_string() } else { fields.join(" and ") };
     format!(
         "needs its local {fields} copied onto the nodes (an upload), which cluster(s) {} cannot do{hint}",
+        names.join(", ")
+    )
+}
+
+/// Why a job with bucket `file_mounts` is not placed on the clusters whose fleet entry does not
+/// say `bucket_mounts: true`: each bucket by destination, and those clusters.
+pub(crate) fn bucket_reason(spec: &JobSpec, infos: &[ClusterInfo], bucketless: &HashSet<usize>) -> String {
+    let mut names: Vec<&str> =
+        infos.iter().enumerate().filter(|(i, _)| bucketless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
+    names.sort_unstable();
+    let buckets: Vec<String> = spec.bucket_mounts().map(|(dest, source)| format!("{dest} ({source})")).collect();
+    format!(
+        "file_mounts {} need a bucket mounted on the nodes, which no driver does; cluster(s) {} do not say `bucket_mounts: true` in the fleet file",
+        buckets.join(", "),
         names.join(", ")
     )
 }

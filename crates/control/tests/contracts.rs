@@ -97,6 +97,7 @@ impl World {
                     node_type: Some(NODE_TYPE.into()),
                     list_price_per_node_hour: None,
                     tenants: None,
+                    bucket_mounts: false,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })
@@ -135,8 +136,11 @@ impl World {
 
 fn h100_job(name: &str, nodes: u32, hours: u64, infra: Option<&str>) -> JobSpec {
     let mut spec = JobSpec::new(name, "research");
-    spec.resources[0].accelerators =
-        Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::H100]), per_node: MilliGpu::whole(1) });
+    spec.resources[0].accelerators = Some(AcceleratorDemand {
+        selector: GpuSelector::Models(vec![GpuModel::H100]),
+        per_node: MilliGpu::whole(1),
+        names: Vec::new(),
+    });
     spec.resources[0].infra = infra.map(|i| InfraSelector::parse(i).unwrap());
     spec.num_nodes = nodes;
     spec.duration_s = Some(hours * 3600);

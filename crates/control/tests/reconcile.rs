@@ -60,6 +60,7 @@ impl World {
             tenants: None,
             list_price_per_node_hour: None,
             node_type: None,
+            bucket_mounts: false,
         };
         self.controller_on(driver, info, contract)
     }
@@ -113,6 +114,7 @@ fn gpu_job(name: &str, gpus: u32) -> JobSpec {
     spec.resources[0].accelerators = Some(AcceleratorDemand {
         selector: GpuSelector::Models(vec![GpuModel::H100]),
         per_node: MilliGpu::whole(gpus),
+        names: Vec::new(),
     });
     spec.duration_s = Some(100);
     spec
@@ -515,6 +517,7 @@ async fn metering_rates_new_seconds_at_the_pools_price_now_beside_the_list_price
         list_price_per_node_hour: Some(Money::parse_dollars("40").unwrap()),
         node_type: None,
         tenants: None,
+        bucket_mounts: false,
     };
     let controller = world.controller_on(Arc::new(world.sim.clone()), contract_cluster("10"), Some("aws-2026"));
     controller.reconcile_once().await.unwrap();
@@ -584,6 +587,7 @@ async fn a_cluster_reserved_for_a_tenant_never_runs_another_tenants_job() {
         tenants: Some(vec!["research".into()]),
         list_price_per_node_hour: None,
         node_type: None,
+        bucket_mounts: false,
     };
     let mut options = Options::new(world.store.clone(), vec![Cluster { info, driver: Arc::new(world.sim.clone()) }]);
     let clock = world.clock.clone();
@@ -653,4 +657,51 @@ async fn a_job_with_an_upload_stays_off_a_driver_that_cannot_unpack_it_naming_th
         reason.contains("needs its local workdir and file_mounts copied onto the nodes (an upload), which cluster(s) sim-a cannot do"),
         "{reason}"
     );
+}
+
+/// A job with a bucket in `file_mounts` (SkyPilot `/data: s3://...`, or a bucket SkyPilot would
+/// create): no driver mounts one, so it is placed only where the fleet file says the nodes mount
+/// buckets (`bucket_mounts: true`); elsewhere it waits and the reason names file_mounts.
+#[tokio::test]
+async fn a_job_with_a_bucket_mount_waits_unless_the_fleet_says_the_cluster_mounts_buckets() {
+    let world = World::new().await;
+    let controller = world.controller();
+    let mut bucketed = gpu_job("bucketed", 1);
+    bucketed.file_mounts.insert("/data".into(), "s3://corpus/train".into());
+    bucketed.file_mounts.insert("/code".into(), "./code".into());
+    let bucketed = world.submit(bucketed).await;
+    let plain = world.submit(gpu_job("plain", 1)).await;
+    for _ in 0..3 {
+        controller.reconcile_once().await.unwrap();
+        world.advance(5);
+    }
+    assert_eq!(world.state(plain).await, JobState::Running, "a job without a bucket runs there");
+    let job = world.store.get_job(bucketed).await.unwrap();
+    assert_eq!(job.state, JobState::Pending, "the bucket cannot be honoured: the job must not be placed");
+    assert!(job.attempts.is_empty());
+    let reason = job.pending_reason.unwrap_or_default();
+    assert!(
+        reason.contains("file_mounts /data (s3://corpus/train) need a bucket mounted on the nodes")
+            && reason.contains("sim-a do not say `bucket_mounts: true`"),
+        "{reason}"
+    );
+    assert!(!reason.contains("/code"), "a local source is no bucket: {reason}");
+
+    let mounting = ClusterInfo {
+        name: "sim-a".into(),
+        provider: "local".into(),
+        region: "sim".into(),
+        capacity: CapacityKind::OnDemand,
+        price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
+        tenants: None,
+        list_price_per_node_hour: None,
+        node_type: None,
+        bucket_mounts: true,
+    };
+    let controller = world.controller_on(Arc::new(world.sim.clone()), mounting, None);
+    for _ in 0..3 {
+        controller.reconcile_once().await.unwrap();
+        world.advance(5);
+    }
+    assert_eq!(world.state(bucketed).await, JobState::Running, "the fleet says this cluster mounts buckets");
 }

@@ -58,6 +58,7 @@ impl World {
                     tenants: None,
                     list_price_per_node_hour: None,
                     node_type: None,
+                    bucket_mounts: false,
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })
@@ -141,8 +142,11 @@ fn server(replicas: u32) -> JobSpec {
     spec.kind = JobKind::Inference;
     spec.replicas = replicas;
     spec.spread = SpreadPolicy::Providers;
-    spec.resources[0].accelerators =
-        Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::H100]), per_node: MilliGpu::whole(8) });
+    spec.resources[0].accelerators = Some(AcceleratorDemand {
+        selector: GpuSelector::Models(vec![GpuModel::H100]),
+        per_node: MilliGpu::whole(8),
+        names: Vec::new(),
+    });
     spec.duration_s = Some(1_000_000);
     spec
 }

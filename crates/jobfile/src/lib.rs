@@ -443,10 +443,27 @@ fn build(document: &Document, source: &str, tenant: &str) -> Result<Built, Vec<P
 fn documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
     // Editors on Windows may start a file with a byte order mark, which the YAML parser refuses.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match read_documents(text, source) {
+        // PyYAML (SkyPilot's reader) takes flow content at any indentation; the parsers here do not.
+        Err(err) if err.to_string().contains("invalid indentation") => {
+            let reindented = pyyaml::indent_flow_continuations(text);
+            if reindented == text { Err(err) } else { read_documents(&reindented, source).map_err(|_| err) }
+        }
+        read => read,
+    }
+}
+
+/// The documents of `text`, bounded (`limits`), with wide integers kept and lines located.
+fn read_documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
     let wide = limits::check_yaml(text).map_err(|problem| invalid(source, vec![problem]))?;
     let readable = wide.as_floats(text);
+    located(text, yaml_values(&readable, source)?)
+}
+
+/// The YAML documents of `readable`, merge keys applied.
+fn yaml_values(readable: &str, source: &str) -> Result<Vec<Value>, Error> {
     let mut values = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&readable) {
+    for document in serde_yaml::Deserializer::from_str(readable) {
         match Value::deserialize(document) {
             Ok(mut value) => {
                 // `<<: *anchor` merge keys, as YAML 1.1 tools (and SkyPilot's PyYAML) apply them.
@@ -476,6 +493,11 @@ fn documents(text: &str, source: &str) -> Result<Vec<Document>, Error> {
             }
         }
     }
+    Ok(values)
+}
+
+/// Each document with the lines its fields were written on.
+fn located(text: &str, values: Vec<Value>) -> Result<Vec<Document>, Error> {
     let starts = document_starts(text);
     let line_maps: Vec<LineMap> = if starts.len() == values.len() {
         starts.iter().map(|(first_line, body)| LineMap::scan(body, *first_line)).collect()

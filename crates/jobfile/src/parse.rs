@@ -430,12 +430,16 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
 
     let max_price = field(map, "max_price_per_hour").map(|v| price(ctx, "max_price_per_hour", v, PRICE_EXPECTED));
 
-    let workdir = field(map, "workdir").map(|v| workdir(ctx, v));
-    let file_mounts = field(map, "file_mounts").map(|v| file_mounts(ctx, v)).unwrap_or_default();
-    let setup = field(map, "setup").map(|v| ctx.string("setup", v, "a shell script"));
-    let run = field(map, "run").map(|v| ctx.string("run", v, "a shell script"));
     let envs = field(map, "envs").map(|v| envs(ctx, v)).unwrap_or_default();
     let secrets = field(map, "secrets").map(|v| secrets(ctx, v)).unwrap_or_default();
+    // SkyPilot fills `$VAR` and `${VAR}` from `envs` and the secrets given a value in the file into
+    // `workdir` and `file_mounts` (destinations, sources, bucket names) as it loads the file.
+    let mut fill = envs.clone();
+    fill.extend(secrets.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))));
+    let workdir = field(map, "workdir").map(|v| workdir(ctx, v).map(|w| fill_env_vars(&w, &fill)));
+    let file_mounts = field(map, "file_mounts").map(|v| file_mounts(ctx, v, &fill)).unwrap_or_default();
+    let setup = field(map, "setup").map(|v| ctx.string("setup", v, "a shell script"));
+    let run = field(map, "run").map(|v| ctx.string("run", v, "a shell script"));
     warn_not_applied(ctx, "", map, NOT_APPLIED_TOP_FIELDS);
     if let Some(Value::Mapping(service)) = field(map, "service") {
         let ignored: Vec<&str> =
@@ -765,11 +769,15 @@ fn workdir(ctx: &mut Ctx<'_>, value: &Value) -> Option<String> {
     }
 }
 
-/// SkyPilot `file_mounts`: destination → a local path or a bucket URL, or a storage mapping whose
-/// `source` says the same. A local source is copied onto the node through the upload `cumulo
-/// submit` makes; a bucket URL, or a storage mapping with no `source` (a bucket SkyPilot would
-/// create), is mounted by no driver and named in a warning.
-fn file_mounts(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, String> {
+/// SkyPilot `file_mounts`: destination → a local path or a bucket URL, or a storage mapping
+/// (`source`: a path, a list of local files or a bucket URL; `name`: the bucket; `store`; `mode`).
+/// `$VAR` and `${VAR}` are filled from `fill` first, as SkyPilot does. A local source is copied
+/// onto the node through the upload `cumulo submit` makes (a list of files: each into the
+/// destination folder); a bucket URL, or a storage mapping with no `source` (a bucket SkyPilot
+/// would create, kept as `STORE://NAME`: `bucket://` without a store, `(unnamed)` without a name), is a bucket
+/// mount: no driver mounts one, so such a job goes only to clusters whose fleet entry says
+/// `bucket_mounts: true`, and the warning says so.
+fn file_mounts(ctx: &mut Ctx<'_>, value: &Value, fill: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     const EXPECTED: &str = "a mapping of destination paths to a local path or a bucket URL";
     let mut out = BTreeMap::new();
     let Value::Mapping(map) = value else {
@@ -777,37 +785,135 @@ fn file_mounts(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, String> {
         return out;
     };
     for (key, source) in map {
-        let Some(dest) = key.as_str().map(str::trim) else {
+        let Some(written) = key.as_str().map(str::trim) else {
             ctx.report("file_mounts", format!("wrong type: found {} as a destination, expected a path", describe(key)));
             continue;
         };
-        let path = child("file_mounts", dest);
+        let path = child("file_mounts", written);
+        let dest = fill_env_vars(written, fill);
         if dest.is_empty() || dest.split('/').any(|part| part == "..") {
-            ctx.invalid(&path, dest, "a destination path without `..` components");
+            ctx.invalid(&path, &dest, "a destination path without `..` components");
             continue;
         }
-        let source = match source {
-            Value::String(s) => Some(s.trim().to_string()),
-            Value::Mapping(storage) => match field(storage, "source") {
-                Some(v) => ctx.string(&child(&path, "source"), v, "a local path or a bucket URL"),
-                None => {
-                    ctx.warn(&path, "not applied: a bucket SkyPilot would create; no driver creates or mounts buckets");
-                    None
-                }
-            },
+        let sources = match source {
+            Value::String(s) => vec![(dest.clone(), fill_env_vars(s.trim(), fill))],
+            Value::Mapping(storage) => storage_sources(ctx, &path, &dest, storage, fill),
             other => {
                 ctx.wrong_type(&path, other, "a local path, a bucket URL, or {source: ..., mode: ...}");
-                None
+                Vec::new()
             }
         };
-        let Some(source) = source.filter(|s| !s.is_empty()) else { continue };
-        if !cumulo_types::job::is_local_source(&source) {
-            ctx.warn(
-                &path,
-                format!("not applied: bucket `{source}` is mounted by no driver; fetch it in `setup`, or use storage the cluster already mounts"),
-            );
+        for (dest, source) in sources.into_iter().filter(|(_, s)| !s.is_empty()) {
+            if !cumulo_types::job::is_local_source(&source) {
+                ctx.warn(&path, format!("bucket `{source}` is mounted by no driver: {BUCKET_PLACEMENT}"));
+            }
+            out.insert(dest, source);
         }
-        out.insert(dest.to_string(), source);
+    }
+    out
+}
+
+/// What a bucket mount means for placement, as validate and submit say it.
+const BUCKET_PLACEMENT: &str = "the job is placed only on clusters whose fleet entry says `bucket_mounts: true` (their nodes mount it there), and waits with a reason naming file_mounts where none does; or fetch it in `setup`";
+
+/// The (destination, source) pairs of one SkyPilot storage mapping under `dest`: its `source` (a
+/// list of local files goes each into `dest`), else the bucket its `name` and `store` name.
+fn storage_sources(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    dest: &str,
+    storage: &Mapping,
+    fill: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    const EXPECTED: &str = "a local path, a list of local files, or a bucket URL";
+    let source_path = child(path, "source");
+    let mode = field(storage, "mode").and_then(Value::as_str).unwrap_or("MOUNT").to_ascii_uppercase();
+    let sources = match field(storage, "source") {
+        None | Some(Value::Null) => {
+            // SkyPilot creates the bucket, under a name of its own when the file gives none.
+            let name = match field(storage, "name") {
+                None | Some(Value::Null) => Some(UNNAMED_BUCKET.to_string()),
+                Some(v) => ctx.string(&child(path, "name"), v, "a bucket name"),
+            };
+            return match name.map(|n| fill_env_vars(n.trim(), fill)) {
+                Some(name) if !name.is_empty() => {
+                    vec![(dest.to_string(), format!("{}://{name}", store_scheme(storage, fill)))]
+                }
+                _ => vec![(dest.to_string(), format!("{}://{UNNAMED_BUCKET}", store_scheme(storage, fill)))],
+            };
+        }
+        Some(Value::String(s)) => vec![(dest.to_string(), fill_env_vars(s.trim(), fill))],
+        Some(Value::Sequence(files)) => {
+            let mut out = Vec::new();
+            for (i, file) in files.iter().enumerate() {
+                let Some(file) = ctx.string(&item(&source_path, i), file, "a local file") else { continue };
+                let file = fill_env_vars(file.trim(), fill);
+                let base = file.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_string();
+                if base.is_empty() || base == ".." || base == "." || !cumulo_types::job::is_local_source(&file) {
+                    ctx.invalid(&item(&source_path, i), &file, "a local file (a list holds local files only)");
+                    continue;
+                }
+                out.push((format!("{}/{base}", dest.trim_end_matches('/')), file));
+            }
+            out
+        }
+        Some(other) => {
+            ctx.wrong_type(&source_path, other, EXPECTED);
+            Vec::new()
+        }
+    };
+    if mode != "COPY" && sources.iter().any(|(_, s)| cumulo_types::job::is_local_source(s)) {
+        ctx.warn(
+            path,
+            format!("mode {mode}: the local source is copied onto each node with the upload, not kept in a bucket: what the job writes there stays on the node"),
+        );
+    }
+    sources
+}
+
+/// How a bucket SkyPilot would create and name itself is kept (`bucket://(unnamed)`).
+const UNNAMED_BUCKET: &str = "(unnamed)";
+
+/// The URL scheme of a SkyPilot storage mapping's `store` (`s3`, `gcs`, `r2`, ..., envs filled
+/// in); `bucket` when it names none (SkyPilot would pick the store of the cloud it launches on).
+fn store_scheme(storage: &Mapping, fill: &BTreeMap<String, String>) -> String {
+    let store = field(storage, "store").and_then(Value::as_str).map(|s| fill_env_vars(s.trim(), fill));
+    match store.map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("gcs") => "gs".to_string(),
+        Some("azure") => "az".to_string(),
+        Some("ibm") => "cos".to_string(),
+        Some("coreweave") => "cw".to_string(),
+        Some(store) if !store.is_empty() => store.to_string(),
+        _ => "bucket".to_string(),
+    }
+}
+
+/// `text` with `$VAR` and `${VAR}` replaced by the values `vars` holds, as SkyPilot's
+/// `_fill_in_env_vars` does (`\$\{?\b(NAME)\b\}?`); names it lacks stay as written.
+pub(crate) fn fill_env_vars(text: &str, vars: &BTreeMap<String, String>) -> String {
+    if vars.is_empty() || !text.contains('$') {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let open = usize::from(bytes.get(i + 1) == Some(&b'{'));
+            let start = i + 1 + open;
+            let len = bytes[start..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+            let name = &text[start..start + len];
+            if name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && let Some(value) = vars.get(name)
+            {
+                out.push_str(value);
+                i = start + len + usize::from(bytes.get(start + len) == Some(&b'}'));
+                continue;
+            }
+        }
+        let c = text[i..].chars().next().expect("inside the text");
+        out.push(c);
+        i += c.len_utf8();
     }
     out
 }
@@ -1046,8 +1152,11 @@ impl Partial {
             if filled.accelerators.is_none()
                 && let Some((model, count)) = shape.gpu
             {
-                let demand =
-                    AcceleratorDemand { selector: GpuSelector::Models(vec![model]), per_node: MilliGpu::whole(count) };
+                let demand = AcceleratorDemand {
+                    selector: GpuSelector::Models(vec![model]),
+                    per_node: MilliGpu::whole(count),
+                    names: Vec::new(),
+                };
                 filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
             }
             filled.instance_type = None;
@@ -1063,7 +1172,7 @@ impl Partial {
             && let Some(named) = self.instance_type.as_deref().and_then(instance::gpus_in_name)
         {
             let selector = accel::read(&named.accelerator, None).selector();
-            let demand = AcceleratorDemand { selector, per_node: MilliGpu::whole(named.count) };
+            let demand = AcceleratorDemand { selector, per_node: MilliGpu::whole(named.count), names: Vec::new() };
             let mut filled = self.clone();
             filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
             return filled.options();
@@ -1151,11 +1260,20 @@ fn merge_same_count(demands: &[AcceleratorDemand]) -> Vec<AcceleratorDemand> {
                 && matches!(demand.selector, GpuSelector::Models(_))
         });
         match (target, &demand.selector) {
-            (Some(AcceleratorDemand { selector: GpuSelector::Models(models), .. }), GpuSelector::Models(more)) => {
-                for model in more {
+            (
+                Some(AcceleratorDemand { selector: GpuSelector::Models(models), names, .. }),
+                GpuSelector::Models(more),
+            ) => {
+                // The written names stay one per model, or are dropped when they cannot.
+                let parallel = names.len() == models.len() && demand.names.len() == more.len();
+                for (i, model) in more.iter().enumerate() {
                     if !models.contains(model) {
                         models.push(*model);
+                        names.extend(demand.names.get(i).cloned());
                     }
+                }
+                if !parallel {
+                    names.clear();
                 }
             }
             _ => {
@@ -1651,7 +1769,8 @@ fn demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<String>) -> O
             None
         }
     };
-    Some(AcceleratorDemand { selector, per_node: per_node? })
+    // SkyPilot keeps the name as written when it loads a file (it canonicalises only to launch).
+    Some(AcceleratorDemand { selector, per_node: per_node?, names: vec![name.to_string()] })
 }
 
 /// SkyPilot's accelerators by memory (`sky/resources.py`, `_parse_accelerators_from_str`):
@@ -1703,7 +1822,7 @@ fn memory_demand(ctx: &mut Ctx<'_>, path: &str, spec: &str, count: Option<&str>)
             }
         }
     };
-    Some(Some(AcceleratorDemand { selector, per_node }))
+    Some(Some(AcceleratorDemand { selector, per_node, names: Vec::new() }))
 }
 
 /// `80GB`, `80GB+`, `1TB`, `512MB+`: memory in GB (rounded up) and whether it is a minimum.

@@ -141,6 +141,90 @@ pub(crate) fn python_float(f: f64) -> String {
     }
 }
 
+/// `text` with the lines that continue a flow collection (`{...}`, `[...]` over several lines)
+/// indented past the block line that opened it. PyYAML reads flow content at any indentation
+/// (`content: {` then `}` under `content`, as in SkyPilot's `llm/pixtral/pixtral.yaml`); libyaml
+/// refuses it ("invalid indentation"). Flow content ignores leading spaces, so this changes no
+/// value; lines keep their numbers. Block scalars (`run: |`) are left alone.
+pub(crate) fn indent_flow_continuations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut scan = FlowScan::default();
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let body = line.trim();
+        if let Some(parent) = scan.block_scalar {
+            if body.is_empty() || indent > parent {
+                out.push_str(line);
+                continue;
+            }
+            scan.block_scalar = None;
+        }
+        if scan.depth > 0 && !body.is_empty() && indent <= scan.flow_indent {
+            out.push_str(&" ".repeat(scan.flow_indent + 1 - indent));
+        }
+        out.push_str(line);
+        scan.line(line, indent);
+    }
+    out
+}
+
+/// Where [`indent_flow_continuations`] is: flow nesting, quotes, and block scalars.
+#[derive(Default)]
+struct FlowScan {
+    depth: usize,
+    /// Indentation of the line that opened the outermost open flow collection.
+    flow_indent: usize,
+    quote: Option<char>,
+    /// Indentation of the line that began a block scalar whose content follows.
+    block_scalar: Option<usize>,
+}
+
+impl FlowScan {
+    fn line(&mut self, line: &str, indent: usize) {
+        let mut prev = ' ';
+        let mut escaped = false;
+        let mut content = String::new();
+        for c in line.trim_end_matches(['\n', '\r']).chars() {
+            if let Some(q) = self.quote {
+                if q == '"' && c == '\\' && !escaped {
+                    escaped = true;
+                    continue;
+                }
+                if c == q && !escaped {
+                    self.quote = None;
+                }
+                escaped = false;
+                prev = c;
+                continue;
+            }
+            let value_start = matches!(prev, ' ' | ':' | '-' | '[' | '{' | ',' | '?')
+                && content.trim_end().chars().last().is_none_or(|p| matches!(p, ':' | '-' | '[' | '{' | ',' | '?'));
+            match c {
+                '#' if prev == ' ' || content.is_empty() => break,
+                '"' | '\'' if value_start => self.quote = Some(c),
+                '{' | '[' if self.depth > 0 || value_start => {
+                    if self.depth == 0 {
+                        self.flow_indent = indent;
+                    }
+                    self.depth += 1;
+                }
+                '}' | ']' if self.depth > 0 => self.depth -= 1,
+                _ => {}
+            }
+            content.push(c);
+            prev = c;
+        }
+        let tail = content.trim_end();
+        let indicator = tail.trim_end_matches(|c: char| c == '+' || c == '-' || c.is_ascii_digit());
+        if self.depth == 0
+            && self.quote.is_none()
+            && (indicator.ends_with(" |") || indicator.ends_with(" >") || indicator == "|" || indicator == ">")
+        {
+            self.block_scalar = Some(indent);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +273,21 @@ mod tests {
     fn quoted_values_keep_their_text() {
         let got = env_text(&Value::String("yes".into()), Some("\"yes\""));
         assert_eq!(got.as_deref(), Some("yes"), "a quoted yes is a string in YAML 1.1 too");
+    }
+
+    #[test]
+    fn flow_continuations_are_indented_past_their_block_line() {
+        // From skypilot-org/skypilot llm/pixtral/pixtral.yaml: `}` at the key's own indentation.
+        let text =
+            "a:\n  b:\n    content: {\n      \"t\": \"What's {this}\",\n    }\n    n: 1\nrun: |\n  echo ${X} {\n}\n";
+        let fixed = indent_flow_continuations(text);
+        assert_eq!(
+            fixed,
+            "a:\n  b:\n    content: {\n      \"t\": \"What's {this}\",\n     }\n    n: 1\nrun: |\n  echo ${X} {\n}\n",
+            "only the closing line moves; quotes, `${{X}}` and the block scalar are left alone"
+        );
+        assert_eq!(fixed.lines().count(), text.lines().count());
+        let plain = "name: x\nenvs: {A: 1, B: [1, 2]}\nrun: echo {a,b}\n";
+        assert_eq!(indent_flow_continuations(plain), plain, "one-line flow collections need nothing");
     }
 }

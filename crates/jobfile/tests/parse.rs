@@ -20,7 +20,11 @@ fn check_err(text: &str, expected: &str) {
 }
 
 fn gpus(models: &[GpuModel], milli: u32) -> Option<AcceleratorDemand> {
-    Some(AcceleratorDemand { selector: GpuSelector::Models(models.to_vec()), per_node: MilliGpu(milli) })
+    Some(AcceleratorDemand {
+        selector: GpuSelector::Models(models.to_vec()),
+        per_node: MilliGpu(milli),
+        names: Vec::new(),
+    })
 }
 
 fn infra(text: &str) -> Option<InfraSelector> {
@@ -141,7 +145,7 @@ fn accelerator_forms() {
     let big = one("80GB+:8");
     assert_eq!(
         big.resources[0].accelerators,
-        Some(AcceleratorDemand { selector: GpuSelector::MinMemoryGb(80), per_node: MilliGpu(8000) })
+        Some(AcceleratorDemand { selector: GpuSelector::MinMemoryGb(80), per_node: MilliGpu(8000), names: Vec::new() })
     );
 }
 
@@ -305,7 +309,11 @@ fn unknown_gpu_names_are_kept_with_a_warning_naming_the_closest_model() {
     let parsed = cumulo_jobfile::parse_submission("name: x\nresources:\n  accelerators: H900:8\n", "job.yaml").unwrap();
     assert_eq!(
         parsed.jobs[0].resources[0].accelerators,
-        Some(AcceleratorDemand { selector: GpuSelector::Named("H900".into()), per_node: MilliGpu(8000) }),
+        Some(AcceleratorDemand {
+            selector: GpuSelector::Named("H900".into()),
+            per_node: MilliGpu(8000),
+            names: Vec::new()
+        }),
         "an unknown name is kept by name"
     );
     assert_eq!(

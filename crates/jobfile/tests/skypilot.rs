@@ -20,11 +20,19 @@ fn one(name: &str) -> (JobSpec, Vec<Problem>) {
 }
 
 fn models(models: &[GpuModel], gpus: u32) -> Option<AcceleratorDemand> {
-    Some(AcceleratorDemand { selector: GpuSelector::Models(models.to_vec()), per_node: MilliGpu::whole(gpus) })
+    Some(AcceleratorDemand {
+        selector: GpuSelector::Models(models.to_vec()),
+        per_node: MilliGpu::whole(gpus),
+        names: Vec::new(),
+    })
 }
 
 fn named(name: &str, gpus: u32) -> Option<AcceleratorDemand> {
-    Some(AcceleratorDemand { selector: GpuSelector::Named(name.into()), per_node: MilliGpu::whole(gpus) })
+    Some(AcceleratorDemand {
+        selector: GpuSelector::Named(name.into()),
+        per_node: MilliGpu::whole(gpus),
+        names: Vec::new(),
+    })
 }
 
 fn accelerators(job: &JobSpec) -> Vec<Option<AcceleratorDemand>> {
@@ -315,7 +323,13 @@ fn file_mounts_keep_local_sources_and_name_each_bucket_in_a_warning() {
             .any(|(p, m)| *p == "file_mounts./ckpt" && m.contains("bucket `s3://b/ckpt` is mounted by no driver")),
         "{warnings:?}"
     );
-    assert!(warnings.iter().any(|(p, m)| *p == "file_mounts./new" && m.contains("not applied")), "{warnings:?}");
+    assert_eq!(job.file_mounts.get("/new").map(String::as_str), Some("bucket://fresh-bucket"), "a bucket to create");
+    assert!(
+        warnings.iter().any(|(p, m)| *p == "file_mounts./new"
+            && m.contains("bucket `bucket://fresh-bucket` is mounted by no driver")
+            && m.contains("bucket_mounts: true")),
+        "{warnings:?}"
+    );
     assert!(!warnings.iter().any(|(p, _)| p.contains("data")), "local sources are not warned about: {warnings:?}");
 
     let err = parse_submission("file_mounts:\n  ../up: ./x\nrun: ls\n", "job.yaml").unwrap_err().to_string();
@@ -344,4 +358,156 @@ fn an_instance_type_outside_the_catalog_stands_for_the_gpus_its_name_states() {
         let job = cumulo_jobfile::parse_str(&text, "job.yaml").unwrap();
         assert_eq!(accelerators(&job), [want], "{instance_type}");
     }
+}
+
+/// From skypilot-org/skypilot `examples/using_file_mounts_with_env_vars.yaml` and
+/// `examples/nemo/nemo_gpt_distributed.yaml`: SkyPilot fills envs into file_mounts as it loads.
+#[test]
+fn envs_are_filled_into_file_mount_destinations_sources_and_bucket_names() {
+    let text = r#"
+envs:
+  MY_BUCKET: skypilot-temp
+  MY_LOCAL_PATH: tmp-workdir
+  MODEL_SIZE: 13b
+  ROOT: /wiki
+  STORE: s3
+secrets:
+  TOKEN_DIR: tok
+  UNSET: null
+workdir: ./${MY_LOCAL_PATH}
+file_mounts:
+  /mydir2:
+    name: $MY_BUCKET
+    store: gcs
+    mode: MOUNT
+  /another:
+    name: ${MY_BUCKET}-2
+    store: $STORE
+  /checkpoint/${MODEL_SIZE}: ~/${MY_LOCAL_PATH}
+  ${ROOT}:
+    source: gs://sky-wiki-data
+    mode: COPY
+  /t: ./$TOKEN_DIR
+  /u: ./$UNSET/$NOPE
+run: ls
+"#;
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    let job = &submission.jobs[0];
+    let mounts: Vec<(&str, &str)> = job.file_mounts.iter().map(|(d, s)| (d.as_str(), s.as_str())).collect();
+    assert_eq!(
+        mounts,
+        [
+            ("/another", "s3://skypilot-temp-2"),
+            ("/checkpoint/13b", "~/tmp-workdir"),
+            ("/mydir2", "gs://skypilot-temp"),
+            ("/t", "./tok"),
+            ("/u", "./$UNSET/$NOPE"),
+            ("/wiki", "gs://sky-wiki-data"),
+        ],
+        "names with no value stay as written"
+    );
+    assert_eq!(job.workdir.as_deref(), Some("./tmp-workdir"));
+    let warned = warned(&submission.warnings);
+    assert!(warned.contains(&"file_mounts.${ROOT}"), "the warning names the field as written: {warned:?}");
+}
+
+/// From skypilot-org/skypilot `tests/test_yamls/test_r2_storage_mounting.yaml`: a storage mapping
+/// whose source is a list of local files; SkyPilot uploads each into the bucket's top.
+#[test]
+fn a_list_of_local_files_goes_each_into_the_destination() {
+    let text = "file_mounts:\n  /copy_lof:\n    name: my-bucket\n    source: ['~/work/tmp file', './b/file2']\n    store: r2\n    mode: COPY\nrun: ls\n";
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    let local: Vec<(&str, &str)> = submission.jobs[0].local_file_mounts().collect();
+    assert_eq!(local, [("/copy_lof/file2", "./b/file2"), ("/copy_lof/tmp file", "~/work/tmp file")]);
+    assert!(submission.warnings.is_empty(), "COPY of local files is what the upload does: {:?}", submission.warnings);
+
+    let err = parse_submission("file_mounts:\n  /x:\n    source: [s3://b/f]\nrun: ls\n", "job.yaml").unwrap_err();
+    assert!(
+        err.to_string().contains("file_mounts./x.source[0]") && err.to_string().contains("local files only"),
+        "{err}"
+    );
+
+    // From skypilot-org/skypilot `examples/docker/echo_app.yaml`: `name:` left empty; SkyPilot
+    // loads it (it names the bucket it creates), so it is a bucket mount here too.
+    let job = parse_submission("file_mounts:\n  /outputs:\n    name:\n    mode: MOUNT\nrun: ls\n", "job.yaml").unwrap();
+    assert_eq!(job.jobs[0].file_mounts.get("/outputs").map(String::as_str), Some("bucket://(unnamed)"));
+    let err = parse_submission("file_mounts:\n  /x:\n    name: [a]\nrun: ls\n", "job.yaml").unwrap_err();
+    assert!(err.to_string().contains("file_mounts./x.name") && err.to_string().contains("a bucket name"), "{err}");
+}
+
+/// SkyPilot's default storage mode is MOUNT: a local source is then a bucket the nodes share.
+/// Cumulo copies it with the upload, and says that writes stay on the node.
+#[test]
+fn a_local_source_in_mount_mode_is_copied_and_the_difference_is_said() {
+    let text = "file_mounts:\n  /data:\n    name: b\n    source: ./data\nrun: ls\n";
+    let submission = parse_submission(text, "job.yaml").unwrap();
+    assert_eq!(submission.jobs[0].file_mounts.get("/data").map(String::as_str), Some("./data"));
+    assert_eq!(warned(&submission.warnings), ["file_mounts./data"]);
+    assert!(
+        submission.warnings[0].message.contains("mode MOUNT")
+            && submission.warnings[0].message.contains("stays on the node")
+    );
+}
+
+/// SkyPilot keeps an accelerator name as the file writes it when it loads the file (`Gaudi`,
+/// `a100`; it canonicalises only to launch). Cumulo places by the model (`Gaudi HL-205`, `A100`)
+/// and keeps the written names beside it, one per model, for `validate -o json` and the API.
+#[test]
+fn accelerator_names_are_kept_as_written_beside_the_model_placed_by() {
+    let read = |text: &str| cumulo_jobfile::parse_str(text, "job.yaml").unwrap().resources;
+    let gaudi = read("resources:\n  accelerators: Gaudi:8\n");
+    let demand = gaudi[0].accelerators.clone().unwrap();
+    assert_eq!(demand.selector, GpuSelector::Named("Gaudi HL-205".into()), "placed by the catalog name");
+    assert_eq!(demand.names, ["Gaudi"], "shown as written, as SkyPilot loads it");
+
+    // From llm/codellama/endpoint.yaml: a set of alternatives, lower case and merged by count.
+    let set = read("resources:\n  accelerators: {a100:8, A10g:8, H100:8, A100-80GB:4}\n");
+    let merged = set[0].accelerators.clone().unwrap();
+    assert_eq!(merged.selector, GpuSelector::Models(vec![GpuModel::A100, GpuModel::A10G, GpuModel::H100]));
+    assert_eq!(merged.names, ["a100", "A10g", "H100"], "one written name per model, in its order");
+    assert_eq!(set[1].accelerators.as_ref().unwrap().names, ["A100-80GB"]);
+    assert_eq!(
+        set[0].accelerators,
+        models(&[GpuModel::A100, GpuModel::A10G, GpuModel::H100], 8),
+        "names are not matched"
+    );
+
+    let json = serde_json::to_value(&merged).unwrap();
+    assert_eq!(json["names"], serde_json::json!(["a100", "A10g", "H100"]));
+    let typed = read("resources:\n  instance_type: p4d.24xlarge\n");
+    let json = serde_json::to_value(typed[0].accelerators.as_ref().unwrap()).unwrap();
+    assert!(json.get("names").is_none(), "an instance type's GPUs have no written name: {json}");
+}
+
+/// From skypilot-org/skypilot `llm/pixtral/pixtral.yaml`: a flow mapping whose closing `}` sits
+/// at its key's indentation. PyYAML (SkyPilot) reads it; so must Cumulo, with the lines right.
+#[test]
+fn a_flow_mapping_closed_at_its_keys_indentation_is_read_as_pyyaml_reads_it() {
+    let text = r#"envs:
+  MODEL_NAME: mistralai/Pixtral-12B-2409
+service:
+  replicas: 2
+  readiness_probe:
+    path: /v1/chat/completions
+    post_data:
+      messages:
+        - role: user
+          content: {
+            "type": "text",
+            "text": "What's in this image?"
+          }
+      max_tokens: 1
+resources:
+  accelerators: {L4, A10g}
+  ports: 8081
+run: vllm serve $MODEL_NAME
+"#;
+    let submission = parse_submission(text, "pixtral.yaml").unwrap_or_else(|e| panic!("SkyPilot loads it:\n{e}"));
+    let job = &submission.jobs[0];
+    assert_eq!(accelerators(job), [models(&[GpuModel::L4, GpuModel::A10G], 1)]);
+    assert_eq!(job.replicas, 2);
+    let ports = submission.warnings.iter().find(|w| w.path == "resources.ports").unwrap();
+    assert_eq!(ports.line, Some(17), "lines keep their numbers");
+    let err = parse_submission("a:\n  b: 1\n c: 2\n", "bad.yaml").unwrap_err().to_string();
+    assert!(err.contains("invalid YAML"), "other indentation errors stay errors: {err}");
 }

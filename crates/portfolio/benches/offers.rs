@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         accelerators: Some(AcceleratorDemand {
             selector: GpuSelector::Models(vec![GpuModel::H100]),
             per_node: MilliGpu::whole(8),
+            names: Vec::new(),
         }),
         ..ResourceOption::default()
     }];

@@ -59,7 +59,14 @@ fn fleet() -> Snapshot {
 }
 
 fn gpu_job(id: u64, milli: u32) -> QueuedJob {
-    job(id, Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::T4]), per_node: MilliGpu(milli) }))
+    job(
+        id,
+        Some(AcceleratorDemand {
+            selector: GpuSelector::Models(vec![GpuModel::T4]),
+            per_node: MilliGpu(milli),
+            names: Vec::new(),
+        }),
+    )
 }
 
 fn job(id: u64, accelerators: Option<AcceleratorDemand>) -> QueuedJob {

@@ -157,6 +157,10 @@ pub struct ClusterEntry {
     /// Only these tenants' jobs are placed here (absent: every tenant's).
     #[serde(default)]
     pub tenants: Option<Vec<String>>,
+    /// The nodes mount the buckets jobs' `file_mounts` name, at the destinations the jobs give
+    /// (the site mounts them; no driver does): only then are jobs with bucket mounts placed here.
+    #[serde(default)]
+    pub bucket_mounts: bool,
     pub driver: DriverEntry,
 }
 
@@ -298,6 +302,7 @@ impl Fleet {
                     node_type: entry.node_type.clone(),
                     tenants: entry.tenants.clone(),
                     list_price_per_node_hour: *list,
+                    bucket_mounts: entry.bucket_mounts,
                 },
                 driver: driver.clone(),
             })
@@ -932,6 +937,20 @@ mod tests {
           - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
         let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
         assert!(err.to_string().contains("token_file") && err.to_string().contains("nope.jwt"), "{err}");
+    }
+
+    #[test]
+    fn bucket_mounts_is_a_cluster_flag_carried_to_the_control_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "clusters:\n\
+          - {name: a, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: local}, bucket_mounts: true}\n\
+          - {name: b, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: local}}\n";
+        let fleet = FleetFile::parse(text, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).unwrap();
+        let flags: Vec<bool> = fleet.control_clusters().iter().map(|c| c.info.bucket_mounts).collect();
+        assert_eq!(flags, [true, false], "only where the fleet file says so");
+        let bad = text.replace("bucket_mounts: true", "bucket_mounts: maybe");
+        let err = FleetFile::parse(&bad, "fleet.yaml").unwrap_err().to_string();
+        assert!(err.contains("bucket_mounts") || err.contains("clusters[0]"), "{err}");
     }
 
     #[test]

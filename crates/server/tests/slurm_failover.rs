@@ -106,8 +106,11 @@ async fn a_training_job_fails_over_from_a_stopped_slurm_to_the_local_cluster() {
     spec.max_attempts = 3;
     // Two ways to run: one H100 (only the Slurm cluster has GPUs), else CPU only (this machine).
     let cpu_only = spec.resources[0].clone();
-    spec.resources[0].accelerators =
-        Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::H100]), per_node: MilliGpu::whole(1) });
+    spec.resources[0].accelerators = Some(AcceleratorDemand {
+        selector: GpuSelector::Models(vec![GpuModel::H100]),
+        per_node: MilliGpu::whole(1),
+        names: Vec::new(),
+    });
     spec.resources.push(cpu_only);
     let job = store.submit(vec![NewJob { spec, idempotency_key: None }]).await.unwrap()[0].id;
 
@@ -329,8 +332,11 @@ async fn a_gang_whose_slurmds_are_killed_is_re_placed_on_another_partition() {
             .into(),
     );
     spec.max_attempts = 3;
-    spec.resources[0].accelerators =
-        Some(AcceleratorDemand { selector: GpuSelector::Models(vec![GpuModel::H100]), per_node: MilliGpu::whole(1) });
+    spec.resources[0].accelerators = Some(AcceleratorDemand {
+        selector: GpuSelector::Models(vec![GpuModel::H100]),
+        per_node: MilliGpu::whole(1),
+        names: Vec::new(),
+    });
     let job = store.submit(vec![NewJob { spec, idempotency_key: None }]).await.unwrap()[0].id;
     let starts = checkpoint.join("starts");
     let mut launches: BTreeMap<String, usize> = BTreeMap::new();

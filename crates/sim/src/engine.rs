@@ -770,7 +770,7 @@ impl<'a> Sim<'a> {
                 .filter(|m| job.models.contains(*m) && speed_row.is_none_or(|r| r.on(*m) > 0.0))
                 .collect();
             let option = |selector, use_spot| ResourceOption {
-                accelerators: Some(AcceleratorDemand { selector, per_node: job.gpus_per_node }),
+                accelerators: Some(AcceleratorDemand { selector, per_node: job.gpus_per_node, names: Vec::new() }),
                 use_spot,
                 ..ResourceOption::default()
             };

@@ -242,7 +242,8 @@ impl JobBuilder {
     pub fn gpus(mut self, models: &str, count: &str) -> JobBuilder {
         let models = models.split('|').map(|m| GpuModel::parse(m).expect("known GPU model")).collect();
         let per_node = MilliGpu::parse(count).expect("valid GPU count");
-        self.option().accelerators = Some(AcceleratorDemand { selector: GpuSelector::Models(models), per_node });
+        self.option().accelerators =
+            Some(AcceleratorDemand { selector: GpuSelector::Models(models), per_node, names: Vec::new() });
         self.option().cpus_milli = 0;
         self
     }
@@ -250,7 +251,8 @@ impl JobBuilder {
     /// GPUs per node by memory: any model with at least `gb` GB.
     pub fn gpus_min_memory(mut self, gb: u32, count: &str) -> JobBuilder {
         let per_node = MilliGpu::parse(count).expect("valid GPU count");
-        self.option().accelerators = Some(AcceleratorDemand { selector: GpuSelector::MinMemoryGb(gb), per_node });
+        self.option().accelerators =
+            Some(AcceleratorDemand { selector: GpuSelector::MinMemoryGb(gb), per_node, names: Vec::new() });
         self.option().cpus_milli = 0;
         self
     }

@@ -276,7 +276,7 @@ fn base_job(id: u64, tenant: &str, submitted_at: Timestamp) -> QueuedJob {
 
 fn gpu_option(selector: GpuSelector, per_node: MilliGpu, cpus: u32, memory_gib: u64) -> ResourceOption {
     ResourceOption {
-        accelerators: Some(AcceleratorDemand { selector, per_node }),
+        accelerators: Some(AcceleratorDemand { selector, per_node, names: Vec::new() }),
         cpus_milli: cpus * 1000,
         memory_mib: memory_gib * 1024,
         ..ResourceOption::default()

@@ -180,10 +180,39 @@ pub enum SpreadPolicy {
 }
 
 /// GPUs wanted on each node: which models and how many (possibly a fraction of one GPU).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AcceleratorDemand {
     pub selector: GpuSelector,
     pub per_node: MilliGpu,
+    /// The accelerator names as the job file wrote them, which is how SkyPilot keeps them when it
+    /// loads a file (`Gaudi` for the model `Gaudi HL-205`, `a100` for `A100`): one per model of
+    /// `selector`, in its order, or the one name of a `named` selector; empty when the file wrote
+    /// none (an instance type's GPUs). Shown, never matched: demands for the same GPUs are equal
+    /// whatever their spelling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl AcceleratorDemand {
+    /// `per_node` GPUs of `selector`, with no written names.
+    pub fn new(selector: GpuSelector, per_node: MilliGpu) -> AcceleratorDemand {
+        AcceleratorDemand { selector, per_node, names: Vec::new() }
+    }
+}
+
+impl PartialEq for AcceleratorDemand {
+    fn eq(&self, other: &Self) -> bool {
+        self.selector == other.selector && self.per_node == other.per_node
+    }
+}
+
+impl Eq for AcceleratorDemand {}
+
+impl std::hash::Hash for AcceleratorDemand {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.selector.hash(state);
+        self.per_node.hash(state);
+    }
 }
 
 impl fmt::Display for AcceleratorDemand {
@@ -329,6 +358,12 @@ impl JobSpec {
     /// The `file_mounts` whose source is a local path (those an upload carries).
     pub fn local_file_mounts(&self) -> impl Iterator<Item = (&str, &str)> {
         self.file_mounts.iter().filter(|(_, src)| is_local_source(src)).map(|(d, s)| (d.as_str(), s.as_str()))
+    }
+
+    /// The `file_mounts` whose source is a bucket (`s3://...`, a bucket SkyPilot would create
+    /// kept as `STORE://NAME`): no driver mounts one.
+    pub fn bucket_mounts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.file_mounts.iter().filter(|(_, src)| !is_local_source(src)).map(|(d, s)| (d.as_str(), s.as_str()))
     }
 
     /// A CPU-only single-node batch job with defaults, for tests and generators.

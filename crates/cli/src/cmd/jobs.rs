@@ -192,6 +192,15 @@ async fn upload_for_file(
     Ok(Some(uploaded.upload))
 }
 
+/// Says on stderr, as `validate` does, which `file_mounts` are buckets: no driver mounts one, so
+/// the job waits unless a cluster's fleet entry says `bucket_mounts: true`.
+fn warn_bucket_mounts(text: &str, file: &str) {
+    let Ok(submission) = cumulo_jobfile::parse_submission(text, file) else { return };
+    for warning in submission.warnings.iter().filter(|w| w.message.contains("bucket_mounts: true")) {
+        eprintln!("{}", super::validate::warning_line(file, warning));
+    }
+}
+
 /// Submits every file; the exit code is 0 only when every file went in.
 pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let client = args.remote.client()?;
@@ -216,6 +225,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
+            warn_bucket_mounts(&text, &file);
             let key = if args.new { fresh_key() } else { content_key(&text) };
             let secrets = match secrets_for_file(&text, &file, &given, env_var) {
                 Ok(secrets) => secrets,

@@ -180,7 +180,7 @@ fn read_file(path: &std::path::Path) -> Result<Submission, cumulo_jobfile::Error
 }
 
 /// `FILE:LINE: warning: FIELD: MESSAGE`.
-fn warning_line(file: &str, warning: &Problem) -> String {
+pub(crate) fn warning_line(file: &str, warning: &Problem) -> String {
     match warning.line {
         Some(line) => format!("{file}:{line}: warning: {warning}"),
         None => format!("{file}: warning: {warning}"),

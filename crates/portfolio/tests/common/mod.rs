@@ -16,6 +16,7 @@ pub fn gpu_job(model: GpuModel, per_node: u32, nodes: u32) -> JobSpec {
         accelerators: Some(AcceleratorDemand {
             selector: GpuSelector::Models(vec![model]),
             per_node: MilliGpu::whole(per_node),
+            names: Vec::new(),
         }),
         ..ResourceOption::default()
     }];
