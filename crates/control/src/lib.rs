@@ -720,8 +720,18 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, images, uploads, buckets, durations, speedups } =
-            self.queue(active, &inputs.window).await?;
+        let Queue {
+            jobs: mut queue,
+            replicated,
+            held,
+            doomed,
+            group_of,
+            images,
+            uploads,
+            buckets,
+            durations,
+            speedups,
+        } = self.queue(active, &inputs.window).await?;
         let round = self.round_pass(&snapshot.pools, active, &speedups, &replicated, &mut queue, now);
         report.round = round.held;
         // A job in a container image goes only to clusters whose driver runs images; a job with

@@ -308,10 +308,10 @@ mod tests {
         spec.kind = cumulo_types::JobKind::Training;
         spec.preemptible = movable;
         spec.resources = vec![ResourceOption {
-            accelerators: Some(AcceleratorDemand {
-                selector: GpuSelector::Models(vec![GpuModel::V100, GpuModel::K80]),
-                per_node: MilliGpu(1000),
-            }),
+            accelerators: Some(AcceleratorDemand::new(
+                GpuSelector::Models(vec![GpuModel::V100, GpuModel::K80]),
+                MilliGpu(1000),
+            )),
             ..ResourceOption::default()
         }];
         spec.speedups = speedups.iter().map(|(m, s)| (*m, Speed::from_f64(*s).unwrap())).collect();

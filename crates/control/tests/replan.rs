@@ -50,6 +50,7 @@ impl World {
             tenants: None,
             list_price_per_node_hour: None,
             node_type: None,
+            bucket_mounts: false,
         };
         let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver: Arc::new(self.sim.clone()) }]);
         let clock = self.clock.clone();
@@ -97,10 +98,8 @@ impl World {
 
 fn gpu_job(name: &str, gpus: u32) -> JobSpec {
     let mut spec = JobSpec::new(name, "research");
-    spec.resources[0].accelerators = Some(AcceleratorDemand {
-        selector: GpuSelector::Models(vec![GpuModel::H100]),
-        per_node: MilliGpu::whole(gpus),
-    });
+    spec.resources[0].accelerators =
+        Some(AcceleratorDemand::new(GpuSelector::Models(vec![GpuModel::H100]), MilliGpu::whole(gpus)));
     spec
 }
 

@@ -34,6 +34,7 @@ fn local_cluster(dir: &Path, name: &str, gpu: &str, dollars_per_hour: f64) -> Cl
         tenants: None,
         list_price_per_node_hour: None,
         node_type: None,
+        bucket_mounts: false,
     };
     Cluster { info, driver: Arc::new(LocalDriver::open(config).unwrap()) }
 }

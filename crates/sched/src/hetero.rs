@@ -185,10 +185,8 @@ pub fn options_on_model(options: &[ResourceOption], model: GpuModel) -> Option<O
     for (i, o) in options.iter().enumerate() {
         let Some(demand) = o.accelerators.as_ref().filter(|a| a.selector.accepts(model)) else { continue };
         let mut o = o.clone();
-        o.accelerators = Some(cumulo_types::AcceleratorDemand {
-            selector: cumulo_types::GpuSelector::Models(vec![model]),
-            per_node: demand.per_node,
-        });
+        o.accelerators =
+            Some(cumulo_types::AcceleratorDemand::new(cumulo_types::GpuSelector::Models(vec![model]), demand.per_node));
         out.options.push(o);
         out.origins.push(i as u32);
     }
@@ -384,10 +382,10 @@ mod tests {
 
     fn gpu_option(models: &[GpuModel]) -> ResourceOption {
         ResourceOption {
-            accelerators: Some(cumulo_types::AcceleratorDemand {
-                selector: cumulo_types::GpuSelector::Models(models.to_vec()),
-                per_node: cumulo_types::MilliGpu(1000),
-            }),
+            accelerators: Some(cumulo_types::AcceleratorDemand::new(
+                cumulo_types::GpuSelector::Models(models.to_vec()),
+                cumulo_types::MilliGpu(1000),
+            )),
             ..ResourceOption::default()
         }
     }
