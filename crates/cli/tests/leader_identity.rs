@@ -65,19 +65,23 @@ impl Pid1Server {
         }
     }
 
-    /// Scheduling passes this process ran as leader (the count of the decision-latency histogram).
+    /// Scheduling passes this process ran as leader: the plans made (the count of the
+    /// decision-latency histogram) and the passes that kept the last plan.
     fn passes(&self, token: &str) -> u64 {
         let out = Command::new("curl")
             .args(["-sf", "-H", &format!("Authorization: Bearer {token}"), &format!("{}/metrics", self.url)])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|line| line.strip_prefix("cumulo_decision_latency_seconds_count "))
-            .unwrap_or_else(|| panic!("no pass count in the metrics:\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
+        let counter = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        counter("cumulo_decision_latency_seconds_count ") + counter("cumulo_plans_kept_total ")
     }
 }
 
