@@ -36,7 +36,7 @@ pub enum ApiError {
     /// logged, the client sees a fixed reason.
     InsufficientStorage(String),
     /// The request is well formed but contradicts an earlier one (an `Idempotency-Key` reused
-    /// with another body).
+    /// with another body) or itself (two spellings of one GPU model in a job's `speedups`).
     Unprocessable {
         field: Option<String>,
         reason: String,

@@ -136,15 +136,20 @@ pub(crate) fn shown(mut job: JobRecord) -> JobRecord {
 /// caller's tenant.
 async fn accept_job(state: &AppState, principal: &Principal, text: &str, path: &str) -> Result<JobSpec, ApiError> {
     let source = if path.is_empty() { "request body".to_string() } else { path.trim_end_matches('.').to_string() };
-    let spec = cumulo_jobfile::parse_str_in_tenant(text, &source, &principal.tenant).map_err(|err| {
-        let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
-        ApiError::BadRequest {
-            field: Some(format!("{path}{}", field.unwrap_or_else(|| "body".to_string()))),
-            reason: err.to_string(),
-        }
-    })?;
+    let spec = cumulo_jobfile::parse_str_in_tenant(text, &source, &principal.tenant)
+        .map_err(|err| job_file_error(&err, path))?;
     admit(state, principal, &spec, path).await?;
     Ok(spec)
+}
+
+/// The answer to a refused job file: 422 when every problem is a conflict between values that
+/// are each valid (two spellings of one GPU model), else 400; the field is the first problem's,
+/// prefixed with `path` (`jobs[3].`).
+fn job_file_error(err: &cumulo_jobfile::Error, path: &str) -> ApiError {
+    let field = err.problems().first().map(|p| p.path.as_str()).filter(|p| !p.is_empty()).unwrap_or("body");
+    let field = Some(format!("{path}{field}"));
+    let reason = err.to_string();
+    if err.is_conflict() { ApiError::Unprocessable { field, reason } } else { ApiError::BadRequest { field, reason } }
 }
 
 /// Checks that the caller may submit `spec` for its tenant.
@@ -189,11 +194,8 @@ async fn submit_linked(
     given: &BTreeMap<String, String>,
     upload: Option<&str>,
 ) -> Result<Vec<SubmitResponse>, ApiError> {
-    let submission =
-        cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant).map_err(|err| {
-            let field = err.problems().first().map(|p| p.path.clone()).filter(|p| !p.is_empty());
-            ApiError::BadRequest { field: Some(field.unwrap_or_else(|| "body".to_string())), reason: err.to_string() }
-        })?;
+    let submission = cumulo_jobfile::parse_submission_in_tenant(text, "request body", &principal.tenant)
+        .map_err(|err| job_file_error(&err, ""))?;
     let mut jobs = submission.jobs;
     for (i, job) in jobs.iter_mut().enumerate() {
         crate::uploads::attach_upload(job, upload, &format!("jobs[{i}]."))?;

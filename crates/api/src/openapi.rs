@@ -134,7 +134,9 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["413"] = error_response("the body is over the limit");
             responses["507"] =
                 error_response("the server's disk is full or its database read-only; nothing was stored");
-            responses["422"] = error_response("the Idempotency-Key was used before with another body");
+            responses["422"] = error_response(
+                "the Idempotency-Key was used before with another body, or fields valid each on its own contradict each other (two spellings of one GPU model in `speedups`)",
+            );
         }
         ("post", "/v1/uploads") => {
             op["requestBody"] = json!({"required": true, "description": "a tar archive laid out as the job's working directory",
@@ -156,7 +158,9 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             responses["413"] = error_response("the body is over the limit");
             responses["507"] =
                 error_response("the server's disk is full or its database read-only; nothing was stored");
-            responses["422"] = error_response("the Idempotency-Key was used before with another body");
+            responses["422"] = error_response(
+                "the Idempotency-Key was used before with another body, or fields valid each on its own contradict each other (two spellings of one GPU model in `speedups`)",
+            );
         }
         ("get", "/v1/jobs") => {
             op["parameters"] = json!([

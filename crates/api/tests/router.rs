@@ -310,6 +310,30 @@ async fn malformed_submits_get_400_naming_the_problem_and_change_nothing() {
     check_refused(&h, "application/yaml", "", StatusCode::BAD_REQUEST, "body", "empty job file").await;
 }
 
+/// Two spellings of one GPU model in `speedups` are each valid but say two speeds: the schema
+/// cannot state that rule, so it is a 422 (the conflict), alone or in a batch, and stores nothing.
+#[tokio::test]
+async fn two_spellings_of_one_model_in_speedups_get_422() {
+    let h = harness().await;
+    let job = "name: x\nresources: {accelerators: V100:1}\nspeedups: {V100: 3.0, ' v-100': 2.0}\n";
+    check_refused(
+        &h,
+        "application/yaml",
+        job,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "speedups.v-100",
+        "duplicate GPU model",
+    )
+    .await;
+    let batch = r#"{"jobs": [{"name": "x", "speedups": {"K80": 1.0, "k80": 2.0}}]}"#;
+    let answer = h.post("/v1/jobs:batch", &h.member_a, "application/json", batch).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "a batch job with the conflict: {}", answer.text);
+    assert_eq!(answer.error().field.as_deref(), Some("jobs[0].speedups.k80"), "{}", answer.text);
+    assert_eq!(h.job_count().await, 0, "a refused batch stored something");
+    let wrong = "name: x\nspeedups: {V100: 3.0, v100: -1}\n";
+    check_refused(&h, "application/yaml", wrong, StatusCode::BAD_REQUEST, "speedups.v100", "invalid value").await;
+}
+
 #[tokio::test]
 async fn a_100_mb_body_gets_413_with_a_message() {
     let h = harness().await;

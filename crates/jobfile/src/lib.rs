@@ -98,12 +98,34 @@ use parse::Ctx;
 /// One thing wrong with a job file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
+    /// Whether one field is wrong or two fields contradict each other.
+    #[serde(default, skip_serializing_if = "ProblemKind::is_field")]
+    pub kind: ProblemKind,
     /// The field, as `resources.any_of[1].accelerators`; empty for the document as a whole.
     pub path: String,
     /// What is wrong: the value found and what was expected.
     pub message: String,
     /// 1-based line in the file, when known.
     pub line: Option<usize>,
+}
+
+/// What kind of problem a [`Problem`] is. The API answers 400 for a wrong field and 422 when
+/// every problem is a conflict: each value is valid alone, together they say two things (two
+/// spellings of one GPU model in `speedups`), a rule no schema of single fields can state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A field's value is wrong on its own.
+    #[default]
+    Field,
+    /// Values valid on their own contradict each other.
+    Conflict,
+}
+
+impl ProblemKind {
+    fn is_field(&self) -> bool {
+        *self == ProblemKind::Field
+    }
 }
 
 impl fmt::Display for Problem {
@@ -134,6 +156,12 @@ impl Error {
             Error::Invalid { problems, .. } => problems,
             Error::Read { .. } => &[],
         }
+    }
+
+    /// True when the file was read and every problem is a [`ProblemKind::Conflict`].
+    pub fn is_conflict(&self) -> bool {
+        let problems = self.problems();
+        !problems.is_empty() && problems.iter().all(|p| p.kind == ProblemKind::Conflict)
     }
 
     /// The file name (or source) the error is about.
@@ -175,6 +203,7 @@ pub fn parse_str_in_tenant(text: &str, source: &str, tenant: &str) -> Result<Job
                 Some(name) => Err(invalid(
                     source,
                     vec![Problem {
+                        kind: ProblemKind::Field,
                         path: "after".into(),
                         message: format!(
                             "no earlier job named `{name}` in this file: a file of one job waits only for job ids (after: [12])"
@@ -188,6 +217,7 @@ pub fn parse_str_in_tenant(text: &str, source: &str, tenant: &str) -> Result<Job
         [] => Err(invalid(
             source,
             vec![Problem {
+                kind: ProblemKind::Field,
                 path: String::new(),
                 message: "empty job file: expected a mapping of job fields such as name, resources and run".into(),
                 line: None,
@@ -196,6 +226,7 @@ pub fn parse_str_in_tenant(text: &str, source: &str, tenant: &str) -> Result<Job
         many => Err(invalid(
             source,
             vec![Problem {
+                kind: ProblemKind::Field,
                 path: String::new(),
                 message: format!("found {} YAML documents: expected one job per file", many.len()),
                 line: None,
@@ -277,6 +308,7 @@ pub fn parse_submission_in_tenant(text: &str, source: &str, tenant: &str) -> Res
     }
     if problems.is_empty() && jobs.is_empty() {
         problems.push(Problem {
+            kind: ProblemKind::Field,
             path: String::new(),
             message: "empty job file: expected one or more mappings of job fields".into(),
             line: None,
@@ -295,7 +327,7 @@ pub fn parse_submission_in_tenant(text: &str, source: &str, tenant: &str) -> Res
             match jobs[..i].iter().rposition(|j| &j.name == name) {
                 Some(at) if !earlier.contains(&at) => earlier.push(at),
                 Some(_) => {}
-                None => problems.push(Problem {
+                None => problems.push(Problem { kind: ProblemKind::Field,
                     path: "after".into(),
                     message: format!(
                         "no earlier job named `{name}` in this file: expected a job id or the name of a job in an earlier document"
@@ -315,7 +347,7 @@ pub fn parse_submission_in_tenant(text: &str, source: &str, tenant: &str) -> Res
         }
     }
     if shape == Shape::Independent && jobs.len() > 1 && after.iter().all(Vec::is_empty) {
-        warnings.push(Problem {
+        warnings.push(Problem { kind: ProblemKind::Field,
             path: String::new(),
             message: format!(
                 "{} jobs without a header document run side by side (SkyPilot would chain them): start the file with a document holding only `name:` to run them as a pipeline",
@@ -332,7 +364,12 @@ fn header(document: &Document, problems: &mut Vec<Problem>, warnings: &mut Vec<P
     let serde_yaml::Value::Mapping(map) = &document.value else { return None };
     let execution = map.get("execution");
     let report = |problems: &mut Vec<Problem>, path: &str, message: String| {
-        problems.push(Problem { path: path.to_string(), message, line: document.lines.find(path) });
+        problems.push(Problem {
+            kind: ProblemKind::Field,
+            path: path.to_string(),
+            message,
+            line: document.lines.find(path),
+        });
     };
     let name = match map.get("name") {
         Some(serde_yaml::Value::String(n)) => Some(n.trim().to_string()),
@@ -342,12 +379,14 @@ fn header(document: &Document, problems: &mut Vec<Problem>, warnings: &mut Vec<P
         for key in map.keys().filter_map(|k| k.as_str()) {
             if !GROUP_HEADER_FIELDS.contains(&key) {
                 warnings.push(Problem {
+                    kind: ProblemKind::Field,
                     path: key.to_string(),
                     message: format!("unknown job group header field `{key}`: ignored (as SkyPilot does)"),
                     line: document.lines.find(key),
                 });
             } else if key != "name" && key != "execution" {
                 warnings.push(Problem {
+                    kind: ProblemKind::Field,
                     path: key.to_string(),
                     message: "not applied: the jobs of a group are placed together and each ends on its own".into(),
                     line: document.lines.find(key),
@@ -471,6 +510,7 @@ fn yaml_values(readable: &str, source: &str) -> Result<Vec<Value>, Error> {
                     return Err(invalid(
                         source,
                         vec![Problem {
+                            kind: ProblemKind::Field,
                             path: String::new(),
                             message: "invalid YAML: a `<<` merge key must refer to a mapping or a list of mappings"
                                 .into(),
@@ -488,7 +528,12 @@ fn yaml_values(readable: &str, source: &str) -> Result<Vec<Value>, Error> {
                 }
                 return Err(invalid(
                     source,
-                    vec![Problem { path: String::new(), message: format!("invalid YAML: {message}"), line }],
+                    vec![Problem {
+                        kind: ProblemKind::Field,
+                        path: String::new(),
+                        message: format!("invalid YAML: {message}"),
+                        line,
+                    }],
                 ));
             }
         }

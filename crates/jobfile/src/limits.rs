@@ -13,8 +13,8 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
-use crate::Problem;
 use crate::parse::Ctx;
+use crate::{Problem, ProblemKind};
 
 /// The largest job file (one job) accepted, in bytes.
 pub const MAX_JOB_FILE_BYTES: usize = 1 << 20;
@@ -39,7 +39,7 @@ pub const MAX_MEMORY_MIB: f64 = 1e15;
 pub const MAX_ENV_TOTAL_BYTES: usize = 256 << 10;
 
 fn document_problem(message: String, line: Option<usize>) -> Problem {
-    Problem { path: String::new(), message, line }
+    Problem { kind: ProblemKind::Field, path: String::new(), message, line }
 }
 
 /// One open mapping or sequence: its anchor and the nodes under it so far (itself included).

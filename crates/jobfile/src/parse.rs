@@ -9,9 +9,9 @@ use cumulo_types::{
 };
 use serde_yaml::{Mapping, Value};
 
-use crate::Problem;
 use crate::accel::{self, Reading};
 use crate::locate::LineMap;
+use crate::{Problem, ProblemKind};
 use crate::{instance, pyyaml, units};
 
 /// SkyPilot's top-level task fields (`sky/utils/schemas.py`, `get_task_schema`).
@@ -120,7 +120,7 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>) {
         let line = self.lines.find(path);
-        let warning = Problem { path: path.to_string(), message: message.into(), line };
+        let warning = Problem { kind: ProblemKind::Field, path: path.to_string(), message: message.into(), line };
         if !self.warnings.contains(&warning) {
             self.warnings.push(warning);
         }
@@ -128,7 +128,18 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn report(&mut self, path: &str, message: impl Into<String>) {
         let line = self.lines.find(path);
-        self.problems.push(Problem { path: path.to_string(), message: message.into(), line });
+        self.problems.push(Problem { kind: ProblemKind::Field, path: path.to_string(), message: message.into(), line });
+    }
+
+    /// A problem between values that are each valid: see [`ProblemKind::Conflict`].
+    pub(crate) fn report_conflict(&mut self, path: &str, message: impl Into<String>) {
+        let line = self.lines.find(path);
+        self.problems.push(Problem {
+            kind: ProblemKind::Conflict,
+            path: path.to_string(),
+            message: message.into(),
+            line,
+        });
     }
 
     fn wrong_type(&mut self, path: &str, value: &Value, expected: &str) {
@@ -720,7 +731,7 @@ fn speedups(ctx: &mut Ctx<'_>, value: &Value) -> Option<BTreeMap<GpuModel, Speed
         };
         match parsed {
             Some(s) if out.insert(model, s).is_some() => {
-                ctx.report(&path, format!("duplicate GPU model `{model}`: expected each model once"));
+                ctx.report_conflict(&path, format!("duplicate GPU model `{model}`: expected each model once"));
                 ok = false;
             }
             Some(_) => {}

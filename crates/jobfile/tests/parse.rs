@@ -1,7 +1,7 @@
 //! Job files in, `JobSpec`s or exact error texts out: SkyPilot forms, Cumulo fields, defaults and
 //! every refusal the issue names.
 
-use cumulo_jobfile::{Problem, parse_many_str, parse_str};
+use cumulo_jobfile::{Problem, ProblemKind, parse_many_str, parse_str};
 use cumulo_types::{
     AcceleratorDemand, GpuModel, GpuSelector, InfraSelector, JobKind, JobSpec, MilliGpu, Money, Priority, SpreadPolicy,
     TopologyNeed,
@@ -319,6 +319,7 @@ fn unknown_gpu_names_are_kept_with_a_warning_naming_the_closest_model() {
     assert_eq!(
         parsed.warnings,
         vec![Problem {
+            kind: ProblemKind::Field,
             path: "resources.accelerators".into(),
             message: format!(
                 "accelerator `H900` is no GPU model Cumulo knows (did you mean `H100`?): kept by that name, it is placed only on a pool that offers `H900` (known models: {known})"
@@ -447,6 +448,7 @@ job.yaml:10: checkpoint.every: invalid value `soon`: expected a duration such as
     assert_eq!(
         err.problems()[0],
         Problem {
+            kind: ProblemKind::Field,
             path: "num_nodes".into(),
             message: "invalid value `0`: expected a positive integer (nodes in the gang)".into(),
             line: Some(1)
@@ -741,6 +743,7 @@ fn speedups_for_models_the_job_never_selects_are_pointed_at() {
     assert_eq!(
         parsed.warnings,
         vec![Problem {
+            kind: ProblemKind::Field,
             path: "speedups.A100".into(),
             message: "the job's resources never select A100: this speed-up is not used".into(),
             line: Some(5),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cumulo_jobfile::{Problem, Shape, Submission};
+use cumulo_jobfile::{Problem, ProblemKind, Shape, Submission};
 use cumulo_types::{JobSpec, ResourceOption};
 use serde::Serialize;
 
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             cumulo_jobfile::Error::Read { error, .. } => format!("cannot read job file: {error}"),
                             other => other.to_string(),
                         };
-                        problems.push(Problem { path: String::new(), message, line: None });
+                        problems.push(Problem { kind: ProblemKind::Field, path: String::new(), message, line: None });
                     }
                     Outcome::Problems { text: err.to_string(), problems }
                 }
