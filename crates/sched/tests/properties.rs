@@ -249,6 +249,17 @@ proptest! {
                 continue;
             }
             let job = q2.iter().find(|j| j.id == pending.job).unwrap();
+            // A gang left waiting for capacity earlier in the pass (plan.pending is in pass order)
+            // may hold a reservation on the very nodes that preempting would free (EASY
+            // backfill): a job that would not end by its start must not take them, so there is
+            // nothing to demand of this job.
+            let gang_waits_first = plan2.pending.iter().take_while(|p| p.job != pending.job).any(|p| {
+                matches!(p.reason, PendingReason::InsufficientCapacity { .. })
+                    && q2.iter().any(|g| g.id == p.job && g.num_nodes > 1 && g.spread == SpreadPolicy::None && g.priority >= job.priority)
+            });
+            if gang_waits_first {
+                continue;
+            }
             for pool in &fleet.pools {
                 let victims: Vec<&RunningAlloc> = fleet
                     .running
