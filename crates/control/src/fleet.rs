@@ -38,6 +38,30 @@ pub struct ClusterInfo {
     pub bucket_mounts: bool,
 }
 
+impl ClusterInfo {
+    /// A cluster every tenant may use, priced `price_per_node_hour` and metered at that price,
+    /// without a node type or bucket mounts; set the other fields with struct update syntax.
+    pub fn new(
+        name: impl Into<String>,
+        provider: impl Into<String>,
+        region: impl Into<String>,
+        capacity: CapacityKind,
+        price_per_node_hour: Money,
+    ) -> ClusterInfo {
+        ClusterInfo {
+            name: name.into(),
+            provider: provider.into(),
+            region: region.into(),
+            capacity,
+            price_per_node_hour,
+            tenants: None,
+            list_price_per_node_hour: None,
+            node_type: None,
+            bucket_mounts: false,
+        }
+    }
+}
+
 /// One node of a stored placement.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlacedNode {

@@ -89,15 +89,8 @@ impl World {
             .iter()
             .map(|(site, sim)| Cluster {
                 info: ClusterInfo {
-                    name: site.name.into(),
-                    provider: site.provider.into(),
-                    region: "r1".into(),
-                    capacity: site.capacity,
-                    price_per_node_hour: Money::from_dollars(site.price),
                     node_type: Some(NODE_TYPE.into()),
-                    list_price_per_node_hour: None,
-                    tenants: None,
-                    bucket_mounts: false,
+                    ..ClusterInfo::new(site.name, site.provider, "r1", site.capacity, Money::from_dollars(site.price))
                 },
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })

@@ -51,17 +51,7 @@ impl World {
 
     /// A controller whose cluster's capacity is held as `capacity` (under `contract`, if given).
     fn controller_held(&self, driver: Arc<dyn Driver>, capacity: CapacityKind, contract: Option<&str>) -> Controller {
-        let info = ClusterInfo {
-            name: "sim-a".into(),
-            provider: "local".into(),
-            region: "sim".into(),
-            capacity,
-            price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
-            tenants: None,
-            list_price_per_node_hour: None,
-            node_type: None,
-            bucket_mounts: false,
-        };
+        let info = sim_a(capacity);
         self.controller_on(driver, info, contract)
     }
 
@@ -509,15 +499,8 @@ async fn metering_rates_new_seconds_at_the_pools_price_now_beside_the_list_price
     spec.duration_s = Some(7200);
     let job = world.submit(spec).await;
     let contract_cluster = |price: &str| ClusterInfo {
-        name: "sim-a".into(),
-        provider: "local".into(),
-        region: "sim".into(),
-        capacity: CapacityKind::Contract,
-        price_per_node_hour: Money::parse_dollars(price).unwrap(),
         list_price_per_node_hour: Some(Money::parse_dollars("40").unwrap()),
-        node_type: None,
-        tenants: None,
-        bucket_mounts: false,
+        ..ClusterInfo::new("sim-a", "local", "sim", CapacityKind::Contract, Money::parse_dollars(price).unwrap())
     };
     let controller = world.controller_on(Arc::new(world.sim.clone()), contract_cluster("10"), Some("aws-2026"));
     controller.reconcile_once().await.unwrap();
@@ -578,17 +561,7 @@ async fn contract_capacity_is_metered_under_its_contract() {
 #[tokio::test]
 async fn a_cluster_reserved_for_a_tenant_never_runs_another_tenants_job() {
     let world = World::new().await;
-    let info = ClusterInfo {
-        name: "sim-a".into(),
-        provider: "local".into(),
-        region: "sim".into(),
-        capacity: CapacityKind::OnDemand,
-        price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
-        tenants: Some(vec!["research".into()]),
-        list_price_per_node_hour: None,
-        node_type: None,
-        bucket_mounts: false,
-    };
+    let info = ClusterInfo { tenants: Some(vec!["research".into()]), ..sim_a(CapacityKind::OnDemand) };
     let mut options = Options::new(world.store.clone(), vec![Cluster { info, driver: Arc::new(world.sim.clone()) }]);
     let clock = world.clock.clone();
     options.clock = Arc::new(move || clock.now());
@@ -607,6 +580,11 @@ async fn a_cluster_reserved_for_a_tenant_never_runs_another_tenants_job() {
     assert!(job.attempts.is_empty());
     let reason = job.pending_reason.unwrap_or_default();
     assert!(reason.contains("cluster sim-a takes only other tenants' jobs"), "{reason}");
+}
+
+/// The one cluster of the world's tests, `sim-a`, its capacity held as `capacity`, at $10 a node-hour.
+fn sim_a(capacity: CapacityKind) -> ClusterInfo {
+    ClusterInfo::new("sim-a", "local", "sim", capacity, Money::from_dollars_f64(10.0).unwrap())
 }
 
 /// The simulated cluster as a driver that cannot unpack uploads (as Slurm and Ray today).
@@ -687,17 +665,7 @@ async fn a_job_with_a_bucket_mount_waits_unless_the_fleet_says_the_cluster_mount
     );
     assert!(!reason.contains("/code"), "a local source is no bucket: {reason}");
 
-    let mounting = ClusterInfo {
-        name: "sim-a".into(),
-        provider: "local".into(),
-        region: "sim".into(),
-        capacity: CapacityKind::OnDemand,
-        price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
-        tenants: None,
-        list_price_per_node_hour: None,
-        node_type: None,
-        bucket_mounts: true,
-    };
+    let mounting = ClusterInfo { bucket_mounts: true, ..sim_a(CapacityKind::OnDemand) };
     let controller = world.controller_on(Arc::new(world.sim.clone()), mounting, None);
     for _ in 0..3 {
         controller.reconcile_once().await.unwrap();

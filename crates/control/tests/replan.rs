@@ -41,17 +41,8 @@ impl World {
 
     /// A controller over the world, with a pending window of [`QUEUE_LIMIT`] jobs.
     fn controller(&self) -> Controller {
-        let info = ClusterInfo {
-            name: "sim-a".into(),
-            provider: "local".into(),
-            region: "sim".into(),
-            capacity: CapacityKind::OnDemand,
-            price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
-            tenants: None,
-            list_price_per_node_hour: None,
-            node_type: None,
-            bucket_mounts: false,
-        };
+        let info =
+            ClusterInfo::new("sim-a", "local", "sim", CapacityKind::OnDemand, Money::from_dollars_f64(10.0).unwrap());
         let mut options = Options::new(self.store.clone(), vec![Cluster { info, driver: Arc::new(self.sim.clone()) }]);
         let clock = self.clock.clone();
         options.clock = Arc::new(move || clock.now());

@@ -49,17 +49,13 @@ impl World {
             .sims
             .iter()
             .map(|(provider, sim)| Cluster {
-                info: ClusterInfo {
-                    name: sim.cluster().to_string(),
-                    provider: provider.clone(),
-                    region: "sim".into(),
-                    capacity: CapacityKind::OnDemand,
-                    price_per_node_hour: Money::from_dollars_f64(10.0).unwrap(),
-                    tenants: None,
-                    list_price_per_node_hour: None,
-                    node_type: None,
-                    bucket_mounts: false,
-                },
+                info: ClusterInfo::new(
+                    sim.cluster().to_string(),
+                    provider.clone(),
+                    "sim",
+                    CapacityKind::OnDemand,
+                    Money::from_dollars_f64(10.0).unwrap(),
+                ),
                 driver: Arc::new(sim.clone()) as Arc<dyn Driver>,
             })
             .collect();

@@ -25,17 +25,13 @@ fn local_cluster(dir: &Path, name: &str, gpu: &str, dollars_per_hour: f64) -> Cl
     config.kill_grace = Duration::from_secs(3);
     config.job_user = JobUser::Server;
     config.work_root = Some(dir.join("work"));
-    let info = ClusterInfo {
-        name: name.into(),
-        provider: "local".into(),
-        region: name.into(),
-        capacity: CapacityKind::OnDemand,
-        price_per_node_hour: Money::from_dollars_f64(dollars_per_hour).unwrap(),
-        tenants: None,
-        list_price_per_node_hour: None,
-        node_type: None,
-        bucket_mounts: false,
-    };
+    let info = ClusterInfo::new(
+        name,
+        "local",
+        name,
+        CapacityKind::OnDemand,
+        Money::from_dollars_f64(dollars_per_hour).unwrap(),
+    );
     Cluster { info, driver: Arc::new(LocalDriver::open(config).unwrap()) }
 }
 
