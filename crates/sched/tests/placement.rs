@@ -210,3 +210,25 @@ fn cpu_work_goes_to_gpu_nodes_only_when_allowed_and_cumulo_prefers_cpu_nodes() {
         plan.pending
     );
 }
+
+#[test]
+fn cumulo_weighs_what_a_share_strands_at_half_its_price() {
+    // Pool 0 ($1): a free 2-GPU node. Pool 1 ($5): a 2-GPU node whose GPU 0 has 300 free. A 300
+    // share on pool 1's GPU 0 leaves nothing stranded (stranded growth -600 of 2 class weights,
+    // at $2.5 per GPU: -$0.375 at half the price, node share $0.75); on pool 0 it breaks a whole
+    // GPU (growth +700 at $0.5 per GPU: +$0.0875, node share $0.15). At half the price the cheap
+    // GPU wins; at four times (the weight of whole-GPU work) the dear GPU's rest would (-$2.25).
+    let mut fleet = fleet();
+    fleet.pools = vec![pool(0, 2, 1), pool(1, 2, 5)];
+    fleet.running[0].pool = PoolId(1);
+    fleet.running[0].nodes[0].gpus = GpuAlloc::Fraction { gpu: 0, milli: 700 };
+    let config = Config { placement: PlacementRule::CostThenFragmentation, ..Config::default() };
+    let mut s = Scheduler::new(&fleet, config).expect("consistent fleet");
+    s.set_target(&halves_and_wholes());
+    let plan = s.schedule_once(&[gpu_job(1, 300)], NOW);
+    assert_eq!(
+        where_(&plan, 1),
+        (0, GpuAlloc::Fraction { gpu: 0, milli: 300 }),
+        "the share goes to the cheap pool's free GPU: {plan:?}"
+    );
+}

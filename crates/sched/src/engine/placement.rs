@@ -24,11 +24,18 @@ pub(super) struct Choice {
 /// What a placement rule minimises for one (node, GPU) choice; ties compare equal.
 pub(super) type ChoiceKey = (i64, i64, u64, u64, u64);
 
-/// How many times its price a GPU stranded by a placement costs under `CostThenFragmentation`
-/// (capacity stranded now tends to stay stranded for several arrivals). Chosen on the openb
-/// fill-up traces multigpu40/50, default, gpushare40/100 among 1 to 10
-/// (`examples/openb/RESULTS.md`).
-pub(super) const STRANDED_WEIGHT: i128 = 4;
+/// How many hundredths of its price a GPU stranded by a placement of whole GPUs (or of CPU work)
+/// costs under `CostThenFragmentation` (capacity stranded now tends to stay stranded for several
+/// arrivals): 4 times. Chosen on the openb fill-up traces multigpu40/50, default, gpushare40/100
+/// among 1 to 10 (`examples/openb/RESULTS.md`).
+pub(super) const STRANDED_WEIGHT_PERCENT: i128 = 400;
+
+/// The same for a placement of a GPU share (a fraction of one GPU): half its price. What a share
+/// strands is at most the rest of the one GPU it lands on, and the next-arrival measure counts
+/// that rest as lost to every class larger than it, although smaller shares arriving later fill
+/// it; at 4 times the rule paid too much to avoid such rests. Chosen on the openb fill-up traces
+/// among 0 to 4 times (`examples/openb/RESULTS.md`).
+pub(super) const STRANDED_WEIGHT_SHARED_PERCENT: i128 = 50;
 
 /// Placement rules weigh every node of a job's candidate pools, up to this many in all.
 pub(super) const RULE_SCAN_LIMIT: usize = 20_000;
@@ -235,16 +242,23 @@ impl Scheduler {
     /// of the node it takes (`node_cost`) plus the price of the GPU capacity it strands, that is
     /// the growth of the node's capacity that the next arrival is expected to be unable to use
     /// (`stranded_growth` over `Target::weight_total`, see [`NodeView::stranded`]) at the node's
-    /// price per GPU, times [`STRANDED_WEIGHT`]. Negative growth (work that takes capacity others
-    /// could not use) lowers the cost.
-    pub(super) fn effective_cost(&self, pool: u32, node_cost: Money, stranded_growth: i64) -> i64 {
+    /// price per GPU, times `weight_percent` hundredths ([`STRANDED_WEIGHT_PERCENT`] or
+    /// [`STRANDED_WEIGHT_SHARED_PERCENT`]). Negative growth (work that takes capacity others could
+    /// not use) lowers the cost.
+    pub(super) fn effective_cost(
+        &self,
+        pool: u32,
+        node_cost: Money,
+        stranded_growth: i64,
+        weight_percent: i128,
+    ) -> i64 {
         let gpus = i128::from(self.pools[pool as usize].gpus);
         let weights = i128::from(self.target.weight_total());
         if gpus == 0 || weights == 0 {
             return node_cost.micros();
         }
         let price = i128::from(self.meta[pool as usize].price_per_node_hour.micros());
-        let stranded = (price * i128::from(stranded_growth) * STRANDED_WEIGHT).div_euclid(weights * gpus * 1000);
+        let stranded = (price * i128::from(stranded_growth) * weight_percent).div_euclid(weights * gpus * 1000 * 100);
         node_cost.micros().saturating_add(stranded.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
     }
 
@@ -277,6 +291,8 @@ impl Scheduler {
             let pool = &self.pools[c.pool as usize];
             let accepts = self.target.accepts(c.pool);
             let cpu_on_gpu_node = u64::from(need.gpu_milli() == 0 && pool.gpus > 0);
+            let stranded_weight =
+                if need.fraction > 0 { STRANDED_WEIGHT_SHARED_PERCENT } else { STRANDED_WEIGHT_PERCENT };
             let mut free_node_seen = false;
             for n in 0..pool.node_count() as u32 {
                 if !pool.fits(n, &need) {
@@ -323,6 +339,7 @@ impl Scheduler {
                                 c.pool,
                                 c.node_cost,
                                 after.stranded(&self.target, accepts) - stranded_before,
+                                stranded_weight,
                             ),
                             after.fragmentation(&self.target, accepts) - before,
                             cpu_on_gpu_node,
