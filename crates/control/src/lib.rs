@@ -60,6 +60,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment, SecretEnv};
+use cumulo_sched::needs::{self, Abilities, Needs, Site};
 use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
 use cumulo_store::{
     ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PendingKey, PlanApplied, PlanCommit, Store,
@@ -720,38 +721,18 @@ impl Controller {
             }
         }
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
-        let Queue {
-            jobs: mut queue,
-            replicated,
-            held,
-            doomed,
-            group_of,
-            images,
-            uploads,
-            buckets,
-            durations,
-            speedups,
-        } = self.queue(active, &inputs.window).await?;
+        let Queue { jobs: mut queue, replicated, held, doomed, group_of, needs, durations, speedups } =
+            self.queue(active, &inputs.window).await?;
         let round = self.round_pass(&snapshot.pools, active, &speedups, &replicated, &mut queue, now);
         report.round = round.held;
-        // A job in a container image goes only to clusters whose driver runs images; a job with
-        // an upload only to clusters whose driver unpacks it.
-        let imageless = self.clusters_without(|c| c.container_images);
-        let image_denials = links::location_denials(&infos, &imageless);
-        for queued in queue.iter_mut().filter(|q| images.contains_key(&q.id)) {
-            queued.constraints.deny.extend(image_denials.iter().cloned());
-        }
-        let uploadless = self.clusters_without(|c| c.uploads);
-        let upload_denials = links::location_denials(&infos, &uploadless);
-        for queued in queue.iter_mut().filter(|q| uploads.contains_key(&q.id)) {
-            queued.constraints.deny.extend(upload_denials.iter().cloned());
-        }
-        // A job with bucket file_mounts only to clusters whose nodes the fleet file says mount them.
-        let bucketless: HashSet<usize> =
-            infos.iter().enumerate().filter(|(_, c)| !c.bucket_mounts).map(|(i, _)| i).collect();
-        let bucket_denials = links::location_denials(&infos, &bucketless);
-        for queued in queue.iter_mut().filter(|q| buckets.contains_key(&q.id)) {
-            queued.constraints.deny.extend(bucket_denials.iter().cloned());
+        // A job in a container image goes only to clusters whose driver runs images, a job with
+        // an upload only to clusters whose driver unpacks it, a job with bucket file_mounts only
+        // to clusters whose nodes the fleet file says mount them (`cumulo_sched::needs`).
+        let sites = self.sites(&infos);
+        for queued in queue.iter_mut() {
+            if let Some(job_needs) = needs.get(&queued.id) {
+                queued.constraints.deny.extend(job_needs.denials(&sites));
+            }
         }
         let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
         // Metering rates new seconds at the price paid now, before the pass reprices the pools.
@@ -796,22 +777,15 @@ impl Controller {
             placement.option = bound.original_option(placement.job, placement.replica, placement.option);
             placement.option = round.original_option(placement.job, placement.replica, placement.option);
             let placement = &placement;
-            let on_imageless = fleet.cluster_of(placement.pool).is_some_and(|c| imageless.contains(&c));
-            if on_imageless && let Some(image) = images.get(&placement.job) {
-                // Denials are by provider and region; a cluster sharing both with one that runs
-                // images is caught here.
-                let reason = links::image_reason(image, &infos, &imageless);
+            // Denials are by provider and region; a cluster sharing both with one that can is
+            // caught here.
+            let unmet = fleet.cluster_of(placement.pool).and_then(|c| {
+                let job_needs = needs.get(&placement.job)?;
+                let need = job_needs.unmet(&sites[c].abilities)?;
+                Some(job_needs.reason(need, &needs::lacking_names(&sites, need)))
+            });
+            if let Some(reason) = unmet {
                 commit.pending_reasons.push((placement.job, reason));
-                continue;
-            }
-            let on_uploadless = fleet.cluster_of(placement.pool).is_some_and(|c| uploadless.contains(&c));
-            if on_uploadless && let Some(spec) = uploads.get(&placement.job) {
-                commit.pending_reasons.push((placement.job, links::upload_reason(spec, &infos, &uploadless)));
-                continue;
-            }
-            let on_bucketless = fleet.cluster_of(placement.pool).is_some_and(|c| bucketless.contains(&c));
-            if on_bucketless && let Some(spec) = buckets.get(&placement.job) {
-                commit.pending_reasons.push((placement.job, links::bucket_reason(spec, &infos, &bucketless)));
                 continue;
             }
             if let Some(reason) = held_back(&placement.job) {
@@ -859,14 +833,8 @@ impl Controller {
                 } else {
                     pending.reason.to_string()
                 };
-                if let Some(image) = images.get(&pending.job).filter(|_| !imageless.is_empty()) {
-                    reason = format!("{reason}; {}", links::image_reason(image, &infos, &imageless));
-                }
-                if let Some(spec) = uploads.get(&pending.job).filter(|_| !uploadless.is_empty()) {
-                    reason = format!("{reason}; {}", links::upload_reason(spec, &infos, &uploadless));
-                }
-                if let Some(spec) = buckets.get(&pending.job).filter(|_| !bucketless.is_empty()) {
-                    reason = format!("{reason}; {}", links::bucket_reason(spec, &infos, &bucketless));
+                if let Some(why) = needs.get(&pending.job).and_then(|n| n.reasons(&sites)) {
+                    reason = format!("{reason}; {why}");
                 }
                 if let Some(names) = closed.get(&pending.job) {
                     reason.push_str(&match names.as_slice() {
@@ -999,9 +967,7 @@ impl Controller {
         let mut held = Vec::new();
         let mut doomed = Vec::new();
         let mut group_of = HashMap::new();
-        let mut images = HashMap::new();
-        let mut uploads = HashMap::new();
-        let mut buckets = HashMap::new();
+        let mut needs = HashMap::new();
         let mut durations = HashMap::new();
         let mut speedups = HashMap::new();
         let mut seen = HashMap::new();
@@ -1020,14 +986,9 @@ impl Controller {
             if let Some(group) = &job.spec.group {
                 group_of.insert(job.id, group.clone());
             }
-            if let Some(image) = &job.spec.image {
-                images.insert(job.id, image.clone());
-            }
-            if job.spec.upload.is_some() {
-                uploads.insert(job.id, job.spec.clone());
-            }
-            if job.spec.bucket_mounts().next().is_some() {
-                buckets.insert(job.id, job.spec.clone());
+            let job_needs = Needs::of(&job.spec);
+            if !job_needs.is_empty() {
+                needs.insert(job.id, job_needs);
             }
             if let Some(duration) = job.spec.duration_s {
                 durations.insert(job.id, duration);
@@ -1067,26 +1028,18 @@ impl Controller {
                 push(&job, &cumulo_store::replicas_to_place(&job));
             }
         }
-        // Jobs with several replicas running short: their image too.
+        // Jobs with several replicas running short: their needs too.
         for q in &queue {
-            if !images.contains_key(&q.id)
-                && let Some(image) = active.iter().find(|a| a.attempt.id.job == q.id).and_then(|a| a.spec.image.clone())
+            if !needs.contains_key(&q.id)
+                && let Some(active) = active.iter().find(|a| a.attempt.id.job == q.id)
             {
-                images.insert(q.id, image);
-            }
-            if !uploads.contains_key(&q.id)
-                && let Some(active) = active.iter().find(|a| a.attempt.id.job == q.id && a.spec.upload.is_some())
-            {
-                uploads.insert(q.id, active.spec.clone());
-            }
-            if !buckets.contains_key(&q.id)
-                && let Some(active) =
-                    active.iter().find(|a| a.attempt.id.job == q.id && a.spec.bucket_mounts().next().is_some())
-            {
-                buckets.insert(q.id, active.spec.clone());
+                let of_active = Needs::of(&active.spec);
+                if !of_active.is_empty() {
+                    needs.insert(q.id, of_active);
+                }
             }
         }
-        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, images, uploads, buckets, durations, speedups })
+        Ok(Queue { jobs: queue, replicated, held, doomed, group_of, needs, durations, speedups })
     }
 
     /// The jobs of the pending window, in its order. Only jobs new to the window (or requeued since
@@ -1117,10 +1070,26 @@ impl Controller {
         Ok(jobs)
     }
 
-    /// Indices of the clusters whose driver lacks what `can` asks of its capabilities.
-    fn clusters_without(&self, can: impl Fn(&cumulo_driver::Capabilities) -> bool) -> HashSet<usize> {
-        let clusters = self.options.clusters.iter().enumerate();
-        clusters.filter(|(_, c)| !can(&c.driver.capabilities())).map(|(i, _)| i).collect()
+    /// Each cluster (in the order of `infos`) as a site: what its driver can do for a job and
+    /// whether the fleet file says its nodes mount buckets.
+    fn sites(&self, infos: &[ClusterInfo]) -> Vec<Site> {
+        infos
+            .iter()
+            .zip(&self.options.clusters)
+            .map(|(info, cluster)| {
+                let caps = cluster.driver.capabilities();
+                Site {
+                    name: info.name.clone(),
+                    provider: info.provider.clone(),
+                    region: info.region.clone(),
+                    abilities: Abilities {
+                        container_images: caps.container_images,
+                        uploads: caps.uploads,
+                        bucket_mounts: info.bucket_mounts,
+                    },
+                }
+            })
+            .collect()
     }
 
     /// The clear values of a job's secrets for one launch, opened with the server's key.
@@ -1208,14 +1177,11 @@ struct Queue {
     group_of: HashMap<JobId, String>,
     /// The `duration` in seconds of each queued job that gives one (budget estimates).
     durations: HashMap<JobId, u64>,
-    /// The container image of each queued job that has one.
-    images: HashMap<JobId, String>,
-    /// The spec of each queued job that has an upload (for the fields its reason names).
-    uploads: HashMap<JobId, JobSpec>,
+    /// What each queued job that needs something of its site beyond resources needs (a container
+    /// image, an upload, bucket mounts: `cumulo_sched::needs`).
+    needs: HashMap<JobId, Needs>,
     /// The stated speed-ups of each queued job that has some (heterogeneity rounds).
     speedups: HashMap<JobId, std::collections::BTreeMap<cumulo_types::GpuModel, cumulo_types::Speed>>,
-    /// Jobs with bucket `file_mounts` (kept off clusters whose fleet entry does not mount them).
-    buckets: HashMap<JobId, JobSpec>,
 }
 
 fn placement_of(attempt: &ActiveAttempt) -> Option<StoredPlacement> {

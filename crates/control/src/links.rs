@@ -1,82 +1,13 @@
 //! What a job needs beyond resources: a job that runs after others (a pipeline's steps,
 //! `after:` in a job file) is queued only once every one of them succeeded, and cancelled with
 //! the reason when one failed or was cancelled; the pending jobs of one job group are placed in
-//! the same pass or none of them is; a job in a container image goes only to clusters whose
-//! driver runs images, a job with an upload (its local `workdir` and `file_mounts`) only to
-//! clusters whose driver unpacks uploads, and a job with bucket `file_mounts` only to clusters
-//! whose fleet entry says `bucket_mounts: true`.
+//! the same pass or none of them is. What a job needs of its site (a container image, an upload,
+//! bucket mounts) is judged by `cumulo_sched::needs` (`Controller::sites` says what each cluster can do).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use cumulo_store::Store;
-use cumulo_types::{InfraSelector, JobId, JobSpec, JobState};
-
-use crate::ClusterInfo;
-
-/// Locations to deny a job that needs what some clusters' drivers cannot do (run an image, unpack
-/// an upload): the provider and region of each such cluster (`imageless`), unless a cluster that
-/// can shares them.
-pub(crate) fn location_denials(infos: &[ClusterInfo], imageless: &HashSet<usize>) -> Vec<InfraSelector> {
-    let location = |c: &ClusterInfo| (c.provider.to_ascii_lowercase(), c.region.to_ascii_lowercase());
-    let capable: HashSet<(String, String)> =
-        infos.iter().enumerate().filter(|(i, _)| !imageless.contains(i)).map(|(_, c)| location(c)).collect();
-    let mut denials: Vec<InfraSelector> = Vec::new();
-    for (i, info) in infos.iter().enumerate() {
-        let (provider, region) = location(info);
-        if imageless.contains(&i) && !capable.contains(&(provider.clone(), region.clone())) {
-            let selector = InfraSelector { provider: Some(provider), region: Some(region), zone: None };
-            if !denials.contains(&selector) {
-                denials.push(selector);
-            }
-        }
-    }
-    denials
-}
-
-/// Why a job in a container image is not placed on the clusters that cannot run one.
-pub(crate) fn image_reason(image: &str, infos: &[ClusterInfo], imageless: &HashSet<usize>) -> String {
-    let mut names: Vec<&str> =
-        infos.iter().enumerate().filter(|(i, _)| imageless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
-    names.sort_unstable();
-    format!("needs container image `{image}` (resources.image_id), which cluster(s) {} cannot run", names.join(", "))
-}
-
-/// Why a job with an upload is not placed on the clusters that cannot unpack one.
-pub(crate) fn upload_reason(spec: &JobSpec, infos: &[ClusterInfo], uploadless: &HashSet<usize>) -> String {
-    let mut names: Vec<&str> =
-        infos.iter().enumerate().filter(|(i, _)| uploadless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
-    names.sort_unstable();
-    let mut fields = Vec::new();
-    if spec.workdir_uploaded() {
-        fields.push("workdir");
-    }
-    if spec.local_file_mounts().next().is_some() {
-        fields.push("file_mounts");
-    }
-    let hint = match fields.as_slice() {
-        ["workdir"] => " (a workdir on the cluster's shared filesystem needs no upload: `cumulo submit --no-upload`)",
-        _ => "",
-    };
-    let fields = if fields.is_empty() { "upload".to_string() } else { fields.join(" and ") };
-    format!(
-        "needs its local {fields} copied onto the nodes (an upload), which cluster(s) {} cannot do{hint}",
-        names.join(", ")
-    )
-}
-
-/// Why a job with bucket `file_mounts` is not placed on the clusters whose fleet entry does not
-/// say `bucket_mounts: true`: each bucket by destination, and those clusters.
-pub(crate) fn bucket_reason(spec: &JobSpec, infos: &[ClusterInfo], bucketless: &HashSet<usize>) -> String {
-    let mut names: Vec<&str> =
-        infos.iter().enumerate().filter(|(i, _)| bucketless.contains(i)).map(|(_, c)| c.name.as_str()).collect();
-    names.sort_unstable();
-    let buckets: Vec<String> = spec.bucket_mounts().map(|(dest, source)| format!("{dest} ({source})")).collect();
-    format!(
-        "file_mounts {} need a bucket mounted on the nodes, which no driver does; cluster(s) {} do not say `bucket_mounts: true` in the fleet file",
-        buckets.join(", "),
-        names.join(", ")
-    )
-}
+use cumulo_types::{JobId, JobSpec, JobState};
 
 /// Whether a job that waits for others may be queued.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,6 +38,7 @@ mod fragment;
 pub mod hetero;
 mod index;
 mod model;
+pub mod needs;
 mod pool;
 mod verify;
 
