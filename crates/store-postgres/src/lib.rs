@@ -2,8 +2,8 @@
 //!
 //! Every call is one transaction at READ COMMITTED; rows a call reads in order to change them are
 //! locked (`FOR UPDATE`) so concurrent servers cannot lose each other's updates. A submit batch is
-//! three statements whatever its size (ids from the sequence, one `INSERT ... SELECT FROM UNNEST`,
-//! look-ups only for idempotent repeats). Leadership is a lease row judged by the database's clock.
+//! one statement whatever its size (ids from the sequence, an `INSERT ... SELECT FROM UNNEST` and
+//! the ids of idempotent repeats, in one round trip; a transaction around it only when keys are given). Leadership is a lease row judged by the database's clock.
 //! Durability is PostgreSQL's: with the default `synchronous_commit=on` a committed submit is on disk.
 //!
 //! Submits are group-committed: a few writer tasks each drain the submits that are waiting, write
@@ -12,7 +12,7 @@
 
 mod usage;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +25,9 @@ use cumulo_store::{
     job_state_after_attempt, job_state_of_replicas,
 };
 use cumulo_types::{AttemptId, JobId, JobSpec, JobState};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Schema migrations, applied in order; the applied version is kept in `cumulo_schema_version`.
@@ -105,13 +106,16 @@ async fn next_group(queue: &Mutex<mpsc::UnboundedReceiver<SubmitRequest>>) -> Op
     Some(group)
 }
 
-/// Writes waiting submits in groups: one transaction for many callers, each answered after the
-/// commit. When a group fails, each request is retried alone so one bad request cannot fail the
-/// others (and a failed request has stored nothing: its transaction rolled back).
+/// Writes waiting submits in groups: one statement (or, with idempotency keys, one transaction)
+/// for many callers, each answered after the commit. When a group fails, each request is retried
+/// alone so one bad request cannot fail the others (and a failed request has stored nothing: its
+/// statement or transaction rolled back). A writer holds its connection for one group only (a
+/// small pool must still serve reads); a connection that failed is closed, not returned.
 async fn group_commit(pool: PgPool, queue: Arc<Mutex<mpsc::UnboundedReceiver<SubmitRequest>>>) {
+    let mut held: Option<PoolConnection<Postgres>> = None;
     while let Some(mut group) = next_group(&queue).await {
         let jobs: Vec<&PreparedJob> = group.iter().flat_map(|request| &request.jobs).collect();
-        match write_jobs(&pool, &jobs).await {
+        match write_jobs(&pool, &mut held, &jobs).await {
             Ok(answers) => {
                 let mut answers = answers.into_iter();
                 for request in group {
@@ -125,20 +129,69 @@ async fn group_commit(pool: PgPool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Sub
             Err(err) => {
                 tracing::warn!(error = %err, requests = group.len(), "group commit failed, retrying one by one");
                 for request in group {
-                    let answer = write_jobs(&pool, &request.jobs.iter().collect::<Vec<_>>()).await;
+                    let answer = write_jobs(&pool, &mut held, &request.jobs.iter().collect::<Vec<_>>()).await;
                     let _ = request.reply.send(answer);
                 }
             }
         }
+        // Back to the pool between groups: a small pool must still serve reads.
+        held = None;
     }
 }
 
-/// Writes `jobs` all-or-nothing and answers for each in order: one autocommit statement for one job,
-/// one transaction of three statements for more.
-async fn write_jobs(pool: &PgPool, jobs: &[&PreparedJob]) -> Result<Vec<Submitted>> {
-    if let [job] = jobs {
-        return write_one(pool, job).await;
+/// Writes `jobs` all-or-nothing on the writer's connection (taken from the pool when it has none)
+/// and answers for each in order. On failure nothing of `jobs` is stored, and a connection that
+/// is no longer usable is dropped (closed) so the next call connects afresh.
+async fn write_jobs(
+    pool: &PgPool,
+    held: &mut Option<PoolConnection<Postgres>>,
+    jobs: &[&PreparedJob],
+) -> Result<Vec<Submitted>> {
+    let conn = match held {
+        Some(conn) => conn,
+        None => held.insert(pool.acquire().await.map_err(backend)?),
+    };
+    let written = insert_jobs(conn, jobs).await;
+    if let Err(err) = &written {
+        let statement_failed = matches!(err, sqlx::Error::Database(_) | sqlx::Error::RowNotFound);
+        if !statement_failed && let Some(mut conn) = held.take() {
+            conn.close_on_drop();
+        }
     }
+    written.map_err(backend)
+}
+
+/// The one statement a group is: ids from the sequence in batch order, one `INSERT ... SELECT
+/// FROM UNNEST` that skips a used idempotency key (`ON CONFLICT DO NOTHING`, which also skips a
+/// key repeated within the group), and for each skipped job the id its key already has: a row
+/// committed before the statement began, or the row this statement inserted for the key's first
+/// occurrence. `existing` is NULL only for a key whose row a concurrent statement committed
+/// meanwhile (this statement's snapshot predates it); a second look-up in the same transaction
+/// finds those.
+const INSERT_JOBS: &str = "
+    WITH input AS MATERIALIZED (
+        SELECT nextval('jobs_id_seq') AS id, u.*
+        FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
+             WITH ORDINALITY AS u (tenant, idem_key, priority, spec, max_attempts, ord)
+    ), inserted AS (
+        INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
+        SELECT id, tenant, idem_key, 'pending', priority, spec, max_attempts, $6, $6 FROM input ORDER BY ord
+        ON CONFLICT DO NOTHING RETURNING id, tenant, idem_key
+    )
+    SELECT i.id AS id, (n.id IS NOT NULL) AS created, COALESCE(n.id, f.id, o.id) AS existing
+    FROM input i
+    LEFT JOIN inserted n ON n.id = i.id
+    LEFT JOIN inserted f ON n.id IS NULL AND f.tenant = i.tenant AND f.idem_key = i.idem_key
+    LEFT JOIN jobs o ON n.id IS NULL AND f.id IS NULL AND o.tenant = i.tenant AND o.idem_key = i.idem_key
+         AND o.idem_key IS NOT NULL
+    ORDER BY i.ord";
+
+/// Runs [`INSERT_JOBS`]: alone (one round trip, atomic as one statement) when no job has an
+/// idempotency key, else in a transaction so the rare second look-up sees the same commit.
+async fn insert_jobs(
+    conn: &mut PgConnection,
+    jobs: &[&PreparedJob],
+) -> std::result::Result<Vec<Submitted>, sqlx::Error> {
     let n = jobs.len();
     let mut tenants = Vec::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
@@ -152,80 +205,36 @@ async fn write_jobs(pool: &PgPool, jobs: &[&PreparedJob]) -> Result<Vec<Submitte
         specs.push(job.spec.as_str());
         max_attempts.push(job.max_attempts);
     }
-    let mut tx = pool.begin().await.map_err(backend)?;
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
-        .bind(n as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-    // ON CONFLICT DO NOTHING also skips a key repeated within this batch; the lookup below finds
-    // the row the first occurrence inserted.
-    let inserted: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO jobs (id, tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
-         SELECT id, tenant, idem_key, 'pending', priority, spec, max_attempts, $7, $7
-         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
-              WITH ORDINALITY AS u (id, tenant, idem_key, priority, spec, max_attempts, ord)
-         ORDER BY ord
-         ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&keys)
-    .bind(&priorities)
-    .bind(&specs)
-    .bind(&max_attempts)
-    .bind(now_micros())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(backend)?;
-    let inserted: HashSet<i64> = inserted.into_iter().collect();
-    let mut answers = Vec::with_capacity(n);
-    for (index, id) in ids.iter().enumerate() {
-        if inserted.contains(id) {
-            answers.push(Submitted { id: JobId(*id as u64), created: true });
-            continue;
-        }
-        let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
-            .bind(tenants[index])
-            .bind(keys[index])
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        answers.push(Submitted { id: JobId(existing as u64), created: false });
+    let statement = sqlx::query_as::<_, (i64, bool, Option<i64>)>(INSERT_JOBS)
+        .bind(&tenants)
+        .bind(&keys)
+        .bind(&priorities)
+        .bind(&specs)
+        .bind(&max_attempts)
+        .bind(now_micros());
+    if keys.iter().all(Option::is_none) {
+        let rows = statement.fetch_all(&mut *conn).await?;
+        return Ok(rows.into_iter().map(|(id, _, _)| Submitted { id: JobId(id as u64), created: true }).collect());
     }
-    tx.commit().await.map_err(backend)?;
+    let mut tx = conn.begin().await?;
+    let rows = statement.fetch_all(&mut *tx).await?;
+    let mut answers = Vec::with_capacity(n);
+    for (index, (id, created, existing)) in rows.into_iter().enumerate() {
+        let id = match (created, existing) {
+            (true, _) => id,
+            (false, Some(existing)) => existing,
+            (false, None) => {
+                sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
+                    .bind(tenants[index])
+                    .bind(keys[index])
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        answers.push(Submitted { id: JobId(id as u64), created });
+    }
+    tx.commit().await?;
     Ok(answers)
-}
-
-/// One job in one autocommit statement (one round trip; one statement is atomic on its own), plus
-/// a look-up when its key was already used.
-async fn write_one(pool: &PgPool, job: &PreparedJob) -> Result<Vec<Submitted>> {
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO jobs (tenant, idem_key, state, priority, spec, max_attempts, submitted_at, updated_at)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(&job.tenant)
-    .bind(&job.idem_key)
-    .bind(job.priority)
-    .bind(&job.spec)
-    .bind(job.max_attempts)
-    .bind(now_micros())
-    .fetch_optional(pool)
-    .await
-    .map_err(backend)?;
-    let answer = match inserted {
-        Some(id) => Submitted { id: JobId(id as u64), created: true },
-        None => {
-            let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant = $1 AND idem_key = $2")
-                .bind(&job.tenant)
-                .bind(&job.idem_key)
-                .fetch_one(pool)
-                .await
-                .map_err(backend)?;
-            Submitted { id: JobId(existing as u64), created: false }
-        }
-    };
-    Ok(vec![answer])
 }
 
 fn backend(err: sqlx::Error) -> Error {
