@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment, SecretEnv};
 use cumulo_sched::needs::{self, Abilities, Needs, Site};
-use cumulo_sched::{QueuedJob, Snapshot, TenantPolicy};
+use cumulo_sched::{QueuedJob, RunningAlloc, Snapshot, TenantPolicy};
 use cumulo_store::{
     ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PendingKey, PlanApplied, PlanCommit, Store,
 };
@@ -649,11 +649,11 @@ impl Controller {
         }
     }
 
-    /// Step 2: discover capacity, schedule the pending queue on it, and commit the plan. Returns
-    /// after the commit: the new attempts are durable (state `planned`) and not yet dispatched.
-    pub async fn plan(&self, report: &mut Report) -> Result<(), Error> {
-        let now = self.now();
-        let settled = self.lock().settled.take();
+    /// Discovers every cluster's capacity (a cluster whose discovery fails keeps its last
+    /// picture) and returns what each offers now: nothing from a cluster unreachable (observe or
+    /// discovery failing) for `lost_after`, whose attempts are being marked lost and must be
+    /// re-placed elsewhere, not on its last picture.
+    async fn offered_capacities(&self, now: DateTime<Utc>) -> Vec<Option<Capacity>> {
         for (index, cluster) in self.options.clusters.iter().enumerate() {
             match cluster.driver.discover().await {
                 Ok(capacity) => {
@@ -667,24 +667,28 @@ impl Controller {
                 }
             }
         }
+        let memory = self.lock();
+        memory
+            .capacities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let down = [memory.unreachable_since.get(&i), memory.undiscoverable_since.get(&i)]
+                    .into_iter()
+                    .flatten()
+                    .any(|since| elapsed(*since, now) >= self.options.lost_after);
+                if down { None } else { c.clone() }
+            })
+            .collect()
+    }
+
+    /// Step 2: discover capacity, schedule the pending queue on it, and commit the plan. Returns
+    /// after the commit: the new attempts are durable (state `planned`) and not yet dispatched.
+    pub async fn plan(&self, report: &mut Report) -> Result<(), Error> {
+        let now = self.now();
+        let settled = self.lock().settled.take();
+        let capacities = self.offered_capacities(now).await;
         let infos: Vec<ClusterInfo> = self.options.clusters.iter().map(|c| c.info.clone()).collect();
-        // A cluster unreachable (observe or discovery failing) for `lost_after` offers nothing: its
-        // attempts are being marked lost and must be re-placed elsewhere, not on its last picture.
-        let capacities: Vec<Option<Capacity>> = {
-            let memory = self.lock();
-            memory
-                .capacities
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let down = [memory.unreachable_since.get(&i), memory.undiscoverable_since.get(&i)]
-                        .into_iter()
-                        .flatten()
-                        .any(|since| elapsed(*since, now) >= self.options.lost_after);
-                    if down { None } else { c.clone() }
-                })
-                .collect()
-        };
         let inputs = replan::PlanInputs {
             active: self.options.store.active_attempts().await?,
             tenants: self.tenant_policies().await,
@@ -705,21 +709,7 @@ impl Controller {
                 contracts::gate_deliveries(&mut fleet, &infos, &self.options.contracts, &contracts.portfolio, now);
             self.lock().deliveries = deliveries;
         }
-        let mut running = Vec::new();
-        let mut attempt_of_replica: HashMap<(JobId, u32), AttemptId> = HashMap::new();
-        // An attempt being preempted no longer holds capacity in the plan: its replacement was
-        // placed in its room by the pass that preempted it.
-        for attempt in active.iter().filter(|a| !a.preempt_requested) {
-            attempt_of_replica.insert((attempt.attempt.id.job, attempt.attempt.replica), attempt.attempt.id);
-            let Some(placement) = placement_of(attempt) else { continue };
-            let started = attempt.attempt.created_at.timestamp().max(0) as u64;
-            if let Some(mut alloc) = fleet.running_alloc(&placement, &attempt.spec, started) {
-                alloc.job = attempt.attempt.id.job;
-                // The scheduler's spread tally counts the job's running replicas by this.
-                alloc.replica = attempt.attempt.replica;
-                running.push(alloc);
-            }
-        }
+        let RunningWork { running, attempt_of_replica } = running_work(&fleet, active);
         let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
         let Queue { jobs: mut queue, replicated, held, doomed, group_of, needs, durations, speedups } =
             self.queue(active, &inputs.window).await?;
@@ -1208,6 +1198,31 @@ pub async fn open_store(db: &str) -> Result<Arc<dyn Store>, Error> {
     }
     let store = cumulo_store_sqlite::SqliteStore::open(cumulo_store_sqlite::Options::new(path)).await?;
     Ok(Arc::new(store))
+}
+
+/// The work the plan must keep: each active attempt's allocation, and the attempt running each
+/// job replica.
+struct RunningWork {
+    running: Vec<RunningAlloc>,
+    attempt_of_replica: HashMap<(JobId, u32), AttemptId>,
+}
+
+/// What the active attempts hold in `fleet`. An attempt being preempted no longer holds capacity
+/// in the plan: its replacement was placed in its room by the pass that preempted it.
+fn running_work(fleet: &Fleet, active: &[ActiveAttempt]) -> RunningWork {
+    let mut work = RunningWork { running: Vec::new(), attempt_of_replica: HashMap::new() };
+    for attempt in active.iter().filter(|a| !a.preempt_requested) {
+        work.attempt_of_replica.insert((attempt.attempt.id.job, attempt.attempt.replica), attempt.attempt.id);
+        let Some(placement) = placement_of(attempt) else { continue };
+        let started = attempt.attempt.created_at.timestamp().max(0) as u64;
+        if let Some(mut alloc) = fleet.running_alloc(&placement, &attempt.spec, started) {
+            alloc.job = attempt.attempt.id.job;
+            // The scheduler's spread tally counts the job's running replicas by this.
+            alloc.replica = attempt.attempt.replica;
+            work.running.push(alloc);
+        }
+    }
+    work
 }
 
 #[cfg(test)]
