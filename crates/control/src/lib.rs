@@ -50,21 +50,20 @@ mod contracts;
 mod fleet;
 mod links;
 mod metering;
+mod plan;
 mod replan;
 mod rounds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cumulo_driver::{AttemptState as DriverState, Capacity, Driver, LaunchRequest, NodeAssignment, SecretEnv};
-use cumulo_sched::needs::{self, Abilities, Needs, Site};
-use cumulo_sched::{QueuedJob, RunningAlloc, Snapshot, TenantPolicy};
-use cumulo_store::{
-    ActiveAttempt, AttemptState, AttemptUpdate, NewAttempt, PendingKey, PlanApplied, PlanCommit, Store,
-};
+use cumulo_sched::needs::{Abilities, Needs, Site};
+use cumulo_sched::{QueuedJob, TenantPolicy};
+use cumulo_store::{ActiveAttempt, AttemptState, AttemptUpdate, PendingKey, PlanApplied, PlanCommit, Store};
 use cumulo_types::{AttemptId, JobId, JobSpec, Money};
 use serde::Serialize;
 
@@ -649,246 +648,6 @@ impl Controller {
         }
     }
 
-    /// Discovers every cluster's capacity (a cluster whose discovery fails keeps its last
-    /// picture) and returns what each offers now: nothing from a cluster unreachable (observe or
-    /// discovery failing) for `lost_after`, whose attempts are being marked lost and must be
-    /// re-placed elsewhere, not on its last picture.
-    async fn offered_capacities(&self, now: DateTime<Utc>) -> Vec<Option<Capacity>> {
-        for (index, cluster) in self.options.clusters.iter().enumerate() {
-            match cluster.driver.discover().await {
-                Ok(capacity) => {
-                    let mut memory = self.lock();
-                    memory.capacities[index] = Some(capacity);
-                    memory.undiscoverable_since.remove(&index);
-                }
-                Err(err) => {
-                    tracing::warn!(cluster = %cluster.info.name, error = %err, "discovery failed, using the last picture");
-                    self.lock().undiscoverable_since.entry(index).or_insert(now);
-                }
-            }
-        }
-        let memory = self.lock();
-        memory
-            .capacities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let down = [memory.unreachable_since.get(&i), memory.undiscoverable_since.get(&i)]
-                    .into_iter()
-                    .flatten()
-                    .any(|since| elapsed(*since, now) >= self.options.lost_after);
-                if down { None } else { c.clone() }
-            })
-            .collect()
-    }
-
-    /// Step 2: discover capacity, schedule the pending queue on it, and commit the plan. Returns
-    /// after the commit: the new attempts are durable (state `planned`) and not yet dispatched.
-    pub async fn plan(&self, report: &mut Report) -> Result<(), Error> {
-        let now = self.now();
-        let settled = self.lock().settled.take();
-        let capacities = self.offered_capacities(now).await;
-        let infos: Vec<ClusterInfo> = self.options.clusters.iter().map(|c| c.info.clone()).collect();
-        let inputs = replan::PlanInputs {
-            active: self.options.store.active_attempts().await?,
-            tenants: self.tenant_policies().await,
-            caps: self.spend_caps(now).await?,
-            window: self.options.store.pending_keys(self.options.queue_limit).await?,
-            capacities,
-        };
-        if let Some(pending) = settled.as_ref().and_then(|s| s.pending_if_unchanged(&inputs)) {
-            report.plan_skipped = true;
-            report.pending = pending;
-            self.lock().settled = settled;
-            return Ok(());
-        }
-        let active = &inputs.active;
-        let mut fleet = Fleet::build(&infos, &inputs.capacities);
-        if let Some(contracts) = &self.options.portfolio {
-            let deliveries =
-                contracts::gate_deliveries(&mut fleet, &infos, &self.options.contracts, &contracts.portfolio, now);
-            self.lock().deliveries = deliveries;
-        }
-        let RunningWork { running, attempt_of_replica } = running_work(&fleet, active);
-        let mut snapshot = Snapshot { pools: fleet.pools.clone(), running, tenants: inputs.tenants.clone() };
-        let Queue { jobs: mut queue, replicated, held, doomed, group_of, needs, durations, speedups } =
-            self.queue(active, &inputs.window).await?;
-        let round = self.round_pass(&snapshot.pools, active, &speedups, &replicated, &mut queue, now);
-        report.round = round.held;
-        // A job in a container image goes only to clusters whose driver runs images, a job with
-        // an upload only to clusters whose driver unpacks it, a job with bucket file_mounts only
-        // to clusters whose nodes the fleet file says mount them (`cumulo_sched::needs`).
-        let sites = self.sites(&infos);
-        for queued in queue.iter_mut() {
-            if let Some(job_needs) = needs.get(&queued.id) {
-                queued.constraints.deny.extend(job_needs.denials(&sites));
-            }
-        }
-        let closed = fleet.keep_tenants_off_reserved_clusters(&infos, &mut queue);
-        // Metering rates new seconds at the price paid now, before the pass reprices the pools.
-        self.lock().pool_prices =
-            snapshot.pools.iter().map(|pool| (pool.name.clone(), pool.price_per_node_hour)).collect();
-        let now_ts = now.timestamp().max(0) as u64;
-        let mut bound = cumulo_portfolio::clauses::BoundQueue::unbound(queue);
-        if let Some(contracts) = &self.options.portfolio {
-            let consumed = self.consumed().await?;
-            let terms = contracts::pool_terms(&fleet, &infos, &self.options.contracts);
-            contracts::price(&mut snapshot, &terms, contracts, &consumed, now);
-            let clauses = cumulo_portfolio::clauses::ActiveClauses::at(Some(&contracts.portfolio), now);
-            bound = cumulo_portfolio::clauses::bind_queue(bound.queue, &clauses, now_ts);
-        }
-        let gated =
-            cumulo_sched::budget::gate(&snapshot.pools, std::mem::take(&mut bound.queue), &durations, &inputs.caps);
-        bound.queue = gated.queue;
-        let started = Instant::now();
-        let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;
-        report.decision_micros = started.elapsed().as_micros() as u64;
-        let checked = check::check_plan(&snapshot, &bound.queue, plan);
-        let plan = checked.plan;
-        let mut commit = PlanCommit::default();
-        for refused in &checked.refused {
-            tracing::error!(job = %refused.job, replica = refused.replica, reason = %refused.reason,
-                "the plan check refused a placement; the job stays pending");
-            commit
-                .pending_reasons
-                .push((refused.job, format!("placement refused by the plan check: {}", refused.reason)));
-        }
-        report.refused = checked.refused.len();
-
-        // A job group is placed whole in one pass: a member left waiting holds the others back.
-        let waiting_members =
-            plan.pending.iter().map(|p| (p.job, p.reason.to_string())).chain(held.iter().cloned()).collect::<Vec<_>>();
-        let blocked = links::blocked_groups(&group_of, waiting_members.iter().map(|(j, r)| (*j, r.as_str())));
-        let held_back = |job: &JobId| group_of.get(job).and_then(|g| blocked.get(g));
-
-        commit.pending_reasons.extend(held.iter().cloned());
-        for placement in &plan.placements {
-            let mut placement = placement.clone();
-            placement.option = bound.original_option(placement.job, placement.replica, placement.option);
-            placement.option = round.original_option(placement.job, placement.replica, placement.option);
-            let placement = &placement;
-            // Denials are by provider and region; a cluster sharing both with one that can is
-            // caught here.
-            let unmet = fleet.cluster_of(placement.pool).and_then(|c| {
-                let job_needs = needs.get(&placement.job)?;
-                let need = job_needs.unmet(&sites[c].abilities)?;
-                Some(job_needs.reason(need, &needs::lacking_names(&sites, need)))
-            });
-            if let Some(reason) = unmet {
-                commit.pending_reasons.push((placement.job, reason));
-                continue;
-            }
-            if let Some(reason) = held_back(&placement.job) {
-                if !commit.pending_reasons.iter().any(|(j, _)| *j == placement.job) {
-                    commit.pending_reasons.push((placement.job, reason.clone()));
-                }
-                continue;
-            }
-            let contract = fleet
-                .cluster_of(placement.pool)
-                .and_then(|c| self.options.contracts.get(&infos[c].name))
-                .map(String::as_str);
-            let chosen_at = snapshot.pools.get(placement.pool.0 as usize).map_or(Money(0), |p| p.price_per_node_hour);
-            match fleet.store_placement(&infos, placement, contract, chosen_at) {
-                Some(stored) => commit.launches.push(NewAttempt {
-                    job: placement.job,
-                    replica: placement.replica,
-                    placement: serde_json::to_value(&stored).expect("placements serialise"),
-                }),
-                None => commit.pending_reasons.push((placement.job, "placed on a node that vanished".into())),
-            }
-        }
-        let mut victims = Vec::new();
-        for preemption in plan.preemptions.iter().filter(|p| held_back(&p.for_job).is_none()) {
-            if let Some(attempt) = attempt_of_replica.get(&(preemption.victim, preemption.victim_replica))
-                && !victims.contains(attempt)
-            {
-                victims.push(*attempt);
-            }
-        }
-        for stop in &round.stops {
-            if !victims.contains(&stop.attempt) {
-                victims.push(stop.attempt);
-            }
-        }
-        commit.preemptions = victims.clone();
-        commit.preemption_reasons = round.stops.clone();
-        report.moved = round.stops.iter().map(|s| s.attempt).collect();
-        // One reason per job: its first waiting replica's, naming the replica when there are several.
-        let mut waiting = HashSet::new();
-        for pending in &plan.pending {
-            if waiting.insert(pending.job) {
-                let mut reason = if replicated.contains(&pending.job) {
-                    format!("replica {} waits: {}", pending.replica, pending.reason)
-                } else {
-                    pending.reason.to_string()
-                };
-                if let Some(why) = needs.get(&pending.job).and_then(|n| n.reasons(&sites)) {
-                    reason = format!("{reason}; {why}");
-                }
-                if let Some(names) = closed.get(&pending.job) {
-                    reason.push_str(&match names.as_slice() {
-                        [one] => format!(" (cluster {one} takes only other tenants' jobs)"),
-                        many => format!(" (clusters {} take only other tenants' jobs)", many.join(", ")),
-                    });
-                }
-                if let Some(clause) = bound.words(pending.job, pending.replica) {
-                    reason = format!("{reason}; {clause}");
-                }
-                if let Some(m) = self.lock().moving.get(&pending.job) {
-                    reason = format!(
-                        "{reason}; moving from {} to {} (heterogeneity round): placed on {} only",
-                        m.from, m.to, m.to
-                    );
-                }
-                commit.pending_reasons.push((pending.job, reason));
-            }
-        }
-        for (job, reason) in bound.held {
-            if waiting.insert(job) {
-                commit.pending_reasons.push((job, reason));
-            }
-        }
-        for held in gated.held {
-            if waiting.insert(held.job) {
-                commit.pending_reasons.push((held.job, held.reason));
-            }
-        }
-        report.pending = waiting.len();
-        let applied = commit_in_chunks(self.options.store.as_ref(), commit).await?;
-        report.planned = applied.attempts;
-        // Jobs that can never run (a job they wait for failed or was cancelled) end here.
-        for (job, reason) in &doomed {
-            self.options.store.cancel_pending(*job, reason).await?;
-        }
-        // The plan is durable; stop the victims now. A crash before this is harmless: the victims
-        // are stored as preempt-requested, and `observe` stops them on every pass until their
-        // cluster confirms.
-        for victim in &victims {
-            let Some(attempt) = active.iter().find(|a| a.attempt.id == *victim) else { continue };
-            let Some(cluster) = placement_of(attempt).and_then(|p| self.cluster_index(&p.cluster)) else { continue };
-            if let Err(err) = self.options.clusters[cluster].driver.cancel(*victim).await {
-                tracing::warn!(attempt = %victim, error = %err, "stopping a preempted attempt failed");
-            }
-        }
-        let outcome = replan::PlanOutcome {
-            launches: report.planned.len(),
-            preemptions: victims.len(),
-            refused: report.refused,
-            doomed: doomed.len(),
-            skipped_at_commit: applied.skipped.len(),
-            held_behind_others: held.len(),
-            portfolio: self.options.portfolio.is_some(),
-            running_with_end: snapshot.running.iter().filter(|a| a.expected_end.is_some()).count(),
-            rounds: self.rounds_on_the_clock(active, &speedups),
-        };
-        report.preempted = victims;
-        if replan::why_plan_again(&outcome).is_none() {
-            self.lock().settled = Some(replan::Settled { inputs, pending: report.pending });
-        }
-        Ok(())
-    }
-
     /// The round part of a pass ([`rounds`]): holds a round when one is due and narrows or
     /// reorders the queue's options for the jobs it moved or assigned.
     fn round_pass(
@@ -1198,31 +957,6 @@ pub async fn open_store(db: &str) -> Result<Arc<dyn Store>, Error> {
     }
     let store = cumulo_store_sqlite::SqliteStore::open(cumulo_store_sqlite::Options::new(path)).await?;
     Ok(Arc::new(store))
-}
-
-/// The work the plan must keep: each active attempt's allocation, and the attempt running each
-/// job replica.
-struct RunningWork {
-    running: Vec<RunningAlloc>,
-    attempt_of_replica: HashMap<(JobId, u32), AttemptId>,
-}
-
-/// What the active attempts hold in `fleet`. An attempt being preempted no longer holds capacity
-/// in the plan: its replacement was placed in its room by the pass that preempted it.
-fn running_work(fleet: &Fleet, active: &[ActiveAttempt]) -> RunningWork {
-    let mut work = RunningWork { running: Vec::new(), attempt_of_replica: HashMap::new() };
-    for attempt in active.iter().filter(|a| !a.preempt_requested) {
-        work.attempt_of_replica.insert((attempt.attempt.id.job, attempt.attempt.replica), attempt.attempt.id);
-        let Some(placement) = placement_of(attempt) else { continue };
-        let started = attempt.attempt.created_at.timestamp().max(0) as u64;
-        if let Some(mut alloc) = fleet.running_alloc(&placement, &attempt.spec, started) {
-            alloc.job = attempt.attempt.id.job;
-            // The scheduler's spread tally counts the job's running replicas by this.
-            alloc.replica = attempt.attempt.replica;
-            work.running.push(alloc);
-        }
-    }
-    work
 }
 
 #[cfg(test)]
