@@ -114,8 +114,43 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, leaving out a cause whose text the
+/// line already ends with (an error that prints its source in its own message).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    #[test]
+    fn a_cause_already_in_its_error_message_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = anyhow::Error::new(cumulo_portfolio::Error::Io { path: "p.yaml".into(), source: io });
+        assert_eq!(
+            super::error_text(&err),
+            "cannot read `p.yaml`: No such file or directory",
+            "the I/O error is part of the portfolio error's message and must not repeat"
+        );
+    }
+
+    #[test]
+    fn context_and_causes_are_joined_outer_first() {
+        let err = anyhow::anyhow!("the root").context("the middle").context("the top");
+        assert_eq!(super::error_text(&err), "the top: the middle: the root", "each level once, outermost first");
     }
 }

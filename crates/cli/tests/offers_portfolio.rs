@@ -96,6 +96,31 @@ fn broken_portfolio_and_bad_arguments_are_clear_errors() {
 }
 
 #[test]
+fn portfolio_demo_names_the_built_in_one_and_a_missing_file_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_file(&dir, "h100.yaml", "name: h100\nresources:\n  accelerators: H100:8\n");
+    let named = cumulo(&["offers", &job, "--at", "2026-11-26", "--portfolio", "demo", "-o", "json"]);
+    let absent = cumulo(&["offers", &job, "--at", "2026-11-26", "-o", "json"]);
+    assert!(
+        named.status.success(),
+        "`--portfolio demo` is the built-in portfolio, as in fleet files: {}",
+        stderr(&named)
+    );
+    let (named, absent): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&stdout(&named)).unwrap(), serde_json::from_str(&stdout(&absent)).unwrap());
+    assert_eq!(named["feasible"], absent["feasible"], "`demo` and no --portfolio must rank alike");
+    let missing = dir.path().join("nowhere.yaml").display().to_string();
+    let out = cumulo(&["portfolio", "burn-down", "--portfolio", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the I/O reason is part of the message once, not repeated by the error chain: {err}"
+    );
+}
+
+#[test]
 fn catalog_import_summarises_the_real_files() {
     let Some(dir) = data_dir() else { return };
     let out = cumulo(&["catalog", "import", dir.to_str().unwrap(), "-o", "json"]);

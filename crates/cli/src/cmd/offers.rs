@@ -29,7 +29,7 @@ pub struct Args {
     /// A directory of SkyPilot catalog CSVs; the built-in catalog when absent
     #[arg(long, value_name = "DIR")]
     catalog: Option<PathBuf>,
-    /// A portfolio YAML file; the built-in demo portfolio (illustrative) when absent
+    /// A portfolio YAML file, or `demo` for the built-in demo portfolio (illustrative, the default)
     #[arg(long, value_name = "FILE", conflicts_with = "no_portfolio")]
     portfolio: Option<PathBuf>,
     /// Rank at list prices only, without any contracts

@@ -48,7 +48,7 @@ enum Command {
     /// Per contract: committed, scheduled and consumed to date, on or behind schedule, and the
     /// projected shortfall (paid, unused) or overrun at term end under a usage forecast
     BurnDown {
-        /// A portfolio YAML file; the built-in demo portfolio (illustrative) when absent
+        /// A portfolio YAML file, or `demo` for the built-in demo portfolio (illustrative, the default)
         #[arg(long, value_name = "FILE")]
         portfolio: Option<PathBuf>,
         #[command(flatten)]
@@ -61,7 +61,7 @@ enum Command {
     },
     /// Capacity delivered by each running contract at a time, per region and node type
     Delivered {
-        /// A portfolio YAML file; the built-in demo portfolio (illustrative) when absent
+        /// A portfolio YAML file, or `demo` for the built-in demo portfolio (illustrative, the default)
         #[arg(long, value_name = "FILE")]
         portfolio: Option<PathBuf>,
         /// The time to report at: 2026-12-31 or an RFC 3339 time (default: now)
@@ -96,10 +96,12 @@ pub fn time_arg(at: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// The portfolio `--portfolio FILE` names, or the built-in demo.
+/// The portfolio `--portfolio` names: a YAML file, or `demo` (also when absent) for the built-in
+/// one, as a fleet file's `portfolio: demo` and `cumulo bench sched --portfolio demo` read it.
 pub fn load(path: Option<&Path>) -> anyhow::Result<Portfolio> {
     match path {
-        Some(p) => Ok(Portfolio::from_file(p)?),
-        None => Ok(Portfolio::demo()?),
+        Some(p) if p != Path::new("demo") => Ok(Portfolio::from_file(p)?),
+        _ => Ok(Portfolio::demo()?),
     }
 }
 
