@@ -158,15 +158,16 @@ fn print_deliveries(deliveries: &serde_json::Value) {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0).to_string();
     for d in rows {
-        let mut clusters: Vec<String> = d["clusters"].as_array().into_iter().flatten().map(text).collect();
+        let clusters: Vec<String> = d["clusters"].as_array().into_iter().flatten().map(text).collect();
+        let mut clusters = clusters.join(", ");
         if d["simulated"].as_bool() == Some(true) {
-            clusters.push("(simulated)".to_string());
+            clusters.push_str(" (simulated)");
         }
         t.add_row(vec![
             text(&d["contract"]),
             text(&d["region"]),
             text(&d["node_type"]),
-            clusters.join(", "),
+            clusters,
             number(&d["delivered"]),
             number(&d["discovered"]),
             number(&d["schedulable"]),

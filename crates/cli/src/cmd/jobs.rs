@@ -161,9 +161,7 @@ fn secrets_for_file(
                 values.insert(name.clone(), v.clone());
             } else if value.is_none() {
                 let v = env(name).with_context(|| {
-                    format!(
-                        "{file}: secrets.{name}: no value: set {name} in this environment or give --secret {name}=VALUE"
-                    )
+                    format!("secrets.{name}: no value: set {name} in this environment or give --secret {name}=VALUE")
                 })?;
                 values.insert(name.clone(), v);
             }
@@ -182,13 +180,12 @@ async fn upload_for_file(
     let Ok(submission) = cumulo_jobfile::parse_submission(text, file) else { return Ok(None) };
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let items = super::upload::plan(&submission.jobs, &cwd, home.as_deref()).with_context(|| file.to_string())?;
+    let items = super::upload::plan(&submission.jobs, &cwd, home.as_deref())?;
     if items.is_empty() {
         return Ok(None);
     }
-    let archive = super::upload::pack(&items, super::upload::UPLOAD_LIMIT_BYTES).with_context(|| file.to_string())?;
-    let uploaded =
-        client.upload(archive).await.with_context(|| format!("{file}: uploading workdir and file_mounts"))?;
+    let archive = super::upload::pack(&items, super::upload::UPLOAD_LIMIT_BYTES)?;
+    let uploaded = client.upload(archive).await.context("uploading workdir and file_mounts")?;
     Ok(Some(uploaded.upload))
 }
 
@@ -626,8 +623,8 @@ mod tests {
         let no_env = |_: &str| None;
         let err = secrets_for_file(FILE, "t.yaml", &Default::default(), no_env).unwrap_err().to_string();
         assert_eq!(
-            err,
-            "t.yaml: secrets.HF_TOKEN: no value: set HF_TOKEN in this environment or give --secret HF_TOKEN=VALUE"
+            err, "secrets.HF_TOKEN: no value: set HF_TOKEN in this environment or give --secret HF_TOKEN=VALUE",
+            "the submit table prints the file before this reason, so the reason does not repeat it"
         );
         let err = given_secrets(&["HF_TOKEN".to_string()], no_env).unwrap_err().to_string();
         assert_eq!(err, "--secret HF_TOKEN: HF_TOKEN is not set in this environment: give --secret HF_TOKEN=VALUE");
