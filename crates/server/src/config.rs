@@ -672,18 +672,39 @@ impl FleetFile {
 /// catalog's price of its `node_type` in its provider and region. Errors name the field.
 /// A cluster's on-demand list price per node-hour: the fleet file's `list_price_per_node_hour`
 /// (checked by `check`), else the built-in catalog's on-demand price of its `node_type` in its
-/// provider and region.
+/// provider and region, else the provider's lowest price of that node type in another region (the
+/// catalog lists some node types in one region only; a warning names the region used). Without
+/// one, usage on the cluster records its paid price as the list price too, so it shows nothing
+/// saved; a warning says so.
 fn cluster_list_price(entry: &ClusterEntry, catalog: &cumulo_catalog::Catalog) -> Option<Money> {
     if let Some(list) = &entry.list_price_per_node_hour {
         return Money::parse_non_negative(list).ok();
     }
     let node_type = entry.node_type.as_ref()?;
-    catalog
-        .offers()
-        .iter()
-        .filter(|o| o.provider == entry.provider && o.region == entry.region && &o.instance_type == node_type)
-        .filter_map(|o| o.price)
-        .min()
+    let priced = || {
+        catalog.offers().iter().filter(|o| o.provider == entry.provider && &o.instance_type == node_type).filter_map(
+            |o| {
+                let price = o.price?;
+                Some((o.region.as_str(), price))
+            },
+        )
+    };
+    if let Some(price) = priced().filter(|(region, _)| *region == entry.region).map(|(_, p)| p).min() {
+        return Some(price);
+    }
+    let elsewhere = priced().min_by_key(|(_, price)| *price);
+    match elsewhere {
+        Some((region, price)) => {
+            tracing::warn!(cluster = %entry.name, node_type = %node_type, list_region = %region, list_price = %price,
+            "the built-in catalog has no list price of this node type in the cluster's region; using another region's")
+        }
+        None if entry.capacity != CapacityKind::OnDemand => {
+            tracing::warn!(cluster = %entry.name, node_type = %node_type,
+            "no list price for this node type: usage records the paid price as the list price (nothing saved); set list_price_per_node_hour")
+        }
+        None => {}
+    }
+    elsewhere.map(|(_, price)| price)
 }
 
 fn cluster_price(
@@ -1049,6 +1070,32 @@ mod tests {
         assert_eq!(price("sim-aws-use1-cpu"), "$2.10", "the fleet file overrides the catalog");
         let contracts: Vec<_> = demo.clusters.iter().filter_map(|(c, _)| c.contract.as_deref()).collect();
         assert_eq!(contracts, ["aws-2025", "azure-2025", "azure-2025"]);
+        let list = |name: &str| {
+            let i = demo.clusters.iter().position(|(c, _)| c.name == name).unwrap();
+            demo.list_prices[i].map(|m| m.to_string())
+        };
+        // The catalog lists Azure's ND GB200 v6 and ND H200 v5 in eastus only: the eastus2
+        // clusters take that list price, so their usage shows what the contract saved.
+        assert_eq!(
+            list("sim-aws-use1-gb200").as_deref(),
+            Some("$64.00"),
+            "the catalog's price in the cluster's region"
+        );
+        assert_eq!(
+            list("sim-azure-eastus2-gb200").as_deref(),
+            Some("$72.00"),
+            "another region's when the region lacks one"
+        );
+        assert_eq!(
+            list("sim-azure-eastus2-h200").as_deref(),
+            Some("$110.24"),
+            "another region's when the region lacks one"
+        );
+        assert_eq!(
+            list("sim-aws-use1-cpu").as_deref(),
+            Some("$9.6768"),
+            "spot clusters keep the on-demand list beside"
+        );
         assert!(demo.portfolio.as_ref().is_some_and(|p| p.illustrative));
     }
 }
