@@ -453,8 +453,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
     let run = field(map, "run").map(|v| ctx.string("run", v, "a shell script"));
     warn_not_applied(ctx, "", map, NOT_APPLIED_TOP_FIELDS);
     if let Some(Value::Mapping(service)) = field(map, "service") {
-        let ignored: Vec<&str> =
-            service.keys().filter_map(Value::as_str).filter(|k| !matches!(*k, "replicas")).collect();
+        let ignored = service_not_applied(service);
         if !ignored.is_empty() {
             ctx.warn(
                 "service",
@@ -1001,6 +1000,29 @@ fn secrets(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, Option<String>>
                 out.insert(name.to_string(), pyyaml::env_text(v, ctx.lines.written(&path)));
             }
             other => ctx.wrong_type(&path, other, "a string, number or boolean, or null"),
+        }
+    }
+    out
+}
+
+/// The `service` fields Cumulo does not apply, each by its path under `service`: every key but
+/// the replica count, and a `replica_policy`'s keys one by one (`replica_policy.max_replicas`,
+/// `replica_policy.target_qps_per_replica`) so the warning names each, with `min_replicas` only
+/// when `replicas` overrides it.
+fn service_not_applied(service: &Mapping) -> Vec<String> {
+    let count_given = field(service, "replicas").is_some();
+    let mut out = Vec::new();
+    for key in service.keys().filter_map(Value::as_str) {
+        match (key, field(service, key)) {
+            ("replicas", _) => {}
+            ("replica_policy", Some(Value::Mapping(policy))) => out.extend(
+                policy
+                    .keys()
+                    .filter_map(Value::as_str)
+                    .filter(|k| count_given || *k != "min_replicas")
+                    .map(|k| format!("replica_policy.{k}")),
+            ),
+            _ => out.push(key.to_string()),
         }
     }
     out

@@ -148,7 +148,7 @@ fn a_set_without_counts_means_one_of_each_and_names_are_canonical() {
     assert_eq!(warned(&warnings), ["service", "resources.ports", "resources.disk_tier"], "in file order");
     assert_eq!(
         warnings[0].message,
-        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe, replica_policy"
+        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe"
     );
 }
 
@@ -510,4 +510,32 @@ run: vllm serve $MODEL_NAME
     assert_eq!(ports.line, Some(17), "lines keep their numbers");
     let err = parse_submission("a:\n  b: 1\n c: 2\n", "bad.yaml").unwrap_err().to_string();
     assert!(err.contains("invalid YAML"), "other indentation errors stay errors: {err}");
+}
+
+/// `scripts/skypilot-compare.py` checks that a field SkyPilot reads and Cumulo does not apply is
+/// named in a warning: a `replica_policy`'s autoscaling keys are named one by one (the QPS target
+/// was hidden behind `replica_policy` before), and `cpus: 4+` / `memory: 16` keep SkyPilot's
+/// at-least and exactly.
+#[test]
+fn an_autoscaling_service_warns_each_policy_key_it_does_not_apply() {
+    let (job, warnings) = one("serve-autoscale.yaml");
+    assert_eq!(job.replicas, 1, "replica_policy.min_replicas");
+    let option = &job.resources[0];
+    assert_eq!((option.cpus_milli, option.cpus_or_more), (4000, true), "4+: at least 4");
+    assert_eq!((option.memory_mib, option.memory_or_more), (16 * 1024, false), "16: exactly 16 GB");
+    assert_eq!(
+        warnings[0].message,
+        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe, replica_policy.max_replicas, replica_policy.target_qps_per_replica"
+    );
+    let paths = warned(&warnings);
+    assert!(paths.contains(&"resources.disk_size") && paths.contains(&"resources.ports"), "{paths:?}");
+    // `replicas` overrides the policy, so its min_replicas is not applied either.
+    let text = "service:\n  readiness_probe: /\n  replicas: 2\n  replica_policy: {min_replicas: 1}\nrun: x\n";
+    let submission = parse_submission(text, "t.yaml").unwrap();
+    assert_eq!(submission.jobs[0].replicas, 2);
+    assert!(
+        submission.warnings[0].message.ends_with("not applied: readiness_probe, replica_policy.min_replicas"),
+        "{}",
+        submission.warnings[0].message
+    );
 }
