@@ -347,7 +347,20 @@ fn an_instance_type_outside_the_catalog_stands_for_the_gpus_its_name_states() {
     assert_eq!(option.instance_type.as_deref(), Some("gpu-h100-sxm_8gpu-128vcpu-1600gb"));
     assert_eq!(option.infra, Some(InfraSelector::parse("nebius/eu-north1").unwrap()));
     assert_eq!(warned(&warnings), ["resources.instance_type"], "vCPUs and memory not known: {warnings:#?}");
-    assert!(warnings[0].message.contains("GPUs its name states"), "{}", warnings[0].message);
+    assert!(warnings[0].message.contains("what its name states (GPUs, vCPUs and memory)"), "{}", warnings[0].message);
+    // SkyPilot's catalog lists the 128 vCPUs and 1600 GB the Nebius name states, exactly.
+    assert_eq!((option.cpus_milli, option.cpus_or_more), (128_000, false));
+    assert_eq!((option.memory_mib, option.memory_or_more), (1600 * 1024, false));
+    let given = cumulo_jobfile::parse_str(
+        "resources:\n  instance_type: gpu-h100-sxm_8gpu-128vcpu-1600gb\n  cpus: 64+\nrun: x\n",
+        "job.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        (given.resources[0].cpus_milli, given.resources[0].cpus_or_more),
+        (64_000, true),
+        "the file's own cpus win"
+    );
     for (instance_type, want) in [
         ("gpu_8x_a100_80gb_sxm4", models(&[GpuModel::A100_80], 8)),
         ("gpu_1x_h100_sxm5", models(&[GpuModel::H100], 1)),
@@ -535,6 +548,17 @@ fn an_autoscaling_service_warns_each_policy_key_it_does_not_apply() {
     assert_eq!(submission.jobs[0].replicas, 2);
     assert!(
         submission.warnings[0].message.ends_with("not applied: readiness_probe, replica_policy.min_replicas"),
+        "{}",
+        submission.warnings[0].message
+    );
+    // Scaling to zero is not applied: one replica runs, and the warning says so.
+    let text = "service:\n  readiness_probe: /\n  replica_policy: {min_replicas: 0, max_replicas: 2}\nrun: x\n";
+    let submission = parse_submission(text, "t.yaml").unwrap();
+    assert_eq!(submission.jobs[0].replicas, 1);
+    assert!(
+        submission.warnings[0].message.ends_with(
+            "not applied: readiness_probe, replica_policy.min_replicas 0 (one replica runs: no scaling to zero), replica_policy.max_replicas"
+        ),
         "{}",
         submission.warnings[0].message
     );
