@@ -73,3 +73,16 @@ fn a_job_file_the_simulator_cannot_read_names_the_file_and_the_field() {
     };
     assert!(err.contains("bad.yaml") && err.contains("accelerators"), "{err}");
 }
+
+/// `examples/sim-job-files.yaml`: SkyPilot's fine-tune (an image and a local workdir) waits for the
+/// site that runs images, though the H100 site is cheaper; the sweep, needing nothing, takes it.
+#[test]
+fn the_job_files_example_keeps_the_fine_tune_off_the_site_without_a_runtime() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sim-job-files.yaml"));
+    let scenario = Scenario::load(path).unwrap();
+    for (policy, gpus) in models(&scenario) {
+        assert_eq!(gpus.len(), 3, "{policy}: the fine-tune and two sweep jobs");
+        assert_eq!(gpus[0].as_deref(), Some("A100-80GB"), "{policy}: the fine-tune");
+        assert!(gpus[1..].iter().all(|g| g.as_deref() == Some("H100")), "{policy}: {gpus:?}");
+    }
+}
