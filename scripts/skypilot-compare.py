@@ -10,6 +10,12 @@ SkyPilot loads, `cumulo validate -o json` must accept it with, per task, the sam
 the same set of resource options: accelerator name and count, cloud, region, zone and spot choice,
 in the same order where SkyPilot keeps a preference order (`ordered:`, an accelerator list), and the
 same `file_mounts` destinations (envs filled in; a list of files may become one mount per file).
+Per task it also compares vCPUs and memory per resource option as SkyPilot keeps them (`4` is
+exactly 4, `4+` at least 4; memory in GB; an option that leaves them to SkyPilot's default is not
+compared), and the service's replica count (`replicas`, else `replica_policy.min_replicas`) with
+the job's. Fields `cumulo validate -o json` does not carry, because Cumulo does not apply them
+(`disk_size`, `ports`, a service's readiness probe path and `target_qps_per_replica`), must each
+be named in its warnings when SkyPilot's reading sets them: nothing dropped in silence.
 Accelerator names are compared as written: SkyPilot keeps a name as the file writes it when it
 loads the file (`a100`, `Gaudi`), and `cumulo validate -o json` gives that spelling in
 `accelerators.names` beside the model it places by (`selector`: `A100`, `Gaudi HL-205`);
@@ -92,13 +98,56 @@ def sky_option(resources):
     ]
 
 
+def amount(text):
+    """SkyPilot's `4` / `4+` / `0.5` (vCPUs or GB) as (number, at_least), or None when unset."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    at_least = text.endswith("+")
+    return (round(float(text.rstrip("+")), 3), at_least)
+
+
+def sky_shape(resources):
+    return (amount(resources.cpus), amount(resources.memory))
+
+
+def sky_unapplied(task, resources):
+    """The fields SkyPilot's reading sets that Cumulo must name as not applied."""
+    from sky import resources as sky_resources
+
+    fields = set()
+    default_disk = getattr(sky_resources, "_DEFAULT_DISK_SIZE_GB", 256)
+    if any(r.disk_size is not None and r.disk_size != default_disk for r in resources):
+        fields.add("disk_size")
+    if any(r.ports for r in resources):
+        fields.add("ports")
+    service = getattr(task, "service", None)
+    if service is not None:
+        # SkyPilot's readiness path defaults to `/`; any probe at all is not applied by Cumulo.
+        if getattr(service, "readiness_path", "/") not in (None, "/"):
+            fields.add("readiness_probe")
+        if getattr(service, "target_qps_per_replica", None) is not None:
+            fields.add("target_qps_per_replica")
+    return fields
+
+
+def sky_replicas(task):
+    service = getattr(task, "service", None)
+    if service is None:
+        return None
+    return getattr(service, "min_replicas", None)
+
+
 def sky_reading(task):
     res = task.resources
     options = set()
     sequence = []
-    for r in res if isinstance(res, (list, set, tuple)) else [res]:
+    shapes = set()
+    listed = list(res) if isinstance(res, (list, set, tuple)) else [res]
+    for r in listed:
         options.update(sky_option(r))
         sequence.extend(o for o in sky_option(r) if o not in sequence)
+        shapes.add(sky_shape(r))
     # SkyPilot keeps `ordered:` (and an accelerator list) as a list: a preference order.
     ordered = isinstance(res, list) and len(sequence) > 1
     mounts = set(task.file_mounts or {}) | set(task.storage_mounts or {})
@@ -107,6 +156,9 @@ def sky_reading(task):
         "options": options,
         "order": sequence if ordered else None,
         "mounts": {m.rstrip("/") or "/" for m in mounts},
+        "shapes": shapes,
+        "replicas": sky_replicas(task),
+        "unapplied": sky_unapplied(task, listed),
     }
 
 
@@ -132,6 +184,12 @@ def cumulo_option(option):
     return [(n, count, cloud, infra.get("region"), infra.get("zone"), spot) for n in names]
 
 
+def cumulo_shape(option):
+    cpus = (round(option.get("cpus_milli", 0) / 1000.0, 3), bool(option.get("cpus_or_more")))
+    memory = (round(option.get("memory_mib", 0) / 1024.0, 3), bool(option.get("memory_or_more")))
+    return (cpus, memory)
+
+
 def cumulo_reading(job):
     options = set()
     sequence = []
@@ -140,7 +198,28 @@ def cumulo_reading(job):
         sequence.extend(o for o in cumulo_option(option) if o not in sequence)
     ordered = bool(job.get("ordered")) and len(sequence) > 1
     mounts = {m.rstrip("/") or "/" for m in job.get("file_mounts") or {}}
-    return {"num_nodes": job["num_nodes"], "options": options, "order": sequence if ordered else None, "mounts": mounts}
+    return {
+        "num_nodes": job["num_nodes"],
+        "options": options,
+        "order": sequence if ordered else None,
+        "mounts": mounts,
+        "shapes": {cumulo_shape(o) for o in job["resources"]},
+        "replicas": job.get("replicas"),
+    }
+
+
+def shape_diffs(i, want, got):
+    """vCPUs and memory: each of SkyPilot's options that sets one must be among Cumulo's."""
+    diffs = []
+    for what, k in (("cpus", 0), ("memory", 1)):
+        wanted = {s[k] for s in want["shapes"] if s[k] is not None}
+        if not wanted:
+            continue
+        have = {s[k] for s in got["shapes"]}
+        show = lambda v: f"{v[0]:g}{'+' if v[1] else ''}"  # noqa: E731
+        for v in sorted(wanted - have):
+            diffs.append(f"task {i}: {what} skypilot {show(v)} cumulo {', '.join(show(h) for h in sorted(have))}")
+    return diffs
 
 
 def under(path, folder):
@@ -152,11 +231,13 @@ def cumulo_jobs(cumulo, path, envs):
     try:
         docs = json.loads(out.stdout)
     except json.JSONDecodeError:
-        return None, out.stderr.strip() or out.stdout.strip()
+        return None, out.stderr.strip() or out.stdout.strip(), ""
     errors = [e for d in docs if not d["ok"] for e in d.get("errors", [])]
     if errors:
-        return None, "; ".join(f"{e.get('path', '')}: {e.get('message', e)}" for e in errors)
-    return [d["job"] for d in docs], None
+        return None, "; ".join(f"{e.get('path', '')}: {e.get('message', e)}" for e in errors), ""
+    # A file's warnings come on its first entry; the text is searched for the fields they name.
+    warnings = " ".join(f"{w.get('path', '')} {w.get('message', '')}" for d in docs for w in d.get("warnings", []))
+    return [d["job"] for d in docs], None, warnings
 
 
 def compare(path, cumulo):
@@ -166,7 +247,7 @@ def compare(path, cumulo):
         wants = [sky_reading(task) for task in sky_tasks(path, envs)]
     except Exception as exc:  # SkyPilot's own refusal: not part of the corpus
         return "skypilot cannot load", [f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"]
-    jobs, error = cumulo_jobs(cumulo, path, envs)
+    jobs, error, warnings = cumulo_jobs(cumulo, path, envs)
     if jobs is None:
         return "cumulo refuses", [error]
     if len(jobs) != len(wants):
@@ -185,6 +266,14 @@ def compare(path, cumulo):
             diffs.append(f"task {i}: file_mounts {mount}: dropped by cumulo")
         for mount in sorted(g for g in got["mounts"] if not any(under(g, m) for m in want["mounts"])):
             diffs.append(f"task {i}: file_mounts {mount}: only cumulo")
+        diffs.extend(shape_diffs(i, want, got))
+        # SkyPilot scales a service to zero; Cumulo runs one replica and must say so.
+        scale_to_zero = want["replicas"] == 0 and got["replicas"] == 1 and "min_replicas 0" in warnings
+        if want["replicas"] is not None and want["replicas"] != got["replicas"] and not scale_to_zero:
+            diffs.append(f"task {i}: service replicas skypilot {want['replicas']} cumulo {got['replicas']}")
+        for name in sorted(want["unapplied"]):
+            if name not in warnings:
+                diffs.append(f"task {i}: {name}: set in skypilot, not applied by cumulo and not warned")
         if want["options"] == got["options"] and want["order"] != got["order"]:
             diffs.append(f"task {i}: preference order skypilot {want['order']} cumulo {got['order']}")
     return ("DIFF" if diffs else "same"), diffs

@@ -138,3 +138,66 @@ fn catalog_import_summarises_the_real_files() {
         assert!(providers.contains(p), "{p} missing from {providers:?}");
     }
 }
+
+/// `cumulo offers --fleet`: each fleet cluster says whether it can give what the job file needs of
+/// its site, with the server's own words (`cumulo_sched::needs`), and catalog offers where only
+/// unable clusters stand are kept off.
+#[test]
+fn offers_with_a_fleet_say_which_clusters_can_run_the_image_and_mount_the_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let job_text = "name: boxed\nresources:\n  accelerators: H100:8\n  image_id: docker:nvcr.io/nvidia/pytorch:24.01-py3\nfile_mounts:\n  /data: s3://bucket/data\nrun: python train.py\n";
+    let job = job_file(&dir, "boxed.yaml", job_text);
+    let fleet_text = "clusters:\n\
+      - {name: slurm-east, provider: aws, region: us-east-1, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: /nonexistent/slurm.conf}, bucket_mounts: true}\n\
+      - {name: ray-lab, provider: onprem, region: lab, capacity: on-demand, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n\
+      - {name: sim-west, provider: gcp, region: us-central1, capacity: on-demand, price_per_node_hour: '1', driver: {kind: simulated, nodes: 2, gpu: H100, gpus: 8, vcpus: 208, memory_gb: 1872}, bucket_mounts: true}\n";
+    let fleet = job_file(&dir, "fleet.yaml", fleet_text);
+    let out = cumulo(&["offers", &job, "--fleet", &fleet, "--no-portfolio", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+
+    // The server's words, from the same functions on the same readings of both files.
+    let spec = cumulo_jobfile::parse_str(job_text, "boxed.yaml").unwrap();
+    let file = cumulo_server::config::FleetFile::parse(fleet_text, "fleet.yaml").unwrap();
+    let sites: Vec<_> = file.clusters.iter().map(cumulo_server::config::ClusterEntry::site).collect();
+    let needs = cumulo_sched::needs::Needs::of_file(&spec);
+    let server_says = needs.reasons(&sites).unwrap();
+    assert_eq!(v["fleet"]["pending_reason"], server_says.as_str());
+    assert!(server_says.contains("cluster(s) slurm-east cannot run"), "{server_says}");
+    assert!(server_says.contains("cluster(s) ray-lab do not say `bucket_mounts: true`"), "{server_says}");
+
+    let clusters = v["fleet"]["clusters"].as_array().unwrap();
+    let verdicts: Vec<(&str, bool)> =
+        clusters.iter().map(|c| (c["cluster"].as_str().unwrap(), c["can_run"].as_bool().unwrap())).collect();
+    assert_eq!(verdicts, [("slurm-east", false), ("ray-lab", false), ("sim-west", true)]);
+    assert!(clusters[0]["reason"].as_str().unwrap().contains("resources.image_id"), "{}", clusters[0]);
+    assert!(
+        clusters[1]["reason"].as_str().unwrap().contains("file_mounts /data (s3://bucket/data)"),
+        "{}",
+        clusters[1]
+    );
+
+    // Only slurm-east stands in aws us-east-1: AWS's H100 offer there is kept off, gcp's is kept.
+    let feasible = v["feasible"].as_array().unwrap();
+    assert!(!feasible.iter().any(|r| r["provider"] == "aws" && r["region"] == "us-east-1"), "{feasible:?}");
+    assert!(feasible.iter().any(|r| r["provider"] == "gcp" && r["region"] == "us-central1"), "{feasible:?}");
+    let kept_off = v["fleet"]["kept_off"].as_array().unwrap();
+    assert!(kept_off.iter().any(|r| r["provider"] == "aws" && r["region"] == "us-east-1"), "{kept_off:?}");
+
+    // The table says the same; without --fleet nothing is kept off.
+    let table = cumulo(&["offers", &job, "--fleet", &fleet, "--no-portfolio"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(text.contains(&format!("pending reason the server adds: {server_says}")), "{text}");
+    assert!(text.contains("sim-west") && text.contains("simulated"), "{text}");
+    let plain = cumulo(&["offers", &job, "--no-portfolio", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&plain)).unwrap();
+    assert!(v.get("fleet").is_none());
+    assert!(v["feasible"].as_array().unwrap().iter().any(|r| r["provider"] == "aws" && r["region"] == "us-east-1"));
+
+    // A bad fleet file is refused naming the field.
+    let bad = job_file(&dir, "bad.yaml", &fleet_text.replace("bucket_mounts: true}", "bucket_mounts: maybe}"));
+    let out = cumulo(&["offers", &job, "--fleet", &bad]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("clusters[0]"), "{}", stderr(&out));
+}

@@ -71,6 +71,22 @@ pub use contracts::{ClusterDelivery, Contracts};
 pub use fleet::{ClusterInfo, Fleet, PlacedNode, PoolOffer, StoredPlacement};
 pub use rounds::Rounds;
 
+/// A cluster as a site of `cumulo_sched::needs`: what its driver can do for a job (`caps`) and
+/// whether the fleet file says its nodes mount buckets. The reconcile loop judges each pass's
+/// clusters with it; `cumulo offers --fleet` judges the fleet file's clusters with it.
+pub fn site(info: &ClusterInfo, caps: &cumulo_driver::Capabilities) -> Site {
+    Site {
+        name: info.name.clone(),
+        provider: info.provider.clone(),
+        region: info.region.clone(),
+        abilities: Abilities {
+            container_images: caps.container_images,
+            uploads: caps.uploads,
+            bucket_mounts: info.bucket_mounts,
+        },
+    }
+}
+
 /// What can stop a pass. A failed pass changes nothing beyond what its finished store calls
 /// committed; the next pass starts over from stored state.
 #[derive(Debug, thiserror::Error)]
@@ -825,19 +841,7 @@ impl Controller {
         infos
             .iter()
             .zip(&self.options.clusters)
-            .map(|(info, cluster)| {
-                let caps = cluster.driver.capabilities();
-                Site {
-                    name: info.name.clone(),
-                    provider: info.provider.clone(),
-                    region: info.region.clone(),
-                    abilities: Abilities {
-                        container_images: caps.container_images,
-                        uploads: caps.uploads,
-                        bucket_mounts: info.bucket_mounts,
-                    },
-                }
-            })
+            .map(|(info, cluster)| site(info, &cluster.driver.capabilities()))
             .collect()
     }
 

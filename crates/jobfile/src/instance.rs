@@ -107,6 +107,10 @@ fn aws_gpu_shape(name: &str) -> Option<Shape> {
 pub(crate) struct NamedGpus {
     pub(crate) accelerator: String,
     pub(crate) count: u32,
+    /// The vCPUs the name states too (Nebius `..._128vcpu-...`), as SkyPilot's catalog lists them.
+    pub(crate) vcpus: Option<u32>,
+    /// The memory in GB the name states too (Nebius `...-1600gb`).
+    pub(crate) memory_gb: Option<u64>,
 }
 
 /// The GPUs `instance_type`'s name states (see [`NamedGpus`]); `None` for any other name.
@@ -122,7 +126,7 @@ fn lambda_gpus(name: &str) -> Option<NamedGpus> {
     let mut parts = rest.split('_');
     let model = parts.next().filter(|m| !m.is_empty())?.to_ascii_uppercase();
     let accelerator = if parts.next() == Some("80gb") { format!("{model}-80GB") } else { model };
-    Some(NamedGpus { accelerator, count: count.parse().ok().filter(|&c| c > 0)? })
+    Some(NamedGpus { accelerator, count: count.parse().ok().filter(|&c| c > 0)?, vcpus: None, memory_gb: None })
 }
 
 /// Nebius: `gpu-{model}-{form}_{COUNT}gpu-{VCPUS}vcpu-{MEMORY}gb`.
@@ -130,8 +134,12 @@ fn nebius_gpus(name: &str) -> Option<NamedGpus> {
     let rest = name.strip_prefix("gpu-")?;
     let (platform, shape) = rest.split_once('_')?;
     let model = platform.split('-').next().filter(|m| !m.is_empty())?.to_ascii_uppercase();
-    let count = shape.split_once("gpu-")?.0.parse().ok().filter(|&c| c > 0)?;
-    Some(NamedGpus { accelerator: model, count })
+    let (count, rest) = shape.split_once("gpu-")?;
+    let count = count.parse().ok().filter(|&c| c > 0)?;
+    let (vcpus, memory) = rest.split_once("vcpu-").unzip();
+    let vcpus = vcpus.and_then(|v| v.parse().ok()).filter(|&v| v > 0);
+    let memory_gb = memory.and_then(|m| m.strip_suffix("gb")).and_then(|m| m.parse().ok()).filter(|&m| m > 0);
+    Some(NamedGpus { accelerator: model, count, vcpus, memory_gb })
 }
 
 /// OCI: `{BM|VM}.GPU.{MODEL}.{COUNT}` (`A100-v2` is the 80 GB A100, `RTXPRO` the RTX PRO 6000),
@@ -152,7 +160,7 @@ fn oci_gpus(name: &str) -> Option<NamedGpus> {
             _ => return None,
         },
     };
-    Some(NamedGpus { accelerator, count })
+    Some(NamedGpus { accelerator, count, vcpus: None, memory_gb: None })
 }
 
 #[cfg(test)]
@@ -242,9 +250,14 @@ mod tests {
             ("VM.GPU3.4", "V100", 4),
         ];
         for &(instance_type, accelerator, count) in rows {
-            let want = NamedGpus { accelerator: accelerator.to_string(), count };
-            assert_eq!(gpus_in_name(instance_type), Some(want), "{instance_type}");
+            let named = gpus_in_name(instance_type).unwrap_or_else(|| panic!("{instance_type}"));
+            assert_eq!((named.accelerator.as_str(), named.count), (accelerator, count), "{instance_type}");
+            // Only Nebius names state vCPUs and memory too.
+            let nebius = instance_type.starts_with("gpu-");
+            assert_eq!(named.vcpus.is_some() && named.memory_gb.is_some(), nebius, "{instance_type}");
         }
+        let named = gpus_in_name("gpu-l40s-d_4gpu-192vcpu-1152gb").unwrap();
+        assert_eq!((named.vcpus, named.memory_gb), (Some(192), Some(1152)));
     }
 
     #[test]

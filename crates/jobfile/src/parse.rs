@@ -453,8 +453,7 @@ pub(crate) fn job(ctx: &mut Ctx<'_>, root: &Value, defaults: &Defaults<'_>) -> O
     let run = field(map, "run").map(|v| ctx.string("run", v, "a shell script"));
     warn_not_applied(ctx, "", map, NOT_APPLIED_TOP_FIELDS);
     if let Some(Value::Mapping(service)) = field(map, "service") {
-        let ignored: Vec<&str> =
-            service.keys().filter_map(Value::as_str).filter(|k| !matches!(*k, "replicas")).collect();
+        let ignored = service_not_applied(service);
         if !ignored.is_empty() {
             ctx.warn(
                 "service",
@@ -1006,6 +1005,34 @@ fn secrets(ctx: &mut Ctx<'_>, value: &Value) -> BTreeMap<String, Option<String>>
     out
 }
 
+/// The `service` fields Cumulo does not apply, each by its path under `service`: every key but
+/// the replica count, and a `replica_policy`'s keys one by one (`replica_policy.max_replicas`,
+/// `replica_policy.target_qps_per_replica`) so the warning names each, with `min_replicas` when
+/// `replicas` overrides it or when it is 0 (Cumulo runs a fixed count of at least one).
+fn service_not_applied(service: &Mapping) -> Vec<String> {
+    let count_given = field(service, "replicas").is_some();
+    let mut out = Vec::new();
+    for key in service.keys().filter_map(Value::as_str) {
+        match (key, field(service, key)) {
+            ("replicas", _) => {}
+            ("replica_policy", Some(Value::Mapping(policy))) => {
+                for k in policy.keys().filter_map(Value::as_str) {
+                    let zero = field(policy, k).and_then(Value::as_u64) == Some(0);
+                    match k {
+                        "min_replicas" if !count_given && zero => {
+                            out.push("replica_policy.min_replicas 0 (one replica runs: no scaling to zero)".to_string())
+                        }
+                        "min_replicas" if !count_given => {}
+                        _ => out.push(format!("replica_policy.{k}")),
+                    }
+                }
+            }
+            _ => out.push(key.to_string()),
+        }
+    }
+    out
+}
+
 /// `service.replicas`, else `service.replica_policy.min_replicas` (at least 1). `Some(None)` when
 /// the service gives no count.
 fn service_replicas(ctx: &mut Ctx<'_>, value: &Value) -> Option<Option<u32>> {
@@ -1178,7 +1205,8 @@ impl Partial {
             return (options, ordered);
         }
         // An instance type the catalog lacks whose name states its GPUs (Lambda, Nebius, OCI): those
-        // GPUs, as SkyPilot reads from its own catalogs; vCPUs and memory stay as the file gives.
+        // GPUs, as SkyPilot reads from its own catalogs; vCPUs and memory exactly as the name states
+        // them (Nebius), else as the file gives.
         if self.accelerators.is_none()
             && let Some(named) = self.instance_type.as_deref().and_then(instance::gpus_in_name)
         {
@@ -1186,6 +1214,14 @@ impl Partial {
             let demand = AcceleratorDemand { selector, per_node: MilliGpu::whole(named.count), names: Vec::new() };
             let mut filled = self.clone();
             filled.accelerators = Some(Accelerators { demands: vec![demand], ordered: false });
+            if let (None, Some(vcpus)) = (filled.cpus_milli, named.vcpus) {
+                filled.cpus_milli = Some(vcpus.saturating_mul(1000));
+                filled.cpus_or_more = false;
+            }
+            if let (None, Some(gb)) = (filled.memory_mib, named.memory_gb) {
+                filled.memory_mib = Some(gb.saturating_mul(1024));
+                filled.memory_or_more = false;
+            }
             return filled.options();
         }
         let infra = self.location().filter(|s| s.provider.is_some() || s.region.is_some() || s.zone.is_some());
@@ -1631,12 +1667,21 @@ fn partial(ctx: &mut Ctx<'_>, path: &str, map: &Mapping) -> Partial {
             ctx.warn(
                 &p,
                 format!(
-                    "`{name}` is not in Cumulo's built-in catalog: the job asks for the GPUs its name states, and for the vCPUs and memory the file gives (placed on pools of that instance type)"
+                    "`{name}` is not in Cumulo's built-in catalog: the job asks for what its name states ({}), and for the rest as the file gives (placed on pools of that instance type)",
+                    named_parts(name)
                 ),
             );
         }
     }
     out
+}
+
+/// What an instance type's name states, for the warning: `GPUs` or `GPUs, vCPUs and memory`.
+fn named_parts(instance_type: &str) -> &'static str {
+    match instance::gpus_in_name(instance_type) {
+        Some(instance::NamedGpus { vcpus: Some(_), memory_gb: Some(_), .. }) => "GPUs, vCPUs and memory",
+        _ => "GPUs",
+    }
 }
 
 /// `accelerators` in any of SkyPilot's forms, or Cumulo's `80GB+:8`.

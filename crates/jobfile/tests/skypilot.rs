@@ -148,7 +148,7 @@ fn a_set_without_counts_means_one_of_each_and_names_are_canonical() {
     assert_eq!(warned(&warnings), ["service", "resources.ports", "resources.disk_tier"], "in file order");
     assert_eq!(
         warnings[0].message,
-        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe, replica_policy"
+        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe"
     );
 }
 
@@ -347,7 +347,20 @@ fn an_instance_type_outside_the_catalog_stands_for_the_gpus_its_name_states() {
     assert_eq!(option.instance_type.as_deref(), Some("gpu-h100-sxm_8gpu-128vcpu-1600gb"));
     assert_eq!(option.infra, Some(InfraSelector::parse("nebius/eu-north1").unwrap()));
     assert_eq!(warned(&warnings), ["resources.instance_type"], "vCPUs and memory not known: {warnings:#?}");
-    assert!(warnings[0].message.contains("GPUs its name states"), "{}", warnings[0].message);
+    assert!(warnings[0].message.contains("what its name states (GPUs, vCPUs and memory)"), "{}", warnings[0].message);
+    // SkyPilot's catalog lists the 128 vCPUs and 1600 GB the Nebius name states, exactly.
+    assert_eq!((option.cpus_milli, option.cpus_or_more), (128_000, false));
+    assert_eq!((option.memory_mib, option.memory_or_more), (1600 * 1024, false));
+    let given = cumulo_jobfile::parse_str(
+        "resources:\n  instance_type: gpu-h100-sxm_8gpu-128vcpu-1600gb\n  cpus: 64+\nrun: x\n",
+        "job.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        (given.resources[0].cpus_milli, given.resources[0].cpus_or_more),
+        (64_000, true),
+        "the file's own cpus win"
+    );
     for (instance_type, want) in [
         ("gpu_8x_a100_80gb_sxm4", models(&[GpuModel::A100_80], 8)),
         ("gpu_1x_h100_sxm5", models(&[GpuModel::H100], 1)),
@@ -510,4 +523,43 @@ run: vllm serve $MODEL_NAME
     assert_eq!(ports.line, Some(17), "lines keep their numbers");
     let err = parse_submission("a:\n  b: 1\n c: 2\n", "bad.yaml").unwrap_err().to_string();
     assert!(err.contains("invalid YAML"), "other indentation errors stay errors: {err}");
+}
+
+/// `scripts/skypilot-compare.py` checks that a field SkyPilot reads and Cumulo does not apply is
+/// named in a warning: a `replica_policy`'s autoscaling keys are named one by one (the QPS target
+/// was hidden behind `replica_policy` before), and `cpus: 4+` / `memory: 16` keep SkyPilot's
+/// at-least and exactly.
+#[test]
+fn an_autoscaling_service_warns_each_policy_key_it_does_not_apply() {
+    let (job, warnings) = one("serve-autoscale.yaml");
+    assert_eq!(job.replicas, 1, "replica_policy.min_replicas");
+    let option = &job.resources[0];
+    assert_eq!((option.cpus_milli, option.cpus_or_more), (4000, true), "4+: at least 4");
+    assert_eq!((option.memory_mib, option.memory_or_more), (16 * 1024, false), "16: exactly 16 GB");
+    assert_eq!(
+        warnings[0].message,
+        "only the replica count is applied (replicas, else replica_policy.min_replicas, fixed): not applied: readiness_probe, replica_policy.max_replicas, replica_policy.target_qps_per_replica"
+    );
+    let paths = warned(&warnings);
+    assert!(paths.contains(&"resources.disk_size") && paths.contains(&"resources.ports"), "{paths:?}");
+    // `replicas` overrides the policy, so its min_replicas is not applied either.
+    let text = "service:\n  readiness_probe: /\n  replicas: 2\n  replica_policy: {min_replicas: 1}\nrun: x\n";
+    let submission = parse_submission(text, "t.yaml").unwrap();
+    assert_eq!(submission.jobs[0].replicas, 2);
+    assert!(
+        submission.warnings[0].message.ends_with("not applied: readiness_probe, replica_policy.min_replicas"),
+        "{}",
+        submission.warnings[0].message
+    );
+    // Scaling to zero is not applied: one replica runs, and the warning says so.
+    let text = "service:\n  readiness_probe: /\n  replica_policy: {min_replicas: 0, max_replicas: 2}\nrun: x\n";
+    let submission = parse_submission(text, "t.yaml").unwrap();
+    assert_eq!(submission.jobs[0].replicas, 1);
+    assert!(
+        submission.warnings[0].message.ends_with(
+            "not applied: readiness_probe, replica_policy.min_replicas 0 (one replica runs: no scaling to zero), replica_policy.max_replicas"
+        ),
+        "{}",
+        submission.warnings[0].message
+    );
 }

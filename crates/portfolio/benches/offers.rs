@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
                 now,
                 waited_s: 0,
                 config: PricingConfig::default(),
+                sites: &[],
             };
             rank(&query).feasible.len()
         })

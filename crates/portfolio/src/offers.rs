@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use cumulo_catalog::{Catalog, Offer};
+use cumulo_sched::needs::{self, Needs, Site};
 use cumulo_types::{CapacityKind, GpuModel, JobSpec, Money, ResourceOption, TopologyNeed};
 use serde::Serialize;
 
@@ -25,6 +26,11 @@ pub struct Query<'a> {
     pub now: DateTime<Utc>,
     pub waited_s: u64,
     pub config: PricingConfig,
+    /// The fleet's clusters as sites (`cumulo offers --fleet FILE`); empty without a fleet. An
+    /// offer in a location where clusters stand and none gives what the job file needs of its
+    /// site (`cumulo_sched::needs`: a container image, an upload, bucket mounts) is kept off, as
+    /// the server's reconcile loop keeps the job off that location.
+    pub sites: &'a [Site],
 }
 
 /// One feasible placement: `nodes` nodes of an instance type, priced per hour for all of them.
@@ -72,6 +78,31 @@ pub struct Ranking {
     /// Why nothing is feasible, when nothing is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub infeasible: Option<String>,
+    /// Rows kept off because no cluster of the fleet in their location gives what the job needs
+    /// of its site (only with [`Query::sites`]); the reason is the server's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_off: Vec<HeldBack>,
+    /// Each of [`Query::sites`], whether it can run the job file (empty without sites).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteAnswer>,
+    /// The reason the server's reconcile loop adds to the job's pending reason for the clusters
+    /// that cannot give what it needs ([`Needs::reasons`]); `None` when every site can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_reason: Option<String>,
+}
+
+/// Whether one cluster of the fleet can run the job, by what it needs of its site.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SiteAnswer {
+    pub cluster: String,
+    pub provider: String,
+    pub region: String,
+    /// True when the cluster gives everything the job needs of its site.
+    pub can_run: bool,
+    /// The first need it does not meet, as the server words it ([`Needs::reason`]); `None` when
+    /// `can_run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The order in which a candidate is checked; a later stage means it got further.
@@ -82,6 +113,7 @@ enum Stage {
     InstanceType,
     Infra,
     Deny,
+    SiteNeeds,
     Spot,
     Topology,
     ContractSize,
@@ -116,6 +148,8 @@ pub fn rank(query: &Query<'_>) -> Ranking {
     // The largest GPU count per node and NVLink domain among candidates, for explanations.
     let (mut max_gpus, mut max_domain) = (0u32, 0u32);
     let clauses = ActiveClauses::at(query.portfolio, query.now);
+    // What the file asks of its site, as `cumulo submit` would send it (its upload included).
+    let job_needs = Needs::of_file(job);
 
     for (option_index, option) in job.resources.iter().enumerate() {
         let candidates = candidates(query, option);
@@ -123,7 +157,7 @@ pub fn rank(query: &Query<'_>) -> Ranking {
         for c in candidates {
             max_gpus = max_gpus.max(c.gpus);
             max_domain = max_domain.max(c.nvlink_domain_nodes);
-            match check(query, option, &c, &clauses) {
+            match check(query, option, &c, &clauses, &job_needs) {
                 Ok(()) => ranking.feasible.push(OfferRow {
                     provider: c.provider.to_string(),
                     region: c.region.clone(),
@@ -141,6 +175,19 @@ pub fn rank(query: &Query<'_>) -> Ranking {
                     source: c.source.clone(),
                 }),
                 Err((Stage::Exclusive, _)) => ranking.excluded_by_exclusive += 1,
+                Err((Stage::SiteNeeds, reason)) => {
+                    ranking.kept_off.push(HeldBack {
+                        provider: c.provider.to_string(),
+                        region: c.region.clone(),
+                        instance_type: c.instance_type.to_string(),
+                        capacity: c.price.capacity,
+                        effective_per_hour: c.price.effective.saturating_mul(i64::from(job.num_nodes)),
+                        reason: reason.clone(),
+                    });
+                    if furthest.as_ref().is_none_or(|(s, _)| *s < Stage::SiteNeeds) {
+                        furthest = Some((Stage::SiteNeeds, reason));
+                    }
+                }
                 Err((Stage::FirstRefusal, reason)) => {
                     ranking.held_back.push(HeldBack {
                         provider: c.provider.to_string(),
@@ -177,9 +224,13 @@ pub fn rank(query: &Query<'_>) -> Ranking {
                 b.capacity,
             ))
     });
-    ranking.held_back.sort_by(|a, b| {
+    let by_cost = |a: &HeldBack, b: &HeldBack| {
         (a.effective_per_hour, &a.provider, &a.region).cmp(&(b.effective_per_hour, &b.provider, &b.region))
-    });
+    };
+    ranking.held_back.sort_by(by_cost);
+    ranking.kept_off.sort_by(by_cost);
+    ranking.sites = site_answers(&job_needs, query.sites);
+    ranking.site_reason = job_needs.reasons(query.sites);
     if ranking.feasible.is_empty() {
         ranking.infeasible = Some(if !saw_model {
             no_model_reason(query)
@@ -208,6 +259,24 @@ pub fn rank(query: &Query<'_>) -> Ranking {
         });
     }
     ranking
+}
+
+/// Each site, whether it gives everything `job_needs` asks, with the reason the server gives when
+/// it refuses a placement there.
+fn site_answers(job_needs: &Needs, sites: &[Site]) -> Vec<SiteAnswer> {
+    sites
+        .iter()
+        .map(|site| {
+            let unmet = job_needs.unmet(&site.abilities);
+            SiteAnswer {
+                cluster: site.name.clone(),
+                provider: site.provider.clone(),
+                region: site.region.clone(),
+                can_run: unmet.is_none(),
+                reason: unmet.map(|need| job_needs.reason(need, &needs::lacking_names(sites, need))),
+            }
+        })
+        .collect()
 }
 
 fn demand_text(job: &JobSpec) -> String {
@@ -332,6 +401,7 @@ fn check(
     option: &ResourceOption,
     c: &Candidate<'_>,
     clauses: &ActiveClauses<'_>,
+    job_needs: &Needs,
 ) -> Result<(), (Stage, String)> {
     let job = query.job;
     if let Some(a) = &option.accelerators {
@@ -362,6 +432,11 @@ fn check(
     }
     if let Some(deny) = job.constraints.deny.iter().find(|d| d.matches(c.provider, &c.region, c.zone)) {
         return Err((Stage::Deny, format!("constraints.deny (`{deny}` and others) excludes every remaining offer")));
+    }
+    // The server denies the job every location where the fleet's clusters stand and none gives
+    // what it needs of its site (`Needs::denials`); an offer there is kept off the same way.
+    if let Some(need) = needs::unmet_at(job_needs, query.sites, c.provider, &c.region) {
+        return Err((Stage::SiteNeeds, job_needs.reason(need, &needs::lacking_names(query.sites, need))));
     }
     if option.use_spot != (c.price.capacity == CapacityKind::Spot) && c.price.capacity != CapacityKind::Contract {
         let reason = if option.use_spot {

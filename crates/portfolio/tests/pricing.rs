@@ -24,7 +24,16 @@ fn ranking(
     now: &str,
     waited_s: u64,
 ) -> Ranking {
-    rank(&Query { job, catalog, portfolio, usage, now: at(now), waited_s, config: PricingConfig::default() })
+    rank(&Query {
+        job,
+        catalog,
+        portfolio,
+        usage,
+        now: at(now),
+        waited_s,
+        config: PricingConfig::default(),
+        sites: &[],
+    })
 }
 
 fn demo_at(now: &str) -> (Portfolio, Usage) {
@@ -289,7 +298,7 @@ proptest! {
         // Consumed far beyond anything scheduled: every contract is ahead.
         let usage = Usage { at: Some(now), consumed: BTreeMap::from([("c1".to_string(), Money::from_dollars(1_000_000))]) };
         let job = any_h100_or_h200_job();
-        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now, waited_s: 0, config: PricingConfig::default() });
+        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now, waited_s: 0, config: PricingConfig::default(), sites: &[] });
         prop_assert!(r.feasible.iter().any(|row| row.contract.is_some()));
         for row in &r.feasible {
             prop_assert_eq!(row.effective_per_hour, row.list_per_hour);
@@ -313,7 +322,7 @@ proptest! {
         let usage = Usage::default();
         let mut job = any_h100_or_h200_job();
         job.resources[0].use_spot = use_spot;
-        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now: at("2026-01-05"), waited_s: 0, config: PricingConfig::default() });
+        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now: at("2026-01-05"), waited_s: 0, config: PricingConfig::default(), sites: &[] });
         for row in &r.feasible {
             prop_assert!(!(in_scope(&scope, row.gpu) && row.provider != PROVIDERS[holder]), "{row:?}");
         }
@@ -336,7 +345,7 @@ proptest! {
         let p = holder_portfolio(PROVIDERS[holder], 1_000_000, &clauses);
         let usage = Usage::default();
         let job = any_h100_or_h200_job();
-        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now: at("2026-01-05"), waited_s, config: PricingConfig::default() });
+        let r = rank(&Query { job: &job, catalog: &catalog, portfolio: Some(&p), usage: &usage, now: at("2026-01-05"), waited_s, config: PricingConfig::default(), sites: &[] });
         let placed_elsewhere = r
             .feasible
             .iter()
@@ -517,5 +526,66 @@ fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
     assert!(
         queue.iter().any(|j| bound.words(j.id, j.replica).is_some_and(|w| w.to_string().ends_with("(waited 5m)"))),
         "a first refusal's words carry the job's wait"
+    );
+}
+
+/// `cumulo offers --fleet`: an offer in a location where the fleet's clusters stand and none runs
+/// the job's container image is kept off with the reason the server gives, and each cluster says
+/// whether it can run the job; a location no cluster speaks for keeps its offers.
+#[test]
+fn offers_in_a_location_whose_clusters_cannot_run_the_image_are_kept_off_with_the_servers_reason() {
+    use cumulo_sched::needs::{Abilities, Needs, Site};
+    let catalog = Catalog::new(
+        "test",
+        vec![offer("aws", GpuModel::H100, 8, 98_000_000, None), offer("gcp", GpuModel::H100, 8, 99_000_000, None)],
+    );
+    let mut job = gpu_job(GpuModel::H100, 8, 1);
+    job.image = Some("nvcr.io/nvidia/pytorch:24.01-py3".into());
+    let no_images = Abilities { container_images: false, ..Abilities::ALL };
+    let sites = [
+        Site { name: "slurm-a".into(), provider: "aws".into(), region: "aws-r1".into(), abilities: no_images },
+        Site { name: "ray-b".into(), provider: "onprem".into(), region: "lab".into(), abilities: Abilities::ALL },
+    ];
+    let usage = Usage::default();
+    let query = |sites| Query {
+        job: &job,
+        catalog: &catalog,
+        portfolio: None,
+        usage: &usage,
+        now: at("2026-11-26"),
+        waited_s: 0,
+        config: PricingConfig::default(),
+        sites,
+    };
+    let r = rank(&query(&sites));
+    assert_eq!(r.feasible.iter().map(|row| row.provider.as_str()).collect::<Vec<_>>(), ["gcp"]);
+    assert_eq!(r.kept_off.len(), 1);
+    let job_needs = Needs::of_file(&job);
+    let words = job_needs.reason(cumulo_sched::needs::Need::ContainerImage, &["slurm-a"]);
+    assert_eq!(r.kept_off[0].provider, "aws");
+    assert_eq!(r.kept_off[0].reason, words);
+    assert_eq!(r.site_reason.as_deref(), Some(words.as_str()), "the server's pending reason: Needs::reasons");
+    assert_eq!(r.site_reason, job_needs.reasons(&sites));
+    assert_eq!(
+        r.sites.iter().map(|s| (s.cluster.as_str(), s.can_run)).collect::<Vec<_>>(),
+        [("slurm-a", false), ("ray-b", true)]
+    );
+    assert_eq!(r.sites[0].reason.as_deref(), Some(words.as_str()));
+    // Without sites (no fleet), nothing is kept off and nothing is said about clusters.
+    let r = rank(&query(&[]));
+    assert_eq!(r.feasible.len(), 2);
+    assert!(r.kept_off.is_empty() && r.sites.is_empty() && r.site_reason.is_none());
+    // Only unable clusters stand where the offers are: nothing is feasible, and the reason says why.
+    let r = rank(&query(&sites[..1]));
+    let gcp_too = [
+        sites[0].clone(),
+        Site { name: "slurm-g".into(), provider: "gcp".into(), region: "gcp-r1".into(), abilities: no_images },
+    ];
+    assert_eq!(r.feasible.len(), 1, "gcp has no cluster: not the fleet's say");
+    let r = rank(&query(&gcp_too));
+    assert!(r.feasible.is_empty());
+    assert_eq!(
+        r.infeasible.as_deref(),
+        Some(job_needs.reason(cumulo_sched::needs::Need::ContainerImage, &["slurm-a", "slurm-g"]).as_str())
     );
 }

@@ -3,10 +3,10 @@
 //! where the driver runs images, an upload (a local `workdir` or local `file_mounts` sources) only
 //! where the driver unpacks uploads, and bucket `file_mounts` only where the fleet file says the
 //! nodes mount them (`bucket_mounts: true`). The live loop (`control`) decides with these
-//! functions and gives these reasons; they live in the pure core so that `cumulo offers` (with the
-//! fleet's sites) and the simulator (pools with abilities) can call the same rule, which neither
-//! does yet (ARCHITECTURE.md, "Known gaps", issue 14). [`Needs::of_file`] is the reading of a job
-//! file before `cumulo submit` uploads anything, for those callers.
+//! functions and gives these reasons; they live in the pure core so that `cumulo offers --fleet`
+//! (the fleet file's clusters as sites) and the simulator (its pools as sites) call the same rule
+//! (ARCHITECTURE.md, invariant 13). [`Needs::of_file`] is the reading of a job file before
+//! `cumulo submit` uploads anything, for those callers.
 //!
 //! Sites are judged by location: a job is denied a (provider, region) only when no site there can
 //! serve it, since placement constraints name locations, not clusters. The live loop also refuses

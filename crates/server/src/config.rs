@@ -164,6 +164,46 @@ pub struct ClusterEntry {
     pub driver: DriverEntry,
 }
 
+impl ClusterEntry {
+    /// The cluster as a site of `cumulo_sched::needs`, read from the fleet file without opening
+    /// its driver (`cumulo offers --fleet`): what its driver will say it can do, as
+    /// `cumulo_control::site` reads it off the opened driver for the reconcile loop. A local
+    /// cluster's `container_runtime` is checked on this machine as the server checks it at start
+    /// (`auto`: docker, else podman, else none); a runtime that does not answer runs no image.
+    pub fn site(&self) -> cumulo_sched::needs::Site {
+        let (container_images, uploads) = match &self.driver {
+            DriverEntry::Local { container_runtime, .. } => {
+                let choice = container_runtime
+                    .as_deref()
+                    .and_then(cumulo_driver_local::RuntimeChoice::parse)
+                    .unwrap_or_default();
+                // The server gives every local driver its uploads directory.
+                (cumulo_driver_local::ContainerRuntime::detect(choice).ok().flatten().is_some(), true)
+            }
+            // Simulated: nothing runs or is copied, so every image and upload is as good as done.
+            DriverEntry::Simulated { .. } => (true, true),
+            DriverEntry::Slurm { container_images, .. } => (*container_images, false),
+            DriverEntry::Ray { .. } => (true, false),
+        };
+        cumulo_sched::needs::Site {
+            name: self.name.clone(),
+            provider: self.provider.clone(),
+            region: self.region.clone(),
+            abilities: cumulo_sched::needs::Abilities { container_images, uploads, bucket_mounts: self.bucket_mounts },
+        }
+    }
+
+    /// The driver's kind as the fleet file names it: `local`, `simulated`, `slurm` or `ray`.
+    pub fn driver_kind(&self) -> &'static str {
+        match self.driver {
+            DriverEntry::Local { .. } => "local",
+            DriverEntry::Simulated { .. } => "simulated",
+            DriverEntry::Slurm { .. } => "slurm",
+            DriverEntry::Ray { .. } => "ray",
+        }
+    }
+}
+
 /// Which driver reaches a cluster.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -958,6 +998,37 @@ mod tests {
           - {name: s, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, url: 'http://127.0.0.1:1', user: u, token_file: nope.jwt}}\n";
         let err = FleetFile::parse(missing, "fleet.yaml").unwrap().open(dir.path(), Some(dir.path())).err().unwrap();
         assert!(err.to_string().contains("token_file") && err.to_string().contains("nope.jwt"), "{err}");
+    }
+
+    /// `cumulo offers --fleet` reads each cluster's site off the fleet file; the reconcile loop
+    /// reads it off the opened driver. Both must agree for every driver kind.
+    #[test]
+    fn a_cluster_site_read_from_the_file_is_the_one_the_loop_reads_from_its_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("slurm.conf"), "").unwrap();
+        let text = "clusters:\n\
+          - {name: l, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: local}, bucket_mounts: true}\n\
+          - {name: la, provider: onprem, region: r, capacity: on-demand, price_per_node_hour: '1', driver: {kind: local, container_runtime: auto}}\n\
+          - {name: s, provider: onprem, region: s, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf}}\n\
+          - {name: c, provider: onprem, region: s, capacity: on-demand, price_per_node_hour: '1', driver: {kind: slurm, conf: slurm.conf, container_images: true}}\n\
+          - {name: ray, provider: onprem, region: y, capacity: on-demand, price_per_node_hour: '1', driver: {kind: ray, url: 'http://127.0.0.1:1'}}\n\
+          - {name: sim, provider: aws, region: us-east-1, capacity: on-demand, price_per_node_hour: '1', driver: {kind: simulated, nodes: 1, vcpus: 4, memory_gb: 8}}\n";
+        let file = FleetFile::parse(text, "fleet.yaml").unwrap();
+        let fleet = file.open(dir.path(), Some(dir.path())).unwrap();
+        let from_drivers: Vec<_> =
+            fleet.control_clusters().iter().map(|c| cumulo_control::site(&c.info, &c.driver.capabilities())).collect();
+        let from_file: Vec<_> = file.clusters.iter().map(ClusterEntry::site).collect();
+        assert_eq!(from_file, from_drivers);
+        let abilities = |i: usize| from_file[i].abilities;
+        assert!(!abilities(0).container_images && abilities(0).uploads && abilities(0).bucket_mounts);
+        assert!(!abilities(2).container_images && !abilities(2).uploads && abilities(3).container_images);
+        assert!(abilities(4).container_images && !abilities(4).uploads);
+        assert_eq!(
+            abilities(5),
+            cumulo_sched::needs::Abilities { bucket_mounts: false, ..cumulo_sched::needs::Abilities::ALL }
+        );
+        let kinds: Vec<&str> = file.clusters.iter().map(ClusterEntry::driver_kind).collect();
+        assert_eq!(kinds, ["local", "local", "slurm", "slurm", "ray", "simulated"]);
     }
 
     #[test]

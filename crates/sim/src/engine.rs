@@ -64,6 +64,10 @@ pub struct RunInput<'a> {
     /// The whole workload's classes, when known in advance: the `fgd` policy's target workload
     /// (Cumulo's policy learns its own from recent arrivals).
     pub target: Option<&'a [TargetClass]>,
+    /// What jobs need of their site (`Workload::needs`, indexed by `TraceJob::needs` - 1): each
+    /// such job is denied the locations whose pools cannot give it (`Needs::denials`, the rule
+    /// the server's reconcile loop keeps jobs off clusters with).
+    pub needs: &'a [cumulo_sched::needs::Needs],
 }
 
 /// Cumulo's policy learns its target workload from this many recent GPU arrivals ...
@@ -193,6 +197,9 @@ struct Sim<'a> {
     job_option_cache: FxHashMap<JobOptionKey, (Arc<[ResourceOption]>, bool)>,
     /// The earliest window end of a queued inference job (`u64::MAX`: none queued).
     inference_expiry_at: u64,
+    /// Per row of [`RunInput::needs`]: the locations its jobs are denied (`Needs::denials` over
+    /// the fleet's pools as sites).
+    denials: Vec<Vec<cumulo_types::InfraSelector>>,
     models_present: Vec<GpuModel>,
     /// Per pool: a contract behind its schedule (its capacity is paid for anyway).
     sunk: Vec<bool>,
@@ -280,8 +287,11 @@ impl<'a> Sim<'a> {
         };
         sched.set_target(&target);
         let nodes: usize = snapshot.pools.iter().map(|p| p.nodes.len()).sum();
+        let sites = input.fleet.sites();
+        let denials = input.needs.iter().map(|n| n.denials(&sites)).collect();
         let mut sim = Sim {
             input,
+            denials,
             config,
             snapshot,
             sched,
@@ -726,7 +736,13 @@ impl<'a> Sim<'a> {
             ordered,
             num_nodes: job.num_nodes,
             topology: job.topology,
-            constraints: Default::default(),
+            constraints: cumulo_types::Constraints {
+                deny: match job.needs.checked_sub(1) {
+                    Some(row) => self.denials.get(usize::from(row)).cloned().unwrap_or_default(),
+                    None => Vec::new(),
+                },
+                max_price_per_hour: None,
+            },
             submitted_at: job.arrival_s,
             spread: Default::default(),
             duration_s: expected_run_s(job),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use cumulo_portfolio::Portfolio;
 use cumulo_portfolio::burndown::scheduled;
+use cumulo_sched::needs::{Abilities, Site};
 use cumulo_sched::{NodeState, Pool, PoolId};
 use cumulo_types::{CapacityKind, GpuModel, Money, NodeType};
 
@@ -26,6 +27,9 @@ pub struct SimPool {
     pub initial_nodes: u32,
     /// (time, nodes) delivered later, in time order.
     pub deliveries: Vec<(u64, u32)>,
+    /// What its clusters can do for a job beyond resources (`cumulo_sched::needs`); everything
+    /// unless the scenario's pool says otherwise.
+    pub abilities: Abilities,
 }
 
 impl SimPool {
@@ -105,6 +109,7 @@ struct NewPool {
     list_price: Money,
     contract: Option<usize>,
     contract_rate: Money,
+    abilities: Abilities,
 }
 
 /// Simulated list prices per GPU-hour for the Alibaba fleet, in US dollars, so that its costs are
@@ -250,6 +255,11 @@ impl Fleet {
                     list_price,
                     contract,
                     contract_rate,
+                    abilities: Abilities {
+                        container_images: p.container_images,
+                        uploads: p.uploads,
+                        bucket_mounts: p.bucket_mounts,
+                    },
                 },
                 events,
             );
@@ -260,7 +270,48 @@ impl Fleet {
         if let Some(synth) = &spec.synth {
             fleet.add_synth(synth);
         }
+        fleet.check_abilities()?;
         Ok(fleet)
+    }
+
+    /// Each pool as a site of `cumulo_sched::needs`, named as the pool (`provider/region/...`).
+    pub fn sites(&self) -> Vec<Site> {
+        self.pools
+            .iter()
+            .map(|p| Site {
+                name: p.pool.name.clone(),
+                provider: p.pool.provider.clone(),
+                region: p.pool.region.clone(),
+                abilities: p.abilities,
+            })
+            .collect()
+    }
+
+    /// The rule judges sites by location (`Needs::denials`: a job is kept off a provider and
+    /// region, not off one pool), so pools sharing one must say the same abilities: a job needing
+    /// a container runtime then never lands on a pool without one.
+    fn check_abilities(&self) -> Result<(), Error> {
+        let mut seen: BTreeMap<(&str, &str), &SimPool> = BTreeMap::new();
+        for p in &self.pools {
+            let key = (p.pool.provider.as_str(), p.pool.region.as_str());
+            match seen.get(&key) {
+                Some(first) if first.abilities != p.abilities => {
+                    return Err(Error::invalid(
+                        "fleet.pools (container_images, uploads, bucket_mounts)",
+                        &p.pool.name,
+                        &format!(
+                            "the same abilities as pool `{}` in that provider and region: sites are judged by location",
+                            first.pool.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, p);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Adds one pool of identical nodes: every node it will ever have, those delivered later
@@ -312,6 +363,7 @@ impl Fleet {
             contract_rate: p.contract_rate,
             initial_nodes: p.initial_nodes,
             deliveries,
+            abilities: p.abilities,
         });
     }
 
@@ -391,6 +443,7 @@ impl Fleet {
                         list_price,
                         contract: Some(index),
                         contract_rate,
+                        abilities: Abilities::ALL,
                     },
                     events,
                 );
@@ -438,6 +491,7 @@ impl Fleet {
                 contract_rate: price,
                 initial_nodes: nodes,
                 deliveries: Vec::new(),
+                abilities: Abilities::ALL,
             });
         }
     }
@@ -490,6 +544,7 @@ impl Fleet {
                 contract_rate: price,
                 initial_nodes: count,
                 deliveries: Vec::new(),
+                abilities: Abilities::ALL,
             });
         }
     }

@@ -411,6 +411,7 @@ impl Iterator for JobStream {
         let cpus = if gpus == 0 { rng.gen_range(1..=c.vcpus) } else { c.vcpus * per_node };
         let tenant = self.tenant_base[ci] + rng.gen_range(0..c.tenants.max(1));
         Some(TraceJob {
+            needs: crate::workload::NO_NEEDS,
             arrival_s: arrival_s as u64,
             kind: c.kind,
             tenant,

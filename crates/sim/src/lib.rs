@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod fleet;
 pub mod generator;
+pub mod jobfiles;
 pub mod plot;
 pub mod report;
 pub mod scenario;

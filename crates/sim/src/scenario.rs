@@ -242,6 +242,22 @@ pub struct PoolSpec {
     /// The contract's rate per node-hour, in US dollars (defaults to the list price).
     #[serde(default)]
     pub contract_rate_per_node_hour: Option<f64>,
+    /// Its clusters run jobs in their container image (`image_id: docker:`), as a fleet file's
+    /// Slurm `container_images` or local `container_runtime` says. Default true.
+    #[serde(default = "yes")]
+    pub container_images: bool,
+    /// Its clusters unpack a job's upload (a local `workdir` or local `file_mounts`), as the
+    /// local driver does and Slurm and Ray do not. Default true.
+    #[serde(default = "yes")]
+    pub uploads: bool,
+    /// Its nodes mount the buckets jobs' `file_mounts` name, as a fleet file's `bucket_mounts`
+    /// says. Default true.
+    #[serde(default = "yes")]
+    pub bucket_mounts: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Nodes that arrive at a time.
@@ -295,6 +311,21 @@ pub enum SourceSpec {
         autoscale: Autoscale,
     },
     Generator(Generator),
+    /// Job files (Cumulo's or SkyPilot task files, every job of each in order), one arriving
+    /// every `every_s` seconds from 0; a job without `duration_s` runs `default_duration_s`.
+    /// Their container images, uploads and bucket mounts keep them off pools that cannot give
+    /// them (`container_images`, `uploads`, `bucket_mounts` of `fleet.pools`).
+    JobFiles {
+        files: Vec<String>,
+        #[serde(default)]
+        every_s: u64,
+        #[serde(default = "one_hour_s")]
+        default_duration_s: u64,
+    },
+}
+
+fn one_hour_s() -> u64 {
+    3600
 }
 
 /// Something that happens to the fleet at a time.
@@ -412,7 +443,7 @@ impl Scenario {
             return Err(Error::invalid("fleet", "no pools", "`pools`, `portfolio`, `synth` or `alibaba_nodes`"));
         }
         if self.workload.sources.is_empty() {
-            return Err(Error::invalid("workload.sources", "[]", "at least one trace or generator"));
+            return Err(Error::invalid("workload.sources", "[]", "at least one trace, generator or job_files"));
         }
         for (i, p) in self.fleet.pools.iter().enumerate() {
             let field = |f: &str| format!("fleet.pools[{i}].{f}");
@@ -502,6 +533,11 @@ impl Scenario {
                 SourceSpec::AlibabaDlrm { instances } => resolve(instances)?,
                 SourceSpec::AzureLlm { trace, .. } => resolve(trace)?,
                 SourceSpec::Generator(_) => {}
+                SourceSpec::JobFiles { files, .. } => {
+                    for file in files {
+                        resolve(file)?;
+                    }
+                }
             }
         }
         Ok(())

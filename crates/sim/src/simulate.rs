@@ -14,7 +14,7 @@ use crate::scenario::{DAY, PolicyName, Scenario, SourceSpec};
 use crate::speed::SpeedRow;
 use crate::trace::{alibaba, azure, gavel};
 use crate::transform;
-use crate::workload::{SkippedRow, TraceJob, Workload};
+use crate::workload::{NO_NEEDS, SkippedRow, TraceJob, Workload};
 
 /// The report of a run, every policy included. Deterministic: the same scenario gives the same
 /// report, byte for byte (no wall-clock figures in it).
@@ -144,7 +144,11 @@ pub fn load_jobs(scenario: &Scenario, fleet_gpus: u64) -> Result<Jobs, Error> {
                     speeds: g.speeds(),
                     tenants: g.tenants(),
                     skipped: Vec::new(),
+                    needs: Vec::new(),
                 }
+            }
+            SourceSpec::JobFiles { files, every_s, default_duration_s } => {
+                crate::jobfiles::import(files, *every_s, *default_duration_s)?
             }
         };
         merge(&mut all, w);
@@ -159,11 +163,15 @@ pub fn load_jobs(scenario: &Scenario, fleet_gpus: u64) -> Result<Jobs, Error> {
 
 fn merge(into: &mut Workload, w: Workload) {
     let type_base = into.speeds.len() as u16;
+    let needs_map: Vec<u16> = w.needs.into_iter().map(|n| into.needs_index(n)).collect();
     let tenant_map: Vec<u32> = w.tenants.iter().map(|t| into.tenant(t)).collect();
     into.speeds.extend(w.speeds);
     into.skipped.extend(w.skipped);
     into.jobs.extend(w.jobs.into_iter().map(|mut j| {
         j.job_type += type_base;
+        if j.needs != NO_NEEDS {
+            j.needs = needs_map.get(usize::from(j.needs) - 1).copied().unwrap_or(NO_NEEDS);
+        }
         j.tenant = tenant_map.get(j.tenant as usize).copied().unwrap_or(j.tenant);
         j
     }));
@@ -207,6 +215,10 @@ pub fn simulate(scenario: &Scenario, progress: &mut dyn FnMut(PolicyName, Progre
             span_s,
             seed: scenario.seed,
             target: whole_target.as_deref(),
+            needs: match &jobs {
+                Jobs::Loaded(w) => &w.needs,
+                Jobs::Streamed { .. } => &[],
+            },
         };
         let mut report_progress = |p: Progress| progress(*policy, p);
         let report = match &jobs {

@@ -98,6 +98,7 @@ mod tests {
 
     fn job(gpu_milli: u32, cpus_milli: u32, models: &[GpuModel]) -> TraceJob {
         TraceJob {
+            needs: crate::workload::NO_NEEDS,
             arrival_s: 0,
             kind: JobKind::Training,
             tenant: 0,

@@ -136,6 +136,7 @@ mod tests {
 
     fn job(arrival_s: u64, work_s: u64, gpus: u32) -> TraceJob {
         TraceJob {
+            needs: crate::workload::NO_NEEDS,
             arrival_s,
             kind: JobKind::Training,
             tenant: 0,

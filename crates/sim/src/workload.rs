@@ -1,6 +1,7 @@
 //! Work as the simulator sees it: jobs with an arrival time, a shape and an amount of work,
 //! whatever trace or generator they came from.
 
+use cumulo_sched::needs::Needs;
 use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority, TopologyNeed};
 
 use crate::speed::{ModelSet, SpeedRow};
@@ -29,7 +30,13 @@ pub struct TraceJob {
     /// Run time in seconds on the job type's reference GPU (speed 1.0). `u64::MAX` never ends
     /// (fill-up mode).
     pub work_s: u64,
+    /// What the job needs of its site beyond resources: [`NO_NEEDS`], or one more than its row of
+    /// [`Workload::needs`] (jobs from job files with a container image, an upload or buckets).
+    pub needs: u16,
 }
+
+/// [`TraceJob::needs`] of a job that needs nothing of its site beyond resources (every trace's).
+pub const NO_NEEDS: u16 = 0;
 
 impl TraceJob {
     /// Whole GPUs the job holds in all (fractions round up to one GPU per node).
@@ -72,12 +79,29 @@ pub struct Workload {
     pub speeds: Vec<SpeedRow>,
     pub tenants: Vec<String>,
     pub skipped: Vec<SkippedRow>,
+    /// What jobs need of their site (`cumulo_sched::needs`), indexed by [`TraceJob::needs`] - 1.
+    pub needs: Vec<Needs>,
 }
 
 impl Workload {
     /// Sorts jobs by arrival time, keeping the trace's order among equal times.
     pub fn sort_by_arrival(&mut self) {
         self.jobs.sort_by_key(|j| j.arrival_s);
+    }
+
+    /// The [`TraceJob::needs`] value for `needs`: [`NO_NEEDS`] when empty, else its row (added).
+    pub fn needs_index(&mut self, needs: Needs) -> u16 {
+        if needs.is_empty() {
+            return NO_NEEDS;
+        }
+        let row = match self.needs.iter().position(|n| *n == needs) {
+            Some(i) => i,
+            None => {
+                self.needs.push(needs);
+                self.needs.len() - 1
+            }
+        };
+        u16::try_from(row + 1).unwrap_or(u16::MAX)
     }
 
     /// Index of a tenant by name, adding it when new.

@@ -12,6 +12,7 @@ use cumulo_types::{GpuModel, JobKind, MilliGpu, Priority, TopologyNeed};
 
 fn job(arrival_s: u64, gpus: u32, work_s: u64) -> TraceJob {
     TraceJob {
+        needs: cumulo_sim::workload::NO_NEEDS,
         arrival_s,
         kind: JobKind::Training,
         tenant: 0,
@@ -60,6 +61,7 @@ impl Case<'_> {
             span_s: 1000,
             seed: 0,
             target: None,
+            needs: &[],
         };
         run_jobs(&input, jobs).unwrap()
     }

@@ -55,6 +55,7 @@ fn write_scenario(dir: &std::path::Path, portfolio_yaml: &str) -> std::path::Pat
 
 fn gang_of_four(arrival_s: u64, work_s: u64) -> TraceJob {
     TraceJob {
+        needs: cumulo_sim::workload::NO_NEEDS,
         arrival_s,
         kind: JobKind::Training,
         tenant: 0,
@@ -111,6 +112,7 @@ fn ramps_become_one_contract_pool_with_later_steps_as_deliveries() {
             span_s: 30 * DAY,
             seed: 0,
             target: None,
+            needs: &[],
         };
         let r = run_jobs(&input, &[gang_of_four(0, 100)]).unwrap();
         assert_eq!(r.finished, 1, "{policy:?}");
@@ -262,6 +264,7 @@ contracts:
         span_s: 30 * DAY,
         seed: 0,
         target: None,
+        needs: &[],
     };
     let mut job = gang_of_four(0, 20 * DAY);
     job.num_nodes = 1;

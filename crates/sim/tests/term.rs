@@ -156,6 +156,7 @@ contracts:
 
 fn whole_node(arrival_day: u64, days: u64) -> TraceJob {
     TraceJob {
+        needs: cumulo_sim::workload::NO_NEEDS,
         arrival_s: arrival_day * DAY,
         kind: JobKind::Batch,
         tenant: 0,
@@ -209,6 +210,7 @@ workload:
         span_s: 100 * DAY,
         seed: 0,
         target: None,
+        needs: &[],
     };
     // January: one job on the contract node for 30 days ($7,200), a second one overflows to
     // on-demand for 10 days ($9,600). February: nothing. March: a 40-day job from 1 March runs

@@ -1,5 +1,6 @@
 //! `cumulo offers JOB.yaml`: the feasible placements of a job ranked by effective cost, given the
-//! catalog and the portfolio's burn-down state.
+//! catalog and the portfolio's burn-down state; with `--fleet FILE`, which of the fleet's clusters
+//! can give what the job needs of its site (`cumulo_sched::needs`), as the server decides.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use cumulo_portfolio::clock::parse_duration_s;
-use cumulo_portfolio::offers::{HeldBack, OfferRow, Query, rank};
+use cumulo_portfolio::offers::{HeldBack, OfferRow, Query, Ranking, SiteAnswer, rank};
 use cumulo_portfolio::pricing::PricingConfig;
 use cumulo_portfolio::{Portfolio, Usage};
 use serde::Serialize;
@@ -35,6 +36,12 @@ pub struct Args {
     /// Rank at list prices only, without any contracts
     #[arg(long)]
     no_portfolio: bool,
+    /// A fleet file (as `cumulo up` and the server read it): say which of its clusters can run
+    /// the job's container image, take its upload and mount its buckets, with the pending reason
+    /// the server gives for those that cannot, and keep off the offers in locations where only
+    /// such clusters stand
+    #[arg(long, value_name = "FILE")]
+    fleet: Option<PathBuf>,
     #[command(flatten)]
     forecast: ForecastArgs,
     /// The time to decide at: 2026-12-31 or an RFC 3339 time (default: now)
@@ -69,6 +76,20 @@ struct Output<'a> {
     excluded_by_exclusive: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     infeasible: Option<&'a str>,
+    /// The fleet file's clusters, each with whether it can run the job (with `--fleet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<FleetAnswer<'a>>,
+}
+
+#[derive(Serialize)]
+struct FleetAnswer<'a> {
+    file: String,
+    clusters: &'a [SiteAnswer],
+    /// What the server adds to the job's pending reason for the clusters that cannot run it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_reason: Option<&'a str>,
+    /// Offers kept off: every cluster in their location lacks what the job needs of its site.
+    kept_off: &'a [HeldBack],
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -84,6 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = time_arg(args.at.as_deref())?;
     let waited_s = parse_duration_s(&args.waited).context("--waited")?;
     let config = PricingConfig { spot_premium_bps: args.spot_premium.saturating_mul(100), ..PricingConfig::default() };
+    let fleet = args.fleet.as_deref().map(load_fleet).transpose()?;
+    let sites: Vec<_> =
+        fleet.iter().flat_map(|f| f.clusters.iter().map(cumulo_server::config::ClusterEntry::site)).collect();
 
     let rankings: Vec<(u128, _)> = jobs
         .iter()
@@ -101,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 now,
                 waited_s,
                 config,
+                sites: &sites,
             });
             (started.elapsed().as_micros(), ranking)
         })
@@ -122,6 +147,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 held_back: &ranking.held_back,
                 excluded_by_exclusive: ranking.excluded_by_exclusive,
                 infeasible: ranking.infeasible.as_deref(),
+                fleet: args.fleet.as_ref().map(|file| FleetAnswer {
+                    file: file.display().to_string(),
+                    clusters: &ranking.sites,
+                    pending_reason: ranking.site_reason.as_deref(),
+                    kept_off: &ranking.kept_off,
+                }),
             })
             .collect();
         match outputs.as_slice() {
@@ -155,6 +186,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if ranking.excluded_by_exclusive > 0 {
                 println!("excluded: {} offer(s) by an exclusive clause", ranking.excluded_by_exclusive);
             }
+            if let Some(fleet) = &fleet {
+                print_fleet(ranking, fleet);
+            }
             if let Some(why) = &ranking.infeasible {
                 println!("infeasible: {why}");
             }
@@ -163,6 +197,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let all_feasible = rankings.iter().all(|(_, r)| r.infeasible.is_none());
     Ok(if all_feasible { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn load_fleet(path: &std::path::Path) -> anyhow::Result<cumulo_server::config::FleetFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fleet file {}", path.display()))?;
+    cumulo_server::config::FleetFile::parse(&text, &path.display().to_string()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The fleet's clusters, whether each can run the job by what it needs of its site, the server's
+/// pending reason, and the offers kept off.
+fn print_fleet(ranking: &Ranking, fleet: &cumulo_server::config::FleetFile) {
+    let mut t = table(["cluster", "provider", "region", "driver", "runs this job", "why not"]);
+    for (answer, entry) in ranking.sites.iter().zip(&fleet.clusters) {
+        t.add_row([
+            answer.cluster.clone(),
+            answer.provider.clone(),
+            answer.region.clone(),
+            entry.driver_kind().to_string(),
+            if answer.can_run { "yes" } else { "no" }.to_string(),
+            answer.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("fleet clusters, by what the job needs of its site (image, upload, bucket mounts):\n{t}");
+    if let Some(reason) = &ranking.site_reason {
+        println!("pending reason the server adds: {reason}");
+    }
+    if let Some((first, rest)) = ranking.kept_off.split_first() {
+        println!("kept off: {} offer(s) where only such clusters stand: {}", rest.len() + 1, first.reason);
+    }
 }
 
 /// The table: rows that differ only by region or zone (OCI lists one price in 54 domains) are

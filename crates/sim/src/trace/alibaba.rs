@@ -209,6 +209,7 @@ pub fn import_pods(path: &Path, names: &GpuNames, on_bad: OnBadRow) -> Result<Wo
                 MilliGpu::whole(num_gpu)
             };
             Ok(TraceJob {
+                needs: crate::workload::NO_NEEDS,
                 arrival_s: creation,
                 kind: if num_gpu == 0 { JobKind::Batch } else { JobKind::Training },
                 tenant: 0,
@@ -287,6 +288,7 @@ pub fn import_dlrm(path: &Path, on_bad: OnBadRow) -> Result<Workload, Error> {
             }
             let (num_nodes, per_node) = if gpus <= 8 { (1, gpus) } else { super::gang_shape(gpus) };
             let job = TraceJob {
+                needs: crate::workload::NO_NEEDS,
                 arrival_s: creation,
                 kind: JobKind::Inference,
                 tenant: 0,

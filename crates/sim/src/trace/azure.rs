@@ -138,6 +138,7 @@ pub fn import(path: &Path, scale: &Autoscale, on_bad: OnBadRow) -> Result<(Workl
     let mut workload = Workload { speeds: vec![SpeedRow::uniform("llm-replica")], ..Workload::default() };
     let tenant = workload.tenant(&tenant_name);
     let replica_job = |from: usize, to: usize| TraceJob {
+        needs: crate::workload::NO_NEEDS,
         arrival_s: from as u64 * scale.window_s,
         kind: JobKind::Inference,
         tenant,

@@ -109,6 +109,7 @@ pub fn import(path: &Path, throughputs: &Throughputs, on_bad: OnBadRow) -> Resul
                 };
                 let (num_nodes, per_node) = gang_shape(row.scale);
                 workload.jobs.push(TraceJob {
+                    needs: crate::workload::NO_NEEDS,
                     arrival_s: row.arrival_s,
                     kind: JobKind::Training,
                     tenant,
