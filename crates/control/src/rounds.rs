@@ -113,7 +113,11 @@ pub(crate) fn round_pass(
     if input.due && anyone_states_speedups(input) {
         pass.held = true;
         let RoundJobs { jobs, capacity, attempts } = round_jobs(input, queue);
-        let config = RoundConfig { min_gain: input.rounds.min_gain, migration_s: input.rounds.migration_s as f64 };
+        let config = RoundConfig {
+            min_gain: input.rounds.min_gain,
+            migration_s: input.rounds.migration_s as f64,
+            round_s: input.rounds.every.as_secs_f64(),
+        };
         let plan = hetero::plan_round(&jobs, &capacity, &config);
         for job in jobs.iter().filter(|j| j.current.is_none()) {
             match plan.model_of(job.id) {

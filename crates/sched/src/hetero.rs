@@ -2,17 +2,30 @@
 //! the next round, and the order in which waiting work goes to the pass.
 //!
 //! A pure function of the jobs (their speed on each GPU model, their GPU count, the model they
-//! hold now, whether they may move) and the GPUs of each model. Two rules:
+//! hold now, whether they may move) and the GPUs of each model. The order:
 //! - **JCT order within the round:** shortest remaining time first (remaining work over the
 //!   job's best speed) where every job's remaining work is known, else least attained service
 //!   (GPU-seconds held so far). Ties go to the earlier arrival, then the lower id. Work that may
 //!   not move (non-preemptible, not checkpointing) keeps what it holds and is served first.
-//! - **Allocation by relative speed-up:** the jobs the order admits (their GPU counts fit the
-//!   fleet's total) pick GPU models in decreasing order of their speed-up (speed on their fastest
-//!   usable model over their slowest), each the fastest model with room left; so the fast types
-//!   go to the jobs that gain most from them, and a job that runs nearly as well on a K80 leaves
-//!   the V100s to one that does not. A running job stays where it is unless the move gains at
-//!   least [`RoundConfig::min_gain`] (a migration costs a checkpoint and a restart).
+//!
+//! The allocation, where every job's remaining work is known and the round length
+//! ([`RoundConfig::round_s`]) is set: **time-slicing by completion rate.** Each round is sliced
+//! anew; a job's priority on a model is the share of its remaining work one round there
+//! completes, per GPU (a running job's round elsewhere loses the migration cost), and the round's
+//! GPUs go to the highest (job, model) pairs. So while work waits, the short jobs hold the fast
+//! models (shortest remaining time on the fastest model, with each job's own speeds), a job
+//! rotates to a faster model as its end nears or one frees, and a long job yields to a short
+//! arrival. When nobody waits, the models are re-chosen to finish the jobs soonest in sum: jobs
+//! pick in decreasing order of what losing their best model costs them per GPU, then a local
+//! search moves and swaps jobs while that lowers the summed finish time (moves costed). A job
+//! that keeps its model between rounds keeps its GPUs and pays nothing.
+//!
+//! Otherwise (some remaining work unknown, as live work without a duration): **allocation by
+//! relative speed-up.** The jobs the order admits (their GPU counts fit the fleet's total) pick
+//! GPU models in decreasing order of their speed-up (speed on their fastest usable model over
+//! their slowest), each the fastest model with room left; so the fast types go to the jobs that
+//! gain most from them. A running job stays where it is unless the move gains at least
+//! [`RoundConfig::min_gain`] (a migration costs a checkpoint and a restart).
 //!
 //! The simulator (`sim.rounds`) and the live reconcile loop (`control`, the fleet file's
 //! `rounds:`) call [`plan_round`] at each round boundary with the same helpers: [`capacity_of`]
@@ -79,11 +92,14 @@ pub struct RoundConfig {
     /// Seconds a moved job loses (checkpoint, restart): a running job with known remaining work
     /// moves only when the move saves more than this over that work.
     pub migration_s: f64,
+    /// Seconds between rounds. 0 (unknown) keeps the allocation by speed-up even where every
+    /// job's remaining work is known (see the module doc).
+    pub round_s: f64,
 }
 
 impl Default for RoundConfig {
     fn default() -> Self {
-        RoundConfig { min_gain: 1.3, migration_s: 0.0 }
+        RoundConfig { min_gain: 1.3, migration_s: 0.0, round_s: 0.0 }
     }
 }
 
@@ -228,12 +244,235 @@ pub fn plan_round(jobs: &[RoundJob], capacity: &[ModelCapacity], config: &RoundC
             .then(ja.arrival_s.cmp(&jb.arrival_s))
             .then(ja.id.cmp(&jb.id))
     });
+    let assigned = if all_known && config.round_s > 0.0 {
+        assign_by_rate(jobs, &idx, capacity, config)
+    } else {
+        assign_by_speedup(jobs, &idx, capacity, config)
+    };
+    let assignments = idx.iter().map(|&i| Assignment { job: jobs[i].id, model: assigned[i] }).collect();
+    RoundPlan { order: idx.iter().map(|&i| jobs[i].id).collect(), assignments }
+}
+
+/// Pinned work keeps its model and its GPUs (booked in `free`); returns each job's model so far.
+fn book_pinned(jobs: &[RoundJob], free: &mut [ModelCapacity]) -> Vec<Option<GpuModel>> {
+    let mut assigned: Vec<Option<GpuModel>> = vec![None; jobs.len()];
+    for (i, j) in jobs.iter().enumerate() {
+        if let (Some(m), false) = (j.current, j.movable) {
+            if let Some(c) = free.iter_mut().find(|c| c.model == m) {
+                c.gpus = c.gpus.saturating_sub(j.gpus);
+            }
+            assigned[i] = Some(m);
+        }
+    }
+    assigned
+}
+
+/// With every job's remaining work known, the round is re-sliced from scratch (jobs rotate over
+/// GPU models as their remaining work changes): the round's GPUs go first to the (job, model)
+/// pairs of highest priority, where the priority is the share of the job's remaining work one
+/// round on that model completes, per GPU (`speed × usable seconds / remaining / GPUs`; a
+/// running job's usable seconds on another model lose the migration cost). This completes the
+/// most jobs per round: the shortest work takes the fast GPUs while others wait, a job near its
+/// end moves to a faster model, and a long job yields its GPUs to a short arrival (SRPT on the
+/// fastest model, per job speed). When every job got GPUs (nobody waits), the models are
+/// re-chosen to finish the jobs soonest in sum ([`assign_by_regret`], then [`settle`]).
+fn assign_by_rate(
+    jobs: &[RoundJob],
+    idx: &[usize],
+    capacity: &[ModelCapacity],
+    config: &RoundConfig,
+) -> Vec<Option<GpuModel>> {
+    let mut free: Vec<ModelCapacity> = capacity.to_vec();
+    let mut assigned = book_pinned(jobs, &mut free);
+    let mut pairs = rate_pairs(jobs, idx, &assigned, config);
+    pairs.sort_by(|a, b| b.rate.total_cmp(&a.rate).then(a.job.cmp(&b.job)).then(a.model.cmp(&b.model)));
+    for p in pairs {
+        if assigned[p.job].is_some() {
+            continue;
+        }
+        if let Some(c) = free.iter_mut().find(|c| c.model == p.model && c.gpus >= jobs[p.job].gpus) {
+            c.gpus -= jobs[p.job].gpus;
+            assigned[p.job] = Some(p.model);
+        }
+    }
+    let everyone = jobs.iter().zip(&assigned).all(|(j, a)| a.is_some() || j.best_speed() <= 0.0);
+    if everyone {
+        let mut regret_free: Vec<ModelCapacity> = capacity.to_vec();
+        let mut by_regret = book_pinned(jobs, &mut regret_free);
+        assign_by_regret(jobs, &mut by_regret, &mut regret_free, config);
+        // kept only where it places every job the rate placed (a gang may not find room)
+        if by_regret.iter().zip(&assigned).all(|(r, a)| r.is_some() == a.is_some()) {
+            assigned = by_regret;
+            free = regret_free;
+        }
+        settle(jobs, &mut assigned, &mut free, config);
+    }
+    assigned
+}
+
+/// A job's priority on one model for the round ([`assign_by_rate`]).
+struct RatePair {
+    rate: f64,
+    job: usize,
+    model: GpuModel,
+}
+
+/// Every free-to-place job's priority on each model it can use.
+fn rate_pairs(jobs: &[RoundJob], idx: &[usize], assigned: &[Option<GpuModel>], config: &RoundConfig) -> Vec<RatePair> {
+    let mut pairs = Vec::new();
+    for &i in idx {
+        let j = &jobs[i];
+        if assigned[i].is_some() {
+            continue;
+        }
+        let remaining = j.remaining_s.unwrap_or(0.0).max(1.0);
+        for (m, speed) in j.speeds.iter().filter(|(_, s)| *s > 0.0) {
+            let usable_s = if j.current.is_none_or(|c| c == *m) {
+                config.round_s
+            } else {
+                (config.round_s - config.migration_s).max(0.0)
+            };
+            let rate = f64::from(*speed) * usable_s / remaining / f64::from(j.gpus.max(1));
+            pairs.push(RatePair { rate, job: i, model: *m });
+        }
+    }
+    pairs
+}
+
+/// With room for every job: jobs pick their fastest model with room (finish time, move cost
+/// included) in decreasing order of what losing it costs them per GPU (the finish time on
+/// their second-best model over the best), so a fast model goes to the jobs that would lose
+/// most without it, not to short jobs that gain a few seconds. Books the GPUs in `free`.
+fn assign_by_regret(
+    jobs: &[RoundJob],
+    assigned: &mut [Option<GpuModel>],
+    free: &mut [ModelCapacity],
+    config: &RoundConfig,
+) {
+    let total: Vec<ModelCapacity> = free.to_vec();
+    let mut keyed: Vec<(f64, usize)> = Vec::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if assigned[i].is_some() || j.best_speed() <= 0.0 {
+            continue;
+        }
+        let mut times: Vec<f64> =
+            total.iter().filter(|c| c.gpus >= j.gpus).map(|c| finish_s(j, c.model, config)).collect();
+        times.sort_by(f64::total_cmp);
+        let regret = match times.as_slice() {
+            [a, b, ..] if b.is_finite() => (b - a) / f64::from(j.gpus.max(1)),
+            _ => f64::INFINITY,
+        };
+        keyed.push((regret, i));
+    }
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in keyed {
+        let j = &jobs[i];
+        let best = free
+            .iter()
+            .filter(|c| c.gpus >= j.gpus)
+            .map(|c| (finish_s(j, c.model, config), c.model))
+            .filter(|(t, _)| t.is_finite())
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        if let Some((_, m)) = best {
+            free.iter_mut().find(|c| c.model == m).expect("a model with room").gpus -= j.gpus;
+            assigned[i] = Some(m);
+        }
+    }
+}
+
+/// Seconds job `j` needs to finish on `m` from now, a move's cost included.
+fn finish_s(j: &RoundJob, m: GpuModel, config: &RoundConfig) -> f64 {
+    let speed = f64::from(j.speed_on(m));
+    if speed <= 0.0 {
+        return f64::INFINITY;
+    }
+    let cost = if j.current.is_some_and(|c| c != m) { config.migration_s } else { 0.0 };
+    j.remaining_s.unwrap_or(0.0) / speed + cost
+}
+
+/// Local search on the placed jobs' models that lowers their summed finish time: a job moves
+/// to a model with room where it finishes sooner, two jobs of one GPU count swap models where
+/// that finishes them sooner together (a few sweeps, until nothing improves).
+fn settle(jobs: &[RoundJob], assigned: &mut [Option<GpuModel>], free: &mut [ModelCapacity], config: &RoundConfig) {
+    let placed: Vec<usize> =
+        (0..jobs.len()).filter(|&i| assigned[i].is_some() && (jobs[i].movable || jobs[i].current.is_none())).collect();
+    for _ in 0..SETTLE_SWEEPS {
+        let moved = move_to_room(jobs, &placed, assigned, free, config);
+        let swapped = swap_models(jobs, &placed, assigned, config);
+        if !moved && !swapped {
+            break;
+        }
+    }
+}
+
+/// Sweeps of [`settle`] at most (each is quadratic in the placed jobs).
+const SETTLE_SWEEPS: usize = 8;
+
+/// One sweep of moves to a model with room where the job finishes sooner; whether any moved.
+fn move_to_room(
+    jobs: &[RoundJob],
+    placed: &[usize],
+    assigned: &mut [Option<GpuModel>],
+    free: &mut [ModelCapacity],
+    config: &RoundConfig,
+) -> bool {
+    let mut any = false;
+    for &a in placed {
+        let Some(here_model) = assigned[a] else { continue };
+        let here = finish_s(&jobs[a], here_model, config);
+        let best = free
+            .iter()
+            .filter(|c| c.model != here_model && c.gpus >= jobs[a].gpus)
+            .map(|c| (finish_s(&jobs[a], c.model, config), c.model))
+            .filter(|(t, _)| *t + 1e-6 < here)
+            .min_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        if let Some((_, m)) = best {
+            free.iter_mut().find(|c| c.model == m).expect("a model with room").gpus -= jobs[a].gpus;
+            if let Some(c) = free.iter_mut().find(|c| c.model == here_model) {
+                c.gpus += jobs[a].gpus;
+            }
+            assigned[a] = Some(m);
+            any = true;
+        }
+    }
+    any
+}
+
+/// One sweep of pairwise swaps between jobs of one GPU count; whether any swapped.
+fn swap_models(jobs: &[RoundJob], placed: &[usize], assigned: &mut [Option<GpuModel>], config: &RoundConfig) -> bool {
+    let mut any = false;
+    for x in 0..placed.len() {
+        for &b in &placed[x + 1..] {
+            let a = placed[x];
+            let (Some(ma), Some(mb)) = (assigned[a], assigned[b]) else { continue };
+            if ma == mb || jobs[a].gpus != jobs[b].gpus {
+                continue;
+            }
+            let now = finish_s(&jobs[a], ma, config) + finish_s(&jobs[b], mb, config);
+            let swapped = finish_s(&jobs[a], mb, config) + finish_s(&jobs[b], ma, config);
+            if swapped + 1e-6 < now {
+                assigned[a] = Some(mb);
+                assigned[b] = Some(ma);
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// Admission in JCT order while the fleet's total has room, then models by decreasing speed-up.
+fn assign_by_speedup(
+    jobs: &[RoundJob],
+    idx: &[usize],
+    capacity: &[ModelCapacity],
+    config: &RoundConfig,
+) -> Vec<Option<GpuModel>> {
     let mut free: Vec<ModelCapacity> = capacity.to_vec();
     let mut assigned: Vec<Option<GpuModel>> = vec![None; jobs.len()];
     // pinned work keeps its model; then admit in JCT order while the fleet's total has room
     let mut total: u64 = capacity.iter().map(|c| u64::from(c.gpus)).sum();
     let mut admitted: Vec<usize> = Vec::new();
-    for &i in &idx {
+    for &i in idx {
         let j = &jobs[i];
         if let (Some(m), false) = (j.current, j.movable) {
             if let Some(c) = free.iter_mut().find(|c| c.model == m) {
@@ -252,8 +491,7 @@ pub fn plan_round(jobs: &[RoundJob], capacity: &[ModelCapacity], config: &RoundC
     for &i in &by_gain {
         assigned[i] = pick_model(&jobs[i], &mut free, config);
     }
-    let assignments = idx.iter().map(|&i| Assignment { job: jobs[i].id, model: assigned[i] }).collect();
-    RoundPlan { order: idx.iter().map(|&i| jobs[i].id).collect(), assignments }
+    assigned
 }
 
 /// Whether moving a running job from `stay` to `best` pays: with its remaining work known, the
@@ -378,6 +616,48 @@ mod tests {
         let plan = plan_round(&jobs, &fleet(1, 2), &RoundConfig::default());
         let moves = plan.moves(&jobs);
         assert_eq!(moves, vec![Move { job: JobId(1), from: GpuModel::K80, to: Some(GpuModel::V100), gain: 3.0 }]);
+    }
+
+    fn rounds_of_six_minutes() -> RoundConfig {
+        RoundConfig { migration_s: 120.0, round_s: 360.0, ..RoundConfig::default() }
+    }
+
+    #[test]
+    fn while_others_wait_the_short_job_takes_the_fast_model() {
+        // two GPUs, three jobs: the long one waits. By speed-up the V100 would go to the medium
+        // job (5x) and the short one would run 4x slower on the K80; by the round's rate the
+        // short job finishes on the V100 first and the medium one takes it after.
+        let short = job(1, 1, 1.0, 0.25, 300.0);
+        let medium = job(2, 1, 1.0, 0.2, 5_000.0);
+        let long = job(3, 1, 1.0, 0.5, 50_000.0);
+        let plan = plan_round(&[short, medium, long], &fleet(1, 1), &rounds_of_six_minutes());
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::V100), "the short job on the fast model");
+        assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::K80));
+        assert_eq!(plan.model_of(JobId(3)), None, "the long job waits");
+    }
+
+    #[test]
+    fn with_room_for_every_job_the_fast_model_goes_to_the_job_that_would_lose_most_without_it() {
+        // job 1 gains 2x from the V100 over 5,000 s (loses 5,000 s on the K80); job 2 gains 10x
+        // but over 100 s (loses 900 s): the V100 goes to job 1
+        let jobs = [job(1, 1, 1.0, 0.5, 5_000.0), job(2, 1, 1.0, 0.1, 100.0)];
+        let plan = plan_round(&jobs, &fleet(1, 1), &rounds_of_six_minutes());
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::V100));
+        assert_eq!(plan.model_of(JobId(2)), Some(GpuModel::K80));
+    }
+
+    #[test]
+    fn a_job_rotates_to_the_fast_model_when_it_frees_and_stays_when_a_move_does_not_pay() {
+        // the V100 is free again: the job on the K80 moves (it saves far more than 120 s) ...
+        let mut running = job(1, 1, 1.0, 0.2, 4_000.0);
+        running.current = Some(GpuModel::K80);
+        let plan = plan_round(std::slice::from_ref(&running), &fleet(1, 1), &rounds_of_six_minutes());
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::V100));
+        // ... but not for a gain smaller than the move costs
+        running.speeds = vec![(GpuModel::V100, 1.0), (GpuModel::K80, 0.95)];
+        running.remaining_s = Some(1_000.0);
+        let plan = plan_round(&[running], &fleet(1, 1), &rounds_of_six_minutes());
+        assert_eq!(plan.model_of(JobId(1)), Some(GpuModel::K80), "saving ~53 s does not pay a 120-s move");
     }
 
     fn gpu_option(models: &[GpuModel]) -> ResourceOption {

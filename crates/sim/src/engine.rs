@@ -215,6 +215,9 @@ struct Sim<'a> {
     moved_at_term_end: Vec<u64>,
     /// Whether a round boundary is queued (`sim.rounds` under Cumulo's policy).
     round_pending: bool,
+    /// The GPU model the last round assigned to each queued job (kept to re-apply when the
+    /// options are rebuilt).
+    round_models: FxHashMap<u64, GpuModel>,
     pub collect: Collector,
 }
 
@@ -319,6 +322,7 @@ impl<'a> Sim<'a> {
             books: Vec::new(),
             moved_at_term_end: vec![0; input.fleet.contracts.len()],
             round_pending: false,
+            round_models: FxHashMap::default(),
             collect: Collector::new(input),
         };
         let end_s = input.horizon_s.unwrap_or(input.span_s);
@@ -404,19 +408,15 @@ impl<'a> Sim<'a> {
                     continue;
                 }
             }
-            while let Some(Reverse((at, _, ev))) = self.heap.peek().copied() {
-                if at != t {
-                    break;
-                }
-                self.heap.pop();
-                self.handle(ev);
-            }
+            self.handle_due(t);
             while next_job.as_ref().is_some_and(|j| j.arrival_s == t) {
                 let job = next_job.take().expect("checked");
                 self.arrive(next_id, job);
                 next_id += 1;
                 next_job = workload.next();
             }
+            // a round that the arrivals made due now plans before the pass places them
+            self.handle_due(t);
             if self.dirty && !self.queue.is_empty() && self.pass_at == t {
                 self.pass()?;
             } else if self.dirty && self.queue.is_empty() {
@@ -439,6 +439,17 @@ impl<'a> Sim<'a> {
         self.collect.jobs = next_id;
         progress(Progress { now_s: self.now, arrived: next_id, finished: self.collect.finished });
         Ok(())
+    }
+
+    /// Handles the events due at `t`.
+    fn handle_due(&mut self, t: u64) {
+        while let Some(Reverse((at, _, ev))) = self.heap.peek().copied() {
+            if at != t {
+                break;
+            }
+            self.heap.pop();
+            self.handle(ev);
+        }
     }
 
     /// Moves the clock. Costs accrue lazily, per pool, whenever a pool's books change.
@@ -563,7 +574,11 @@ impl<'a> Sim<'a> {
         let mut ids: Vec<u64> = self.active.keys().copied().collect();
         ids.sort_unstable();
         let jobs: Vec<RoundJob> = ids.iter().filter_map(|id| self.round_job(&self.active[id])).collect();
-        let config = RoundConfig { min_gain: settings.min_gain, migration_s: settings.migration_s as f64 };
+        let config = RoundConfig {
+            min_gain: settings.min_gain,
+            migration_s: settings.migration_s as f64,
+            round_s: settings.every_s as f64,
+        };
         let plan = plan_round(&jobs, &self.round_capacity(), &config);
         for moved in plan.moves(&jobs) {
             if moved.to.is_some() {
@@ -573,8 +588,12 @@ impl<'a> Sim<'a> {
             self.stop(moved.job.0, Stop::Migrated);
         }
         let rank: FxHashMap<u64, usize> = plan.order.iter().enumerate().map(|(i, id)| (id.0, i)).collect();
+        self.round_models.clear();
         for q in &mut self.queue {
             // the assigned model's option first, the rest in the policy's order
+            if let Some(m) = plan.model_of(q.id) {
+                self.round_models.insert(q.id.0, m);
+            }
             if let Some(m) = plan.model_of(q.id)
                 && selects(&q.resources, m)
             {
@@ -954,6 +973,12 @@ impl<'a> Sim<'a> {
                     let (resources, ordered) = self.options_for(&job);
                     q.resources = resources;
                     q.ordered = ordered;
+                    // the round's assigned model stays first
+                    if let Some(m) = self.round_models.get(&q.id.0)
+                        && selects(&q.resources, *m)
+                    {
+                        q.ordered |= prefer_model(q.options_mut(), *m).is_some();
+                    }
                 }
             }
             self.queue = queue;

@@ -312,3 +312,51 @@ fn a_reservation_starts_a_waiting_nvl72_gang_that_greedy_backfill_starves() {
         "with a reservation the rack is held from the first wait on: the gang starts when the last of the first 18 jobs ends"
     );
 }
+
+const ONE_V100_ONE_K80: &str = "
+pools:
+  - {provider: onprem, region: dc1, capacity: on-demand, gpu: V100, gpus_per_node: 1, vcpus: 8, memory_gb: 64, nodes: 1, price_per_node_hour: 3.06}
+  - {provider: onprem, region: dc1, capacity: on-demand, gpu: K80, gpus_per_node: 1, vcpus: 8, memory_gb: 64, nodes: 1, price_per_node_hour: 3.06}
+";
+
+/// A speed row with `v100` on a V100 and `k80` on a K80 (no other model).
+fn v100_k80(name: &str, v100: f32, k80: f32) -> SpeedRow {
+    let mut row = SpeedRow { name: name.to_string(), speed: [0.0; cumulo_sim::speed::MODELS] };
+    for (i, m) in GpuModel::ALL.iter().enumerate() {
+        row.speed[i] = match m {
+            GpuModel::V100 => v100,
+            GpuModel::K80 => k80,
+            _ => 0.0,
+        };
+    }
+    row
+}
+
+#[test]
+fn a_round_due_at_an_arrival_plans_before_the_pass_places_it() {
+    // Both arrive at 0, a round boundary; both models cost the same, so without the round A
+    // (first in line) would take the V100. A is nearly as fast on the K80, B 10x faster on the
+    // V100: the round gives the V100 to B from the start (it plans before the first pass, and
+    // the pass keeps the round's model first), so nobody moves.
+    let f = fleet(ONE_V100_ONE_K80);
+    let mut a = job(0, 1, 1000);
+    a.job_type = 0;
+    let mut b = job(0, 1, 1000);
+    b.job_type = 1;
+    let settings = SimSettings {
+        tick_s: 60,
+        job_rows: true,
+        rounds: Some(cumulo_sim::scenario::RoundSettings { every_s: 360, migration_s: 120, min_gain: 1.3 }),
+        ..SimSettings::default()
+    };
+    let speeds = vec![v100_k80("near", 1.0, 0.9), v100_k80("gains", 1.0, 0.1)];
+    let r = Case { fleet: &f, speeds, events: vec![], settings, policy: PolicyName::Cumulo }.run(&[a, b]);
+    assert_eq!(r.finished, 2);
+    let rows: Vec<(Option<&str>, u32, Option<u64>)> =
+        r.job_rows.iter().map(|row| (row.gpu.as_deref(), row.migrations, row.end_s)).collect();
+    assert_eq!(
+        rows,
+        vec![(Some("K80"), 0, Some(1112)), (Some("V100"), 0, Some(1000))],
+        "A runs on the K80 (1000 / 0.9 s), B on the V100, each from 0 without a move"
+    );
+}

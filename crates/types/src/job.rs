@@ -343,7 +343,9 @@ pub struct JobSpec {
     /// How fast the job runs on each GPU model, relative to the others (`speedups: {V100: 3.0,
     /// K80: 1.0}`): heterogeneity rounds (`cumulo_sched::hetero`) give the fast models to the jobs
     /// that gain most and move a running preemptible or checkpointing job to a model at least
-    /// `min_gain` faster. A usable model not listed counts as 1.0. Empty: the same speed everywhere.
+    /// `min_gain` faster (where every job of the round states a `duration_s`: to the work that
+    /// finishes soonest, the cost of a move weighed). A usable model not listed counts as 1.0.
+    /// Empty: the same speed everywhere.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub speedups: BTreeMap<GpuModel, Speed>,
 }
