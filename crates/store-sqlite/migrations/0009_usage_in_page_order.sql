@@ -2,8 +2,10 @@
 -- ordered by (start_s, job_id, attempt, node_rank); as a rowid table, every record of a page was
 -- found in the page index and then looked up in the table, one B-tree descent per record (about
 -- 14% of an export's CPU). Kept WITHOUT ROWID under that key, a page is one range of the table
--- itself. Appends look records up by attempt and node: a unique index in that order stands beside
--- it (its entries hold the key only). The start-only and page indexes go with the old table.
+-- itself. Appends look records up by attempt and node, and check the node's earlier records for
+-- overlap by their stop: an index in that order holding stop_s stands beside it, so that check reads
+-- the index alone (the primary key keeps the key unique, and is the upsert's conflict target). The
+-- start-only and page indexes go with the old table.
 CREATE TABLE usage_records_paged (
     job_id      INTEGER NOT NULL,
     attempt     INTEGER NOT NULL,
@@ -26,4 +28,4 @@ FROM usage_records ORDER BY start_s, job_id, attempt, node_rank;
 DROP TABLE usage_records;
 ALTER TABLE usage_records_paged RENAME TO usage_records;
 
-CREATE UNIQUE INDEX usage_records_by_attempt ON usage_records (job_id, attempt, node_rank, start_s);
+CREATE INDEX usage_records_by_attempt ON usage_records (job_id, attempt, node_rank, start_s, stop_s);

@@ -151,5 +151,7 @@ async fn migration_0009_keeps_every_record_in_page_order() {
     assert!(
         schema[0].ends_with("WITHOUT ROWID") && schema[0].contains("PRIMARY KEY (start_s, job_id, attempt, node_rank)")
     );
-    assert!(schema[1].contains("usage_records_by_attempt ON usage_records (job_id, attempt, node_rank, start_s)"));
+    assert!(
+        schema[1].contains("usage_records_by_attempt ON usage_records (job_id, attempt, node_rank, start_s, stop_s)")
+    );
 }
