@@ -273,6 +273,34 @@ impl CsvLine<'_> {
         write(self.out);
     }
 
+    /// A fixed word or a provider name: text that never holds a delimiter, a quote or a line break,
+    /// so it is written without the scan.
+    fn word(&mut self, value: &str) {
+        debug_assert!(!needs_quotes(value), "{value:?} needs quotes");
+        self.separate();
+        self.out.push_str(value);
+    }
+
+    /// A field composed by `write`, quoted when `quoted` (the caller checked the parts of it that
+    /// may need quotes, its user text), else written straight into the line: saves the scan of the
+    /// whole field and its copy.
+    fn composed_when(&mut self, quoted: bool, write: impl FnOnce(&mut String)) {
+        if quoted {
+            self.composed(write);
+        } else {
+            self.plain(write);
+        }
+    }
+
+    /// A field that always needs quotes (a JSON object, a text holding `, `), composed by `write`
+    /// straight into the line between quotes, its own quotes doubled as they are written.
+    fn quoted(&mut self, write: impl FnOnce(&mut Quoted)) {
+        self.separate();
+        self.out.push('"');
+        write(&mut Quoted { out: self.out });
+        self.out.push('"');
+    }
+
     fn money(&mut self, m: Money) {
         self.plain(|out| push_money(out, m));
     }
@@ -287,10 +315,15 @@ impl CsvLine<'_> {
     }
 }
 
+/// Whether `value` as a CSV field must be quoted: it holds a delimiter, a quote or a line break.
+fn needs_quotes(value: &str) -> bool {
+    value.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
 /// Appends `value` as a CSV field: as is, or quoted with its quotes doubled when it holds a
 /// delimiter, a quote or a line break.
 fn push_quoted(out: &mut String, value: &str) {
-    if !value.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if !needs_quotes(value) {
         out.push_str(value);
         return;
     }
@@ -304,14 +337,73 @@ fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
 }
 
-/// Appends `value` as a JSON string (quoted and escaped as `serde_json` writes it).
-fn push_json_string(out: &mut String, value: &str) {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(value);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::Value::from(value).to_string());
+/// Text being written inside a quoted CSV field: every `"` of it goes out doubled.
+struct Quoted<'o> {
+    out: &'o mut String,
+}
+
+impl Quoted<'_> {
+    /// Text without a quote (`{`, `:`, fixed words, provider names).
+    fn raw(&mut self, text: &str) {
+        debug_assert!(!text.contains('"'));
+        self.out.push_str(text);
+    }
+
+    /// Text without a quote written by `write` (numbers, amounts).
+    fn raw_with(&mut self, write: impl FnOnce(&mut String)) {
+        write(self.out);
+    }
+
+    /// Any text (user text): its quotes doubled.
+    fn free(&mut self, text: &str) {
+        if text.contains('"') {
+            push_doubling_quotes(self.out, text);
+        } else {
+            self.out.push_str(text);
+        }
+    }
+
+    /// A key (or a string value) Cumulo writes itself: plain text, no escapes.
+    fn key(&mut self, key: &str) {
+        debug_assert!(!needs_json_escape(key));
+        self.out.push_str("\"\"");
+        self.out.push_str(key);
+        self.out.push_str("\"\"");
+    }
+
+    /// A string value of any text, escaped as `serde_json` writes it.
+    fn string(&mut self, value: &str) {
+        if needs_json_escape(value) {
+            push_doubling_quotes(self.out, &serde_json::Value::from(value).to_string());
+        } else {
+            self.key(value);
+        }
+    }
+
+    fn number(&mut self, n: u64) {
+        push_u64(self.out, n);
+    }
+
+    /// A string value written by `write` (digits and dots: no escapes).
+    fn string_of(&mut self, write: impl FnOnce(&mut String)) {
+        self.out.push_str("\"\"");
+        write(self.out);
+        self.out.push_str("\"\"");
+    }
+}
+
+/// Whether `value` as a JSON string needs escapes (a quote, a backslash, a control character).
+fn needs_json_escape(value: &str) -> bool {
+    value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Appends `text` with each `"` doubled (the inside of a quoted CSV field).
+fn push_doubling_quotes(out: &mut String, text: &str) {
+    for (i, part) in text.split('"').enumerate() {
+        if i > 0 {
+            out.push_str("\"\"");
+        }
+        out.push_str(part);
     }
 }
 
@@ -346,29 +438,43 @@ fn sku_meter(r: &UsageRecord) -> &'static str {
 
 /// `SkuPriceDetails`: the properties of the node-hour that the price is for, as a JSON object
 /// (keys sorted, as `serde_json` writes a map).
-fn push_sku_price_details(out: &mut String, r: &UsageRecord) {
-    out.push_str("{\"x_CapacityKind\":");
-    push_json_string(out, r.capacity.as_str());
-    out.push_str(",\"x_GpuCount\":");
-    push_u64(out, u64::from(r.gpus));
+fn push_sku_price_details(json: &mut Quoted, r: &UsageRecord) {
+    json.raw("{");
+    json.key("x_CapacityKind");
+    json.raw(":");
+    json.key(r.capacity.as_str());
+    json.raw(",");
+    json.key("x_GpuCount");
+    json.raw(":");
+    json.number(u64::from(r.gpus));
     if let Some(gpu) = r.gpu {
-        out.push_str(",\"x_GpuModel\":");
-        push_json_string(out, gpu.name());
+        json.raw(",");
+        json.key("x_GpuModel");
+        json.raw(":");
+        json.key(gpu.name());
     }
-    out.push_str(",\"x_NodeType\":");
-    push_json_string(out, &r.node_type);
-    out.push('}');
+    json.raw(",");
+    json.key("x_NodeType");
+    json.raw(":");
+    json.string(&r.node_type);
+    json.raw("}");
 }
 
 /// `Tags`: the record's tenant, job and attempt as a JSON object (keys sorted).
-fn push_tags(out: &mut String, r: &UsageRecord) {
-    out.push_str("{\"cumulo.attempt\":\"");
-    push_attempt(out, r);
-    out.push_str("\",\"cumulo.job\":\"");
-    push_u64(out, r.job().0);
-    out.push_str("\",\"cumulo.tenant\":");
-    push_json_string(out, &r.tenant);
-    out.push('}');
+fn push_tags(json: &mut Quoted, r: &UsageRecord) {
+    json.raw("{");
+    json.key("cumulo.attempt");
+    json.raw(":");
+    json.string_of(|s| push_attempt(s, r));
+    json.raw(",");
+    json.key("cumulo.job");
+    json.raw(":");
+    json.string_of(|s| push_u64(s, r.job().0));
+    json.raw(",");
+    json.key("cumulo.tenant");
+    json.raw(":");
+    json.string(&r.tenant);
+    json.raw("}");
 }
 
 /// `JOB.N`, as `AttemptId` displays.
@@ -407,50 +513,50 @@ fn usage_row(line: &mut CsvLine, month: &mut MonthText, r: &UsageRecord, options
     line.money(billed);
     match &options.billing_account_id {
         Some(id) => line.text(id),
-        None => line.composed(|s| {
+        None => line.plain(|s| {
             s.push_str("cumulo-");
             s.push_str(r.provider.as_str());
         }),
     }
     match &options.billing_account_name {
         Some(name) => line.text(name),
-        None => line.composed(|s| {
+        None => line.plain(|s| {
             s.push_str("Cumulo ");
             s.push_str(provider);
         }),
     }
-    line.text("USD");
-    line.text(&month.end);
-    line.text(&month.start);
-    line.text("Usage");
-    line.text("");
-    line.composed(|s| push_description(s, r));
+    line.word("USD");
+    line.word(&month.end);
+    line.word(&month.start);
+    line.word("Usage");
+    line.word("");
+    line.quoted(|q| push_description(q, r));
     line.time(r.stop);
     line.time(r.start);
     line.money(prices.contracted_cost);
     line.money(r.cost);
-    line.text(provider);
+    line.word(provider);
     line.money(r.list_cost);
     line.plain(|s| push_hours_9(s, r.seconds()));
-    line.text("Hours");
-    line.text(provider);
-    line.text(provider);
-    line.text("Compute");
-    line.text(service_name(&r.provider));
-    line.text("Usage-Based");
-    line.composed(|s| {
+    line.word("Hours");
+    line.word(provider);
+    line.word(provider);
+    line.word("Compute");
+    line.word(service_name(&r.provider));
+    line.word("Usage-Based");
+    line.plain(|s| {
         s.push_str("cumulo-");
         s.push_str(r.provider.as_str());
         s.push('-');
         s.push_str(&month.name);
     });
-    line.text("Virtual Machines");
+    line.word("Virtual Machines");
     commitment_columns(line, r);
     line.plain(|s| push_hours_9(s, r.seconds()));
-    line.text("Hours");
+    line.word("Hours");
     line.money(prices.contracted_unit_price);
     line.money(r.list_rate);
-    line.text(prices.pricing_category);
+    line.word(prices.pricing_category);
     line.text(&r.region);
     line.text(&r.region);
     resource_and_sku_columns(line, r);
@@ -458,44 +564,56 @@ fn usage_row(line: &mut CsvLine, month: &mut MonthText, r: &UsageRecord, options
     line.end();
 }
 
+/// Whether any of `parts` (user text) would need quotes as a CSV field.
+fn any_needs_quotes(parts: &[&str]) -> bool {
+    parts.iter().any(|part| needs_quotes(part))
+}
+
 /// `CommitmentDiscountCategory` to `CommitmentDiscountUnit`: filled for contract usage only.
 fn commitment_columns(line: &mut CsvLine, r: &UsageRecord) {
     let Some(contract) = &r.contract else {
-        (0..7).for_each(|_| line.text(""));
+        (0..7).for_each(|_| line.word(""));
         return;
     };
-    line.text("Spend");
+    line.word("Spend");
     line.text(contract);
     line.text(contract);
     // a spend commitment is measured in money: this row consumed its cost of it
     line.money(r.cost);
-    line.text("Used");
-    line.text("Committed Spend Contract");
-    line.text("USD");
+    line.word("Used");
+    line.word("Committed Spend Contract");
+    line.word("USD");
 }
 
 /// `ResourceId` to `Tags`.
 fn resource_and_sku_columns(line: &mut CsvLine, r: &UsageRecord) {
-    let resource_id = |s: &mut String| match &r.resource_id {
-        Some(id) => s.push_str(id),
-        None => {
-            s.push_str("cumulo:attempt/");
-            push_attempt(s, r);
-            s.push_str("/node/");
-            push_u64(s, u64::from(r.node_rank));
+    match &r.resource_id {
+        Some(id) => {
+            line.text(id);
+            line.text(id);
         }
-    };
-    line.composed(resource_id);
-    line.composed(resource_id);
-    line.text("Virtual Machine");
-    line.composed(|s| {
+        None => {
+            let resource_id = |s: &mut String| {
+                s.push_str("cumulo:attempt/");
+                push_attempt(s, r);
+                s.push_str("/node/");
+                push_u64(s, u64::from(r.node_rank));
+            };
+            line.plain(resource_id);
+            line.plain(resource_id);
+        }
+    }
+    line.word("Virtual Machine");
+    let node_type_quoted = needs_quotes(&r.node_type);
+    line.composed_when(node_type_quoted, |s| {
         s.push_str(r.provider.as_str());
         s.push(':');
         s.push_str(&r.node_type);
     });
-    line.text(sku_meter(r));
-    line.composed(|s| push_sku_price_details(s, r));
-    line.composed(|s| {
+    line.word(sku_meter(r));
+    line.quoted(|json| push_sku_price_details(json, r));
+    let price_id_quoted = node_type_quoted || any_needs_quotes(&[r.contract.as_deref().unwrap_or_default()]);
+    line.composed_when(price_id_quoted, |s| {
         s.push_str(r.provider.as_str());
         s.push(':');
         s.push_str(&r.node_type);
@@ -508,7 +626,7 @@ fn resource_and_sku_columns(line: &mut CsvLine, r: &UsageRecord) {
         s.push(':');
         push_time(s, r.price_from);
     });
-    line.composed(|s| push_tags(s, r));
+    line.quoted(|json| push_tags(json, r));
 }
 
 /// The `x_Cumulo*` columns.
@@ -517,34 +635,75 @@ fn custom_columns(line: &mut CsvLine, r: &UsageRecord) {
     line.plain(|s| push_u64(s, r.job().0));
     line.plain(|s| push_attempt(s, r));
     line.plain(|s| push_u64(s, u64::from(r.node_rank)));
-    line.text(r.gpu.map_or("", |g| g.name()));
+    line.word(r.gpu.map_or("", |g| g.name()));
     line.plain(|s| push_u64(s, u64::from(r.gpus)));
     line.text(r.contract.as_deref().unwrap_or_default());
 }
 
-/// `ChargeDescription`: `p5.48xlarge node (8 x H100) in us-east-1, contract aws-2026 at $60.00/node-hour`.
-fn push_description(s: &mut String, r: &UsageRecord) {
-    use std::fmt::Write;
-    s.push_str(&r.node_type);
-    s.push_str(" node ");
+/// `ChargeDescription`: `p5.48xlarge node (8 x H100) in us-east-1, contract aws-2026 at $60.00/node-hour`
+/// (it holds `, `, so it is always quoted).
+fn push_description(q: &mut Quoted, r: &UsageRecord) {
+    q.free(&r.node_type);
+    q.raw(" node ");
     if let Some(g) = r.gpu {
-        s.push('(');
-        push_u64(s, u64::from(r.gpus));
-        s.push_str(" x ");
-        s.push_str(g.name());
-        s.push_str(") ");
+        q.raw("(");
+        q.raw_with(|s| push_u64(s, u64::from(r.gpus)));
+        q.raw(" x ");
+        q.raw(g.name());
+        q.raw(") ");
     }
-    s.push_str("in ");
-    s.push_str(&r.region);
-    s.push_str(", ");
+    q.raw("in ");
+    q.free(&r.region);
+    q.raw(", ");
     match &r.contract {
         Some(c) => {
-            s.push_str("contract ");
-            s.push_str(c);
+            q.raw("contract ");
+            q.free(c);
         }
-        None => s.push_str(r.capacity.as_str()),
+        None => q.raw(r.capacity.as_str()),
     }
-    let _ = write!(s, " at {}/node-hour", r.rate);
+    q.raw(" at ");
+    q.raw_with(|s| push_money_display(s, r.rate));
+    q.raw("/node-hour");
+}
+
+/// Appends `m` as `Money` displays it (`$1,234.50`: grouped, cents at least), without the
+/// formatter's allocations.
+fn push_money_display(out: &mut String, m: Money) {
+    if m.0 < 0 {
+        out.push('-');
+    }
+    out.push('$');
+    let abs = m.0.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let (mut whole, mut i) = (abs / 1_000_000, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (whole % 10) as u8;
+        whole /= 10;
+        if whole == 0 {
+            break;
+        }
+    }
+    let digits = &digits[i..];
+    for (at, digit) in digits.iter().enumerate() {
+        if at > 0 && (digits.len() - at).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(char::from(*digit));
+    }
+    out.push('.');
+    let mut frac = [0u8; 6];
+    let mut rest = abs % 1_000_000;
+    for place in frac.iter_mut().rev() {
+        *place = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let mut width = 6;
+    while width > 2 && frac[width - 1] == b'0' {
+        width -= 1;
+    }
+    out.push_str(std::str::from_utf8(&frac[..width]).expect("ASCII digits"));
 }
 
 /// Two kinds of rows per contract and month: a `Purchase` row billing the amortised commitment
@@ -827,10 +986,33 @@ mod tests {
         }
 
         #[test]
+        fn amounts_in_descriptions_are_as_money_displays(micros in any::<i64>()) {
+            let mut written = String::new();
+            push_money_display(&mut written, Money(micros));
+            prop_assert_eq!(written, Money(micros).to_string());
+        }
+
+        #[test]
         fn decimals_match_their_first_form(micros in any::<i64>(), seconds in -10_000_000i64..1_000_000_000_000) {
             prop_assert_eq!(decimal_money(Money(micros)), reference_money(Money(micros)));
             prop_assert_eq!(decimal_hours_9(seconds.max(0)), reference_hours_9(seconds.max(0)));
         }
+    }
+
+    #[test]
+    fn words_written_without_the_quote_scan_need_no_quotes() {
+        // `CsvLine::word` and `Quoted::key` write these as they are
+        for gpu in GpuModel::ALL {
+            assert!(!needs_quotes(gpu.name()) && !needs_json_escape(gpu.name()), "{gpu:?}");
+        }
+        for capacity in [CapacityKind::Contract, CapacityKind::OnDemand, CapacityKind::Spot] {
+            assert!(!needs_quotes(capacity.as_str()) && !needs_json_escape(capacity.as_str()), "{capacity:?}");
+        }
+        for provider in ["aws", "azure", "gcp", "oci", "coreweave", "lambda", "nebius", "local", "my-slurm-2"] {
+            let provider = Provider::new(provider).unwrap();
+            assert!(!needs_quotes(provider_display(&provider)) && !needs_quotes(service_name(&provider)));
+        }
+        assert!(Provider::new("a,b").is_err() && Provider::new("a\"b").is_err(), "provider names are plain");
     }
 
     #[test]

@@ -79,7 +79,9 @@ pub const MAX_RECORD_SECONDS: i64 = 3600;
 pub struct UsageRecord {
     pub attempt: AttemptId,
     pub node_rank: u32,
+    #[serde(deserialize_with = "crate::time::deserialize_time")]
     pub start: Timestamp,
+    #[serde(deserialize_with = "crate::time::deserialize_time")]
     pub stop: Timestamp,
     pub tenant: String,
     pub provider: Provider,
@@ -98,6 +100,7 @@ pub struct UsageRecord {
     /// On-demand list price per node-hour at the same time (the paid rate where no list exists).
     pub list_rate: Money,
     /// When the price step behind `rate` took effect (names the price in exports).
+    #[serde(deserialize_with = "crate::time::deserialize_time")]
     pub price_from: Timestamp,
     /// `cost_between(rate, start, stop)`.
     pub cost: Money,

@@ -66,6 +66,7 @@ async fn migration_0006_compacts_per_pass_records_into_hours() {
     }
     sqlx::raw_sql(&format!(
         "DROP INDEX {schema}.usage_records_by_page; DROP TABLE {schema}.tenants; DROP TABLE {schema}.history; DROP TABLE {schema}.tenant_budgets; \
+         CREATE INDEX usage_records_by_start ON {schema}.usage_records (start_s); \
          DELETE FROM {schema}.cumulo_schema_version WHERE version >= 6"
     ))
     .execute(&pool)
@@ -82,4 +83,13 @@ async fn migration_0006_compacts_per_pass_records_into_hours() {
     .unwrap();
     let expected: Vec<(i64, i64)> = hourly.iter().map(|r| (r.stop.timestamp(), r.cost.micros())).collect();
     assert_eq!(stored, expected);
+    // migration 9 dropped the start-only index (the page index leads with start_s)
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'usage_records' ORDER BY 1",
+    )
+    .bind(&schema)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(indexes, ["usage_records_by_page", "usage_records_pkey"]);
 }

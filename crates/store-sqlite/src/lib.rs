@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_usage_intervals.sql"),
     include_str!("../migrations/0007_tenants_history.sql"),
     include_str!("../migrations/0008_tenant_budgets.sql"),
+    include_str!("../migrations/0009_usage_in_page_order.sql"),
 ];
 
 /// The most jobs one group commit writes.
