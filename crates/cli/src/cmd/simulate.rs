@@ -329,8 +329,8 @@ fn print_summary(report: &Report) {
             if h.finished == 0 { "-".to_string() } else { hours(h.p99_jct_s as f64) },
             hours(h.mean_queueing_delay_s),
             format!("{:.1} %", h.gpu_allocation_ratio * 100.0),
-            format!("{:.0}", h.total_cost_usd),
-            format!("{:.0}", h.contract_shortfall_usd),
+            whole_usd(h.total_cost_usd),
+            whole_usd(h.contract_shortfall_usd),
             format!("{:.1} %", h.inference_slo_attainment * 100.0),
             h.preemptions.to_string(),
             format!("{:.1}", h.gpu_hours_lost_to_failures),
@@ -426,5 +426,22 @@ fn print_term(policy: &str, term: &cumulo_sim::term::TermReport) {
     println!("on-demand GPU spend, all providers: {}", short(term.on_demand_gpu_usd));
     for a in &term.approximations {
         println!("approximation: {a}");
+    }
+}
+
+/// Whole dollars; an amount that rounds to zero prints `0`, never `-0`.
+fn whole_usd(usd: f64) -> String {
+    let rounded = usd.round();
+    format!("{:.0}", if rounded == 0.0 { 0.0 } else { rounded })
+}
+
+#[cfg(test)]
+mod whole_usd_tests {
+    #[test]
+    fn an_amount_rounding_to_zero_has_no_sign() {
+        assert_eq!(super::whole_usd(-0.0), "0", "a shortfall of minus zero is none");
+        assert_eq!(super::whole_usd(-0.3), "0", "a rounding error below half a dollar is none");
+        assert_eq!(super::whole_usd(-2.6), "-3", "a real negative amount keeps its sign");
+        assert_eq!(super::whole_usd(1054.4), "1054");
     }
 }
