@@ -88,7 +88,7 @@ const ALLOWED_INTERNAL: &[(&str, &[&str])] = &[
             "api",
         ],
     ),
-    ("sim", &["types", "sched", "synth", "catalog", "portfolio", "ledger", "driver", "driver-sim"]),
+    ("sim", &["types", "sched", "synth", "catalog", "portfolio", "ledger", "driver", "driver-sim", "jobfile"]),
     ("tidy", &[]),
     ("cli", &["*"]),
 ];
