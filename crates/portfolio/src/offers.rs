@@ -273,21 +273,26 @@ fn site_answers(job_needs: &Needs, sites: &[Site]) -> Vec<SiteAnswer> {
                 provider: site.provider.clone(),
                 region: site.region.clone(),
                 can_run: unmet.is_none(),
-                reason: unmet.map(|need| job_needs.reason(need, &needs::lacking_names(sites, need))),
+                // Each row names its own cluster; `site_reason` gives the server's text for them all.
+                reason: unmet.map(|need| job_needs.reason(need, &[site.name.as_str()])),
             }
         })
         .collect()
 }
 
-fn demand_text(job: &JobSpec) -> String {
-    let parts: Vec<String> = job
-        .resources
-        .iter()
-        .map(|o| match &o.accelerators {
+/// What the job asks for, each distinct shape once (options that differ only in where they run,
+/// as `any_of` infra entries do, read alike).
+pub fn demand_text(job: &JobSpec) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for option in job.resources.iter() {
+        let part = match &option.accelerators {
             Some(a) => a.to_string(),
-            None => format!("CPU {} vCPUs", o.cpus_milli.div_ceil(1000)),
-        })
-        .collect();
+            None => format!("CPU {} vCPUs", option.cpus_milli.div_ceil(1000)),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
     parts.join(" or ")
 }
 
@@ -475,4 +480,33 @@ fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod demand_tests {
+    use cumulo_types::{AcceleratorDemand, GpuModel, GpuSelector, JobSpec, MilliGpu, ResourceOption};
+
+    #[test]
+    fn options_that_differ_only_in_where_they_run_are_said_once() {
+        let option = |infra: &str| ResourceOption {
+            accelerators: Some(AcceleratorDemand {
+                selector: GpuSelector::Models(vec![GpuModel::A100_80, GpuModel::H100]),
+                per_node: MilliGpu::whole(8),
+                names: Vec::new(),
+            }),
+            infra: Some(cumulo_types::InfraSelector::parse(infra).unwrap()),
+            ..ResourceOption::default()
+        };
+        let mut job = JobSpec::new("t", "research");
+        job.resources = vec![option("aws"), option("gcp/us-central1"), option("lambda")];
+        let mut cpu = job.resources[0].clone();
+        cpu.accelerators = None;
+        cpu.cpus_milli = 4000;
+        job.resources.push(cpu);
+        assert_eq!(
+            super::demand_text(&job),
+            "A100-80GB|H100:8 or CPU 4 vCPUs",
+            "three any_of entries are one shape, said once"
+        );
+    }
 }

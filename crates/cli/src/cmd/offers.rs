@@ -164,16 +164,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if i > 0 {
                 println!();
             }
-            let demand: Vec<String> = job
-                .resources
-                .iter()
-                .map(|o| o.accelerators.as_ref().map_or("CPU".to_string(), |a| a.to_string()))
-                .collect();
             println!(
                 "offers for job `{}` ({} x {}) at {}; catalog {}; portfolio {}{}",
                 job.name,
                 job.num_nodes,
-                demand.join(" or "),
+                cumulo_portfolio::offers::demand_text(job),
                 now.format("%Y-%m-%d %H:%M UTC"),
                 catalog.origin,
                 portfolio.as_ref().map_or("none (list prices)".to_string(), label),
