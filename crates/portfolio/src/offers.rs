@@ -175,30 +175,22 @@ pub fn rank(query: &Query<'_>) -> Ranking {
                     source: c.source.clone(),
                 }),
                 Err((Stage::Exclusive, _)) => ranking.excluded_by_exclusive += 1,
-                Err((Stage::SiteNeeds, reason)) => {
-                    ranking.kept_off.push(HeldBack {
+                Err((stage @ (Stage::SiteNeeds | Stage::FirstRefusal), reason)) => {
+                    let row = HeldBack {
                         provider: c.provider.to_string(),
                         region: c.region.clone(),
                         instance_type: c.instance_type.to_string(),
                         capacity: c.price.capacity,
                         effective_per_hour: c.price.effective.saturating_mul(i64::from(job.num_nodes)),
                         reason: reason.clone(),
-                    });
-                    if furthest.as_ref().is_none_or(|(s, _)| *s < Stage::SiteNeeds) {
-                        furthest = Some((Stage::SiteNeeds, reason));
+                    };
+                    // Kept off for the site's abilities, or held back by a first-refusal clause.
+                    match stage {
+                        Stage::SiteNeeds => ranking.kept_off.push(row),
+                        _ => ranking.held_back.push(row),
                     }
-                }
-                Err((Stage::FirstRefusal, reason)) => {
-                    ranking.held_back.push(HeldBack {
-                        provider: c.provider.to_string(),
-                        region: c.region.clone(),
-                        instance_type: c.instance_type.to_string(),
-                        capacity: c.price.capacity,
-                        effective_per_hour: c.price.effective.saturating_mul(i64::from(job.num_nodes)),
-                        reason: reason.clone(),
-                    });
-                    if furthest.as_ref().is_none_or(|(s, _)| *s < Stage::FirstRefusal) {
-                        furthest = Some((Stage::FirstRefusal, reason));
+                    if furthest.as_ref().is_none_or(|(s, _)| *s < stage) {
+                        furthest = Some((stage, reason));
                     }
                 }
                 Err((stage, reason)) => {
