@@ -1,8 +1,9 @@
 //! Contracts in a pass: nodes a contract has not delivered yet are taken out of scheduling, every
-//! pool gets its live price and every queued job's options are bound by the clauses, all through
-//! the `cumulo_portfolio` functions `cumulo offers` and the simulator decide with
-//! (`pricing::price_pools` / `live_price`, `Status::of` against the burn schedule,
-//! `clauses::bind_queue` / `block`). Nothing here prices or judges a clause by itself.
+//! pool gets its live price and every queued job's options are bound by the clauses (the core
+//! applies `clauses::ActiveClauses` as its narrowing), all through the `cumulo_portfolio`
+//! functions `cumulo offers` and the simulator decide with (`pricing::price_pools` /
+//! `live_price`, `Status::of` against the burn schedule, `clauses::block`). Nothing here prices or
+//! judges a clause by itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

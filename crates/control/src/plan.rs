@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use cumulo_driver::Capacity;
-use cumulo_portfolio::clauses::{ActiveClauses, BoundQueue, bind_queue};
-use cumulo_sched::budget::HeldJob;
+use cumulo_portfolio::clauses::{ActiveClauses, ClauseNotes};
+use cumulo_sched::budget::{HeldJob, NarrowingAt};
 use cumulo_sched::needs::{self, Site};
-use cumulo_sched::{Plan, RunningAlloc, Snapshot};
+use cumulo_sched::{PendingReason, Plan, QueuedJob, RunningAlloc, Snapshot};
 use cumulo_store::{ActiveAttempt, NewAttempt, PlanCommit};
 use cumulo_types::{AttemptId, JobId, Money};
 
@@ -30,15 +30,16 @@ struct Decision {
     snapshot: Snapshot,
     /// The attempt running each job replica (to stop the scheduler's victims).
     attempt_of_replica: HashMap<(JobId, u32), AttemptId>,
-    /// The queue's side tables (its entries went to `bound`).
+    /// The queue's side tables (its entries went to the scheduler).
     queue: Queue,
     round: rounds::RoundPass,
     sites: Vec<Site>,
     /// Jobs kept off clusters reserved for other tenants, with those clusters' names.
     closed: HashMap<JobId, Vec<String>>,
-    /// The queue as the scheduler saw it: clauses bound, budgets gated.
-    bound: BoundQueue,
     over_budget: Vec<HeldJob>,
+    /// The words of the contract clause behind each waiting (job, replica) a clause held back or
+    /// kept from some providers, with its wait.
+    clause_words: HashMap<(JobId, u32), String>,
     plan: Plan,
     /// Placements the plan check refused.
     refused: Vec<Refused>,
@@ -210,25 +211,22 @@ impl Controller {
         self.lock().pool_prices =
             snapshot.pools.iter().map(|pool| (pool.name.clone(), pool.price_per_node_hour)).collect();
         let now_ts = now.timestamp().max(0) as u64;
-        let mut bound = BoundQueue::unbound(jobs);
+        let portfolio = self.options.portfolio.as_ref().map(|contracts| contracts.portfolio.as_ref());
+        let clauses = ActiveClauses::at(portfolio, now);
         if let Some(contracts) = &self.options.portfolio {
             let consumed = self.consumed().await?;
             let terms = contracts::pool_terms(&fleet, &infos, &self.options.contracts);
             contracts::price(&mut snapshot, &terms, contracts, &consumed, now);
-            let clauses = ActiveClauses::at(Some(&contracts.portfolio), now);
-            bound = bind_queue(bound.queue, &clauses, now_ts);
         }
-        let gated = cumulo_sched::budget::gate(
-            &snapshot.pools,
-            std::mem::take(&mut bound.queue),
-            &queue.durations,
-            &inputs.caps,
-        );
-        bound.queue = gated.queue;
+        let narrowing = NarrowingAt { narrowing: &clauses, now: now_ts };
+        let gated =
+            cumulo_sched::budget::gate_narrowed(&snapshot.pools, jobs, &queue.durations, &inputs.caps, &narrowing);
+        let jobs = gated.queue;
         let started = Instant::now();
-        let plan = cumulo_sched::schedule_with(&snapshot, &bound.queue, now_ts, &self.options.sched)?;
+        let plan = cumulo_sched::schedule_narrowed(&snapshot, &jobs, now_ts, &self.options.sched, &clauses)?;
         let decision_micros = started.elapsed().as_micros() as u64;
-        let checked = crate::check::check_plan(&snapshot, &bound.queue, plan);
+        let checked = crate::check::check_plan(&snapshot, &jobs, plan);
+        let clause_words = clause_words(&clauses, now_ts, &jobs, &checked.plan);
         // A job group is placed whole in one pass: a member left waiting holds the others back.
         let waiting_members = checked
             .plan
@@ -247,8 +245,8 @@ impl Controller {
             round,
             sites,
             closed,
-            bound,
             over_budget: gated.held,
+            clause_words,
             plan: checked.plan,
             refused: checked.refused,
             blocked,
@@ -259,10 +257,9 @@ impl Controller {
     /// Turns the plan's placements into new attempts. A placement whose cluster lacks what the
     /// job needs of its site, or whose job group waits, becomes a pending reason instead.
     fn add_launches(&self, decision: &Decision, commit: &mut PlanCommit) {
-        let Decision { infos, fleet, snapshot, queue, sites, bound, round, .. } = decision;
+        let Decision { infos, fleet, snapshot, queue, sites, round, .. } = decision;
         for placement in &decision.plan.placements {
             let mut placement = placement.clone();
-            placement.option = bound.original_option(placement.job, placement.replica, placement.option);
             placement.option = round.original_option(placement.job, placement.replica, placement.option);
             // Denials are by provider and region; a cluster sharing both with one that can is
             // caught here.
@@ -299,7 +296,7 @@ impl Controller {
 
     /// One pending reason per waiting job: its first waiting replica's (naming the replica when
     /// there are several) with what else keeps it (site needs, reserved clusters, a clause, a
-    /// move under way), then the jobs a clause or a budget held back. Returns how many wait.
+    /// move under way), then the jobs a budget held back. Returns how many wait.
     fn add_waiting_reasons(&self, decision: &Decision, commit: &mut PlanCommit) -> usize {
         let mut waiting = HashSet::new();
         for pending in &decision.plan.pending {
@@ -308,17 +305,19 @@ impl Controller {
                 commit.pending_reasons.push((pending.job, reason));
             }
         }
-        let held_by_clause = decision.bound.held.iter().cloned();
-        let over_budget = decision.over_budget.iter().map(|held| (held.job, held.reason.clone()));
-        for (job, reason) in held_by_clause.chain(over_budget) {
-            if waiting.insert(job) {
-                commit.pending_reasons.push((job, reason));
+        for held in &decision.over_budget {
+            if waiting.insert(held.job) {
+                commit.pending_reasons.push((held.job, held.reason.clone()));
             }
         }
         waiting.len()
     }
 
     fn waiting_reason(&self, decision: &Decision, pending: &cumulo_sched::Pending) -> String {
+        let clause = decision.clause_words.get(&(pending.job, pending.replica));
+        if let (PendingReason::ContractClause, Some(words)) = (&pending.reason, clause) {
+            return words.clone();
+        }
         let mut reason = if decision.queue.replicated.contains(&pending.job) {
             format!("replica {} waits: {}", pending.replica, pending.reason)
         } else {
@@ -333,7 +332,7 @@ impl Controller {
                 many => format!(" (clusters {} take only other tenants' jobs)", many.join(", ")),
             });
         }
-        if let Some(clause) = decision.bound.words(pending.job, pending.replica) {
+        if let Some(clause) = clause {
             reason = format!("{reason}; {clause}");
         }
         if let Some(m) = self.lock().moving.get(&pending.job) {
@@ -353,6 +352,26 @@ impl Controller {
             }
         }
     }
+}
+
+/// The words of the clause behind each (job, replica) `plan` leaves waiting, where a clause held
+/// it back or kept it from some providers.
+fn clause_words(
+    clauses: &ActiveClauses<'_>,
+    now: u64,
+    queue: &[QueuedJob],
+    plan: &Plan,
+) -> HashMap<(JobId, u32), String> {
+    if clauses.is_empty() || plan.pending.is_empty() {
+        return HashMap::new();
+    }
+    let waiting: HashSet<(JobId, u32)> = plan.pending.iter().map(|p| (p.job, p.replica)).collect();
+    let mut notes = ClauseNotes::new(clauses, now);
+    queue
+        .iter()
+        .filter(|q| waiting.contains(&(q.id, q.replica)))
+        .filter_map(|q| Some(((q.id, q.replica), notes.words(q)?.to_string())))
+        .collect()
 }
 
 /// The work the plan must keep: each active attempt's allocation, and the attempt running each

@@ -2,19 +2,21 @@
 //! the live scheduler apply: [`ActiveClauses::block`] says whether a clause keeps work on a GPU
 //! model from a provider, and with which words.
 //!
-//! `offers` asks it per candidate offer. The reconcile loop (and anything else that hands a job
-//! to the scheduling core) asks [`ActiveClauses::bind`], which narrows each of the job's resource
-//! options to the provider the clauses leave its GPU models, splitting an option whose models are
-//! bound differently; the core then honours the clauses without knowing about contracts. Both
-//! answer from the same `block`, so a provider is open to a GPU model in one exactly when it is in
-//! the other.
+//! `offers` asks it per candidate offer. The reconcile loop (and anything else that hands a queue
+//! to the scheduling core) passes the clauses to the core as its [`Narrowing`]: per distinct
+//! (request shape, regime) the core asks [`ActiveClauses::bind`]'s rule, which narrows each of the
+//! job's resource options to the provider the clauses leave its GPU models, splitting an option
+//! whose models are bound differently; the core then honours the clauses without knowing about
+//! contracts. Both answer from the same `block`, so a provider is open to a GPU model in one
+//! exactly when it is in the other. After the pass, [`ClauseNotes`] words the clause behind each
+//! waiting job.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cumulo_sched::QueuedJob;
-use cumulo_types::{GpuModel, GpuSelector, InfraSelector, JobId, ResourceOption};
+use cumulo_sched::{Narrowed, Narrowing, QueuedJob};
+use cumulo_types::{GpuModel, GpuSelector, InfraSelector, ResourceOption};
 use rustc_hash::FxHashMap;
 
 use crate::Portfolio;
@@ -103,7 +105,8 @@ impl fmt::Display for ClauseWords {
 }
 
 /// What [`ActiveClauses::bind`] decides for one list of resource options, before the words are
-/// given a job's wait: computed once per distinct (options, clauses binding) by [`bind_queue`].
+/// given a job's wait: computed once per distinct (shape, regime) by the core, through
+/// [`Narrowing`], and once per distinct (options, regime) by [`ClauseNotes`].
 struct Binding {
     options: Vec<BoundOption>,
     /// The bound options as queued: one list shared by every job of the binding.
@@ -315,179 +318,72 @@ impl<'a> ActiveClauses<'a> {
     }
 }
 
-/// A queue bound by the clauses: jobs whose options were split or dropped map their new option
-/// indices back to the job's own, and jobs the clauses leave nowhere to go wait with the clause's
-/// words.
-///
-/// Binding records per narrowed entry only its binding and wait (a push, in queue order); the
-/// lookups by job ([`BoundQueue::words`], [`BoundQueue::original_option`]) build their index at
-/// the first call, after the pass. The entries' own option lists are freed with the bound queue
-/// (after the pass, as a plain queue's are), not one by one while the pass allocates.
-#[derive(Default)]
-pub struct BoundQueue {
-    pub queue: Vec<QueuedJob>,
-    /// Jobs held back by a clause, with the reason.
-    pub held: Vec<(JobId, String)>,
-    /// Queue entries whose options a clause narrowed (handed on, not held).
-    pub entries_narrowed: usize,
-    bindings: Vec<Outcome>,
-    narrowed: Vec<Narrowed>,
-    /// (job, replica) → index into `narrowed`, built at the first lookup.
-    index: OnceLock<FxHashMap<(JobId, u32), u32>>,
-    /// The options the narrowed entries were queued with.
-    replaced: Vec<Arc<[ResourceOption]>>,
-}
-
-/// What a binding leaves for the lookups after the pass: its words and option origins.
-struct Outcome {
-    words: Option<ClauseWords>,
-    origins: Option<Arc<[u32]>>,
-}
-
-/// One narrowed queue entry: which binding, and how long the job had waited.
-struct Narrowed {
-    job: JobId,
-    replica: u32,
-    binding: u32,
-    waited_s: u64,
-}
-
-impl BoundQueue {
-    /// A queue no clause binds, handed on as it is.
-    pub fn unbound(queue: Vec<QueuedJob>) -> BoundQueue {
-        BoundQueue { queue, ..BoundQueue::default() }
+/// The clauses as the scheduling core's narrowing: the core calls `narrow` once per distinct
+/// (request shape, regime) while it interns the queue.
+impl Narrowing for ActiveClauses<'_> {
+    fn regime(&self, waited_s: u64) -> u64 {
+        ActiveClauses::regime(self, waited_s)
     }
 
-    fn narrowed(&self, job: JobId, replica: u32) -> Option<&Narrowed> {
-        let index = self.index.get_or_init(|| {
-            let mut index = FxHashMap::default();
-            index.reserve(self.narrowed.len());
-            for (i, n) in self.narrowed.iter().enumerate() {
-                index.insert((n.job, n.replica), i as u32);
+    fn narrow(&self, options: &[ResourceOption], waited_s: u64) -> Narrowed {
+        match self.binding(options, waited_s) {
+            None => Narrowed::Untouched,
+            Some(b) if b.queued.is_empty() => Narrowed::Nowhere,
+            Some(b) => {
+                let origins = b.origins.unwrap_or_else(|| (0..b.queued.len() as u32).collect());
+                Narrowed::To { options: b.queued, origins }
             }
-            index
-        });
-        index.get(&(job, replica)).map(|&i| &self.narrowed[i as usize])
-    }
-
-    /// The job's own index of the option a placement of `replica` used (`option` indexes the
-    /// bound options it was queued with).
-    pub fn original_option(&self, job: JobId, replica: u32, option: u32) -> u32 {
-        if self.bindings.iter().all(|b| b.origins.is_none()) {
-            return option;
         }
-        let origins = self.narrowed(job, replica).and_then(|n| self.bindings[n.binding as usize].origins.as_ref());
-        origins.and_then(|o| o.get(option as usize).copied()).unwrap_or(option)
-    }
-
-    /// The words of the clause that kept this entry from some providers, with the job's wait.
-    pub fn words(&self, job: JobId, replica: u32) -> Option<ClauseWords> {
-        let n = self.narrowed(job, replica)?;
-        self.bindings[n.binding as usize].words.as_ref().map(|w| w.for_wait(n.waited_s))
-    }
-
-    /// Narrowed entries whose options were split or dropped (their option indices differ).
-    pub fn entries_with_origins(&self) -> usize {
-        self.narrowed.iter().filter(|n| self.bindings[n.binding as usize].origins.is_some()).count()
     }
 }
 
-/// Binds each queued job's options by `clauses`, for the time it has waited by `now` (the
-/// scheduler's timestamp): what the reconcile loop and `cumulo bench sched --portfolio` hand to the
-/// scheduling core.
-///
-/// A job whose GPU models no clause binding after its wait covers (a mask test) is passed over.
-/// For the others [`ActiveClauses::bind`]'s rule runs once per distinct (resource options,
-/// clauses binding after the job's wait); every job of that key gets the same bound options (one
-/// shared list: binding a job is a pointer copy) and words. The queue is bound in place.
-pub fn bind_queue(mut queue: Vec<QueuedJob>, clauses: &ActiveClauses<'_>, now: u64) -> BoundQueue {
-    if clauses.is_empty() {
-        return BoundQueue::unbound(queue);
-    }
-    let mut shapes = Shapes::default();
-    let mut out = BoundQueue::default();
-    let mut held_at: Vec<usize> = Vec::new();
-    for (at, job) in queue.iter_mut().enumerate() {
-        let waited_s = now.saturating_sub(job.submitted_at);
-        let Some(b) = shapes.binding_of(job, clauses, waited_s) else { continue };
-        let binding = &shapes.bindings[b as usize];
-        if binding.queued.is_empty() {
-            held_at.push(at);
-            // a job's replicas are queued one after another: one reason per job
-            if out.held.last().is_none_or(|(id, _)| *id != job.id) {
-                let words = binding.words.as_ref().map(|w| w.for_wait(waited_s).to_string());
-                out.held.push((job.id, words.unwrap_or_default()));
-            }
-            continue;
-        }
-        out.narrowed.push(Narrowed { job: job.id, replica: job.replica, binding: b, waited_s });
-        out.replaced.push(std::mem::replace(&mut job.resources, Arc::clone(&binding.queued)));
-    }
-    out.entries_narrowed = out.narrowed.len();
-    if !held_at.is_empty() {
-        let (mut at, mut next) = (0, held_at.into_iter().peekable());
-        queue.retain(|_| {
-            let held = next.next_if_eq(&at).is_some();
-            at += 1;
-            !held
-        });
-    }
-    out.bindings = shapes.bindings.into_iter().map(|b| Outcome { words: b.words, origins: b.origins }).collect();
-    out.queue = queue;
-    out
-}
-
-/// The distinct bindings of a queue met so far, found by option list and regime.
-#[derive(Default)]
-struct Shapes {
-    bindings: Vec<Binding>,
-    /// Option list → its binding per regime (`None`: no clause touches it).
+/// The words of the clause behind each waiting queue entry, for its pending reason: the clause
+/// that held the job back or narrowed its options, with the job's own wait. `bind`'s rule runs
+/// once per distinct (option list, regime); entries no clause binding after their wait covers (a
+/// model mask per regime) are passed over without it. Used after a pass, on the entries left
+/// waiting.
+pub struct ClauseNotes<'c, 'a> {
+    clauses: &'c ActiveClauses<'a>,
+    now: u64,
+    /// Option list → its words per regime (`None`: no clause touches it).
     seen: FxHashMap<Arc<[ResourceOption]>, Vec<SeenRegime>>,
     covered: CoveredModels,
-    /// The last job's list and binding: replicas (and jobs built from one spec) share a list.
-    /// Every list met stays alive for the whole binding (in the queue, or in `replaced`), so an
-    /// address is never reused for another list.
-    last: Option<LastList>,
 }
 
 struct SeenRegime {
     regime: u64,
-    binding: Option<u32>,
+    words: Option<ClauseWords>,
 }
 
-struct LastList {
-    list: *const ResourceOption,
-    regime: u64,
-    binding: Option<u32>,
-}
+impl<'c, 'a> ClauseNotes<'c, 'a> {
+    /// Notes for a queue scheduled at `now` (the scheduler's timestamp).
+    pub fn new(clauses: &'c ActiveClauses<'a>, now: u64) -> ClauseNotes<'c, 'a> {
+        ClauseNotes { clauses, now, seen: FxHashMap::default(), covered: CoveredModels::default() }
+    }
 
-impl Shapes {
-    /// The index of `job`'s binding after a wait of `waited_s`; `None` where no clause touches it.
-    fn binding_of(&mut self, job: &QueuedJob, clauses: &ActiveClauses<'_>, waited_s: u64) -> Option<u32> {
-        let regime = clauses.regime(waited_s);
-        let covered = self.covered.of(clauses, regime, waited_s);
+    /// The words of the clause that held `job` back or kept its options from some providers,
+    /// with its wait; `None` where no clause touches it.
+    pub fn words(&mut self, job: &QueuedJob) -> Option<ClauseWords> {
+        if self.clauses.is_empty() {
+            return None;
+        }
+        let waited_s = cumulo_sched::narrow::waited_s(self.now, job.submitted_at);
+        let regime = self.clauses.regime(waited_s);
+        let covered = self.covered.of(self.clauses, regime, waited_s);
         if !job.resources.iter().any(|o| covered & accepted_models(o) != 0) {
             return None;
         }
-        let list = job.resources.as_ptr();
-        if let Some(last) = self.last.as_ref().filter(|l| l.list == list && l.regime == regime) {
-            return last.binding;
-        }
         let known = self.seen.get(&job.resources[..]).and_then(|r| r.iter().find(|s| s.regime == regime));
-        let binding = match known {
-            Some(seen) => seen.binding,
+        let words = match known {
+            Some(seen) => seen.words.clone(),
             None => {
-                let binding = clauses.binding(&job.resources, waited_s).map(|b| {
-                    self.bindings.push(b);
-                    self.bindings.len() as u32 - 1
-                });
+                let words = self.clauses.binding(&job.resources, waited_s).and_then(|b| b.words);
                 let regimes = self.seen.entry(Arc::clone(&job.resources)).or_default();
-                regimes.push(SeenRegime { regime, binding });
-                binding
+                regimes.push(SeenRegime { regime, words: words.clone() });
+                words
             }
         };
-        self.last = Some(LastList { list, regime, binding });
-        binding
+        words.map(|w| w.for_wait(waited_s))
     }
 }
 

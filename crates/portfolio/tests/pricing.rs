@@ -456,12 +456,27 @@ proptest! {
     }
 }
 
-/// `bind_queue` binds once per distinct (options, clauses binding after the wait) and reuses the
-/// result: every job must come out exactly as `bind` makes it on its own, words with its own wait.
+/// A pool of `nodes` 4-GPU nodes of `model` at `provider`, at `dollars` a node-hour.
+fn gpu_pool(id: u32, provider: &str, model: GpuModel, nodes: u32, dollars: i64) -> Pool {
+    let mut p = pool(id, provider, "r1", CapacityKind::OnDemand, &format!("{model}x4"), Money::from_dollars(dollars));
+    p.node_type.gpu = Some(model);
+    p.node_type.gpus = 4;
+    p.node_type.vcpus = 96;
+    p.node_type.memory_gb = 1024;
+    p.nodes = (0..nodes)
+        .map(|n| NodeState { name: format!("n{n}"), block: 0, nvlink_domain: n / 18, schedulable: true })
+        .collect();
+    p
+}
+
+/// The core narrows a queue by the clauses once per (shape, regime): every entry must be decided
+/// exactly as a plain pass decides the queue with each job's options bound by `bind` on its own
+/// (held jobs left out), with placements naming the job's own option, held jobs waiting with
+/// `contract_clause`, and `ClauseNotes` giving each entry bind's words with its own wait.
 #[test]
-fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
-    use cumulo_portfolio::clauses::bind_queue;
-    use cumulo_sched::QueuedJob;
+fn the_core_narrows_a_queue_as_bind_binds_each_job() {
+    use cumulo_portfolio::clauses::ClauseNotes;
+    use cumulo_sched::{Config, Pending, PendingReason, QueuedJob, schedule_narrowed, schedule_with};
     use cumulo_types::JobId;
 
     let demo = Portfolio::demo().unwrap();
@@ -482,110 +497,69 @@ fn a_queue_is_bound_job_by_job_as_bind_binds_each_job() {
         spec.replicas = 1 + (i % 2) as u32;
         queue.extend(QueuedJob::from_spec(JobId(i as u64 + 1), &spec, now - waited_s));
     }
-    let bound = bind_queue(queue.clone(), &clauses, now);
+    let mut snapshot = Snapshot {
+        pools: vec![
+            gpu_pool(0, "aws", GpuModel::GB200, 36, 40),
+            gpu_pool(1, "azure", GpuModel::GB200, 36, 60),
+            gpu_pool(2, "aws", GpuModel::GB300, 18, 70),
+            gpu_pool(3, "gcp", GpuModel::GB300, 36, 50),
+            gpu_pool(4, "gcp", GpuModel::H100, 4, 90),
+        ],
+        ..Snapshot::default()
+    };
+    let mut cpu = pool(5, "gcp", "r1", CapacityKind::OnDemand, "cpu", Money::from_dollars(1));
+    cpu.node_type.gpu = None;
+    cpu.node_type.gpus = 0;
+    snapshot.pools.push(cpu);
+    let config = Config::default();
+    let plan = schedule_narrowed(&snapshot, &queue, now, &config, &clauses).unwrap();
 
-    let mut expected_queue = Vec::new();
-    let mut expected_held = Vec::new();
-    let mut narrowed_entries = 0;
+    // The same queue bound job by job, through a plain pass.
+    let mut bound_queue = Vec::new();
+    let mut origins = BTreeMap::new();
+    let mut held = Vec::new();
+    let mut words = BTreeMap::new();
     for job in &queue {
         let waited_s = now - job.submitted_at;
-        match clauses.bind(&job.resources, waited_s) {
-            None => {
-                assert!(bound.words(job.id, job.replica).is_none(), "no words for {:?}", job.id);
-                expected_queue.push(job.clone());
-            }
-            Some(b) if b.options.is_empty() => {
-                if expected_held.last().is_none_or(|(id, _): &(JobId, String)| *id != job.id) {
-                    expected_held.push((job.id, b.reason.unwrap_or_default()));
-                }
-            }
-            Some(b) => {
-                let origins: Vec<u32> = b.options.iter().map(|o| o.original as u32).collect();
-                let mapped: Vec<u32> =
-                    (0..origins.len() as u32).map(|o| bound.original_option(job.id, job.replica, o)).collect();
-                assert_eq!(mapped, origins, "origins of {:?}", job.id);
-                narrowed_entries += 1;
-                if let Some(reason) = &b.reason {
-                    let words = bound.words(job.id, job.replica).map(|w| w.to_string());
-                    assert_eq!(words.as_ref(), Some(reason), "words of {:?} name its own wait", job.id);
-                }
-                let mut narrowed = job.clone();
-                narrowed.resources = b.options.into_iter().map(|o| o.option).collect();
-                expected_queue.push(narrowed);
-            }
+        let Some(b) = clauses.bind(&job.resources, waited_s) else {
+            bound_queue.push(job.clone());
+            continue;
+        };
+        words.insert((job.id, job.replica), b.reason.clone());
+        if b.options.is_empty() {
+            held.push(Pending { job: job.id, replica: job.replica, reason: PendingReason::ContractClause });
+            continue;
+        }
+        origins.insert((job.id, job.replica), b.options.iter().map(|o| o.original as u32).collect::<Vec<_>>());
+        let mut narrowed = job.clone();
+        narrowed.resources = b.options.into_iter().map(|o| o.option).collect();
+        bound_queue.push(narrowed);
+    }
+    let mut expected = schedule_with(&snapshot, &bound_queue, now, &config).unwrap();
+    for p in &mut expected.placements {
+        if let Some(o) = origins.get(&(p.job, p.replica)) {
+            p.option = o[p.option as usize];
         }
     }
-    assert_eq!(bound.queue, expected_queue, "every job is handed on as bind narrows it");
-    assert_eq!(bound.held, expected_held, "held jobs wait with bind's words, once per job");
-    assert!(!bound.held.is_empty() && bound.entries_narrowed > 0, "the queue exercises both outcomes");
-    assert_eq!(bound.entries_narrowed, narrowed_entries, "every narrowed entry is counted");
-    assert!(
-        bound.entries_with_origins() > 0 && bound.entries_with_origins() < narrowed_entries,
-        "origins are kept for split options only"
-    );
-    assert!(
-        queue.iter().any(|j| bound.words(j.id, j.replica).is_some_and(|w| w.to_string().ends_with("(waited 5m)"))),
-        "a first refusal's words carry the job's wait"
-    );
-}
-
-/// `cumulo offers --fleet`: an offer in a location where the fleet's clusters stand and none runs
-/// the job's container image is kept off with the reason the server gives, and each cluster says
-/// whether it can run the job; a location no cluster speaks for keeps its offers.
-#[test]
-fn offers_in_a_location_whose_clusters_cannot_run_the_image_are_kept_off_with_the_servers_reason() {
-    use cumulo_sched::needs::{Abilities, Needs, Site};
-    let catalog = Catalog::new(
-        "test",
-        vec![offer("aws", GpuModel::H100, 8, 98_000_000, None), offer("gcp", GpuModel::H100, 8, 99_000_000, None)],
-    );
-    let mut job = gpu_job(GpuModel::H100, 8, 1);
-    job.image = Some("nvcr.io/nvidia/pytorch:24.01-py3".into());
-    let no_images = Abilities { container_images: false, ..Abilities::ALL };
-    let sites = [
-        Site { name: "slurm-a".into(), provider: "aws".into(), region: "aws-r1".into(), abilities: no_images },
-        Site { name: "ray-b".into(), provider: "onprem".into(), region: "lab".into(), abilities: Abilities::ALL },
-    ];
-    let usage = Usage::default();
-    let query = |sites| Query {
-        job: &job,
-        catalog: &catalog,
-        portfolio: None,
-        usage: &usage,
-        now: at("2026-11-26"),
-        waited_s: 0,
-        config: PricingConfig::default(),
-        sites,
+    expected.pending.extend(held.iter().cloned());
+    let by_key = |pending: &[Pending]| -> BTreeMap<(JobId, u32), PendingReason> {
+        pending.iter().map(|p| ((p.job, p.replica), p.reason.clone())).collect()
     };
-    let r = rank(&query(&sites));
-    assert_eq!(r.feasible.iter().map(|row| row.provider.as_str()).collect::<Vec<_>>(), ["gcp"]);
-    assert_eq!(r.kept_off.len(), 1);
-    let job_needs = Needs::of_file(&job);
-    let words = job_needs.reason(cumulo_sched::needs::Need::ContainerImage, &["slurm-a"]);
-    assert_eq!(r.kept_off[0].provider, "aws");
-    assert_eq!(r.kept_off[0].reason, words);
-    assert_eq!(r.site_reason.as_deref(), Some(words.as_str()), "the server's pending reason: Needs::reasons");
-    assert_eq!(r.site_reason, job_needs.reasons(&sites));
-    assert_eq!(
-        r.sites.iter().map(|s| (s.cluster.as_str(), s.can_run)).collect::<Vec<_>>(),
-        [("slurm-a", false), ("ray-b", true)]
-    );
-    assert_eq!(r.sites[0].reason.as_deref(), Some(words.as_str()));
-    // Without sites (no fleet), nothing is kept off and nothing is said about clusters.
-    let r = rank(&query(&[]));
-    assert_eq!(r.feasible.len(), 2);
-    assert!(r.kept_off.is_empty() && r.sites.is_empty() && r.site_reason.is_none());
-    // Only unable clusters stand where the offers are: nothing is feasible, and the reason says why.
-    let r = rank(&query(&sites[..1]));
-    let gcp_too = [
-        sites[0].clone(),
-        Site { name: "slurm-g".into(), provider: "gcp".into(), region: "gcp-r1".into(), abilities: no_images },
-    ];
-    assert_eq!(r.feasible.len(), 1, "gcp has no cluster: not the fleet's say");
-    let r = rank(&query(&gcp_too));
-    assert!(r.feasible.is_empty());
-    assert_eq!(
-        r.infeasible.as_deref(),
-        Some(job_needs.reason(cumulo_sched::needs::Need::ContainerImage, &["slurm-a", "slurm-g"]).as_str())
+    assert_eq!(plan.placements, expected.placements, "every entry is placed as its bound options place it");
+    assert_eq!(by_key(&plan.pending), by_key(&expected.pending), "and waits for the same reason");
+    assert!(!held.is_empty() && !origins.is_empty(), "the queue exercises both outcomes");
+    let split = |p: &&cumulo_sched::Placement| {
+        origins.get(&(p.job, p.replica)).is_some_and(|o| o.iter().enumerate().any(|(i, &origin)| i as u32 != origin))
+    };
+    assert!(expected.placements.iter().any(|p| split(&p)), "a job with a split option is placed: origins matter");
+
+    let mut notes = ClauseNotes::new(&clauses, now);
+    for job in &queue {
+        let expected = words.get(&(job.id, job.replica)).cloned().flatten();
+        assert_eq!(notes.words(job).map(|w| w.to_string()), expected, "words of {:?} name its own wait", job.id);
+    }
+    assert!(
+        queue.iter().any(|j| notes.words(j).is_some_and(|w| w.to_string().ends_with("(waited 5m)"))),
+        "a first refusal's words carry the job's wait"
     );
 }

@@ -13,9 +13,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cumulo_types::{JobId, Money};
+use cumulo_types::{JobId, Money, ResourceOption};
 
-use crate::model::{Pool, QueuedJob};
+use crate::model::{Pool, QueuedJob, Timestamp};
+use crate::narrow::{self, Narrowed, Narrowing, Unnarrowed};
 
 /// Without a `duration`, a job is estimated at this many seconds.
 pub const DEFAULT_ESTIMATE_SECONDS: u64 = 3600;
@@ -46,8 +47,13 @@ pub struct BudgetGate {
 /// The cheapest feasible cost of one queue entry (one replica) per hour, `None` when no pool
 /// could hold one of its nodes.
 pub fn hourly_estimate(pools: &[Pool], job: &QueuedJob) -> Option<Money> {
+    hourly_estimate_on(pools, job, &job.resources)
+}
+
+/// [`hourly_estimate`] of `job` on `options` (its own, or what a narrowing left of them).
+fn hourly_estimate_on(pools: &[Pool], job: &QueuedJob, options: &[ResourceOption]) -> Option<Money> {
     let mut best: Option<Money> = None;
-    for option in job.resources.iter() {
+    for option in options {
         let per_node = option.accelerators.as_ref().map_or(0, |d| u64::from(d.per_node.0));
         for pool in pools.iter().filter(|p| !p.nodes.is_empty()) {
             let nt = &pool.node_type;
@@ -93,6 +99,24 @@ pub fn estimate(hourly: Money, duration_s: Option<u64>) -> Money {
 /// Splits `queue` into what may be placed and what the tenants' hard budgets hold back (see the
 /// module doc). `durations` holds each job's `duration` in seconds, where it gives one.
 pub fn gate(pools: &[Pool], queue: Vec<QueuedJob>, durations: &HashMap<JobId, u64>, caps: &[SpendCap]) -> BudgetGate {
+    gate_narrowed(pools, queue, durations, caps, &NarrowingAt { narrowing: &Unnarrowed, now: 0 })
+}
+
+/// A pass's narrowing and its `now` (the scheduler's timestamp), as the budget gate estimates by.
+pub struct NarrowingAt<'n> {
+    pub narrowing: &'n dyn Narrowing,
+    pub now: Timestamp,
+}
+
+/// [`gate`], estimating each job on its options as `at` narrows them; a job the narrowing leaves
+/// nowhere passes (the scheduler says why it waits).
+pub fn gate_narrowed(
+    pools: &[Pool],
+    queue: Vec<QueuedJob>,
+    durations: &HashMap<JobId, u64>,
+    caps: &[SpendCap],
+    at: &NarrowingAt<'_>,
+) -> BudgetGate {
     if caps.is_empty() {
         return BudgetGate { queue, held: Vec::new() };
     }
@@ -100,7 +124,13 @@ pub fn gate(pools: &[Pool], queue: Vec<QueuedJob>, durations: &HashMap<JobId, u6
     // Each capped job's estimate, over all its queued replicas.
     let mut jobs: BTreeMap<JobId, (Money, &QueuedJob)> = BTreeMap::new();
     for q in queue.iter().filter(|q| cap_of.contains_key(q.tenant.as_str())) {
-        let Some(hourly) = hourly_estimate(pools, q) else { continue };
+        let narrowed = at.narrowing.narrow(&q.resources, narrow::waited_s(at.now, q.submitted_at));
+        let hourly = match &narrowed {
+            Narrowed::Untouched => hourly_estimate(pools, q),
+            Narrowed::To { options, .. } => hourly_estimate_on(pools, q, options),
+            Narrowed::Nowhere => None,
+        };
+        let Some(hourly) = hourly else { continue };
         let entry = jobs.entry(q.id).or_insert((Money::ZERO, q));
         entry.0 += estimate(hourly, durations.get(&q.id).copied());
     }

@@ -27,6 +27,7 @@ use crate::model::{
     Backfill, Config, NodeAlloc, Pending, PendingReason, Placement, PlacementRule, Plan, Pool, PoolId, Preemption,
     QueueOrder, QueuedJob, QuotaResource, RunningAlloc, Snapshot, TargetClass, Timestamp,
 };
+use crate::narrow::{self, Narrowed, Narrowing, Unnarrowed};
 use crate::pool::{Need, PoolState};
 
 mod fairness;
@@ -497,7 +498,7 @@ impl Scheduler {
     /// is interned and ordered, then `Progress::Decided(queue_index)` after every decision, so
     /// that a benchmark can time decisions without the core reading a clock.
     pub fn schedule_observed(&mut self, queue: &[QueuedJob], now: Timestamp, observe: impl FnMut(Progress)) -> Plan {
-        self.pass(queue, now, observe, true)
+        self.pass(queue, now, &Unnarrowed, observe, true)
     }
 
     /// One pass by a scheduler used once (the server's [`crate::schedule_with`], benchmarks of
@@ -514,10 +515,35 @@ impl Scheduler {
         now: Timestamp,
         observe: impl FnMut(Progress),
     ) -> Plan {
-        self.pass(queue, now, observe, false)
+        self.pass(queue, now, &Unnarrowed, observe, false)
     }
 
-    fn pass(&mut self, queue: &[QueuedJob], now: Timestamp, mut observe: impl FnMut(Progress), commit: bool) -> Plan {
+    /// [`Scheduler::schedule_once`] with each job's options narrowed by `narrowing` for its wait
+    /// (see [`crate::narrow`]): once per distinct (shape, regime), while the queue is interned.
+    pub fn schedule_once_narrowed(self, queue: &[QueuedJob], now: Timestamp, narrowing: &dyn Narrowing) -> Plan {
+        self.schedule_once_narrowed_observed(queue, now, narrowing, |_| {})
+    }
+
+    /// [`Scheduler::schedule_once_narrowed`], reporting progress as
+    /// [`Scheduler::schedule_observed`] does.
+    pub fn schedule_once_narrowed_observed(
+        mut self,
+        queue: &[QueuedJob],
+        now: Timestamp,
+        narrowing: &dyn Narrowing,
+        observe: impl FnMut(Progress),
+    ) -> Plan {
+        self.pass(queue, now, narrowing, observe, false)
+    }
+
+    fn pass(
+        &mut self,
+        queue: &[QueuedJob],
+        now: Timestamp,
+        narrowing: &dyn Narrowing,
+        mut observe: impl FnMut(Progress),
+        commit: bool,
+    ) -> Plan {
         let mut plan = Plan { at: now, ..Plan::default() };
         for state in &mut self.pools {
             state.refresh_groups();
@@ -529,7 +555,7 @@ impl Scheduler {
         self.spread = None;
         self.pass_placed.clear();
         self.backfill = BackfillPass::start(now, &self.config);
-        let interned = self.intern(queue);
+        let interned = self.intern(queue, now, narrowing);
         let order = self.decision_order(queue, &interned);
         observe(Progress::Ordered);
         plan.placements.reserve(queue.len().min(1 << 20));

@@ -38,6 +38,7 @@ mod fragment;
 pub mod hetero;
 mod index;
 mod model;
+pub mod narrow;
 pub mod needs;
 mod pool;
 mod verify;
@@ -48,6 +49,7 @@ pub use model::{
     PoolId, Preemption, QueueOrder, QueuedJob, Quota, QuotaResource, RunningAlloc, Snapshot, TargetClass, TenantPolicy,
     Timestamp,
 };
+pub use narrow::{Narrowed, Narrowing};
 pub use verify::verify_plan;
 
 /// A snapshot that cannot be scheduled on: it contradicts itself.
@@ -80,4 +82,16 @@ pub fn schedule(snapshot: &Snapshot, queue: &[QueuedJob], now: Timestamp) -> Res
 /// [`schedule`] with explicit settings.
 pub fn schedule_with(snapshot: &Snapshot, queue: &[QueuedJob], now: Timestamp, config: &Config) -> Result<Plan, Error> {
     Ok(Scheduler::new(snapshot, *config)?.schedule_once(queue, now))
+}
+
+/// [`schedule_with`], with each job's options narrowed by `narrowing` for its wait (a
+/// portfolio's clauses; see [`narrow`]): the server's call when it holds contracts.
+pub fn schedule_narrowed(
+    snapshot: &Snapshot,
+    queue: &[QueuedJob],
+    now: Timestamp,
+    config: &Config,
+    narrowing: &dyn Narrowing,
+) -> Result<Plan, Error> {
+    Ok(Scheduler::new(snapshot, *config)?.schedule_once_narrowed(queue, now, narrowing))
 }

@@ -304,6 +304,9 @@ pub enum PendingReason {
     /// The job would fit now only on nodes reserved for the waiting gang `gang`, which starts
     /// there at `start`, and it is not expected to end by then (no `duration_s`, or too long).
     HeldForReservation { gang: JobId, start: Timestamp },
+    /// A contract clause (the pass's [`Narrowing`](crate::Narrowing)) leaves no provider that
+    /// may take any of the job's options yet; the caller words the clause.
+    ContractClause,
 }
 
 /// Which quota a job would break.
@@ -327,6 +330,7 @@ impl PendingReason {
             PendingReason::InsufficientCapacity { .. } => "insufficient_capacity",
             PendingReason::SpreadUnsatisfiable { .. } => "spread_unsatisfiable",
             PendingReason::HeldForReservation { .. } => "held_for_reservation",
+            PendingReason::ContractClause => "contract_clause",
         }
     }
 }
@@ -388,6 +392,7 @@ impl fmt::Display for PendingReason {
             PendingReason::HeldForReservation { gang, start } => {
                 write!(f, "held: would delay reserved gang job {gang} starting at {start}")
             }
+            PendingReason::ContractClause => f.write_str("a contract clause leaves no provider that may take it yet"),
         }
     }
 }

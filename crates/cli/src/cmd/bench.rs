@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::Context;
+use cumulo_portfolio::clauses::ActiveClauses;
 use cumulo_sched::{Config, Progress, Scheduler, verify_plan};
 use cumulo_synth::{FleetConfig, Mix, QueueConfig, fleet_totals};
 use serde::Serialize;
@@ -48,7 +49,7 @@ pub struct SchedArgs {
     /// Re-check the plan with the independent verifier afterwards (not timed)
     #[arg(long)]
     pub verify: bool,
-    /// Price pools and bind jobs with a portfolio first, as the server's reconcile loop does
+    /// Price pools with a portfolio and bind jobs by its clauses, as the server's reconcile loop does
     /// (`demo` for the built-in illustrative one, or a portfolio FILE): contract pools are held
     /// under the portfolio's contract of their provider and GPU model, burnt at 70% utilisation
     #[arg(long, value_name = "demo|FILE")]
@@ -131,15 +132,15 @@ struct ContractsReport {
     /// Contract pools held under a portfolio contract (the rest keep their synthetic price).
     contract_pools_priced: usize,
     pools: usize,
-    /// Jobs a clause narrowed, and jobs it holds back (not handed to the scheduler).
+    /// Queue entries a clause narrowed, and entries it holds back (pending `contract_clause`);
+    /// counted after the pass, untimed.
     jobs_narrowed: usize,
     jobs_held: usize,
-    /// Time to price every pool (`pricing::price_pools`) and bind the queue (`clauses::bind_queue`).
+    /// Time to price every pool (`pricing::price_pools`). Binding the clauses is part of the
+    /// pass: the core narrows each (shape, regime) while it interns the queue (in `prepare_s`).
     pricing_s: f64,
-    binding_s: f64,
-    contracts_s: f64,
-    /// contracts_s in CPU time of the thread.
-    contracts_cpu_s: Option<f64>,
+    /// pricing_s in CPU time of the thread.
+    pricing_cpu_s: Option<f64>,
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes; 0 where /proc is unavailable.
@@ -195,15 +196,13 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
         }
     }
     let build_s = wall.elapsed().as_secs_f64();
-    // The bound queue's lookups and the entries' own option lists live until after the pass,
-    // as in the reconcile loop (a plain queue's lists are freed after the pass too).
-    let (queue, contracts, _bound) = match &args.portfolio {
-        Some(name) => {
-            let (mut bound, report) = contract_aware(name, args.at.as_deref(), &mut snapshot, queue)?;
-            (std::mem::take(&mut bound.queue), Some(report), Some(bound))
-        }
-        None => (queue, None, None),
-    };
+    let portfolio =
+        args.portfolio.as_deref().map(|name| super::portfolio::load(Some(std::path::Path::new(name)))).transpose()?;
+    let at = super::portfolio::time_arg(args.at.as_deref())?;
+    let priced = portfolio.as_ref().map(|p| price_contract_pools(p, at, &mut snapshot));
+    // Without a portfolio no clause binds: the same call the server makes then.
+    let clauses = ActiveClauses::at(portfolio.as_ref(), at);
+    let now = queue.first().map_or(0, |j| j.submitted_at);
 
     let t = Instant::now();
     let index_cpu_start = thread_cpu_ns();
@@ -217,7 +216,7 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     let mut last = start;
     let mut prepare_s = 0.0;
     // one pass, as the server's `schedule_with` makes it (nothing is kept for a next pass)
-    let plan = scheduler.schedule_once_observed(&queue, queue.first().map_or(0, |j| j.submitted_at), |progress| {
+    let plan = scheduler.schedule_once_narrowed_observed(&queue, now, &clauses, |progress| {
         let now = Instant::now();
         match progress {
             Progress::Ordered => prepare_s = now.duration_since(start).as_secs_f64(),
@@ -229,11 +228,25 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     });
     let schedule_s = start.elapsed().as_secs_f64();
     let schedule_cpu_s = cpu_s_since(cpu_start);
-    let contracts_cpu_s = match &contracts {
-        Some(c) => c.contracts_cpu_s,
+    let pricing_cpu_s = match &priced {
+        Some(p) => p.pricing_cpu_s,
         None => Some(0.0),
     };
-    let pass_cpu_s = index_cpu_s.zip(schedule_cpu_s).zip(contracts_cpu_s).map(|((i, s), c)| i + s + c);
+    let pass_cpu_s = index_cpu_s.zip(schedule_cpu_s).zip(pricing_cpu_s).map(|((i, s), c)| i + s + c);
+    let contracts = portfolio.as_ref().zip(priced).map(|(p, priced)| {
+        let counted = count_clause_entries(&clauses, now, &queue, &plan);
+        ContractsReport {
+            portfolio: p.name.clone(),
+            illustrative: p.illustrative,
+            at: at.to_rfc3339(),
+            contract_pools_priced: priced.contract_pools_priced,
+            pools: snapshot.pools.len(),
+            jobs_narrowed: counted.narrowed,
+            jobs_held: counted.held,
+            pricing_s: priced.pricing_s,
+            pricing_cpu_s: priced.pricing_cpu_s,
+        }
+    });
 
     // Time spent in decisions that ended in a placement (a gang queue far larger than the fleet
     // is mostly quick "pending" decisions; this separates the placing work).
@@ -316,7 +329,7 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
         wall_s: wall.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
         verified,
-        pass_s: index_s + schedule_s + contracts.as_ref().map_or(0.0, |c| c.contracts_s),
+        pass_s: index_s + schedule_s + contracts.as_ref().map_or(0.0, |c| c.pricing_s),
         pass_cpu_s,
         contracts,
     };
@@ -334,23 +347,26 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prices the snapshot's pools and binds the queue with a portfolio, through the functions the
-/// reconcile loop calls (`pricing::price_pools`, `clauses::bind_queue`), and times both. A
-/// contract pool is held under the first contract of its provider with a node type of the same
-/// GPU model (mapping them is set-up, not timed); the others keep their synthetic price.
-fn contract_aware(
-    name: &str,
-    at: Option<&str>,
+/// What pricing the snapshot's pools with a portfolio took.
+struct Priced {
+    contract_pools_priced: usize,
+    pricing_s: f64,
+    pricing_cpu_s: Option<f64>,
+}
+
+/// Prices the snapshot's pools with `portfolio` at `at`, through the function the reconcile loop
+/// calls (`pricing::price_pools`), and times it. A contract pool is held under the first contract
+/// of its provider with a node type of the same GPU model (mapping them is set-up, not timed);
+/// the others keep their synthetic price.
+fn price_contract_pools(
+    portfolio: &cumulo_portfolio::Portfolio,
+    at: chrono::DateTime<chrono::Utc>,
     snapshot: &mut cumulo_sched::Snapshot,
-    queue: Vec<cumulo_sched::QueuedJob>,
-) -> anyhow::Result<(cumulo_portfolio::clauses::BoundQueue, ContractsReport)> {
-    use cumulo_portfolio::clauses::{ActiveClauses, bind_queue};
+) -> Priced {
     use cumulo_portfolio::pricing::{PricingConfig, Terms, price_pools};
-    use cumulo_portfolio::{Forecast, Portfolio, Usage};
+    use cumulo_portfolio::{Forecast, Usage};
     use cumulo_types::CapacityKind;
 
-    let portfolio = if name == "demo" { Portfolio::demo()? } else { Portfolio::from_file(std::path::Path::new(name))? };
-    let at = super::portfolio::time_arg(at)?;
     let mut contract_pools_priced = 0;
     let terms: Vec<Terms> = snapshot
         .pools
@@ -372,33 +388,29 @@ fn contract_aware(
         })
         .collect();
     let forecast = Forecast::Utilisation { bps: 7000 };
-    let now = queue.first().map_or(0, |j| j.submitted_at);
-    let jobs = queue.len();
-
     let t = Instant::now();
     let cpu_start = thread_cpu_ns();
-    let usage = Usage::at(&portfolio, &forecast, at);
-    price_pools(snapshot, &terms, &portfolio, &usage, at, &PricingConfig::default());
-    let pricing_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let clauses = ActiveClauses::at(Some(&portfolio), at);
-    let bound = bind_queue(queue, &clauses, now);
-    let binding_s = t.elapsed().as_secs_f64();
-    let contracts_cpu_s = cpu_s_since(cpu_start);
+    let usage = Usage::at(portfolio, &forecast, at);
+    price_pools(snapshot, &terms, portfolio, &usage, at, &PricingConfig::default());
+    Priced { contract_pools_priced, pricing_s: t.elapsed().as_secs_f64(), pricing_cpu_s: cpu_s_since(cpu_start) }
+}
 
-    let held_entries = jobs - bound.queue.len();
-    let report = ContractsReport {
-        portfolio: portfolio.name.clone(),
-        illustrative: portfolio.illustrative,
-        at: at.to_rfc3339(),
-        contract_pools_priced,
-        pools: snapshot.pools.len(),
-        jobs_narrowed: bound.entries_narrowed,
-        jobs_held: held_entries,
-        pricing_s,
-        binding_s,
-        contracts_s: pricing_s + binding_s,
-        contracts_cpu_s,
-    };
-    Ok((bound, report))
+/// Queue entries a clause narrowed, and entries it held back.
+struct ClauseEntries {
+    narrowed: usize,
+    held: usize,
+}
+
+/// Counts, after the pass, the entries the clauses touched: those the plan left pending with
+/// `contract_clause` were held, the other entries with clause words were narrowed.
+fn count_clause_entries(
+    clauses: &cumulo_portfolio::clauses::ActiveClauses<'_>,
+    now: u64,
+    queue: &[cumulo_sched::QueuedJob],
+    plan: &cumulo_sched::Plan,
+) -> ClauseEntries {
+    let held = plan.pending.iter().filter(|p| p.reason == cumulo_sched::PendingReason::ContractClause).count();
+    let mut notes = cumulo_portfolio::clauses::ClauseNotes::new(clauses, now);
+    let touched = queue.iter().filter(|q| notes.words(q).is_some()).count();
+    ClauseEntries { narrowed: touched.saturating_sub(held), held }
 }

@@ -95,7 +95,6 @@ pub fn time_arg(at: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
     }
 }
 
-/// The portfolio `--portfolio FILE` names, or the built-in demo.
 /// The portfolio `--portfolio` names: a YAML file, or `demo` (also when absent) for the built-in
 /// one, as a fleet file's `portfolio: demo` and `cumulo bench sched --portfolio demo` read it.
 pub fn load(path: Option<&Path>) -> anyhow::Result<Portfolio> {

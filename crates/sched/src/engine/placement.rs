@@ -62,7 +62,7 @@ impl Scheduler {
                     job: job.id,
                     replica: job.replica,
                     pool: self.meta[pool as usize].id,
-                    option,
+                    option: self.shapes[s].own_option(option),
                     price_per_hour: node_cost.saturating_mul(i64::from(job.num_nodes)),
                     nodes,
                 });

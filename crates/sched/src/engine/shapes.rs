@@ -23,7 +23,14 @@ pub(super) struct Candidate {
 
 /// Everything about a request shape that does not depend on the job's tenant or priority.
 pub(super) struct Shape {
+    /// The jobs' own options (the interning key, with `regime`).
+    pub(super) own: Arc<[ResourceOption]>,
+    /// The narrowing's regime the shape was narrowed in (0 without a narrowing).
+    pub(super) regime: u64,
+    /// The options placed on: `own`, or what the narrowing left of them.
     pub(super) resources: Arc<[ResourceOption]>,
+    /// Per option of `resources`, its index in `own`; `None` where they are the same list.
+    pub(super) origins: Option<Arc<[u32]>>,
     pub(super) ordered: bool,
     pub(super) num_nodes: u32,
     pub(super) topology: TopologyNeed,
@@ -41,6 +48,43 @@ pub(super) struct Shape {
     pub(super) failed_priority: Priority,
     /// The failure came while reserved nodes were cordoned: it holds only while they are.
     pub(super) failed_hiding: bool,
+}
+
+impl Shape {
+    /// The shape of `job` on `options`, with no candidates yet.
+    fn unbuilt(job: &QueuedJob, options: Arc<[ResourceOption]>) -> Shape {
+        Shape {
+            own: Arc::clone(&job.resources),
+            regime: 0,
+            resources: options,
+            origins: None,
+            ordered: job.ordered,
+            num_nodes: job.num_nodes,
+            topology: job.topology,
+            constraints: job.constraints.clone(),
+            needs: Vec::new(),
+            candidates: Vec::new(),
+            static_reason: None,
+            cursor: 0,
+            cursor_generation: 0,
+            cursor_hiding: false,
+            failed_generation: NEVER,
+            failed_priority: Priority(i32::MIN),
+            failed_hiding: false,
+        }
+    }
+
+    /// The job's own index of `option` (an index into `resources`).
+    pub(super) fn own_option(&self, option: u32) -> u32 {
+        self.origins.as_ref().and_then(|o| o.get(option as usize).copied()).unwrap_or(option)
+    }
+}
+
+/// How long a job has waited, and the narrowing's regime for that wait.
+#[derive(Clone, Copy)]
+struct Wait {
+    waited_s: u64,
+    regime: u64,
 }
 
 pub(super) const NEVER: u64 = u64::MAX;
@@ -110,7 +154,7 @@ pub(super) fn describe_need(resources: &[ResourceOption]) -> String {
 impl Scheduler {
     /// One sequential pass over the queue interns tenants and request shapes, so that the
     /// decisions (made in priority order) read compact arrays, not scattered jobs.
-    pub(super) fn intern(&mut self, queue: &[QueuedJob]) -> Interned {
+    pub(super) fn intern(&mut self, queue: &[QueuedJob], now: Timestamp, narrowing: &dyn Narrowing) -> Interned {
         let mut tenant_of: Vec<u32> = Vec::with_capacity(queue.len());
         let mut shape_of: Vec<u32> = Vec::with_capacity(queue.len());
         let mut last: Option<(&str, u32)> = None;
@@ -121,18 +165,21 @@ impl Scheduler {
             };
             last = Some((j.tenant.as_str(), t));
             tenant_of.push(t);
-            shape_of.push(self.shape_of(j) as u32);
+            let waited_s = narrow::waited_s(now, j.submitted_at);
+            let wait = Wait { waited_s, regime: narrowing.regime(waited_s) };
+            shape_of.push(self.shape_of(j, wait, narrowing) as u32);
         }
         Interned { tenant_of, shape_of }
     }
 
-    pub(super) fn shape_of(&mut self, job: &QueuedJob) -> usize {
+    fn shape_of(&mut self, job: &QueuedJob, wait: Wait, narrowing: &dyn Narrowing) -> usize {
         let mut h = FxHasher::default();
         job.resources.hash(&mut h);
         job.ordered.hash(&mut h);
         job.num_nodes.hash(&mut h);
         job.topology.hash(&mut h);
         job.constraints.hash(&mut h);
+        wait.regime.hash(&mut h);
         let key = h.finish();
         if let Some(ids) = self.shape_ids.get(&key) {
             for &id in ids {
@@ -140,41 +187,41 @@ impl Scheduler {
                 if s.num_nodes == job.num_nodes
                     && s.topology == job.topology
                     && s.ordered == job.ordered
-                    && s.resources == job.resources
+                    && s.regime == wait.regime
+                    && s.own == job.resources
                     && s.constraints == job.constraints
                 {
                     return id as usize;
                 }
             }
         }
-        let shape = self.build_shape(job);
+        let mut shape = match narrowing.narrow(&job.resources, wait.waited_s) {
+            Narrowed::Untouched => self.build_shape(job, Arc::clone(&job.resources)),
+            Narrowed::To { options, origins } => {
+                let mut shape = self.build_shape(job, options);
+                shape.origins = Some(origins);
+                shape
+            }
+            Narrowed::Nowhere => {
+                let mut shape = Shape::unbuilt(job, Arc::from([]));
+                shape.static_reason = Some(PendingReason::ContractClause);
+                shape
+            }
+        };
+        shape.regime = wait.regime;
         let id = self.shapes.len();
         self.shapes.push(shape);
         self.shape_ids.entry(key).or_default().push(id as u32);
         id
     }
 
-    /// Works out, once per shape, which (pool, option) pairs could ever hold it, cheapest first,
-    /// or the reason none can.
-    pub(super) fn build_shape(&self, job: &QueuedJob) -> Shape {
-        let mut shape = Shape {
-            resources: job.resources.clone(),
-            ordered: job.ordered,
-            num_nodes: job.num_nodes,
-            topology: job.topology,
-            constraints: job.constraints.clone(),
-            needs: Vec::new(),
-            candidates: Vec::new(),
-            static_reason: None,
-            cursor: 0,
-            cursor_generation: 0,
-            cursor_hiding: false,
-            failed_generation: NEVER,
-            failed_priority: Priority(i32::MIN),
-            failed_hiding: false,
-        };
+    /// Works out, once per shape, which (pool, option) pairs of `options` (the job's own, or
+    /// what a narrowing left of them) could ever hold it, cheapest first, or the reason none can.
+    fn build_shape(&self, job: &QueuedJob, options: Arc<[ResourceOption]>) -> Shape {
+        let mut shape = Shape::unbuilt(job, options);
+        let options = Arc::clone(&shape.resources);
         let invalid = |detail: String| Some(PendingReason::InvalidRequest { detail });
-        if job.resources.is_empty() {
+        if options.is_empty() {
             shape.static_reason = invalid("resources: expected at least one resource option".into());
             return shape;
         }
@@ -182,7 +229,7 @@ impl Scheduler {
             shape.static_reason = invalid("num_nodes 0: expected at least 1".into());
             return shape;
         }
-        for option in job.resources.iter() {
+        for option in options.iter() {
             match need_of(option) {
                 Ok(need) => shape.needs.push(need),
                 Err(detail) => {
@@ -196,7 +243,7 @@ impl Scheduler {
         let mut details: BTreeSet<String> = BTreeSet::new();
         let mut largest_group = 0;
         let n = job.num_nodes;
-        for (oi, option) in job.resources.iter().enumerate() {
+        for (oi, option) in options.iter().enumerate() {
             let need = &shape.needs[oi];
             for (pi, pool) in self.meta.iter().enumerate() {
                 let nt = &pool.node_type;
@@ -257,8 +304,8 @@ impl Scheduler {
         }
         if shape.candidates.is_empty() {
             shape.static_reason = Some(match stage {
-                0 => PendingReason::NoSuchGpuModel { wanted: describe_options(&job.resources) },
-                1 => PendingReason::NoNodeLargeEnough { wanted: describe_need(&job.resources) },
+                0 => PendingReason::NoSuchGpuModel { wanted: describe_options(&options) },
+                1 => PendingReason::NoNodeLargeEnough { wanted: describe_need(&options) },
                 2 => PendingReason::ConstraintExcludesAllPools {
                     detail: details.into_iter().collect::<Vec<_>>().join(", "),
                 },
