@@ -21,6 +21,8 @@
 //! the earliest time `T` the expected ends of running work free them (EASY backfill, see
 //! `engine/reserve.rs`); later jobs of the pass use those nodes only if their `duration_s` ends
 //! by `T`, else they backfill elsewhere or wait with `held_for_reservation`.
+//! A caller's [`Narrowing`] (a portfolio's contract clauses) narrows each job's options by its
+//! wait, once per (shape, regime) while the queue is interned ([`schedule_narrowed`]).
 //! [`verify_plan`] re-checks any plan from scratch, sharing no code with the indexes.
 //!
 //! The same [`Scheduler`] can live on: [`Scheduler::schedule`] commits its plan (placements run,

@@ -558,3 +558,56 @@ fn without_known_ends_no_reservation_is_made_and_small_jobs_are_not_held() {
     assert_eq!(reason(&plan, 1).code(), "insufficient_capacity", "the gang waits");
     assert!((18..36).contains(&placed(&plan, 2).nodes[0].node), "job 2 takes rack 1's room: nothing is reserved");
 }
+
+/// A narrowing as a portfolio's clauses make one: while a job has waited under an hour, H100
+/// work may go only to azure and H200 work nowhere.
+struct AzureFirstForAnHour;
+
+impl cumulo_sched::Narrowing for AzureFirstForAnHour {
+    fn regime(&self, waited_s: u64) -> u64 {
+        u64::from(waited_s < 3600)
+    }
+
+    fn narrow(&self, options: &[cumulo_types::ResourceOption], waited_s: u64) -> cumulo_sched::Narrowed {
+        if waited_s >= 3600 {
+            return cumulo_sched::Narrowed::Untouched;
+        }
+        let is = |o: &cumulo_types::ResourceOption, model| {
+            o.accelerators.as_ref().is_some_and(|a| a.selector.accepts(model))
+        };
+        let mut left = Vec::new();
+        let mut origins = Vec::new();
+        for (i, option) in options.iter().enumerate().filter(|(_, o)| is(o, GpuModel::H100)) {
+            let mut on_azure = option.clone();
+            on_azure.infra = Some(cumulo_types::InfraSelector::parse("azure").unwrap());
+            left.push(on_azure);
+            origins.push(i as u32);
+        }
+        if left.is_empty() {
+            return cumulo_sched::Narrowed::Nowhere;
+        }
+        cumulo_sched::Narrowed::To { options: left.into(), origins: origins.into() }
+    }
+}
+
+#[test]
+fn a_narrowing_binds_per_wait_and_placements_name_the_jobs_own_option() {
+    let fleet =
+        FleetBuilder::new().hgx("aws", GpuModel::H100, 2).price(10).hgx("azure", GpuModel::H100, 2).price(20).build();
+    let h200_or_h100 = |id: u64| job(id).gpus("H200", "8").or().gpus("H100", "8");
+    let queue = [
+        h200_or_h100(1).submitted_at(NOW).build(),
+        h200_or_h100(2).submitted_at(NOW - 7200).build(),
+        job(3).gpus("H200", "8").submitted_at(NOW).build(),
+    ];
+    let plan =
+        cumulo_sched::schedule_narrowed(&fleet, &queue, NOW, &cumulo_sched::Config::default(), &AzureFirstForAnHour)
+            .unwrap();
+    verify_plan(&fleet, &queue, &plan).expect("the plan keeps every invariant on the jobs' own options");
+    let provider = |p: &Placement| fleet.pools[p.pool.0 as usize].provider.clone();
+    assert_eq!(provider(placed(&plan, 1)), "azure", "a fresh job goes only to azure, though aws is cheaper");
+    assert_eq!(placed(&plan, 1).option, 1, "its H100 option is the job's second, though the only one left");
+    assert_eq!(provider(placed(&plan, 2)), "aws", "the same options after two hours: nothing binds, the cheapest wins");
+    assert_eq!(reason(&plan, 3), &PendingReason::ContractClause, "H200 only: no provider may take it yet");
+    assert_eq!(reason(&plan, 3).code(), "contract_clause");
+}
