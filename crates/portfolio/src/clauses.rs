@@ -12,6 +12,7 @@
 //! waiting job.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,9 +20,9 @@ use cumulo_sched::{Narrowed, Narrowing, QueuedJob};
 use cumulo_types::{GpuModel, GpuSelector, InfraSelector, ResourceOption};
 use rustc_hash::FxHashMap;
 
-use crate::Portfolio;
 use crate::clock::format_duration_s;
 use crate::model::in_scope;
+use crate::{Contract, Portfolio};
 
 /// One binding clause: which contract, its provider (the holder) and the GPU models it covers.
 struct Clause<'a> {
@@ -120,8 +121,14 @@ struct Binding {
 impl<'a> ActiveClauses<'a> {
     /// The clauses of `portfolio`'s contracts that run at `now` (none without a portfolio).
     pub fn at(portfolio: Option<&'a Portfolio>, now: DateTime<Utc>) -> ActiveClauses<'a> {
+        ActiveClauses::of(portfolio.into_iter().flat_map(|p| &p.contracts), now)
+    }
+
+    /// The clauses of `contracts` that run at `now` (the simulator holds a portfolio's contracts
+    /// one by one).
+    pub fn of(contracts: impl IntoIterator<Item = &'a Contract>, now: DateTime<Utc>) -> ActiveClauses<'a> {
         let mut out = ActiveClauses { exclusive: Vec::new(), first_refusal: Vec::new() };
-        for c in portfolio.into_iter().flat_map(|p| &p.contracts).filter(|c| c.is_active(now)) {
+        for c in contracts.into_iter().filter(|c| c.is_active(now)) {
             let (contract, holder) = (c.id.as_str(), c.provider.as_str());
             if let Some(scope) = &c.clauses.exclusive {
                 out.exclusive.push(Clause { contract, holder, gpus: scope, wait_s: None });
@@ -323,6 +330,15 @@ impl<'a> ActiveClauses<'a> {
 impl Narrowing for ActiveClauses<'_> {
     fn regime(&self, waited_s: u64) -> u64 {
         ActiveClauses::regime(self, waited_s)
+    }
+
+    /// The binding clauses' contracts, in order: the same contracts' clauses bind alike.
+    fn key(&self) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        for c in self.exclusive.iter().chain(&self.first_refusal) {
+            (c.contract, c.holder, c.gpus, c.wait_s).hash(&mut h);
+        }
+        h.finish()
     }
 
     fn narrow(&self, options: &[ResourceOption], waited_s: u64) -> Narrowed {

@@ -152,6 +152,8 @@ pub struct Scheduler {
     total_cpu_milli: u64,
     shapes: Vec<Shape>,
     shape_ids: FxMap<u64, Vec<u32>>,
+    /// The [`Narrowing::key`] the shapes were narrowed by.
+    narrowing_key: u64,
     /// Bumped whenever capacity is freed and at every pass; invalidates cursors and failure marks.
     generation: u64,
     /// Per pass: spread tallies, built the first time a pass meets a spread job.
@@ -215,6 +217,7 @@ impl Scheduler {
             total_cpu_milli: total_cpu_milli.max(1),
             shapes: Vec::new(),
             shape_ids: FxMap::default(),
+            narrowing_key: Unnarrowed.key(),
             generation: 0,
             spread: None,
             pass_placed: Vec::new(),
@@ -501,6 +504,13 @@ impl Scheduler {
         self.pass(queue, now, &Unnarrowed, observe, true)
     }
 
+    /// [`Scheduler::schedule`] with each job's options narrowed by `narrowing` for its wait (see
+    /// [`crate::narrow`]). Shapes kept from earlier passes are forgotten when the narrowing's key
+    /// differs from theirs.
+    pub fn schedule_narrowed(&mut self, queue: &[QueuedJob], now: Timestamp, narrowing: &dyn Narrowing) -> Plan {
+        self.pass(queue, now, narrowing, |_| {}, true)
+    }
+
     /// One pass by a scheduler used once (the server's [`crate::schedule_with`], benchmarks of
     /// it): the same decisions as [`Scheduler::schedule`], without booking the placements as
     /// running work, since nothing will read them.
@@ -548,8 +558,9 @@ impl Scheduler {
         for state in &mut self.pools {
             state.refresh_groups();
         }
-        if self.shapes.len() > SHAPE_CACHE_LIMIT {
+        if self.shapes.len() > SHAPE_CACHE_LIMIT || self.narrowing_key != narrowing.key() {
             self.forget_shapes();
+            self.narrowing_key = narrowing.key();
         }
         self.generation += 1;
         self.spread = None;

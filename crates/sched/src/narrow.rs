@@ -6,8 +6,8 @@
 //! queue is walked once, and binding grows with the shapes, not with the jobs. The core keeps
 //! each entry's own options; a placement names the option by its index among the job's own, and
 //! a job the rule leaves nowhere waits with [`PendingReason::ContractClause`](crate::PendingReason).
-//! Only a scheduler used for one pass takes a narrowing ([`crate::schedule_narrowed`]): a kept
-//! scheduler's shapes would outlive the rule they were narrowed by.
+//! A kept scheduler (the simulator's) keeps its shapes between passes only while the narrowing's
+//! [`Narrowing::key`] stays the same: a contract starting or ending changes what binds.
 
 use std::sync::Arc;
 
@@ -23,6 +23,9 @@ pub trait Narrowing {
 
     /// `options` narrowed for a job that has waited `waited_s`.
     fn narrow(&self, options: &[ResourceOption], waited_s: u64) -> Narrowed;
+
+    /// Two narrowings with one key narrow any options and waits alike.
+    fn key(&self) -> u64;
 }
 
 /// What a [`Narrowing`] leaves of a job's options.
@@ -46,6 +49,10 @@ impl Narrowing for Unnarrowed {
 
     fn narrow(&self, _options: &[ResourceOption], _waited_s: u64) -> Narrowed {
         Narrowed::Untouched
+    }
+
+    fn key(&self) -> u64 {
+        0
     }
 }
 

@@ -588,6 +588,10 @@ impl cumulo_sched::Narrowing for AzureFirstForAnHour {
         }
         cumulo_sched::Narrowed::To { options: left.into(), origins: origins.into() }
     }
+
+    fn key(&self) -> u64 {
+        1
+    }
 }
 
 #[test]
@@ -610,4 +614,37 @@ fn a_narrowing_binds_per_wait_and_placements_name_the_jobs_own_option() {
     assert_eq!(provider(placed(&plan, 2)), "aws", "the same options after two hours: nothing binds, the cheapest wins");
     assert_eq!(reason(&plan, 3), &PendingReason::ContractClause, "H200 only: no provider may take it yet");
     assert_eq!(reason(&plan, 3).code(), "contract_clause");
+}
+
+/// A narrowing that sends all GPU work to one provider, whatever the wait.
+struct OnlyOn(&'static str);
+
+impl cumulo_sched::Narrowing for OnlyOn {
+    fn regime(&self, _waited_s: u64) -> u64 {
+        0
+    }
+
+    fn narrow(&self, options: &[cumulo_types::ResourceOption], _waited_s: u64) -> cumulo_sched::Narrowed {
+        let infra = cumulo_types::InfraSelector::parse(self.0).unwrap();
+        let options: Vec<_> =
+            options.iter().map(|o| cumulo_types::ResourceOption { infra: Some(infra.clone()), ..o.clone() }).collect();
+        let origins: Vec<u32> = (0..options.len() as u32).collect();
+        cumulo_sched::Narrowed::To { options: options.into(), origins: origins.into() }
+    }
+
+    fn key(&self) -> u64 {
+        if self.0 == "aws" { 1 } else { 2 }
+    }
+}
+
+#[test]
+fn a_kept_scheduler_forgets_shapes_narrowed_by_another_narrowing() {
+    let fleet =
+        FleetBuilder::new().hgx("aws", GpuModel::H100, 2).price(10).hgx("azure", GpuModel::H100, 2).price(20).build();
+    let mut kept = cumulo_sched::Scheduler::new(&fleet, cumulo_sched::Config::default()).unwrap();
+    let first = kept.schedule_narrowed(&[job(1).gpus("H100", "8").build()], NOW, &OnlyOn("aws"));
+    let second = kept.schedule_narrowed(&[job(2).gpus("H100", "8").build()], NOW, &OnlyOn("azure"));
+    let provider = |plan: &Plan, id| fleet.pools[placed(plan, id).pool.0 as usize].provider.clone();
+    assert_eq!(provider(&first, 1), "aws");
+    assert_eq!(provider(&second, 2), "azure", "the same shape under a narrowing of another key is narrowed afresh");
 }

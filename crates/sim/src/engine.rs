@@ -988,6 +988,8 @@ impl<'a> Sim<'a> {
             self.sched.set_target(&target);
             self.target = target;
         }
+        // A portfolio's exclusive and first-refusal clauses bind every policy, as in the server.
+        let clauses = self.input.fleet.clauses_at(self.now);
         let cap = self.input.settings.max_queue_per_pass.max(1);
         let slice_len = self.queue.len().min(cap);
         let queue = &self.queue[..slice_len];
@@ -999,11 +1001,11 @@ impl<'a> Sim<'a> {
             if let Some(diff) = self.sched.differences(&fresh) {
                 panic!("the kept scheduler differs from a fresh build at {}: {diff}", self.now);
             }
-            Some(fresh.schedule_once(queue, self.now))
+            Some(fresh.schedule_once_narrowed(queue, self.now, &clauses))
         } else {
             None
         };
-        let plan = self.sched.schedule(queue, self.now);
+        let plan = self.sched.schedule_narrowed(queue, self.now, &clauses);
         if let Some(fresh_plan) = fresh_plan {
             assert!(plan == fresh_plan, "the kept scheduler planned differently from a fresh build at {}", self.now);
         }

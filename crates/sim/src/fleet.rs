@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use cumulo_portfolio::Portfolio;
 use cumulo_portfolio::burndown::scheduled;
+use cumulo_portfolio::clauses::ActiveClauses;
 use cumulo_sched::needs::{Abilities, Site};
 use cumulo_sched::{NodeState, Pool, PoolId};
 use cumulo_types::{CapacityKind, GpuModel, Money, NodeType};
@@ -66,8 +67,23 @@ pub struct PortfolioSchedule {
 impl PortfolioSchedule {
     /// Spend the portfolio schedules between the simulation's start and `now_s` seconds later.
     pub fn scheduled(&self, now_s: u64) -> Money {
-        let at = self.start + chrono::Duration::seconds(now_s.min(i64::MAX as u64 / 2) as i64);
-        scheduled(&self.contract, at) - scheduled(&self.contract, self.start)
+        scheduled(&self.contract, self.at(now_s)) - scheduled(&self.contract, self.start)
+    }
+
+    /// The calendar instant `now_s` seconds into the simulation.
+    pub fn at(&self, now_s: u64) -> DateTime<Utc> {
+        self.start + chrono::Duration::seconds(now_s.min(i64::MAX as u64 / 2) as i64)
+    }
+}
+
+impl Fleet {
+    /// The clauses of the portfolio's contracts that run `now_s` seconds into the simulation
+    /// (none without a portfolio): the same `cumulo_portfolio::clauses` rule `cumulo offers` and
+    /// the server bind jobs with.
+    pub fn clauses_at(&self, now_s: u64) -> ActiveClauses<'_> {
+        let mut held = self.contracts.iter().filter_map(|c| c.schedule.as_ref()).peekable();
+        let at = held.peek().map_or(DateTime::<Utc>::UNIX_EPOCH, |s| s.at(now_s));
+        ActiveClauses::of(held.map(|s| &s.contract), at)
     }
 }
 

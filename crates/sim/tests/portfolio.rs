@@ -303,3 +303,66 @@ fn the_demo_year_example_loads_and_its_workload_is_sized_to_the_fleet() {
     println!("contract GPUs on average {mean_gpus:.0}, offered {offered:.0}");
     assert!((0.8..1.5).contains(&(offered / mean_gpus)), "offered {offered:.0} of {mean_gpus:.0}");
 }
+
+/// Two contracts of H100 boxes: AWS's cheap one, and Azure's dearer one from 2026-01-11 (day 10)
+/// with an exclusive clause on H100 work.
+const EXCLUSIVE: &str = "
+name: exclusive
+node_types:
+  - {name: h100-box, gpu: H100, gpus: 8, vcpus: 96, memory_gb: 1024}
+contracts:
+  - id: cheap
+    provider: aws
+    committed_usd: 1000
+    term: {start: 2026-01-01, end: 2026-12-31}
+    ramp:
+      - {date: 2026-01-01, region: us-east-1, node_type: h100-box, nodes: 2}
+    rates:
+      - {node_type: h100-box, per_node_hour: 10}
+  - id: sole
+    provider: azure
+    committed_usd: 1000
+    term: {start: 2026-01-11, end: 2026-12-31}
+    ramp:
+      - {date: 2026-01-11, region: eastus, node_type: h100-box, nodes: 2}
+    rates:
+      - {node_type: h100-box, per_node_hour: 90}
+    clauses:
+      exclusive: {gpus: [H100]}
+";
+
+#[test]
+fn the_simulator_binds_a_portfolios_clauses_from_the_day_its_contract_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::load(&write_scenario(dir.path(), EXCLUSIVE)).unwrap();
+    let fleet = Fleet::for_scenario(&scenario).unwrap();
+    let tenants = vec!["t".to_string()];
+    let speeds = vec![SpeedRow::uniform("x")];
+    let one_node = |arrival_s: u64| TraceJob { num_nodes: 1, ..gang_of_four(arrival_s, 3600) };
+    for policy in [PolicyName::Cumulo, PolicyName::CheapestFirst, PolicyName::FifoFirstFit] {
+        let settings = SimSettings { tick_s: 60, sample_s: Some(DAY), ..SimSettings::default() };
+        let input = RunInput {
+            fleet: &fleet,
+            speeds: &speeds,
+            tenants: &tenants,
+            events: &[],
+            settings: &settings,
+            policy,
+            horizon_s: Some(30 * DAY),
+            sample_s: DAY,
+            span_s: 30 * DAY,
+            seed: 0,
+            target: None,
+            needs: &[],
+        };
+        let r = run_jobs(&input, &[one_node(DAY), one_node(20 * DAY), one_node(20 * DAY)]).unwrap();
+        assert_eq!(r.finished, 3, "{policy:?}");
+        let consumed = |c: &str| r.cost.by_contract[c].consumed_usd;
+        assert_eq!(consumed("cheap"), 10.0, "{policy:?}: on day 1 only AWS has nodes: one $10 hour");
+        assert_eq!(
+            consumed("sole"),
+            180.0,
+            "{policy:?}: on day 20 Azure's exclusive clause binds: both jobs take its $90 hours, none AWS's free nodes"
+        );
+    }
+}
