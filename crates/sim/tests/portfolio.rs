@@ -4,6 +4,7 @@
 
 use cumulo_sim::engine::RunInput;
 use cumulo_sim::fleet::Fleet;
+use cumulo_sim::report::PolicyReport;
 use cumulo_sim::scenario::{PolicyName, Scenario, SimSettings};
 use cumulo_sim::simulate::{run_jobs, simulate};
 use cumulo_sim::speed::{ModelSet, SpeedRow};
@@ -72,6 +73,29 @@ fn gang_of_four(arrival_s: u64, work_s: u64) -> TraceJob {
     }
 }
 
+/// Runs `jobs` on `fleet` under `policy` for 30 simulated days: one tenant, uniform speeds, a
+/// one-minute tick and daily samples.
+fn run_30_days(fleet: &Fleet, policy: PolicyName, jobs: &[TraceJob]) -> PolicyReport {
+    let tenants = vec!["t".to_string()];
+    let speeds = vec![SpeedRow::uniform("x")];
+    let settings = SimSettings { tick_s: 60, sample_s: Some(DAY), ..SimSettings::default() };
+    let input = RunInput {
+        fleet,
+        speeds: &speeds,
+        tenants: &tenants,
+        events: &[],
+        settings: &settings,
+        policy,
+        horizon_s: Some(30 * DAY),
+        sample_s: DAY,
+        span_s: 30 * DAY,
+        seed: 0,
+        target: None,
+        needs: &[],
+    };
+    run_jobs(&input, jobs).unwrap()
+}
+
 #[test]
 fn ramps_become_one_contract_pool_with_later_steps_as_deliveries() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,25 +120,8 @@ fn ramps_become_one_contract_pool_with_later_steps_as_deliveries() {
     assert!(!fleet.illustrative);
 
     // A job needing all 4 nodes arrives at 0 and can start only when the second step lands.
-    let tenants = vec!["t".to_string()];
-    let speeds = vec![SpeedRow::uniform("x")];
     for policy in [PolicyName::Cumulo, PolicyName::FifoFirstFit, PolicyName::CheapestFirst] {
-        let settings = SimSettings { tick_s: 60, sample_s: Some(DAY), ..SimSettings::default() };
-        let input = RunInput {
-            fleet: &fleet,
-            speeds: &speeds,
-            tenants: &tenants,
-            events: &[],
-            settings: &settings,
-            policy,
-            horizon_s: Some(30 * DAY),
-            sample_s: DAY,
-            span_s: 30 * DAY,
-            seed: 0,
-            target: None,
-            needs: &[],
-        };
-        let r = run_jobs(&input, &[gang_of_four(0, 100)]).unwrap();
+        let r = run_30_days(&fleet, policy, &[gang_of_four(0, 100)]);
         assert_eq!(r.finished, 1, "{policy:?}");
         assert_eq!(r.queueing_delay_s["all"].mean_s, (10 * DAY) as f64, "{policy:?}");
         assert_eq!(r.jct_s["all"].mean_s, (10 * DAY + 100) as f64, "{policy:?}");
@@ -336,26 +343,9 @@ fn the_simulator_binds_a_portfolios_clauses_from_the_day_its_contract_starts() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario::load(&write_scenario(dir.path(), EXCLUSIVE)).unwrap();
     let fleet = Fleet::for_scenario(&scenario).unwrap();
-    let tenants = vec!["t".to_string()];
-    let speeds = vec![SpeedRow::uniform("x")];
     let one_node = |arrival_s: u64| TraceJob { num_nodes: 1, ..gang_of_four(arrival_s, 3600) };
     for policy in [PolicyName::Cumulo, PolicyName::CheapestFirst, PolicyName::FifoFirstFit] {
-        let settings = SimSettings { tick_s: 60, sample_s: Some(DAY), ..SimSettings::default() };
-        let input = RunInput {
-            fleet: &fleet,
-            speeds: &speeds,
-            tenants: &tenants,
-            events: &[],
-            settings: &settings,
-            policy,
-            horizon_s: Some(30 * DAY),
-            sample_s: DAY,
-            span_s: 30 * DAY,
-            seed: 0,
-            target: None,
-            needs: &[],
-        };
-        let r = run_jobs(&input, &[one_node(DAY), one_node(20 * DAY), one_node(20 * DAY)]).unwrap();
+        let r = run_30_days(&fleet, policy, &[one_node(DAY), one_node(20 * DAY), one_node(20 * DAY)]);
         assert_eq!(r.finished, 3, "{policy:?}");
         let consumed = |c: &str| r.cost.by_contract[c].consumed_usd;
         assert_eq!(consumed("cheap"), 10.0, "{policy:?}: on day 1 only AWS has nodes: one $10 hour");
