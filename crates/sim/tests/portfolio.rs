@@ -257,25 +257,9 @@ contracts:
     .unwrap();
     let fleet = Fleet::build(&spec, &[], &[]).unwrap();
     assert_eq!(fleet.contracts[0].schedule, None);
-    let (tenants, speeds) = (vec!["t".to_string()], vec![SpeedRow::uniform("x")]);
-    let settings = SimSettings { tick_s: 60, sample_s: Some(DAY), ..SimSettings::default() };
-    let input = RunInput {
-        fleet: &fleet,
-        speeds: &speeds,
-        tenants: &tenants,
-        events: &[],
-        settings: &settings,
-        policy: PolicyName::Cumulo,
-        horizon_s: Some(30 * DAY),
-        sample_s: DAY,
-        span_s: 30 * DAY,
-        seed: 0,
-        target: None,
-        needs: &[],
-    };
     let mut job = gang_of_four(0, 20 * DAY);
     job.num_nodes = 1;
-    let r = run_jobs(&input, &[job]).unwrap();
+    let r = run_30_days(&fleet, PolicyName::Cumulo, &[job]);
     // $3,000 over 30 days: $1,000 by day 10
     let day_10 = r.burn_down["k"].iter().find(|b| b.t_s == 10 * DAY).expect("a sample at day 10");
     assert_eq!(day_10.scheduled_usd, 1000.0);
