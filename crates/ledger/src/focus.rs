@@ -624,6 +624,8 @@ fn resource_and_sku_columns(line: &mut CsvLine, r: &UsageRecord) {
             s.push_str(c);
         }
         s.push(':');
+        push_money(s, r.rate);
+        s.push(':');
         push_time(s, r.price_from);
     });
     line.quoted(|json| push_tags(json, r));
@@ -860,6 +862,8 @@ mod tests {
             price_id.push(':');
             price_id.push_str(c);
         }
+        price_id.push(':');
+        price_id.push_str(&decimal_money(r.rate));
         price_id.push(':');
         price_id.push_str(&format_time(r.price_from));
         let mut details = serde_json::json!({

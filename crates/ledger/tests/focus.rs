@@ -242,3 +242,27 @@ fn focus_rows_read_as_expected() {
     let tags: serde_json::Value = serde_json::from_str(&december[0]["Tags"]).unwrap();
     assert_eq!(tags["cumulo.tenant"], "serving, \"eu\"");
 }
+
+/// The server rates live prices from one step that starts at the epoch (the price paid now), so a
+/// key and a start alone do not name a price: `SkuPriceId` carries the rate, one id per unit price.
+#[test]
+fn each_unit_price_has_its_own_sku_price_id() {
+    let rated = |rate: &str, job: u64| {
+        let mut prices = cumulo_ledger::PriceBook::new();
+        let key = cumulo_ledger::PriceKey::contract(&common::aws(), "p5.48xlarge", "aws-2026");
+        prices.set_price(key, chrono::DateTime::<chrono::Utc>::UNIX_EPOCH, usd(rate)).unwrap();
+        let mut ledger = Ledger::new();
+        let obs = Obs::new(job, "2026-11-10T00:00:00Z", "2026-11-10T01:00:00Z").contract("aws-2026").build();
+        ledger.ingest(&obs, &prices).unwrap();
+        let csv = to_focus_csv(ledger.records(), &FocusOptions::default()).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let column = reader.headers().unwrap().iter().position(|h| h == "SkuPriceId").unwrap();
+        let ids: Vec<String> =
+            reader.records().map(|r| r.unwrap()[column].to_string()).filter(|id| id.contains(":contract:")).collect();
+        ids
+    };
+    let at_60 = rated("60", 1);
+    assert_eq!(at_60, ["aws:p5.48xlarge:contract:aws-2026:60:1970-01-01T00:00:00Z"], "the rate is in the id");
+    assert_ne!(rated("12.5", 2), at_60, "another rate under the same key and start is another price");
+    assert_eq!(rated("60", 3), at_60, "the same rate is the same price, whichever job pays it");
+}
