@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use cumulo_sched::budget::{HeldJob, SpendCap, gate, hourly_estimate};
-use cumulo_synth::{FleetBuilder, job};
+use cumulo_synth::{FleetBuilder, OnlyOn, job};
 use cumulo_types::{GpuModel, JobId, Money, Priority};
 
 fn cap(tenant: &str, budget: i64, spent: i64) -> SpendCap {
@@ -71,4 +71,19 @@ fn a_duration_sets_the_estimate_and_uncapped_tenants_pass() {
     assert_eq!(ids(&out.queue), vec![1, 2], "half an hour at $100/h is exactly the $50 budget; `other` has none");
     let out = gate(&fleet.pools, queue, &HashMap::new(), &[cap("research", 50, 0)]);
     assert_eq!(ids(&out.queue), vec![2], "without a duration the estimate is one hour: $100");
+}
+
+#[test]
+fn a_job_a_clause_keeps_from_the_cheaper_provider_is_estimated_where_it_may_go() {
+    use cumulo_sched::budget::{NarrowingAt, gate_narrowed};
+    let fleet =
+        FleetBuilder::new().hgx("aws", GpuModel::H100, 4).price(40).hgx("azure", GpuModel::H100, 4).price(100).build();
+    let queue = vec![job(1).tenant("research").gpus("H100", "8").build()];
+    let caps = [cap("research", 50, 0)];
+    let plain = gate(&fleet.pools, queue.clone(), &HashMap::new(), &caps);
+    assert_eq!(ids(&plain.queue), vec![1], "an hour at aws's $40 fits the $50 budget");
+    let at = NarrowingAt { narrowing: &OnlyOn("azure"), now: 0 };
+    let bound = gate_narrowed(&fleet.pools, queue, &HashMap::new(), &caps, &at);
+    assert!(bound.queue.is_empty(), "the clause leaves only azure's $100 hour: over the budget");
+    assert!(bound.held[0].reason.contains("this job ~$100.00"), "{}", bound.held[0].reason);
 }

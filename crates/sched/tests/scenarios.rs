@@ -3,7 +3,7 @@
 use cumulo_sched::{
     Error, GpuAlloc, PendingReason, Placement, Plan, PoolId, QueuedJob, Quota, Snapshot, schedule, verify_plan,
 };
-use cumulo_synth::{FleetBuilder, job};
+use cumulo_synth::{FleetBuilder, OnlyOn, job};
 use cumulo_types::{CapacityKind, GpuModel, JobId, Money, Priority, TopologyNeed};
 
 const NOW: u64 = 1_000_000;
@@ -614,27 +614,6 @@ fn a_narrowing_binds_per_wait_and_placements_name_the_jobs_own_option() {
     assert_eq!(provider(placed(&plan, 2)), "aws", "the same options after two hours: nothing binds, the cheapest wins");
     assert_eq!(reason(&plan, 3), &PendingReason::ContractClause, "H200 only: no provider may take it yet");
     assert_eq!(reason(&plan, 3).code(), "contract_clause");
-}
-
-/// A narrowing that sends all GPU work to one provider, whatever the wait.
-struct OnlyOn(&'static str);
-
-impl cumulo_sched::Narrowing for OnlyOn {
-    fn regime(&self, _waited_s: u64) -> u64 {
-        0
-    }
-
-    fn narrow(&self, options: &[cumulo_types::ResourceOption], _waited_s: u64) -> cumulo_sched::Narrowed {
-        let infra = cumulo_types::InfraSelector::parse(self.0).unwrap();
-        let options: Vec<_> =
-            options.iter().map(|o| cumulo_types::ResourceOption { infra: Some(infra.clone()), ..o.clone() }).collect();
-        let origins: Vec<u32> = (0..options.len() as u32).collect();
-        cumulo_sched::Narrowed::To { options: options.into(), origins: origins.into() }
-    }
-
-    fn key(&self) -> u64 {
-        if self.0 == "aws" { 1 } else { 2 }
-    }
 }
 
 #[test]

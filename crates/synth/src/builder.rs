@@ -368,3 +368,28 @@ impl From<JobBuilder> for QueuedJob {
         b.build()
     }
 }
+
+/// A narrowing for tests: every option may go only to `provider` (as an exclusive contract clause
+/// leaves work), whatever the wait.
+pub struct OnlyOn(pub &'static str);
+
+impl cumulo_sched::Narrowing for OnlyOn {
+    fn regime(&self, _waited_s: u64) -> u64 {
+        0
+    }
+
+    fn narrow(&self, options: &[ResourceOption], _waited_s: u64) -> cumulo_sched::Narrowed {
+        let infra = InfraSelector::parse(self.0).expect("valid provider");
+        let options: Vec<ResourceOption> =
+            options.iter().map(|o| ResourceOption { infra: Some(infra.clone()), ..o.clone() }).collect();
+        let origins: Vec<u32> = (0..options.len() as u32).collect();
+        cumulo_sched::Narrowed::To { options: options.into(), origins: origins.into() }
+    }
+
+    fn key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut h);
+        h.finish()
+    }
+}

@@ -16,7 +16,7 @@ use cumulo_types::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use builder::{FleetBuilder, JobBuilder, cpu_node_type, gpu_node_type, job, list_price};
+pub use builder::{FleetBuilder, JobBuilder, OnlyOn, cpu_node_type, gpu_node_type, job, list_price};
 
 /// Bad generator settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
