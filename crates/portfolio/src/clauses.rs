@@ -334,11 +334,14 @@ impl Narrowing for ActiveClauses<'_> {
 
     /// The binding clauses' contracts, in order: the same contracts' clauses bind alike.
     fn key(&self) -> u64 {
+        if self.is_empty() {
+            return cumulo_sched::narrow::NOTHING_BINDS;
+        }
         let mut h = rustc_hash::FxHasher::default();
         for c in self.exclusive.iter().chain(&self.first_refusal) {
             (c.contract, c.holder, c.gpus, c.wait_s).hash(&mut h);
         }
-        h.finish()
+        h.finish().max(1)
     }
 
     fn narrow(&self, options: &[ResourceOption], waited_s: u64) -> Narrowed {

@@ -24,7 +24,8 @@ pub trait Narrowing {
     /// `options` narrowed for a job that has waited `waited_s`.
     fn narrow(&self, options: &[ResourceOption], waited_s: u64) -> Narrowed;
 
-    /// Two narrowings with one key narrow any options and waits alike.
+    /// Two narrowings with one key narrow any options and waits alike. [`NOTHING_BINDS`] says
+    /// that this one leaves every option untouched: the core then skips it per job.
     fn key(&self) -> u64;
 }
 
@@ -39,6 +40,9 @@ pub enum Narrowed {
     Nowhere,
 }
 
+/// The [`Narrowing::key`] of a narrowing that leaves every option untouched.
+pub const NOTHING_BINDS: u64 = 0;
+
 /// The narrowing of a plain pass: nothing binds.
 pub struct Unnarrowed;
 
@@ -52,7 +56,7 @@ impl Narrowing for Unnarrowed {
     }
 
     fn key(&self) -> u64 {
-        0
+        NOTHING_BINDS
     }
 }
 

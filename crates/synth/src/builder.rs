@@ -390,6 +390,6 @@ impl cumulo_sched::Narrowing for OnlyOn {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.0.hash(&mut h);
-        h.finish()
+        h.finish().max(1)
     }
 }

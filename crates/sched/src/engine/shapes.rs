@@ -158,6 +158,7 @@ impl Scheduler {
         let mut tenant_of: Vec<u32> = Vec::with_capacity(queue.len());
         let mut shape_of: Vec<u32> = Vec::with_capacity(queue.len());
         let mut last: Option<(&str, u32)> = None;
+        let binds = narrowing.key() != narrow::NOTHING_BINDS;
         for j in queue {
             let t = match last {
                 Some((name, t)) if name == j.tenant => t,
@@ -166,7 +167,7 @@ impl Scheduler {
             last = Some((j.tenant.as_str(), t));
             tenant_of.push(t);
             let waited_s = narrow::waited_s(now, j.submitted_at);
-            let wait = Wait { waited_s, regime: narrowing.regime(waited_s) };
+            let wait = Wait { waited_s, regime: if binds { narrowing.regime(waited_s) } else { 0 } };
             shape_of.push(self.shape_of(j, wait, narrowing) as u32);
         }
         Interned { tenant_of, shape_of }
