@@ -215,7 +215,7 @@ fn sched(args: SchedArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last = start;
     let mut prepare_s = 0.0;
-    // one pass, as the server's `schedule_with` makes it (nothing is kept for a next pass)
+    // one pass, as the server's `schedule_narrowed` makes it (nothing is kept for a next pass)
     let plan = scheduler.schedule_once_narrowed_observed(&queue, now, &clauses, |progress| {
         let now = Instant::now();
         match progress {
