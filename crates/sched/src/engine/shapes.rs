@@ -21,16 +21,21 @@ pub(super) struct Candidate {
     pub(super) node_cost: Money,
 }
 
+/// The jobs' own options of a narrowed shape, and the index among them of each option left.
+pub(super) struct NarrowedFrom {
+    own: Arc<[ResourceOption]>,
+    origins: Arc<[u32]>,
+}
+
 /// Everything about a request shape that does not depend on the job's tenant or priority.
 pub(super) struct Shape {
-    /// The jobs' own options (the interning key, with `regime`).
-    pub(super) own: Arc<[ResourceOption]>,
     /// The narrowing's regime the shape was narrowed in (0 without a narrowing).
     pub(super) regime: u64,
-    /// The options placed on: `own`, or what the narrowing left of them.
+    /// The options placed on: the jobs' own, or what a narrowing left of them.
     pub(super) resources: Arc<[ResourceOption]>,
-    /// Per option of `resources`, its index in `own`; `None` where they are the same list.
-    pub(super) origins: Option<Arc<[u32]>>,
+    /// Where a narrowing changed the options: the jobs' own (the interning key) and where each
+    /// of `resources` came from. `None` (most shapes) where `resources` are the jobs' own.
+    pub(super) narrowed_from: Option<Box<NarrowedFrom>>,
     pub(super) ordered: bool,
     pub(super) num_nodes: u32,
     pub(super) topology: TopologyNeed,
@@ -54,10 +59,9 @@ impl Shape {
     /// The shape of `job` on `options`, with no candidates yet.
     fn unbuilt(job: &QueuedJob, options: Arc<[ResourceOption]>) -> Shape {
         Shape {
-            own: Arc::clone(&job.resources),
             regime: 0,
             resources: options,
-            origins: None,
+            narrowed_from: None,
             ordered: job.ordered,
             num_nodes: job.num_nodes,
             topology: job.topology,
@@ -74,9 +78,14 @@ impl Shape {
         }
     }
 
+    /// The jobs' own options (the interning key, with `regime`).
+    fn own(&self) -> &Arc<[ResourceOption]> {
+        self.narrowed_from.as_ref().map_or(&self.resources, |n| &n.own)
+    }
+
     /// The job's own index of `option` (an index into `resources`).
     pub(super) fn own_option(&self, option: u32) -> u32 {
-        self.origins.as_ref().and_then(|o| o.get(option as usize).copied()).unwrap_or(option)
+        self.narrowed_from.as_ref().and_then(|n| n.origins.get(option as usize).copied()).unwrap_or(option)
     }
 }
 
@@ -189,7 +198,7 @@ impl Scheduler {
                     && s.topology == job.topology
                     && s.ordered == job.ordered
                     && s.regime == wait.regime
-                    && s.own == job.resources
+                    && *s.own() == job.resources
                     && s.constraints == job.constraints
                 {
                     return id as usize;
@@ -200,11 +209,13 @@ impl Scheduler {
             Narrowed::Untouched => self.build_shape(job, Arc::clone(&job.resources)),
             Narrowed::To { options, origins } => {
                 let mut shape = self.build_shape(job, options);
-                shape.origins = Some(origins);
+                shape.narrowed_from = Some(Box::new(NarrowedFrom { own: Arc::clone(&job.resources), origins }));
                 shape
             }
             Narrowed::Nowhere => {
                 let mut shape = Shape::unbuilt(job, Arc::from([]));
+                let origins = Arc::from([]);
+                shape.narrowed_from = Some(Box::new(NarrowedFrom { own: Arc::clone(&job.resources), origins }));
                 shape.static_reason = Some(PendingReason::ContractClause);
                 shape
             }
