@@ -175,7 +175,15 @@ async fn a_job_in_a_container_image_goes_only_where_images_run() {
         Some(serde_json::json!("sim-h100")),
         "the image job goes where images run, not to `here`: {why:?}"
     );
-    let job = client.job(local_only.id).await.unwrap().job;
+    // The second job may have come in after the pass that placed the first: wait for its own pass.
+    let mut job = client.job(local_only.id).await.unwrap().job;
+    for _ in 0..100 {
+        if job.pending_reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        job = client.job(local_only.id).await.unwrap().job;
+    }
     assert_eq!(job.state, JobState::Pending, "the only cluster it may use cannot run its image");
     let reason = job.pending_reason.unwrap_or_default();
     assert!(
